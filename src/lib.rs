@@ -6,3 +6,4 @@
 //! objects and writes the status, and [`agent`] runs inside every server pod.
 
 pub mod api;
+pub mod quorum;

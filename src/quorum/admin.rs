@@ -1,0 +1,327 @@
+//! Client of ZooKeeper's AdminServer (`http://<server>:8080/commands/<name>`).
+//!
+//! The AdminServer is the one interface that tells whether a server is *in a quorum*: `srvr`
+//! answers with the server's mode, or with an "error" when the server is not serving. The 4lw
+//! `ruok` answers `imok` even without a quorum, so it is never used here.
+//!
+//! Answers are parsed leniently (unknown fields ignored, numbers accepted as JSON numbers or
+//! strings) and every failure becomes an [`AdminError`]: nothing a server sends can panic.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The role a serving server reports in `server_stats.server_state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerMode {
+    Leader,
+    Follower,
+    Observer,
+    Standalone,
+}
+
+impl ServerMode {
+    fn parse(state: &str) -> Option<Self> {
+        match state {
+            "leader" => Some(Self::Leader),
+            "follower" => Some(Self::Follower),
+            "observer" => Some(Self::Observer),
+            "standalone" => Some(Self::Standalone),
+            _ => None,
+        }
+    }
+}
+
+/// What `srvr` says about a serving server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerStats {
+    pub mode: ServerMode,
+    /// `server_stats.last_processed_zxid`: epoch in the high 32 bits, counter in the low 32.
+    pub last_zxid: u64,
+    pub version: Option<String>,
+}
+
+/// The answer of `srvr`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SrvrAnswer {
+    /// The server is part of a quorum (or standalone) and serves clients.
+    Serving(ServerStats),
+    /// The process answers but is not serving, with the server's own words
+    /// (normally "This ZooKeeper instance is not currently serving requests").
+    NotServing(String),
+}
+
+/// Selected fields of `mntr` (the leader adds `synced_followers` and friends).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MonitorStats {
+    pub server_state: Option<String>,
+    pub znode_count: Option<u64>,
+    pub quorum_size: Option<u64>,
+    pub synced_followers: Option<u64>,
+    pub outstanding_requests: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AdminError {
+    /// No HTTP answer: connection refused or reset, or the timeout elapsed.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// An HTTP answer that is not the AdminServer JSON we expect.
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+}
+
+/// Asks AdminServers for `srvr` and `mntr`, each request bounded by one timeout.
+#[derive(Clone, Debug)]
+pub struct AdminClient {
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// `timeout` bounds each whole request, connect included.
+    pub fn new(timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .pool_max_idle_per_host(1)
+            .build()
+            .expect("an HTTP client without TLS or proxies always builds");
+        Self { http }
+    }
+
+    /// `GET <base>/commands/srvr`. `base` is e.g. `http://10.0.0.7:8080`.
+    pub async fn srvr(&self, base: &str) -> Result<SrvrAnswer, AdminError> {
+        parse_srvr(&self.command(base, "srvr").await?)
+    }
+
+    /// `GET <base>/commands/mntr`.
+    pub async fn mntr(&self, base: &str) -> Result<MonitorStats, AdminError> {
+        parse_mntr(&self.command(base, "mntr").await?)
+    }
+
+    async fn command(&self, base: &str, name: &str) -> Result<Value, AdminError> {
+        let url = format!("{}/commands/{name}", base.trim_end_matches('/'));
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| AdminError::Unreachable(describe_request_error(&e)))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| AdminError::Unreachable(describe_request_error(&e)))?;
+        if !status.is_success() {
+            return Err(AdminError::Unexpected(format!("HTTP {status} from {url}")));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| AdminError::Unexpected(format!("{name} answered invalid JSON: {e}")))
+    }
+}
+
+fn describe_request_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection refused".to_string()
+    } else {
+        // reqwest's Display omits the cause ("error sending request"); the source says why.
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            text = format!("{text}: {s}");
+            source = s.source();
+        }
+        text
+    }
+}
+
+/// The non-null `error` field of an AdminServer answer, if any.
+fn error_field(answer: &Value) -> Option<String> {
+    match answer.get("error") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    }
+}
+
+fn as_u64(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Interprets a `srvr` answer.
+pub fn parse_srvr(answer: &Value) -> Result<SrvrAnswer, AdminError> {
+    if !answer.is_object() {
+        return Err(AdminError::Unexpected("srvr answer is not a JSON object".into()));
+    }
+    if let Some(error) = error_field(answer) {
+        return Ok(SrvrAnswer::NotServing(error));
+    }
+    let stats = answer
+        .get("server_stats")
+        .ok_or_else(|| AdminError::Unexpected("srvr answer has no server_stats".into()))?;
+    let state = stats
+        .get("server_state")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AdminError::Unexpected("srvr answer has no server_state".into()))?;
+    let mode = ServerMode::parse(state)
+        .ok_or_else(|| AdminError::Unexpected(format!("unknown server_state {state:?}")))?;
+    let last_zxid = stats
+        .get("last_processed_zxid")
+        .and_then(as_u64)
+        .ok_or_else(|| AdminError::Unexpected("srvr answer has no last_processed_zxid".into()))?;
+    Ok(SrvrAnswer::Serving(ServerStats {
+        mode,
+        last_zxid,
+        version: answer
+            .get("version")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    }))
+}
+
+/// Interprets a `mntr` answer. A not-serving server answers `mntr` with an error too.
+pub fn parse_mntr(answer: &Value) -> Result<MonitorStats, AdminError> {
+    if !answer.is_object() {
+        return Err(AdminError::Unexpected("mntr answer is not a JSON object".into()));
+    }
+    if let Some(error) = error_field(answer) {
+        return Err(AdminError::Unexpected(format!("mntr: {error}")));
+    }
+    let number = |key: &str| answer.get(key).and_then(as_u64);
+    Ok(MonitorStats {
+        server_state: answer
+            .get("server_state")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        znode_count: number("znode_count"),
+        quorum_size: number("quorum_size"),
+        synced_followers: number("synced_followers"),
+        outstanding_requests: number("outstanding_requests"),
+    })
+}
+
+/// The epoch (high 32 bits) of a zxid.
+pub fn zxid_epoch(zxid: u64) -> u32 {
+    (zxid >> 32) as u32
+}
+
+/// A zxid the way ZooKeeper's own tools print it: `0x` and lower-case hex.
+pub fn zxid_hex(zxid: u64) -> String {
+    format!("{zxid:#x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn serving_follower() {
+        let answer = json!({
+            "version": "3.9.6-1", "read_only": false,
+            "server_stats": {"server_state": "follower", "last_processed_zxid": 4294967299u64, "uptime": 10},
+            "node_count": 5, "command": "srvr", "error": null
+        });
+        assert_eq!(
+            parse_srvr(&answer),
+            Ok(SrvrAnswer::Serving(ServerStats {
+                mode: ServerMode::Follower,
+                last_zxid: 0x1_0000_0003,
+                version: Some("3.9.6-1".into()),
+            }))
+        );
+    }
+
+    #[test]
+    fn every_mode_is_recognised() {
+        for (state, mode) in [
+            ("leader", ServerMode::Leader),
+            ("follower", ServerMode::Follower),
+            ("observer", ServerMode::Observer),
+            ("standalone", ServerMode::Standalone),
+        ] {
+            let answer = json!({"server_stats": {"server_state": state, "last_processed_zxid": "7"}});
+            match parse_srvr(&answer) {
+                Ok(SrvrAnswer::Serving(stats)) => {
+                    assert_eq!(stats.mode, mode);
+                    assert_eq!(stats.last_zxid, 7);
+                }
+                other => panic!("{state}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn not_serving_answer_carries_the_servers_words() {
+        let answer = json!({"command": "srvr",
+            "error": "This ZooKeeper instance is not currently serving requests"});
+        assert_eq!(
+            parse_srvr(&answer),
+            Ok(SrvrAnswer::NotServing(
+                "This ZooKeeper instance is not currently serving requests".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn malformed_answers_are_errors_not_panics() {
+        for answer in [
+            json!([]),
+            json!("imok"),
+            json!({}),
+            json!({"server_stats": {}}),
+            json!({"server_stats": {"server_state": "looking", "last_processed_zxid": 1}}),
+            json!({"server_stats": {"server_state": "leader"}}),
+            json!({"server_stats": {"server_state": "leader", "last_processed_zxid": -1}}),
+            json!({"server_stats": {"server_state": 3, "last_processed_zxid": 1}}),
+        ] {
+            assert!(
+                matches!(parse_srvr(&answer), Err(AdminError::Unexpected(_))),
+                "{answer}"
+            );
+        }
+    }
+
+    #[test]
+    fn mntr_fields() {
+        let answer = json!({"server_state": "leader", "znode_count": 12, "quorum_size": 3,
+            "synced_followers": 2, "outstanding_requests": 0, "command": "mntr", "error": null});
+        assert_eq!(
+            parse_mntr(&answer),
+            Ok(MonitorStats {
+                server_state: Some("leader".into()),
+                znode_count: Some(12),
+                quorum_size: Some(3),
+                synced_followers: Some(2),
+                outstanding_requests: Some(0),
+            })
+        );
+        assert!(parse_mntr(&json!({"error": "not serving"})).is_err());
+    }
+
+    #[test]
+    fn zxid_parts() {
+        assert_eq!(zxid_epoch(0x0000_0005_0000_0010), 5);
+        assert_eq!(zxid_hex(0x0000_0005_0000_0010), "0x500000010");
+        assert_eq!(zxid_hex(0), "0x0");
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_unreachable() {
+        // Bind then drop a listener so the port is known to be closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = AdminClient::new(Duration::from_millis(500));
+        let result = client.srvr(&format!("http://127.0.0.1:{port}")).await;
+        assert!(matches!(result, Err(AdminError::Unreachable(_))), "{result:?}");
+    }
+}
