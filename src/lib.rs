@@ -5,5 +5,8 @@
 //! they are doing and decides the ensemble's phase, [`controller`] does the IO that applies the
 //! objects and writes the status, and [`agent`] runs inside every server pod.
 
+pub mod agent;
 pub mod api;
+pub mod build;
+pub mod controller;
 pub mod quorum;

@@ -41,35 +41,55 @@ pub fn operator_owned_keys(config: &BTreeMap<String, String>) -> Vec<&str> {
         .map(String::as_str)
         .filter(|key| {
             OPERATOR_OWNED_CONFIG_KEYS.contains(key)
-                || OPERATOR_OWNED_CONFIG_PREFIXES.iter().any(|p| key.starts_with(p))
+                || OPERATOR_OWNED_CONFIG_PREFIXES
+                    .iter()
+                    .any(|p| key.starts_with(p))
         })
         .collect()
 }
 
-/// The CEL expression behind the owned-key rule, built from the same lists the renderer uses.
-fn owned_key_cel(var: &str) -> String {
-    let exact = OPERATOR_OWNED_CONFIG_KEYS
+/// Adds to the `spec.config` schema one CEL rule per operator-owned key and one for the owned
+/// prefixes, each with a message naming what to remove.
+///
+/// One rule per key, rather than one rule whose message lists the offending keys: a message
+/// expression that scans keys of unbounded length exceeds the API server's cost budget, while
+/// `'dataDir' in self` is a map lookup.
+fn refuse_owned_config_keys(schema: &mut schemars::Schema) {
+    for key in OPERATOR_OWNED_CONFIG_KEYS {
+        let rule = kube::core::Rule::new(format!("!('{key}' in self)")).message(
+            format!(
+                "spec.config: {key} is managed by Zooherd and cannot be set; remove it (data directories, ports and membership are configured by the operator)"
+            )
+            .as_str(),
+        );
+        kube::core::validate(schema, rule).expect("a CEL rule serializes to JSON");
+    }
+    let prefixes: Vec<String> = OPERATOR_OWNED_CONFIG_PREFIXES
         .iter()
-        .map(|k| format!("{var} == '{k}'"))
-        .collect::<Vec<_>>();
-    let prefixes = OPERATOR_OWNED_CONFIG_PREFIXES
+        .map(|p| format!("'{p}'"))
+        .collect();
+    let names: Vec<String> = OPERATOR_OWNED_CONFIG_PREFIXES
         .iter()
-        .map(|p| format!("{var}.startsWith('{p}')"))
-        .collect::<Vec<_>>();
-    format!("({})", [exact, prefixes].concat().join(" || "))
-}
-
-fn config_owned_keys_rule() -> kube::core::Rule {
-    let owned = owned_key_cel("k");
-    kube::core::Rule::new(format!("!self.exists(k, {owned})")).message(
-        kube::core::Message::Expression(format!(
-            "'spec.config: ' + self.filter(k, {owned}).join(', ') + ' managed by Zooherd and cannot be set; remove them (membership, dataDir, ports, the AdminServer and metrics are configured by the operator)'"
-        )),
-    )
+        .map(|p| format!("{p}*"))
+        .collect();
+    let rule = kube::core::Rule::new(format!(
+        "!self.exists(k, [{}].exists(p, k.startsWith(p)))",
+        prefixes.join(", ")
+    ))
+    .message(
+        format!(
+            "spec.config: keys {} are managed by Zooherd (membership, the AdminServer and metrics); remove them",
+            names.join(", ")
+        )
+        .as_str(),
+    );
+    kube::core::validate(schema, rule).expect("a CEL rule serializes to JSON");
 }
 
 /// The ensemble's spec. Everything but `storage` (volumes cannot change after creation) may be
 /// edited at any time; the operator rolls the change through the ensemble.
+// Every printcolumn repeats `type_ =` and `description =`, which clippy takes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "zooherd.dev",
@@ -82,14 +102,57 @@ fn config_owned_keys_rule() -> kube::core::Rule {
     namespaced,
     status = "ZooKeeperEnsembleStatus",
     doc = "A ZooKeeper ensemble run by Zooherd: a StatefulSet of ZooKeeper servers whose quorum the operator watches and reports.",
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.phase", description = "Quorum status: PENDING, ACTIVE, DEGRADED or DOWN"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready", description = "Serving voters / voters"),
-    printcolumn(name = "Leader", type_ = "string", json_path = ".status.leader", description = "Pod of the current leader"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Quorum", type_ = "integer", json_path = ".status.quorum", description = "Voters needed for a quorum", priority = 1),
-    printcolumn(name = "Tolerance", type_ = "integer", json_path = ".status.faultTolerance", description = "How many more voters may fail", priority = 1),
-    printcolumn(name = "Zxid", type_ = "string", json_path = ".status.zxid", description = "Last zxid the leader processed", priority = 1),
-    printcolumn(name = "Connect", type_ = "string", json_path = ".status.connectString", description = "Client connect string", priority = 1)
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Quorum status: PENDING, ACTIVE, DEGRADED or DOWN"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.ready",
+        description = "Serving voters / voters"
+    ),
+    printcolumn(
+        name = "Leader",
+        type_ = "string",
+        json_path = ".status.leader",
+        description = "Pod of the current leader"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Quorum",
+        type_ = "integer",
+        json_path = ".status.quorum",
+        description = "Voters needed for a quorum",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Tolerance",
+        type_ = "integer",
+        json_path = ".status.faultTolerance",
+        description = "How many more voters may fail",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Zxid",
+        type_ = "string",
+        json_path = ".status.zxid",
+        description = "Last zxid the leader processed",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Connect",
+        type_ = "string",
+        json_path = ".status.connectString",
+        description = "Client connect string",
+        priority = 1
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ZooKeeperEnsembleSpec {
@@ -121,8 +184,8 @@ pub struct ZooKeeperEnsembleSpec {
     #[x_kube(
         validation = kube::core::Rule::new("self.all(k, k.matches('^[A-Za-z0-9][A-Za-z0-9_.\\\\-]*$'))").message("spec.config: keys must be zoo.cfg property names made of letters, digits, '.', '_' and '-' (no '=', spaces or line breaks); rename or remove the offending key"),
         validation = kube::core::Rule::new("self.all(k, !self[k].contains('\\n') && !self[k].contains('\\r'))").message("spec.config: values must be a single line; remove the line break from the value"),
-        validation = config_owned_keys_rule(),
     )]
+    #[schemars(transform = refuse_owned_config_keys)]
     pub config: BTreeMap<String, String>,
 
     /// JVM settings of the servers.
@@ -193,7 +256,7 @@ pub struct JvmSpec {
 }
 
 /// Persistent volumes.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("has(self.transactionLog) == has(oldSelf.transactionLog)").message("spec.storage.transactionLog cannot be added or removed after creation (volume claim templates are immutable); create a new ensemble instead"))]
 pub struct StorageSpec {
@@ -211,16 +274,6 @@ pub struct StorageSpec {
     /// What happens to the volumes when the ensemble is deleted or scaled down.
     #[serde(default)]
     pub retention: RetentionSpec,
-}
-
-impl Default for StorageSpec {
-    fn default() -> Self {
-        Self {
-            data: VolumeSpec::default(),
-            transaction_log: None,
-            retention: RetentionSpec::default(),
-        }
-    }
 }
 
 /// A PersistentVolumeClaim template.

@@ -7,6 +7,7 @@
 
 mod ensemble;
 mod status;
+pub mod validate;
 
 pub use ensemble::*;
 pub use status::*;
@@ -14,7 +15,8 @@ pub use status::*;
 use kube::CustomResourceExt;
 
 /// Every CustomResourceDefinition the operator serves, in the order `zooherd crd` prints them.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     vec![ZooKeeperEnsemble::crd()]
 }

@@ -1,0 +1,970 @@
+//! The StatefulSet that runs the servers.
+//!
+//! A StatefulSet gives each server what ZooKeeper needs: a stable name (`<name>-<ordinal>`, from
+//! which the server's myid follows) and its own volumes that survive the pod. Servers start in
+//! parallel because none can become Ready before a quorum has formed; starting them one by one
+//! would wait for ever on the first.
+//!
+//! Pods are replaced only when the operator deletes them (`updateStrategy: OnDelete`): a
+//! rolling update by the StatefulSet controller would go by ordinal and could restart the
+//! leader first or while another server is still syncing. The operator rolls the ensemble
+//! itself, followers first and the leader last, each after the previous one serves again.
+//!
+//! The server container is Zooherd's image, whose entrypoint is the `zooherd` binary:
+//! `zooherd server` writes myid and starts ZooKeeper with the JVM settings it gets from the
+//! environment, and `zooherd probe` answers the kubelet's probes from the AdminServer.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceFieldSelector, SeccompProfile, SecurityContext, Volume,
+    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use sha2::{Digest, Sha256};
+
+use super::{Error, Parent, SERVER_PORTS, Settings, names};
+use crate::api::validate::{self, ValidationError};
+use crate::api::{VolumeSpec, ZooKeeperEnsemble};
+
+/// User and group the server runs as; the image's `zooherd` user.
+const SERVER_UID: i64 = 1000;
+
+/// Heap share of the memory limit when the spec sets neither `jvm.heap` nor `jvm.heapPercent`
+/// (documented on `spec.jvm.heapPercent`).
+const DEFAULT_HEAP_PERCENT: i32 = 50;
+
+/// Volume names: the claim templates, the ConfigMap, and the scratch directory.
+const DATA_VOLUME: &str = "data";
+const LOG_VOLUME: &str = "log";
+const CONFIG_VOLUME: &str = "config";
+const TMP_VOLUME: &str = "tmp";
+
+/// `<name>`: `replicas` servers, one pod and one set of volumes each.
+pub(super) fn build(
+    parent: &Parent,
+    settings: &Settings,
+    zoo_cfg: &str,
+) -> Result<StatefulSet, Error> {
+    let ensemble = parent.ensemble;
+    let spec = &ensemble.spec;
+    let storage = &spec.storage;
+
+    let jvm_env = jvm_env(ensemble)?;
+    let mut annotations = spec.placement.pod_annotations.clone();
+    annotations.insert(
+        names::CONFIG_HASH_ANNOTATION.to_owned(),
+        config_hash(zoo_cfg, &jvm_env),
+    );
+    // The user's pod labels first, so that ours win: the selectors depend on them.
+    let mut pod_labels = spec.placement.pod_labels.clone();
+    pod_labels.extend(parent.labels.clone());
+
+    let mut claims = vec![volume_claim(parent, DATA_VOLUME, &storage.data)];
+    if let Some(log) = &storage.transaction_log {
+        claims.push(volume_claim(parent, LOG_VOLUME, log));
+    }
+
+    Ok(StatefulSet {
+        metadata: parent.metadata(names::stateful_set(ensemble)),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(spec.replicas),
+            selector: parent.selector(),
+            service_name: Some(names::headless_service(ensemble)),
+            pod_management_policy: Some("Parallel".to_owned()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".to_owned()),
+                rolling_update: None,
+            }),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(storage.retention.when_deleted.as_str().to_owned()),
+                    when_scaled: Some(storage.retention.when_scaled.as_str().to_owned()),
+                },
+            ),
+            volume_claim_templates: Some(claims),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(parent, settings, jvm_env)),
+            },
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    })
+}
+
+fn pod_spec(parent: &Parent, settings: &Settings, jvm_env: Vec<EnvVar>) -> PodSpec {
+    let spec = &parent.ensemble.spec;
+    let placement = &spec.placement;
+    PodSpec {
+        containers: vec![container(parent, settings, jvm_env)],
+        volumes: Some(vec![
+            Volume {
+                name: CONFIG_VOLUME.to_owned(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names::config_map(parent.ensemble),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: TMP_VOLUME.to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            },
+        ]),
+        image_pull_secrets: non_empty(&spec.image_pull_secrets),
+        // The servers never call the Kubernetes API.
+        automount_service_account_token: Some(false),
+        // Service environment variables would only grow with every Service in the namespace.
+        enable_service_links: Some(false),
+        termination_grace_period_seconds: Some(30),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(SERVER_UID),
+            run_as_group: Some(SERVER_UID),
+            fs_group: Some(SERVER_UID),
+            // Skip the recursive chown of a large data volume on every start.
+            fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            ..PodSecurityContext::default()
+        }),
+        affinity: Some(
+            placement
+                .affinity
+                .clone()
+                .unwrap_or_else(|| spread_across_nodes(parent)),
+        ),
+        topology_spread_constraints: non_empty(&placement.topology_spread_constraints),
+        node_selector: (!placement.node_selector.is_empty())
+            .then(|| placement.node_selector.clone()),
+        tolerations: non_empty(&placement.tolerations),
+        priority_class_name: placement.priority_class_name.clone(),
+        ..PodSpec::default()
+    }
+}
+
+fn container(parent: &Parent, settings: &Settings, jvm_env: Vec<EnvVar>) -> Container {
+    let spec = &parent.ensemble.spec;
+    let mut volume_mounts = vec![
+        mount(CONFIG_VOLUME, names::CONFIG_DIR, true),
+        mount(DATA_VOLUME, names::DATA_DIR, false),
+    ];
+    if spec.storage.transaction_log.is_some() {
+        volume_mounts.push(mount(LOG_VOLUME, names::LOG_DIR, false));
+    }
+    volume_mounts.push(mount(TMP_VOLUME, names::TMP_DIR, false));
+
+    Container {
+        name: names::CONTAINER.to_owned(),
+        image: Some(
+            spec.image
+                .clone()
+                .unwrap_or_else(|| settings.default_image.clone()),
+        ),
+        image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_owned()),
+        args: Some(strings(&["server", "--config", names::ZOO_CFG_PATH])),
+        env: Some(env(parent, jvm_env)),
+        ports: Some(
+            SERVER_PORTS
+                .iter()
+                .map(|&(name, port)| ContainerPort {
+                    name: Some(name.to_owned()),
+                    container_port: port,
+                    protocol: Some("TCP".to_owned()),
+                    ..ContainerPort::default()
+                })
+                .collect(),
+        ),
+        // Ready means serving: in a quorum (or standalone) and answering clients.
+        readiness_probe: Some(Probe {
+            period_seconds: Some(5),
+            timeout_seconds: Some(4),
+            failure_threshold: Some(2),
+            ..zooherd_probe("ready")
+        }),
+        // Live means the server process answers, quorum or not: restarting servers because
+        // the quorum is lost would only keep it lost.
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(20),
+            period_seconds: Some(10),
+            timeout_seconds: Some(4),
+            failure_threshold: Some(6),
+            ..zooherd_probe("live")
+        }),
+        // Up to 5 minutes to start (a large snapshot takes a while to load) before liveness
+        // applies.
+        startup_probe: Some(Probe {
+            period_seconds: Some(5),
+            timeout_seconds: Some(4),
+            failure_threshold: Some(60),
+            ..zooherd_probe("live")
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(strings(&["ALL"])),
+                add: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(volume_mounts),
+        ..Container::default()
+    }
+}
+
+/// The server's environment: who it is (for myid and for telling its volume apart from one
+/// left by an earlier ensemble of the same name), its memory limit, and the JVM settings.
+fn env(parent: &Parent, jvm_env: Vec<EnvVar>) -> Vec<EnvVar> {
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        field_env("POD_IP", "status.podIP"),
+        literal_env("ZOOHERD_ENSEMBLE_UID", &parent.owner_reference.uid),
+        EnvVar {
+            name: "ZOOHERD_MEMORY_LIMIT".to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                resource_field_ref: Some(ResourceFieldSelector {
+                    container_name: Some(names::CONTAINER.to_owned()),
+                    resource: "limits.memory".to_owned(),
+                    divisor: Some(Quantity("1".to_owned())),
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+    ];
+    env.extend(jvm_env);
+    env
+}
+
+/// The JVM settings, as literal variables `zooherd server` turns into JVM options:
+/// `ZOOHERD_JVM_HEAP` (a JVM size such as `512m`, for -Xmx and -Xms),
+/// `ZOOHERD_JVM_HEAP_PERCENT` (a share of `ZOOHERD_MEMORY_LIMIT`) and `ZOOHERD_JVM_EXTRA_OPTS`
+/// (appended last).
+fn jvm_env(ensemble: &ZooKeeperEnsemble) -> Result<Vec<EnvVar>, ValidationError> {
+    let jvm = &ensemble.spec.jvm;
+    let mut env = Vec::new();
+    if let Some(heap) = validate::heap_bytes(jvm)? {
+        env.push(literal_env("ZOOHERD_JVM_HEAP", &jvm_size(heap)));
+    }
+    if let Some(percent) = heap_percent(ensemble)? {
+        env.push(literal_env(
+            "ZOOHERD_JVM_HEAP_PERCENT",
+            &percent.to_string(),
+        ));
+    }
+    if !jvm.extra_options.is_empty() {
+        env.push(literal_env(
+            "ZOOHERD_JVM_EXTRA_OPTS",
+            &jvm.extra_options.join(" "),
+        ));
+    }
+    Ok(env)
+}
+
+/// `spec.jvm.heapPercent`, or the default share when there is a memory limit to take it of and
+/// nothing else sizes the heap. Without a memory limit the downward API reports the node's
+/// memory instead, so a share is never taken of that.
+fn heap_percent(ensemble: &ZooKeeperEnsemble) -> Result<Option<i32>, ValidationError> {
+    let jvm = &ensemble.spec.jvm;
+    if jvm.heap_percent.is_some() {
+        return Ok(jvm.heap_percent);
+    }
+    let defaulted = jvm.heap.is_none()
+        && validate::memory_limit_bytes(ensemble)?.is_some()
+        && !jvm.extra_options.iter().any(|o| validate::sizes_heap(o));
+    Ok(defaulted.then_some(DEFAULT_HEAP_PERCENT))
+}
+
+/// Bytes as a JVM size: whole mebibytes as `<n>m`, otherwise kibibytes (rounded down) as
+/// `<n>k`, which -Xmx and -Xms accept.
+fn jvm_size(bytes: u64) -> String {
+    let kib = bytes / 1024;
+    if kib.is_multiple_of(1024) {
+        format!("{}m", kib / 1024)
+    } else {
+        format!("{kib}k")
+    }
+}
+
+/// Hex SHA-256 of everything a server reads only when it starts: zoo.cfg (which the pod
+/// template does not contain) and the JVM settings.
+fn config_hash(zoo_cfg: &str, jvm_env: &[EnvVar]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(zoo_cfg.as_bytes());
+    for var in jvm_env {
+        let value = var.value.as_deref().unwrap_or_default();
+        hasher.update(format!("\n{}={value}", var.name).as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            // Writing to a String cannot fail.
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
+
+/// Prefer one server per node, so that losing a node costs the ensemble one voter.
+/// Preferred rather than required: an ensemble on fewer nodes than servers still runs.
+fn spread_across_nodes(parent: &Parent) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(parent.labels.clone()),
+                            match_expressions: None,
+                        }),
+                        topology_key: "kubernetes.io/hostname".to_owned(),
+                        ..PodAffinityTerm::default()
+                    },
+                },
+            ]),
+            required_during_scheduling_ignored_during_execution: None,
+        }),
+        ..Affinity::default()
+    }
+}
+
+/// A claim template; the StatefulSet creates `<volume>-<pod>` from it for every server.
+fn volume_claim(parent: &Parent, volume: &str, spec: &VolumeSpec) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(volume.to_owned()),
+            labels: Some(parent.labels.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(strings(&["ReadWriteOnce"])),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_owned(), spec.size.clone())])),
+                limits: None,
+            }),
+            storage_class_name: spec.storage_class_name.clone(),
+            // The API server's default, written out so the template reads back as built.
+            volume_mode: Some("Filesystem".to_owned()),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn zooherd_probe(kind: &str) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(strings(&["zooherd", "probe", kind])),
+        }),
+        ..Probe::default()
+    }
+}
+
+fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: volume.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: Some("v1".to_owned()),
+                field_path: field_path.to_owned(),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+fn literal_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        value_from: None,
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|&item| item.to_owned()).collect()
+}
+
+/// A list field as the API leaves it when empty: absent.
+fn non_empty<T: Clone>(items: &[T]) -> Option<Vec<T>> {
+    (!items.is_empty()).then(|| items.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::super::fixtures;
+    use super::*;
+    use crate::api::PlacementSpec;
+
+    fn stateful_set(spec: Value) -> StatefulSetSpec {
+        fixtures::children(spec).stateful_set.spec.expect("spec")
+    }
+
+    fn pod(spec: Value) -> (ObjectMeta, PodSpec) {
+        let template = stateful_set(spec).template;
+        (
+            template.metadata.expect("metadata"),
+            template.spec.expect("pod spec"),
+        )
+    }
+
+    fn server(spec: Value) -> Container {
+        let (_, pod) = pod(spec);
+        assert_eq!(pod.containers.len(), 1);
+        pod.containers.into_iter().next().unwrap()
+    }
+
+    fn env_value(container: &Container, name: &str) -> Option<String> {
+        let env = container.env.as_ref().expect("env");
+        let matches: Vec<&EnvVar> = env.iter().filter(|var| var.name == name).collect();
+        assert!(matches.len() <= 1, "{name} set twice");
+        matches
+            .first()
+            .map(|var| var.value.clone().expect("a literal value"))
+    }
+
+    fn config_hash_of(spec: Value) -> String {
+        let (metadata, _) = pod(spec);
+        metadata.annotations.expect("annotations")[names::CONFIG_HASH_ANNOTATION].clone()
+    }
+
+    #[test]
+    fn runs_the_servers_in_parallel_and_leaves_rolls_to_the_operator() {
+        let spec = stateful_set(json!({"replicas": 5}));
+        assert_eq!(spec.replicas, Some(5));
+        assert_eq!(spec.service_name.as_deref(), Some("zk-headless"));
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        let strategy = spec.update_strategy.expect("update strategy");
+        assert_eq!(strategy.type_.as_deref(), Some("OnDelete"));
+        assert_eq!(strategy.rolling_update, None);
+        let labels = names::labels(&fixtures::ensemble(json!({})));
+        assert_eq!(spec.selector.match_labels, Some(labels));
+        assert_eq!(spec.selector.match_expressions, None);
+    }
+
+    #[test]
+    fn volume_retention_follows_the_spec() {
+        // (retention spec, whenDeleted, whenScaled)
+        let cases = [
+            (json!({}), "Retain", "Delete"),
+            (json!({"whenDeleted": "Delete"}), "Delete", "Delete"),
+            (json!({"whenScaled": "Retain"}), "Retain", "Retain"),
+        ];
+        for (retention, deleted, scaled) in cases {
+            let spec = stateful_set(json!({"storage": {"retention": retention}}));
+            let policy = spec.persistent_volume_claim_retention_policy.unwrap();
+            assert_eq!(policy.when_deleted.as_deref(), Some(deleted), "{retention}");
+            assert_eq!(policy.when_scaled.as_deref(), Some(scaled), "{retention}");
+        }
+    }
+
+    #[test]
+    fn volume_claim_templates_follow_the_storage_spec() {
+        // (storage spec, [(claim, size, storage class)])
+        let cases = [
+            (json!({}), vec![("data", "10Gi", None)]),
+            (
+                json!({"data": {"size": "50Gi", "storageClassName": "fast"}}),
+                vec![("data", "50Gi", Some("fast"))],
+            ),
+            (
+                json!({"transactionLog": {"size": "5Gi", "storageClassName": "nvme"}}),
+                vec![("data", "10Gi", None), ("log", "5Gi", Some("nvme"))],
+            ),
+        ];
+        for (storage, want) in cases {
+            let claims = stateful_set(json!({"storage": storage}))
+                .volume_claim_templates
+                .expect("claims");
+            let got: Vec<_> = claims
+                .iter()
+                .map(|claim| {
+                    let spec = claim.spec.as_ref().expect("claim spec");
+                    assert_eq!(spec.access_modes, Some(strings(&["ReadWriteOnce"])));
+                    assert_eq!(spec.volume_mode.as_deref(), Some("Filesystem"));
+                    assert_eq!(
+                        claim.metadata.labels,
+                        Some(names::labels(&fixtures::ensemble(json!({}))))
+                    );
+                    let requests = spec.resources.as_ref().unwrap().requests.as_ref().unwrap();
+                    (
+                        claim.metadata.name.as_deref().unwrap(),
+                        requests["storage"].0.as_str(),
+                        spec.storage_class_name.as_deref(),
+                    )
+                })
+                .collect();
+            assert_eq!(got, want, "{storage}");
+        }
+    }
+
+    #[test]
+    fn pod_labels_are_the_users_with_ours_winning() {
+        let (metadata, _) = pod(json!({"placement": {"podLabels": {
+            "team": "data",
+            "app.kubernetes.io/instance": "hijacked",
+            "app.kubernetes.io/name": "other",
+        }}}));
+        let labels = metadata.labels.expect("labels");
+        assert_eq!(labels["team"], "data");
+        for (key, value) in names::labels(&fixtures::ensemble(json!({}))) {
+            assert_eq!(labels[&key], value, "{key}");
+        }
+        assert_eq!(labels.len(), 5);
+    }
+
+    #[test]
+    fn pod_annotations_are_the_users_plus_the_config_hash() {
+        let (metadata, _) = pod(json!({"placement": {"podAnnotations": {
+            "prometheus.io/scrape": "true",
+            "zooherd.dev/config-hash": "forged",
+        }}}));
+        let annotations = metadata.annotations.expect("annotations");
+        assert_eq!(annotations.len(), 2);
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        let hash = &annotations[names::CONFIG_HASH_ANNOTATION];
+        assert_eq!(hash.len(), 64);
+        assert!(
+            hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+            "{hash}"
+        );
+        assert_eq!(hash, &config_hash_of(json!({})));
+    }
+
+    #[test]
+    fn config_hash_changes_with_what_servers_read_at_start_only() {
+        let base = config_hash_of(json!({}));
+        // (spec change, whether the servers' configuration changed)
+        let cases = [
+            (json!({}), false),
+            (json!({"config": {"tickTime": "2000"}}), false),
+            (json!({"placement": {"podLabels": {"a": "b"}}}), false),
+            (json!({"placement": {"podAnnotations": {"a": "b"}}}), false),
+            (json!({"image": "zooherd/server:other"}), false),
+            (
+                json!({"placement": {"nodeSelector": {"disk": "ssd"}}}),
+                false,
+            ),
+            (json!({"resources": {"requests": {"cpu": "1"}}}), false),
+            (
+                json!({"storage": {"retention": {"whenDeleted": "Delete"}}}),
+                false,
+            ),
+            (
+                json!({"failedMemberRestart": {"thresholdSeconds": 120}}),
+                false,
+            ),
+            (json!({"paused": true}), false),
+            (json!({"config": {"tickTime": "3000"}}), true),
+            (json!({"config": {"maxClientCnxns": "100"}}), true),
+            (json!({"replicas": 5}), true),
+            (
+                json!({"storage": {"transactionLog": {"size": "1Gi"}}}),
+                true,
+            ),
+            (json!({"jvm": {"heap": "1Gi"}}), true),
+            (json!({"jvm": {"extraOptions": ["-XX:+UseG1GC"]}}), true),
+            (
+                json!({"resources": {"limits": {"memory": "2Gi"}}, "jvm": {"heapPercent": 40}}),
+                true,
+            ),
+        ];
+        for (spec, changed) in cases {
+            assert_eq!(config_hash_of(spec.clone()) != base, changed, "{spec}");
+        }
+    }
+
+    #[test]
+    fn config_hash_tells_jvm_settings_apart() {
+        let hashes = [
+            config_hash_of(json!({"jvm": {"heap": "1Gi"}})),
+            config_hash_of(json!({"jvm": {"heap": "2Gi"}})),
+            config_hash_of(json!({"jvm": {"extraOptions": ["-Da=1", "-Db=2"]}})),
+            config_hash_of(json!({"jvm": {"extraOptions": ["-Db=2", "-Da=1"]}})),
+        ];
+        for (i, a) in hashes.iter().enumerate() {
+            for b in &hashes[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn pod_is_locked_down() {
+        let (_, pod) = pod(json!({}));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.enable_service_links, Some(false));
+        assert_eq!(pod.termination_grace_period_seconds, Some(30));
+        assert_eq!(pod.service_account_name, None);
+        let security = pod.security_context.expect("pod security context");
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert_eq!(security.run_as_user, Some(1000));
+        assert_eq!(security.run_as_group, Some(1000));
+        assert_eq!(security.fs_group, Some(1000));
+        assert_eq!(
+            security.fs_group_change_policy.as_deref(),
+            Some("OnRootMismatch")
+        );
+        assert_eq!(security.seccomp_profile.unwrap().type_, "RuntimeDefault");
+
+        let container = server(json!({}));
+        let security = container
+            .security_context
+            .expect("container security context");
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        assert_eq!(security.read_only_root_filesystem, Some(true));
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert_eq!(security.privileged, None);
+        let capabilities = security.capabilities.expect("capabilities");
+        assert_eq!(capabilities.drop, Some(strings(&["ALL"])));
+        assert_eq!(capabilities.add, None);
+    }
+
+    #[test]
+    fn probes_ask_zooherd() {
+        let container = server(json!({}));
+        // (probe, command kind, initialDelay, period, timeout, failureThreshold)
+        let cases = [
+            (container.readiness_probe, "ready", None, 5, 4, 2),
+            (container.liveness_probe, "live", Some(20), 10, 4, 6),
+            (container.startup_probe, "live", None, 5, 4, 60),
+        ];
+        for (probe, kind, delay, period, timeout, failures) in cases {
+            let probe = probe.expect("probe");
+            let command = probe.exec.and_then(|exec| exec.command);
+            assert_eq!(command, Some(strings(&["zooherd", "probe", kind])));
+            assert_eq!(probe.initial_delay_seconds, delay, "{kind}");
+            assert_eq!(probe.period_seconds, Some(period), "{kind}");
+            assert_eq!(probe.timeout_seconds, Some(timeout), "{kind}");
+            assert_eq!(probe.failure_threshold, Some(failures), "{kind}");
+            assert!(probe.http_get.is_none() && probe.tcp_socket.is_none());
+        }
+    }
+
+    #[test]
+    fn container_runs_zooherd_server_on_the_named_ports() {
+        let container = server(json!({}));
+        assert_eq!(container.name, "zookeeper");
+        assert_eq!(container.command, None);
+        assert_eq!(
+            container.args,
+            Some(strings(&["server", "--config", "/etc/zooherd/zoo.cfg"]))
+        );
+        let ports: Vec<_> = container
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| {
+                assert_eq!(p.protocol.as_deref(), Some("TCP"));
+                assert_eq!(p.host_port, None);
+                (p.name.unwrap(), p.container_port)
+            })
+            .collect();
+        let want = [
+            ("client", 2181),
+            ("quorum", 2888),
+            ("election", 3888),
+            ("admin", 8080),
+            ("metrics", 7000),
+        ]
+        .map(|(name, port)| (name.to_owned(), port));
+        assert_eq!(ports, want);
+    }
+
+    #[test]
+    fn image_and_pull_settings_come_from_the_spec_or_the_operator() {
+        let container = server(json!({}));
+        assert_eq!(
+            container.image.as_deref(),
+            Some("ghcr.io/zooherd/server:0.1.0")
+        );
+        assert_eq!(container.image_pull_policy, None);
+        assert_eq!(pod(json!({})).1.image_pull_secrets, None);
+
+        let spec = json!({
+            "image": "registry.example/zooherd:dev",
+            "imagePullPolicy": "Always",
+            "imagePullSecrets": [{"name": "registry"}],
+        });
+        let container = server(spec.clone());
+        assert_eq!(
+            container.image.as_deref(),
+            Some("registry.example/zooherd:dev")
+        );
+        assert_eq!(container.image_pull_policy.as_deref(), Some("Always"));
+        let secrets = pod(spec).1.image_pull_secrets.expect("pull secrets");
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(secrets[0].name, "registry");
+    }
+
+    #[test]
+    fn resources_come_from_the_spec() {
+        assert_eq!(server(json!({})).resources, None);
+        let resources = server(json!({"resources": {
+            "requests": {"cpu": "500m", "memory": "1Gi"},
+            "limits": {"memory": "2Gi"},
+        }}))
+        .resources
+        .expect("resources");
+        assert_eq!(resources.requests.unwrap()["cpu"].0, "500m");
+        assert_eq!(resources.limits.unwrap()["memory"].0, "2Gi");
+    }
+
+    #[test]
+    fn environment_tells_the_server_who_it_is() {
+        let container = server(json!({}));
+        let env = container.env.as_ref().unwrap();
+        let names: Vec<&str> = env.iter().map(|var| var.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "POD_NAME",
+                "POD_NAMESPACE",
+                "POD_IP",
+                "ZOOHERD_ENSEMBLE_UID",
+                "ZOOHERD_MEMORY_LIMIT",
+            ]
+        );
+        let fields = [
+            ("POD_NAME", "metadata.name"),
+            ("POD_NAMESPACE", "metadata.namespace"),
+            ("POD_IP", "status.podIP"),
+        ];
+        for (name, path) in fields {
+            let var = env.iter().find(|var| var.name == name).unwrap();
+            let field = var.value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+            assert_eq!(field.field_path, path);
+            assert_eq!(field.api_version.as_deref(), Some("v1"));
+        }
+        assert_eq!(
+            env_value(&container, "ZOOHERD_ENSEMBLE_UID").as_deref(),
+            Some(fixtures::UID)
+        );
+        let limit = env
+            .iter()
+            .find(|v| v.name == "ZOOHERD_MEMORY_LIMIT")
+            .unwrap();
+        let resource = limit
+            .value_from
+            .as_ref()
+            .unwrap()
+            .resource_field_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(resource.resource, "limits.memory");
+        assert_eq!(resource.container_name.as_deref(), Some("zookeeper"));
+        assert_eq!(resource.divisor, Some(Quantity("1".to_owned())));
+    }
+
+    #[test]
+    fn jvm_settings_reach_the_environment() {
+        // (spec, ZOOHERD_JVM_HEAP, ZOOHERD_JVM_HEAP_PERCENT, ZOOHERD_JVM_EXTRA_OPTS)
+        let cases = [
+            (json!({}), None, None, None),
+            (json!({"jvm": {"heap": "1Gi"}}), Some("1024m"), None, None),
+            (json!({"jvm": {"heap": "1.5Gi"}}), Some("1536m"), None, None),
+            (json!({"jvm": {"heap": "100M"}}), Some("97656k"), None, None),
+            (
+                json!({"jvm": {"heapPercent": 30}, "resources": {"limits": {"memory": "1Gi"}}}),
+                None,
+                Some("30"),
+                None,
+            ),
+            // A memory limit alone gets the documented default share.
+            (
+                json!({"resources": {"limits": {"memory": "1Gi"}}}),
+                None,
+                Some("50"),
+                None,
+            ),
+            // A memory request is no limit: the JVM keeps its own default.
+            (
+                json!({"resources": {"requests": {"memory": "1Gi"}}}),
+                None,
+                None,
+                None,
+            ),
+            (
+                json!({"jvm": {"heap": "512Mi", "extraOptions": ["-XX:+UseG1GC", "-Dzookeeper.snapCount=50000"]},
+                       "resources": {"limits": {"memory": "1Gi"}}}),
+                Some("512m"),
+                None,
+                Some("-XX:+UseG1GC -Dzookeeper.snapCount=50000"),
+            ),
+            // Heap sized by an extra option: no default share on top.
+            (
+                json!({"jvm": {"extraOptions": ["-Xmx700m"]}, "resources": {"limits": {"memory": "1Gi"}}}),
+                None,
+                None,
+                Some("-Xmx700m"),
+            ),
+        ];
+        for (spec, heap, percent, extra) in cases {
+            let container = server(spec.clone());
+            assert_eq!(
+                env_value(&container, "ZOOHERD_JVM_HEAP").as_deref(),
+                heap,
+                "{spec}"
+            );
+            assert_eq!(
+                env_value(&container, "ZOOHERD_JVM_HEAP_PERCENT").as_deref(),
+                percent,
+                "{spec}"
+            );
+            assert_eq!(
+                env_value(&container, "ZOOHERD_JVM_EXTRA_OPTS").as_deref(),
+                extra,
+                "{spec}"
+            );
+        }
+    }
+
+    #[test]
+    fn jvm_sizes_are_whole_mebibytes_or_kibibytes() {
+        let cases = [
+            (16 << 20, "16m"),
+            (1 << 30, "1024m"),
+            (100_000_000, "97656k"),
+            ((1 << 20) + 1024, "1025k"),
+            // A fraction of a kibibyte is dropped.
+            ((1 << 20) + 1023, "1m"),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(jvm_size(bytes), want, "{bytes}");
+        }
+    }
+
+    #[test]
+    fn volumes_and_mounts_follow_the_storage_spec() {
+        // (storage spec, [(volume, mount path, read-only)])
+        let cases = [
+            (
+                json!({}),
+                vec![
+                    ("config", "/etc/zooherd", Some(true)),
+                    ("data", "/var/lib/zookeeper/data", None),
+                    ("tmp", "/tmp", None),
+                ],
+            ),
+            (
+                json!({"transactionLog": {"size": "1Gi"}}),
+                vec![
+                    ("config", "/etc/zooherd", Some(true)),
+                    ("data", "/var/lib/zookeeper/data", None),
+                    ("log", "/var/lib/zookeeper/log", None),
+                    ("tmp", "/tmp", None),
+                ],
+            ),
+        ];
+        for (storage, want) in cases {
+            let container = server(json!({"storage": storage}));
+            let mounts: Vec<_> = container
+                .volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+                .collect();
+            assert_eq!(mounts, want, "{storage}");
+        }
+
+        let volumes = pod(json!({})).1.volumes.expect("volumes");
+        assert_eq!(volumes.len(), 2);
+        assert_eq!(volumes[0].name, "config");
+        assert_eq!(volumes[0].config_map.as_ref().unwrap().name, "zk-config");
+        assert_eq!(volumes[1].name, "tmp");
+        assert!(volumes[1].empty_dir.is_some());
+    }
+
+    #[test]
+    fn default_placement_prefers_one_server_per_node() {
+        let (_, pod) = pod(json!({}));
+        let anti = pod.affinity.unwrap().pod_anti_affinity.unwrap();
+        assert_eq!(
+            anti.required_during_scheduling_ignored_during_execution,
+            None
+        );
+        let preferred = anti
+            .preferred_during_scheduling_ignored_during_execution
+            .unwrap();
+        assert_eq!(preferred.len(), 1);
+        assert_eq!(preferred[0].weight, 100);
+        let term = &preferred[0].pod_affinity_term;
+        assert_eq!(term.topology_key, "kubernetes.io/hostname");
+        assert_eq!(
+            term.label_selector.as_ref().unwrap().match_labels,
+            Some(names::labels(&fixtures::ensemble(json!({}))))
+        );
+        assert_eq!(pod.node_selector, None);
+        assert_eq!(pod.tolerations, None);
+        assert_eq!(pod.topology_spread_constraints, None);
+        assert_eq!(pod.priority_class_name, None);
+    }
+
+    #[test]
+    fn placement_comes_from_the_spec() {
+        let placement = json!({
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "zone", "operator": "In", "values": ["a"]}
+                ]}]
+            }}},
+            "topologySpreadConstraints": [{
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "zk"}},
+            }],
+            "nodeSelector": {"disk": "ssd"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "zk", "effect": "NoSchedule"}],
+            "priorityClassName": "critical",
+        });
+        let (_, pod) = pod(json!({"placement": placement.clone()}));
+        let placement: PlacementSpec = serde_json::from_value(placement).unwrap();
+        assert_eq!(pod.affinity, placement.affinity);
+        assert_eq!(
+            pod.topology_spread_constraints.as_deref(),
+            Some(placement.topology_spread_constraints.as_slice())
+        );
+        assert_eq!(pod.node_selector.as_ref(), Some(&placement.node_selector));
+        assert_eq!(
+            pod.tolerations.as_deref(),
+            Some(placement.tolerations.as_slice())
+        );
+        assert_eq!(pod.priority_class_name.as_deref(), Some("critical"));
+    }
+}

@@ -1,0 +1,383 @@
+//! zoo.cfg, rendered from the ensemble.
+//!
+//! The file is the same for every server: a server learns its own myid from its pod name (the
+//! agent writes `dataDir/myid`), so one ConfigMap serves the whole StatefulSet. Rendering is
+//! deterministic (sorted keys, members in myid order) because the file's hash goes into the
+//! pod template: the same spec must give the same bytes, or every reconcile would roll pods.
+//!
+//! The file has three blocks: the keys the operator owns, the member list, and the tuning keys
+//! (Zooherd's defaults, overridden by `spec.config`). A key appears once: ZooKeeper would take
+//! the last of duplicate keys, and a reader of the file should not have to know that.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::names::{
+    ADMIN_PORT, CLIENT_PORT, DATA_DIR, ELECTION_PORT, LOG_DIR, METRICS_PORT, QUORUM_PORT, myid,
+    server_host,
+};
+use crate::api::operator_owned_keys;
+use crate::api::validate::is_config_key;
+
+/// Tuning keys Zooherd sets unless `spec.config` sets them.
+const TUNING_DEFAULTS: &[(&str, &str)] = &[
+    // ZooKeeper's own sample values: a 2 s tick, 20 s for a follower to connect and sync with
+    // the leader, 10 s for it to fall behind before it is dropped.
+    ("tickTime", "2000"),
+    ("initLimit", "10"),
+    ("syncLimit", "5"),
+    // Without autopurge snapshots and transaction logs pile up until the volume is full.
+    ("autopurge.snapRetainCount", "3"),
+    ("autopurge.purgeInterval", "1"),
+    // A server binds its election port before its own headless-Service DNS record may exist
+    // (ZOOKEEPER-3320); ZooKeeper's default of 3 attempts makes such a server exit and
+    // crash-loop with a growing back-off. 0 retries forever: the pod network namespace is ours,
+    // so no other process can hold the port, and a member that stays out of the quorum anyway
+    // is restarted by the operator. ZooKeeper reads this key as the system property
+    // `zookeeper.electionPortBindRetry` (unknown zoo.cfg keys become `zookeeper.<key>`).
+    ("electionPortBindRetry", "0"),
+];
+
+/// The 4-letter-word commands the server answers: what the probes and an operator at a shell
+/// need, and nothing that dumps client sessions or watches (`cons`, `wchp`, `dump`, ...).
+const FOUR_LETTER_WORDS: &str = "srvr,mntr,ruok,conf,isro";
+
+const PROMETHEUS_PROVIDER: &str =
+    "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
+
+/// Renders zoo.cfg for an ensemble of `replicas` voters.
+///
+/// `user_config` is `spec.config`. Keys the operator owns and entries that could not be written
+/// as one `key=value` line are skipped: the API server and [`crate::api::validate::validate`]
+/// refuse them, and the renderer must not be the one place where they slip through.
+pub fn render(
+    ensemble_name: &str,
+    namespace: &str,
+    replicas: u32,
+    cluster_domain: &str,
+    user_config: &BTreeMap<String, String>,
+    separate_log_dir: bool,
+) -> String {
+    let mut owned = BTreeMap::from([
+        ("dataDir", DATA_DIR.to_owned()),
+        ("clientPort", CLIENT_PORT.to_string()),
+        ("admin.enableServer", "true".to_owned()),
+        ("admin.serverPort", ADMIN_PORT.to_string()),
+        ("4lw.commands.whitelist", FOUR_LETTER_WORDS.to_owned()),
+        // A single server runs standalone; with more, even a one-server quorum must not
+        // silently fall back to standalone mode.
+        ("standaloneEnabled", (replicas == 1).to_string()),
+        // Membership is static for now; dynamic reconfiguration comes with scaling support.
+        ("reconfigEnabled", "false".to_owned()),
+        // Bind the quorum and election ports on every interface, so that binding never depends
+        // on resolving the server's own DNS name.
+        ("quorumListenOnAllIPs", "true".to_owned()),
+        ("metricsProvider.className", PROMETHEUS_PROVIDER.to_owned()),
+        ("metricsProvider.httpPort", METRICS_PORT.to_string()),
+    ]);
+    if separate_log_dir {
+        owned.insert("dataLogDir", LOG_DIR.to_owned());
+    }
+
+    let owned_by_operator = operator_owned_keys(user_config);
+    let mut tuning: BTreeMap<&str, String> = TUNING_DEFAULTS
+        .iter()
+        .map(|&(key, value)| (key, value.to_owned()))
+        .collect();
+    for (key, value) in user_config {
+        if owned_by_operator.contains(&key.as_str()) || !is_config_key(key) {
+            continue;
+        }
+        if let Some(value) = property_value(value) {
+            tuning.insert(key, value);
+        }
+    }
+
+    let mut cfg = String::new();
+    // Writing to a String cannot fail, hence the ignored results below.
+    let _ = writeln!(
+        cfg,
+        "# zoo.cfg of the ZooKeeperEnsemble {namespace}/{ensemble_name}, written by Zooherd.\n\
+         # Do not edit: the operator rewrites this file. Tune the servers with spec.config."
+    );
+    cfg.push_str("\n# Owned by the operator.\n");
+    for (key, value) in &owned {
+        let _ = writeln!(cfg, "{key}={value}");
+    }
+    cfg.push_str(
+        "\n# Members: server.<myid>=<host>:<quorum port>:<election port>:<role>;<client port>\n",
+    );
+    for ordinal in 0..replicas {
+        let host = server_host(ensemble_name, namespace, ordinal, cluster_domain);
+        let _ = writeln!(
+            cfg,
+            "server.{}={host}:{QUORUM_PORT}:{ELECTION_PORT}:participant;{CLIENT_PORT}",
+            myid(ordinal)
+        );
+    }
+    cfg.push_str("\n# Tuning: Zooherd's defaults and spec.config.\n");
+    for (key, value) in &tuning {
+        let _ = writeln!(cfg, "{key}={value}");
+    }
+    cfg
+}
+
+/// A value as it must be written for ZooKeeper (a Java properties file) to read it back
+/// unchanged, or `None` if it cannot be written on one line.
+///
+/// ZooKeeper trims values, so trimming here changes nothing and keeps trailing whitespace out
+/// of the file. A backslash is an escape character in properties files (a trailing one even
+/// joins the next line), so it is doubled.
+fn property_value(value: &str) -> Option<String> {
+    if value.contains(['\n', '\r']) {
+        return None;
+    }
+    Some(value.trim().replace('\\', "\\\\"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
+        entries
+            .iter()
+            .map(|&(key, value)| (key.to_owned(), value.to_owned()))
+            .collect()
+    }
+
+    /// The `key=value` lines of a rendered file, without comments and blank lines.
+    fn entries(cfg: &str) -> Vec<(&str, &str)> {
+        cfg.lines()
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(|line| line.split_once('=').expect("every entry is key=value"))
+            .collect()
+    }
+
+    fn value<'a>(cfg: &'a str, key: &str) -> Option<&'a str> {
+        let matches: Vec<&str> = entries(cfg)
+            .into_iter()
+            .filter(|&(k, _)| k == key)
+            .map(|(_, v)| v)
+            .collect();
+        assert!(matches.len() <= 1, "{key} appears {} times", matches.len());
+        matches.first().copied()
+    }
+
+    fn render_default(replicas: u32) -> String {
+        render(
+            "zk",
+            "ns",
+            replicas,
+            "cluster.local",
+            &BTreeMap::new(),
+            false,
+        )
+    }
+
+    #[test]
+    fn three_servers_render_exactly() {
+        let want = "\
+# zoo.cfg of the ZooKeeperEnsemble ns/zk, written by Zooherd.
+# Do not edit: the operator rewrites this file. Tune the servers with spec.config.
+
+# Owned by the operator.
+4lw.commands.whitelist=srvr,mntr,ruok,conf,isro
+admin.enableServer=true
+admin.serverPort=8080
+clientPort=2181
+dataDir=/var/lib/zookeeper/data
+metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider
+metricsProvider.httpPort=7000
+quorumListenOnAllIPs=true
+reconfigEnabled=false
+standaloneEnabled=false
+
+# Members: server.<myid>=<host>:<quorum port>:<election port>:<role>;<client port>
+server.1=zk-0.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181
+server.2=zk-1.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181
+server.3=zk-2.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181
+
+# Tuning: Zooherd's defaults and spec.config.
+autopurge.purgeInterval=1
+autopurge.snapRetainCount=3
+electionPortBindRetry=0
+initLimit=10
+syncLimit=5
+tickTime=2000
+";
+        assert_eq!(render_default(3), want);
+    }
+
+    #[test]
+    fn members_and_standalone_follow_replicas() {
+        // (replicas, standaloneEnabled)
+        let cases = [(1, "true"), (3, "false"), (5, "false")];
+        for (replicas, standalone) in cases {
+            let cfg = render_default(replicas);
+            assert_eq!(
+                value(&cfg, "standaloneEnabled"),
+                Some(standalone),
+                "{replicas}"
+            );
+            let members: Vec<_> = entries(&cfg)
+                .into_iter()
+                .filter(|(key, _)| key.starts_with("server."))
+                .collect();
+            assert_eq!(members.len(), replicas as usize);
+            for (ordinal, (key, value)) in (0..replicas).zip(members) {
+                assert_eq!(key, format!("server.{}", ordinal + 1));
+                assert_eq!(
+                    value,
+                    format!(
+                        "zk-{ordinal}.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181"
+                    )
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn members_are_in_myid_order_beyond_nine() {
+        let cfg = render_default(11);
+        let myids: Vec<&str> = entries(&cfg)
+            .into_iter()
+            .filter_map(|(key, _)| key.strip_prefix("server."))
+            .collect();
+        assert_eq!(
+            myids,
+            ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]
+        );
+    }
+
+    #[test]
+    fn cluster_domain_and_namespace_reach_the_member_hosts() {
+        let cfg = render(
+            "kafka-zk",
+            "prod",
+            1,
+            "corp.example",
+            &BTreeMap::new(),
+            false,
+        );
+        assert_eq!(
+            value(&cfg, "server.1"),
+            Some("kafka-zk-0.kafka-zk-headless.prod.svc.corp.example:2888:3888:participant;2181")
+        );
+    }
+
+    #[test]
+    fn data_log_dir_only_with_a_separate_log_volume() {
+        let cases = [(false, None), (true, Some("/var/lib/zookeeper/log"))];
+        for (separate, want) in cases {
+            let cfg = render("zk", "ns", 3, "cluster.local", &BTreeMap::new(), separate);
+            assert_eq!(value(&cfg, "dataLogDir"), want);
+            assert_eq!(value(&cfg, "dataDir"), Some("/var/lib/zookeeper/data"));
+        }
+    }
+
+    #[test]
+    fn user_keys_override_defaults_and_add_tuning() {
+        let user = config(&[
+            ("tickTime", "3000"),
+            ("autopurge.purgeInterval", "24"),
+            ("electionPortBindRetry", "100"),
+            ("maxClientCnxns", "120"),
+        ]);
+        let cfg = render("zk", "ns", 3, "cluster.local", &user, false);
+        let cases = [
+            ("tickTime", "3000"),
+            ("initLimit", "10"),
+            ("syncLimit", "5"),
+            ("autopurge.purgeInterval", "24"),
+            ("autopurge.snapRetainCount", "3"),
+            ("electionPortBindRetry", "100"),
+            ("maxClientCnxns", "120"),
+        ];
+        for (key, want) in cases {
+            assert_eq!(value(&cfg, key), Some(want), "{key}");
+        }
+    }
+
+    #[test]
+    fn owned_keys_in_user_config_are_skipped() {
+        let user = config(&[
+            ("dataDir", "/tmp/evil"),
+            ("clientPort", "9999"),
+            ("server.9", "attacker:2888:3888"),
+            ("admin.enableServer", "false"),
+            ("metricsProvider.httpPort", "1"),
+            ("4lw.commands.whitelist", "*"),
+            ("standaloneEnabled", "true"),
+            ("reconfigEnabled", "true"),
+            ("maxClientCnxns", "10"),
+        ]);
+        let cfg = render("zk", "ns", 3, "cluster.local", &user, false);
+        let cases = [
+            ("dataDir", Some("/var/lib/zookeeper/data")),
+            ("clientPort", Some("2181")),
+            ("server.9", None),
+            ("admin.enableServer", Some("true")),
+            ("metricsProvider.httpPort", Some("7000")),
+            ("4lw.commands.whitelist", Some("srvr,mntr,ruok,conf,isro")),
+            ("standaloneEnabled", Some("false")),
+            ("reconfigEnabled", Some("false")),
+            ("maxClientCnxns", Some("10")),
+        ];
+        for (key, want) in cases {
+            assert_eq!(value(&cfg, key), want, "{key}");
+        }
+    }
+
+    #[test]
+    fn entries_that_cannot_be_one_line_are_skipped() {
+        let user = config(&[
+            ("tickTime", "2000\nserver.9=attacker:2888:3888"),
+            ("syncLimit", "7\r"),
+            ("bad key", "1"),
+            ("a=b", "1"),
+            ("#comment", "1"),
+            ("maxClientCnxns", "60"),
+        ]);
+        let cfg = render("zk", "ns", 3, "cluster.local", &user, false);
+        assert_eq!(value(&cfg, "tickTime"), Some("2000"));
+        assert_eq!(value(&cfg, "syncLimit"), Some("5"));
+        assert_eq!(value(&cfg, "server.9"), None);
+        assert_eq!(value(&cfg, "maxClientCnxns"), Some("60"));
+        assert!(!cfg.contains("bad key") && !cfg.contains("a=b") && !cfg.contains("#comment"));
+        assert!(!cfg.contains('\r'));
+    }
+
+    #[test]
+    fn values_are_trimmed_and_backslashes_escaped() {
+        let user = config(&[
+            ("maxClientCnxns", "  60  "),
+            ("ssl.keyStore.location", "C:\\keys\\"),
+        ]);
+        let cfg = render("zk", "ns", 3, "cluster.local", &user, false);
+        assert_eq!(value(&cfg, "maxClientCnxns"), Some("60"));
+        assert_eq!(value(&cfg, "ssl.keyStore.location"), Some("C:\\\\keys\\\\"));
+    }
+
+    #[test]
+    fn no_trailing_whitespace_and_a_final_newline() {
+        let user = config(&[("maxClientCnxns", "60 \t"), ("globalOutstandingLimit", "")]);
+        for replicas in [1, 3, 5] {
+            for separate in [false, true] {
+                let cfg = render("zk", "ns", replicas, "cluster.local", &user, separate);
+                for line in cfg.lines() {
+                    assert_eq!(line, line.trim_end(), "trailing whitespace in {line:?}");
+                }
+                assert!(cfg.ends_with("=2000\n"), "{cfg}");
+            }
+        }
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        let user = config(&[("tickTime", "3000"), ("maxClientCnxns", "60")]);
+        let first = render("zk", "ns", 5, "cluster.local", &user, true);
+        let second = render("zk", "ns", 5, "cluster.local", &user.clone(), true);
+        assert_eq!(first, second);
+    }
+}

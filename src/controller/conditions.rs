@@ -1,0 +1,347 @@
+//! The status conditions, derived purely from the phase, the apply outcome and the StatefulSet.
+//!
+//! Conditions follow the Kubernetes convention: a condition's `lastTransitionTime` moves only
+//! when its `status` flips, so `kubectl describe` tells how long the ensemble has been degraded,
+//! not when the operator last looked.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::reconcile::SpecOutcome;
+use crate::api::Phase;
+
+pub const AVAILABLE: &str = "Available";
+pub const DEGRADED: &str = "Degraded";
+pub const PROGRESSING: &str = "Progressing";
+pub const PAUSED: &str = "Paused";
+pub const INVALID_SPEC: &str = "InvalidSpec";
+pub const EVEN_REPLICAS: &str = "EvenReplicas";
+
+/// What the conditions are computed from.
+pub struct Facts<'a> {
+    pub phase: Phase,
+    /// e.g. "2 of 3 voters serving; zk-1 unreachable (connection refused)".
+    pub quorum_summary: &'a str,
+    pub spec: &'a SpecOutcome,
+    pub replicas: i32,
+    pub stateful_set: Option<&'a StatefulSet>,
+    pub generation: Option<i64>,
+}
+
+struct Desired {
+    type_: &'static str,
+    status: bool,
+    reason: &'static str,
+    message: String,
+}
+
+fn rollout_in_progress(sts: Option<&StatefulSet>, replicas: i32) -> Option<String> {
+    let Some(sts) = sts else {
+        return Some("creating the StatefulSet".into());
+    };
+    let status = sts.status.clone().unwrap_or_default();
+    if status.observed_generation < sts.metadata.generation {
+        return Some("the StatefulSet controller has not seen the latest spec yet".into());
+    }
+    let ready = status.ready_replicas.unwrap_or(0);
+    if status.replicas != replicas || ready < replicas {
+        return Some(format!("{ready} of {replicas} server pods ready"));
+    }
+    if status.update_revision.is_some() && status.current_revision != status.update_revision {
+        let updated = status.updated_replicas.unwrap_or(0);
+        return Some(format!(
+            "{updated} of {replicas} server pods run the latest template"
+        ));
+    }
+    None
+}
+
+fn desired(facts: &Facts) -> Vec<Desired> {
+    let serving = matches!(facts.phase, Phase::Active | Phase::Degraded);
+    let mut conditions = vec![
+        Desired {
+            type_: AVAILABLE,
+            status: serving,
+            reason: match facts.phase {
+                Phase::Pending => "QuorumNotFormed",
+                Phase::Active | Phase::Degraded => "QuorumServing",
+                Phase::Down => "QuorumLost",
+            },
+            message: facts.quorum_summary.to_owned(),
+        },
+        Desired {
+            type_: DEGRADED,
+            status: matches!(facts.phase, Phase::Degraded | Phase::Down),
+            reason: match facts.phase {
+                Phase::Pending => "NotFormed",
+                Phase::Active => "AllVotersServing",
+                Phase::Degraded => "VotersNotServing",
+                Phase::Down => "QuorumLost",
+            },
+            message: facts.quorum_summary.to_owned(),
+        },
+    ];
+    let progressing = match facts.spec {
+        SpecOutcome::Invalid(_) => Desired {
+            type_: PROGRESSING,
+            status: false,
+            reason: "InvalidSpec",
+            message: "the spec is invalid; see the InvalidSpec condition".into(),
+        },
+        SpecOutcome::Paused => Desired {
+            type_: PROGRESSING,
+            status: false,
+            reason: "Paused",
+            message: "spec.paused is true; the children are left alone".into(),
+        },
+        SpecOutcome::Applied { changed } => {
+            match rollout_in_progress(facts.stateful_set, facts.replicas) {
+                Some(message) => Desired {
+                    type_: PROGRESSING,
+                    status: true,
+                    reason: "RollingOut",
+                    message,
+                },
+                None if *changed => Desired {
+                    type_: PROGRESSING,
+                    status: true,
+                    reason: "Applied",
+                    message: "applied a changed spec".into(),
+                },
+                None => Desired {
+                    type_: PROGRESSING,
+                    status: false,
+                    reason: "UpToDate",
+                    message: "every server runs the current spec".into(),
+                },
+            }
+        }
+    };
+    conditions.push(progressing);
+    if let SpecOutcome::Invalid(problem) = facts.spec {
+        conditions.push(Desired {
+            type_: INVALID_SPEC,
+            status: true,
+            reason: "InvalidSpec",
+            message: problem.clone(),
+        });
+    }
+    if matches!(facts.spec, SpecOutcome::Paused) {
+        conditions.push(Desired {
+            type_: PAUSED,
+            status: true,
+            reason: "Paused",
+            message: "spec.paused is true: the operator does not change the StatefulSet, Services, ConfigMap or PodDisruptionBudget, and restarts no member; status is still reported".into(),
+        });
+    }
+    if facts.replicas % 2 == 0 {
+        conditions.push(Desired {
+            type_: EVEN_REPLICAS,
+            status: true,
+            reason: "EvenReplicas",
+            message: format!(
+                "{} voters tolerate {} failures, like {}; use an odd spec.replicas",
+                facts.replicas,
+                (facts.replicas - 1) / 2,
+                facts.replicas - 1
+            ),
+        });
+    }
+    conditions
+}
+
+/// The new condition list: `lastTransitionTime` is kept from `previous` unless `status` flipped.
+/// Conditions that no longer apply (InvalidSpec once fixed, Paused once resumed) are dropped.
+pub fn conditions(facts: &Facts, previous: &[Condition], now: &Time) -> Vec<Condition> {
+    desired(facts)
+        .into_iter()
+        .map(|d| {
+            let status = if d.status { "True" } else { "False" }.to_owned();
+            let last_transition_time = previous
+                .iter()
+                .find(|c| c.type_ == d.type_ && c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| now.clone());
+            Condition {
+                type_: d.type_.to_owned(),
+                status,
+                reason: d.reason.to_owned(),
+                message: d.message,
+                observed_generation: facts.generation,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::StatefulSetStatus;
+
+    fn time(seconds: i64) -> Time {
+        Time(jiff::Timestamp::from_second(seconds).unwrap())
+    }
+
+    fn settled_sts(replicas: i32) -> StatefulSet {
+        let mut sts = StatefulSet::default();
+        sts.metadata.generation = Some(2);
+        sts.status = Some(StatefulSetStatus {
+            observed_generation: Some(2),
+            replicas,
+            ready_replicas: Some(replicas),
+            updated_replicas: Some(replicas),
+            current_revision: Some("r1".into()),
+            update_revision: Some("r1".into()),
+            ..Default::default()
+        });
+        sts
+    }
+
+    fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+        conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    #[test]
+    fn phases_map_to_available_and_degraded() {
+        let sts = settled_sts(3);
+        let spec = SpecOutcome::Applied { changed: false };
+        for (phase, available, degraded) in [
+            (Phase::Pending, "False", "False"),
+            (Phase::Active, "True", "False"),
+            (Phase::Degraded, "True", "True"),
+            (Phase::Down, "False", "True"),
+        ] {
+            let facts = Facts {
+                phase,
+                quorum_summary: "summary",
+                spec: &spec,
+                replicas: 3,
+                stateful_set: Some(&sts),
+                generation: Some(4),
+            };
+            let c = conditions(&facts, &[], &time(10));
+            assert_eq!(find(&c, AVAILABLE).unwrap().status, available, "{phase}");
+            assert_eq!(find(&c, DEGRADED).unwrap().status, degraded, "{phase}");
+            assert_eq!(find(&c, PROGRESSING).unwrap().status, "False", "{phase}");
+            assert!(c.iter().all(|c| c.observed_generation == Some(4)));
+            assert!(find(&c, EVEN_REPLICAS).is_none());
+        }
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_flips() {
+        let sts = settled_sts(3);
+        let spec = SpecOutcome::Applied { changed: false };
+        let facts = |phase| Facts {
+            phase,
+            quorum_summary: "s",
+            spec: &spec,
+            replicas: 3,
+            stateful_set: Some(&sts),
+            generation: Some(1),
+        };
+        let first = conditions(&facts(Phase::Active), &[], &time(10));
+        let same = conditions(&facts(Phase::Active), &first, &time(20));
+        assert_eq!(first, same);
+        let degraded = conditions(&facts(Phase::Degraded), &same, &time(30));
+        assert_eq!(
+            find(&degraded, DEGRADED).unwrap().last_transition_time,
+            time(30)
+        );
+        assert_eq!(
+            find(&degraded, AVAILABLE).unwrap().last_transition_time,
+            time(10)
+        );
+    }
+
+    #[test]
+    fn spec_outcomes() {
+        let sts = settled_sts(4);
+        let invalid = SpecOutcome::Invalid("spec.jvm.heap: bad".into());
+        let facts = Facts {
+            phase: Phase::Active,
+            quorum_summary: "s",
+            spec: &invalid,
+            replicas: 4,
+            stateful_set: Some(&sts),
+            generation: Some(1),
+        };
+        let c = conditions(&facts, &[], &time(1));
+        assert_eq!(
+            find(&c, INVALID_SPEC).unwrap().message,
+            "spec.jvm.heap: bad"
+        );
+        assert_eq!(find(&c, PROGRESSING).unwrap().reason, "InvalidSpec");
+        assert!(
+            find(&c, EVEN_REPLICAS)
+                .unwrap()
+                .message
+                .contains("4 voters tolerate 1 failures, like 3")
+        );
+
+        let paused = SpecOutcome::Paused;
+        let c = conditions(
+            &Facts {
+                spec: &paused,
+                ..facts
+            },
+            &[],
+            &time(1),
+        );
+        assert_eq!(find(&c, PAUSED).unwrap().status, "True");
+        assert!(find(&c, INVALID_SPEC).is_none());
+    }
+
+    #[test]
+    fn progressing_follows_the_rollout() {
+        let applied = SpecOutcome::Applied { changed: false };
+        let mut rolling = settled_sts(3);
+        rolling.status.as_mut().unwrap().update_revision = Some("r2".into());
+        rolling.status.as_mut().unwrap().updated_replicas = Some(1);
+        let facts = Facts {
+            phase: Phase::Active,
+            quorum_summary: "s",
+            spec: &applied,
+            replicas: 3,
+            stateful_set: Some(&rolling),
+            generation: Some(1),
+        };
+        let c = conditions(&facts, &[], &time(1));
+        let progressing = find(&c, PROGRESSING).unwrap();
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("True", "RollingOut")
+        );
+        assert_eq!(
+            progressing.message,
+            "1 of 3 server pods run the latest template"
+        );
+
+        let c = conditions(
+            &Facts {
+                stateful_set: None,
+                ..facts
+            },
+            &[],
+            &time(1),
+        );
+        assert_eq!(
+            find(&c, PROGRESSING).unwrap().message,
+            "creating the StatefulSet"
+        );
+
+        let changed = SpecOutcome::Applied { changed: true };
+        let settled = settled_sts(3);
+        let c = conditions(
+            &Facts {
+                spec: &changed,
+                stateful_set: Some(&settled),
+                ..facts
+            },
+            &[],
+            &time(1),
+        );
+        assert_eq!(find(&c, PROGRESSING).unwrap().reason, "Applied");
+    }
+}

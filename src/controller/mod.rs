@@ -1,0 +1,261 @@
+//! The operator: a kube-runtime Controller over `ZooKeeperEnsemble`.
+//!
+//! One reconcile runs the whole pipeline for an ensemble: validate → build → apply → status.
+//! Validation and building are pure (`api::validate`, `build`); this module only does the IO:
+//! server-side apply of the children (skipped when nothing changed, see [`apply`]), one probe
+//! round of the members' AdminServers, the status write, Events, and the deletion of a failed
+//! member's pod. Every reconcile requeues after the probe interval, so the status follows the
+//! quorum even when no Kubernetes object changes; pod events trigger a reconcile at once.
+//!
+//! Reads come from informer caches (children and pods, filtered by the managed-by label), so a
+//! steady ensemble costs the API server nothing but the watches.
+
+mod apply;
+mod conditions;
+mod reconcile;
+pub mod service;
+mod status;
+pub mod telemetry;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::api::ZooKeeperEnsemble;
+use crate::build;
+use crate::quorum::probe::{ProbeSettings, Prober};
+use crate::quorum::rule::RuleSettings;
+
+pub use apply::FIELD_MANAGER;
+pub use telemetry::{Health, Metrics};
+
+/// Operator settings, from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub build: build::Settings,
+    /// Namespaces to watch; empty means every namespace.
+    pub namespaces: Vec<String>,
+    /// How often every ensemble's members are probed.
+    pub probe_interval: Duration,
+    pub probe: ProbeSettings,
+    pub rule: RuleSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("applying {kind} {name}: {source}")]
+    Apply {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "{kind} {name} already exists and is not owned by this ensemble; delete or rename it, or give the ensemble another name"
+    )]
+    ForeignChild { kind: String, name: String },
+    #[error("writing the status: {0}")]
+    Status(#[source] kube::Error),
+    #[error("deleting pod {pod}: {source}")]
+    DeletePod {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// A short label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Apply { .. } => "apply",
+            Self::ForeignChild { .. } => "foreign_child",
+            Self::Status(_) => "status",
+            Self::DeletePod { .. } => "delete_pod",
+        }
+    }
+}
+
+/// Informer caches of what the operator manages, within one watch scope.
+#[derive(Clone)]
+pub struct Stores {
+    pub stateful_sets: Store<StatefulSet>,
+    pub config_maps: Store<ConfigMap>,
+    pub services: Store<Service>,
+    pub pod_disruption_budgets: Store<PodDisruptionBudget>,
+    pub pods: Store<Pod>,
+}
+
+impl Stores {
+    async fn wait_until_ready(&self) {
+        // Until every cache has listed once, an absent child may only be absent from the cache:
+        // applying it then would be a needless write.
+        let _ = futures::join!(
+            self.stateful_sets.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.pod_disruption_budgets.wait_until_ready(),
+            self.pods.wait_until_ready(),
+        );
+    }
+}
+
+/// State shared by every reconcile in one watch scope.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub stores: Stores,
+    pub prober: Prober,
+    /// What the status rule remembers between probe rounds, per ensemble.
+    pub memory: Mutex<HashMap<ObjectRef<ZooKeeperEnsemble>, status::Memory>>,
+}
+
+fn error_policy(ensemble: Arc<ZooKeeperEnsemble>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(
+        ensemble = %ObjectRef::from(ensemble.as_ref()),
+        %error,
+        "reconcile failed"
+    );
+    ctx.metrics.reconcile_failed(error.metric_label());
+    Action::requeue(Duration::from_secs(5))
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A cached, label-filtered watch of one child kind: the store, and the stream that fills it
+/// (which also triggers reconciles).
+fn reflect<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let managed = watcher::Config::default().labels(&format!(
+        "{}={}",
+        build::names::MANAGED_BY_LABEL,
+        build::names::MANAGED_BY
+    ));
+    let (store, writer) = reflector::store();
+    let stream = watcher(scoped::<K>(client, namespace), managed)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
+}
+
+/// The ensemble a managed pod belongs to, from its labels.
+fn ensemble_of_pod(pod: Pod) -> Option<ObjectRef<ZooKeeperEnsemble>> {
+    let name = pod.labels().get(build::names::INSTANCE_LABEL)?;
+    Some(ObjectRef::new(name).within(&pod.namespace()?))
+}
+
+use kube::ResourceExt;
+
+/// Runs one controller per watch scope until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Metrics,
+    reporter: Reporter,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        settings.namespaces.iter().cloned().map(Some).collect()
+    };
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let controllers = scopes.into_iter().map(|scope| {
+        run_scope(
+            client.clone(),
+            scope,
+            settings.clone(),
+            metrics.clone(),
+            reporter.clone(),
+            shutdown.clone(),
+        )
+    });
+    futures::future::join_all(controllers).await;
+}
+
+async fn run_scope(
+    client: Client,
+    namespace: Option<String>,
+    settings: Settings,
+    metrics: Metrics,
+    reporter: Reporter,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = namespace.as_deref();
+    let (stateful_sets, sts_stream) = reflect::<StatefulSet>(&client, ns);
+    let (config_maps, cm_stream) = reflect::<ConfigMap>(&client, ns);
+    let (services, svc_stream) = reflect::<Service>(&client, ns);
+    let (pod_disruption_budgets, pdb_stream) = reflect::<PodDisruptionBudget>(&client, ns);
+    let (pods, pod_stream) = reflect::<Pod>(&client, ns);
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        prober: Prober::new(settings.probe.clone()),
+        recorder: Recorder::new(client.clone(), reporter),
+        settings,
+        metrics,
+        stores: Stores {
+            stateful_sets,
+            config_maps,
+            services,
+            pod_disruption_budgets,
+            pods,
+        },
+        memory: Mutex::new(HashMap::new()),
+    });
+    tracing::info!(namespace = ns.unwrap_or("<all>"), "starting controller");
+    Controller::new(
+        scoped::<ZooKeeperEnsemble>(&client, ns),
+        watcher::Config::default(),
+    )
+    .owns_stream(sts_stream)
+    .owns_stream(cm_stream)
+    .owns_stream(svc_stream)
+    .owns_stream(pdb_stream)
+    .watches_stream(pod_stream, ensemble_of_pod)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile::reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "controller event");
+        }
+    })
+    .await;
+    tracing::info!(namespace = ns.unwrap_or("<all>"), "controller stopped");
+}

@@ -1,0 +1,96 @@
+//! One reconcile of one ensemble: validate → build → apply → status.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+
+use super::apply::apply_child;
+use super::telemetry::Outcome;
+use super::{Context, Error, status};
+use crate::api::ZooKeeperEnsemble;
+use crate::build;
+
+/// What the apply step did, for the status' conditions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpecOutcome {
+    /// The children match the spec (`changed`: this reconcile had to write some of them).
+    Applied { changed: bool },
+    /// `spec.paused`: the children were left alone.
+    Paused,
+    /// The spec cannot be turned into children; nothing was changed. The text names the field.
+    Invalid(String),
+}
+
+pub async fn reconcile(
+    ensemble: Arc<ZooKeeperEnsemble>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_ensemble(&ensemble, &ctx).await;
+    let outcome = if result.is_ok() {
+        Outcome::Success
+    } else {
+        Outcome::Error
+    };
+    ctx.metrics.reconciled(outcome, started.elapsed());
+    result
+}
+
+async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Result<Action, Error> {
+    let namespace = ensemble.namespace().unwrap_or_default();
+    let name = ensemble.name_any();
+    if ensemble.meta().deletion_timestamp.is_some() {
+        // Owner references make the garbage collector remove the children; nothing to write.
+        ctx.metrics.forget_ensemble(&namespace, &name);
+        ctx.memory
+            .lock()
+            .expect("status memory lock")
+            .remove(&ObjectRef::from(ensemble));
+        return Ok(Action::await_change());
+    }
+    ctx.stores.wait_until_ready().await;
+
+    // Building validates first (api::validate): an invalid spec changes nothing that runs.
+    let spec = match build::children(ensemble, &ctx.settings.build) {
+        Err(problem) => SpecOutcome::Invalid(problem.to_string()),
+        Ok(_) if ensemble.spec.paused => SpecOutcome::Paused,
+        Ok(children) => SpecOutcome::Applied {
+            changed: apply_children(ensemble, ctx, children).await?,
+        },
+    };
+    status::update(ensemble, ctx, &spec).await?;
+    Ok(Action::requeue(ctx.settings.probe_interval))
+}
+
+/// Applies every child whose live copy differs; returns whether anything was written.
+async fn apply_children(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    children: build::Children,
+) -> Result<bool, Error> {
+    let uid = ensemble.uid().unwrap_or_default();
+    let stores = &ctx.stores;
+    let build::Children {
+        config_map,
+        headless_service,
+        client_service,
+        stateful_set,
+        pod_disruption_budget,
+    } = children;
+    // The ConfigMap goes first so that pods created by the StatefulSet find their zoo.cfg.
+    let mut changed = apply_child(ctx, &stores.config_maps, &uid, config_map).await?;
+    changed |= apply_child(ctx, &stores.services, &uid, headless_service).await?;
+    changed |= apply_child(ctx, &stores.services, &uid, client_service).await?;
+    changed |= apply_child(ctx, &stores.stateful_sets, &uid, stateful_set).await?;
+    changed |= apply_child(
+        ctx,
+        &stores.pod_disruption_budgets,
+        &uid,
+        pod_disruption_budget,
+    )
+    .await?;
+    Ok(changed)
+}

@@ -1,0 +1,256 @@
+//! `zooherd operator`: the controller as a long-running service.
+//!
+//! Besides reconciling, a production operator must be observable (logs, Events, metrics, health
+//! endpoints), stop cleanly on SIGTERM, and be safe to run with two replicas: only the holder
+//! of a coordination.k8s.io Lease reconciles; the other stands by, ready to take over.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::Reporter;
+use kube_lease_manager::LeaseManagerBuilder;
+
+use super::{Health, Metrics, Settings};
+use crate::build;
+use crate::quorum::probe::ProbeSettings;
+use crate::quorum::rule::RuleSettings;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+/// Flags of `zooherd operator`; every flag can also be set through its environment variable.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OperatorArgs {
+    /// Cluster DNS domain, used in the server names written to zoo.cfg.
+    #[arg(long, env = "ZOOHERD_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    /// Server image for ensembles that do not set spec.image.
+    #[arg(long, env = "ZOOHERD_SERVER_IMAGE", default_value = crate::agent::DEFAULT_SERVER_IMAGE)]
+    pub server_image: String,
+
+    /// Namespace to watch (repeat for several); all namespaces when not given.
+    #[arg(long = "namespace", env = "ZOOHERD_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Address of the /healthz, /readyz and /metrics endpoints.
+    #[arg(long, env = "ZOOHERD_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub http_address: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "ZOOHERD_LOG_FORMAT", value_enum, default_value = "plain")]
+    pub log_format: LogFormat,
+
+    /// Milliseconds between two probe rounds of an ensemble's members.
+    #[arg(long, env = "ZOOHERD_PROBE_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub probe_interval_ms: u64,
+
+    /// Milliseconds one AdminServer request may take.
+    #[arg(long, env = "ZOOHERD_ADMIN_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=30_000))]
+    pub admin_timeout_ms: u64,
+
+    /// Run only while holding the Lease (needed with more than one replica).
+    #[arg(long, env = "ZOOHERD_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "ZOOHERD_LEASE_NAME", default_value = "zooherd-operator")]
+    pub lease_name: String,
+
+    /// Namespace of the leader-election Lease (the operator's own namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// Identity of this replica in the Lease and in Events.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+impl OperatorArgs {
+    fn settings(&self) -> Settings {
+        Settings {
+            build: build::Settings {
+                cluster_domain: self.cluster_domain.clone(),
+                default_image: self.server_image.clone(),
+            },
+            namespaces: self.namespaces.clone(),
+            probe_interval: Duration::from_millis(self.probe_interval_ms),
+            probe: ProbeSettings {
+                timeout: Duration::from_millis(self.admin_timeout_ms),
+                admin_port: u16::try_from(build::names::ADMIN_PORT)
+                    .expect("the AdminServer port fits in 16 bits"),
+                ..ProbeSettings::default()
+            },
+            rule: RuleSettings::default(),
+        }
+    }
+
+    fn identity(&self) -> String {
+        self.identity.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| format!("zooherd-{}", std::process::id()))
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("connecting to the Kubernetes API (kubeconfig or in-cluster config): {0}")]
+    Client(#[source] kube::Error),
+    #[error("serving {address}: {source}")]
+    Http {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("leader election on Lease {namespace}/{name}: {source}")]
+    Lease {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube_lease_manager::LeaseManagerError,
+    },
+    #[error("lost the leader-election Lease; exiting so that a fresh start resynchronises")]
+    LostLease,
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Resolves once `stop` turns true.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+pub async fn run(args: OperatorArgs) -> Result<(), ServiceError> {
+    let client = Client::try_default().await.map_err(ServiceError::Client)?;
+    let metrics = Metrics::default();
+    let health = Health::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http = tokio::spawn(super::telemetry::serve(
+        args.http_address,
+        metrics.clone(),
+        health.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    tokio::spawn(async move {
+        termination().await;
+        let _ = stop_tx.send(true);
+    });
+
+    let identity = args.identity();
+    let reporter = Reporter {
+        controller: "zooherd".into(),
+        instance: Some(identity.clone()),
+    };
+    let result = if args.leader_election {
+        lead_then_run(&args, client, metrics, health, reporter, identity, stop_rx).await
+    } else {
+        health.set_ready(true);
+        super::run(client, args.settings(), metrics, reporter, stopped(stop_rx)).await;
+        Ok(())
+    };
+    match http.await {
+        Ok(Ok(())) | Err(_) => {}
+        Ok(Err(source)) => {
+            return Err(ServiceError::Http {
+                address: args.http_address,
+                source,
+            });
+        }
+    }
+    result
+}
+
+async fn lead_then_run(
+    args: &OperatorArgs,
+    client: Client,
+    metrics: Metrics,
+    health: Health,
+    reporter: Reporter,
+    identity: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ServiceError> {
+    let lease_error = |source| ServiceError::Lease {
+        namespace: args.lease_namespace.clone(),
+        name: args.lease_name.clone(),
+        source,
+    };
+    let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&args.lease_namespace)
+        .with_identity(&identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .map_err(lease_error)?;
+    let (mut leading, lease_task) = manager.watch().await;
+    // A standby replica is healthy and ready: it is waiting for the Lease, as designed.
+    health.set_ready(true);
+    tracing::info!(%identity, lease = %args.lease_name, "waiting for the leader-election Lease");
+    let acquired = tokio::select! {
+        acquired = leading.wait_for(|is_leader| *is_leader) => Some(acquired.is_ok()),
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    match acquired {
+        Some(true) => {}
+        Some(false) => return Err(ServiceError::LostLease),
+        None => {
+            drop(leading);
+            let _ = lease_task.await;
+            return Ok(());
+        }
+    }
+    tracing::info!(%identity, "leading: starting the controllers");
+    let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
+    let mut leading_watch = leading.clone();
+    let watch_lease = tokio::spawn(async move {
+        let _ = leading_watch.wait_for(|is_leader| !*is_leader).await;
+        let _ = lost_tx.send(true);
+    });
+    let shutdown = {
+        let (stop, lost) = (stop.clone(), lost_rx.clone());
+        async move {
+            tokio::select! {
+                _ = stopped(stop) => {},
+                _ = stopped(lost) => {},
+            }
+        }
+    };
+    super::run(client, args.settings(), metrics, reporter, shutdown).await;
+    watch_lease.abort();
+    let lost = *lost_rx.borrow_and_update();
+    // Closing the channel makes the lease task release the Lease, so a standby takes over at once.
+    drop(leading);
+    let _ = lease_task.await;
+    if lost {
+        Err(ServiceError::LostLease)
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,432 @@
+//! The status step: probe the members, run the status rule, write `.status` when it changed,
+//! emit an Event on every phase change, and restart (delete the pod of) a failed member.
+//!
+//! The decisions are pure and live elsewhere: the phase in `quorum::rule`, the restart in
+//! `quorum::restart`, the conditions in `conditions`. What is here is the IO around them and
+//! the one judgement about writes: a status that differs from the last one written only by
+//! zxids (which move with every client write) is written at most every
+//! [`ZXID_ONLY_WRITE_INTERVAL`], so a busy ensemble does not turn into a stream of API writes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::conditions::{self, Facts};
+use super::reconcile::SpecOutcome;
+use super::{Context, Error, FIELD_MANAGER};
+use crate::api::{Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
+use crate::build::names;
+use crate::quorum::probe::Voter;
+use crate::quorum::restart::{PodFacts, RestartDecision, RestartPolicy, decide_restart};
+use crate::quorum::rule::{self, EnsembleMemory};
+
+/// How often a status that changed only in its zxids is written.
+pub const ZXID_ONLY_WRITE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What the operator remembers about one ensemble between reconciles.
+#[derive(Clone, Debug)]
+pub struct Memory {
+    rule: EnsembleMemory,
+    /// The status last written, and when. The informer's copy of the ensemble can lag behind
+    /// our own writes; comparing with it would write the same status twice.
+    written: Option<(ZooKeeperEnsembleStatus, Instant)>,
+}
+
+/// The voters the configuration lists: ordinal 0..replicas, with the IP of each one's pod.
+fn voters(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+) -> Vec<(Voter, Option<std::sync::Arc<Pod>>)> {
+    let namespace = ensemble.namespace().unwrap_or_default();
+    let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
+    (0..replicas)
+        .map(|ordinal| {
+            let pod_name = names::pod(ensemble, ordinal);
+            let pod = ctx
+                .stores
+                .pods
+                .get(&ObjectRef::new(&pod_name).within(&namespace));
+            let ip = pod
+                .as_ref()
+                .and_then(|p| p.status.as_ref()?.pod_ip.as_ref()?.parse().ok());
+            let voter = Voter {
+                myid: i32::try_from(names::myid(ordinal)).unwrap_or(i32::MAX),
+                pod: pod_name,
+                ip,
+            };
+            (voter, pod)
+        })
+        .collect()
+}
+
+/// True when `new` differs from `old` in more than zxids.
+fn differs_beyond_zxids(old: &ZooKeeperEnsembleStatus, new: &ZooKeeperEnsembleStatus) -> bool {
+    let strip = |status: &ZooKeeperEnsembleStatus| {
+        let mut status = status.clone();
+        status.zxid = None;
+        for member in &mut status.members {
+            member.zxid = None;
+        }
+        status
+    };
+    strip(old) != strip(new)
+}
+
+/// Whether to write `new`, given the status last written and when.
+fn should_write(
+    new: &ZooKeeperEnsembleStatus,
+    last: Option<&(ZooKeeperEnsembleStatus, Instant)>,
+    now: Instant,
+) -> bool {
+    match last {
+        None => true,
+        Some((old, _)) if old == new => false,
+        Some((old, _)) if differs_beyond_zxids(old, new) => true,
+        Some((_, at)) => now.duration_since(*at) >= ZXID_ONLY_WRITE_INTERVAL,
+    }
+}
+
+pub async fn update(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    spec: &SpecOutcome,
+) -> Result<(), Error> {
+    let namespace = ensemble.namespace().unwrap_or_default();
+    let name = ensemble.name_any();
+    let key = ObjectRef::from(ensemble);
+    let current = ensemble.status.clone().unwrap_or_default();
+    let voters = voters(ensemble, ctx);
+    let round = ctx
+        .prober
+        .probe(&voters.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>())
+        .await;
+    let now = Timestamp::now();
+
+    let memory = ctx
+        .memory
+        .lock()
+        .expect("status memory lock")
+        .get(&key)
+        .cloned()
+        .unwrap_or_else(|| Memory {
+            rule: EnsembleMemory::from_status(&current),
+            written: None,
+        });
+    let previous_phase = memory.rule.phase();
+    let assessment = rule::assess(
+        &memory.rule,
+        voters.len(),
+        &round.observations,
+        now,
+        &ctx.settings.rule,
+    );
+    let mut rule_memory = assessment.memory;
+    let mut computed = assessment.status;
+
+    if matches!(spec, SpecOutcome::Applied { .. }) {
+        let pods: BTreeMap<String, PodFacts> = voters
+            .iter()
+            .filter_map(|(voter, pod)| Some((voter.pod.clone(), PodFacts::from_pod(pod.as_ref()?))))
+            .collect();
+        let decision = decide_restart(
+            &computed.members,
+            &pods,
+            &RestartPolicy::from(&ensemble.spec.failed_member_restart),
+            rule_memory.last_restart_at(),
+            now,
+        );
+        if let RestartDecision::Delete { pod, myid, reason } = decision {
+            let uid = voters
+                .iter()
+                .find(|(v, _)| v.pod == pod)
+                .and_then(|(_, p)| p.as_ref()?.uid());
+            restart_member(ensemble, ctx, &pod, uid, &reason).await?;
+            rule_memory.record_restart(myid, now);
+            if let Some(member) = computed.members.iter_mut().find(|m| m.myid == myid) {
+                member.restarts += 1;
+            }
+        }
+    }
+
+    let last_written = memory.written.clone();
+    let previous_conditions = last_written
+        .as_ref()
+        .map_or(&current.conditions, |(s, _)| &s.conditions)
+        .clone();
+    let mut status = current.clone();
+    computed.write_into(&mut status);
+    let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
+    status.connect_string = Some(names::connect_string(
+        &name,
+        &namespace,
+        replicas,
+        &ctx.settings.build.cluster_domain,
+    ));
+    status.observed_generation = ensemble.meta().generation;
+    let stateful_set = ctx
+        .stores
+        .stateful_sets
+        .get(&ObjectRef::new(&names::stateful_set(ensemble)).within(&namespace));
+    status.conditions = conditions::conditions(
+        &Facts {
+            phase: computed.summary.phase,
+            quorum_summary: &computed.message,
+            spec,
+            replicas: ensemble.spec.replicas,
+            stateful_set: stateful_set.as_deref(),
+            generation: ensemble.meta().generation,
+        },
+        &previous_conditions,
+        &Time(now),
+    );
+
+    let baseline = last_written.or_else(|| {
+        ensemble
+            .status
+            .clone()
+            .map(|s| (s, Instant::now() - ZXID_ONLY_WRITE_INTERVAL))
+    });
+    let written = if should_write(&status, baseline.as_ref(), Instant::now()) {
+        write_status(ensemble, ctx, &status).await?;
+        Some((status.clone(), Instant::now()))
+    } else {
+        baseline
+    };
+    ctx.memory.lock().expect("status memory lock").insert(
+        key,
+        Memory {
+            rule: rule_memory,
+            written,
+        },
+    );
+
+    let phase = computed.summary.phase;
+    ctx.metrics.phase(&namespace, &name, phase);
+    if previous_phase != Some(phase) {
+        publish_phase_event(ensemble, ctx, previous_phase, phase, &computed.message).await;
+    }
+    publish_condition_events(ensemble, ctx, &previous_conditions, &status.conditions).await;
+    Ok(())
+}
+
+async fn write_status(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    status: &ZooKeeperEnsembleStatus,
+) -> Result<(), Error> {
+    let api: Api<ZooKeeperEnsemble> = Api::namespaced(
+        ctx.client.clone(),
+        &ensemble.namespace().unwrap_or_default(),
+    );
+    let patch = json!({
+        "apiVersion": ZooKeeperEnsemble::api_version(&()),
+        "kind": ZooKeeperEnsemble::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &ensemble.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Status)?;
+    ctx.metrics.api_write("ZooKeeperEnsembleStatus");
+    Ok(())
+}
+
+async fn restart_member(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    pod: &str,
+    uid: Option<String>,
+    reason: &str,
+) -> Result<(), Error> {
+    let namespace = ensemble.namespace().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    // The uid precondition makes sure we delete the pod we judged, never its replacement.
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(pod, &params).await {
+        Ok(_) => {}
+        // Already gone or already replaced: the restart we wanted has happened.
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => return Ok(()),
+        Err(source) => {
+            return Err(Error::DeletePod {
+                pod: pod.to_owned(),
+                source,
+            });
+        }
+    }
+    ctx.metrics.api_write("Pod");
+    ctx.metrics
+        .member_restarted(&namespace, &ensemble.name_any());
+    tracing::warn!(%pod, %reason, "restarted a failed member");
+    publish(
+        ensemble,
+        ctx,
+        EventType::Warning,
+        "MemberRestarted",
+        "RestartMember",
+        format!("deleted pod {pod} so that it is recreated: {reason}"),
+    )
+    .await;
+    Ok(())
+}
+
+async fn publish_phase_event(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    previous: Option<Phase>,
+    phase: Phase,
+    message: &str,
+) {
+    let type_ = match phase {
+        Phase::Degraded | Phase::Down => EventType::Warning,
+        Phase::Pending | Phase::Active => EventType::Normal,
+    };
+    let from = previous.map_or_else(|| "none".to_owned(), |p| p.to_string());
+    publish(
+        ensemble,
+        ctx,
+        type_,
+        match phase {
+            Phase::Pending => "Pending",
+            Phase::Active => "Active",
+            Phase::Degraded => "Degraded",
+            Phase::Down => "Down",
+        },
+        "ObserveQuorum",
+        format!("{from} -> {phase}: {message}"),
+    )
+    .await;
+}
+
+/// Events for conditions that report a problem with the spec, when they appear.
+async fn publish_condition_events(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    current: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) {
+    for condition in current {
+        let is_new = !previous.iter().any(|p| {
+            p.type_ == condition.type_
+                && p.status == condition.status
+                && p.message == condition.message
+        });
+        let warning = match condition.type_.as_str() {
+            conditions::INVALID_SPEC | conditions::EVEN_REPLICAS => true,
+            conditions::PAUSED => false,
+            _ => continue,
+        };
+        if is_new && condition.status == "True" {
+            let type_ = if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            publish(
+                ensemble,
+                ctx,
+                type_,
+                &condition.reason,
+                "ValidateSpec",
+                condition.message.clone(),
+            )
+            .await;
+        }
+    }
+}
+
+/// Publishes an Event about the ensemble. A failed Event is logged, never fatal.
+pub async fn publish(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx
+        .recorder
+        .publish(&event, &ensemble.object_ref(&()))
+        .await
+    {
+        tracing::warn!(%error, reason, "could not publish an Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{MemberState, MemberStatus};
+
+    fn status(zxid: &str, phase: Phase) -> ZooKeeperEnsembleStatus {
+        ZooKeeperEnsembleStatus {
+            phase: Some(phase),
+            zxid: Some(zxid.into()),
+            members: vec![MemberStatus {
+                pod: "zk-0".into(),
+                myid: 1,
+                state: MemberState::Leader,
+                reason: None,
+                zxid: Some(zxid.into()),
+                since: None,
+                restarts: 0,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn writes_only_real_changes_and_throttles_zxid_churn() {
+        let start = Instant::now();
+        let written = (status("0x100000001", Phase::Active), start);
+        // Nothing changed: no write.
+        assert!(!should_write(
+            &status("0x100000001", Phase::Active),
+            Some(&written),
+            start
+        ));
+        // Only zxids moved: not before the interval, then yes.
+        let moved = status("0x100000009", Phase::Active);
+        assert!(!should_write(
+            &moved,
+            Some(&written),
+            start + Duration::from_secs(1)
+        ));
+        assert!(should_write(
+            &moved,
+            Some(&written),
+            start + ZXID_ONLY_WRITE_INTERVAL
+        ));
+        // A phase change is written at once, zxid moves or not.
+        assert!(should_write(
+            &status("0x100000009", Phase::Degraded),
+            Some(&written),
+            start
+        ));
+        // Nothing written yet: write.
+        assert!(should_write(&moved, None, start));
+    }
+}

@@ -1,0 +1,282 @@
+//! What the operator tells about itself: Prometheus metrics, and the /healthz, /readyz and
+//! /metrics endpoints that the Deployment's probes and a ServiceMonitor scrape.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::api::Phase;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Outcome {
+    Success,
+    Error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnsembleLabels {
+    namespace: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    namespace: String,
+    name: String,
+    phase: String,
+}
+
+/// The operator's metrics. Cheap to clone: every field is a shared handle.
+#[derive(Clone)]
+pub struct Metrics {
+    reconciles: Family<OutcomeLabels, Counter>,
+    reconcile_errors: Family<ErrorLabels, Counter>,
+    reconcile_duration: Histogram,
+    api_writes: Family<WriteLabels, Counter>,
+    ensemble_phase: Family<PhaseLabels, Gauge>,
+    member_restarts: Family<EnsembleLabels, Counter>,
+    registry: Arc<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("zooherd");
+        let reconciles = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciliations by outcome",
+            reconciles.clone(),
+        );
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciliations by error kind",
+            reconcile_errors.clone(),
+        );
+        let reconcile_duration =
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconciliation, probe round included",
+            reconcile_duration.clone(),
+        );
+        let api_writes = Family::<WriteLabels, Counter>::default();
+        registry.register(
+            "api_writes",
+            "Writes the operator sent to the Kubernetes API server, by object kind",
+            api_writes.clone(),
+        );
+        let ensemble_phase = Family::<PhaseLabels, Gauge>::default();
+        registry.register(
+            "ensemble_phase",
+            "1 for the phase each ensemble is in, 0 for the others",
+            ensemble_phase.clone(),
+        );
+        let member_restarts = Family::<EnsembleLabels, Counter>::default();
+        registry.register(
+            "member_restarts",
+            "Pods the operator deleted because their member had failed",
+            member_restarts.clone(),
+        );
+        Self {
+            reconciles,
+            reconcile_errors,
+            reconcile_duration,
+            api_writes,
+            ensemble_phase,
+            member_restarts,
+            registry: Arc::new(registry),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn reconciled(&self, outcome: Outcome, took: Duration) {
+        self.reconciles
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn reconcile_failed(&self, error: &str) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels {
+                error: error.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn api_write(&self, kind: &str) {
+        self.api_writes
+            .get_or_create(&WriteLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn phase(&self, namespace: &str, name: &str, phase: Phase) {
+        for candidate in [Phase::Pending, Phase::Active, Phase::Degraded, Phase::Down] {
+            self.ensemble_phase
+                .get_or_create(&PhaseLabels {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    phase: candidate.as_str().to_owned(),
+                })
+                .set(i64::from(candidate == phase));
+        }
+    }
+
+    /// Drops the per-ensemble series of a deleted ensemble.
+    pub fn forget_ensemble(&self, namespace: &str, name: &str) {
+        for candidate in [Phase::Pending, Phase::Active, Phase::Degraded, Phase::Down] {
+            self.ensemble_phase.remove(&PhaseLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                phase: candidate.as_str().to_owned(),
+            });
+        }
+        self.member_restarts.remove(&EnsembleLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+
+    pub fn member_restarted(&self, namespace: &str, name: &str) {
+        self.member_restarts
+            .get_or_create(&EnsembleLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing metrics to a String cannot fail");
+        text
+    }
+}
+
+/// Health of the process, as the HTTP endpoints report it.
+#[derive(Clone, Default)]
+pub struct Health {
+    ready: Arc<AtomicBool>,
+}
+
+impl Health {
+    /// Ready once the operator reached the API server and is either leading or standing by.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone)]
+struct Endpoints {
+    metrics: Metrics,
+    health: Health,
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<Endpoints>) -> impl IntoResponse {
+    if state.health.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+async fn metrics(State(state): State<Endpoints>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+/// Serves /healthz, /readyz and /metrics until `shutdown` completes.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    health: Health,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(self::metrics))
+        .with_state(Endpoints { metrics, health });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_gauge_marks_exactly_one_phase() {
+        let metrics = Metrics::default();
+        metrics.phase("ns", "zk", Phase::Active);
+        metrics.phase("ns", "zk", Phase::Degraded);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"zooherd_ensemble_phase{namespace="ns",name="zk",phase="DEGRADED"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"zooherd_ensemble_phase{namespace="ns",name="zk",phase="ACTIVE"} 0"#),
+            "{text}"
+        );
+        metrics.forget_ensemble("ns", "zk");
+        assert!(!metrics.encode().contains(r#"name="zk""#));
+    }
+
+    #[test]
+    fn writes_are_counted_by_kind() {
+        let metrics = Metrics::default();
+        metrics.api_write("StatefulSet");
+        metrics.api_write("StatefulSet");
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"zooherd_api_writes_total{kind="StatefulSet"} 2"#)
+        );
+    }
+}

@@ -1,0 +1,456 @@
+//! The operator binary against a real API server (etcd, kube-apiserver, kube-controller-manager
+//! and kube-scheduler built from upstream; see tests/support/control_plane.rs).
+//!
+//! There is no kubelet here, so no server pod runs: these tests are about the objects the
+//! operator writes, the writes it does not make, and what the API server refuses. The quorum
+//! stories run on real ZooKeeper in tests/quorum_real_zookeeper.rs.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use nix::sys::signal::Signal;
+use serde_json::json;
+use support::control_plane::{ControlPlane, shared};
+use support::process;
+use zooherd::api::{Phase, ZooKeeperEnsemble};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Polls `check` until it returns `Some`, or panics with `what` after [`TIMEOUT`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Installs the CRDs exactly as `zooherd crd` prints them, and waits until they are served.
+fn install_crds(cp: &ControlPlane) {
+    let crds = Command::new(env!("CARGO_BIN_EXE_zooherd"))
+        .arg("crd")
+        .output()
+        .expect("running zooherd crd");
+    assert!(crds.status.success());
+    let mut apply = cp
+        .kubectl()
+        .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    use std::io::Write;
+    apply.stdin.take().unwrap().write_all(&crds.stdout).unwrap();
+    let out = apply.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wait = cp
+        .kubectl()
+        .args([
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/zookeeperensembles.zooherd.dev",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        wait.status.success(),
+        "{}",
+        String::from_utf8_lossy(&wait.stderr)
+    );
+}
+
+/// The operator binary, watching one namespace, with its metrics on a free port.
+struct Operator {
+    child: Child,
+    log: PathBuf,
+    metrics_url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Operator {
+    fn start(cp: &ControlPlane, namespace: &str) -> Operator {
+        let dir = support::owned_temp_dir("zooherd-operator-").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = dir.path().join("operator.log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_zooherd"));
+        command
+            .args(["operator", "--namespace", namespace])
+            .args(["--http-address", &format!("127.0.0.1:{port}")])
+            .args(["--lease-namespace", namespace])
+            .args(["--server-image", "zooherd.test/zookeeper:test"])
+            .args(["--probe-interval-ms", "500", "--admin-timeout-ms", "300"])
+            .env("KUBECONFIG", cp.kubeconfig())
+            .env("POD_NAME", format!("operator-{namespace}"))
+            .env("RUST_LOG", "info,zooherd=debug")
+            .stdin(Stdio::null())
+            .stdout(File::create(&log).unwrap())
+            .stderr(File::create(&log).unwrap());
+        let child = process::spawn(command).expect("starting the operator");
+        Operator {
+            child,
+            log,
+            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+            _dir: dir,
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        support::tail(&self.log, 60)
+    }
+
+    /// `zooherd_api_writes_total`, summed over kinds.
+    async fn writes(&self) -> u64 {
+        let text = reqwest::get(&self.metrics_url)
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("reading {}: {e}\n{}", self.metrics_url, self.log_tail()))
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("zooherd_api_writes_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = process::terminate(&mut self.child, Signal::SIGTERM, Duration::from_secs(10));
+        if std::thread::panicking() {
+            eprintln!("--- operator log ---\n{}", self.log_tail());
+        }
+    }
+}
+
+fn example_ensemble(name: &str) -> ZooKeeperEnsemble {
+    serde_json::from_value(json!({
+        "apiVersion": "zooherd.dev/v1beta1",
+        "kind": "ZooKeeperEnsemble",
+        "metadata": {"name": name},
+        "spec": {"replicas": 3, "config": {"tickTime": "2000"}}
+    }))
+    .unwrap()
+}
+
+fn owned_by(object: &impl Resource, ensemble: &ZooKeeperEnsemble) -> bool {
+    object
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == ensemble.metadata.uid.as_ref() && o.controller == Some(true))
+}
+
+fn config_hash(sts: &StatefulSet) -> Option<String> {
+    sts.spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get("zooherd.dev/config-hash")
+        .cloned()
+}
+
+async fn resource_versions(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> BTreeMap<String, String> {
+    let mut versions = BTreeMap::new();
+    let rv = |kind: &str, o: Option<String>| (kind.to_string(), o.unwrap_or_default());
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap();
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get(&format!("{name}-config"))
+        .await
+        .unwrap();
+    let svc = Api::<Service>::namespaced(client.clone(), ns)
+        .get(&format!("{name}-headless"))
+        .await
+        .unwrap();
+    let client_svc = Api::<Service>::namespaced(client.clone(), ns)
+        .get(&format!("{name}-client"))
+        .await
+        .unwrap();
+    let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap();
+    let zke = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap();
+    for (kind, version) in [
+        rv("StatefulSet", sts.resource_version()),
+        rv("ConfigMap", cm.resource_version()),
+        rv("Service/headless", svc.resource_version()),
+        rv("Service/client", client_svc.resource_version()),
+        rv("PodDisruptionBudget", pdb.resource_version()),
+        rv("ZooKeeperEnsemble", zke.resource_version()),
+    ] {
+        versions.insert(kind, version);
+    }
+    versions
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_reconciles_an_ensemble_through_its_life() {
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "operator").await.unwrap();
+    let operator = Operator::start(cp, &ns);
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let name = "zk";
+    let created = ensembles
+        .create(&PostParams::default(), &example_ensemble(name))
+        .await
+        .unwrap();
+
+    // The children appear, owned by the ensemble.
+    let stateful_sets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    let sts = eventually("the StatefulSet", || async {
+        stateful_sets.get_opt(name).await.unwrap()
+    })
+    .await;
+    assert!(owned_by(&sts, &created));
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get(&format!("{name}-config"))
+        .await
+        .unwrap();
+    assert!(owned_by(&cm, &created));
+    let zoo_cfg = &cm.data.as_ref().unwrap()["zoo.cfg"];
+    assert!(
+        zoo_cfg.contains(&format!(
+            "server.3={name}-2.{name}-headless.{ns}.svc.cluster.local:2888:3888:participant;2181"
+        )),
+        "{zoo_cfg}"
+    );
+    for service in [format!("{name}-headless"), format!("{name}-client")] {
+        let svc = Api::<Service>::namespaced(client.clone(), &ns)
+            .get(&service)
+            .await
+            .unwrap();
+        assert!(owned_by(&svc, &created), "{service}");
+    }
+    let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns)
+        .get(name)
+        .await
+        .unwrap();
+    assert!(owned_by(&pdb, &created));
+
+    // No pod runs (no kubelet): the status says PENDING, with every member missing.
+    let status = eventually("a PENDING status", || async {
+        let zke = ensembles.get(name).await.unwrap();
+        zke.status
+            .filter(|s| s.phase == Some(Phase::Pending) && s.members.len() == 3)
+    })
+    .await;
+    assert_eq!(status.ready.as_deref(), Some("0/3"));
+    assert_eq!(status.quorum, Some(2));
+    assert!(
+        status.members.iter().all(|m| m.state.as_str() == "missing"),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Available" && c.status == "False")
+    );
+
+    // A reconcile with nothing to change sends no write: let several probe rounds pass and
+    // compare the operator's write counter and every object's resourceVersion.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes_before = operator.writes().await;
+    let versions_before = resource_versions(&client, &ns, name).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let writes_after = operator.writes().await;
+    let versions_after = resource_versions(&client, &ns, name).await;
+    println!(
+        "writes during 5 s of steady reconciles: {}",
+        writes_after - writes_before
+    );
+    assert_eq!(
+        writes_after, writes_before,
+        "a steady ensemble caused writes"
+    );
+    assert_eq!(versions_before, versions_after);
+
+    // Editing spec.config changes the rendered zoo.cfg and the pod template's config hash.
+    let hash_before = config_hash(&sts).expect("the pod template carries a config hash");
+    ensembles
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"config": {"tickTime": "3000"}}})),
+        )
+        .await
+        .unwrap();
+    let hash_after = eventually("a new config hash", || async {
+        let sts = stateful_sets.get(name).await.unwrap();
+        config_hash(&sts).filter(|h| *h != hash_before)
+    })
+    .await;
+    assert_ne!(hash_before, hash_after);
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get(&format!("{name}-config"))
+        .await
+        .unwrap();
+    assert!(cm.data.unwrap()["zoo.cfg"].contains("tickTime=3000"));
+
+    // Paused: the operator leaves the children alone and says so.
+    ensembles
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": true, "config": {"tickTime": "4000"}}})),
+        )
+        .await
+        .unwrap();
+    eventually("the Paused condition", || async {
+        let zke = ensembles.get(name).await.unwrap();
+        zke.status?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Paused" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get(&format!("{name}-config"))
+        .await
+        .unwrap();
+    assert!(
+        cm.data.unwrap()["zoo.cfg"].contains("tickTime=3000"),
+        "paused, yet changed"
+    );
+
+    // Deleting the ensemble removes its children (owner references, garbage collector).
+    ensembles
+        .delete(name, &DeleteParams::foreground())
+        .await
+        .unwrap();
+    eventually("the children to be deleted", || async {
+        let sts = stateful_sets.get_opt(name).await.unwrap();
+        let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .get_opt(&format!("{name}-config"))
+            .await
+            .unwrap();
+        (sts.is_none() && cm.is_none()).then_some(())
+    })
+    .await;
+    drop(operator);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
+/// Creates an ensemble from `spec` and returns the API server's error message.
+async fn rejection(ensembles: &Api<ZooKeeperEnsemble>, spec: serde_json::Value) -> String {
+    let object: ZooKeeperEnsemble = serde_json::from_value(json!({
+        "apiVersion": "zooherd.dev/v1beta1",
+        "kind": "ZooKeeperEnsemble",
+        "metadata": {"name": "invalid"},
+        "spec": spec,
+    }))
+    .unwrap();
+    match ensembles.create(&PostParams::default(), &object).await {
+        Ok(_) => panic!("the API server accepted {spec}"),
+        Err(kube::Error::Api(status)) => status.message,
+        Err(e) => panic!("unexpected error for {spec}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn api_server_rejects_invalid_manifests_naming_the_field() {
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "invalid").await.unwrap();
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    for (spec, expected) in [
+        (
+            json!({"replicas": 0}),
+            "spec.replicas must be between 1 and 255",
+        ),
+        (
+            json!({"replicas": 300}),
+            "spec.replicas must be between 1 and 255",
+        ),
+        (
+            json!({"config": {"dataDir": "/tmp"}}),
+            "spec.config: dataDir is managed by Zooherd",
+        ),
+        (
+            json!({"config": {"server.1": "x:2888:3888"}}),
+            "spec.config: keys server.*, group.*, weight.*, admin.*, metricsProvider.* are managed by Zooherd",
+        ),
+        (
+            json!({"config": {"tickTime": "2000\nserver.9=evil:2888:3888"}}),
+            "spec.config: values must be a single line",
+        ),
+        (
+            json!({"config": {"tick=Time": "2000"}}),
+            "spec.config: keys must be zoo.cfg property names",
+        ),
+        (
+            json!({"jvm": {"heap": "1Gi", "heapPercent": 50}}),
+            "spec.jvm: set either heap or heapPercent",
+        ),
+    ] {
+        let message = rejection(&ensembles, spec.clone()).await;
+        assert!(message.contains(expected), "{spec} -> {message}");
+    }
+
+    // Volumes cannot change after creation, and the API server says so.
+    ensembles
+        .create(&PostParams::default(), &example_ensemble("immutable"))
+        .await
+        .unwrap();
+    let error = ensembles
+        .patch(
+            "immutable",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"storage": {"data": {"size": "20Gi"}}}})),
+        )
+        .await
+        .expect_err("changing the data volume must be refused");
+    assert!(
+        error
+            .to_string()
+            .contains("spec.storage.data cannot change after creation"),
+        "{error}"
+    );
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
