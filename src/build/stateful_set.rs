@@ -240,7 +240,18 @@ fn env(parent: &Parent, jvm_env: Vec<EnvVar>) -> Vec<EnvVar> {
         field_env("POD_NAMESPACE", "metadata.namespace"),
         field_env("POD_IP", "status.podIP"),
         literal_env("ZOOHERD_ENSEMBLE_UID", &parent.owner_reference.uid),
-        EnvVar {
+    ];
+    // Without a memory limit the downward API reports the node's memory, which must never be
+    // mistaken for the container's: the variable is only set when there is a limit.
+    let memory_limit = parent
+        .ensemble
+        .spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .is_some_and(|limits| limits.contains_key("memory"));
+    if memory_limit {
+        env.push(EnvVar {
             name: "ZOOHERD_MEMORY_LIMIT".to_owned(),
             value: None,
             value_from: Some(EnvVarSource {
@@ -251,21 +262,21 @@ fn env(parent: &Parent, jvm_env: Vec<EnvVar>) -> Vec<EnvVar> {
                 }),
                 ..EnvVarSource::default()
             }),
-        },
-    ];
+        });
+    }
     env.extend(jvm_env);
     env
 }
 
 /// The JVM settings, as literal variables `zooherd server` turns into JVM options:
-/// `ZOOHERD_JVM_HEAP` (a JVM size such as `512m`, for -Xmx and -Xms),
+/// `ZOOHERD_JVM_HEAP` (a Kubernetes quantity such as `512Mi`, for -Xmx and -Xms),
 /// `ZOOHERD_JVM_HEAP_PERCENT` (a share of `ZOOHERD_MEMORY_LIMIT`) and `ZOOHERD_JVM_EXTRA_OPTS`
 /// (appended last).
 fn jvm_env(ensemble: &ZooKeeperEnsemble) -> Result<Vec<EnvVar>, ValidationError> {
     let jvm = &ensemble.spec.jvm;
     let mut env = Vec::new();
     if let Some(heap) = validate::heap_bytes(jvm)? {
-        env.push(literal_env("ZOOHERD_JVM_HEAP", &jvm_size(heap)));
+        env.push(literal_env("ZOOHERD_JVM_HEAP", &heap_quantity(heap)));
     }
     if let Some(percent) = heap_percent(ensemble)? {
         env.push(literal_env(
@@ -296,14 +307,13 @@ fn heap_percent(ensemble: &ZooKeeperEnsemble) -> Result<Option<i32>, ValidationE
     Ok(defaulted.then_some(DEFAULT_HEAP_PERCENT))
 }
 
-/// Bytes as a JVM size: whole mebibytes as `<n>m`, otherwise kibibytes (rounded down) as
-/// `<n>k`, which -Xmx and -Xms accept.
-fn jvm_size(bytes: u64) -> String {
-    let kib = bytes / 1024;
-    if kib.is_multiple_of(1024) {
-        format!("{}m", kib / 1024)
+/// Bytes as the Kubernetes quantity `zooherd server` reads: whole mebibytes as `<n>Mi`,
+/// otherwise plain bytes. (Not a JVM size: `k` is 1000 for Kubernetes and 1024 for the JVM.)
+fn heap_quantity(bytes: u64) -> String {
+    if bytes.is_multiple_of(1024 * 1024) {
+        format!("{}Mi", bytes / (1024 * 1024))
     } else {
-        format!("{kib}k")
+        bytes.to_string()
     }
 }
 
@@ -746,7 +756,19 @@ mod tests {
 
     #[test]
     fn environment_tells_the_server_who_it_is() {
-        let container = server(json!({}));
+        // Without a memory limit there is no ZOOHERD_MEMORY_LIMIT: the downward API would
+        // report the node's memory.
+        let unlimited = server(json!({}));
+        assert!(env_value(&unlimited, "ZOOHERD_MEMORY_LIMIT").is_none());
+        assert!(
+            unlimited
+                .env
+                .as_ref()
+                .unwrap()
+                .iter()
+                .all(|v| v.name != "ZOOHERD_MEMORY_LIMIT")
+        );
+        let container = server(json!({"resources": {"limits": {"memory": "1Gi"}}}));
         let env = container.env.as_ref().unwrap();
         let names: Vec<&str> = env.iter().map(|var| var.name.as_str()).collect();
         assert_eq!(
@@ -757,6 +779,7 @@ mod tests {
                 "POD_IP",
                 "ZOOHERD_ENSEMBLE_UID",
                 "ZOOHERD_MEMORY_LIMIT",
+                "ZOOHERD_JVM_HEAP_PERCENT",
             ]
         );
         let fields = [
@@ -795,9 +818,19 @@ mod tests {
         // (spec, ZOOHERD_JVM_HEAP, ZOOHERD_JVM_HEAP_PERCENT, ZOOHERD_JVM_EXTRA_OPTS)
         let cases = [
             (json!({}), None, None, None),
-            (json!({"jvm": {"heap": "1Gi"}}), Some("1024m"), None, None),
-            (json!({"jvm": {"heap": "1.5Gi"}}), Some("1536m"), None, None),
-            (json!({"jvm": {"heap": "100M"}}), Some("97656k"), None, None),
+            (json!({"jvm": {"heap": "1Gi"}}), Some("1024Mi"), None, None),
+            (
+                json!({"jvm": {"heap": "1.5Gi"}}),
+                Some("1536Mi"),
+                None,
+                None,
+            ),
+            (
+                json!({"jvm": {"heap": "100M"}}),
+                Some("100000000"),
+                None,
+                None,
+            ),
             (
                 json!({"jvm": {"heapPercent": 30}, "resources": {"limits": {"memory": "1Gi"}}}),
                 None,
@@ -821,7 +854,7 @@ mod tests {
             (
                 json!({"jvm": {"heap": "512Mi", "extraOptions": ["-XX:+UseG1GC", "-Dzookeeper.snapCount=50000"]},
                        "resources": {"limits": {"memory": "1Gi"}}}),
-                Some("512m"),
+                Some("512Mi"),
                 None,
                 Some("-XX:+UseG1GC -Dzookeeper.snapCount=50000"),
             ),
@@ -854,17 +887,15 @@ mod tests {
     }
 
     #[test]
-    fn jvm_sizes_are_whole_mebibytes_or_kibibytes() {
+    fn heap_sizes_are_quantities_the_agent_reads() {
         let cases = [
-            (16 << 20, "16m"),
-            (1 << 30, "1024m"),
-            (100_000_000, "97656k"),
-            ((1 << 20) + 1024, "1025k"),
-            // A fraction of a kibibyte is dropped.
-            ((1 << 20) + 1023, "1m"),
+            (16 << 20, "16Mi"),
+            (1 << 30, "1024Mi"),
+            (100_000_000, "100000000"),
+            ((1 << 20) + 1024, "1049600"),
         ];
         for (bytes, want) in cases {
-            assert_eq!(jvm_size(bytes), want, "{bytes}");
+            assert_eq!(heap_quantity(bytes), want, "{bytes}");
         }
     }
 

@@ -70,14 +70,14 @@ pub fn decide<K: Resource>(desired: &K, owner_uid: &str, live: Option<&K>) -> Ap
     }
 }
 
-/// Applies `desired` (already stamped) unless the cached live object makes that unnecessary.
-/// Returns whether a write was sent.
+/// Applies `desired` unless the cached live object makes that unnecessary. Returns
+/// "Kind name" when a write was sent.
 pub async fn apply_child<K>(
     ctx: &Context,
     store: &Store<K>,
     owner_uid: &str,
     mut desired: K,
-) -> Result<bool, Error>
+) -> Result<Option<String>, Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -91,7 +91,7 @@ where
     let live = store.get(&ObjectRef::new(&name).within(&namespace));
     let kind = K::kind(&()).into_owned();
     match decide(&desired, owner_uid, live.as_deref()) {
-        ApplyDecision::UpToDate => Ok(false),
+        ApplyDecision::UpToDate => Ok(None),
         ApplyDecision::Foreign => Err(Error::ForeignChild { kind, name }),
         ApplyDecision::Apply => {
             let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -108,7 +108,7 @@ where
             })?;
             ctx.metrics.api_write(&kind);
             tracing::info!(%kind, %name, "applied");
-            Ok(true)
+            Ok(Some(format!("{kind} {name}")))
         }
     }
 }

@@ -124,6 +124,17 @@ pub struct Context {
     pub memory: Mutex<HashMap<ObjectRef<ZooKeeperEnsemble>, status::Memory>>,
 }
 
+impl Context {
+    /// Forgets a deleted ensemble: its status memory and its metric series.
+    pub(crate) fn forget(&self, namespace: &str, name: &str) {
+        self.metrics.forget_ensemble(namespace, name);
+        self.memory
+            .lock()
+            .expect("status memory lock")
+            .retain(|key, _| key.name != name || key.namespace.as_deref() != Some(namespace));
+    }
+}
+
 fn error_policy(ensemble: Arc<ZooKeeperEnsemble>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(
         ensemble = %ObjectRef::from(ensemble.as_ref()),
@@ -131,6 +142,18 @@ fn error_policy(ensemble: Arc<ZooKeeperEnsemble>, error: &Error, ctx: Arc<Contex
         "reconcile failed"
     );
     ctx.metrics.reconcile_failed(error.metric_label());
+    let note = error.to_string();
+    tokio::spawn(async move {
+        status::publish(
+            &ensemble,
+            &ctx,
+            kube::runtime::events::EventType::Warning,
+            "ReconcileFailed",
+            "Reconcile",
+            note,
+        )
+        .await;
+    });
     Action::requeue(Duration::from_secs(5))
 }
 
@@ -239,6 +262,7 @@ async fn run_scope(
         },
         memory: Mutex::new(HashMap::new()),
     });
+    let forgetter = ctx.clone();
     tracing::info!(namespace = ns.unwrap_or("<all>"), "starting controller");
     Controller::new(
         scoped::<ZooKeeperEnsemble>(&client, ns),
@@ -250,11 +274,17 @@ async fn run_scope(
     .owns_stream(pdb_stream)
     .watches_stream(pod_stream, ensemble_of_pod)
     .graceful_shutdown_on(shutdown)
-    .run(reconcile::reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "controller event");
+    .run(reconcile::reconcile, error_policy, ctx.clone())
+    .for_each(|result| {
+        match result {
+            // A deleted ensemble: drop what we remembered about it, and its metric series.
+            Err(kube::runtime::controller::Error::ObjectNotFound(gone)) => {
+                forgetter.forget(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
+            }
+            Err(error) => tracing::debug!(%error, "controller event"),
+            Ok(_) => {}
         }
+        std::future::ready(())
     })
     .await;
     tracing::info!(namespace = ns.unwrap_or("<all>"), "controller stopped");

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::apply::apply_child;
@@ -44,11 +44,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     let name = ensemble.name_any();
     if ensemble.meta().deletion_timestamp.is_some() {
         // Owner references make the garbage collector remove the children; nothing to write.
-        ctx.metrics.forget_ensemble(&namespace, &name);
-        ctx.memory
-            .lock()
-            .expect("status memory lock")
-            .remove(&ObjectRef::from(ensemble));
+        ctx.forget(&namespace, &name);
         return Ok(Action::await_change());
     }
     ctx.stores.wait_until_ready().await;
@@ -57,20 +53,34 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     let spec = match build::children(ensemble, &ctx.settings.build) {
         Err(problem) => SpecOutcome::Invalid(problem.to_string()),
         Ok(_) if ensemble.spec.paused => SpecOutcome::Paused,
-        Ok(children) => SpecOutcome::Applied {
-            changed: apply_children(ensemble, ctx, children).await?,
-        },
+        Ok(children) => {
+            let applied = apply_children(ensemble, ctx, children).await?;
+            if !applied.is_empty() {
+                status::publish(
+                    ensemble,
+                    ctx,
+                    EventType::Normal,
+                    "Applied",
+                    "Apply",
+                    format!("applied {}", applied.join(", ")),
+                )
+                .await;
+            }
+            SpecOutcome::Applied {
+                changed: !applied.is_empty(),
+            }
+        }
     };
     status::update(ensemble, ctx, &spec).await?;
     Ok(Action::requeue(ctx.settings.probe_interval))
 }
 
-/// Applies every child whose live copy differs; returns whether anything was written.
+/// Applies every child whose live copy differs; returns the ones written ("Kind name").
 async fn apply_children(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
     children: build::Children,
-) -> Result<bool, Error> {
+) -> Result<Vec<String>, Error> {
     let uid = ensemble.uid().unwrap_or_default();
     let stores = &ctx.stores;
     let build::Children {
@@ -81,16 +91,18 @@ async fn apply_children(
         pod_disruption_budget,
     } = children;
     // The ConfigMap goes first so that pods created by the StatefulSet find their zoo.cfg.
-    let mut changed = apply_child(ctx, &stores.config_maps, &uid, config_map).await?;
-    changed |= apply_child(ctx, &stores.services, &uid, headless_service).await?;
-    changed |= apply_child(ctx, &stores.services, &uid, client_service).await?;
-    changed |= apply_child(ctx, &stores.stateful_sets, &uid, stateful_set).await?;
-    changed |= apply_child(
-        ctx,
-        &stores.pod_disruption_budgets,
-        &uid,
-        pod_disruption_budget,
-    )
-    .await?;
-    Ok(changed)
+    let applied = [
+        apply_child(ctx, &stores.config_maps, &uid, config_map).await?,
+        apply_child(ctx, &stores.services, &uid, headless_service).await?,
+        apply_child(ctx, &stores.services, &uid, client_service).await?,
+        apply_child(ctx, &stores.stateful_sets, &uid, stateful_set).await?,
+        apply_child(
+            ctx,
+            &stores.pod_disruption_budgets,
+            &uid,
+            pod_disruption_budget,
+        )
+        .await?,
+    ];
+    Ok(applied.into_iter().flatten().collect())
 }

@@ -34,6 +34,8 @@ pub const ZXID_ONLY_WRITE_INTERVAL: Duration = Duration::from_secs(30);
 /// What the operator remembers about one ensemble between reconciles.
 #[derive(Clone, Debug)]
 pub struct Memory {
+    /// The ensemble this memory is about: a new ensemble of the same name starts afresh.
+    uid: Option<String>,
     rule: EnsembleMemory,
     /// The status last written, and when. The informer's copy of the ensemble can lag behind
     /// our own writes; comparing with it would write the same status twice.
@@ -115,8 +117,10 @@ pub async fn update(
         .lock()
         .expect("status memory lock")
         .get(&key)
+        .filter(|memory| memory.uid == ensemble.uid())
         .cloned()
         .unwrap_or_else(|| Memory {
+            uid: ensemble.uid(),
             rule: EnsembleMemory::from_status(&current),
             written: None,
         });
@@ -203,6 +207,7 @@ pub async fn update(
     ctx.memory.lock().expect("status memory lock").insert(
         key,
         Memory {
+            uid: ensemble.uid(),
             rule: rule_memory,
             written,
         },

@@ -1,0 +1,1495 @@
+//! `zooherd server`: the entrypoint of Zooherd's ZooKeeper image.
+//!
+//! ZooKeeper itself needs a few things a StatefulSet does not give it, and this is where they
+//! are made, before the JVM starts:
+//!
+//! - **Its myid.** Pods get ordinals, ZooKeeper wants `dataDir/myid`: the pod with ordinal `n`
+//!   is myid `n + 1`, the same rule the operator uses to render the `server.<myid>` lines.
+//! - **A data directory that is really its own.** A volume left behind by another server or by
+//!   another ensemble (a retained PersistentVolumeClaim picked up again after a scale-down and
+//!   up, or after an ensemble was deleted and re-created) makes ZooKeeper crash-loop with
+//!   "My id N not in the peer list", or worse, join with data that is not this ensemble's. On
+//!   first start the agent writes `myid` with a marker naming the ensemble (its uid, namespace
+//!   and name); later starts refuse a directory that names another myid or another ensemble,
+//!   with one log line saying what to do and an exit code of its own
+//!   ([`EXIT_FOREIGN_MYID`], [`EXIT_FOREIGN_ENSEMBLE`]), instead of starting the JVM.
+//! - **A writable zoo.cfg.** The operator's zoo.cfg is a read-only ConfigMap mount on a
+//!   read-only root filesystem, and ZooKeeper may rewrite its configuration file. The agent
+//!   copies it to a writable place and adds the per-pod lines there, and only when needed.
+//! - **A heap that fits the container**, from the memory limit the downward API passes.
+//!
+//! Then it *execs* the JVM: ZooKeeper replaces this process (PID 1 of the container), so the
+//! kubelet's SIGTERM reaches ZooKeeper directly, with no shell or supervisor in between.
+//!
+//! Every decision is a pure function of the environment and the file contents ([`plan`],
+//! [`check_data_dir`], [`decide_heap`], [`java_argv`], ...), tested below; [`run`] only reads,
+//! writes two small files and execs. Every failure is one [`StartError`] line that names the
+//! variable, field or file and what to do, and maps to a documented exit code.
+
+use std::convert::Infallible;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Write as _};
+use std::net::IpAddr;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::build::names::{self, ZOO_CFG_PATH};
+
+/// Name of the pod, `<ensemble>-<ordinal>` (downward API `metadata.name`). Required.
+pub const ENV_POD_NAME: &str = "POD_NAME";
+/// Namespace of the pod (downward API `metadata.namespace`). Required.
+pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
+/// Address of the pod (downward API `status.podIP`). Optional; logged at start-up, to tell
+/// which address the server's DNS name should resolve to.
+pub const ENV_POD_IP: &str = "POD_IP";
+/// `metadata.uid` of the ZooKeeperEnsemble: the identity the data directory is marked with.
+/// Required.
+pub const ENV_ENSEMBLE_UID: &str = "ZOOHERD_ENSEMBLE_UID";
+/// An address to bind every server port to, instead of all interfaces. Unset in Kubernetes;
+/// set when several servers share one host, as in the tests on loopback addresses.
+pub const ENV_BIND_ADDRESS: &str = "ZOOHERD_BIND_ADDRESS";
+/// The container's memory limit in bytes (downward API `resourceFieldRef: limits.memory`,
+/// divisor 1). Optional.
+pub const ENV_MEMORY_LIMIT: &str = "ZOOHERD_MEMORY_LIMIT";
+/// An explicit heap size as a Kubernetes quantity (`512Mi`, `1Gi`). Wins over the share.
+pub const ENV_JVM_HEAP: &str = "ZOOHERD_JVM_HEAP";
+/// The heap as a share of the memory limit, in percent (1 to 90, default 50).
+pub const ENV_JVM_HEAP_PERCENT: &str = "ZOOHERD_JVM_HEAP_PERCENT";
+/// More JVM options, separated by whitespace, placed after Zooherd's (so they win).
+pub const ENV_JVM_EXTRA_OPTS: &str = "ZOOHERD_JVM_EXTRA_OPTS";
+/// Where ZooKeeper is installed (`lib/*.jar`, `conf/logback.xml`); default
+/// [`DEFAULT_ZOOKEEPER_HOME`].
+pub const ENV_ZOOKEEPER_HOME: &str = "ZOOKEEPER_HOME";
+/// The JRE: `$JAVA_HOME/bin/java` when set, else `java` from the PATH.
+pub const ENV_JAVA_HOME: &str = "JAVA_HOME";
+
+/// A setting is missing or wrong: an environment variable, a flag, or zoo.cfg (including one
+/// that cannot be read, or that does not list this server). Fix the pod spec or the ensemble.
+pub const EXIT_INVALID_INPUT: u8 = 78;
+/// The data directory or the runtime copy of zoo.cfg could not be read or written.
+pub const EXIT_IO: u8 = 74;
+/// The data directory holds another server's myid: it is another member's volume.
+pub const EXIT_FOREIGN_MYID: u8 = 80;
+/// The data directory is marked as another ensemble's.
+pub const EXIT_FOREIGN_ENSEMBLE: u8 = 81;
+/// The JVM could not be started (no `java` at `$JAVA_HOME/bin` or on the PATH).
+pub const EXIT_EXEC_FAILED: u8 = 127;
+
+/// Where ZooKeeper lives in Zooherd's image.
+pub const DEFAULT_ZOOKEEPER_HOME: &str = "/opt/zookeeper";
+/// The writable copy of zoo.cfg that ZooKeeper runs with (the pod mounts an emptyDir at /tmp).
+pub const DEFAULT_RUNTIME_CONFIG: &str = "/tmp/zooherd/zoo.cfg";
+/// The heap's share of the memory limit unless [`ENV_JVM_HEAP_PERCENT`] says otherwise: the
+/// rest is for the JVM itself (metaspace, threads, direct buffers) and the page cache that
+/// ZooKeeper's snapshots and transaction log go through.
+pub const DEFAULT_HEAP_PERCENT: u8 = 50;
+/// The largest share accepted: above it the JVM's own memory no longer fits beside the heap.
+pub const MAX_HEAP_PERCENT: u8 = 90;
+/// File in the data directory naming the ensemble the data belongs to.
+pub const ENSEMBLE_MARKER_FILE: &str = "zooherd-ensemble";
+/// ZooKeeper's own file in the data directory.
+pub const MYID_FILE: &str = "myid";
+/// The class that runs a ZooKeeper server (standalone or in a quorum).
+pub const MAIN_CLASS: &str = "org.apache.zookeeper.server.quorum.QuorumPeerMain";
+/// JVM options Zooherd always passes: a JVM out of memory exits, so the kubelet restarts it,
+/// rather than limping on with threads that died of OutOfMemoryError.
+const BASE_JVM_OPTIONS: &[&str] = &["-XX:+ExitOnOutOfMemoryError"];
+
+const MIB: u64 = 1024 * 1024;
+
+/// Arguments of `zooherd server`. The pod itself (name, namespace, ensemble uid, heap) comes
+/// from environment variables, which the StatefulSet fills from the downward API.
+#[derive(clap::Args, Clone, Debug)]
+#[command(after_help = "\
+Environment:
+  POD_NAME, POD_NAMESPACE     the pod (required; myid = ordinal in POD_NAME + 1)
+  ZOOHERD_ENSEMBLE_UID        the ZooKeeperEnsemble's metadata.uid (required)
+  POD_IP                      the pod's address (optional, logged)
+  ZOOHERD_MEMORY_LIMIT        memory limit in bytes; the heap is a share of it
+  ZOOHERD_JVM_HEAP            explicit heap (512Mi, 1Gi); wins over the share
+  ZOOHERD_JVM_HEAP_PERCENT    the share, 1-90 (default 50)
+  ZOOHERD_JVM_EXTRA_OPTS      more JVM options, after Zooherd's
+  ZOOHERD_BIND_ADDRESS        bind every port to this address (default: all interfaces)
+  ZOOKEEPER_HOME, JAVA_HOME   ZooKeeper (default /opt/zookeeper) and the JRE (default: java on PATH)
+
+Exit codes (before ZooKeeper starts): 78 bad setting, 74 file error,
+80 data volume of another server, 81 data volume of another ensemble, 127 no java.")]
+pub struct Args {
+    /// zoo.cfg as the operator rendered it (the ConfigMap mount; only read).
+    #[arg(long, value_name = "FILE", default_value = ZOO_CFG_PATH)]
+    pub config: PathBuf,
+
+    /// Where to write the copy of zoo.cfg that ZooKeeper runs with; must be writable.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_RUNTIME_CONFIG)]
+    pub runtime_config: PathBuf,
+
+    /// This server's myid (1-255) [default: the ordinal in POD_NAME plus 1].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+    pub myid: Option<u8>,
+
+    /// Use this data directory instead of zoo.cfg's dataDir (the copy says so), for servers
+    /// that share a filesystem, as the tests' do.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Why the server was not started. The Display form is the one line to log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    #[error("{var} is not set: {hint}")]
+    MissingEnv {
+        var: &'static str,
+        hint: &'static str,
+    },
+
+    #[error("{var}={value:?} {problem}")]
+    InvalidEnv {
+        var: &'static str,
+        value: String,
+        problem: String,
+    },
+
+    #[error("cannot read {path}: {error}; mount the ensemble's ConfigMap there, or pass --config")]
+    UnreadableConfig { path: PathBuf, error: String },
+
+    #[error(
+        "{path} has no server.{myid} line, so myid {myid} (pod {pod}) is not a member (it lists {listed}); \
+         the pod's ordinal is beyond the configured members: let the operator render zoo.cfg for this many replicas"
+    )]
+    NotAMember {
+        path: PathBuf,
+        myid: u8,
+        pod: String,
+        listed: String,
+    },
+
+    #[error("{path} sets no dataDir; render zoo.cfg with the operator, or pass --data-dir")]
+    NoDataDir { path: PathBuf },
+
+    #[error(
+        "refusing to start: data directory {data_dir} holds myid {found}, but pod {pod} is myid {myid}; \
+         the volume is another server's: delete this pod's PersistentVolumeClaim (the data is on the other members) so it starts empty"
+    )]
+    ForeignMyid {
+        data_dir: PathBuf,
+        found: String,
+        pod: String,
+        myid: u8,
+    },
+
+    #[error(
+        "refusing to start: data directory {data_dir} belongs to ensemble {found}, not {ensemble} (uid {uid}); \
+         the volume was left by another ensemble: delete this pod's PersistentVolumeClaim, or remove {data_dir}/{marker} to adopt its data",
+        marker = ENSEMBLE_MARKER_FILE
+    )]
+    ForeignEnsemble {
+        data_dir: PathBuf,
+        found: String,
+        ensemble: String,
+        uid: String,
+    },
+
+    #[error("cannot {action} {path}: {error}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        error: String,
+    },
+
+    #[error("cannot start {program}: {error}; set JAVA_HOME to a JRE, or put java on the PATH")]
+    Exec { program: String, error: String },
+}
+
+impl StartError {
+    /// The process exit code for this error (see the `EXIT_*` constants).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::MissingEnv { .. }
+            | StartError::InvalidEnv { .. }
+            | StartError::UnreadableConfig { .. }
+            | StartError::NotAMember { .. }
+            | StartError::NoDataDir { .. } => EXIT_INVALID_INPUT,
+            StartError::ForeignMyid { .. } => EXIT_FOREIGN_MYID,
+            StartError::ForeignEnsemble { .. } => EXIT_FOREIGN_ENSEMBLE,
+            StartError::Io { .. } => EXIT_IO,
+            StartError::Exec { .. } => EXIT_EXEC_FAILED,
+        }
+    }
+}
+
+/// Environment lookup: the value of a variable, `None` when unset or empty.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Who this server is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub pod_name: String,
+    pub namespace: String,
+    /// The StatefulSet's (and so the ensemble's) name: the pod name without `-<ordinal>`.
+    pub ensemble_name: String,
+    pub ensemble_uid: String,
+    pub myid: u8,
+}
+
+impl Identity {
+    /// `namespace/name` of the ensemble.
+    pub fn ensemble(&self) -> String {
+        format!("{}/{}", self.namespace, self.ensemble_name)
+    }
+}
+
+fn required(env: Env, var: &'static str, hint: &'static str) -> Result<String, StartError> {
+    env(var).ok_or(StartError::MissingEnv { var, hint })
+}
+
+fn invalid(var: &'static str, value: &str, problem: impl Into<String>) -> StartError {
+    StartError::InvalidEnv {
+        var,
+        value: value.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// Derives who this server is from the environment; `explicit_myid` (`--myid`) wins over the
+/// pod ordinal.
+pub fn identity(explicit_myid: Option<u8>, env: Env) -> Result<Identity, StartError> {
+    let pod_name = required(
+        env,
+        ENV_POD_NAME,
+        "set it from the downward API (fieldRef metadata.name)",
+    )?;
+    let namespace = required(
+        env,
+        ENV_POD_NAMESPACE,
+        "set it from the downward API (fieldRef metadata.namespace)",
+    )?;
+    let ensemble_uid = required(
+        env,
+        ENV_ENSEMBLE_UID,
+        "set it to the ZooKeeperEnsemble's metadata.uid (the operator's StatefulSet does)",
+    )?;
+    let ordinal = names::ordinal_from_pod_name(&pod_name);
+    let ensemble_name = match (ordinal, pod_name.rsplit_once('-')) {
+        (Some(_), Some((name, _))) => name.to_owned(),
+        _ => pod_name.clone(),
+    };
+    let myid = match (explicit_myid, ordinal) {
+        (Some(myid), _) => myid,
+        (None, Some(ordinal)) => u8::try_from(names::myid(ordinal)).map_err(|_| {
+            invalid(
+                ENV_POD_NAME,
+                &pod_name,
+                format!("has ordinal {ordinal}, but myids end at 255: run at most 255 replicas"),
+            )
+        })?,
+        (None, None) => {
+            return Err(invalid(
+                ENV_POD_NAME,
+                &pod_name,
+                "does not end in -<ordinal> as a StatefulSet pod's name does: pass --myid",
+            ));
+        }
+    };
+    Ok(Identity {
+        pod_name,
+        namespace,
+        ensemble_name,
+        ensemble_uid,
+        myid,
+    })
+}
+
+/// The `key=value` entries of a zoo.cfg, in file order, the way ZooKeeper (a Java properties
+/// file) reads the lines the operator writes: blank lines and `#`/`!` comments skipped, the
+/// key ending at the first `=`, `:` or whitespace, values trimmed. Escapes and continued lines
+/// are not interpreted: the operator's renderer writes neither.
+pub fn config_entries(cfg: &str) -> impl Iterator<Item = (&str, &str)> {
+    cfg.lines().filter_map(|line| {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with(['#', '!']) {
+            return None;
+        }
+        let end = line.find(['=', ':', ' ', '\t']).unwrap_or(line.len());
+        let (key, rest) = line.split_at(end);
+        let rest = rest.trim_start();
+        let value = rest.strip_prefix(['=', ':']).unwrap_or(rest).trim();
+        Some((key, value))
+    })
+}
+
+/// The value of `key` in a zoo.cfg (the last one, as for ZooKeeper).
+pub fn config_value<'a>(cfg: &'a str, key: &str) -> Option<&'a str> {
+    config_entries(cfg)
+        .filter(|&(k, _)| k == key)
+        .map(|(_, v)| v)
+        .last()
+}
+
+/// The myids of the `server.<myid>` lines, in file order.
+pub fn configured_myids(cfg: &str) -> Vec<String> {
+    config_entries(cfg)
+        .filter_map(|(key, _)| key.strip_prefix("server."))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The marker written into a data directory on first start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnsembleMarker {
+    /// The ensemble's metadata.uid: what decides whether the data is this ensemble's.
+    pub uid: String,
+    /// `namespace/name`, for people reading the file or a refusal.
+    pub ensemble: String,
+}
+
+impl EnsembleMarker {
+    pub fn of(identity: &Identity) -> Self {
+        EnsembleMarker {
+            uid: identity.ensemble_uid.clone(),
+            ensemble: identity.ensemble(),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        format!(
+            "# Written by `zooherd server` on this data directory's first start: the data belongs to this ensemble.\n\
+             uid={}\nensemble={}\n",
+            self.uid, self.ensemble
+        )
+    }
+
+    /// Reads a marker back; `None` if it has no uid.
+    pub fn parse(text: &str) -> Option<Self> {
+        let uid = config_value(text, "uid").filter(|uid| !uid.is_empty())?;
+        Some(EnsembleMarker {
+            uid: uid.to_owned(),
+            ensemble: config_value(text, "ensemble").unwrap_or("?").to_owned(),
+        })
+    }
+}
+
+/// What a data directory holds, compared with who this server is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataDirState {
+    /// Not claimed by an ensemble yet: no marker, and no myid or this server's. Claim it by
+    /// writing the marker and the myid.
+    Fresh,
+    /// This ensemble's marker and this server's myid.
+    Matches,
+    /// Another myid (`found` as the file says it).
+    ForeignMyid { found: String },
+    /// Another ensemble's marker (`found` describes it).
+    ForeignEnsemble { found: String },
+}
+
+/// Compares the contents of `dataDir/myid` and of the marker (`None` when the file does not
+/// exist) with `identity`. Another ensemble is checked first: it is the cause when both differ.
+pub fn check_data_dir(
+    myid_file: Option<&str>,
+    marker_file: Option<&str>,
+    identity: &Identity,
+) -> DataDirState {
+    if let Some(text) = marker_file {
+        match EnsembleMarker::parse(text) {
+            Some(marker) if marker.uid == identity.ensemble_uid => {}
+            Some(marker) => {
+                return DataDirState::ForeignEnsemble {
+                    found: format!("{} (uid {})", marker.ensemble, marker.uid),
+                };
+            }
+            None => {
+                return DataDirState::ForeignEnsemble {
+                    found: format!("unknown (the {ENSEMBLE_MARKER_FILE} file names no uid)"),
+                };
+            }
+        }
+    }
+    if let Some(text) = myid_file {
+        let found = text.trim();
+        if found != identity.myid.to_string() {
+            return DataDirState::ForeignMyid {
+                found: found.to_owned(),
+            };
+        }
+    }
+    match (myid_file, marker_file) {
+        (Some(_), Some(_)) => DataDirState::Matches,
+        _ => DataDirState::Fresh,
+    }
+}
+
+/// The refusal for a foreign data directory, `None` when the server may use it.
+pub fn refusal(state: &DataDirState, data_dir: &Path, identity: &Identity) -> Option<StartError> {
+    match state {
+        DataDirState::Fresh | DataDirState::Matches => None,
+        DataDirState::ForeignMyid { found } => Some(StartError::ForeignMyid {
+            data_dir: data_dir.to_owned(),
+            found: found.clone(),
+            pod: identity.pod_name.clone(),
+            myid: identity.myid,
+        }),
+        DataDirState::ForeignEnsemble { found } => Some(StartError::ForeignEnsemble {
+            data_dir: data_dir.to_owned(),
+            found: found.clone(),
+            ensemble: identity.ensemble(),
+            uid: identity.ensemble_uid.clone(),
+        }),
+    }
+}
+
+/// A Kubernetes quantity in bytes: an integer or decimal number with an optional binary
+/// (`Ki`, `Mi`, `Gi`, `Ti`, `Pi`, `Ei`) or decimal (`k`, `M`, `G`, `T`, `P`, `E`) suffix.
+/// The error says what is wrong, for a message that names the variable.
+pub fn parse_quantity(text: &str) -> Result<u64, String> {
+    const SUFFIXES: [(&str, u128); 12] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("Pi", 1 << 50),
+        ("Ei", 1 << 60),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+        ("P", 1_000_000_000_000_000),
+        ("E", 1_000_000_000_000_000_000),
+    ];
+    const FORMS: &str = "is not a memory quantity: write bytes, or a number with Ki, Mi, Gi, Ti (or k, M, G, T), like 512Mi or 1.5Gi";
+    let text = text.trim();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(digits_end);
+    let multiplier = if suffix.is_empty() {
+        1
+    } else {
+        SUFFIXES
+            .iter()
+            .find(|(s, _)| *s == suffix)
+            .map(|&(_, m)| m)
+            .ok_or(FORMS)?
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let dangling_point = number.ends_with('.');
+    if whole.is_empty()
+        || dangling_point
+        || !all_digits(whole)
+        || !all_digits(fraction)
+        || fraction.len() > 9
+    {
+        return Err(FORMS.to_owned());
+    }
+    let whole: u128 = whole.parse().map_err(|_| "is too large".to_owned())?;
+    let fraction_value: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().map_err(|_| FORMS.to_owned())?
+    };
+    let scale = 10u128.pow(fraction.len() as u32);
+    let bytes = whole
+        .checked_mul(multiplier)
+        .and_then(|b| b.checked_add(fraction_value * multiplier / scale))
+        .ok_or("is too large")?;
+    u64::try_from(bytes).map_err(|_| "is too large".to_owned())
+}
+
+/// How big the JVM heap is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Heap {
+    /// [`ENV_JVM_HEAP`] set it.
+    Explicit { mib: u64 },
+    /// `percent` of the memory limit [`ENV_MEMORY_LIMIT`] passed.
+    ShareOfLimit {
+        mib: u64,
+        percent: u8,
+        limit_bytes: u64,
+    },
+    /// No limit was passed: the JVM takes `percent` of the memory it sees (its cgroup's limit,
+    /// or the machine's).
+    ShareOfVisibleMemory { percent: u8 },
+}
+
+impl Heap {
+    /// The JVM options that set this heap (initial and maximum alike: the heap is sized for
+    /// the container up front instead of growing into the limit later).
+    pub fn jvm_options(&self) -> Vec<String> {
+        match *self {
+            Heap::Explicit { mib } | Heap::ShareOfLimit { mib, .. } => {
+                vec![format!("-Xms{mib}m"), format!("-Xmx{mib}m")]
+            }
+            Heap::ShareOfVisibleMemory { percent } => vec![
+                format!("-XX:InitialRAMPercentage={percent}"),
+                format!("-XX:MaxRAMPercentage={percent}"),
+            ],
+        }
+    }
+
+    /// For the start-up log line.
+    pub fn describe(&self) -> String {
+        match *self {
+            Heap::Explicit { mib } => format!("heap {mib} MiB ({ENV_JVM_HEAP})"),
+            Heap::ShareOfLimit {
+                mib,
+                percent,
+                limit_bytes,
+            } => format!(
+                "heap {mib} MiB ({percent}% of the {} MiB memory limit)",
+                limit_bytes / MIB
+            ),
+            Heap::ShareOfVisibleMemory { percent } => {
+                format!("heap {percent}% of the memory the JVM sees (no {ENV_MEMORY_LIMIT})")
+            }
+        }
+    }
+}
+
+/// Sizes the heap from [`ENV_JVM_HEAP`], else [`ENV_MEMORY_LIMIT`] and
+/// [`ENV_JVM_HEAP_PERCENT`]. A bad value is an error even when another setting wins.
+pub fn decide_heap(env: Env) -> Result<Heap, StartError> {
+    let percent = match env(ENV_JVM_HEAP_PERCENT) {
+        None => DEFAULT_HEAP_PERCENT,
+        Some(text) => match text.trim().parse::<u8>() {
+            Ok(p) if (1..=MAX_HEAP_PERCENT).contains(&p) => p,
+            _ => {
+                return Err(invalid(
+                    ENV_JVM_HEAP_PERCENT,
+                    &text,
+                    format!("is not a whole percentage from 1 to {MAX_HEAP_PERCENT}"),
+                ));
+            }
+        },
+    };
+    let quantity = |var: &'static str| -> Result<Option<(String, u64)>, StartError> {
+        env(var)
+            .map(|text| {
+                parse_quantity(&text)
+                    .map(|bytes| (text.clone(), bytes))
+                    .map_err(|problem| invalid(var, &text, problem))
+            })
+            .transpose()
+    };
+    let explicit = quantity(ENV_JVM_HEAP)?;
+    let limit = quantity(ENV_MEMORY_LIMIT)?;
+    match (explicit, limit) {
+        (Some((text, bytes)), _) => match bytes / MIB {
+            0 => Err(invalid(
+                ENV_JVM_HEAP,
+                &text,
+                "is less than 1 MiB: give the heap in Mi or Gi",
+            )),
+            mib => Ok(Heap::Explicit { mib }),
+        },
+        (None, Some((text, limit_bytes))) => {
+            match (u128::from(limit_bytes) * u128::from(percent) / 100 / u128::from(MIB)) as u64 {
+                0 => Err(invalid(
+                    ENV_MEMORY_LIMIT,
+                    &text,
+                    format!(
+                        "leaves less than 1 MiB for a {percent}% heap: raise the memory limit, or set {ENV_JVM_HEAP}"
+                    ),
+                )),
+                mib => Ok(Heap::ShareOfLimit {
+                    mib,
+                    percent,
+                    limit_bytes,
+                }),
+            }
+        }
+        (None, None) => Ok(Heap::ShareOfVisibleMemory { percent }),
+    }
+}
+
+/// The zoo.cfg lines one pod needs besides the operator's file.
+///
+/// With a bind address every port binds there, so servers sharing a host do not collide: the
+/// client port (`clientPortAddress`, and the client address in this server's own
+/// `server.<myid>` line, `own_server` here, which ZooKeeper insists must agree with it), the
+/// AdminServer, the metrics endpoint, and the quorum and election ports (on the address of
+/// this server's own line rather than on all interfaces). A data directory given with
+/// `--data-dir` replaces dataDir.
+pub fn per_pod_settings(
+    bind: Option<IpAddr>,
+    data_dir: Option<&Path>,
+    own_server: (u8, &str),
+) -> Vec<(String, String)> {
+    let mut settings = Vec::new();
+    if let Some(address) = bind {
+        for key in [
+            "clientPortAddress",
+            "admin.serverAddress",
+            "metricsProvider.httpHost",
+        ] {
+            settings.push((key.to_owned(), address.to_string()));
+        }
+        settings.push(("quorumListenOnAllIPs".to_owned(), "false".to_owned()));
+        let (myid, server) = own_server;
+        if let Some(bound) = bind_client_address(server, address) {
+            settings.push((format!("server.{myid}"), bound));
+        }
+    }
+    if let Some(dir) = data_dir {
+        // A backslash is an escape character in a properties file.
+        let value = dir.display().to_string().replace('\\', "\\\\");
+        settings.push(("dataDir".to_owned(), value));
+    }
+    settings
+}
+
+/// A `server.<myid>` value (`host:quorum:election[:role][;[address:]port]`) with its client
+/// address set to `address`; `None` when the line names no client port.
+pub fn bind_client_address(server: &str, address: IpAddr) -> Option<String> {
+    let (peer, client) = server.split_once(';')?;
+    let port = client.rsplit(':').next().filter(|p| !p.trim().is_empty())?;
+    let address = match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    Some(format!("{peer};{address}:{}", port.trim()))
+}
+
+/// The zoo.cfg ZooKeeper runs with: the operator's file with every line of a key in
+/// `settings` removed and the settings appended, under a comment naming the pod. Without
+/// settings, the operator's file unchanged.
+pub fn runtime_config(original: &str, settings: &[(String, String)], pod: &str) -> String {
+    if settings.is_empty() {
+        return original.to_owned();
+    }
+    let overridden = |line: &str| {
+        config_entries(line)
+            .next()
+            .is_some_and(|(key, _)| settings.iter().any(|(k, _)| k == key))
+    };
+    let mut cfg: String = original
+        .lines()
+        .filter(|line| !overridden(line))
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    cfg.push_str(&format!(
+        "\n# Per-pod settings, added by `zooherd server` in pod {pod}.\n"
+    ));
+    for (key, value) in settings {
+        cfg.push_str(&format!("{key}={value}\n"));
+    }
+    cfg
+}
+
+/// `$JAVA_HOME/bin/java`, or `java` (looked up on the PATH) without a JAVA_HOME.
+pub fn java_program(java_home: Option<&str>) -> PathBuf {
+    match java_home {
+        Some(home) => Path::new(home).join("bin/java"),
+        None => PathBuf::from("java"),
+    }
+}
+
+/// The JVM's whole command line: java, the heap, Zooherd's options, the extra options (last,
+/// so they win), the class path (ZooKeeper's jars and its conf directory, where logback.xml
+/// sends the log to stdout) and the main class with the runtime zoo.cfg.
+pub fn java_argv(
+    java: &Path,
+    zookeeper_home: &Path,
+    heap: &Heap,
+    extra_options: &[String],
+    config: &Path,
+) -> Vec<OsString> {
+    let mut class_path = zookeeper_home.join("lib").into_os_string();
+    class_path.push("/*:");
+    class_path.push(zookeeper_home.join("conf"));
+    let mut argv: Vec<OsString> = vec![java.into()];
+    argv.extend(heap.jvm_options().into_iter().map(OsString::from));
+    argv.extend(BASE_JVM_OPTIONS.iter().map(OsString::from));
+    argv.extend(extra_options.iter().map(OsString::from));
+    argv.extend([
+        "-cp".into(),
+        class_path,
+        MAIN_CLASS.into(),
+        config.as_os_str().to_owned(),
+    ]);
+    argv
+}
+
+/// Everything decided before anything is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub identity: Identity,
+    pub pod_ip: Option<IpAddr>,
+    pub data_dir: PathBuf,
+    pub heap: Heap,
+    /// The runtime zoo.cfg's contents, to write to `Args::runtime_config`.
+    pub runtime_config: String,
+    pub argv: Vec<OsString>,
+}
+
+/// Decides everything from the arguments, the environment and the operator's zoo.cfg.
+pub fn plan(args: &Args, env: Env, config: &str) -> Result<Plan, StartError> {
+    let identity = identity(args.myid, env)?;
+    let parse_ip = |var: &'static str| -> Result<Option<IpAddr>, StartError> {
+        env(var)
+            .map(|text| {
+                text.trim()
+                    .parse::<IpAddr>()
+                    .map_err(|_| invalid(var, &text, "is not an IP address"))
+            })
+            .transpose()
+    };
+    let pod_ip = parse_ip(ENV_POD_IP)?;
+    let bind = parse_ip(ENV_BIND_ADDRESS)?;
+    let myids = configured_myids(config);
+    if !myids.contains(&identity.myid.to_string()) {
+        return Err(StartError::NotAMember {
+            path: args.config.clone(),
+            myid: identity.myid,
+            pod: identity.pod_name.clone(),
+            listed: if myids.is_empty() {
+                "no servers".to_owned()
+            } else {
+                format!("myids {}", myids.join(", "))
+            },
+        });
+    }
+    let data_dir = match (&args.data_dir, config_value(config, "dataDir")) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) if !dir.is_empty() => PathBuf::from(dir),
+        (None, _) => {
+            return Err(StartError::NoDataDir {
+                path: args.config.clone(),
+            });
+        }
+    };
+    let heap = decide_heap(env)?;
+    let extra_options: Vec<String> = env(ENV_JVM_EXTRA_OPTS)
+        .map(|opts| opts.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let own_server = config_value(config, &format!("server.{}", identity.myid)).unwrap_or("");
+    let settings = per_pod_settings(bind, args.data_dir.as_deref(), (identity.myid, own_server));
+    let runtime_config = runtime_config(config, &settings, &identity.pod_name);
+    let zookeeper_home =
+        PathBuf::from(env(ENV_ZOOKEEPER_HOME).unwrap_or_else(|| DEFAULT_ZOOKEEPER_HOME.into()));
+    let java = java_program(env(ENV_JAVA_HOME).as_deref());
+    let argv = java_argv(
+        &java,
+        &zookeeper_home,
+        &heap,
+        &extra_options,
+        &args.runtime_config,
+    );
+    Ok(Plan {
+        identity,
+        pod_ip,
+        data_dir,
+        heap,
+        runtime_config,
+        argv,
+    })
+}
+
+/// Runs the entrypoint: plans, claims the data directory, writes the runtime zoo.cfg and
+/// execs ZooKeeper. Returns only on failure.
+pub fn run(args: &Args) -> Result<Infallible, StartError> {
+    let env = |var: &str| std::env::var(var).ok().filter(|value| !value.is_empty());
+    let config = fs::read_to_string(&args.config).map_err(|e| StartError::UnreadableConfig {
+        path: args.config.clone(),
+        error: e.to_string(),
+    })?;
+    let plan = plan(args, &env, &config)?;
+    let state = claim_data_dir(&plan.data_dir, &plan.identity)?;
+    write_atomically(&args.runtime_config, &plan.runtime_config)?;
+    eprintln!(
+        "zooherd server: myid {myid} of ensemble {ensemble} (uid {uid}), pod {pod}{ip}; data directory {dir} {state}; {heap}; starting ZooKeeper with {cfg}",
+        myid = plan.identity.myid,
+        ensemble = plan.identity.ensemble(),
+        uid = plan.identity.ensemble_uid,
+        pod = plan.identity.pod_name,
+        ip = plan
+            .pod_ip
+            .map(|ip| format!(" at {ip}"))
+            .unwrap_or_default(),
+        dir = plan.data_dir.display(),
+        state = match state {
+            DataDirState::Fresh => "claimed",
+            _ => "is this server's",
+        },
+        heap = plan.heap.describe(),
+        cfg = args.runtime_config.display(),
+    );
+    let program = plan.argv[0].clone();
+    let error = Command::new(&program).args(&plan.argv[1..]).exec();
+    Err(StartError::Exec {
+        program: program.to_string_lossy().into_owned(),
+        error: error.to_string(),
+    })
+}
+
+/// Reads the myid and the marker, refuses a foreign directory, and claims a fresh one.
+fn claim_data_dir(data_dir: &Path, identity: &Identity) -> Result<DataDirState, StartError> {
+    let myid = read_if_present(&data_dir.join(MYID_FILE))?;
+    let marker = read_if_present(&data_dir.join(ENSEMBLE_MARKER_FILE))?;
+    let state = check_data_dir(myid.as_deref(), marker.as_deref(), identity);
+    if let Some(error) = refusal(&state, data_dir, identity) {
+        return Err(error);
+    }
+    if state == DataDirState::Fresh {
+        // The marker first: a start interrupted between the two files then finds this
+        // ensemble's marker without a myid, which is still Fresh.
+        let marker = EnsembleMarker::of(identity).render();
+        write_atomically(&data_dir.join(ENSEMBLE_MARKER_FILE), &marker)?;
+        write_atomically(&data_dir.join(MYID_FILE), &format!("{}\n", identity.myid))?;
+    }
+    Ok(state)
+}
+
+fn read_if_present(path: &Path) -> Result<Option<String>, StartError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("read", path, &e)),
+    }
+}
+
+/// Writes `contents` to a temporary file beside `path`, syncs it and renames it over `path`,
+/// so a crash never leaves a half-written file. Creates the parent directory.
+fn write_atomically(path: &Path, contents: &str) -> Result<(), StartError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| io_error("create", parent, &e))?;
+    }
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let write = || -> io::Result<()> {
+        let mut file = fs::File::create(&temporary)?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()
+    };
+    write().map_err(|e| io_error("write", &temporary, &e))?;
+    fs::rename(&temporary, path).map_err(|e| io_error("write", path, &e))
+}
+
+fn io_error(action: &'static str, path: &Path, error: &io::Error) -> StartError {
+    StartError::Io {
+        action,
+        path: path.to_owned(),
+        error: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    const UID: &str = "0f6c9a7e-1111-4222-8333-944445555666";
+
+    /// The operator's zoo.cfg for ensemble `zk` in namespace `ns` with 3 servers.
+    fn operator_cfg() -> String {
+        crate::build::zoo_cfg::render("zk", "ns", 3, "cluster.local", &BTreeMap::new(), false)
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        move |var: &str| map.get(var).cloned()
+    }
+
+    fn pod_env(pod: &str) -> Vec<(&str, &str)> {
+        vec![
+            (ENV_POD_NAME, pod),
+            (ENV_POD_NAMESPACE, "ns"),
+            (ENV_ENSEMBLE_UID, UID),
+        ]
+    }
+
+    fn args() -> Args {
+        Args {
+            config: PathBuf::from(ZOO_CFG_PATH),
+            runtime_config: PathBuf::from(DEFAULT_RUNTIME_CONFIG),
+            myid: None,
+            data_dir: None,
+        }
+    }
+
+    fn identity_of(pod: &str) -> Identity {
+        identity(None, &env_of(&pod_env(pod))).unwrap()
+    }
+
+    #[test]
+    fn myid_is_the_ordinal_plus_one() {
+        let cases = [
+            ("zk-0", "zk", 1),
+            ("zk-2", "zk", 3),
+            ("kafka-zk-10", "kafka-zk", 11),
+            ("zk-254", "zk", 255),
+        ];
+        for (pod, ensemble, myid) in cases {
+            let identity = identity_of(pod);
+            assert_eq!(identity.myid, myid, "{pod}");
+            assert_eq!(identity.ensemble_name, ensemble, "{pod}");
+            assert_eq!(identity.ensemble(), format!("ns/{ensemble}"));
+            assert_eq!(identity.ensemble_uid, UID);
+        }
+    }
+
+    #[test]
+    fn explicit_myid_wins_and_allows_names_without_ordinal() {
+        let env = env_of(&pod_env("zk-0"));
+        assert_eq!(identity(Some(7), &env).unwrap().myid, 7);
+        let env = env_of(&pod_env("standalone"));
+        let identity = identity(Some(1), &env).unwrap();
+        assert_eq!(
+            (identity.myid, identity.ensemble_name.as_str()),
+            (1, "standalone")
+        );
+    }
+
+    #[test]
+    fn bad_identity_names_the_variable() {
+        let cases: [(Vec<(&str, &str)>, &str); 6] = [
+            (vec![], "POD_NAME is not set"),
+            (vec![(ENV_POD_NAME, "zk-0")], "POD_NAMESPACE is not set"),
+            (
+                vec![(ENV_POD_NAME, "zk-0"), (ENV_POD_NAMESPACE, "ns")],
+                "ZOOHERD_ENSEMBLE_UID is not set",
+            ),
+            (pod_env("zk"), "POD_NAME=\"zk\" does not end in -<ordinal>"),
+            (
+                pod_env("zk-01"),
+                "POD_NAME=\"zk-01\" does not end in -<ordinal>",
+            ),
+            (pod_env("zk-255"), "POD_NAME=\"zk-255\" has ordinal 255"),
+        ];
+        for (pairs, want) in cases {
+            let error = identity(None, &env_of(&pairs)).unwrap_err();
+            assert!(error.to_string().starts_with(want), "{error}");
+            assert_eq!(error.exit_code(), EXIT_INVALID_INPUT);
+        }
+    }
+
+    #[test]
+    fn config_is_read_like_a_properties_file() {
+        let cfg = "# comment\n! also a comment\n\n  dataDir = /data \nclientPort:2181\nkey value\n\
+                   server.1=a:2888:3888;2181\ntickTime=1\ntickTime=2\nempty=\n";
+        let entries: Vec<_> = config_entries(cfg).collect();
+        assert_eq!(
+            entries,
+            [
+                ("dataDir", "/data"),
+                ("clientPort", "2181"),
+                ("key", "value"),
+                ("server.1", "a:2888:3888;2181"),
+                ("tickTime", "1"),
+                ("tickTime", "2"),
+                ("empty", ""),
+            ]
+        );
+        assert_eq!(config_value(cfg, "tickTime"), Some("2"));
+        assert_eq!(config_value(cfg, "missing"), None);
+        assert_eq!(configured_myids(cfg), ["1"]);
+        assert_eq!(configured_myids(&operator_cfg()), ["1", "2", "3"]);
+    }
+
+    #[test]
+    fn data_dir_states() {
+        let me = identity_of("zk-1");
+        let mine = EnsembleMarker::of(&me).render();
+        let other = EnsembleMarker {
+            uid: "another-uid".into(),
+            ensemble: "prod/zk".into(),
+        }
+        .render();
+        let foreign_ensemble = DataDirState::ForeignEnsemble {
+            found: "prod/zk (uid another-uid)".into(),
+        };
+        let cases = [
+            (None, None, DataDirState::Fresh),
+            (Some("2\n"), None, DataDirState::Fresh),
+            (None, Some(mine.as_str()), DataDirState::Fresh),
+            (Some("2"), Some(mine.as_str()), DataDirState::Matches),
+            (Some(" 2 \n"), Some(mine.as_str()), DataDirState::Matches),
+            (
+                Some("3\n"),
+                Some(mine.as_str()),
+                DataDirState::ForeignMyid { found: "3".into() },
+            ),
+            (
+                Some("3\n"),
+                None,
+                DataDirState::ForeignMyid { found: "3".into() },
+            ),
+            (
+                Some("junk"),
+                None,
+                DataDirState::ForeignMyid {
+                    found: "junk".into(),
+                },
+            ),
+            (None, Some(other.as_str()), foreign_ensemble.clone()),
+            (Some("2"), Some(other.as_str()), foreign_ensemble.clone()),
+            (Some("3"), Some(other.as_str()), foreign_ensemble),
+            (
+                Some("2"),
+                Some("garbage"),
+                DataDirState::ForeignEnsemble {
+                    found: "unknown (the zooherd-ensemble file names no uid)".into(),
+                },
+            ),
+        ];
+        for (myid, marker, want) in cases {
+            assert_eq!(
+                check_data_dir(myid, marker, &me),
+                want,
+                "{myid:?} {marker:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn marker_round_trips() {
+        let marker = EnsembleMarker::of(&identity_of("zk-0"));
+        assert_eq!(marker.ensemble, "ns/zk");
+        assert_eq!(EnsembleMarker::parse(&marker.render()), Some(marker));
+        assert_eq!(EnsembleMarker::parse("uid=\n"), None);
+    }
+
+    #[test]
+    fn refusals_say_what_to_do_with_distinct_exit_codes() {
+        let me = identity_of("zk-1");
+        let dir = Path::new("/var/lib/zookeeper/data");
+        assert_eq!(refusal(&DataDirState::Fresh, dir, &me), None);
+        assert_eq!(refusal(&DataDirState::Matches, dir, &me), None);
+
+        let foreign_myid =
+            refusal(&DataDirState::ForeignMyid { found: "3".into() }, dir, &me).unwrap();
+        assert_eq!(foreign_myid.exit_code(), EXIT_FOREIGN_MYID);
+        assert_eq!(
+            foreign_myid.to_string(),
+            "refusing to start: data directory /var/lib/zookeeper/data holds myid 3, but pod zk-1 is myid 2; \
+             the volume is another server's: delete this pod's PersistentVolumeClaim (the data is on the other members) so it starts empty"
+        );
+
+        let state = DataDirState::ForeignEnsemble {
+            found: "prod/zk (uid x)".into(),
+        };
+        let foreign_ensemble = refusal(&state, dir, &me).unwrap();
+        assert_eq!(foreign_ensemble.exit_code(), EXIT_FOREIGN_ENSEMBLE);
+        let line = foreign_ensemble.to_string();
+        assert!(
+            line.starts_with(&format!(
+                "refusing to start: data directory /var/lib/zookeeper/data belongs to ensemble prod/zk (uid x), not ns/zk (uid {UID})"
+            )),
+            "{line}"
+        );
+        assert!(line.contains("remove /var/lib/zookeeper/data/zooherd-ensemble"));
+        assert!(!line.contains('\n'));
+        let codes = [
+            EXIT_INVALID_INPUT,
+            EXIT_IO,
+            EXIT_FOREIGN_MYID,
+            EXIT_FOREIGN_ENSEMBLE,
+            EXIT_EXEC_FAILED,
+        ];
+        for (i, code) in codes.iter().enumerate() {
+            assert!(*code != 0 && !codes[i + 1..].contains(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_variable_and_exit_code() {
+        use clap::CommandFactory as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let help = Cli::command().render_long_help().to_string();
+        for var in [
+            ENV_POD_NAME,
+            ENV_POD_NAMESPACE,
+            ENV_POD_IP,
+            ENV_ENSEMBLE_UID,
+            ENV_BIND_ADDRESS,
+            ENV_MEMORY_LIMIT,
+            ENV_JVM_HEAP,
+            ENV_JVM_HEAP_PERCENT,
+            ENV_JVM_EXTRA_OPTS,
+            ENV_ZOOKEEPER_HOME,
+            ENV_JAVA_HOME,
+        ] {
+            assert!(help.contains(var), "{var}");
+        }
+        for (code, what) in [
+            (EXIT_INVALID_INPUT, "bad setting"),
+            (EXIT_IO, "file error"),
+            (EXIT_FOREIGN_MYID, "data volume of another server"),
+            (EXIT_FOREIGN_ENSEMBLE, "data volume of another ensemble"),
+            (EXIT_EXEC_FAILED, "no java"),
+        ] {
+            assert!(help.contains(&format!("{code} {what}")), "{code} {what}");
+        }
+        assert!(help.contains(&format!(
+            "1-{MAX_HEAP_PERCENT} (default {DEFAULT_HEAP_PERCENT})"
+        )));
+        assert!(help.contains(DEFAULT_ZOOKEEPER_HOME));
+    }
+
+    #[test]
+    fn quantities() {
+        let cases = [
+            ("1048576", 1 << 20),
+            ("512Mi", 512 << 20),
+            ("1Gi", 1 << 30),
+            ("1.5Gi", 3 << 29),
+            ("2Ki", 2048),
+            ("1G", 1_000_000_000),
+            ("500M", 500_000_000),
+            ("1k", 1000),
+            (" 256Mi ", 256 << 20),
+            ("0.5Mi", 1 << 19),
+        ];
+        for (text, bytes) in cases {
+            assert_eq!(parse_quantity(text), Ok(bytes), "{text}");
+        }
+        for text in [
+            "", "Mi", "-1Gi", "1.Gi", ".5Gi", "1GB", "1gi", "1e9", "12x", "1.2.3", "100m",
+        ] {
+            assert!(parse_quantity(text).is_err(), "{text:?}");
+        }
+        assert_eq!(
+            parse_quantity("20Ei"),
+            Err("is too large".to_owned()),
+            "beyond u64"
+        );
+    }
+
+    #[test]
+    fn heap_from_the_environment() {
+        let gib = (1u64 << 30).to_string();
+        let cases: [(Vec<(&str, &str)>, Heap); 6] = [
+            (vec![], Heap::ShareOfVisibleMemory { percent: 50 }),
+            (
+                vec![(ENV_JVM_HEAP_PERCENT, "75")],
+                Heap::ShareOfVisibleMemory { percent: 75 },
+            ),
+            (
+                vec![(ENV_MEMORY_LIMIT, &gib)],
+                Heap::ShareOfLimit {
+                    mib: 512,
+                    percent: 50,
+                    limit_bytes: 1 << 30,
+                },
+            ),
+            (
+                vec![(ENV_MEMORY_LIMIT, &gib), (ENV_JVM_HEAP_PERCENT, "25")],
+                Heap::ShareOfLimit {
+                    mib: 256,
+                    percent: 25,
+                    limit_bytes: 1 << 30,
+                },
+            ),
+            (
+                vec![(ENV_MEMORY_LIMIT, &gib), (ENV_JVM_HEAP, "768Mi")],
+                Heap::Explicit { mib: 768 },
+            ),
+            (vec![(ENV_JVM_HEAP, "1.5Gi")], Heap::Explicit { mib: 1536 }),
+        ];
+        for (pairs, want) in cases {
+            assert_eq!(decide_heap(&env_of(&pairs)), Ok(want), "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn bad_heap_settings_name_the_variable() {
+        let cases = [
+            (
+                (ENV_JVM_HEAP, "lots"),
+                "ZOOHERD_JVM_HEAP=\"lots\" is not a memory quantity",
+            ),
+            (
+                (ENV_JVM_HEAP, "1000"),
+                "ZOOHERD_JVM_HEAP=\"1000\" is less than 1 MiB",
+            ),
+            (
+                (ENV_MEMORY_LIMIT, "1Gb"),
+                "ZOOHERD_MEMORY_LIMIT=\"1Gb\" is not a memory quantity",
+            ),
+            (
+                (ENV_MEMORY_LIMIT, "1000"),
+                "ZOOHERD_MEMORY_LIMIT=\"1000\" leaves less than 1 MiB",
+            ),
+            (
+                (ENV_JVM_HEAP_PERCENT, "0"),
+                "ZOOHERD_JVM_HEAP_PERCENT=\"0\" is not a whole percentage",
+            ),
+            (
+                (ENV_JVM_HEAP_PERCENT, "95"),
+                "ZOOHERD_JVM_HEAP_PERCENT=\"95\" is not a whole percentage",
+            ),
+            (
+                (ENV_JVM_HEAP_PERCENT, "half"),
+                "ZOOHERD_JVM_HEAP_PERCENT=\"half\" is not a whole percentage",
+            ),
+        ];
+        for (pair, want) in cases {
+            let error = decide_heap(&env_of(&[pair])).unwrap_err();
+            assert!(error.to_string().starts_with(want), "{error}");
+            assert_eq!(error.exit_code(), EXIT_INVALID_INPUT);
+        }
+    }
+
+    #[test]
+    fn heap_options() {
+        assert_eq!(
+            Heap::Explicit { mib: 512 }.jvm_options(),
+            ["-Xms512m", "-Xmx512m"]
+        );
+        assert_eq!(
+            Heap::ShareOfVisibleMemory { percent: 50 }.jvm_options(),
+            ["-XX:InitialRAMPercentage=50", "-XX:MaxRAMPercentage=50"]
+        );
+    }
+
+    #[test]
+    fn per_pod_lines_only_where_needed() {
+        let cfg = operator_cfg();
+        let own = config_value(&cfg, "server.2").unwrap();
+        assert!(per_pod_settings(None, None, (2, own)).is_empty());
+        assert_eq!(runtime_config(&cfg, &[], "zk-1"), cfg);
+
+        let bind: IpAddr = "127.1.2.3".parse().unwrap();
+        let settings =
+            per_pod_settings(Some(bind), Some(Path::new("/tmp/member-2/data")), (2, own));
+        let runtime = runtime_config(&cfg, &settings, "zk-1");
+        let want = [
+            ("clientPortAddress", "127.1.2.3"),
+            ("admin.serverAddress", "127.1.2.3"),
+            ("metricsProvider.httpHost", "127.1.2.3"),
+            ("quorumListenOnAllIPs", "false"),
+            (
+                "server.2",
+                "zk-1.zk-headless.ns.svc.cluster.local:2888:3888:participant;127.1.2.3:2181",
+            ),
+            ("dataDir", "/tmp/member-2/data"),
+        ];
+        for (key, value) in want {
+            let values: Vec<_> = config_entries(&runtime)
+                .filter(|&(k, _)| k == key)
+                .collect();
+            assert_eq!(values, [(key, value)], "{key} once, with the pod's value");
+        }
+        assert!(runtime.contains("# Per-pod settings, added by `zooherd server` in pod zk-1.\n"));
+        // Everything else is the operator's, in the operator's order.
+        let others = |cfg: &str| -> Vec<(String, String)> {
+            config_entries(cfg)
+                .filter(|(k, _)| !want.iter().any(|(w, _)| w == k))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        };
+        assert_eq!(others(&runtime), others(&cfg));
+    }
+
+    #[test]
+    fn client_address_in_the_own_server_line() {
+        let v4: IpAddr = "127.0.0.5".parse().unwrap();
+        let v6: IpAddr = "fd00::5".parse().unwrap();
+        let cases = [
+            ("h:2888:3888;2181", v4, Some("h:2888:3888;127.0.0.5:2181")),
+            (
+                "h:2888:3888:participant;0.0.0.0:2181",
+                v4,
+                Some("h:2888:3888:participant;127.0.0.5:2181"),
+            ),
+            ("h:2888:3888;2181", v6, Some("h:2888:3888;[fd00::5]:2181")),
+            ("h:2888:3888", v4, None),
+            ("h:2888:3888;", v4, None),
+        ];
+        for (server, address, want) in cases {
+            assert_eq!(
+                bind_client_address(server, address).as_deref(),
+                want,
+                "{server}"
+            );
+        }
+    }
+
+    #[test]
+    fn java_command_line() {
+        let argv = java_argv(
+            &java_program(Some("/usr/lib/jvm/java-17")),
+            Path::new("/opt/zookeeper"),
+            &Heap::Explicit { mib: 512 },
+            &[
+                "-Dzookeeper.log.level=DEBUG".to_owned(),
+                "-Xmx1g".to_owned(),
+            ],
+            Path::new("/tmp/zooherd/zoo.cfg"),
+        );
+        assert_eq!(
+            argv,
+            [
+                "/usr/lib/jvm/java-17/bin/java",
+                "-Xms512m",
+                "-Xmx512m",
+                "-XX:+ExitOnOutOfMemoryError",
+                "-Dzookeeper.log.level=DEBUG",
+                "-Xmx1g",
+                "-cp",
+                "/opt/zookeeper/lib/*:/opt/zookeeper/conf",
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                "/tmp/zooherd/zoo.cfg",
+            ]
+        );
+        assert_eq!(java_program(None), Path::new("java"));
+    }
+
+    #[test]
+    fn plan_for_a_pod() {
+        let mut pairs = pod_env("zk-2");
+        pairs.extend([
+            (ENV_POD_IP, "10.1.2.3"),
+            (ENV_MEMORY_LIMIT, "2147483648"),
+            (ENV_JVM_EXTRA_OPTS, " -Dfoo=1   -Dbar=2 "),
+            (ENV_JAVA_HOME, "/jre"),
+        ]);
+        let plan = plan(&args(), &env_of(&pairs), &operator_cfg()).unwrap();
+        assert_eq!(plan.identity.myid, 3);
+        assert_eq!(plan.pod_ip, Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(plan.data_dir, Path::new("/var/lib/zookeeper/data"));
+        assert_eq!(
+            plan.runtime_config,
+            operator_cfg(),
+            "nothing per pod in Kubernetes"
+        );
+        assert_eq!(
+            plan.argv,
+            [
+                "/jre/bin/java",
+                "-Xms1024m",
+                "-Xmx1024m",
+                "-XX:+ExitOnOutOfMemoryError",
+                "-Dfoo=1",
+                "-Dbar=2",
+                "-cp",
+                "/opt/zookeeper/lib/*:/opt/zookeeper/conf",
+                MAIN_CLASS,
+                "/tmp/zooherd/zoo.cfg",
+            ]
+        );
+    }
+
+    #[test]
+    fn plan_with_overrides() {
+        let mut pairs = pod_env("zk-0");
+        pairs.extend([(ENV_BIND_ADDRESS, "127.0.0.9"), (ENV_ZOOKEEPER_HOME, "/zk")]);
+        let args = Args {
+            data_dir: Some(PathBuf::from("/scratch/data")),
+            runtime_config: PathBuf::from("/scratch/zoo.cfg"),
+            ..args()
+        };
+        let plan = plan(&args, &env_of(&pairs), &operator_cfg()).unwrap();
+        assert_eq!(plan.data_dir, Path::new("/scratch/data"));
+        assert_eq!(
+            config_value(&plan.runtime_config, "dataDir"),
+            Some("/scratch/data")
+        );
+        assert_eq!(
+            config_value(&plan.runtime_config, "clientPortAddress"),
+            Some("127.0.0.9")
+        );
+        assert_eq!(plan.argv[0], "java");
+        assert_eq!(plan.argv.last().unwrap(), "/scratch/zoo.cfg");
+        assert!(plan.argv.contains(&OsString::from("/zk/lib/*:/zk/conf")));
+    }
+
+    #[test]
+    fn plan_refuses_bad_input_with_one_line() {
+        let cfg = operator_cfg();
+        let with = |extra: (&'static str, &'static str)| {
+            let mut pairs = pod_env("zk-0");
+            pairs.push(extra);
+            pairs
+        };
+        let cases = [
+            (
+                pod_env("zk-3"),
+                cfg.clone(),
+                "/etc/zooherd/zoo.cfg has no server.4 line, so myid 4 (pod zk-3) is not a member (it lists myids 1, 2, 3)",
+            ),
+            (
+                pod_env("zk-0"),
+                "dataDir=/d\n".to_owned(),
+                "/etc/zooherd/zoo.cfg has no server.1 line, so myid 1 (pod zk-0) is not a member (it lists no servers)",
+            ),
+            (
+                pod_env("zk-0"),
+                "server.1=a:1:2\n".to_owned(),
+                "/etc/zooherd/zoo.cfg sets no dataDir",
+            ),
+            (
+                with((ENV_POD_IP, "pod-ip")),
+                cfg.clone(),
+                "POD_IP=\"pod-ip\" is not an IP address",
+            ),
+            (
+                with((ENV_BIND_ADDRESS, "localhost")),
+                cfg.clone(),
+                "ZOOHERD_BIND_ADDRESS=\"localhost\" is not an IP address",
+            ),
+            (
+                with((ENV_JVM_HEAP, "big")),
+                cfg.clone(),
+                "ZOOHERD_JVM_HEAP=\"big\" is not a memory quantity",
+            ),
+        ];
+        for (pairs, cfg, want) in cases {
+            let error = plan(&args(), &env_of(&pairs), &cfg).unwrap_err();
+            let line = error.to_string();
+            assert!(line.starts_with(want), "{line}");
+            assert!(!line.contains('\n'), "{line}");
+            assert_eq!(error.exit_code(), EXIT_INVALID_INPUT);
+        }
+    }
+
+    #[test]
+    fn claiming_a_data_dir_writes_myid_and_marker_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let me = identity_of("zk-1");
+        assert_eq!(claim_data_dir(&dir, &me), Ok(DataDirState::Fresh));
+        assert_eq!(fs::read_to_string(dir.join(MYID_FILE)).unwrap(), "2\n");
+        let marker = fs::read_to_string(dir.join(ENSEMBLE_MARKER_FILE)).unwrap();
+        assert_eq!(
+            EnsembleMarker::parse(&marker),
+            Some(EnsembleMarker::of(&me))
+        );
+        assert_eq!(claim_data_dir(&dir, &me), Ok(DataDirState::Matches));
+
+        let other_server = identity_of("zk-2");
+        let error = claim_data_dir(&dir, &other_server).unwrap_err();
+        assert_eq!(error.exit_code(), EXIT_FOREIGN_MYID);
+        let other_ensemble = Identity {
+            ensemble_uid: "new-uid".into(),
+            ..me
+        };
+        let error = claim_data_dir(&dir, &other_ensemble).unwrap_err();
+        assert_eq!(error.exit_code(), EXIT_FOREIGN_ENSEMBLE);
+        assert_eq!(
+            fs::read_to_string(dir.join(MYID_FILE)).unwrap(),
+            "2\n",
+            "untouched"
+        );
+    }
+
+    #[test]
+    fn an_unwritable_data_dir_is_an_io_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("not-a-dir");
+        fs::write(&file, "").unwrap();
+        let error = claim_data_dir(&file.join("data"), &identity_of("zk-0")).unwrap_err();
+        assert_eq!(error.exit_code(), EXIT_IO);
+        assert!(error.to_string().starts_with("cannot "), "{error}");
+    }
+}

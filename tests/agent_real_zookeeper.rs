@@ -1,0 +1,426 @@
+//! `zooherd server` and `zooherd probe` on real ZooKeeper 3.9 servers.
+//!
+//! Every server here is started the way the image starts it: the built `zooherd` binary reads
+//! the zoo.cfg the operator renders (`zooherd::build::zoo_cfg::render`), derives its myid from
+//! a StatefulSet-style POD_NAME, claims its data directory and execs the JVM. The servers'
+//! Kubernetes DNS names are mapped to loopback addresses with a hosts file that the JVM gets
+//! through ZOOHERD_JVM_EXTRA_OPTS, and ZOOHERD_BIND_ADDRESS keeps each server's ports on its
+//! own address. The only liberty taken with the pod is `--data-dir`, because the servers share
+//! one filesystem. Run `bash tests/cluster/setup.sh` once first for the ZooKeeper home.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::process;
+use support::zookeeper::{MemberSpec, Probe, ServerState, ZkEnsemble, zookeeper_home};
+use zooherd::agent::server::{
+    ENSEMBLE_MARKER_FILE, EXIT_EXEC_FAILED, EXIT_FOREIGN_ENSEMBLE, EXIT_FOREIGN_MYID,
+    EXIT_INVALID_INPUT, EnsembleMarker, MYID_FILE,
+};
+use zooherd::build::names::server_host;
+use zooherd::build::zoo_cfg;
+
+const ZOOHERD: &str = env!("CARGO_BIN_EXE_zooherd");
+const NAMESPACE: &str = "agents";
+const CLUSTER_DOMAIN: &str = "cluster.local";
+const QUORUM_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The ensemble a group of `zooherd server` processes belongs to.
+#[derive(Clone)]
+struct Ensemble {
+    name: &'static str,
+    uid: &'static str,
+    replicas: u32,
+}
+
+impl Ensemble {
+    /// zoo.cfg as the operator renders it for this ensemble.
+    fn operator_config(&self) -> String {
+        zoo_cfg::render(
+            self.name,
+            NAMESPACE,
+            self.replicas,
+            CLUSTER_DOMAIN,
+            &BTreeMap::new(),
+            false,
+        )
+    }
+
+    /// The server's Kubernetes DNS name, as in the operator's server lines.
+    fn host(&self, myid: u8) -> String {
+        server_host(self.name, NAMESPACE, u32::from(myid) - 1, CLUSTER_DOMAIN)
+    }
+
+    /// A harness ensemble whose servers have this ensemble's DNS names (mapped to their
+    /// loopback addresses in a hosts file) and run through `zooherd server`.
+    fn builder(&self) -> support::zookeeper::ZkEnsembleBuilder {
+        let this = self.clone();
+        let launcher = self.clone();
+        ZkEnsemble::builder(self.replicas as usize)
+            .hostnames(move |myid| this.host(myid))
+            .launcher(move |spec: &MemberSpec| launcher.server_command(spec))
+    }
+
+    /// `zooherd server` for a member, as the StatefulSet's container runs it: the operator's
+    /// zoo.cfg at a path of its own (the ConfigMap mount), identity from the environment.
+    fn server_command(&self, spec: &MemberSpec) -> io::Result<Command> {
+        let home = zookeeper_home();
+        support::require_file(&home.join("lib"), "ZooKeeper home")?;
+        let hosts_file = spec
+            .hosts_file
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the ensemble was built without hostnames"))?;
+        let mounted = spec.dir.join("configmap/zoo.cfg");
+        fs::create_dir_all(mounted.parent().unwrap())?;
+        fs::write(&mounted, self.operator_config())?;
+        let mut command = Command::new(ZOOHERD);
+        command
+            .arg("server")
+            .arg("--config")
+            .arg(&mounted)
+            .arg("--runtime-config")
+            .arg(spec.dir.join("tmp/zooherd/zoo.cfg"))
+            .arg("--data-dir")
+            .arg(&spec.data_dir)
+            .env("POD_NAME", format!("{}-{}", self.name, spec.index))
+            .env("POD_NAMESPACE", NAMESPACE)
+            .env("POD_IP", spec.ip.to_string())
+            .env("ZOOHERD_ENSEMBLE_UID", self.uid)
+            .env("ZOOHERD_BIND_ADDRESS", spec.ip.to_string())
+            .env("ZOOKEEPER_HOME", &home)
+            .env("ZOOHERD_JVM_HEAP", "128Mi")
+            .env(
+                "ZOOHERD_JVM_EXTRA_OPTS",
+                format!(
+                    "-Djdk.net.hosts.file={} -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData",
+                    hosts_file.display()
+                ),
+            )
+            .env_remove("ZOOHERD_MEMORY_LIMIT")
+            .env_remove("ZOOHERD_JVM_HEAP_PERCENT");
+        Ok(command)
+    }
+}
+
+/// `zooherd probe <which>` as the kubelet runs it inside member `spec`'s container.
+async fn probe(which: &str, spec: &MemberSpec) -> (i32, String) {
+    let output = tokio::process::Command::new(ZOOHERD)
+        .args(["probe", which])
+        .env("ZOOHERD_BIND_ADDRESS", spec.ip.to_string())
+        .output()
+        .await
+        .expect("run zooherd probe");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout:?}");
+    (output.status.code().unwrap_or(-1), stdout.trim().to_owned())
+}
+
+/// The command line of a running process.
+fn cmdline(pid: u32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|bytes| {
+            bytes
+                .split(|&b| b == 0)
+                .filter(|arg| !arg.is_empty())
+                .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_quorum_from_the_operators_config_and_probes_that_tell_the_truth() {
+    let ensemble = Ensemble {
+        name: "zk",
+        uid: "7d3c1a52-0000-4000-8000-000000000003",
+        replicas: 3,
+    };
+    let mut zk = ensemble.builder().start().expect("start 3 zooherd servers");
+    zk.wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    for member in zk.members() {
+        let spec = member.spec();
+        // exec: the process the harness started is the JVM itself, with the heap asked for.
+        let pid = member.pid().expect("running");
+        let argv = cmdline(pid);
+        assert!(
+            argv.iter()
+                .any(|a| a == "org.apache.zookeeper.server.quorum.QuorumPeerMain"),
+            "pid {pid} is the JVM: {argv:?}"
+        );
+        assert!(argv.iter().any(|a| a == "-Xmx128m"), "{argv:?}");
+
+        // The data directory was claimed for this ensemble.
+        let marker = fs::read_to_string(spec.data_dir.join(ENSEMBLE_MARKER_FILE)).unwrap();
+        let marker = EnsembleMarker::parse(&marker).expect("a marker");
+        assert_eq!(marker.uid, ensemble.uid);
+        assert_eq!(marker.ensemble, "agents/zk");
+        let myid = fs::read_to_string(spec.data_dir.join(MYID_FILE)).unwrap();
+        assert_eq!(myid.trim(), spec.myid.to_string());
+
+        // The runtime copy binds this member's address; the operator's file is untouched.
+        let runtime = fs::read_to_string(spec.dir.join("tmp/zooherd/zoo.cfg")).unwrap();
+        assert!(runtime.contains(&format!("\nclientPortAddress={}\n", spec.ip)));
+        let mounted = fs::read_to_string(spec.dir.join("configmap/zoo.cfg")).unwrap();
+        assert_eq!(mounted, ensemble.operator_config());
+
+        let (code, line) = probe("ready", spec).await;
+        assert_eq!(code, 0, "{line}");
+        assert!(
+            line.starts_with("ready: leader, zxid 0x")
+                || line.starts_with("ready: follower, zxid 0x"),
+            "{line}"
+        );
+        let (code, line) = probe("live", spec).await;
+        assert_eq!(code, 0, "{line}");
+        assert!(line.starts_with("live: "), "{line}");
+    }
+
+    // Stop two of three: the survivor is alive but serves nobody.
+    zk.stop(0).expect("stop member 0");
+    zk.stop(1).expect("stop member 1");
+    zk.wait_for("member 2 not serving", QUORUM_TIMEOUT, |probes| {
+        matches!(probes[2], Probe::NotServing(_)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let survivor = zk.member(2).spec().clone();
+    let (code, line) = probe("ready", &survivor).await;
+    assert_eq!(
+        (code, line.as_str()),
+        (
+            1,
+            "not ready: This ZooKeeper instance is not currently serving requests"
+        )
+    );
+    let (code, line) = probe("live", &survivor).await;
+    assert_eq!(code, 0, "{line}");
+    assert_eq!(
+        line,
+        "live: answering, not serving: This ZooKeeper instance is not currently serving requests"
+    );
+
+    // A stopped server is neither ready nor live.
+    let stopped = zk.member(0).spec().clone();
+    let url = format!("http://{}:8080", stopped.ip);
+    assert_eq!(
+        probe("ready", &stopped).await,
+        (1, format!("not ready: connection refused ({url})"))
+    );
+    assert_eq!(
+        probe("live", &stopped).await,
+        (1, format!("not live: connection refused ({url})"))
+    );
+
+    // Restarted on their own data directories, the two rejoin: the directories match.
+    zk.start_member(0).expect("restart member 0");
+    zk.start_member(1).expect("restart member 1");
+    zk.wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (code, line) = probe("ready", &stopped).await;
+    assert_eq!(code, 0, "{line}");
+}
+
+#[tokio::test]
+async fn sigterm_reaches_zookeeper_through_exec() {
+    let ensemble = Ensemble {
+        name: "solo",
+        uid: "7d3c1a52-0000-4000-8000-000000000001",
+        replicas: 1,
+    };
+    let zk = ensemble.builder().prepare().expect("prepare one server");
+    let spec = zk.member(0).spec().clone();
+    let mut command = ensemble.server_command(&spec).expect("command");
+    let log = fs::File::create(&spec.log_file).unwrap();
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    let mut child = process::spawn(command).expect("start zooherd server");
+
+    let state = zk.wait_for_serving(0, QUORUM_TIMEOUT).await;
+    let log_tail = || support::tail(&spec.log_file, 30);
+    assert_eq!(state.ok(), Some(ServerState::Standalone), "{}", log_tail());
+    let (code, line) = probe("ready", &spec).await;
+    assert_eq!(code, 0, "{line}");
+    assert!(line.starts_with("ready: standalone, zxid 0x"), "{line}");
+    let log = fs::read_to_string(&spec.log_file).unwrap();
+    assert!(
+        log.contains("zooherd server: myid 1 of ensemble agents/solo"),
+        "{}",
+        log_tail()
+    );
+
+    // SIGTERM to the process we started, not to its group: only if zooherd became the JVM
+    // does ZooKeeper get it, shut down, and exit with the JVM's 128 + 15.
+    let sent = Instant::now();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let status = process::wait_timeout(&mut child, Duration::from_secs(10)).expect("wait");
+    let elapsed = sent.elapsed();
+    let status = status.unwrap_or_else(|| {
+        let _ = process::terminate(&mut child, Signal::SIGKILL, Duration::from_secs(5));
+        panic!("still running 10 s after SIGTERM\n{}", log_tail())
+    });
+    assert_eq!(status.code(), Some(143), "{status:?}\n{}", log_tail());
+    println!("stopped {} ms after SIGTERM", elapsed.as_millis());
+    assert!(matches!(zk.probe(0).await, Probe::Unreachable(_)));
+}
+
+/// Runs `zooherd server` for pod `<name>-<ordinal>` of `ensemble` on `data_dir`, expecting it
+/// to exit before starting any JVM (JAVA_HOME points nowhere, so a wrongful exec fails fast).
+fn refused_start(ensemble: &Ensemble, ordinal: u32, data_dir: &Path, dir: &Path) -> Output {
+    let config = dir.join("zoo.cfg");
+    fs::write(&config, ensemble.operator_config()).unwrap();
+    Command::new(ZOOHERD)
+        .arg("server")
+        .arg("--config")
+        .arg(&config)
+        .arg("--runtime-config")
+        .arg(dir.join("runtime/zoo.cfg"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("POD_NAME", format!("{}-{ordinal}", ensemble.name))
+        .env("POD_NAMESPACE", NAMESPACE)
+        .env("ZOOHERD_ENSEMBLE_UID", ensemble.uid)
+        .env("JAVA_HOME", dir.join("no-java"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run zooherd server")
+}
+
+fn stderr_line(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    stderr.trim().to_owned()
+}
+
+#[test]
+fn foreign_data_directories_are_refused_with_distinct_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ensemble = Ensemble {
+        name: "zk",
+        uid: "7d3c1a52-0000-4000-8000-00000000000a",
+        replicas: 3,
+    };
+
+    // The volume of the server with myid 3, mounted by ordinal 0 (myid 1).
+    let other_server = tmp.path().join("other-server");
+    fs::create_dir_all(&other_server).unwrap();
+    fs::write(other_server.join(MYID_FILE), "3\n").unwrap();
+    let output = refused_start(&ensemble, 0, &other_server, tmp.path());
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_FOREIGN_MYID)));
+    let line = stderr_line(&output);
+    assert!(
+        line.starts_with(&format!(
+            "zooherd server: refusing to start: data directory {} holds myid 3, but pod zk-0 is myid 1",
+            other_server.display()
+        )),
+        "{line}"
+    );
+    assert_eq!(
+        fs::read_to_string(other_server.join(MYID_FILE)).unwrap(),
+        "3\n"
+    );
+    assert!(!other_server.join(ENSEMBLE_MARKER_FILE).exists());
+
+    // A volume that an ensemble of the same name, since deleted, left behind.
+    let old_ensemble = Ensemble {
+        uid: "11111111-2222-4333-8444-555555555555",
+        ..ensemble.clone()
+    };
+    let left_behind = tmp.path().join("left-behind");
+    fs::create_dir_all(&left_behind).unwrap();
+    let old_marker = EnsembleMarker {
+        uid: old_ensemble.uid.to_owned(),
+        ensemble: "agents/zk".to_owned(),
+    }
+    .render();
+    fs::write(left_behind.join(ENSEMBLE_MARKER_FILE), &old_marker).unwrap();
+    fs::write(left_behind.join(MYID_FILE), "2\n").unwrap();
+    let output = refused_start(&ensemble, 1, &left_behind, tmp.path());
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_FOREIGN_ENSEMBLE)));
+    let line = stderr_line(&output);
+    assert!(
+        line.starts_with(&format!(
+            "zooherd server: refusing to start: data directory {} belongs to ensemble agents/zk (uid {}), not agents/zk (uid {})",
+            left_behind.display(),
+            old_ensemble.uid,
+            ensemble.uid
+        )),
+        "{line}"
+    );
+    assert_eq!(
+        fs::read_to_string(left_behind.join(ENSEMBLE_MARKER_FILE)).unwrap(),
+        old_marker
+    );
+
+    // The ensemble that left it is let in, and gets as far as starting java.
+    let output = refused_start(&old_ensemble, 1, &left_behind, tmp.path());
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_EXEC_FAILED)));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.len() == 2
+            && lines[0].contains(&format!(
+                "data directory {} is this server's",
+                left_behind.display()
+            ))
+            && lines[1].starts_with("zooherd server: cannot start "),
+        "{stderr}"
+    );
+
+    // A pod beyond the configured members is bad input, named as such.
+    let fresh = tmp.path().join("fresh");
+    let output = refused_start(&ensemble, 3, &fresh, tmp.path());
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_INVALID_INPUT)));
+    assert!(
+        stderr_line(&output).contains("has no server.4 line, so myid 4 (pod zk-3) is not a member"),
+        "{output:?}"
+    );
+    assert!(!fresh.exists(), "nothing claimed for a non-member");
+}
+
+#[test]
+fn missing_identity_is_one_line_naming_the_variable() {
+    let output = Command::new(ZOOHERD)
+        .args(["server", "--config", "/nonexistent/zoo.cfg"])
+        .env_clear()
+        .output()
+        .expect("run zooherd server");
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_INVALID_INPUT)));
+    assert_eq!(
+        stderr_line(&output),
+        "zooherd server: cannot read /nonexistent/zoo.cfg: No such file or directory (os error 2); \
+         mount the ensemble's ConfigMap there, or pass --config"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let config: PathBuf = tmp.path().join("zoo.cfg");
+    fs::write(&config, "server.1=a:2888:3888\ndataDir=/d\n").unwrap();
+    let output = Command::new(ZOOHERD)
+        .arg("server")
+        .arg("--config")
+        .arg(&config)
+        .env_clear()
+        .env("POD_NAME", "zk-0")
+        .env("POD_NAMESPACE", NAMESPACE)
+        .output()
+        .expect("run zooherd server");
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_INVALID_INPUT)));
+    assert_eq!(
+        stderr_line(&output),
+        "zooherd server: ZOOHERD_ENSEMBLE_UID is not set: set it to the ZooKeeperEnsemble's metadata.uid \
+         (the operator's StatefulSet does)"
+    );
+}
