@@ -290,6 +290,24 @@ async fn operator_reconciles_an_ensemble_through_its_life() {
             .any(|c| c.type_ == "Available" && c.status == "False")
     );
 
+    // What the operator did shows as Events on the ensemble.
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns);
+    let reasons = eventually("the Applied and Pending Events", || async {
+        let reasons: Vec<String> = events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter_map(|e| e.reason)
+            .collect();
+        (reasons.iter().any(|r| r == "Applied") && reasons.iter().any(|r| r == "Pending"))
+            .then_some(reasons)
+    })
+    .await;
+    println!("events: {reasons:?}");
+
     // A reconcile with nothing to change sends no write: let several probe rounds pass and
     // compare the operator's write counter and every object's resourceVersion.
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -322,7 +322,7 @@ impl RetentionPolicy {
 }
 
 /// Volume retention (the StatefulSet's persistentVolumeClaimRetentionPolicy).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetentionSpec {
     /// When the ensemble is deleted. Default Retain: deleting an ensemble never deletes data.
@@ -337,6 +337,15 @@ pub struct RetentionSpec {
 
 fn delete_policy() -> RetentionPolicy {
     RetentionPolicy::Delete
+}
+
+impl Default for RetentionSpec {
+    fn default() -> Self {
+        Self {
+            when_deleted: RetentionPolicy::Retain,
+            when_scaled: delete_policy(),
+        }
+    }
 }
 
 /// Scheduling and pod metadata.

@@ -8,6 +8,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::reconcile::SpecOutcome;
+use super::roll::RollStep;
 use crate::api::Phase;
 
 pub const AVAILABLE: &str = "Available";
@@ -25,6 +26,8 @@ pub struct Facts<'a> {
     pub spec: &'a SpecOutcome,
     pub replicas: i32,
     pub stateful_set: Option<&'a StatefulSet>,
+    /// This reconcile's step of the operator-driven roll, if it looked at one.
+    pub roll: Option<&'a RollStep>,
     pub generation: Option<i64>,
 }
 
@@ -94,28 +97,42 @@ fn desired(facts: &Facts) -> Vec<Desired> {
             reason: "Paused",
             message: "spec.paused is true; the children are left alone".into(),
         },
-        SpecOutcome::Applied { changed } => {
-            match rollout_in_progress(facts.stateful_set, facts.replicas) {
-                Some(message) => Desired {
-                    type_: PROGRESSING,
-                    status: true,
-                    reason: "RollingOut",
-                    message,
-                },
-                None if *changed => Desired {
-                    type_: PROGRESSING,
-                    status: true,
-                    reason: "Applied",
-                    message: "applied a changed spec".into(),
-                },
-                None => Desired {
-                    type_: PROGRESSING,
-                    status: false,
-                    reason: "UpToDate",
-                    message: "every server runs the current spec".into(),
-                },
+        SpecOutcome::Applied { changed } => match facts.roll {
+            Some(RollStep::Delete { reason, .. }) => Desired {
+                type_: PROGRESSING,
+                status: true,
+                reason: "RollingMember",
+                message: reason.clone(),
+            },
+            Some(RollStep::Wait(why)) => Desired {
+                type_: PROGRESSING,
+                status: true,
+                reason: "RollWaiting",
+                message: format!("servers run an older template; waiting: {why}"),
+            },
+            Some(RollStep::Done) | None => {
+                match rollout_in_progress(facts.stateful_set, facts.replicas) {
+                    Some(message) => Desired {
+                        type_: PROGRESSING,
+                        status: true,
+                        reason: "RollingOut",
+                        message,
+                    },
+                    None if *changed => Desired {
+                        type_: PROGRESSING,
+                        status: true,
+                        reason: "Applied",
+                        message: "applied a changed spec".into(),
+                    },
+                    None => Desired {
+                        type_: PROGRESSING,
+                        status: false,
+                        reason: "UpToDate",
+                        message: "every server runs the current spec".into(),
+                    },
+                }
             }
-        }
+        },
     };
     conditions.push(progressing);
     if let SpecOutcome::Invalid(problem) = facts.spec {
@@ -218,6 +235,7 @@ mod tests {
                 spec: &spec,
                 replicas: 3,
                 stateful_set: Some(&sts),
+                roll: None,
                 generation: Some(4),
             };
             let c = conditions(&facts, &[], &time(10));
@@ -239,6 +257,7 @@ mod tests {
             spec: &spec,
             replicas: 3,
             stateful_set: Some(&sts),
+            roll: None,
             generation: Some(1),
         };
         let first = conditions(&facts(Phase::Active), &[], &time(10));
@@ -265,6 +284,7 @@ mod tests {
             spec: &invalid,
             replicas: 4,
             stateful_set: Some(&sts),
+            roll: None,
             generation: Some(1),
         };
         let c = conditions(&facts, &[], &time(1));
@@ -294,6 +314,39 @@ mod tests {
     }
 
     #[test]
+    fn progressing_names_the_member_being_rolled() {
+        let applied = SpecOutcome::Applied { changed: false };
+        let sts = settled_sts(3);
+        let step = RollStep::Delete {
+            pod: "zk-2".into(),
+            reason: "replacing zk-2 (follower) with revision r2".into(),
+        };
+        let facts = Facts {
+            phase: Phase::Active,
+            quorum_summary: "s",
+            spec: &applied,
+            replicas: 3,
+            stateful_set: Some(&sts),
+            roll: Some(&step),
+            generation: Some(1),
+        };
+        let c = conditions(&facts, &[], &time(1));
+        let progressing = find(&c, PROGRESSING).unwrap();
+        assert_eq!(progressing.reason, "RollingMember");
+        assert!(progressing.message.contains("zk-2"));
+        let wait = RollStep::Wait("the ensemble is DEGRADED".into());
+        let c = conditions(
+            &Facts {
+                roll: Some(&wait),
+                ..facts
+            },
+            &[],
+            &time(1),
+        );
+        assert_eq!(find(&c, PROGRESSING).unwrap().reason, "RollWaiting");
+    }
+
+    #[test]
     fn progressing_follows_the_rollout() {
         let applied = SpecOutcome::Applied { changed: false };
         let mut rolling = settled_sts(3);
@@ -305,6 +358,7 @@ mod tests {
             spec: &applied,
             replicas: 3,
             stateful_set: Some(&rolling),
+            roll: None,
             generation: Some(1),
         };
         let c = conditions(&facts, &[], &time(1));

@@ -13,6 +13,7 @@
 mod apply;
 mod conditions;
 mod reconcile;
+mod roll;
 pub mod service;
 mod status;
 pub mod telemetry;

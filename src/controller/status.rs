@@ -21,12 +21,16 @@ use serde_json::json;
 
 use super::conditions::{self, Facts};
 use super::reconcile::SpecOutcome;
+use super::roll::{self, PodRevision, RollStep};
 use super::{Context, Error, FIELD_MANAGER};
 use crate::api::{Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use crate::build::names;
 use crate::quorum::probe::Voter;
 use crate::quorum::restart::{PodFacts, RestartDecision, RestartPolicy, decide_restart};
 use crate::quorum::rule::{self, EnsembleMemory};
+
+/// The label the StatefulSet controller puts on each pod: the revision it was created from.
+const POD_REVISION_LABEL: &str = "controller-revision-hash";
 
 /// How often a status that changed only in its zxids is written.
 pub const ZXID_ONLY_WRITE_INTERVAL: Duration = Duration::from_secs(30);
@@ -135,7 +139,20 @@ pub async fn update(
     let mut rule_memory = assessment.memory;
     let mut computed = assessment.status;
 
+    let stateful_set = ctx
+        .stores
+        .stateful_sets
+        .get(&ObjectRef::new(&names::stateful_set(ensemble)).within(&namespace));
+    // At most one pod is deleted per reconcile: a failed member's restart first, else the
+    // next step of a roll. Neither happens while paused or with an invalid spec.
+    let mut roll_step = None;
     if matches!(spec, SpecOutcome::Applied { .. }) {
+        let pod_uid = |name: &str| {
+            voters
+                .iter()
+                .find(|(v, _)| v.pod == name)
+                .and_then(|(_, p)| p.as_ref()?.uid())
+        };
         let pods: BTreeMap<String, PodFacts> = voters
             .iter()
             .filter_map(|(voter, pod)| Some((voter.pod.clone(), PodFacts::from_pod(pod.as_ref()?))))
@@ -148,15 +165,59 @@ pub async fn update(
             now,
         );
         if let RestartDecision::Delete { pod, myid, reason } = decision {
-            let uid = voters
-                .iter()
-                .find(|(v, _)| v.pod == pod)
-                .and_then(|(_, p)| p.as_ref()?.uid());
-            restart_member(ensemble, ctx, &pod, uid, &reason).await?;
+            if delete_pod(ensemble, ctx, &pod, pod_uid(&pod)).await? {
+                ctx.metrics.member_restarted(&namespace, &name);
+                tracing::warn!(%pod, %reason, "restarted a failed member");
+                publish(
+                    ensemble,
+                    ctx,
+                    EventType::Warning,
+                    "MemberRestarted",
+                    "RestartMember",
+                    format!("deleted pod {pod} so that it is recreated: {reason}"),
+                )
+                .await;
+            }
             rule_memory.record_restart(myid, now);
             if let Some(member) = computed.members.iter_mut().find(|m| m.myid == myid) {
                 member.restarts += 1;
             }
+        } else {
+            let revisions: BTreeMap<String, PodRevision> = voters
+                .iter()
+                .filter_map(|(voter, pod)| {
+                    let pod = pod.as_ref()?;
+                    let revision = PodRevision {
+                        revision: pod.labels().get(POD_REVISION_LABEL).cloned(),
+                        terminating: pod.metadata.deletion_timestamp.is_some(),
+                    };
+                    Some((voter.pod.clone(), revision))
+                })
+                .collect();
+            let update_revision = stateful_set
+                .as_ref()
+                .and_then(|sts| sts.status.as_ref()?.update_revision.clone());
+            let step = roll::next_step(
+                computed.summary.phase,
+                &computed.members,
+                &revisions,
+                update_revision.as_deref(),
+            );
+            if let RollStep::Delete { pod, reason } = &step
+                && delete_pod(ensemble, ctx, pod, pod_uid(pod)).await?
+            {
+                tracing::info!(%pod, %reason, "rolling");
+                publish(
+                    ensemble,
+                    ctx,
+                    EventType::Normal,
+                    "RollingMember",
+                    "Roll",
+                    reason.clone(),
+                )
+                .await;
+            }
+            roll_step = Some(step);
         }
     }
 
@@ -175,10 +236,6 @@ pub async fn update(
         &ctx.settings.build.cluster_domain,
     ));
     status.observed_generation = ensemble.meta().generation;
-    let stateful_set = ctx
-        .stores
-        .stateful_sets
-        .get(&ObjectRef::new(&names::stateful_set(ensemble)).within(&namespace));
     status.conditions = conditions::conditions(
         &Facts {
             phase: computed.summary.phase,
@@ -186,6 +243,7 @@ pub async fn update(
             spec,
             replicas: ensemble.spec.replicas,
             stateful_set: stateful_set.as_deref(),
+            roll: roll_step.as_ref(),
             generation: ensemble.meta().generation,
         },
         &previous_conditions,
@@ -247,15 +305,18 @@ async fn write_status(
     Ok(())
 }
 
-async fn restart_member(
+/// Deletes a member's pod so that the StatefulSet recreates it. Returns false when the pod
+/// was already gone or replaced: what the delete was for has happened.
+async fn delete_pod(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
     pod: &str,
     uid: Option<String>,
-    reason: &str,
-) -> Result<(), Error> {
-    let namespace = ensemble.namespace().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+) -> Result<bool, Error> {
+    let api: Api<Pod> = Api::namespaced(
+        ctx.client.clone(),
+        &ensemble.namespace().unwrap_or_default(),
+    );
     // The uid precondition makes sure we delete the pod we judged, never its replacement.
     let params = DeleteParams {
         preconditions: Some(Preconditions {
@@ -265,30 +326,16 @@ async fn restart_member(
         ..DeleteParams::default()
     };
     match api.delete(pod, &params).await {
-        Ok(_) => {}
-        // Already gone or already replaced: the restart we wanted has happened.
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => return Ok(()),
-        Err(source) => {
-            return Err(Error::DeletePod {
-                pod: pod.to_owned(),
-                source,
-            });
+        Ok(_) => {
+            ctx.metrics.api_write("Pod");
+            Ok(true)
         }
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
+        Err(source) => Err(Error::DeletePod {
+            pod: pod.to_owned(),
+            source,
+        }),
     }
-    ctx.metrics.api_write("Pod");
-    ctx.metrics
-        .member_restarted(&namespace, &ensemble.name_any());
-    tracing::warn!(%pod, %reason, "restarted a failed member");
-    publish(
-        ensemble,
-        ctx,
-        EventType::Warning,
-        "MemberRestarted",
-        "RestartMember",
-        format!("deleted pod {pod} so that it is recreated: {reason}"),
-    )
-    .await;
-    Ok(())
 }
 
 async fn publish_phase_event(

@@ -56,6 +56,7 @@ pub enum SrvrAnswer {
 pub struct MonitorStats {
     pub server_state: Option<String>,
     pub znode_count: Option<u64>,
+    /// Voting members in the server's configuration (despite the name, not the majority).
     pub quorum_size: Option<u64>,
     pub synced_followers: Option<u64>,
     pub outstanding_requests: Option<u64>,
@@ -78,9 +79,12 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// `timeout` bounds each whole request, connect included.
+    /// `timeout` bounds each whole request, connect included. Servers are always asked
+    /// directly: an `HTTP_PROXY` meant for the operator's other traffic must not carry (or
+    /// break) requests to pod IPs.
     pub fn new(timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
+            .no_proxy()
             .timeout(timeout)
             .connect_timeout(timeout)
             .pool_max_idle_per_host(1)
@@ -146,9 +150,15 @@ fn error_field(answer: &Value) -> Option<String> {
     }
 }
 
+/// A non-negative integer, written as an integer, a whole float (`mntr` answers `2.0` when
+/// the Prometheus metrics provider is on) or a string.
 fn as_u64(value: &Value) -> Option<u64> {
     match value {
-        Value::Number(n) => n.as_u64(),
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0 && f.fract() == 0.0 && *f < u64::MAX as f64)
+                .map(|f| f as u64)
+        }),
         Value::String(s) => s.parse().ok(),
         _ => None,
     }
@@ -157,7 +167,9 @@ fn as_u64(value: &Value) -> Option<u64> {
 /// Interprets a `srvr` answer.
 pub fn parse_srvr(answer: &Value) -> Result<SrvrAnswer, AdminError> {
     if !answer.is_object() {
-        return Err(AdminError::Unexpected("srvr answer is not a JSON object".into()));
+        return Err(AdminError::Unexpected(
+            "srvr answer is not a JSON object".into(),
+        ));
     }
     if let Some(error) = error_field(answer) {
         return Ok(SrvrAnswer::NotServing(error));
@@ -188,7 +200,9 @@ pub fn parse_srvr(answer: &Value) -> Result<SrvrAnswer, AdminError> {
 /// Interprets a `mntr` answer. A not-serving server answers `mntr` with an error too.
 pub fn parse_mntr(answer: &Value) -> Result<MonitorStats, AdminError> {
     if !answer.is_object() {
-        return Err(AdminError::Unexpected("mntr answer is not a JSON object".into()));
+        return Err(AdminError::Unexpected(
+            "mntr answer is not a JSON object".into(),
+        ));
     }
     if let Some(error) = error_field(answer) {
         return Err(AdminError::Unexpected(format!("mntr: {error}")));
@@ -246,7 +260,8 @@ mod tests {
             ("observer", ServerMode::Observer),
             ("standalone", ServerMode::Standalone),
         ] {
-            let answer = json!({"server_stats": {"server_state": state, "last_processed_zxid": "7"}});
+            let answer =
+                json!({"server_stats": {"server_state": state, "last_processed_zxid": "7"}});
             match parse_srvr(&answer) {
                 Ok(SrvrAnswer::Serving(stats)) => {
                     assert_eq!(stats.mode, mode);
@@ -306,6 +321,22 @@ mod tests {
     }
 
     #[test]
+    fn mntr_numbers_as_floats() {
+        // ZooKeeper 3.9 with the Prometheus metrics provider answers every number as a float.
+        let answer = json!({"server_state": "leader", "znode_count": 5.0, "quorum_size": 3.0,
+            "synced_followers": 2.0, "outstanding_requests": 0.0, "command": "monitor", "error": null});
+        let stats = parse_mntr(&answer).unwrap();
+        assert_eq!(
+            (stats.znode_count, stats.quorum_size, stats.synced_followers),
+            (Some(5), Some(3), Some(2))
+        );
+        for odd in [json!(-1.0), json!(2.5), json!("NaN"), json!(1e300)] {
+            let stats = parse_mntr(&json!({"synced_followers": odd})).unwrap();
+            assert_eq!(stats.synced_followers, None, "{odd}");
+        }
+    }
+
+    #[test]
     fn zxid_parts() {
         assert_eq!(zxid_epoch(0x0000_0005_0000_0010), 5);
         assert_eq!(zxid_hex(0x0000_0005_0000_0010), "0x500000010");
@@ -322,6 +353,9 @@ mod tests {
             .port();
         let client = AdminClient::new(Duration::from_millis(500));
         let result = client.srvr(&format!("http://127.0.0.1:{port}")).await;
-        assert!(matches!(result, Err(AdminError::Unreachable(_))), "{result:?}");
+        assert!(
+            matches!(result, Err(AdminError::Unreachable(_))),
+            "{result:?}"
+        );
     }
 }

@@ -7,7 +7,7 @@
 # staging module with its published v0.<minor>.<patch> tag instead.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=versions.env
+# shellcheck source=SCRIPTDIR/versions.env
 . "$here/versions.env"
 cache=${ZOOHERD_CACHE:-$HOME/.cache/zooherd}
 export GOFLAGS=-buildvcs=false
@@ -15,7 +15,9 @@ jobs=${ZOOHERD_BUILD_JOBS:-2}
 
 build_kubernetes() {
   local v=$KUBERNETES_VERSION out="$cache/bin/kubernetes-$KUBERNETES_VERSION"
-  local bins=(kube-apiserver kube-controller-manager kube-scheduler ${ZOOHERD_EXTRA_KUBE_BINS:-})
+  local extra=()
+  read -ra extra <<< "${ZOOHERD_EXTRA_KUBE_BINS:-}"
+  local bins=(kube-apiserver kube-controller-manager kube-scheduler "${extra[@]}")
   local missing=()
   for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing+=("$b"); done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -23,7 +25,16 @@ build_kubernetes() {
   mkdir -p "$work" "$out"
   (
     cd "$work"
-    if [ ! -f go.mod ] || ! grep -q "k8s.io/kubernetes v$v" go.mod; then
+    # One blank import per command's app package, so that `go mod tidy` records the checksum
+    # of every module any of the commands needs (a main package cannot be imported).
+    local tools
+    tools=$(
+      printf 'package main\n\nimport (\n'
+      for b in "${bins[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s/app"\n' "$b"; done
+      printf ')\n\nfunc main() {}\n'
+    )
+    if [ ! -f go.mod ] || ! grep -q "k8s.io/kubernetes v$v" go.mod \
+      || [ "$(cat tools.go 2>/dev/null)" != "$tools" ]; then
       rm -f go.mod go.sum
       go mod init zooherd.dev/kubernetes-wrapper >/dev/null 2>&1
       local modfile
@@ -37,7 +48,7 @@ build_kubernetes() {
         sed -n 's#^[[:space:]]*\(k8s\.io/[^ ]*\) => ./staging/src/.*#\t\1 => \1 '"$staging_tag"'#p' "$modfile"
         echo ")"
       } >> go.mod
-      printf 'package main\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n\nfunc main() {}\n' > tools.go
+      printf '%s\n' "$tools" > tools.go
       go mod tidy >/dev/null
     fi
     local commit date ldflags
@@ -70,8 +81,12 @@ build_etcd() {
       go get "go.etcd.io/etcd/server/v3@v$v" >/dev/null 2>&1
       go mod tidy >/dev/null
     fi
+    # The module proxy records the commit only when it fetched the module from its VCS.
+    local sha ldflags="-s -w"
+    sha=$(go mod download -json "go.etcd.io/etcd/server/v3@v$v" | sed -n 's/.*"Hash": "\(.*\)".*/\1/p' | head -1)
+    [ -z "$sha" ] || ldflags+=" -X go.etcd.io/etcd/api/v3/version.GitSHA=${sha:0:7}"
     echo "building etcd v$v" >&2
-    go build -p "$jobs" -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3
+    go build -p "$jobs" -trimpath -ldflags "$ldflags" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3
     mv "$out/etcd.tmp" "$out/etcd"
   )
 }

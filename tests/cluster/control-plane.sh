@@ -25,14 +25,14 @@
 # and the script exits 1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=env.sh
+# shellcheck source=SCRIPTDIR/env.sh
 . "$here/env.sh"
 
 usage() {
   echo "usage: $0 run DIR" >&2
   exit 2
 }
-[ $# -eq 2 ] && [ "$1" = run ] || usage
+if [ $# -ne 2 ] || [ "$1" != run ]; then usage; fi
 dir=$2
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
@@ -54,7 +54,8 @@ elapsed_ms() { echo $(( ($(date +%s%N) - started) / 1000000 )); }
 
 # ---- ports -------------------------------------------------------------------------------
 chosen=" "
-free_port() {
+# pick_port VAR: sets VAR to a port no socket listens on (and not picked before).
+pick_port() {
   local p tries=0
   while [ $tries -lt 200 ]; do
     tries=$((tries + 1))
@@ -63,47 +64,54 @@ free_port() {
     case "$chosen" in *" $p "*) continue ;; esac
     if [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then
       chosen+="$p "
-      echo "$p"
+      printf -v "$1" '%s' "$p"
       return 0
     fi
   done
   echo "control-plane: found no free port" >&2
   return 1
 }
-etcd_port=${ZOOHERD_CP_ETCD_PORT:-$(free_port)}
-etcd_peer_port=${ZOOHERD_CP_ETCD_PEER_PORT:-$(free_port)}
-apiserver_port=${ZOOHERD_CP_APISERVER_PORT:-$(free_port)}
-kcm_port=${ZOOHERD_CP_KCM_PORT:-$(free_port)}
-scheduler_port=${ZOOHERD_CP_SCHEDULER_PORT:-$(free_port)}
+etcd_port=${ZOOHERD_CP_ETCD_PORT:-}
+etcd_peer_port=${ZOOHERD_CP_ETCD_PEER_PORT:-}
+apiserver_port=${ZOOHERD_CP_APISERVER_PORT:-}
+kcm_port=${ZOOHERD_CP_KCM_PORT:-}
+scheduler_port=${ZOOHERD_CP_SCHEDULER_PORT:-}
+for var in etcd_port etcd_peer_port apiserver_port kcm_port scheduler_port; do
+  [ -n "${!var}" ] || pick_port "$var"
+done
 server=https://127.0.0.1:$apiserver_port
 
 # ---- PKI ---------------------------------------------------------------------------------
 # EC P-256 keys: generating them takes milliseconds, RSA would take a noticeable part of startup.
-(
-  cd "$pki"
+# openssl's messages go to logs/pki.log. (set -e does not apply inside `if`: every step checks.)
+if ! (
+  cd "$pki" || exit 1
   umask 077
   openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
     -keyout ca.key -out ca.crt -days 7 -subj "/CN=zooherd-test-ca" \
     -addext "basicConstraints=critical,CA:TRUE" \
-    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
-  # name subject extensions
-  issue() {
+    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>>"$logs/pki.log" || exit 1
+  issue() { # name subject extensions
     openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-      -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
+      -keyout "$1.key" -out "$1.csr" -subj "$2" 2>>"$logs/pki.log" || return 1
     printf '%s\n' "basicConstraints=critical,CA:FALSE" \
-      "keyUsage=critical,digitalSignature,keyEncipherment" "$3" > "$1.ext"
+      "keyUsage=critical,digitalSignature,keyEncipherment" "$3" > "$1.ext" || return 1
     openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial \
-      -days 7 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+      -days 7 -extfile "$1.ext" -out "$1.crt" 2>>"$logs/pki.log" || return 1
     rm -f "$1.csr" "$1.ext"
   }
   issue apiserver "/CN=kube-apiserver" "extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
-  issue admin "/O=system:masters/CN=zooherd-admin" "extendedKeyUsage=clientAuth"
-  issue controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
-  issue scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out sa.key 2>/dev/null
-  openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
-)
+subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" || exit 1
+  issue admin "/O=system:masters/CN=zooherd-admin" "extendedKeyUsage=clientAuth" || exit 1
+  issue controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth" || exit 1
+  issue scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth" || exit 1
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out sa.key 2>>"$logs/pki.log" || exit 1
+  openssl pkey -in sa.key -pubout -out sa.pub 2>>"$logs/pki.log" || exit 1
+); then
+  echo "control-plane: generating the certificates with openssl failed:" >&2
+  cat "$logs/pki.log" >&2
+  exit 1
+fi
 
 b64() { base64 -w0 < "$1"; }
 kubeconfig() { # path user cert key
@@ -139,14 +147,11 @@ kubeconfig "$dir/scheduler.kubeconfig" system:kube-scheduler "$pki/scheduler.crt
 declare -A pids=()
 stopping=0
 
+# The data is thrown away with DIR, so there is nothing to shut down gracefully; and a
+# graceful kube-apiserver waits for an etcd that may already be gone.
 stop_all() {
   local name
-  for name in "${!pids[@]}"; do kill -TERM "${pids[$name]}" 2>/dev/null || true; done
-  local deadline=$((SECONDS + 10))
-  for name in "${!pids[@]}"; do
-    while kill -0 "${pids[$name]}" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
-    kill -KILL "${pids[$name]}" 2>/dev/null || true
-  done
+  for name in "${!pids[@]}"; do kill -KILL "${pids[$name]}" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 
@@ -159,11 +164,13 @@ tails() {
   done
 }
 
+# ZOOHERD_CP_QUIET=1 (set by tests/support/control_plane.rs, which reports the logs itself)
+# leaves out the tails.
 fail() {
   echo "control-plane: $*" >&2
   stopping=1
   stop_all
-  tails
+  [ "${ZOOHERD_CP_QUIET:-}" = 1 ] || tails
   exit 1
 }
 
@@ -222,6 +229,8 @@ start etcd "$ZOOHERD_ETCD" \
   --log-level=warn
 wait_until "etcd /health" 120 etcd_healthy
 
+# The Endpoints of Service default/kubernetes may not hold a loopback address, and this
+# API server has only 127.0.0.1 (the host has no default route): keep no Endpoints for it.
 start kube-apiserver "$ZOOHERD_KUBE_APISERVER" \
   --etcd-servers="http://127.0.0.1:$etcd_port" \
   --bind-address=127.0.0.1 \
@@ -235,16 +244,19 @@ start kube-apiserver "$ZOOHERD_KUBE_APISERVER" \
   --service-account-key-file="$pki/sa.pub" \
   --service-account-signing-key-file="$pki/sa.key" \
   --service-cluster-ip-range=10.0.0.0/24 \
+  --endpoint-reconciler-type=none \
   --authorization-mode=RBAC \
   --allow-privileged=true \
   --profiling=false
 wait_until "kube-apiserver /readyz" 180 apiserver_ready
+readyz_ms=$(elapsed_ms)
 
 # The garbage collector and the statefulset controller are among the default controllers ("*").
 start kube-controller-manager "$ZOOHERD_KUBE_CONTROLLER_MANAGER" \
   --kubeconfig="$dir/controller-manager.kubeconfig" \
   --authentication-kubeconfig="$dir/controller-manager.kubeconfig" \
   --authorization-kubeconfig="$dir/controller-manager.kubeconfig" \
+  --authentication-skip-lookup=true \
   --bind-address=127.0.0.1 \
   --secure-port="$kcm_port" \
   --cert-dir="$dir/kube-controller-manager" \
@@ -260,6 +272,7 @@ start kube-scheduler "$ZOOHERD_KUBE_SCHEDULER" \
   --kubeconfig="$dir/scheduler.kubeconfig" \
   --authentication-kubeconfig="$dir/scheduler.kubeconfig" \
   --authorization-kubeconfig="$dir/scheduler.kubeconfig" \
+  --authentication-skip-lookup=true \
   --bind-address=127.0.0.1 \
   --secure-port="$scheduler_port" \
   --cert-dir="$dir/kube-scheduler" \
@@ -270,7 +283,7 @@ wait_until "kube-scheduler /healthz" 120 scheduler_healthy
 
 echo "$server" > "$dir/ready.tmp"
 mv "$dir/ready.tmp" "$dir/ready"
-echo "control-plane: ready in $(elapsed_ms) ms at $server; kubeconfig $dir/kubeconfig"
+echo "control-plane: ready in $(elapsed_ms) ms (kube-apiserver /readyz ok after $readyz_ms ms) at $server; kubeconfig $dir/kubeconfig"
 
 # Stay in the foreground until a signal (trap above) or until a component exits.
 while :; do

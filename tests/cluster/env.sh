@@ -12,7 +12,7 @@
 #
 # tests/support/*.rs derives the same defaults when a variable is unset.
 _zooherd_cluster_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=versions.env
+# shellcheck source=SCRIPTDIR/versions.env
 . "$_zooherd_cluster_dir/versions.env"
 export ZOOHERD_CACHE=${ZOOHERD_CACHE:-$HOME/.cache/zooherd}
 export ZOOHERD_ETCD=${ZOOHERD_ETCD:-$ZOOHERD_CACHE/bin/etcd-$ETCD_VERSION/etcd}

@@ -9,7 +9,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-# shellcheck source=env.sh
+# shellcheck source=SCRIPTDIR/env.sh
 . "$here/env.sh"
 
 missing=()
@@ -77,7 +77,7 @@ zk=$ZOOHERD_ZOOKEEPER_HOME
 if [ ! -f "$zk/.complete" ]; then
   log "resolving ZooKeeper $ZOOKEEPER_VERSION and its dependencies with Maven"
   rm -rf "$zk.tmp"
-  mvn -B -q -f "$repo/tests/zookeeper/pom.xml" \
+  mvn -B -q -Dstyle.color=never -f "$repo/tests/zookeeper/pom.xml" \
     -Dzookeeper.version="$ZOOKEEPER_VERSION" \
     -Dzookeeper.deps.version="$ZOOKEEPER_DEPS_VERSION" \
     -Dzookeeper.metrics.version="$ZOOKEEPER_METRICS_VERSION" \

@@ -1,0 +1,292 @@
+//! How fast the computed status follows a real ZooKeeper ensemble, and what a probe round
+//! costs. Run it with:
+//!
+//! ```sh
+//! bash tests/cluster/setup.sh          # once: ZooKeeper 3.9.6 into ~/.cache/zooherd
+//! cargo bench --bench quorum_status
+//! ```
+//!
+//! `ZOOHERD_BENCH_SIZES=3,5,7` (the default) chooses the ensemble sizes and
+//! `ZOOHERD_BENCH_REPEATS=3` how many deaths and returns each size goes through.
+//!
+//! For each size it starts an ensemble on loopback addresses (tests/support), then drives the
+//! prober and the status rule with their default settings the way the controller does, one
+//! round per second, and prints:
+//! - a probe round: requests sent and wall time (min / median / max of 20 rounds);
+//! - kill -9 of a follower -> DEGRADED in the computed status;
+//! - its return -> ACTIVE: from the restarted member's first serving answer (seen by a side
+//!   poller every 50 ms) and from the process start (JVM start and sync included);
+//! - kill -9 of the leader -> DEGRADED under a new leader, and the phases shown meanwhile.
+//!
+//! Each kill happens at a random point of the probe interval. The target at defaults is
+//! death -> DEGRADED and return -> ACTIVE within 3 s. This is a measurement, not a test: it
+//! fails only when the ensemble does not reach a phase within a minute.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use support::zookeeper::{ADMIN_PORT, ZkEnsemble};
+use tokio::time::MissedTickBehavior;
+use zooherd::api::{MemberState, Phase};
+use zooherd::quorum::admin::{AdminClient, SrvrAnswer};
+use zooherd::quorum::probe::{ProbeSettings, Prober, Voter};
+use zooherd::quorum::rule::{ComputedStatus, EnsembleMemory, RuleSettings, assess};
+
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+const PHASE_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("quorum_status: a benchmark; run `cargo bench --bench quorum_status`");
+        return;
+    }
+    let sizes = env_list("ZOOHERD_BENCH_SIZES", &[3, 5, 7]);
+    let repeats = env_list("ZOOHERD_BENCH_REPEATS", &[3])[0];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        for size in sizes {
+            bench_size(size, repeats).await;
+        }
+    });
+}
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    match std::env::var(name) {
+        Ok(text) if !text.trim().is_empty() => text
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}: not a number: {n:?}"))
+            })
+            .collect(),
+        _ => default.to_vec(),
+    }
+}
+
+/// The controller's loop: a probe round, then the rule, once per [`PROBE_INTERVAL`].
+struct StatusLoop {
+    prober: Prober,
+    voters: Vec<Voter>,
+    memory: EnsembleMemory,
+    settings: RuleSettings,
+    ticks: tokio::time::Interval,
+}
+
+impl StatusLoop {
+    fn new(zk: &ZkEnsemble) -> Self {
+        let voters = zk
+            .members()
+            .iter()
+            .map(|m| Voter {
+                myid: i32::from(m.myid()),
+                pod: format!("zk-{}", m.index()),
+                ip: Some(IpAddr::V4(m.ip())),
+            })
+            .collect();
+        let mut ticks = tokio::time::interval(PROBE_INTERVAL);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self {
+            prober: Prober::new(ProbeSettings {
+                admin_port: ADMIN_PORT,
+                ..ProbeSettings::default()
+            }),
+            voters,
+            memory: EnsembleMemory::default(),
+            settings: RuleSettings::default(),
+            ticks,
+        }
+    }
+
+    /// Waits for the next tick, then probes and assesses.
+    async fn round(&mut self) -> ComputedStatus {
+        self.ticks.tick().await;
+        let round = self.prober.probe(&self.voters).await;
+        let a = assess(
+            &self.memory,
+            self.voters.len(),
+            &round.observations,
+            Timestamp::now(),
+            &self.settings,
+        );
+        self.memory = a.memory;
+        a.status
+    }
+
+    /// Rounds until `check` holds; returns the status and the phases shown on the way.
+    async fn until(
+        &mut self,
+        what: &str,
+        check: impl Fn(&ComputedStatus) -> bool,
+    ) -> (ComputedStatus, Vec<Phase>) {
+        let started = Instant::now();
+        let mut phases: Vec<Phase> = Vec::new();
+        loop {
+            let status = self.round().await;
+            if phases.last() != Some(&status.summary.phase) {
+                phases.push(status.summary.phase);
+            }
+            if check(&status) {
+                return (status, phases);
+            }
+            assert!(
+                started.elapsed() < PHASE_TIMEOUT,
+                "no {what} after {PHASE_TIMEOUT:?}: {}",
+                status.message
+            );
+        }
+    }
+}
+
+fn leader_index(status: &ComputedStatus) -> Option<usize> {
+    status
+        .summary
+        .leader
+        .as_deref()
+        .and_then(|pod| pod.strip_prefix("zk-"))
+        .and_then(|i| i.parse().ok())
+}
+
+/// A pause of a random part of the probe interval, so that kills land anywhere in it.
+async fn random_offset() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let offset = PROBE_INTERVAL.mul_f64(f64::from(nanos % 1000) / 1000.0);
+    tokio::time::sleep(offset).await;
+}
+
+/// Polls one AdminServer every 50 ms until it answers serving; returns when it first did.
+async fn first_serving(base: String) -> Instant {
+    let client = AdminClient::new(Duration::from_millis(500));
+    loop {
+        if let Ok(SrvrAnswer::Serving(_)) = client.srvr(&base).await {
+            return Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn summary(values: &[Duration]) -> String {
+    let list: Vec<String> = values.iter().map(|d| seconds(*d)).collect();
+    let max = values.iter().max().copied().unwrap_or_default();
+    format!("{} (max {})", list.join(", "), seconds(max))
+}
+
+async fn bench_size(size: usize, repeats: usize) {
+    println!("== {size} servers ==");
+    let mut zk =
+        ZkEnsemble::start(size).unwrap_or_else(|e| panic!("start {size} ZooKeeper servers: {e}"));
+    let mut status_loop = StatusLoop::new(&zk);
+    status_loop
+        .until("ACTIVE", |s| s.summary.phase == Phase::Active)
+        .await;
+
+    // The cost of a round, in the steady state.
+    let mut walls = Vec::new();
+    let mut requests = Vec::new();
+    for _ in 0..20 {
+        let round = status_loop.prober.probe(&status_loop.voters).await;
+        assert!(
+            round
+                .observations
+                .iter()
+                .all(|o| matches!(o.answer, zooherd::quorum::probe::Answer::Serving { .. })),
+            "{round:?}"
+        );
+        walls.push(round.elapsed);
+        requests.push(round.requests);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    walls.sort();
+    requests.sort();
+    println!(
+        "probe round: {} requests ({size} srvr + mntr of the leader), wall min {:.1} / median {:.1} / max {:.1} ms",
+        requests[requests.len() / 2],
+        walls[0].as_secs_f64() * 1e3,
+        walls[walls.len() / 2].as_secs_f64() * 1e3,
+        walls[walls.len() - 1].as_secs_f64() * 1e3,
+    );
+
+    let mut to_degraded = Vec::new();
+    let mut serving_to_active = Vec::new();
+    let mut start_to_active = Vec::new();
+    let mut leader_to_degraded = Vec::new();
+    for repeat in 0..repeats {
+        let (active, _) = status_loop
+            .until("ACTIVE", |s| s.summary.phase == Phase::Active)
+            .await;
+        let leader = leader_index(&active).expect("an ACTIVE status names its leader");
+        let follower = (0..size)
+            .map(|i| (i + repeat) % size)
+            .find(|&i| i != leader)
+            .expect("a follower");
+
+        random_offset().await;
+        zk.kill(follower).expect("kill -9 a follower");
+        let killed = Instant::now();
+        status_loop
+            .until("DEGRADED", |s| {
+                s.summary.phase == Phase::Degraded
+                    && s.members[follower].state == MemberState::Unreachable
+            })
+            .await;
+        to_degraded.push(killed.elapsed());
+
+        zk.start_member(follower).expect("start the follower again");
+        let started = Instant::now();
+        let base = zk.member(follower).admin_url();
+        let serving = tokio::spawn(first_serving(base));
+        status_loop
+            .until("ACTIVE", |s| s.summary.phase == Phase::Active)
+            .await;
+        let active_at = Instant::now();
+        start_to_active.push(active_at - started);
+        let serving_at = serving.await.expect("the side poller");
+        serving_to_active.push(active_at.saturating_duration_since(serving_at));
+
+        random_offset().await;
+        zk.kill(leader).expect("kill -9 the leader");
+        let killed = Instant::now();
+        let (_, phases) = status_loop
+            .until("DEGRADED under a new leader", |s| {
+                s.summary.phase == Phase::Degraded && leader_index(s).is_some_and(|l| l != leader)
+            })
+            .await;
+        leader_to_degraded.push(killed.elapsed());
+        println!(
+            "  repeat {}: follower zk-{follower} and leader zk-{leader} killed; phases after the leader's death: {phases:?}",
+            repeat + 1
+        );
+        zk.start_member(leader).expect("start the old leader again");
+    }
+    println!(
+        "kill -9 follower -> DEGRADED:     {}",
+        summary(&to_degraded)
+    );
+    println!(
+        "first serving answer -> ACTIVE:   {}",
+        summary(&serving_to_active)
+    );
+    println!(
+        "process start -> ACTIVE:          {}",
+        summary(&start_to_active)
+    );
+    println!(
+        "kill -9 leader -> DEGRADED (new): {}",
+        summary(&leader_to_degraded)
+    );
+}

@@ -1,0 +1,100 @@
+{{/* Name of the chart, overridable with nameOverride. */}}
+{{- define "zooherd.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the release's objects: the release name, followed by the chart name unless the
+release name already contains it (`helm install zooherd charts/zooherd` gives "zooherd").
+*/}}
+{{- define "zooherd.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels that select the operator pods. Never change them: a Deployment's selector is immutable. */}}
+{{- define "zooherd.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "zooherd.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/* Labels of every object of the release. */}}
+{{- define "zooherd.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "zooherd.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: zooherd
+{{- end }}
+
+{{/* The ServiceAccount the operator runs as. */}}
+{{- define "zooherd.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "zooherd.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository:tag, or repository@digest; the tag defaults to the appVersion. Call with (list $image $) */}}
+{{- define "zooherd.imageRef" -}}
+{{- $image := index . 0 }}
+{{- $root := index . 1 }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+What the operator does with the Kubernetes API, derived from src/controller/:
+- watches ZooKeeperEnsembles and writes their status subresource;
+- server-side applies each ensemble's StatefulSet, Services, ConfigMap and
+  PodDisruptionBudget, and watches them (label-filtered informers);
+- watches the server pods, and deletes the pod of a member that cannot recover by itself;
+- records Events (events.k8s.io; core/v1 events for clients that still use them).
+The leader-election Lease is granted separately, in the release namespace only
+(templates/leader-election-rbac.yaml). No Secrets, no nodes, no cluster-scoped objects.
+*/}}
+{{- define "zooherd.rules" -}}
+- apiGroups: ["zooherd.dev"]
+  resources: ["zookeeperensembles"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["zooherd.dev"]
+  resources: ["zookeeperensembles/status"]
+  verbs: ["get", "patch", "update"]
+# The children carry a controller owner reference with blockOwnerDeletion. Clusters that run
+# the OwnerReferencesPermissionEnforcement admission plugin (OpenShift, for one) accept it only
+# from a client that may update the owner's finalizers.
+- apiGroups: ["zooherd.dev"]
+  resources: ["zookeeperensembles/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: [""]
+  resources: ["services", "configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "delete"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}

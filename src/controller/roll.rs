@@ -1,0 +1,232 @@
+//! Rolling a changed pod template through the ensemble, one server at a time.
+//!
+//! The StatefulSet uses the OnDelete strategy: the StatefulSet controller never replaces a
+//! server by itself, because it knows nothing of quorums or leaders. The operator decides
+//! instead, with the pure [`next_step`]: a pod whose revision is not the StatefulSet's update
+//! revision is deleted (and recreated at the new revision) only when every voter serves,
+//! every member is on the leader's epoch (synced, not merely started), and no other pod is
+//! on its way; followers go first, highest myid first, and the leader last, so the ensemble
+//! holds one election per roll instead of one per server. The decision reads only what is
+//! observed, so a roll interrupted by an operator restart resumes where it stood.
+
+use std::collections::BTreeMap;
+
+use crate::api::{MemberState, MemberStatus, Phase};
+
+/// What the decision needs to know about a member's pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodRevision {
+    /// The pod's `controller-revision-hash` label.
+    pub revision: Option<String>,
+    /// `metadata.deletionTimestamp` is set.
+    pub terminating: bool,
+}
+
+/// The next step of a roll.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RollStep {
+    /// Every pod runs the current revision.
+    Done,
+    /// Pods are outdated but it is not safe to replace one now; why.
+    Wait(String),
+    /// Delete this pod; `reason` is for the Event and the Progressing condition.
+    Delete { pod: String, reason: String },
+}
+
+fn epoch(zxid: Option<&str>) -> Option<u64> {
+    let value = u64::from_str_radix(zxid?.trim_start_matches("0x"), 16).ok()?;
+    Some(value >> 32)
+}
+
+/// Decides the next step of a roll to `update_revision` (see the module documentation).
+///
+/// `members` is the computed status, one per voter; `pods` holds the members' pods by name.
+pub fn next_step(
+    phase: Phase,
+    members: &[MemberStatus],
+    pods: &BTreeMap<String, PodRevision>,
+    update_revision: Option<&str>,
+) -> RollStep {
+    let Some(update_revision) = update_revision else {
+        return RollStep::Wait("the StatefulSet has no update revision yet".into());
+    };
+    let outdated: Vec<&MemberStatus> = members
+        .iter()
+        .filter(|m| {
+            pods.get(&m.pod)
+                .is_some_and(|p| p.revision.as_deref() != Some(update_revision))
+        })
+        .collect();
+    if outdated.is_empty() {
+        return RollStep::Done;
+    }
+    if let Some((pod, _)) = pods.iter().find(|(_, p)| p.terminating) {
+        return RollStep::Wait(format!("pod {pod} is terminating"));
+    }
+    if let Some(member) = members.iter().find(|m| !pods.contains_key(&m.pod)) {
+        return RollStep::Wait(format!("pod {} does not exist yet", member.pod));
+    }
+    if phase != Phase::Active {
+        return RollStep::Wait(format!(
+            "the ensemble is {phase}; servers are replaced only while every voter serves"
+        ));
+    }
+    let leads = |m: &MemberStatus| matches!(m.state, MemberState::Leader | MemberState::Standalone);
+    let Some(leader) = members.iter().find(|m| leads(m)) else {
+        return RollStep::Wait("no leader is known".into());
+    };
+    let leader_epoch = epoch(leader.zxid.as_deref());
+    if let Some(lagging) = members
+        .iter()
+        .find(|m| epoch(m.zxid.as_deref()) != leader_epoch)
+    {
+        return RollStep::Wait(format!(
+            "{} has not caught up with the leader's epoch yet",
+            lagging.pod
+        ));
+    }
+    let total = members.len();
+    let updated = total - outdated.len();
+    let next = outdated
+        .iter()
+        .filter(|m| !leads(m))
+        .max_by_key(|m| m.myid)
+        .copied();
+    match next {
+        Some(follower) => RollStep::Delete {
+            pod: follower.pod.clone(),
+            reason: format!(
+                "replacing {} ({}) with revision {update_revision}: {updated} of {total} done, the leader last",
+                follower.pod, follower.state
+            ),
+        },
+        None => RollStep::Delete {
+            pod: leader.pod.clone(),
+            reason: format!(
+                "replacing the leader {} with revision {update_revision} last: {updated} of {total} done",
+                leader.pod
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(myid: i32, state: MemberState, zxid: &str) -> MemberStatus {
+        MemberStatus {
+            pod: format!("zk-{}", myid - 1),
+            myid,
+            state,
+            reason: None,
+            zxid: Some(zxid.into()),
+            since: None,
+            restarts: 0,
+        }
+    }
+
+    fn pods(revisions: &[(&str, &str)]) -> BTreeMap<String, PodRevision> {
+        revisions
+            .iter()
+            .map(|(pod, revision)| {
+                let revision = PodRevision {
+                    revision: Some(revision.to_string()),
+                    terminating: false,
+                };
+                (pod.to_string(), revision)
+            })
+            .collect()
+    }
+
+    fn three(leader_myid: i32) -> Vec<MemberStatus> {
+        (1..=3)
+            .map(|myid| {
+                let state = if myid == leader_myid {
+                    MemberState::Leader
+                } else {
+                    MemberState::Follower
+                };
+                member(myid, state, "0x500000010")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn followers_first_highest_myid_first_then_the_leader() {
+        let members = three(3);
+        let mut revisions = pods(&[("zk-0", "old"), ("zk-1", "old"), ("zk-2", "old")]);
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            match next_step(Phase::Active, &members, &revisions, Some("new")) {
+                RollStep::Delete { pod, .. } => {
+                    revisions.get_mut(&pod).unwrap().revision = Some("new".into());
+                    order.push(pod);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(order, ["zk-1", "zk-0", "zk-2"]);
+        assert_eq!(
+            next_step(Phase::Active, &members, &revisions, Some("new")),
+            RollStep::Done
+        );
+    }
+
+    #[test]
+    fn waits_unless_safe() {
+        let members = three(1);
+        let revisions = pods(&[("zk-0", "old"), ("zk-1", "new"), ("zk-2", "old")]);
+        for phase in [Phase::Degraded, Phase::Down, Phase::Pending] {
+            assert!(
+                matches!(
+                    next_step(phase, &members, &revisions, Some("new")),
+                    RollStep::Wait(_)
+                ),
+                "{phase}"
+            );
+        }
+        let mut terminating = revisions.clone();
+        terminating.get_mut("zk-1").unwrap().terminating = true;
+        assert_eq!(
+            next_step(Phase::Active, &members, &terminating, Some("new")),
+            RollStep::Wait("pod zk-1 is terminating".into())
+        );
+        let mut missing = revisions.clone();
+        missing.remove("zk-1");
+        assert_eq!(
+            next_step(Phase::Active, &members, &missing, Some("new")),
+            RollStep::Wait("pod zk-1 does not exist yet".into())
+        );
+        let mut lagging = members.clone();
+        lagging[1].zxid = Some("0x400000099".into());
+        assert_eq!(
+            next_step(Phase::Active, &lagging, &revisions, Some("new")),
+            RollStep::Wait("zk-1 has not caught up with the leader's epoch yet".into())
+        );
+        assert!(matches!(
+            next_step(Phase::Active, &members, &revisions, None),
+            RollStep::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn a_lone_server_is_replaced_when_it_serves() {
+        let members = vec![member(1, MemberState::Standalone, "0x100000002")];
+        let revisions = pods(&[("zk-0", "old")]);
+        assert!(matches!(
+            next_step(Phase::Active, &members, &revisions, Some("new")),
+            RollStep::Delete { pod, .. } if pod == "zk-0"
+        ));
+    }
+
+    #[test]
+    fn nothing_to_do_when_current() {
+        let members = three(2);
+        let revisions = pods(&[("zk-0", "r"), ("zk-1", "r"), ("zk-2", "r")]);
+        assert_eq!(
+            next_step(Phase::Degraded, &members, &revisions, Some("r")),
+            RollStep::Done
+        );
+    }
+}

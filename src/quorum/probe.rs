@@ -1,0 +1,394 @@
+//! One probe round: ask every voter's AdminServer `srvr` at once and write down what each said.
+//!
+//! This is the only IO of the status pipeline. It classifies, it does not decide: turning a
+//! round of [`Observation`]s into a phase is [`super::rule`]'s job, so that the decision can be
+//! tested without servers and this shell stays thin.
+//!
+//! A round costs one `srvr` request per voter that has an IP, all sent concurrently and each
+//! bounded by [`ProbeSettings::timeout`], so a round takes about as long as the slowest voter
+//! (at most the timeout). Only a member that says it leads is asked `mntr` as well (in the
+//! same concurrent branch), for what only the leader knows: how many followers are in sync,
+//! and the data size. A failed `mntr` never changes the member's classification.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use super::admin::{AdminClient, AdminError, MonitorStats, ServerMode, SrvrAnswer};
+
+/// One voter to probe, as the controller knows it from the StatefulSet and its pods.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Voter {
+    pub myid: i32,
+    pub pod: String,
+    /// The pod's IP; `None` when there is no pod or it has no IP yet.
+    pub ip: Option<IpAddr>,
+}
+
+/// How a round probes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSettings {
+    /// Bounds each request, connect included. Default 1 s: an AdminServer on a healthy pod
+    /// answers in milliseconds, and a round must finish well inside the probe interval.
+    pub timeout: Duration,
+    /// The AdminServer port (`admin.serverPort`). Default 8080.
+    pub admin_port: u16,
+    /// Ask the leader `mntr` too (synced followers, znode count). Default true.
+    pub leader_details: bool,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(1),
+            admin_port: 8080,
+            leader_details: true,
+        }
+    }
+}
+
+/// What one voter's AdminServer (or the absence of one) said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// `srvr` answered with a mode: the server serves clients.
+    Serving {
+        mode: ServerMode,
+        /// `last_processed_zxid`.
+        zxid: u64,
+        /// The leader's `mntr`, when the member leads and [`ProbeSettings::leader_details`]
+        /// is on and `mntr` answered.
+        leader_details: Option<MonitorStats>,
+    },
+    /// The process answered but is not in a quorum, in the server's own words.
+    NotServing(String),
+    /// Refused, timed out, or an answer that could not be understood; the reason.
+    Unreachable(String),
+    /// Nothing to ask: no pod, or no pod IP.
+    Missing(String),
+}
+
+/// What one voter said, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    pub myid: i32,
+    pub pod: String,
+    /// When the answer (or the failure) arrived.
+    pub at: Timestamp,
+    pub answer: Answer,
+}
+
+/// Every voter's observation from one round, with what the round cost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeRound {
+    /// One per voter, in the order the voters were given.
+    pub observations: Vec<Observation>,
+    /// HTTP requests sent (`srvr` per voter with an IP, plus `mntr` per leader).
+    pub requests: usize,
+    /// Wall time of the whole round.
+    pub elapsed: Duration,
+}
+
+/// Asks voters' AdminServers what they are doing. Cheap to clone; keeps idle connections to
+/// the servers between rounds, so a steady-state round costs no TCP handshakes.
+///
+/// Intended caller: the controller's status loop, once per probe interval per ensemble.
+#[derive(Clone, Debug)]
+pub struct Prober {
+    client: AdminClient,
+    settings: ProbeSettings,
+}
+
+impl Prober {
+    pub fn new(settings: ProbeSettings) -> Self {
+        Self {
+            client: AdminClient::new(settings.timeout),
+            settings,
+        }
+    }
+
+    /// Probes every voter concurrently. Never fails: every problem is an [`Answer`].
+    pub async fn probe(&self, voters: &[Voter]) -> ProbeRound {
+        let started = Instant::now();
+        let answers =
+            futures::future::join_all(voters.iter().map(|voter| self.probe_voter(voter))).await;
+        let mut requests = 0;
+        let observations = voters
+            .iter()
+            .zip(answers)
+            .map(|(voter, (answer, sent, at))| {
+                requests += sent;
+                Observation {
+                    myid: voter.myid,
+                    pod: voter.pod.clone(),
+                    at,
+                    answer,
+                }
+            })
+            .collect();
+        ProbeRound {
+            observations,
+            requests,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// One voter's answer, the number of requests it took, and when it was taken.
+    async fn probe_voter(&self, voter: &Voter) -> (Answer, usize, Timestamp) {
+        let Some(ip) = voter.ip else {
+            let reason = format!(
+                "pod {} has no IP (not created, or not started yet)",
+                voter.pod
+            );
+            return (Answer::Missing(reason), 0, Timestamp::now());
+        };
+        let base = admin_base(ip, self.settings.admin_port);
+        let (answer, requests) = match self.client.srvr(&base).await {
+            Ok(SrvrAnswer::Serving(stats)) => {
+                let leads = stats.mode == ServerMode::Leader;
+                let leader_details = if leads && self.settings.leader_details {
+                    self.client.mntr(&base).await.ok()
+                } else {
+                    None
+                };
+                let requests = if leads && self.settings.leader_details {
+                    2
+                } else {
+                    1
+                };
+                let answer = Answer::Serving {
+                    mode: stats.mode,
+                    zxid: stats.last_zxid,
+                    leader_details,
+                };
+                (answer, requests)
+            }
+            Ok(SrvrAnswer::NotServing(message)) => (Answer::NotServing(message), 1),
+            Err(AdminError::Unreachable(reason)) => (Answer::Unreachable(reason), 1),
+            Err(AdminError::Unexpected(reason)) => (
+                Answer::Unreachable(format!("unexpected answer: {reason}")),
+                1,
+            ),
+        };
+        (answer, requests, Timestamp::now())
+    }
+}
+
+/// `http://<ip>:<port>`, with an IPv6 address in brackets.
+fn admin_base(ip: IpAddr, port: u16) -> String {
+    format!("http://{}", SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    /// An AdminServer stand-in on a loopback port: `/commands/<name>` answers `body(name)`
+    /// with 200 OK; `None` means never answer (a frozen server).
+    async fn fake_admin_server(
+        body: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> (IpAddr, u16) {
+        use axum::extract::Path;
+        let body = Arc::new(body);
+        let app = axum::Router::new().route(
+            "/commands/{name}",
+            axum::routing::get(move |Path(name): Path<String>| {
+                let body = body.clone();
+                async move {
+                    match body(&name) {
+                        Some(text) => text,
+                        None => std::future::pending().await,
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    }
+
+    fn srvr(state: &str, zxid: u64) -> String {
+        format!(
+            r#"{{"version":"3.9.6","server_stats":{{"server_state":"{state}","last_processed_zxid":{zxid}}},"command":"srvr","error":null}}"#
+        )
+    }
+
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Each fake server needs its own port, so probe one voter per round here.
+    async fn probe_one(port: u16, ip: Option<IpAddr>, timeout: Duration) -> (Answer, usize) {
+        let prober = Prober::new(ProbeSettings {
+            timeout,
+            admin_port: port,
+            leader_details: true,
+        });
+        let voter = Voter {
+            myid: 1,
+            pod: "zk-0".into(),
+            ip,
+        };
+        let round = prober.probe(std::slice::from_ref(&voter)).await;
+        assert_eq!(round.observations.len(), 1);
+        assert_eq!(round.observations[0].pod, "zk-0");
+        (round.observations[0].answer.clone(), round.requests)
+    }
+
+    #[tokio::test]
+    async fn a_follower_costs_one_request() {
+        let (ip, port) = fake_admin_server(|command| match command {
+            "srvr" => Some(srvr("follower", 0x2_0000_0005)),
+            _ => Some(r#"{"error":"only srvr expected"}"#.into()),
+        })
+        .await;
+        let (answer, requests) = probe_one(port, Some(ip), Duration::from_secs(1)).await;
+        assert_eq!(
+            answer,
+            Answer::Serving {
+                mode: ServerMode::Follower,
+                zxid: 0x2_0000_0005,
+                leader_details: None
+            }
+        );
+        assert_eq!(requests, 1);
+    }
+
+    #[tokio::test]
+    async fn the_leader_is_asked_mntr_too() {
+        let (ip, port) = fake_admin_server(|command| match command {
+            "srvr" => Some(srvr("leader", 7)),
+            "mntr" => Some(
+                r#"{"server_state":"leader","znode_count":9,"quorum_size":2,"synced_followers":2,"error":null}"#
+                    .into(),
+            ),
+            _ => None,
+        })
+        .await;
+        let (answer, requests) = probe_one(port, Some(ip), Duration::from_secs(1)).await;
+        let Answer::Serving {
+            mode: ServerMode::Leader,
+            zxid: 7,
+            leader_details: Some(details),
+        } = answer
+        else {
+            panic!("{answer:?}");
+        };
+        assert_eq!(details.synced_followers, Some(2));
+        assert_eq!(details.znode_count, Some(9));
+        assert_eq!(requests, 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_mntr_keeps_the_leader_a_leader() {
+        let (ip, port) = fake_admin_server(|command| match command {
+            "srvr" => Some(srvr("leader", 7)),
+            _ => Some("not json".into()),
+        })
+        .await;
+        let (answer, _) = probe_one(port, Some(ip), Duration::from_secs(1)).await;
+        assert!(
+            matches!(
+                answer,
+                Answer::Serving {
+                    mode: ServerMode::Leader,
+                    leader_details: None,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn not_serving_keeps_the_servers_words() {
+        let (ip, port) = fake_admin_server(|_| {
+            Some(r#"{"command":"srvr","error":"This ZooKeeper instance is not currently serving requests"}"#.into())
+        })
+        .await;
+        let (answer, _) = probe_one(port, Some(ip), Duration::from_secs(1)).await;
+        assert_eq!(
+            answer,
+            Answer::NotServing("This ZooKeeper instance is not currently serving requests".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_timed_out_and_garbled_are_unreachable_with_the_reason() {
+        let (answer, _) = probe_one(
+            closed_port(),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(answer, Answer::Unreachable("connection refused".into()));
+
+        let (ip, port) = fake_admin_server(|_| None).await;
+        let (answer, _) = probe_one(port, Some(ip), Duration::from_millis(300)).await;
+        assert_eq!(answer, Answer::Unreachable("timed out".into()));
+
+        let (ip, port) = fake_admin_server(|_| Some("imok".into())).await;
+        let (answer, _) = probe_one(port, Some(ip), Duration::from_secs(1)).await;
+        let Answer::Unreachable(reason) = answer else {
+            panic!("{answer:?}");
+        };
+        assert!(reason.starts_with("unexpected answer: "), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn no_ip_is_missing_and_costs_nothing() {
+        let (answer, requests) = probe_one(8080, None, Duration::from_secs(1)).await;
+        assert!(
+            matches!(answer, Answer::Missing(ref why) if why.contains("zk-0")),
+            "{answer:?}"
+        );
+        assert_eq!(requests, 0);
+    }
+
+    #[test]
+    fn admin_urls() {
+        assert_eq!(
+            admin_base("10.0.0.7".parse().unwrap(), 8080),
+            "http://10.0.0.7:8080"
+        );
+        assert_eq!(
+            admin_base("fd00::7".parse().unwrap(), 8080),
+            "http://[fd00::7]:8080"
+        );
+    }
+
+    #[tokio::test]
+    async fn voters_are_probed_concurrently_and_kept_in_order() {
+        // Six frozen voters (one fake server stands in for all of them): one after the other
+        // they would take six timeouts, 3 s; concurrently about one.
+        let (ip, port) = fake_admin_server(|_| None).await;
+        let prober = Prober::new(ProbeSettings {
+            timeout: Duration::from_millis(500),
+            admin_port: port,
+            leader_details: true,
+        });
+        let voters: Vec<Voter> = (1..=6)
+            .map(|myid| Voter {
+                myid,
+                pod: format!("zk-{}", myid - 1),
+                ip: Some(ip),
+            })
+            .collect();
+        let round = prober.probe(&voters).await;
+        assert!(
+            round.elapsed < Duration::from_millis(2500),
+            "{:?}",
+            round.elapsed
+        );
+        assert_eq!(round.requests, 6);
+        let myids: Vec<i32> = round.observations.iter().map(|o| o.myid).collect();
+        assert_eq!(myids, [1, 2, 3, 4, 5, 6]);
+    }
+}
