@@ -8,148 +8,17 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::future::Future;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
-use nix::sys::signal::Signal;
 use serde_json::json;
-use support::control_plane::{ControlPlane, shared};
-use support::process;
+use support::control_plane::shared;
+use support::operator::{Operator, eventually, install_crds};
 use zooherd::api::{Phase, ZooKeeperEnsemble};
-
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Polls `check` until it returns `Some`, or panics with `what` after [`TIMEOUT`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Installs the CRDs exactly as `zooherd crd` prints them, and waits until they are served.
-fn install_crds(cp: &ControlPlane) {
-    let crds = Command::new(env!("CARGO_BIN_EXE_zooherd"))
-        .arg("crd")
-        .output()
-        .expect("running zooherd crd");
-    assert!(crds.status.success());
-    let mut apply = cp
-        .kubectl()
-        .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running kubectl");
-    use std::io::Write;
-    apply.stdin.take().unwrap().write_all(&crds.stdout).unwrap();
-    let out = apply.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let wait = cp
-        .kubectl()
-        .args([
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/zookeeperensembles.zooherd.dev",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        wait.status.success(),
-        "{}",
-        String::from_utf8_lossy(&wait.stderr)
-    );
-}
-
-/// The operator binary, watching one namespace, with its metrics on a free port.
-struct Operator {
-    child: Child,
-    log: PathBuf,
-    metrics_url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Operator {
-    fn start(cp: &ControlPlane, namespace: &str) -> Operator {
-        let dir = support::owned_temp_dir("zooherd-operator-").unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = dir.path().join("operator.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_zooherd"));
-        command
-            .args(["operator", "--namespace", namespace])
-            .args(["--http-address", &format!("127.0.0.1:{port}")])
-            .args(["--lease-namespace", namespace])
-            .args(["--server-image", "zooherd.test/zookeeper:test"])
-            .args(["--probe-interval-ms", "500", "--admin-timeout-ms", "300"])
-            .env("KUBECONFIG", cp.kubeconfig())
-            .env("POD_NAME", format!("operator-{namespace}"))
-            .env("RUST_LOG", "info,zooherd=debug")
-            .stdin(Stdio::null())
-            .stdout(File::create(&log).unwrap())
-            .stderr(File::create(&log).unwrap());
-        let child = process::spawn(command).expect("starting the operator");
-        Operator {
-            child,
-            log,
-            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
-            _dir: dir,
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        support::tail(&self.log, 60)
-    }
-
-    /// `zooherd_api_writes_total`, summed over kinds.
-    async fn writes(&self) -> u64 {
-        let text = reqwest::get(&self.metrics_url)
-            .await
-            .and_then(|r| r.error_for_status())
-            .unwrap_or_else(|e| panic!("reading {}: {e}\n{}", self.metrics_url, self.log_tail()))
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with("zooherd_api_writes_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = process::terminate(&mut self.child, Signal::SIGTERM, Duration::from_secs(10));
-        if std::thread::panicking() {
-            eprintln!("--- operator log ---\n{}", self.log_tail());
-        }
-    }
-}
 
 fn example_ensemble(name: &str) -> ZooKeeperEnsemble {
     serde_json::from_value(json!({

@@ -1,0 +1,188 @@
+//! The whole status path, operator binary included, on a real API server and real ZooKeeper:
+//! what `kubectl get zke` shows while servers stop, return and freeze.
+//!
+//! There is no kubelet in this cluster, so the StatefulSet's pods never run. The test plays
+//! the kubelet's part: it starts a real 3-server ZooKeeper ensemble on loopback addresses and
+//! writes each server's address into the matching pod's status (phase Running, podIP). The
+//! operator then finds the servers exactly as in a cluster: through the pods' IPs, probing
+//! their AdminServers. When the operator restarts a frozen member it deletes the pod, which is
+//! what the test observes (the StatefulSet controller recreates it, without an IP).
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use support::control_plane::shared;
+use support::operator::{Operator, eventually, install_crds};
+use support::zookeeper::ZkEnsemble;
+use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
+
+/// Plays the kubelet: marks pod `zk-<i>` Running with the address of ZooKeeper member `i`.
+async fn bind_pod(pods: &Api<Pod>, i: usize, ip: std::net::Ipv4Addr) -> String {
+    let name = format!("zk-{i}");
+    let pod = eventually(&format!("pod {name}"), || async {
+        pods.get_opt(&name).await.unwrap()
+    })
+    .await;
+    pods.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {
+            "phase": "Running",
+            "podIP": ip.to_string(),
+            "podIPs": [{"ip": ip.to_string()}],
+        }})),
+    )
+    .await
+    .unwrap();
+    pod.uid().unwrap()
+}
+
+async fn status_where(
+    ensembles: &Api<ZooKeeperEnsemble>,
+    what: &str,
+    check: impl Fn(&ZooKeeperEnsembleStatus) -> bool,
+) -> ZooKeeperEnsembleStatus {
+    eventually(what, || async {
+        let status = ensembles.get("zk").await.unwrap().status?;
+        check(&status).then_some(status)
+    })
+    .await
+}
+
+fn phase_is(phase: Phase) -> impl Fn(&ZooKeeperEnsembleStatus) -> bool {
+    move |s| s.phase == Some(phase)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_follows_a_real_ensemble() {
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "status").await.unwrap();
+    let operator = Operator::start(cp, &ns);
+    let mut zookeeper = ZkEnsemble::start(3).expect("starting ZooKeeper");
+    zookeeper
+        .wait_for_all_serving(Duration::from_secs(60))
+        .await
+        .expect("a quorum");
+
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
+        "apiVersion": "zooherd.dev/v1beta1",
+        "kind": "ZooKeeperEnsemble",
+        "metadata": {"name": "zk"},
+        "spec": {"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}}
+    }))
+    .unwrap();
+    ensembles
+        .create(&PostParams::default(), &ensemble)
+        .await
+        .unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let mut uids = Vec::new();
+    for i in 0..3 {
+        uids.push(bind_pod(&pods, i, zookeeper.member(i).ip()).await);
+    }
+
+    // All three serve: ACTIVE, and the leader is the pod of the member that leads.
+    let status = status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
+    let leader = zookeeper.leader().await.expect("a leader");
+    assert_eq!(status.ready.as_deref(), Some("3/3"));
+    assert_eq!(status.quorum, Some(2));
+    assert_eq!(status.fault_tolerance, Some(1));
+    assert_eq!(status.leader, Some(format!("zk-{leader}")));
+    assert!(status.zxid.as_deref().is_some_and(|z| z.starts_with("0x")));
+    assert!(status.epoch.is_some());
+    let get = cp
+        .kubectl()
+        .args(["get", "zke", "zk", "-n", &ns, "--no-headers"])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&get.stdout).to_string();
+    println!("kubectl get zke: {line}");
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        columns[..4],
+        ["zk", "ACTIVE", "3/3", &format!("zk-{leader}")]
+    );
+
+    // Stop a follower: DEGRADED, 2/3, no fault tolerance left, a Warning Event.
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    zookeeper.stop(follower).unwrap();
+    let status = status_where(&ensembles, "DEGRADED", phase_is(Phase::Degraded)).await;
+    assert_eq!(status.ready.as_deref(), Some("2/3"));
+    assert_eq!(status.fault_tolerance, Some(0));
+    let member = &status.members[follower];
+    assert_eq!(member.pod, format!("zk-{follower}"));
+    assert_eq!(member.state, MemberState::Unreachable, "{member:?}");
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns);
+    eventually("a Warning Event for DEGRADED", || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("Degraded") && e.type_.as_deref() == Some("Warning")
+            })
+            .then_some(())
+    })
+    .await;
+
+    // Start it again: ACTIVE.
+    zookeeper.start_member(follower).unwrap();
+    status_where(&ensembles, "ACTIVE again", phase_is(Phase::Active)).await;
+
+    // Freeze a follower (SIGSTOP): the process is alive but answers nothing. Past the
+    // threshold, with the others holding the quorum, the operator deletes its pod.
+    zookeeper.freeze(follower).unwrap();
+    status_where(&ensembles, "the frozen member unreachable", |s| {
+        s.phase == Some(Phase::Degraded) && s.members[follower].state == MemberState::Unreachable
+    })
+    .await;
+    let old_uid = uids[follower].clone();
+    eventually("the frozen member's pod to be deleted", || async {
+        let pod = pods.get_opt(&format!("zk-{follower}")).await.unwrap();
+        match pod {
+            Some(pod) if pod.uid().as_deref() == Some(old_uid.as_str()) => None,
+            _ => Some(()),
+        }
+    })
+    .await;
+    let status = status_where(&ensembles, "the restart counted", |s| {
+        s.members[follower].restarts == 1
+    })
+    .await;
+    assert_eq!(status.phase, Some(Phase::Degraded), "{status:?}");
+    eventually("a MemberRestarted Event", || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("MemberRestarted")
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains(&format!("zk-{follower}")))
+            })
+            .then_some(())
+    })
+    .await;
+
+    // Only one member was restarted, and the others kept serving throughout.
+    assert!(status.members.iter().filter(|m| m.restarts > 0).count() == 1);
+    zookeeper.thaw(follower).unwrap();
+    // The recreated pod is bound to the thawed server, as a kubelet would run it: ACTIVE.
+    bind_pod(&pods, follower, zookeeper.member(follower).ip()).await;
+    status_where(
+        &ensembles,
+        "ACTIVE after the restart",
+        phase_is(Phase::Active),
+    )
+    .await;
+
+    drop(operator);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
