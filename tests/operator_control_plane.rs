@@ -339,5 +339,19 @@ async fn api_server_rejects_invalid_manifests_naming_the_field() {
             .contains("spec.storage.data cannot change after creation"),
         "{error}"
     );
+    let error = ensembles
+        .patch(
+            "immutable",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .expect_err("changing replicas must be refused until reconfiguration exists");
+    assert!(
+        error
+            .to_string()
+            .contains("spec.replicas cannot change on an existing ensemble yet"),
+        "{error}"
+    );
     cp.delete_namespace(&client, &ns).await.unwrap();
 }

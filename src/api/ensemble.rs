@@ -86,8 +86,8 @@ fn refuse_owned_config_keys(schema: &mut schemars::Schema) {
     kube::core::validate(schema, rule).expect("a CEL rule serializes to JSON");
 }
 
-/// The ensemble's spec. Everything but `storage` (volumes cannot change after creation) may be
-/// edited at any time; the operator rolls the change through the ensemble.
+/// The ensemble's spec. Everything but `replicas` and `storage` may be edited at any time; the
+/// operator rolls a change through the servers one at a time, followers first, leader last.
 // Every printcolumn repeats `type_ =` and `description =`, which clippy takes for duplicates.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -158,9 +158,13 @@ fn refuse_owned_config_keys(schema: &mut schemars::Schema) {
 pub struct ZooKeeperEnsembleSpec {
     /// Number of voting ZooKeeper servers, 1 to 255 (myids are 1..255). Use an odd number:
     /// n voters tolerate floor((n-1)/2) failures, so a 4th or 6th voter adds no tolerance;
-    /// an even count is accepted but reported by the EvenReplicas condition.
+    /// an even count is accepted but reported by the EvenReplicas condition. Fixed at
+    /// creation for now: scaling a running ensemble needs dynamic reconfiguration.
     #[serde(default = "default_replicas")]
-    #[x_kube(validation = kube::core::Rule::new("self >= 1 && self <= 255").message("spec.replicas must be between 1 and 255 (ZooKeeper myids are 1..255); use an odd number such as 3 or 5"))]
+    #[x_kube(
+        validation = kube::core::Rule::new("self >= 1 && self <= 255").message("spec.replicas must be between 1 and 255 (ZooKeeper myids are 1..255); use an odd number such as 3 or 5"),
+        validation = kube::core::Rule::new("self == oldSelf").message("spec.replicas cannot change on an existing ensemble yet: the running servers would keep their old member list (scaling through dynamic reconfiguration is planned); create a new ensemble of the size you need"),
+    )]
     pub replicas: i32,
 
     /// Server image. Defaults to Zooherd's server image at the operator's version.

