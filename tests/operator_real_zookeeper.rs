@@ -21,7 +21,8 @@ use support::operator::{Operator, eventually, install_crds};
 use support::zookeeper::ZkEnsemble;
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 
-/// Plays the kubelet: marks pod `zk-<i>` Running with the address of ZooKeeper member `i`.
+/// Plays the kubelet: marks pod `zk-<i>` Running and Ready with the address of ZooKeeper
+/// member `i`.
 async fn bind_pod(pods: &Api<Pod>, i: usize, ip: std::net::Ipv4Addr) -> String {
     let name = format!("zk-{i}");
     let pod = eventually(&format!("pod {name}"), || async {
@@ -35,6 +36,7 @@ async fn bind_pod(pods: &Api<Pod>, i: usize, ip: std::net::Ipv4Addr) -> String {
             "phase": "Running",
             "podIP": ip.to_string(),
             "podIPs": [{"ip": ip.to_string()}],
+            "conditions": [{"type": "Ready", "status": "True"}],
         }})),
     )
     .await
@@ -181,6 +183,74 @@ async fn kubectl_get_follows_a_real_ensemble() {
         "ACTIVE after the restart",
         phase_is(Phase::Active),
     )
+    .await;
+
+    // A config change rolls the servers: one pod at a time, each only once the ensemble is
+    // ACTIVE again, followers first (highest myid first) and the leader last.
+    let mut uids = Vec::new();
+    for i in 0..3 {
+        uids.push(pods.get(&format!("zk-{i}")).await.unwrap().uid().unwrap());
+    }
+    let leader_before = zookeeper.leader().await.expect("a leader");
+    ensembles
+        .patch(
+            "zk",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"config": {"maxClientCnxns": "100"}}})),
+        )
+        .await
+        .unwrap();
+    let mut order = Vec::new();
+    while order.len() < 3 {
+        let replaced = eventually("the roll to replace a pod", || async {
+            let mut replaced = Vec::new();
+            for (i, uid) in uids.iter().enumerate() {
+                let pod = pods.get_opt(&format!("zk-{i}")).await.unwrap();
+                if pod.is_none_or(|p| p.uid().as_ref() != Some(uid)) {
+                    replaced.push(i);
+                }
+            }
+            // One server at a time: the next goes only once this one serves again.
+            assert!(
+                replaced.len() <= 1,
+                "several pods replaced at once: {replaced:?}"
+            );
+            replaced.first().copied()
+        })
+        .await;
+        assert!(
+            !order.contains(&replaced),
+            "zk-{replaced} replaced twice: {order:?}"
+        );
+        order.push(replaced);
+        // The kubelet's part: the replacement pod's container starts the server again.
+        zookeeper.restart(replaced).unwrap();
+        uids[replaced] = bind_pod(&pods, replaced, zookeeper.member(replaced).ip()).await;
+    }
+    println!("roll order: {order:?} (leader before the roll: zk-{leader_before})");
+    let followers: Vec<usize> = (0..3).rev().filter(|&i| i != leader_before).collect();
+    assert_eq!(
+        order[..2],
+        followers[..],
+        "followers first, highest myid first"
+    );
+    assert_eq!(order[2], leader_before, "the leader last");
+    let status = status_where(&ensembles, "the roll to finish", |s| {
+        s.phase == Some(Phase::Active)
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Progressing" && c.status == "False")
+    })
+    .await;
+    assert_eq!(status.ready.as_deref(), Some("3/3"));
+    // Repeated Events of one reason are aggregated into one Event with a series count.
+    eventually("a RollingMember Event", || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("RollingMember"))
+            .then_some(())
+    })
     .await;
 
     drop(operator);

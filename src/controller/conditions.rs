@@ -50,8 +50,10 @@ fn rollout_in_progress(sts: Option<&StatefulSet>, replicas: i32) -> Option<Strin
     if status.replicas != replicas || ready < replicas {
         return Some(format!("{ready} of {replicas} server pods ready"));
     }
-    if status.update_revision.is_some() && status.current_revision != status.update_revision {
-        let updated = status.updated_replicas.unwrap_or(0);
+    // Not currentRevision == updateRevision: with the OnDelete strategy the StatefulSet
+    // controller never moves currentRevision, even once every pod is updated.
+    let updated = status.updated_replicas.unwrap_or(0);
+    if updated < replicas {
         return Some(format!(
             "{updated} of {replicas} server pods run the latest template"
         ));

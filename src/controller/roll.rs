@@ -3,9 +3,9 @@
 //! The StatefulSet uses the OnDelete strategy: the StatefulSet controller never replaces a
 //! server by itself, because it knows nothing of quorums or leaders. The operator decides
 //! instead, with the pure [`next_step`]: a pod whose revision is not the StatefulSet's update
-//! revision is deleted (and recreated at the new revision) only when every voter serves,
-//! every member is on the leader's epoch (synced, not merely started), and no other pod is
-//! on its way; followers go first, highest myid first, and the leader last, so the ensemble
+//! revision is deleted (and recreated at the new revision) only when every voter serves, the
+//! leader counts every follower as synced (`mntr`'s `synced_followers`: caught up with the
+//! leader, not merely started), and no other pod is on its way; followers go first, highest myid first, and the leader last, so the ensemble
 //! holds one election per roll instead of one per server. The decision reads only what is
 //! observed, so a roll interrupted by an operator restart resumes where it stood.
 
@@ -33,19 +33,16 @@ pub enum RollStep {
     Delete { pod: String, reason: String },
 }
 
-fn epoch(zxid: Option<&str>) -> Option<u64> {
-    let value = u64::from_str_radix(zxid?.trim_start_matches("0x"), 16).ok()?;
-    Some(value >> 32)
-}
-
 /// Decides the next step of a roll to `update_revision` (see the module documentation).
 ///
-/// `members` is the computed status, one per voter; `pods` holds the members' pods by name.
+/// `members` is the computed status, one per voter; `pods` holds the members' pods by name;
+/// `synced_followers` is what the leader's `mntr` said, when it answered.
 pub fn next_step(
     phase: Phase,
     members: &[MemberStatus],
     pods: &BTreeMap<String, PodRevision>,
     update_revision: Option<&str>,
+    synced_followers: Option<u64>,
 ) -> RollStep {
     let Some(update_revision) = update_revision else {
         return RollStep::Wait("the StatefulSet has no update revision yet".into());
@@ -75,15 +72,18 @@ pub fn next_step(
     let Some(leader) = members.iter().find(|m| leads(m)) else {
         return RollStep::Wait("no leader is known".into());
     };
-    let leader_epoch = epoch(leader.zxid.as_deref());
-    if let Some(lagging) = members
-        .iter()
-        .find(|m| epoch(m.zxid.as_deref()) != leader_epoch)
-    {
-        return RollStep::Wait(format!(
-            "{} has not caught up with the leader's epoch yet",
-            lagging.pod
-        ));
+    let followers = members.iter().filter(|m| !leads(m)).count() as u64;
+    match synced_followers {
+        Some(synced) if synced >= followers => {}
+        Some(synced) => {
+            return RollStep::Wait(format!(
+                "the leader counts {synced} of {followers} followers in sync"
+            ));
+        }
+        None if followers == 0 => {}
+        None => {
+            return RollStep::Wait("the leader has not said how many followers are in sync".into());
+        }
     }
     let total = members.len();
     let updated = total - outdated.len();
@@ -158,7 +158,7 @@ mod tests {
         let mut revisions = pods(&[("zk-0", "old"), ("zk-1", "old"), ("zk-2", "old")]);
         let mut order = Vec::new();
         for _ in 0..3 {
-            match next_step(Phase::Active, &members, &revisions, Some("new")) {
+            match next_step(Phase::Active, &members, &revisions, Some("new"), Some(2)) {
                 RollStep::Delete { pod, .. } => {
                     revisions.get_mut(&pod).unwrap().revision = Some("new".into());
                     order.push(pod);
@@ -168,7 +168,7 @@ mod tests {
         }
         assert_eq!(order, ["zk-1", "zk-0", "zk-2"]);
         assert_eq!(
-            next_step(Phase::Active, &members, &revisions, Some("new")),
+            next_step(Phase::Active, &members, &revisions, Some("new"), Some(2)),
             RollStep::Done
         );
     }
@@ -180,7 +180,7 @@ mod tests {
         for phase in [Phase::Degraded, Phase::Down, Phase::Pending] {
             assert!(
                 matches!(
-                    next_step(phase, &members, &revisions, Some("new")),
+                    next_step(phase, &members, &revisions, Some("new"), Some(2)),
                     RollStep::Wait(_)
                 ),
                 "{phase}"
@@ -189,23 +189,25 @@ mod tests {
         let mut terminating = revisions.clone();
         terminating.get_mut("zk-1").unwrap().terminating = true;
         assert_eq!(
-            next_step(Phase::Active, &members, &terminating, Some("new")),
+            next_step(Phase::Active, &members, &terminating, Some("new"), Some(2)),
             RollStep::Wait("pod zk-1 is terminating".into())
         );
         let mut missing = revisions.clone();
         missing.remove("zk-1");
         assert_eq!(
-            next_step(Phase::Active, &members, &missing, Some("new")),
+            next_step(Phase::Active, &members, &missing, Some("new"), Some(2)),
             RollStep::Wait("pod zk-1 does not exist yet".into())
         );
-        let mut lagging = members.clone();
-        lagging[1].zxid = Some("0x400000099".into());
         assert_eq!(
-            next_step(Phase::Active, &lagging, &revisions, Some("new")),
-            RollStep::Wait("zk-1 has not caught up with the leader's epoch yet".into())
+            next_step(Phase::Active, &members, &revisions, Some("new"), Some(1)),
+            RollStep::Wait("the leader counts 1 of 2 followers in sync".into())
         );
         assert!(matches!(
-            next_step(Phase::Active, &members, &revisions, None),
+            next_step(Phase::Active, &members, &revisions, Some("new"), None),
+            RollStep::Wait(_)
+        ));
+        assert!(matches!(
+            next_step(Phase::Active, &members, &revisions, None, Some(2)),
             RollStep::Wait(_)
         ));
     }
@@ -215,7 +217,7 @@ mod tests {
         let members = vec![member(1, MemberState::Standalone, "0x100000002")];
         let revisions = pods(&[("zk-0", "old")]);
         assert!(matches!(
-            next_step(Phase::Active, &members, &revisions, Some("new")),
+            next_step(Phase::Active, &members, &revisions, Some("new"), None),
             RollStep::Delete { pod, .. } if pod == "zk-0"
         ));
     }
@@ -225,7 +227,7 @@ mod tests {
         let members = three(2);
         let revisions = pods(&[("zk-0", "r"), ("zk-1", "r"), ("zk-2", "r")]);
         assert_eq!(
-            next_step(Phase::Degraded, &members, &revisions, Some("r")),
+            next_step(Phase::Degraded, &members, &revisions, Some("r"), None),
             RollStep::Done
         );
     }

@@ -202,6 +202,10 @@ pub async fn update(
                 &computed.members,
                 &revisions,
                 update_revision.as_deref(),
+                computed
+                    .leader_details
+                    .as_ref()
+                    .and_then(|d| d.synced_followers),
             );
             if let RollStep::Delete { pod, reason } = &step
                 && delete_pod(ensemble, ctx, pod, pod_uid(pod)).await?
