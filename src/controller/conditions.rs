@@ -374,6 +374,19 @@ mod tests {
             "1 of 3 server pods run the latest template"
         );
 
+        // OnDelete never moves currentRevision: every pod updated means the rollout is done.
+        let mut updated = settled_sts(3);
+        updated.status.as_mut().unwrap().update_revision = Some("r2".into());
+        let c = conditions(
+            &Facts {
+                stateful_set: Some(&updated),
+                ..facts
+            },
+            &[],
+            &time(1),
+        );
+        assert_eq!(find(&c, PROGRESSING).unwrap().status, "False");
+
         let c = conditions(
             &Facts {
                 stateful_set: None,

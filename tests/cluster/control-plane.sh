@@ -236,6 +236,7 @@ start kube-apiserver "$ZOOHERD_KUBE_APISERVER" \
   --bind-address=127.0.0.1 \
   --secure-port="$apiserver_port" \
   --advertise-address=127.0.0.1 \
+  --kubelet-preferred-address-types=InternalIP \
   --cert-dir="$dir/kube-apiserver" \
   --tls-cert-file="$pki/apiserver.crt" \
   --tls-private-key-file="$pki/apiserver.key" \
