@@ -25,16 +25,15 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
 use support::zookeeper::{ADMIN_PORT, ZkEnsemble};
 use tokio::time::MissedTickBehavior;
 use zooherd::api::{MemberState, Phase};
 use zooherd::quorum::admin::{AdminClient, SrvrAnswer};
+use zooherd::quorum::observe;
 use zooherd::quorum::probe::{ProbeSettings, Prober, Voter};
-use zooherd::quorum::rule::{ComputedStatus, EnsembleMemory, RuleSettings, assess};
+use zooherd::quorum::rule::{ComputedStatus, EnsembleMemory, RuleSettings};
 
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 const PHASE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -83,15 +82,7 @@ struct StatusLoop {
 
 impl StatusLoop {
     fn new(zk: &ZkEnsemble) -> Self {
-        let voters = zk
-            .members()
-            .iter()
-            .map(|m| Voter {
-                myid: i32::from(m.myid()),
-                pod: format!("zk-{}", m.index()),
-                ip: Some(IpAddr::V4(m.ip())),
-            })
-            .collect();
+        let voters = zk.voters();
         let mut ticks = tokio::time::interval(PROBE_INTERVAL);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Self {
@@ -109,16 +100,7 @@ impl StatusLoop {
     /// Waits for the next tick, then probes and assesses.
     async fn round(&mut self) -> ComputedStatus {
         self.ticks.tick().await;
-        let round = self.prober.probe(&self.voters).await;
-        let a = assess(
-            &self.memory,
-            self.voters.len(),
-            &round.observations,
-            Timestamp::now(),
-            &self.settings,
-        );
-        self.memory = a.memory;
-        a.status
+        observe(&self.prober, &self.voters, &mut self.memory, &self.settings).await
     }
 
     /// Rounds until `check` holds; returns the status and the phases shown on the way.

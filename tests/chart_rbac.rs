@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, PodSpec, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -415,18 +415,20 @@ fn can_i(cp: &ControlPlane, kubeconfig: &Path, args: &[&str]) -> bool {
     }
 }
 
+/// The pod template's spec of a Deployment the chart rendered.
+fn pod_spec(deployment: &Deployment) -> &PodSpec {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .expect("the chart's Deployment has a pod template")
+}
+
 /// The environment the chart gives the operator container, with the downward-API fields
 /// resolved as the kubelet would.
 fn chart_environment(deployment: &Deployment, pod_name: &str) -> BTreeMap<String, String> {
     let namespace = deployment.metadata.namespace.clone().unwrap();
-    let spec = deployment
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
+    let spec = pod_spec(deployment);
     let container = &spec.containers[0];
     assert_eq!(
         container.args.as_deref(),
@@ -552,14 +554,7 @@ async fn operator_runs_with_chart_rbac(rbac: Rbac) {
     assert_eq!(listed.items.len(), 1, "the chart installs one Deployment");
     let deployment = &listed.items[0];
     let deployment_name = deployment.metadata.name.clone().unwrap();
-    let pod_spec = deployment
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
+    let pod_spec = pod_spec(deployment);
     let service_account = pod_spec.service_account_name.clone().unwrap();
     assert_eq!(
         pod_spec.containers[0].image.as_deref(),

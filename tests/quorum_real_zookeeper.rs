@@ -12,18 +12,18 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use support::zookeeper::{ADMIN_PORT, ZkEnsemble};
 use tokio::sync::Mutex;
 use zooherd::api::{MemberState, Phase};
+use zooherd::quorum::observe;
 use zooherd::quorum::probe::{ProbeSettings, Prober, Voter};
 use zooherd::quorum::restart::{
     PodFacts, PodPhase, RestartDecision, RestartPolicy, decide_restart,
 };
-use zooherd::quorum::rule::{ComputedStatus, EnsembleMemory, RuleSettings, assess};
+use zooherd::quorum::rule::{ComputedStatus, EnsembleMemory, RuleSettings};
 
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// Starting JVMs on a busy 2-core machine can be slow; elections and failures are not.
@@ -49,15 +49,7 @@ struct StatusLoop {
 
 impl StatusLoop {
     fn new(zk: &ZkEnsemble) -> Self {
-        let voters = zk
-            .members()
-            .iter()
-            .map(|m| Voter {
-                myid: i32::from(m.myid()),
-                pod: pod(m.index()),
-                ip: Some(IpAddr::V4(m.ip())),
-            })
-            .collect();
+        let voters = zk.voters();
         Self {
             prober: Prober::new(ProbeSettings {
                 admin_port: ADMIN_PORT,
@@ -71,19 +63,11 @@ impl StatusLoop {
     }
 
     async fn round(&mut self) -> ComputedStatus {
-        let round = self.prober.probe(&self.voters).await;
-        let a = assess(
-            &self.memory,
-            self.voters.len(),
-            &round.observations,
-            Timestamp::now(),
-            &self.settings,
-        );
-        self.memory = a.memory;
-        if self.phases.last() != Some(&a.status.summary.phase) {
-            self.phases.push(a.status.summary.phase);
+        let status = observe(&self.prober, &self.voters, &mut self.memory, &self.settings).await;
+        if self.phases.last() != Some(&status.summary.phase) {
+            self.phases.push(status.summary.phase);
         }
-        a.status
+        status
     }
 
     /// Runs rounds every [`PROBE_INTERVAL`] until `check` holds; panics after `timeout`

@@ -31,7 +31,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::ZooKeeperEnsemble;
@@ -204,8 +204,6 @@ fn ensemble_of_pod(pod: Pod) -> Option<ObjectRef<ZooKeeperEnsemble>> {
     let name = pod.labels().get(build::names::INSTANCE_LABEL)?;
     Some(ObjectRef::new(name).within(&pod.namespace()?))
 }
-
-use kube::ResourceExt;
 
 /// Runs one controller per watch scope until `shutdown` completes.
 pub async fn run(

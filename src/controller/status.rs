@@ -25,9 +25,10 @@ use super::roll::{self, PodRevision, RollStep};
 use super::{Context, Error, FIELD_MANAGER};
 use crate::api::{Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use crate::build::names;
+use crate::quorum;
 use crate::quorum::probe::Voter;
 use crate::quorum::restart::{PodFacts, RestartDecision, RestartPolicy, decide_restart};
-use crate::quorum::rule::{self, EnsembleMemory};
+use crate::quorum::rule::EnsembleMemory;
 
 /// The label the StatefulSet controller puts on each pod: the revision it was created from.
 const POD_REVISION_LABEL: &str = "controller-revision-hash";
@@ -110,12 +111,6 @@ pub async fn update(
     let key = ObjectRef::from(ensemble);
     let current = ensemble.status.clone().unwrap_or_default();
     let voters = voters(ensemble, ctx);
-    let round = ctx
-        .prober
-        .probe(&voters.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>())
-        .await;
-    let now = Timestamp::now();
-
     let memory = ctx
         .memory
         .lock()
@@ -129,15 +124,16 @@ pub async fn update(
             written: None,
         });
     let previous_phase = memory.rule.phase();
-    let assessment = rule::assess(
-        &memory.rule,
-        voters.len(),
-        &round.observations,
-        now,
+    let mut rule_memory = memory.rule.clone();
+    let voter_list: Vec<Voter> = voters.iter().map(|(v, _)| v.clone()).collect();
+    let mut computed = quorum::observe(
+        &ctx.prober,
+        &voter_list,
+        &mut rule_memory,
         &ctx.settings.rule,
-    );
-    let mut rule_memory = assessment.memory;
-    let mut computed = assessment.status;
+    )
+    .await;
+    let now = Timestamp::now();
 
     let stateful_set = ctx
         .stores

@@ -2,8 +2,9 @@
 //! phase, and which failed member (if any) to restart, with pure functions that can be tested
 //! without a cluster.
 //!
-//! The controller's status loop, once per probe interval: [`probe::Prober::probe`] (the only
-//! IO here) → [`rule::assess`] → [`rule::ComputedStatus::write_into`] the status →
+//! The controller's status loop, once per probe interval: [`observe`] (a probe round with
+//! [`probe::Prober::probe`], the only IO here, then [`rule::assess`]) →
+//! [`rule::ComputedStatus::write_into`] the status →
 //! [`restart::decide_restart`] → at most one pod delete, noted with
 //! [`rule::EnsembleMemory::record_restart`].
 
@@ -11,3 +12,29 @@ pub mod admin;
 pub mod probe;
 pub mod restart;
 pub mod rule;
+
+use jiff::Timestamp;
+
+use probe::{Prober, Voter};
+use rule::{ComputedStatus, EnsembleMemory, RuleSettings};
+
+/// One step of the status loop: probes every voter, assesses the answers against what was
+/// shown before, and moves `memory` on for the next step. The controller, the real-ZooKeeper
+/// tests and the benchmark all run exactly this.
+pub async fn observe(
+    prober: &Prober,
+    voters: &[Voter],
+    memory: &mut EnsembleMemory,
+    settings: &RuleSettings,
+) -> ComputedStatus {
+    let round = prober.probe(voters).await;
+    let assessment = rule::assess(
+        memory,
+        voters.len(),
+        &round.observations,
+        Timestamp::now(),
+        settings,
+    );
+    *memory = assessment.memory;
+    assessment.status
+}

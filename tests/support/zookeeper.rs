@@ -700,6 +700,18 @@ impl ZkEnsemble {
         self.hosts_file.as_deref()
     }
 
+    /// The members as the operator's prober sees voters: member `i` is pod `zk-<i>`.
+    pub fn voters(&self) -> Vec<zooherd::quorum::probe::Voter> {
+        self.members
+            .iter()
+            .map(|m| zooherd::quorum::probe::Voter {
+                myid: i32::from(m.myid()),
+                pod: format!("zk-{}", m.index()),
+                ip: Some(std::net::IpAddr::V4(m.ip())),
+            })
+            .collect()
+    }
+
     /// `ip:2181,ip:2181,...` for clients.
     pub fn connect_string(&self) -> String {
         self.members
