@@ -12,6 +12,7 @@
 
 mod apply;
 mod conditions;
+mod events;
 mod reconcile;
 mod roll;
 pub mod service;
@@ -28,7 +29,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -38,6 +39,7 @@ use crate::api::ZooKeeperEnsemble;
 use crate::build;
 use crate::quorum::probe::{ProbeSettings, Prober};
 use crate::quorum::rule::RuleSettings;
+use events::EventPublisher;
 
 pub use apply::FIELD_MANAGER;
 pub use telemetry::{Health, Metrics};
@@ -118,7 +120,7 @@ pub struct Context {
     pub client: Client,
     pub settings: Settings,
     pub metrics: Metrics,
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     pub stores: Stores,
     pub prober: Prober,
     /// What the status rule remembers between probe rounds, per ensemble.
@@ -126,9 +128,10 @@ pub struct Context {
 }
 
 impl Context {
-    /// Forgets a deleted ensemble: its status memory and its metric series.
+    /// Forgets a deleted ensemble: its status memory, its metric series and its Event series.
     pub(crate) fn forget(&self, namespace: &str, name: &str) {
         self.metrics.forget_ensemble(namespace, name);
+        self.events.forget(namespace, name);
         self.memory
             .lock()
             .expect("status memory lock")
@@ -249,7 +252,7 @@ async fn run_scope(
     let ctx = Arc::new(Context {
         client: client.clone(),
         prober: Prober::new(settings.probe.clone()),
-        recorder: Recorder::new(client.clone(), reporter),
+        events: EventPublisher::new(client.clone(), reporter),
         settings,
         metrics,
         stores: Stores {

@@ -419,11 +419,7 @@ pub async fn publish(
         action: action.to_owned(),
         secondary: None,
     };
-    if let Err(error) = ctx
-        .recorder
-        .publish(&event, &ensemble.object_ref(&()))
-        .await
-    {
+    if let Err(error) = ctx.events.publish(&event, &ensemble.object_ref(&())).await {
         tracing::warn!(%error, reason, "could not publish an Event");
     }
 }

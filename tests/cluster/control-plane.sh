@@ -18,6 +18,10 @@
 # (tests/support/control_plane.rs finds free ones by binding port 0); the ones unset are
 # picked here among ports no socket listens on. Everything listens on 127.0.0.1 only.
 #
+# ZOOHERD_CP_ADVERTISE_ADDRESS (optional): the address the API server publishes in the
+# Endpoints of Service default/kubernetes, for pods of a node (tests/e2e/node.sh) that forwards
+# it to this API server. Unset, the Service has no Endpoints (nothing in a pod can reach it).
+#
 # Every component runs with PR_SET_PDEATHSIG=SIGKILL (setpriv), so it dies with this script
 # even when the script is killed with SIGKILL; run this script the same way (the Rust support
 # spawns it with pdeathsig from a long-lived thread) and nothing outlives the test run.
@@ -230,12 +234,18 @@ start etcd "$ZOOHERD_ETCD" \
 wait_until "etcd /health" 120 etcd_healthy
 
 # The Endpoints of Service default/kubernetes may not hold a loopback address, and this
-# API server has only 127.0.0.1 (the host has no default route): keep no Endpoints for it.
+# API server has only 127.0.0.1 (the host has no default route): without an address that a
+# node forwards here, keep no Endpoints for it.
+if [ -n "${ZOOHERD_CP_ADVERTISE_ADDRESS:-}" ]; then
+  advertise=(--advertise-address="$ZOOHERD_CP_ADVERTISE_ADDRESS" --endpoint-reconciler-type=lease)
+else
+  advertise=(--advertise-address=127.0.0.1 --endpoint-reconciler-type=none)
+fi
 start kube-apiserver "$ZOOHERD_KUBE_APISERVER" \
   --etcd-servers="http://127.0.0.1:$etcd_port" \
   --bind-address=127.0.0.1 \
   --secure-port="$apiserver_port" \
-  --advertise-address=127.0.0.1 \
+  "${advertise[@]}" \
   --kubelet-preferred-address-types=InternalIP \
   --cert-dir="$dir/kube-apiserver" \
   --tls-cert-file="$pki/apiserver.crt" \
@@ -245,7 +255,6 @@ start kube-apiserver "$ZOOHERD_KUBE_APISERVER" \
   --service-account-key-file="$pki/sa.pub" \
   --service-account-signing-key-file="$pki/sa.key" \
   --service-cluster-ip-range=10.0.0.0/24 \
-  --endpoint-reconciler-type=none \
   --authorization-mode=RBAC \
   --allow-privileged=true \
   --profiling=false

@@ -8,16 +8,19 @@
 #   bash tests/e2e/image.sh pause OUT.tar [NAME:TAG]
 #       compiles build/pause/linux/pause.c of the k8s.io/kubernetes module (from the Go module
 #       cache, downloaded if missing) statically and packs it (default zooherd.local/pause:3.10.1)
-#   bash tests/e2e/image.sh demo OUT.tar [NAME:TAG]
-#       a small image assembled from host files: busybox (static, Debian's busybox-static), a JRE
-#       made by the host JDK's jlink, and a precompiled Java class that listens on TCP 8080
-#       (default zooherd.local/demo:0.1)
-#   bash tests/e2e/image.sh zookeeper OUT.tar [NAME:TAG] [ZOOHERD-BINARY]
-#       the layout of deploy/images/zookeeper/Dockerfile from host files: the demo image's busybox
-#       and JRE, ZooKeeper from $ZOOHERD_ZOOKEEPER_HOME (tests/cluster/setup.sh), the repository's
+#   bash tests/e2e/image.sh zookeeper OUT.tar NAME:TAG ZOOHERD-BINARY
+#       the layout of deploy/images/zookeeper/Dockerfile from host files: busybox (static,
+#       Debian's busybox-static), a JRE made by the host JDK's jlink, ZooKeeper's jars from
+#       $ZOOHERD_ZOOKEEPER_HOME (tests/cluster/setup.sh, from Maven Central), the repository's
 #       logback.xml, and the zooherd binary with the libraries ldd lists for it (entrypoint
-#       `zooherd server`, uid 1000); without ZOOHERD-BINARY the entrypoint is a plain
-#       QuorumPeerMain on /etc/zooherd/zoo.cfg (default zooherd.local/zookeeper:e2e)
+#       `zooherd server`, uid 1000)
+#   bash tests/e2e/image.sh operator OUT.tar NAME:TAG ZOOHERD-BINARY
+#       the layout of deploy/images/operator/Dockerfile: the zooherd binary and its libraries
+#       (entrypoint `zooherd operator`, uid 65532)
+#
+# Why not the Dockerfiles themselves: their base images come from a registry, and their Rust
+# stage needs a newer rustc than Debian ships; the layouts are the same, and tests/images.rs
+# checks that the Dockerfiles' paths and entrypoints match the binary.
 #
 # JSON arguments are raw JSON values, e.g. --entrypoint '["/pause"]' --env '["A=b"]'.
 set -euo pipefail
@@ -133,44 +136,9 @@ copy_libs() {
   [ -e "$r/lib64/ld-linux-x86-64.so.2" ] || { mkdir -p "$r/lib64"; cp -aL /lib64/ld-linux-x86-64.so.2 "$r/lib64/"; }
 }
 
-demo() {
-  local out=$1 ref=${2:-zooherd.local/demo:0.1}
-  local work r
-  work=$(mktemp -d)
-  r=$work/rootfs
-  base_rootfs "$r"
-  mkdir -p "$r/app" "$work/src"
-  cat > "$work/src/Serve.java" <<'EOF'
-import java.io.OutputStream;
-import java.net.ServerSocket;
-import java.net.Socket;
-import java.nio.charset.StandardCharsets;
-
-/** Answers every TCP connection on port 8080 with one line and closes it. */
-public final class Serve {
-  public static void main(String[] args) throws Exception {
-    int port = args.length > 0 ? Integer.parseInt(args[0]) : 8080;
-    try (ServerSocket server = new ServerSocket(port)) {
-      System.out.println("listening on " + port + " (java " + System.getProperty("java.version") + ")");
-      while (true) {
-        try (Socket s = server.accept(); OutputStream o = s.getOutputStream()) {
-          o.write(("hello from " + java.net.InetAddress.getLocalHost().getHostName() + "\n")
-              .getBytes(StandardCharsets.UTF_8));
-        }
-      }
-    }
-  }
-}
-EOF
-  "${ZOOHERD_E2E_JDK:-/usr/lib/jvm/java-17-openjdk-amd64}/bin/javac" --release 17 -d "$r/app" "$work/src/Serve.java"
-  archive "$ref" "$r" "$out" \
-    --entrypoint '["/opt/jre/bin/java","-Xmx64m","-XX:+UseSerialGC","-cp","/app","Serve"]' \
-    --env '["PATH=/opt/jre/bin:/bin","JAVA_HOME=/opt/jre"]'
-  rm -rf "$work"
-}
-
 zookeeper() {
-  local out=$1 ref=${2:-zooherd.local/zookeeper:e2e} zooherd=${3:-}
+  local out=$1 ref=$2 zooherd=$3
+  [ -x "$zooherd" ] || die "$zooherd is not an executable"
   local zk=${ZOOHERD_ZOOKEEPER_HOME:-$HOME/.cache/zooherd/zookeeper-$ZOOKEEPER_VERSION}
   [ -f "$zk/lib/zookeeper-$ZOOKEEPER_VERSION.jar" ] || die "no ZooKeeper at $zk (run tests/cluster/setup.sh)"
   local work r
@@ -186,24 +154,35 @@ zookeeper() {
   chown 1000:1000 "$r/var/lib/zookeeper" "$r/var/lib/zookeeper/data" "$r/var/lib/zookeeper/log"
   chmod 0750 "$r/var/lib/zookeeper" "$r/var/lib/zookeeper/data" "$r/var/lib/zookeeper/log"
   local env='["PATH=/usr/local/bin:/opt/jre/bin:/bin","JAVA_HOME=/opt/jre","ZOOKEEPER_HOME=/opt/zookeeper"]'
-  if [ -n "$zooherd" ]; then
-    [ -x "$zooherd" ] || die "$zooherd is not an executable"
-    install -m 0755 "$zooherd" "$r/usr/local/bin/zooherd"
-    copy_libs "$r" "$zooherd"
-    archive "$ref" "$r" "$out" --entrypoint '["/usr/local/bin/zooherd"]' --cmd '["server"]' \
-      --env "$env" --user 1000:1000 --workdir /var/lib/zookeeper
-  else
-    archive "$ref" "$r" "$out" \
-      --entrypoint '["/opt/jre/bin/java","-cp","/opt/zookeeper/lib/*:/opt/zookeeper/conf","org.apache.zookeeper.server.quorum.QuorumPeerMain"]' \
-      --cmd '["/etc/zooherd/zoo.cfg"]' --env "$env" --user 1000:1000 --workdir /var/lib/zookeeper
-  fi
+  install -m 0755 "$zooherd" "$r/usr/local/bin/zooherd"
+  copy_libs "$r" "$zooherd"
+  archive "$ref" "$r" "$out" --entrypoint '["/usr/local/bin/zooherd"]' --cmd '["server"]' \
+    --env "$env" --user 1000:1000 --workdir /var/lib/zookeeper
+  rm -rf "$work"
+}
+
+operator() {
+  local out=$1 ref=$2 zooherd=$3
+  [ -x "$zooherd" ] || die "$zooherd is not an executable"
+  local work r
+  work=$(mktemp -d)
+  r=$work/rootfs
+  mkdir -p "$r/usr/local/bin" "$r/etc" "$r/tmp" "$r/proc" "$r/sys" "$r/dev"
+  chmod 1777 "$r/tmp"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532::/:/sbin/nologin\n' > "$r/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:65532:\n' > "$r/etc/group"
+  install -m 0755 "$zooherd" "$r/usr/local/bin/zooherd"
+  copy_libs "$r" "$zooherd"
+  chown -R 0:0 "$r"
+  archive "$ref" "$r" "$out" --entrypoint '["/usr/local/bin/zooherd"]' --cmd '["operator"]' \
+    --env '["PATH=/usr/local/bin"]' --user 65532:65532
   rm -rf "$work"
 }
 
 case ${1:-} in
   archive) shift; [ $# -ge 3 ] || die "usage: $0 archive NAME:TAG ROOTFS OUT.tar [options]"; archive "$@" ;;
   pause) shift; [ $# -ge 1 ] || die "usage: $0 pause OUT.tar [NAME:TAG]"; pause "$@" ;;
-  demo) shift; [ $# -ge 1 ] || die "usage: $0 demo OUT.tar [NAME:TAG]"; demo "$@" ;;
-  zookeeper) shift; [ $# -ge 1 ] || die "usage: $0 zookeeper OUT.tar [NAME:TAG] [ZOOHERD-BINARY]"; zookeeper "$@" ;;
-  *) die "usage: $0 archive|pause|demo|zookeeper ..." ;;
+  zookeeper) shift; [ $# -eq 3 ] || die "usage: $0 zookeeper OUT.tar NAME:TAG ZOOHERD-BINARY"; zookeeper "$@" ;;
+  operator) shift; [ $# -eq 3 ] || die "usage: $0 operator OUT.tar NAME:TAG ZOOHERD-BINARY"; operator "$@" ;;
+  *) die "usage: $0 archive|pause|zookeeper|operator ..." ;;
 esac

@@ -25,15 +25,17 @@
 #   ip_forward stays as it is). ip_forward, iptables and nftables rules (kubelet's,
 #   kube-proxy's, the bridge plugin's) all stay in the node's namespace.
 # - the API server listens on the host's 127.0.0.1 only: socat carries 127.0.0.1:<port> of the
-#   node's namespace to it over a Unix socket, so the kubelet uses the same URL and certificate.
+#   node's namespace to it over a Unix socket, so the kubelet uses the same URL and certificate;
+#   and <node ip>:<port> too, for pods, when the control plane advertises that address
+#   (ZOOHERD_CP_ADVERTISE_ADDRESS=10.212.0.2 for node 0): in-cluster clients then reach it as
+#   Service default/kubernetes (10.0.0.1:443, in the API server's certificate) via kube-proxy.
 # - processes and mounts: everything runs in its own PID and mount namespaces (unshare
 #   --pid --mount --kill-child): stop kills the namespace's first process, the kernel kills
 #   every other one (shims and containers included), and every mount (overlay rootfs, shm,
 #   pod network namespaces, volumes) goes away with the mount namespace.
 # - cgroups (v1 here, cgroupfs driver): the pods' cgroups live under /zhnode<index> in every
 #   hierarchy; stop removes them.
-# - the node's name is its IP: the API server resolves a node's Hostname address first, and
-#   this control plane sets no --kubelet-preferred-address-types=InternalIP.
+# - the node's name is its IP (the API server reaches kubelets at their InternalIP).
 #
 # Environment (all optional):
 #   ZOOHERD_NODE_INDEX       0..250, picks the addresses and names above (default 0)
@@ -141,6 +143,10 @@ inner() {
   socat "UNIX-LISTEN:$n/apiserver.sock,fork,mode=600" "TCP:127.0.0.1:$port" 2>> "$n/logs/socat.log" &
   for _ in $(seq 50); do [ -S "$n/apiserver.sock" ] && break; sleep 0.1; done
   "${nsx[@]}" socat "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr" "UNIX-CONNECT:$n/apiserver.sock" \
+    2>> "$n/logs/socat.log" &
+  # And from the node's own address, for pods: the control plane advertises node 0's address
+  # (ZOOHERD_CP_ADVERTISE_ADDRESS), so Service default/kubernetes leads here through kube-proxy.
+  "${nsx[@]}" socat "TCP-LISTEN:$port,bind=$node_ip,fork,reuseaddr" "UNIX-CONNECT:$n/apiserver.sock" \
     2>> "$n/logs/socat.log" &
 
   "${nsx[@]}" containerd --config "$n/containerd/config.toml" > "$n/logs/containerd.log" 2>&1 &

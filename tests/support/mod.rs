@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod control_plane;
+pub mod local_cluster;
 pub mod operator;
 pub mod zookeeper;
 
@@ -154,6 +155,7 @@ pub mod process {
 
     struct SpawnRequest {
         command: Command,
+        death_signal: Signal,
         reply: mpsc::Sender<io::Result<Child>>,
     }
 
@@ -165,8 +167,13 @@ pub mod process {
                 .name("zooherd-test-spawner".into())
                 .spawn(move || {
                     // The sender lives in a static, so this loop ends only with the process.
-                    for SpawnRequest { mut command, reply } in rx {
-                        let _ = reply.send(spawn_here(&mut command));
+                    for SpawnRequest {
+                        mut command,
+                        death_signal,
+                        reply,
+                    } in rx
+                    {
+                        let _ = reply.send(spawn_here(&mut command, death_signal));
                     }
                 })
                 .expect("cannot start the spawner thread");
@@ -174,7 +181,7 @@ pub mod process {
         })
     }
 
-    fn spawn_here(command: &mut Command) -> io::Result<Child> {
+    fn spawn_here(command: &mut Command, death_signal: Signal) -> io::Result<Child> {
         use std::os::unix::process::CommandExt;
         let parent = std::process::id() as i32;
         command.process_group(0);
@@ -182,7 +189,7 @@ pub mod process {
         // system calls (prctl, getppid).
         unsafe {
             command.pre_exec(move || {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+                nix::sys::prctl::set_pdeathsig(death_signal).map_err(io::Error::from)?;
                 // The parent may have died before prctl: then nobody would send the signal.
                 if nix::unistd::getppid().as_raw() != parent {
                     return Err(io::Error::other("parent exited during spawn"));
@@ -195,9 +202,19 @@ pub mod process {
 
     /// Spawns `command` from the spawner thread (see the module documentation).
     pub fn spawn(command: Command) -> io::Result<Child> {
+        spawn_with_death_signal(command, Signal::SIGKILL)
+    }
+
+    /// [`spawn`], with another parent-death signal: SIGTERM for a child that must clean up
+    /// after itself (tests/e2e/cluster.sh stops its node).
+    pub fn spawn_with_death_signal(command: Command, death_signal: Signal) -> io::Result<Child> {
         let (reply, response) = mpsc::channel();
         spawner()
-            .send(SpawnRequest { command, reply })
+            .send(SpawnRequest {
+                command,
+                death_signal,
+                reply,
+            })
             .map_err(|_| io::Error::other("the spawner thread is gone"))?;
         response
             .recv()

@@ -1,0 +1,703 @@
+//! End to end: the seed walkthroughs on a node that really runs the pods.
+//!
+//! A local cluster (tests/e2e/cluster.sh: control plane, a kubelet with containerd, the operator
+//! installed by Helm) runs ensembles made from the repository's example manifests, and the
+//! test does to the servers what the seed walkthroughs do: stop one, stop the leader, kill -9,
+//! freeze. It reads what a user reads (`.status`, `kubectl get zke`, Events), and a ZooKeeper
+//! client writes sequential znodes all along: every write the ensemble acknowledged must be
+//! there at the end.
+//!
+//! "Stop a server" is `kubectl delete pod` on a cordoned node: the server shuts down and its pod
+//! stays Pending until the node is uncordoned, which is the start. "kill -9" signals the JVM
+//! itself while the kubelet is held, so nothing restarts it until the walkthrough brings the
+//! servers back.
+//!
+//! The walkthroughs run one after the other in one test: they share the node, and cordoning it
+//! for one would stop the other's restarts.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use nix::sys::signal::Signal;
+use serde_json::json;
+use support::local_cluster::LocalCluster;
+use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
+use zookeeper_client as zk;
+
+/// How long an ensemble may take to form after `kubectl apply` (pods start, JVMs start, elect).
+const FORM_TIMEOUT: Duration = Duration::from_secs(240);
+/// How long a status change may take to show: the operator's target is seconds; the margin is
+/// for a loaded 2-core machine.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The ensemble's status once `check` accepts it; panics after `timeout` with the last status
+/// and the operator's log.
+async fn wait_status(
+    cluster: &LocalCluster,
+    ensembles: &Api<ZooKeeperEnsemble>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&ZooKeeperEnsembleStatus) -> bool,
+) -> ZooKeeperEnsembleStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = ensembles
+            .get(name)
+            .await
+            .expect("reading the ensemble")
+            .status;
+        if let Some(status) = status.as_ref().filter(|s| check(s)) {
+            return status.clone();
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{name}: no {what} after {timeout:?}; status: {}\noperator log:\n{}",
+                serde_json::to_string_pretty(&status).unwrap(),
+                cluster.operator_log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn phase(status: &ZooKeeperEnsembleStatus) -> Option<Phase> {
+    status.phase
+}
+
+fn member_state(status: &ZooKeeperEnsembleStatus, pod: &str) -> Option<MemberState> {
+    status
+        .members
+        .iter()
+        .find(|m| m.pod == pod)
+        .map(|m| m.state)
+}
+
+/// `kubectl get zke NAME` as a user sees it: the header and the row, columns by name.
+fn printed_columns(
+    cluster: &LocalCluster,
+    namespace: &str,
+    name: &str,
+) -> BTreeMap<String, String> {
+    let out = cluster
+        .api()
+        .kubectl()
+        .args(["-n", namespace, "get", "zke", name])
+        .output()
+        .expect("running kubectl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    header
+        .iter()
+        .zip(row.iter())
+        .map(|(h, v)| (h.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The (type, reason, message) of the ensemble's Events, oldest first.
+async fn events(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Vec<(String, String, String)> {
+    let events = Api::<Event>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().fields(&format!(
+            "involvedObject.kind=ZooKeeperEnsemble,involvedObject.name={name}"
+        )))
+        .await
+        .expect("listing events");
+    let mut items = events.items;
+    items.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
+    items
+        .into_iter()
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Waits for an Event of the ensemble with this type and reason whose message contains `text`.
+async fn wait_event(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    (type_, reason, text): (&str, &str, &str),
+) -> String {
+    let deadline = Instant::now() + CHANGE_TIMEOUT;
+    loop {
+        let all = events(client, namespace, name).await;
+        if let Some((_, _, message)) = all
+            .iter()
+            .rev()
+            .find(|(t, r, m)| t == type_ && r == reason && m.contains(text))
+        {
+            return message.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {type_} Event {reason} with '{text}' for {name}; Events: {all:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The AdminServer's `srvr` answer of a pod, as text (the seeds read the same JSON).
+async fn srvr(pod_ip: &str) -> String {
+    let url = format!("http://{pod_ip}:8080/commands/srvr");
+    match reqwest::Client::new()
+        .get(&url)
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+    {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(e) => format!("unreachable: {e}"),
+    }
+}
+
+async fn pod_ip(pods: &Api<Pod>, name: &str) -> String {
+    pods.get(name)
+        .await
+        .expect("reading the pod")
+        .status
+        .and_then(|s| s.pod_ip)
+        .unwrap_or_else(|| panic!("pod {name} has no IP"))
+}
+
+/// The writes a [`Writer`] saw acknowledged, and how long the ensemble took none.
+struct WriterReport {
+    acknowledged: Vec<(String, u64)>,
+    failed: u64,
+    longest_gap: Duration,
+}
+
+/// A ZooKeeper client that creates persistent sequential znodes under `/e2e-writes`, one
+/// every 20 ms, through the walkthrough. It connects to the servers' pod IPs, and after a
+/// failure reconnects to whichever pods exist then (a recreated pod may have a new IP).
+struct Writer {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<WriterReport>,
+}
+
+impl Writer {
+    fn start(pods: Api<Pod>, selector: String) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(write_loop(pods, selector, stop.clone()));
+        Writer { stop, task }
+    }
+
+    /// How many writes were acknowledged so far is not tracked here; see [`Writer::finish`].
+    async fn finish(self) -> WriterReport {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.expect("the writer panicked")
+    }
+}
+
+async fn connect_string(pods: &Api<Pod>, selector: &str) -> String {
+    let list = pods
+        .list(&ListParams::default().labels(selector))
+        .await
+        .expect("listing pods");
+    list.items
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .map(|ip| format!("{ip}:2181"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn connect(pods: &Api<Pod>, selector: &str) -> Option<zk::Client> {
+    let servers = connect_string(pods, selector).await;
+    if servers.is_empty() {
+        return None;
+    }
+    let connector = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .with_connection_timeout(Duration::from_secs(2));
+    match tokio::time::timeout(Duration::from_secs(5), connector.connect(&servers)).await {
+        Ok(Ok(client)) => Some(client),
+        _ => None,
+    }
+}
+
+async fn write_loop(pods: Api<Pod>, selector: String, stop: Arc<AtomicBool>) -> WriterReport {
+    let mode = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+    let mut report = WriterReport {
+        acknowledged: Vec::new(),
+        failed: 0,
+        longest_gap: Duration::ZERO,
+    };
+    let mut client: Option<zk::Client> = None;
+    let mut last_ack = Instant::now();
+    let mut value = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        if client.is_none() {
+            client = connect(&pods, &selector).await;
+            if let Some(c) = &client {
+                let parent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+                let _ = c.create("/e2e-writes", b"", &parent).await;
+            }
+        }
+        let Some(c) = &client else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        value += 1;
+        let write = c.create("/e2e-writes/w-", value.to_string().as_bytes(), &mode);
+        match tokio::time::timeout(Duration::from_secs(5), write).await {
+            Ok(Ok((_, sequence))) => {
+                report
+                    .acknowledged
+                    .push((format!("w-{:010}", sequence.into_i64()), value));
+                report.longest_gap = report.longest_gap.max(last_ack.elapsed());
+                last_ack = Instant::now();
+            }
+            Ok(Err(_)) | Err(_) => {
+                report.failed += 1;
+                // The outcome of this write is unknown; it is not counted. Start afresh with
+                // the pods that exist now.
+                client = None;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    report
+}
+
+/// Every acknowledged write is there, with its value. Returns the report's summary.
+async fn verify_writes(pods: &Api<Pod>, selector: &str, report: &WriterReport) -> String {
+    assert!(
+        report.acknowledged.len() > 100,
+        "too few writes were acknowledged ({}) for the check to mean anything",
+        report.acknowledged.len()
+    );
+    let client = connect(pods, selector)
+        .await
+        .expect("connecting to read the writes back");
+    let children: std::collections::BTreeSet<String> = client
+        .list_children("/e2e-writes")
+        .await
+        .expect("listing /e2e-writes")
+        .into_iter()
+        .collect();
+    let missing: Vec<&String> = report
+        .acknowledged
+        .iter()
+        .map(|(name, _)| name)
+        .filter(|name| !children.contains(*name))
+        .collect();
+    assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
+    let wrong: Vec<String> = futures::stream::iter(report.acknowledged.iter())
+        .map(|(name, value)| {
+            let client = &client;
+            async move {
+                let (data, _) = client
+                    .get_data(&format!("/e2e-writes/{name}"))
+                    .await
+                    .expect("reading a write back");
+                (data != value.to_string().as_bytes()).then(|| name.clone())
+            }
+        })
+        .buffer_unordered(32)
+        .filter_map(|wrong| async move { wrong })
+        .collect()
+        .await;
+    assert!(
+        wrong.is_empty(),
+        "writes with another value than acknowledged: {wrong:?}"
+    );
+    format!(
+        "{} writes acknowledged, all read back; {} failed or unknown; longest time without an \
+         acknowledged write {:.1} s",
+        report.acknowledged.len(),
+        report.failed,
+        report.longest_gap.as_secs_f64()
+    )
+}
+
+fn selector(name: &str) -> String {
+    format!("app.kubernetes.io/name=zookeeper,app.kubernetes.io/instance={name}")
+}
+
+/// `kubectl apply -n NAMESPACE -f -` of `manifest` (YAML or JSON).
+fn apply(cluster: &LocalCluster, namespace: &str, manifest: &str) {
+    use std::io::Write;
+    let mut child = cluster
+        .api()
+        .kubectl()
+        .args(["-n", namespace, "apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn secs(since: Instant) -> String {
+    format!("{:.1} s", since.elapsed().as_secs_f64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_walkthroughs_on_a_real_node() {
+    let cluster = LocalCluster::start();
+    let client = cluster.api().client().await;
+    three_servers(&cluster, &client).await;
+    five_servers(&cluster, &client).await;
+}
+
+/// Walkthrough (a), one server stopped and started, and (c), a frozen member restarted by the
+/// operator, on deploy/examples/three-servers.yaml, with (d) a writer throughout.
+async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
+    let ns = cluster
+        .api()
+        .create_namespace(client, "e2e-three")
+        .await
+        .unwrap();
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let name = "zk";
+
+    let t = Instant::now();
+    let example =
+        std::fs::read_to_string(support::repo_root().join("deploy/examples/three-servers.yaml"))
+            .unwrap();
+    apply(cluster, &ns, &example);
+    let status = wait_status(cluster, &ensembles, name, "ACTIVE", FORM_TIMEOUT, |s| {
+        phase(s) == Some(Phase::Active)
+    })
+    .await;
+    eprintln!("(a) three-servers.yaml: ACTIVE after {}", secs(t));
+    assert_eq!(status.ready.as_deref(), Some("3/3"));
+    assert_eq!(status.quorum, Some(2));
+    assert_eq!(status.fault_tolerance, Some(1));
+    let columns = printed_columns(cluster, &ns, name);
+    assert_eq!(
+        columns.get("STATUS").map(String::as_str),
+        Some("ACTIVE"),
+        "{columns:?}"
+    );
+    assert_eq!(
+        columns.get("READY").map(String::as_str),
+        Some("3/3"),
+        "{columns:?}"
+    );
+    assert_eq!(columns.get("LEADER"), status.leader.as_ref(), "{columns:?}");
+    wait_event(client, &ns, name, ("Normal", "Active", "-> ACTIVE")).await;
+
+    // The failed-member restart threshold, down from the default 60 s, for (c).
+    ensembles
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"failedMemberRestart": {"thresholdSeconds": 10}}})),
+        )
+        .await
+        .unwrap();
+
+    let writer = Writer::start(pods.clone(), selector(name));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // (a) Stop one server: the quorum holds, with no failure left to spare.
+    let leader = status.leader.clone().unwrap();
+    let stopped = status
+        .members
+        .iter()
+        .map(|m| m.pod.clone())
+        .filter(|p| *p != leader)
+        .max()
+        .unwrap();
+    cluster.set_schedulable(false);
+    let t = Instant::now();
+    pods.delete(&stopped, &DeleteParams::default())
+        .await
+        .unwrap();
+    let status = wait_status(
+        cluster,
+        &ensembles,
+        name,
+        "DEGRADED 2/3",
+        CHANGE_TIMEOUT,
+        |s| phase(s) == Some(Phase::Degraded) && s.ready.as_deref() == Some("2/3"),
+    )
+    .await;
+    eprintln!("(a) {stopped} stopped: DEGRADED 2/3 after {}", secs(t));
+    assert_eq!(status.fault_tolerance, Some(0));
+    assert!(matches!(
+        member_state(&status, &stopped),
+        Some(MemberState::Missing | MemberState::Unreachable)
+    ));
+    let columns = printed_columns(cluster, &ns, name);
+    assert_eq!(
+        columns.get("STATUS").map(String::as_str),
+        Some("DEGRADED"),
+        "{columns:?}"
+    );
+    assert_eq!(
+        columns.get("READY").map(String::as_str),
+        Some("2/3"),
+        "{columns:?}"
+    );
+    wait_event(
+        client,
+        &ns,
+        name,
+        ("Warning", "Degraded", "ACTIVE -> DEGRADED"),
+    )
+    .await;
+
+    // (a) Start it again.
+    let t = Instant::now();
+    cluster.set_schedulable(true);
+    wait_status(cluster, &ensembles, name, "ACTIVE 3/3", FORM_TIMEOUT, |s| {
+        phase(s) == Some(Phase::Active) && s.ready.as_deref() == Some("3/3")
+    })
+    .await;
+    eprintln!("(a) {stopped} started: ACTIVE 3/3 after {}", secs(t));
+    wait_event(
+        client,
+        &ns,
+        name,
+        ("Normal", "Active", "DEGRADED -> ACTIVE"),
+    )
+    .await;
+
+    // (c) Freeze a follower (SIGSTOP, as the seed's frozen JVM): its pod stays Running, so
+    // only the operator can see that the server is gone, and restarts it.
+    let status = ensembles.get(name).await.unwrap().status.unwrap();
+    let leader = status.leader.clone().unwrap();
+    let frozen = status
+        .members
+        .iter()
+        .map(|m| m.pod.clone())
+        .find(|p| *p != leader)
+        .unwrap();
+    let t = Instant::now();
+    cluster
+        .signal_container(&pods, &frozen, Signal::SIGSTOP)
+        .await;
+    let status = wait_status(
+        cluster,
+        &ensembles,
+        name,
+        "the frozen member restarted",
+        Duration::from_secs(120),
+        |s| s.members.iter().any(|m| m.pod == frozen && m.restarts >= 1),
+    )
+    .await;
+    eprintln!(
+        "(c) {frozen} frozen: restarted by the operator after {} (phase {:?})",
+        secs(t),
+        status.phase
+    );
+    wait_event(client, &ns, name, ("Warning", "MemberRestarted", &frozen)).await;
+    wait_status(cluster, &ensembles, name, "ACTIVE 3/3", FORM_TIMEOUT, |s| {
+        phase(s) == Some(Phase::Active) && s.ready.as_deref() == Some("3/3")
+    })
+    .await;
+    eprintln!("(c) {frozen} back: ACTIVE 3/3 after {}", secs(t));
+
+    // (d) Nothing acknowledged was lost.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = writer.finish().await;
+    eprintln!(
+        "(d) three servers: {}",
+        verify_writes(&pods, &selector(name), &report).await
+    );
+
+    cluster.api().delete_namespace(client, &ns).await.unwrap();
+}
+
+/// Walkthrough (b) on five servers: the leader stopped, a second server stopped, a third
+/// killed with SIGKILL, and all brought back; with (d) a writer throughout.
+async fn five_servers(cluster: &LocalCluster, client: &kube::Client) {
+    let ns = cluster
+        .api()
+        .create_namespace(client, "e2e-five")
+        .await
+        .unwrap();
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let name = "zk5";
+
+    let t = Instant::now();
+    apply(
+        cluster,
+        &ns,
+        &json!({
+            "apiVersion": "zooherd.dev/v1beta1",
+            "kind": "ZooKeeperEnsemble",
+            "metadata": {"name": name},
+            "spec": {"replicas": 5},
+        })
+        .to_string(),
+    );
+    let status = wait_status(cluster, &ensembles, name, "ACTIVE", FORM_TIMEOUT, |s| {
+        phase(s) == Some(Phase::Active)
+    })
+    .await;
+    eprintln!("(b) five servers: ACTIVE after {}", secs(t));
+    assert_eq!(status.ready.as_deref(), Some("5/5"));
+    assert_eq!(status.quorum, Some(3));
+    assert_eq!(status.fault_tolerance, Some(2));
+
+    let writer = Writer::start(pods.clone(), selector(name));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.set_schedulable(false);
+
+    // Stop the leader: another server leads, the quorum holds.
+    let first = status.leader.clone().unwrap();
+    let t = Instant::now();
+    pods.delete(&first, &DeleteParams::default()).await.unwrap();
+    let status = wait_status(
+        cluster,
+        &ensembles,
+        name,
+        "DEGRADED 4/5 with a new leader",
+        CHANGE_TIMEOUT,
+        |s| {
+            phase(s) == Some(Phase::Degraded)
+                && s.ready.as_deref() == Some("4/5")
+                && s.leader.as_ref().is_some_and(|l| *l != first)
+        },
+    )
+    .await;
+    let second_leader = status.leader.clone().unwrap();
+    eprintln!(
+        "(b) leader {first} stopped: DEGRADED 4/5, {second_leader} leads, after {}",
+        secs(t)
+    );
+    assert_eq!(status.fault_tolerance, Some(1));
+    let columns = printed_columns(cluster, &ns, name);
+    assert_eq!(columns.get("LEADER"), Some(&second_leader), "{columns:?}");
+
+    // Stop a second server (a follower): still serving, no failure left to spare.
+    let second = status
+        .members
+        .iter()
+        .filter(|m| m.pod != first && m.pod != second_leader)
+        .map(|m| m.pod.clone())
+        .max()
+        .unwrap();
+    let t = Instant::now();
+    pods.delete(&second, &DeleteParams::default())
+        .await
+        .unwrap();
+    let status = wait_status(
+        cluster,
+        &ensembles,
+        name,
+        "DEGRADED 3/5",
+        CHANGE_TIMEOUT,
+        |s| phase(s) == Some(Phase::Degraded) && s.ready.as_deref() == Some("3/5"),
+    )
+    .await;
+    eprintln!("(b) {second} stopped: DEGRADED 3/5 after {}", secs(t));
+    assert_eq!(status.fault_tolerance, Some(0));
+    let serving_leader = status.leader.clone().unwrap();
+    let leader_answer = srvr(&pod_ip(&pods, &serving_leader).await).await;
+    assert!(
+        leader_answer.contains("\"server_state\" : \"leader\"")
+            || leader_answer.contains("\"server_state\":\"leader\""),
+        "{leader_answer}"
+    );
+
+    // kill -9 a third (the leader, so that the rest lose it at once), with the kubelet held so
+    // that it stays dead: fewer than a quorum remain.
+    let third = serving_leader;
+    let survivors: Vec<String> = status
+        .members
+        .iter()
+        .map(|m| m.pod.clone())
+        .filter(|p| *p != first && *p != second && *p != third)
+        .collect();
+    assert_eq!(survivors.len(), 2);
+    cluster.hold_kubelet(true);
+    let t = Instant::now();
+    cluster
+        .signal_container(&pods, &third, Signal::SIGKILL)
+        .await;
+    let down = wait_status(cluster, &ensembles, name, "DOWN", CHANGE_TIMEOUT, |s| {
+        phase(s) == Some(Phase::Down)
+    })
+    .await;
+    eprintln!(
+        "(b) {third} killed: DOWN after {} ({})",
+        secs(t),
+        down.ready.as_deref().unwrap_or("?")
+    );
+    let columns = printed_columns(cluster, &ns, name);
+    assert_eq!(
+        columns.get("STATUS").map(String::as_str),
+        Some("DOWN"),
+        "{columns:?}"
+    );
+    for survivor in &survivors {
+        let answer = srvr(&pod_ip(&pods, survivor).await).await;
+        assert!(
+            answer.contains("not currently serving requests"),
+            "{survivor} answered {answer}"
+        );
+    }
+    wait_event(client, &ns, name, ("Warning", "Down", "-> DOWN")).await;
+
+    // Bring them all back.
+    let t = Instant::now();
+    cluster.hold_kubelet(false);
+    cluster.set_schedulable(true);
+    let status = wait_status(cluster, &ensembles, name, "ACTIVE 5/5", FORM_TIMEOUT, |s| {
+        phase(s) == Some(Phase::Active) && s.ready.as_deref() == Some("5/5")
+    })
+    .await;
+    eprintln!(
+        "(b) all back: ACTIVE 5/5 after {}, {} leads",
+        secs(t),
+        status.leader.as_deref().unwrap_or("?")
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = writer.finish().await;
+    eprintln!(
+        "(d) five servers: {}",
+        verify_writes(&pods, &selector(name), &report).await
+    );
+
+    cluster.api().delete_namespace(client, &ns).await.unwrap();
+}

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# A local Kubernetes cluster that really runs Zooherd: the control plane of
+# tests/cluster/control-plane.sh, one node that runs pods (node.sh: kubelet, containerd, runc,
+# CNI bridge, kube-proxy, CoreDNS), local PersistentVolumes behind a default StorageClass, and the
+# operator installed with Helm from charts/zooherd, with server and operator images built from a
+# zooherd binary (image.sh). Nothing is pulled from a registry.
+#
+#   bash tests/e2e/cluster.sh run DIR ZOOHERD-BINARY
+#       brings it all up, writes DIR/cluster-ready, then stays in the foreground until SIGTERM,
+#       SIGINT or SIGHUP, or until the control plane or the node fails; then tears it all down
+#       (DIR stays). The end-to-end tests run it with a parent-death signal of SIGTERM.
+#   bash tests/e2e/cluster.sh down DIR
+#       stops a `run` started in the background (DIR/cluster.pid) and waits until it is down.
+#
+# DIR receives kubeconfig (admin), logs (control-plane.log, node-0/logs, operator logs with
+# kubectl), pv/ (the volumes' directories) and images.env (the image references).
+#
+# Environment: ZOOHERD_E2E_VOLUMES (PersistentVolumes to create, default 16). Needs root (network
+# namespaces, cgroups, containerd) and what tests/cluster/setup.sh installs.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=../cluster/env.sh
+. "$here/../cluster/env.sh"
+
+die() { echo "cluster: $*" >&2; exit 1; }
+usage() { die "usage: $0 run DIR ZOOHERD-BINARY | down DIR"; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# The node's address: the control plane advertises it for Service default/kubernetes, and
+# node.sh forwards it to the API server, so the operator's pods reach the API server.
+node_ip=10.212.0.2
+release=zooherd
+release_namespace=zooherd-system
+
+down() {
+  local dir=$1 pid
+  [ -f "$dir/cluster.pid" ] || { echo "cluster: nothing runs in $dir"; return 0; }
+  pid=$(cat "$dir/cluster.pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  ! kill -0 "$pid" 2>/dev/null || die "process $pid did not stop within 60 s"
+  rm -f "$dir/cluster.pid"
+}
+
+run() {
+  local dir=$1 binary=$2
+  [ "$(id -u)" = 0 ] || die "needs root: the node uses network namespaces, cgroups and containerd"
+  [ -x "$binary" ] || die "$binary is not an executable"
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  [ ! -f "$dir/cluster-ready" ] || die "$dir already holds a cluster"
+  echo $$ > "$dir/cluster.pid"
+  local started cp_pid='' node_started=0
+  started=$(now_ms)
+  k() { "$ZOOHERD_KUBECTL" --kubeconfig "$dir/kubeconfig" "$@"; }
+
+  teardown() {
+    trap - EXIT INT TERM HUP
+    rm -f "$dir/cluster-ready"
+    [ $node_started = 0 ] || bash "$here/node.sh" stop "$dir" >&2 || true
+    if [ -n "$cp_pid" ]; then
+      kill -TERM "$cp_pid" 2>/dev/null || true
+      wait "$cp_pid" 2>/dev/null || true
+    fi
+    rm -f "$dir/cluster.pid"
+    echo "cluster: down" >&2
+  }
+  trap 'teardown; exit 0' INT TERM HUP
+  trap teardown EXIT
+
+  # ---- images: cached by the binary's and the builder's content -------------------------
+  local images=$ZOOHERD_CACHE/e2e-images key stripped
+  mkdir -p "$images"
+  stripped=$dir/zooherd
+  cp "$binary" "$stripped"
+  strip "$stripped" 2>/dev/null || true
+  key=$(cat "$stripped" "$here/image.sh" "$repo/deploy/images/zookeeper/logback.xml" \
+    | sha256sum | cut -c1-12)
+  local pause_tar=$images/pause-$KUBERNETES_VERSION.tar
+  local server_ref=zooherd.local/zookeeper:$key operator_ref=zooherd.local/zooherd:$key
+  [ -f "$pause_tar" ] || bash "$here/image.sh" pause "$pause_tar"
+  if [ ! -f "$images/zookeeper-$key.tar" ] || [ ! -f "$images/operator-$key.tar" ]; then
+    # Keep only the images of this binary: every build of zooherd makes new ones.
+    find "$images" -name 'zookeeper-*.tar' -o -name 'operator-*.tar' | xargs -r rm -f
+    bash "$here/image.sh" zookeeper "$images/zookeeper-$key.tar" "$server_ref" "$stripped"
+    bash "$here/image.sh" operator "$images/operator-$key.tar" "$operator_ref" "$stripped"
+  fi
+  printf 'ZOOHERD_E2E_SERVER_IMAGE=%s\nZOOHERD_E2E_OPERATOR_IMAGE=%s\n' "$server_ref" "$operator_ref" \
+    > "$dir/images.env"
+  echo "cluster: images ready after $(($(now_ms) - started)) ms" >&2
+
+  # ---- control plane and node -----------------------------------------------------------
+  ZOOHERD_CP_ADVERTISE_ADDRESS=$node_ip setpriv --pdeathsig KILL \
+    bash "$repo/tests/cluster/control-plane.sh" run "$dir" > "$dir/control-plane.log" 2>&1 &
+  cp_pid=$!
+  until [ -f "$dir/ready" ]; do
+    kill -0 "$cp_pid" 2>/dev/null || { tail -n 40 "$dir/control-plane.log" >&2; die "the control plane exited"; }
+    sleep 0.2
+  done
+  node_started=1
+  ZOOHERD_NODE_INDEX=0 bash "$here/node.sh" start "$dir" "$pause_tar" \
+    "$images/zookeeper-$key.tar" "$images/operator-$key.tar" >&2
+  local node
+  node=$(k get nodes -o jsonpath='{.items[0].metadata.name}')
+  [ "$node" = "$node_ip" ] || die "unexpected node name '$node'"
+
+  # ---- storage: a default StorageClass without a provisioner, and local volumes ---------
+  {
+    cat <<'EOF'
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: zooherd-local
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Retain
+EOF
+    local i
+    for i in $(seq 0 $((${ZOOHERD_E2E_VOLUMES:-16} - 1))); do
+      mkdir -p "$dir/pv/pv-$i"
+      cat <<EOF
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv-$i}
+spec:
+  capacity: {storage: 100Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: zooherd-local
+  local: {path: $dir/pv/pv-$i}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: ["$node"]}]}]
+EOF
+    done
+  } | k apply -f - >/dev/null
+
+  # ---- the operator, with Helm, as a user installs it -----------------------------------
+  HELM_CONFIG_HOME=$dir/helm/config HELM_CACHE_HOME=$dir/helm/cache HELM_DATA_HOME=$dir/helm/data \
+    "$ZOOHERD_HELM" --kubeconfig "$dir/kubeconfig" install "$release" "$repo/charts/zooherd" \
+    --namespace "$release_namespace" --create-namespace \
+    --set "image.repository=${operator_ref%:*},image.tag=$key" \
+    --set "serverImage.repository=${server_ref%:*},serverImage.tag=$key" \
+    --wait --timeout 5m >&2 \
+    || { k -n "$release_namespace" describe pods >&2 || true; die "helm install failed"; }
+
+  touch "$dir/cluster-ready"
+  echo "cluster: ready in $(($(now_ms) - started)) ms: kubectl --kubeconfig $dir/kubeconfig get zke -A" >&2
+
+  # ---- stay up until a signal, or until the control plane or the node ends --------------
+  while :; do
+    sleep 1 &
+    wait $! || true
+    kill -0 "$cp_pid" 2>/dev/null || die "the control plane exited (see $dir/control-plane.log)"
+    [ -f "$dir/node-0/pid" ] && kill -0 "$(cat "$dir/node-0/pid")" 2>/dev/null \
+      || die "the node exited (see $dir/node-0/logs)"
+  done
+}
+
+case ${1:-} in
+  run) [ $# -eq 3 ] || usage; run "$2" "$3" ;;
+  down) [ $# -eq 2 ] || usage; down "$2" ;;
+  *) usage ;;
+esac

@@ -1,0 +1,267 @@
+//! A local cluster whose node really runs pods, for the end-to-end tests: the control plane,
+//! one node (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS) and the operator installed
+//! with Helm, all brought up by `tests/e2e/cluster.sh run` (see that script and
+//! tests/e2e/README.md).
+//!
+//! [`LocalCluster::start`] runs the script with SIGTERM as its parent-death signal, so the node
+//! is torn down even when the test process dies; `ZOOHERD_E2E_DIR` points at a cluster that is
+//! already up (`tests/e2e/demo.sh --keep`), which is then used and left running.
+//!
+//! The node's processes are the host's processes too (the node has its own PID namespace,
+//! but the host sees into it), so the tests can do what the seed walkthroughs do to a server:
+//! `kill -9` or SIGSTOP its JVM, found through the container's cgroup. They can also hold the
+//! kubelet (SIGSTOP), so that a killed server stays down as long as the walkthrough needs.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+use super::control_plane::ControlPlane;
+use super::process;
+
+/// How long bringing the cluster up may take: images, control plane, node and Helm install.
+const START_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The node's cgroup root (node.sh: `cgroupRoot: /zhnode<index>`, index 0).
+const NODE_CGROUP: &str = "/sys/fs/cgroup/pids/zhnode0";
+
+/// A running local cluster.
+pub struct LocalCluster {
+    dir: PathBuf,
+    api: ControlPlane,
+    owned: Option<(Child, TempDir)>,
+}
+
+impl LocalCluster {
+    /// Brings up a cluster of its own (or uses the one `ZOOHERD_E2E_DIR` names), with images
+    /// made from this build's zooherd binary. Panics with the script's log if it fails.
+    pub fn start() -> LocalCluster {
+        if let Some(dir) = std::env::var_os("ZOOHERD_E2E_DIR").filter(|d| !d.is_empty()) {
+            let dir = PathBuf::from(dir);
+            assert!(
+                dir.join("cluster-ready").exists(),
+                "ZOOHERD_E2E_DIR={} holds no running cluster (tests/e2e/demo.sh --keep makes one)",
+                dir.display()
+            );
+            return LocalCluster {
+                api: ControlPlane::existing(dir.join("kubeconfig")),
+                dir,
+                owned: None,
+            };
+        }
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the end-to-end tests need root (network namespaces, cgroups, containerd): \
+             run them as root, e.g. through `bash tests/run.sh` in CI"
+        );
+        let temp = super::owned_temp_dir("zooherd-e2e-").expect("a temporary directory");
+        let dir = temp.path().to_path_buf();
+        let log_path = dir.join("cluster.log");
+        let log = File::create(&log_path).expect("creating cluster.log");
+        let mut command = Command::new("bash");
+        command
+            .arg(super::repo_root().join("tests/e2e/cluster.sh"))
+            .arg("run")
+            .arg(&dir)
+            .arg(env!("CARGO_BIN_EXE_zooherd"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cluster.log"))
+            .stderr(log);
+        let started = Instant::now();
+        let mut child = process::spawn_with_death_signal(command, Signal::SIGTERM)
+            .expect("running tests/e2e/cluster.sh");
+        while !dir.join("cluster-ready").exists() {
+            let failure = match child.try_wait().expect("waiting for cluster.sh") {
+                Some(status) => Some(format!("cluster.sh exited ({status})")),
+                None if started.elapsed() > START_TIMEOUT => {
+                    Some(format!("not ready after {START_TIMEOUT:?}"))
+                }
+                None => None,
+            };
+            if let Some(failure) = failure {
+                let _ = process::terminate(&mut child, Signal::SIGTERM, Duration::from_secs(60));
+                let log = super::tail(&log_path, 80);
+                let kept = temp.keep();
+                panic!(
+                    "the local cluster did not come up: {failure} (files kept in {})\n{log}",
+                    kept.display()
+                );
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!(
+            "local cluster (control plane, node, operator by Helm) ready in {:.1} s ({})",
+            started.elapsed().as_secs_f64(),
+            dir.display()
+        );
+        LocalCluster {
+            api: ControlPlane::existing(dir.join("kubeconfig")),
+            dir,
+            owned: Some((child, temp)),
+        }
+    }
+
+    /// The API side: kubectl, helm, clients, namespaces.
+    pub fn api(&self) -> &ControlPlane {
+        &self.api
+    }
+
+    /// The cluster's directory (kubeconfig, logs, volumes).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Marks the node unschedulable (`kubectl cordon`) or schedulable again: a deleted server's
+    /// pod then stays Pending, i.e. the server stays stopped, until the node is uncordoned.
+    pub fn set_schedulable(&self, schedulable: bool) {
+        let verb = if schedulable { "uncordon" } else { "cordon" };
+        let out = self
+            .api
+            .kubectl()
+            .args([verb, "10.212.0.2"])
+            .output()
+            .expect("running kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Sends `signal` to every process of the first container of `pod`, found through the
+    /// container's cgroup on the node. Returns how many processes got it.
+    pub async fn signal_container(&self, pods: &Api<Pod>, pod: &str, signal: Signal) -> usize {
+        let object = pods.get(pod).await.expect("reading the pod");
+        let container_id = object
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref()?.first()?.container_id.clone())
+            .unwrap_or_else(|| panic!("pod {pod} has no running container"));
+        let id = container_id
+            .strip_prefix("containerd://")
+            .unwrap_or_else(|| panic!("unexpected container id {container_id}"));
+        let procs = find_dir(Path::new(NODE_CGROUP), id)
+            .unwrap_or_else(|| panic!("no cgroup for container {id} of pod {pod}"))
+            .join("cgroup.procs");
+        let pids = fs::read_to_string(&procs).expect("reading cgroup.procs");
+        let mut signalled = 0;
+        for pid in pids.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            if kill(Pid::from_raw(pid), signal).is_ok() {
+                signalled += 1;
+            }
+        }
+        assert!(signalled > 0, "no process of pod {pod} got {signal}");
+        signalled
+    }
+
+    /// Holds (SIGSTOP) or resumes (SIGCONT) the node's kubelet: while it is held, nothing
+    /// restarts a container that dies, as with a server killed outside Kubernetes.
+    pub fn hold_kubelet(&self, hold: bool) {
+        let config = self.dir.join("node-0/kubelet/config.yaml");
+        let marker = format!("--config={}", config.display());
+        let pid = find_process(&marker).expect("the node's kubelet is not running");
+        let signal = if hold {
+            Signal::SIGSTOP
+        } else {
+            Signal::SIGCONT
+        };
+        kill(Pid::from_raw(pid as i32), signal).expect("signalling the kubelet");
+        if hold {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while process::is_stopped(pid) == Some(false) {
+                assert!(Instant::now() < deadline, "the kubelet did not stop");
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// The last lines of the operator's log (both replicas), for failure messages.
+    pub fn operator_log(&self) -> String {
+        let out = self
+            .api
+            .kubectl()
+            .args([
+                "-n",
+                "zooherd-system",
+                "logs",
+                "-l",
+                "app.kubernetes.io/name=zooherd",
+                "--tail=40",
+                "--prefix",
+            ])
+            .output()
+            .expect("running kubectl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if self.owned.is_none() {
+            // A cluster that outlives the test: undo what a failed walkthrough may have left.
+            if find_process(&format!(
+                "--config={}",
+                self.dir.join("node-0/kubelet/config.yaml").display()
+            ))
+            .is_ok()
+            {
+                self.hold_kubelet(false);
+            }
+            self.set_schedulable(true);
+        }
+        if let Some((mut child, temp)) = self.owned.take() {
+            // The script tears the node and the control plane down on SIGTERM.
+            let _ = process::terminate(&mut child, Signal::SIGTERM, Duration::from_secs(90));
+            drop(temp);
+        }
+    }
+}
+
+/// The directory named `name` below `root` (depth-first).
+fn find_dir(root: &Path, name: &str) -> Option<PathBuf> {
+    for entry in fs::read_dir(root).ok()?.flatten() {
+        let path = entry.path();
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if entry.file_name() == name {
+            return Some(path);
+        }
+        if let Some(found) = find_dir(&path, name) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// The pid of a process whose command line has the argument `arg`.
+fn find_process(arg: &str) -> io::Result<u32> {
+    for entry in fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes()) {
+            return Ok(pid);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no process with argument {arg}"),
+    ))
+}
