@@ -37,37 +37,6 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(240);
 /// for a loaded 2-core machine.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The ensemble's status once `check` accepts it; panics after `timeout` with the last status
-/// and the operator's log.
-async fn wait_status(
-    cluster: &LocalCluster,
-    ensembles: &Api<ZooKeeperEnsemble>,
-    name: &str,
-    what: &str,
-    timeout: Duration,
-    check: impl Fn(&ZooKeeperEnsembleStatus) -> bool,
-) -> ZooKeeperEnsembleStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let status = ensembles
-            .get(name)
-            .await
-            .expect("reading the ensemble")
-            .status;
-        if let Some(status) = status.as_ref().filter(|s| check(s)) {
-            return status.clone();
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "{name}: no {what} after {timeout:?}; status: {}\noperator log:\n{}",
-                serde_json::to_string_pretty(&status).unwrap(),
-                cluster.operator_log()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 fn phase(status: &ZooKeeperEnsembleStatus) -> Option<Phase> {
     status.phase
 }
@@ -345,32 +314,6 @@ fn selector(name: &str) -> String {
     format!("app.kubernetes.io/name=zookeeper,app.kubernetes.io/instance={name}")
 }
 
-/// `kubectl apply -n NAMESPACE -f -` of `manifest` (YAML or JSON).
-fn apply(cluster: &LocalCluster, namespace: &str, manifest: &str) {
-    use std::io::Write;
-    let mut child = cluster
-        .api()
-        .kubectl()
-        .args(["-n", namespace, "apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("running kubectl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn secs(since: Instant) -> String {
     format!("{:.1} s", since.elapsed().as_secs_f64())
 }
@@ -399,11 +342,12 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
     let example =
         std::fs::read_to_string(support::repo_root().join("deploy/examples/three-servers.yaml"))
             .unwrap();
-    apply(cluster, &ns, &example);
-    let status = wait_status(cluster, &ensembles, name, "ACTIVE", FORM_TIMEOUT, |s| {
-        phase(s) == Some(Phase::Active)
-    })
-    .await;
+    cluster.apply(&ns, &example);
+    let status = cluster
+        .wait_status(&ensembles, name, "ACTIVE", FORM_TIMEOUT, |s| {
+            phase(s) == Some(Phase::Active)
+        })
+        .await;
     eprintln!("(a) three-servers.yaml: ACTIVE after {}", secs(t));
     assert_eq!(status.ready.as_deref(), Some("3/3"));
     assert_eq!(status.quorum, Some(2));
@@ -449,15 +393,11 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
     pods.delete(&stopped, &DeleteParams::default())
         .await
         .unwrap();
-    let status = wait_status(
-        cluster,
-        &ensembles,
-        name,
-        "DEGRADED 2/3",
-        CHANGE_TIMEOUT,
-        |s| phase(s) == Some(Phase::Degraded) && s.ready.as_deref() == Some("2/3"),
-    )
-    .await;
+    let status = cluster
+        .wait_status(&ensembles, name, "DEGRADED 2/3", CHANGE_TIMEOUT, |s| {
+            phase(s) == Some(Phase::Degraded) && s.ready.as_deref() == Some("2/3")
+        })
+        .await;
     eprintln!("(a) {stopped} stopped: DEGRADED 2/3 after {}", secs(t));
     assert_eq!(status.fault_tolerance, Some(0));
     assert!(matches!(
@@ -486,10 +426,11 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
     // (a) Start it again.
     let t = Instant::now();
     cluster.set_schedulable(true);
-    wait_status(cluster, &ensembles, name, "ACTIVE 3/3", FORM_TIMEOUT, |s| {
-        phase(s) == Some(Phase::Active) && s.ready.as_deref() == Some("3/3")
-    })
-    .await;
+    cluster
+        .wait_status(&ensembles, name, "ACTIVE 3/3", FORM_TIMEOUT, |s| {
+            phase(s) == Some(Phase::Active) && s.ready.as_deref() == Some("3/3")
+        })
+        .await;
     eprintln!("(a) {stopped} started: ACTIVE 3/3 after {}", secs(t));
     wait_event(
         client,
@@ -513,25 +454,26 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
     cluster
         .signal_container(&pods, &frozen, Signal::SIGSTOP)
         .await;
-    let status = wait_status(
-        cluster,
-        &ensembles,
-        name,
-        "the frozen member restarted",
-        Duration::from_secs(120),
-        |s| s.members.iter().any(|m| m.pod == frozen && m.restarts >= 1),
-    )
-    .await;
+    let status = cluster
+        .wait_status(
+            &ensembles,
+            name,
+            "the frozen member restarted",
+            Duration::from_secs(120),
+            |s| s.members.iter().any(|m| m.pod == frozen && m.restarts >= 1),
+        )
+        .await;
     eprintln!(
         "(c) {frozen} frozen: restarted by the operator after {} (phase {:?})",
         secs(t),
         status.phase
     );
     wait_event(client, &ns, name, ("Warning", "MemberRestarted", &frozen)).await;
-    wait_status(cluster, &ensembles, name, "ACTIVE 3/3", FORM_TIMEOUT, |s| {
-        phase(s) == Some(Phase::Active) && s.ready.as_deref() == Some("3/3")
-    })
-    .await;
+    cluster
+        .wait_status(&ensembles, name, "ACTIVE 3/3", FORM_TIMEOUT, |s| {
+            phase(s) == Some(Phase::Active) && s.ready.as_deref() == Some("3/3")
+        })
+        .await;
     eprintln!("(c) {frozen} back: ACTIVE 3/3 after {}", secs(t));
 
     // (d) Nothing acknowledged was lost.
@@ -558,8 +500,7 @@ async fn five_servers(cluster: &LocalCluster, client: &kube::Client) {
     let name = "zk5";
 
     let t = Instant::now();
-    apply(
-        cluster,
+    cluster.apply(
         &ns,
         &json!({
             "apiVersion": "zooherd.dev/v1beta1",
@@ -569,10 +510,11 @@ async fn five_servers(cluster: &LocalCluster, client: &kube::Client) {
         })
         .to_string(),
     );
-    let status = wait_status(cluster, &ensembles, name, "ACTIVE", FORM_TIMEOUT, |s| {
-        phase(s) == Some(Phase::Active)
-    })
-    .await;
+    let status = cluster
+        .wait_status(&ensembles, name, "ACTIVE", FORM_TIMEOUT, |s| {
+            phase(s) == Some(Phase::Active)
+        })
+        .await;
     eprintln!("(b) five servers: ACTIVE after {}", secs(t));
     assert_eq!(status.ready.as_deref(), Some("5/5"));
     assert_eq!(status.quorum, Some(3));
@@ -586,19 +528,19 @@ async fn five_servers(cluster: &LocalCluster, client: &kube::Client) {
     let first = status.leader.clone().unwrap();
     let t = Instant::now();
     pods.delete(&first, &DeleteParams::default()).await.unwrap();
-    let status = wait_status(
-        cluster,
-        &ensembles,
-        name,
-        "DEGRADED 4/5 with a new leader",
-        CHANGE_TIMEOUT,
-        |s| {
-            phase(s) == Some(Phase::Degraded)
-                && s.ready.as_deref() == Some("4/5")
-                && s.leader.as_ref().is_some_and(|l| *l != first)
-        },
-    )
-    .await;
+    let status = cluster
+        .wait_status(
+            &ensembles,
+            name,
+            "DEGRADED 4/5 with a new leader",
+            CHANGE_TIMEOUT,
+            |s| {
+                phase(s) == Some(Phase::Degraded)
+                    && s.ready.as_deref() == Some("4/5")
+                    && s.leader.as_ref().is_some_and(|l| *l != first)
+            },
+        )
+        .await;
     let second_leader = status.leader.clone().unwrap();
     eprintln!(
         "(b) leader {first} stopped: DEGRADED 4/5, {second_leader} leads, after {}",
@@ -620,15 +562,11 @@ async fn five_servers(cluster: &LocalCluster, client: &kube::Client) {
     pods.delete(&second, &DeleteParams::default())
         .await
         .unwrap();
-    let status = wait_status(
-        cluster,
-        &ensembles,
-        name,
-        "DEGRADED 3/5",
-        CHANGE_TIMEOUT,
-        |s| phase(s) == Some(Phase::Degraded) && s.ready.as_deref() == Some("3/5"),
-    )
-    .await;
+    let status = cluster
+        .wait_status(&ensembles, name, "DEGRADED 3/5", CHANGE_TIMEOUT, |s| {
+            phase(s) == Some(Phase::Degraded) && s.ready.as_deref() == Some("3/5")
+        })
+        .await;
     eprintln!("(b) {second} stopped: DEGRADED 3/5 after {}", secs(t));
     assert_eq!(status.fault_tolerance, Some(0));
     let serving_leader = status.leader.clone().unwrap();
@@ -654,10 +592,11 @@ async fn five_servers(cluster: &LocalCluster, client: &kube::Client) {
     cluster
         .signal_container(&pods, &third, Signal::SIGKILL)
         .await;
-    let down = wait_status(cluster, &ensembles, name, "DOWN", CHANGE_TIMEOUT, |s| {
-        phase(s) == Some(Phase::Down)
-    })
-    .await;
+    let down = cluster
+        .wait_status(&ensembles, name, "DOWN", CHANGE_TIMEOUT, |s| {
+            phase(s) == Some(Phase::Down)
+        })
+        .await;
     eprintln!(
         "(b) {third} killed: DOWN after {} ({})",
         secs(t),
@@ -682,10 +621,11 @@ async fn five_servers(cluster: &LocalCluster, client: &kube::Client) {
     let t = Instant::now();
     cluster.hold_kubelet(false);
     cluster.set_schedulable(true);
-    let status = wait_status(cluster, &ensembles, name, "ACTIVE 5/5", FORM_TIMEOUT, |s| {
-        phase(s) == Some(Phase::Active) && s.ready.as_deref() == Some("5/5")
-    })
-    .await;
+    let status = cluster
+        .wait_status(&ensembles, name, "ACTIVE 5/5", FORM_TIMEOUT, |s| {
+            phase(s) == Some(Phase::Active) && s.ready.as_deref() == Some("5/5")
+        })
+        .await;
     eprintln!(
         "(b) all back: ACTIVE 5/5 after {}, {} leads",
         secs(t),

@@ -355,3 +355,66 @@ async fn api_server_rejects_invalid_manifests_naming_the_field() {
     );
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
+
+/// Events with the same type, reason and action join one series only when their notes are the
+/// same: kube's Recorder alone would keep the first note, so a second `ACTIVE -> DEGRADED`
+/// within minutes would name the members that failed the first time.
+#[tokio::test]
+async fn events_join_a_series_only_when_they_say_the_same() {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use kube::runtime::events::{Event, EventType, Reporter};
+    use zooherd::controller::events::EventPublisher;
+
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "events").await.unwrap();
+    let ensemble = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &example_ensemble("zk"))
+        .await
+        .unwrap();
+    let publisher = EventPublisher::new(
+        client.clone(),
+        Reporter {
+            controller: "zooherd-test".into(),
+            instance: None,
+        },
+    );
+    let reference = ensemble.object_ref(&());
+    let degraded = |note: &str| Event {
+        type_: EventType::Warning,
+        reason: "Degraded".into(),
+        note: Some(note.into()),
+        action: "ObserveQuorum".into(),
+        secondary: None,
+    };
+    for note in [
+        "ACTIVE -> DEGRADED: zk-0 is out",
+        "ACTIVE -> DEGRADED: zk-0 is out",
+        "ACTIVE -> DEGRADED: zk-2 is out",
+    ] {
+        publisher
+            .publish(&degraded(note), &reference)
+            .await
+            .unwrap();
+    }
+    let events = Api::<K8sEvent>::namespaced(client.clone(), &ns);
+    let mut seen: Vec<(String, i32)> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Degraded"))
+        .map(|e| (e.note.unwrap_or_default(), e.series.map_or(1, |s| s.count)))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("ACTIVE -> DEGRADED: zk-0 is out".to_string(), 2),
+            ("ACTIVE -> DEGRADED: zk-2 is out".to_string(), 1),
+        ]
+    );
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}

@@ -12,7 +12,7 @@
 
 mod apply;
 mod conditions;
-mod events;
+pub mod events;
 mod reconcile;
 mod roll;
 pub mod service;

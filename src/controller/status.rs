@@ -161,7 +161,15 @@ pub async fn update(
             now,
         );
         if let RestartDecision::Delete { pod, myid, reason } = decision {
-            if delete_pod(ensemble, ctx, &pod, pod_uid(&pod)).await? {
+            if delete_pod(
+                ensemble,
+                ctx,
+                &pod,
+                pod_uid(&pod),
+                Some(FAILED_MEMBER_GRACE_SECONDS),
+            )
+            .await?
+            {
                 ctx.metrics.member_restarted(&namespace, &name);
                 tracing::warn!(%pod, %reason, "restarted a failed member");
                 publish(
@@ -204,7 +212,7 @@ pub async fn update(
                     .and_then(|d| d.synced_followers),
             );
             if let RollStep::Delete { pod, reason } = &step
-                && delete_pod(ensemble, ctx, pod, pod_uid(pod)).await?
+                && delete_pod(ensemble, ctx, pod, pod_uid(pod), None).await?
             {
                 tracing::info!(%pod, %reason, "rolling");
                 publish(
@@ -307,11 +315,19 @@ async fn write_status(
 
 /// Deletes a member's pod so that the StatefulSet recreates it. Returns false when the pod
 /// was already gone or replaced: what the delete was for has happened.
+/// How long a failed member gets to exit when the operator restarts it. A frozen or wedged
+/// JVM would only use up the pod's whole grace period (30 s) before the kubelet kills it, and
+/// ZooKeeper needs no clean shutdown for its data: its transaction log is synced on every write.
+const FAILED_MEMBER_GRACE_SECONDS: u32 = 5;
+
+/// Deletes `pod` (the one with `uid`), with `grace_period_seconds` instead of the pod's own when
+/// set. Returns false when the pod is already gone or replaced.
 async fn delete_pod(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
     pod: &str,
     uid: Option<String>,
+    grace_period_seconds: Option<u32>,
 ) -> Result<bool, Error> {
     let api: Api<Pod> = Api::namespaced(
         ctx.client.clone(),
@@ -323,6 +339,7 @@ async fn delete_pod(
             uid,
             resource_version: None,
         }),
+        grace_period_seconds,
         ..DeleteParams::default()
     };
     match api.delete(pod, &params).await {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager and kube-scheduler from the upstream Go
-# modules into ~/.cache/zooherd/bin/<component>-<version>/, once per version.
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and for the end-to-end
+# node kubelet, kube-proxy and CoreDNS, from the upstream Go modules into
+# ~/.cache/zooherd/bin/<component>-<version>/, once per version.
 #
 # Kubernetes' own go.mod replaces every k8s.io/<staging> module with ./staging/src/..., which
 # a consumer cannot use; the wrapper module below requires k8s.io/kubernetes and replaces each
@@ -15,9 +16,7 @@ jobs=${ZOOHERD_BUILD_JOBS:-2}
 
 build_kubernetes() {
   local v=$KUBERNETES_VERSION out="$cache/bin/kubernetes-$KUBERNETES_VERSION"
-  local extra=()
-  read -ra extra <<< "${ZOOHERD_EXTRA_KUBE_BINS:-}"
-  local bins=(kube-apiserver kube-controller-manager kube-scheduler "${extra[@]}")
+  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
   local missing=()
   for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing+=("$b"); done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -91,5 +90,15 @@ build_etcd() {
   )
 }
 
+# CoreDNS, the cluster DNS of the end-to-end node: its main package is the module's root.
+build_coredns() {
+  local v=$COREDNS_VERSION out="$cache/bin/coredns-$COREDNS_VERSION"
+  [ -x "$out/coredns" ] && return 0
+  mkdir -p "$out"
+  echo "building coredns v$v" >&2
+  GOBIN=$out go install -p "$jobs" -trimpath -ldflags '-s -w' "github.com/coredns/coredns@v$v"
+}
+
 build_etcd
 build_kubernetes
+build_coredns

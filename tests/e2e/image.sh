@@ -105,7 +105,7 @@ base_rootfs() {
   # ldd fails on a static binary.
   [ -x "$bb" ] && ! ldd "$bb" >/dev/null 2>&1 \
     || die "a static /bin/busybox is needed (apt-get install busybox-static)"
-  local jdk=${ZOOHERD_E2E_JDK:-/usr/lib/jvm/java-17-openjdk-amd64}
+  local jdk=${ZOOHERD_E2E_JDK:-$(dirname "$(dirname "$(readlink -f "$(command -v jlink)")")")}
   [ -x "$jdk/bin/jlink" ] || die "no JDK with jlink at $jdk (set ZOOHERD_E2E_JDK)"
   mkdir -p "$r/bin" "$r/tmp" "$r/etc" "$r/proc" "$r/sys" "$r/dev"
   chmod 1777 "$r/tmp"

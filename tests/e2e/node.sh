@@ -42,16 +42,11 @@
 #   ZOOHERD_NODE_KUBE_PROXY  1: run kube-proxy, nftables mode (default 1)
 #   ZOOHERD_NODE_DNS         1: run CoreDNS on the pods' gateway, as the cluster DNS (default 1
 #                            when the binary exists)
-#   ZOOHERD_KUBELET, ZOOHERD_KUBE_PROXY, ZOOHERD_COREDNS   binaries (default: the cache)
+#   ZOOHERD_KUBELET, ZOOHERD_KUBE_PROXY, ZOOHERD_COREDNS   binaries (default: tests/cluster/env.sh)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../cluster/env.sh
 . "$here/../cluster/env.sh"
-COREDNS_VERSION=${COREDNS_VERSION:-1.14.7}
-kbin=$ZOOHERD_CACHE/bin/kubernetes-$KUBERNETES_VERSION
-ZOOHERD_KUBELET=${ZOOHERD_KUBELET:-$kbin/kubelet}
-ZOOHERD_KUBE_PROXY=${ZOOHERD_KUBE_PROXY:-$kbin/kube-proxy}
-ZOOHERD_COREDNS=${ZOOHERD_COREDNS:-$ZOOHERD_CACHE/bin/coredns-$COREDNS_VERSION/coredns}
 with_proxy=${ZOOHERD_NODE_KUBE_PROXY:-1}
 with_dns=${ZOOHERD_NODE_DNS:-}
 [ -n "$with_dns" ] || { [ -x "$ZOOHERD_COREDNS" ] && with_dns=1 || with_dns=0; }
@@ -230,7 +225,7 @@ start() {
     command -v "$b" >/dev/null || die "$b is missing"
   done
   [ -x "$cni_bin/bridge" ] || die "$cni_bin/bridge is missing (apt-get install containernetworking-plugins)"
-  [ -x "$ZOOHERD_KUBELET" ] || die "$ZOOHERD_KUBELET is missing: ZOOHERD_EXTRA_KUBE_BINS='kubelet kube-proxy' bash tests/cluster/build-control-plane.sh"
+  [ -x "$ZOOHERD_KUBELET" ] || die "$ZOOHERD_KUBELET is missing: bash tests/cluster/setup.sh"
   [ "$with_proxy" != 1 ] || [ -x "$ZOOHERD_KUBE_PROXY" ] || die "$ZOOHERD_KUBE_PROXY is missing"
   [ "$with_proxy" != 1 ] || command -v nft >/dev/null || die "nft is missing (apt-get install nftables)"
   [ "$with_dns" != 1 ] || [ -x "$ZOOHERD_COREDNS" ] || die "$ZOOHERD_COREDNS is missing"

@@ -24,6 +24,7 @@ use kube::api::Api;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
+use zooherd::api::{ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 
 use super::control_plane::ControlPlane;
 use super::process;
@@ -43,8 +44,15 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Brings up a cluster of its own (or uses the one `ZOOHERD_E2E_DIR` names), with images
-    /// made from this build's zooherd binary. Panics with the script's log if it fails.
+    /// made from this build's zooherd binary and 16 local volumes. Panics with the script's
+    /// log if it fails.
     pub fn start() -> LocalCluster {
+        Self::start_with_volumes(16)
+    }
+
+    /// [`LocalCluster::start`] with `volumes` local PersistentVolumes (one per server; a
+    /// deleted ensemble's volumes are not reused).
+    pub fn start_with_volumes(volumes: usize) -> LocalCluster {
         if let Some(dir) = std::env::var_os("ZOOHERD_E2E_DIR").filter(|d| !d.is_empty()) {
             let dir = PathBuf::from(dir);
             assert!(
@@ -73,6 +81,7 @@ impl LocalCluster {
             .arg("run")
             .arg(&dir)
             .arg(env!("CARGO_BIN_EXE_zooherd"))
+            .env("ZOOHERD_E2E_VOLUMES", volumes.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("cluster.log"))
             .stderr(log);
@@ -137,9 +146,9 @@ impl LocalCluster {
         );
     }
 
-    /// Sends `signal` to every process of the first container of `pod`, found through the
-    /// container's cgroup on the node. Returns how many processes got it.
-    pub async fn signal_container(&self, pods: &Api<Pod>, pod: &str, signal: Signal) -> usize {
+    /// The host pids of the processes of the first container of `pod`, found through the
+    /// container's cgroup on the node.
+    pub async fn container_pids(&self, pods: &Api<Pod>, pod: &str) -> Vec<i32> {
         let object = pods.get(pod).await.expect("reading the pod");
         let container_id = object
             .status
@@ -152,13 +161,22 @@ impl LocalCluster {
         let procs = find_dir(Path::new(NODE_CGROUP), id)
             .unwrap_or_else(|| panic!("no cgroup for container {id} of pod {pod}"))
             .join("cgroup.procs");
-        let pids = fs::read_to_string(&procs).expect("reading cgroup.procs");
-        let mut signalled = 0;
-        for pid in pids.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            if kill(Pid::from_raw(pid), signal).is_ok() {
-                signalled += 1;
-            }
-        }
+        fs::read_to_string(&procs)
+            .expect("reading cgroup.procs")
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .collect()
+    }
+
+    /// Sends `signal` to every process of the first container of `pod`. Returns how many
+    /// processes got it.
+    pub async fn signal_container(&self, pods: &Api<Pod>, pod: &str, signal: Signal) -> usize {
+        let signalled = self
+            .container_pids(pods, pod)
+            .await
+            .into_iter()
+            .filter(|pid| kill(Pid::from_raw(*pid), signal).is_ok())
+            .count();
         assert!(signalled > 0, "no process of pod {pod} got {signal}");
         signalled
     }
@@ -181,6 +199,62 @@ impl LocalCluster {
                 assert!(Instant::now() < deadline, "the kubelet did not stop");
                 thread::sleep(Duration::from_millis(10));
             }
+        }
+    }
+
+    /// `kubectl apply -n NAMESPACE -f -` of `manifest` (YAML or JSON).
+    pub fn apply(&self, namespace: &str, manifest: &str) {
+        use std::io::Write;
+        let mut child = self
+            .api
+            .kubectl()
+            .args(["-n", namespace, "apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running kubectl");
+        let mut stdin = child.stdin.take().expect("kubectl's stdin");
+        stdin
+            .write_all(manifest.as_bytes())
+            .expect("writing to kubectl");
+        drop(stdin);
+        let out = child.wait_with_output().expect("waiting for kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The ensemble's status once `check` accepts it, polled every 100 ms; panics after
+    /// `timeout` with the last status and the operator's log.
+    pub async fn wait_status(
+        &self,
+        ensembles: &Api<ZooKeeperEnsemble>,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&ZooKeeperEnsembleStatus) -> bool,
+    ) -> ZooKeeperEnsembleStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = ensembles
+                .get(name)
+                .await
+                .expect("reading the ensemble")
+                .status;
+            if let Some(status) = status.as_ref().filter(|s| check(s)) {
+                return status.clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{name}: no {what} after {timeout:?}; status: {}\noperator log:\n{}",
+                    serde_json::to_string_pretty(&status).unwrap_or_default(),
+                    self.operator_log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
