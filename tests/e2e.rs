@@ -19,7 +19,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -98,7 +98,12 @@ async fn events(
         .await
         .expect("listing events");
     let mut items = events.items;
-    items.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
+    items.sort_by_key(|e| {
+        (
+            e.event_time.clone().map(|t| t.0),
+            e.last_timestamp.clone().map(|t| t.0),
+        )
+    });
     items
         .into_iter()
         .map(|e| {
@@ -171,17 +176,37 @@ struct WriterReport {
 /// failure reconnects to whichever pods exist then (a recreated pod may have a new IP).
 struct Writer {
     stop: Arc<AtomicBool>,
+    acknowledged: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<WriterReport>,
 }
 
 impl Writer {
     fn start(pods: Api<Pod>, selector: String) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(write_loop(pods, selector, stop.clone()));
-        Writer { stop, task }
+        let acknowledged = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(write_loop(
+            pods,
+            selector,
+            stop.clone(),
+            acknowledged.clone(),
+        ));
+        Writer {
+            stop,
+            acknowledged,
+            task,
+        }
     }
 
-    /// How many writes were acknowledged so far is not tracked here; see [`Writer::finish`].
+    /// Waits until the ensemble acknowledges more writes: it is serving clients.
+    async fn wait_for_writes(&self, what: &str) {
+        let before = self.acknowledged.load(Ordering::SeqCst);
+        let deadline = Instant::now() + CHANGE_TIMEOUT;
+        while self.acknowledged.load(Ordering::SeqCst) < before + 10 {
+            assert!(Instant::now() < deadline, "no writes acknowledged {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn finish(self) -> WriterReport {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.expect("the writer panicked")
@@ -215,7 +240,12 @@ async fn connect(pods: &Api<Pod>, selector: &str) -> Option<zk::Client> {
     }
 }
 
-async fn write_loop(pods: Api<Pod>, selector: String, stop: Arc<AtomicBool>) -> WriterReport {
+async fn write_loop(
+    pods: Api<Pod>,
+    selector: String,
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<AtomicU64>,
+) -> WriterReport {
     let mode = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
     let mut report = WriterReport {
         acknowledged: Vec::new(),
@@ -245,6 +275,7 @@ async fn write_loop(pods: Api<Pod>, selector: String, stop: Arc<AtomicBool>) -> 
                     .acknowledged
                     .push((format!("w-{:010}", sequence.into_i64()), value));
                 report.longest_gap = report.longest_gap.max(last_ack.elapsed());
+                acknowledged.fetch_add(1, Ordering::SeqCst);
                 last_ack = Instant::now();
             }
             Ok(Err(_)) | Err(_) => {
@@ -400,6 +431,9 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
         .await;
     eprintln!("(a) {stopped} stopped: DEGRADED 2/3 after {}", secs(t));
     assert_eq!(status.fault_tolerance, Some(0));
+    writer
+        .wait_for_writes("while DEGRADED 2/3: the quorum must still serve")
+        .await;
     assert!(matches!(
         member_state(&status, &stopped),
         Some(MemberState::Missing | MemberState::Unreachable)
@@ -569,6 +603,9 @@ async fn five_servers(cluster: &LocalCluster, client: &kube::Client) {
         .await;
     eprintln!("(b) {second} stopped: DEGRADED 3/5 after {}", secs(t));
     assert_eq!(status.fault_tolerance, Some(0));
+    writer
+        .wait_for_writes("while DEGRADED 3/5: the quorum must still serve")
+        .await;
     let serving_leader = status.leader.clone().unwrap();
     let leader_answer = srvr(&pod_ip(&pods, &serving_leader).await).await;
     assert!(
@@ -639,5 +676,108 @@ async fn five_servers(cluster: &LocalCluster, client: &kube::Client) {
         verify_writes(&pods, &selector(name), &report).await
     );
 
+    image_change_rolls(cluster, client, &ns, name).await;
     cluster.api().delete_namespace(client, &ns).await.unwrap();
+}
+
+/// A new server image on the ACTIVE 5-server ensemble (issue 8's roll): the operator replaces
+/// one server at a time, followers first and the leader last, never losing the quorum, with a
+/// client writing throughout; prints how long the client went without an acknowledged write.
+async fn image_change_rolls(cluster: &LocalCluster, client: &kube::Client, ns: &str, name: &str) {
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), ns);
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let before = ensembles.get(name).await.unwrap().status.unwrap();
+    let leader = before.leader.clone().unwrap();
+    let image = cluster.server_image();
+    let rolled = format!("{image}-rolled");
+    cluster.tag_image(&image, &rolled);
+
+    let writer = Writer::start(pods.clone(), selector(name));
+    writer.wait_for_writes("before the roll").await;
+    let t = Instant::now();
+    ensembles
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"image": rolled}})),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let list = pods
+            .list(&ListParams::default().labels(&selector(name)))
+            .await
+            .unwrap();
+        let all_rolled = list.items.len() == 5
+            && list.items.iter().all(|p| {
+                p.spec.as_ref().map(|s| s.containers[0].image.as_deref()) == Some(Some(&rolled))
+                    && p.metadata.deletion_timestamp.is_none()
+            });
+        let status = ensembles.get(name).await.unwrap().status.unwrap();
+        if all_rolled
+            && phase(&status) == Some(Phase::Active)
+            && status.ready.as_deref() == Some("5/5")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the roll did not finish: {:?}\n{}",
+            status,
+            cluster.operator_log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "(roll) image change on 5 servers: all replaced, ACTIVE 5/5 after {}",
+        secs(t)
+    );
+
+    let rolling: Vec<String> = events(client, ns, name)
+        .await
+        .into_iter()
+        .filter(|(_, reason, _)| reason == "RollingMember")
+        .map(|(_, _, message)| message)
+        .collect();
+    assert_eq!(
+        rolling.len(),
+        5,
+        "one RollingMember Event per server: {rolling:#?}"
+    );
+    assert!(
+        rolling[..4]
+            .iter()
+            .all(|m| !m.contains(&format!("{leader} "))),
+        "the leader {leader} was rolled before a follower: {rolling:#?}"
+    );
+    assert!(
+        rolling[4].contains(&leader),
+        "the leader {leader} was not last: {rolling:#?}"
+    );
+    // No crash loop: every replacement started once and stayed up.
+    for pod in pods
+        .list(&ListParams::default().labels(&selector(name)))
+        .await
+        .unwrap()
+    {
+        let restarts: i32 = pod
+            .status
+            .and_then(|s| s.container_statuses)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.restart_count)
+            .sum();
+        assert_eq!(
+            restarts,
+            0,
+            "{} restarted its container",
+            pod.metadata.name.unwrap_or_default()
+        );
+    }
+    let report = writer.finish().await;
+    eprintln!(
+        "(roll) {}",
+        verify_writes(&pods, &selector(name), &report).await
+    );
 }

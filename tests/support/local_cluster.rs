@@ -258,6 +258,32 @@ impl LocalCluster {
         }
     }
 
+    /// The server image the chart was installed with (tests/e2e/cluster.sh: images.env).
+    pub fn server_image(&self) -> String {
+        let env = fs::read_to_string(self.dir.join("images.env")).expect("reading images.env");
+        env.lines()
+            .find_map(|l| l.strip_prefix("ZOOHERD_E2E_SERVER_IMAGE="))
+            .expect("images.env names the server image")
+            .to_string()
+    }
+
+    /// Gives image `from` a second name `to` in the node's containerd: a new image reference
+    /// with the same content, so that a spec change to it rolls the servers.
+    pub fn tag_image(&self, from: &str, to: &str) {
+        let out = Command::new("bash")
+            .arg(super::repo_root().join("tests/e2e/node.sh"))
+            .args(["ctr"])
+            .arg(&self.dir)
+            .args(["-n", "k8s.io", "images", "tag", "--force", from, to])
+            .output()
+            .expect("running node.sh ctr");
+        assert!(
+            out.status.success(),
+            "tagging {from} as {to}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The last lines of the operator's log (both replicas), for failure messages.
     pub fn operator_log(&self) -> String {
         let out = self
