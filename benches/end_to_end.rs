@@ -44,10 +44,11 @@ fn main() {
         println!("end_to_end: a benchmark; run `cargo bench --bench end_to_end`");
         return;
     }
-    let sizes = env_list("ZOOHERD_BENCH_SIZES", &[3, 5]);
-    let repeats = env_list("ZOOHERD_BENCH_REPEATS", &[2])[0];
-    let at_rest = env_list("ZOOHERD_BENCH_AT_REST", &[10])[0];
-    let rest_window = Duration::from_secs(env_list("ZOOHERD_BENCH_REST_SECONDS", &[60])[0] as u64);
+    let sizes = support::env_list("ZOOHERD_BENCH_SIZES", &[3, 5]);
+    let repeats = support::env_list("ZOOHERD_BENCH_REPEATS", &[2])[0];
+    let at_rest = support::env_list("ZOOHERD_BENCH_AT_REST", &[10])[0];
+    let rest_window =
+        Duration::from_secs(support::env_list("ZOOHERD_BENCH_REST_SECONDS", &[60])[0] as u64);
     let volumes = sizes.iter().sum::<usize>() * repeats + at_rest;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -65,20 +66,6 @@ fn main() {
         }
         at_rest_cost(&cluster, &client, at_rest, rest_window).await;
     });
-}
-
-fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
-    match std::env::var(name) {
-        Ok(value) => value
-            .split(',')
-            .map(|v| {
-                v.trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("{name}: {v} is not a number"))
-            })
-            .collect(),
-        Err(_) => default.to_vec(),
-    }
 }
 
 fn manifest(name: &str, replicas: usize) -> String {

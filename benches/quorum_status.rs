@@ -44,8 +44,8 @@ fn main() {
         println!("quorum_status: a benchmark; run `cargo bench --bench quorum_status`");
         return;
     }
-    let sizes = env_list("ZOOHERD_BENCH_SIZES", &[3, 5, 7]);
-    let repeats = env_list("ZOOHERD_BENCH_REPEATS", &[3])[0];
+    let sizes = support::env_list("ZOOHERD_BENCH_SIZES", &[3, 5, 7]);
+    let repeats = support::env_list("ZOOHERD_BENCH_REPEATS", &[3])[0];
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,20 +55,6 @@ fn main() {
             bench_size(size, repeats).await;
         }
     });
-}
-
-fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
-    match std::env::var(name) {
-        Ok(text) if !text.trim().is_empty() => text
-            .split(',')
-            .map(|n| {
-                n.trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("{name}: not a number: {n:?}"))
-            })
-            .collect(),
-        _ => default.to_vec(),
-    }
 }
 
 /// The controller's loop: a probe round, then the rule, once per [`PROBE_INTERVAL`].

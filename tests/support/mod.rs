@@ -40,6 +40,22 @@ pub fn version(key: &str) -> String {
         .unwrap_or_else(|| panic!("tests/cluster/versions.env has no {key}"))
 }
 
+/// The comma-separated numbers in environment variable `name` (a benchmark's knobs), or
+/// `default` when it is unset or empty.
+pub fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    match std::env::var(name) {
+        Ok(text) if !text.trim().is_empty() => text
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}: not a number: {n:?}"))
+            })
+            .collect(),
+        _ => default.to_vec(),
+    }
+}
+
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
