@@ -9,7 +9,9 @@
 //! [`rule::EnsembleMemory::record_restart`].
 
 pub mod admin;
+pub mod membership;
 pub mod probe;
+pub mod reconfig;
 pub mod restart;
 pub mod rule;
 
