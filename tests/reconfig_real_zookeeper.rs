@@ -10,14 +10,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::zookeeper::{ADMIN_PORT, ZkEnsemble, server_line};
+use support::scaling::{Scaler, committed, names, states};
+use support::zookeeper::{ZkEnsemble, server_line};
 use tokio::sync::Mutex;
-use zooherd::api::MemberState;
 use zooherd::quorum::membership::{Membership, ScaleFacts, ScaleStep, next_step};
-use zooherd::quorum::probe::{ProbeSettings, Prober};
 use zooherd::quorum::reconfig::{Reconfigurer, super_digest};
 
 const PASSWORD: &str = "test-superuser-password";
@@ -25,13 +23,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 static ONE_ENSEMBLE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
-
-fn prober() -> Prober {
-    Prober::new(ProbeSettings {
-        admin_port: ADMIN_PORT,
-        ..ProbeSettings::default()
-    })
-}
 
 /// An ensemble of `size` prepared members, the first `voters` of them started as the voters.
 async fn start(size: usize, voters: usize) -> ZkEnsemble {
@@ -48,101 +39,21 @@ async fn start(size: usize, voters: usize) -> ZkEnsemble {
     zk
 }
 
-/// What the members with a "pod" (the first `replicas`) answer, by myid.
-async fn states(zk: &ZkEnsemble, replicas: usize) -> BTreeMap<u8, MemberState> {
-    let voters: Vec<_> = zk.voters().into_iter().take(replicas).collect();
-    let round = prober().probe(&voters).await;
-    round
-        .observations
-        .iter()
-        .map(|o| (o.myid as u8, o.state()))
-        .collect()
-}
-
 fn committed_voters(membership: &Membership) -> Vec<u8> {
     membership.voters().into_iter().collect()
 }
 
-/// Reads the committed membership through the running members.
-async fn committed(zk: &ZkEnsemble, replicas: usize) -> Membership {
-    Reconfigurer::default()
-        .committed(&zk.client_addresses(0..replicas), PASSWORD)
-        .await
-        .unwrap_or_else(|e| panic!("reading the committed membership: {e}"))
-}
-
-/// Plays the controller: plans a step from what is observed, makes it, until `desired` voters
-/// are steady. Returns every step taken (waits left out) with how long it took.
-async fn scale(
-    zk: &mut ZkEnsemble,
-    replicas: &mut usize,
-    desired: u8,
-) -> Vec<(ScaleStep, Duration)> {
-    let reconfigurer = Reconfigurer::default();
-    let started = Instant::now();
-    let mut steps = Vec::new();
-    loop {
-        assert!(
-            started.elapsed() < STEP_TIMEOUT * 4,
-            "scaling to {desired} took too long; steps so far: {steps:?}"
-        );
-        let servers = zk.client_addresses(0..*replicas);
-        let committed = committed(zk, *replicas).await;
-        let states = states(zk, *replicas).await;
-        let step = next_step(&ScaleFacts {
-            desired,
-            committed: &committed,
-            stateful_set_replicas: *replicas as u8,
-            states: &states,
-        });
-        let began = Instant::now();
-        match &step {
-            ScaleStep::Steady => return steps,
-            ScaleStep::Wait(_) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-            ScaleStep::Refuse(why) => panic!("refused: {why}"),
-            ScaleStep::Grow(n) => {
-                for i in *replicas..usize::from(*n) {
-                    zk.start_member(i).expect("start a joining member");
-                }
-                *replicas = usize::from(*n);
-            }
-            ScaleStep::Shrink(n) => {
-                for i in usize::from(*n)..*replicas {
-                    zk.stop(i).expect("stop a removed member");
-                }
-                *replicas = usize::from(*n);
-            }
-            ScaleStep::AddVoter(myid) => {
-                let line = server_line(
-                    &zk.member(usize::from(*myid) - 1).spec().servers[usize::from(*myid) - 1],
-                );
-                let now = reconfigurer
-                    .add_voter(&servers, PASSWORD, &committed, *myid, &line)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-                assert!(now.voters().contains(myid));
-                assert!(now.version > committed.version);
-            }
-            ScaleStep::RemoveVoter(myid) => {
-                let now = reconfigurer
-                    .remove_voter(&servers, PASSWORD, &committed, *myid)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-                assert!(!now.servers.contains_key(myid));
-                assert!(now.version > committed.version);
-            }
-        }
-        let took = began.elapsed();
-        eprintln!("{step}: {took:?}");
-        steps.push((step, took));
+/// The controller's steps on the plain harness: joining members start with the files the
+/// harness wrote for them (the first voters plus themselves).
+fn scaler<'a>(no_op: &'a mut dyn FnMut(&Membership, u8)) -> Scaler<'a> {
+    Scaler {
+        password: PASSWORD,
+        line: &|zk: &ZkEnsemble, myid: u8| {
+            let i = usize::from(myid) - 1;
+            server_line(&zk.member(i).spec().servers[i])
+        },
+        before_grow: no_op,
     }
-}
-
-fn names(steps: &[(ScaleStep, Duration)]) -> Vec<String> {
-    steps.iter().map(|(s, _)| s.to_string()).collect()
 }
 
 #[tokio::test]
@@ -150,10 +61,12 @@ async fn three_to_five_one_by_one_then_back_to_three_removing_the_leader() {
     let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
     let mut zk = start(5, 3).await;
     let mut replicas = 3;
-    let before = committed(&zk, replicas).await;
+    let mut no_op = |_: &Membership, _: u8| {};
+    let mut scaler = scaler(&mut no_op);
+    let before = committed(&zk, replicas, PASSWORD).await;
     assert_eq!(committed_voters(&before), [1, 2, 3]);
 
-    let steps = scale(&mut zk, &mut replicas, 5).await;
+    let steps = scaler.scale(&mut zk, &mut replicas, 5).await;
     assert_eq!(
         names(&steps),
         [
@@ -162,7 +75,7 @@ async fn three_to_five_one_by_one_then_back_to_three_removing_the_leader() {
             "adding server 5 as a voter",
         ]
     );
-    let after = committed(&zk, replicas).await;
+    let after = committed(&zk, replicas, PASSWORD).await;
     assert_eq!(committed_voters(&after), [1, 2, 3, 4, 5]);
     zk.wait_for_all_serving(STEP_TIMEOUT)
         .await
@@ -184,7 +97,7 @@ async fn three_to_five_one_by_one_then_back_to_three_removing_the_leader() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 
-    let steps = scale(&mut zk, &mut replicas, 3).await;
+    let steps = scaler.scale(&mut zk, &mut replicas, 3).await;
     assert_eq!(
         names(&steps),
         [
@@ -193,7 +106,7 @@ async fn three_to_five_one_by_one_then_back_to_three_removing_the_leader() {
             "stopping the servers beyond 3"
         ]
     );
-    let after = committed(&zk, replicas).await;
+    let after = committed(&zk, replicas, PASSWORD).await;
     assert_eq!(committed_voters(&after), [1, 2, 3]);
     let leader = zk
         .wait_for_quorum(STEP_TIMEOUT)
@@ -252,11 +165,11 @@ async fn a_change_without_the_superuser_is_refused_by_zookeeper() {
     let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
     let zk = start(3, 3).await;
     let servers = zk.client_addresses(0..3);
-    let committed = committed(&zk, 3).await;
+    let committed = committed(&zk, 3, PASSWORD).await;
     let error = Reconfigurer::default()
         .remove_voter(&servers, "wrong-password", &committed, 3)
         .await
         .expect_err("a wrong password cannot reconfigure");
     assert!(error.to_string().contains("NoAuth"), "{error}");
-    assert_eq!(self::committed(&zk, 3).await, committed);
+    assert_eq!(self::committed(&zk, 3, PASSWORD).await, committed);
 }

@@ -50,7 +50,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     ctx.stores.wait_until_ready().await;
 
     // Building validates first (api::validate): an invalid spec changes nothing that runs.
-    let spec = match build::children(ensemble, &ctx.settings.build) {
+    let spec = match build::children(ensemble, &ctx.settings.build, None) {
         Err(problem) => SpecOutcome::Invalid(problem.to_string()),
         Ok(_) if ensemble.spec.paused => SpecOutcome::Paused,
         Ok(children) => {

@@ -11,6 +11,7 @@
 
 pub mod control_plane;
 pub mod operator;
+pub mod scaling;
 pub mod zookeeper;
 
 use std::ffi::OsStr;
