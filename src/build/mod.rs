@@ -64,6 +64,9 @@ pub struct Topology {
     /// that a server starting with it takes the ensemble's committed membership as soon as it
     /// reaches the others (ZooKeeper adopts a peer's membership only when it is newer).
     pub members: BTreeSet<u8>,
+    /// How many voters the ensemble has now: the PodDisruptionBudget allows their fault
+    /// tolerance, not that of the voters `spec.replicas` asks for.
+    pub voters: u32,
 }
 
 impl Topology {
@@ -74,6 +77,7 @@ impl Topology {
             members: (1..=replicas)
                 .filter_map(|m| u8::try_from(m).ok())
                 .collect(),
+            voters: replicas,
         }
     }
 }
@@ -138,7 +142,7 @@ pub fn children(
         headless_service: services::headless(&parent),
         client_service: services::client(&parent),
         stateful_set: stateful_set::build(&parent, settings, &zoo_cfg, topology.servers)?,
-        pod_disruption_budget: pod_disruption_budget::build(&parent),
+        pod_disruption_budget: pod_disruption_budget::build(&parent, topology.voters),
     })
 }
 
@@ -229,6 +233,7 @@ mod tests {
 
     use super::fixtures::{UID, ensemble, settings};
     use super::*;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     #[test]
     fn every_child_is_named_labelled_and_owned() {
@@ -287,6 +292,7 @@ mod tests {
         let topology = Topology {
             servers: 5,
             members: BTreeSet::from([1, 2, 3, 4, 5]),
+            voters: 3,
         };
         let children = children(&ensemble(json!({})), &settings(), Some(&topology)).unwrap();
         let sts = children.stateful_set.spec.unwrap();
@@ -296,6 +302,9 @@ mod tests {
         // The membership is not in the pod template: changing it rolls nothing.
         let initial = fixtures::children(json!({})).stateful_set.spec.unwrap();
         assert_eq!(sts.template, initial.template);
+        // Evictions may take what the 3 voters tolerate, not what 5 would.
+        let pdb = children.pod_disruption_budget.spec.unwrap();
+        assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
     }
 
     #[test]

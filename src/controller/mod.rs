@@ -14,8 +14,10 @@ mod apply;
 mod conditions;
 mod reconcile;
 mod roll;
+mod scale;
 pub mod service;
 mod status;
+mod superuser;
 pub mod telemetry;
 
 use std::collections::HashMap;
@@ -37,6 +39,7 @@ use serde::de::DeserializeOwned;
 use crate::api::ZooKeeperEnsemble;
 use crate::build;
 use crate::quorum::probe::{ProbeSettings, Prober};
+use crate::quorum::reconfig::Reconfigurer;
 use crate::quorum::rule::RuleSettings;
 
 pub use apply::FIELD_MANAGER;
@@ -69,6 +72,17 @@ pub enum Error {
     ForeignChild { kind: String, name: String },
     #[error("writing the status: {0}")]
     Status(#[source] kube::Error),
+    #[error("reading or creating the superuser Secret {name}: {source}")]
+    Superuser {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "the superuser Secret {name} {problem}; the operator does not rewrite it (the servers run with its digest): \
+         restore it, or delete it and restart the servers so that they take a new one"
+    )]
+    SuperuserSecret { name: String, problem: String },
     #[error("deleting pod {pod}: {source}")]
     DeletePod {
         pod: String,
@@ -85,6 +99,7 @@ impl Error {
             Self::ForeignChild { .. } => "foreign_child",
             Self::Status(_) => "status",
             Self::DeletePod { .. } => "delete_pod",
+            Self::Superuser { .. } | Self::SuperuserSecret { .. } => "superuser",
         }
     }
 }
@@ -123,6 +138,11 @@ pub struct Context {
     pub prober: Prober,
     /// What the status rule remembers between probe rounds, per ensemble.
     pub memory: Mutex<HashMap<ObjectRef<ZooKeeperEnsemble>, status::Memory>>,
+    /// Reads and changes ensembles' membership.
+    pub reconfigurer: Reconfigurer,
+    /// Superuser passwords read from the ensembles' Secrets, by ensemble uid (never changed
+    /// once created, so read once).
+    pub superusers: Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -260,6 +280,8 @@ async fn run_scope(
             pods,
         },
         memory: Mutex::new(HashMap::new()),
+        reconfigurer: Reconfigurer::default(),
+        superusers: Mutex::new(HashMap::new()),
     });
     let forgetter = ctx.clone();
     tracing::info!(namespace = ns.unwrap_or("<all>"), "starting controller");
