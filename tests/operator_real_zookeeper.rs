@@ -256,3 +256,164 @@ async fn kubectl_get_follows_a_real_ensemble() {
     drop(operator);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
+
+/// The condition of `type_` in a status.
+fn condition<'a>(
+    status: &'a ZooKeeperEnsembleStatus,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+fn voters_are(want: &'static [i32]) -> impl Fn(&ZooKeeperEnsembleStatus) -> bool {
+    move |s| {
+        s.membership
+            .as_ref()
+            .is_some_and(|m| m.voters == want && m.scaling.is_none())
+            && s.phase == Some(Phase::Active)
+    }
+}
+
+/// Scaling down by reconfiguration through the operator: voters removed one at a time, the
+/// StatefulSet shrunk after, a refusal while a member is down, and the scale finishing when
+/// it is back. (Scaling up is tested on ZooKeeper alone, in tests/reconfig_real_zookeeper.rs:
+/// the operator adds a server with the client address every server binds in Kubernetes,
+/// `;2181`, and ZooKeeper rebinds a server's client port to the address its committed line
+/// names, which servers sharing this machine's port 2181 on loopback addresses cannot do.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_scales_down_by_reconfiguration_and_refuses_to_lose_the_quorum() {
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "scaling").await.unwrap();
+    let operator = Operator::start(cp, &ns);
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
+        "apiVersion": "zooherd.dev/v1beta1",
+        "kind": "ZooKeeperEnsemble",
+        "metadata": {"name": "zk"},
+        "spec": {"replicas": 5}
+    }))
+    .unwrap();
+    ensembles
+        .create(&PostParams::default(), &ensemble)
+        .await
+        .unwrap();
+
+    // The servers run with the digest of the superuser the operator created.
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns);
+    let secret = eventually("the superuser Secret", || async {
+        secrets.get_opt("zk-zooherd-superuser").await.unwrap()
+    })
+    .await;
+    let digest = String::from_utf8(secret.data.unwrap()["digest"].0.clone()).unwrap();
+    let mut zookeeper = ZkEnsemble::builder(5)
+        .reconfig(&digest, 5)
+        .start()
+        .expect("starting ZooKeeper");
+    zookeeper
+        .wait_for_all_serving(Duration::from_secs(90))
+        .await
+        .expect("a quorum");
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    for i in 0..5 {
+        bind_pod(&pods, i, zookeeper.member(i).ip()).await;
+    }
+    let status = status_where(
+        &ensembles,
+        "ACTIVE with voters 1-5",
+        voters_are(&[1, 2, 3, 4, 5]),
+    )
+    .await;
+    assert_eq!(status.ready.as_deref(), Some("5/5"));
+    let version = status.membership.unwrap().version;
+    assert!(version.starts_with("0x1"), "{version}");
+
+    // 5 -> 3: voters 5 then 4 removed, then the StatefulSet shrinks.
+    let patch = |replicas: i32| Patch::Merge(json!({"spec": {"replicas": replicas}}));
+    let started = std::time::Instant::now();
+    ensembles
+        .patch("zk", &PatchParams::default(), &patch(3))
+        .await
+        .unwrap();
+    let status = status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
+    println!("5 -> 3 voters committed after {:?}", started.elapsed());
+    assert_eq!(status.ready.as_deref(), Some("3/3"));
+    assert_eq!(status.quorum, Some(2));
+    let stateful_sets =
+        Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), &ns);
+    eventually("the StatefulSet at 3 and pods zk-3, zk-4 gone", || async {
+        let sts = stateful_sets.get("zk").await.unwrap();
+        let three = sts.spec.unwrap().replicas == Some(3);
+        let gone = pods.get_opt("zk-3").await.unwrap().is_none()
+            && pods.get_opt("zk-4").await.unwrap().is_none();
+        (three && gone).then_some(())
+    })
+    .await;
+    println!(
+        "5 -> 3 done (StatefulSet shrunk) after {:?}",
+        started.elapsed()
+    );
+    zookeeper.stop(3).unwrap();
+    zookeeper.stop(4).unwrap();
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns);
+    // (Events of one reason are aggregated into one Event with a series count.)
+    let removed = eventually("a RemovedVoter Event", || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("RemovedVoter"))
+            .find_map(|e| e.note.clone())
+    })
+    .await;
+    println!("{removed}");
+    assert!(
+        removed.starts_with("removing voter 5 (pod zk-4): committed version 0x"),
+        "{removed}"
+    );
+
+    // 3 -> 1 with a member down: removing voter 3 would leave 1 of {1, 2} serving.
+    zookeeper.stop(1).unwrap();
+    status_where(&ensembles, "DEGRADED", phase_is(Phase::Degraded)).await;
+    ensembles
+        .patch("zk", &PatchParams::default(), &patch(1))
+        .await
+        .unwrap();
+    let status = status_where(&ensembles, "a refused scale", |s| {
+        condition(s, "Scaling").is_some_and(|c| c.reason == "ScaleRefused")
+    })
+    .await;
+    let refused = condition(&status, "Scaling").unwrap();
+    assert_eq!(
+        refused.message,
+        "scaling to 1 voters: refused: removing voter 3 would leave voters 1, 2 with 1 serving (1), fewer than their quorum of 2"
+    );
+    assert_eq!(status.membership.as_ref().unwrap().voters, [1, 2, 3]);
+    eventually("a ScaleRefused Warning Event", || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("ScaleRefused") && e.type_.as_deref() == Some("Warning")
+            })
+            .then_some(())
+    })
+    .await;
+
+    // The member back: the scale goes on, to a single voter.
+    zookeeper.start_member(1).unwrap();
+    let started = std::time::Instant::now();
+    let status = status_where(&ensembles, "ACTIVE with voter 1", voters_are(&[1])).await;
+    println!(
+        "3 -> 1 voters committed {:?} after member 1 returned",
+        started.elapsed()
+    );
+    assert_eq!(status.ready.as_deref(), Some("1/1"));
+    assert_eq!(status.leader.as_deref(), Some("zk-0"));
+    assert_eq!(
+        condition(&status, "Scaling").map(|c| c.status.as_str()),
+        Some("False")
+    );
+    drop(operator);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
