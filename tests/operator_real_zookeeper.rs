@@ -13,6 +13,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -52,6 +53,15 @@ async fn status_where(
     eventually(what, || async {
         let status = ensembles.get("zk").await.unwrap().status?;
         check(&status).then_some(status)
+    })
+    .await
+}
+
+/// Waits for an Event of the ensemble's namespace that `check` accepts; returns it.
+async fn event_where(events: &Api<Event>, what: &str, check: impl Fn(&Event) -> bool) -> Event {
+    eventually(what, || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items.into_iter().find(|e| check(e))
     })
     .await
 }
@@ -122,15 +132,9 @@ async fn kubectl_get_follows_a_real_ensemble() {
     let member = &status.members[follower];
     assert_eq!(member.pod, format!("zk-{follower}"));
     assert_eq!(member.state, MemberState::Unreachable, "{member:?}");
-    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns);
-    eventually("a Warning Event for DEGRADED", || async {
-        let list = events.list(&Default::default()).await.unwrap();
-        list.items
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("Degraded") && e.type_.as_deref() == Some("Warning")
-            })
-            .then_some(())
+    let events = Api::<Event>::namespaced(client.clone(), &ns);
+    event_where(&events, "a Warning Event for DEGRADED", |e| {
+        e.reason.as_deref() == Some("Degraded") && e.type_.as_deref() == Some("Warning")
     })
     .await;
 
@@ -356,16 +360,14 @@ async fn the_operator_scales_down_by_reconfiguration_and_refuses_to_lose_the_quo
     );
     zookeeper.stop(3).unwrap();
     zookeeper.stop(4).unwrap();
-    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns);
+    let events = Api::<Event>::namespaced(client.clone(), &ns);
     // (Events of one reason are aggregated into one Event with a series count.)
-    let removed = eventually("a RemovedVoter Event", || async {
-        let list = events.list(&Default::default()).await.unwrap();
-        list.items
-            .iter()
-            .filter(|e| e.reason.as_deref() == Some("RemovedVoter"))
-            .find_map(|e| e.note.clone())
+    let removed = event_where(&events, "a RemovedVoter Event", |e| {
+        e.reason.as_deref() == Some("RemovedVoter")
     })
-    .await;
+    .await
+    .note
+    .unwrap_or_default();
     println!("{removed}");
     assert!(
         removed.starts_with("removing voter 5 (pod zk-4): committed version 0x"),
@@ -389,14 +391,8 @@ async fn the_operator_scales_down_by_reconfiguration_and_refuses_to_lose_the_quo
         "scaling to 1 voters: refused: removing voter 3 would leave voters 1, 2 with 1 serving (1), fewer than their quorum of 2"
     );
     assert_eq!(status.membership.as_ref().unwrap().voters, [1, 2, 3]);
-    eventually("a ScaleRefused Warning Event", || async {
-        let list = events.list(&Default::default()).await.unwrap();
-        list.items
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("ScaleRefused") && e.type_.as_deref() == Some("Warning")
-            })
-            .then_some(())
+    event_where(&events, "a ScaleRefused Warning Event", |e| {
+        e.reason.as_deref() == Some("ScaleRefused") && e.type_.as_deref() == Some("Warning")
     })
     .await;
 
