@@ -50,8 +50,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     ctx.stores.wait_until_ready().await;
 
     // The StatefulSet's size and the bootstrap membership follow the committed voters.
-    let voters =
-        scale::recorded_voters(ensemble.status.as_ref().and_then(|s| s.membership.as_ref()));
+    let voters = scale::recorded_voters(status::recorded_membership(ensemble, ctx).as_ref());
     let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
     let topology = scale::topology(replicas, voters.as_ref());
     // Building validates first (api::validate): an invalid spec changes nothing that runs.

@@ -74,10 +74,26 @@ fn server(
     (voter, pod)
 }
 
-/// The voters: the committed ones the status records, else (before the operator first read
-/// them) servers 1..=replicas.
-fn voter_ids(ensemble: &ZooKeeperEnsemble) -> BTreeSet<u8> {
-    let recorded = ensemble.status.as_ref().and_then(|s| s.membership.as_ref());
+/// `status.membership` as this operator last wrote it, else as the ensemble shows it. The
+/// informer's copy of the ensemble can lag behind our own writes, and the StatefulSet's size
+/// must never follow a membership older than the one last read from ZooKeeper.
+pub fn recorded_membership(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+) -> Option<MembershipStatus> {
+    let written = ctx
+        .memory
+        .lock()
+        .expect("status memory lock")
+        .get(&ObjectRef::from(ensemble))
+        .filter(|memory| memory.uid == ensemble.uid())
+        .and_then(|memory| memory.written.as_ref()?.0.membership.clone());
+    written.or_else(|| ensemble.status.as_ref()?.membership.clone())
+}
+
+/// The voters: the committed ones recorded, else (before the operator first read them)
+/// servers 1..=replicas.
+fn voter_ids(ensemble: &ZooKeeperEnsemble, recorded: Option<&MembershipStatus>) -> BTreeSet<u8> {
     scale::recorded_voters(recorded).unwrap_or_else(|| {
         let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
         (1..=replicas)
@@ -124,7 +140,8 @@ pub async fn update(
     let name = ensemble.name_any();
     let key = ObjectRef::from(ensemble);
     let current = ensemble.status.clone().unwrap_or_default();
-    let voter_ids = voter_ids(ensemble);
+    let recorded_membership = recorded_membership(ensemble, ctx);
+    let voter_ids = voter_ids(ensemble, recorded_membership.as_ref());
     let voters: Vec<_> = voter_ids
         .iter()
         .map(|&myid| server(ensemble, ctx, myid))
@@ -245,11 +262,22 @@ pub async fn update(
         .as_ref()
         .and_then(|sts| sts.spec.as_ref()?.replicas)
         .and_then(|r| u32::try_from(r).ok());
-    let recorded = scale::recorded_voters(current.membership.as_ref());
+    let recorded = scale::recorded_voters(recorded_membership.as_ref());
     let mut scale_step = None;
-    let mut membership = current.membership.clone();
+    let mut membership = recorded_membership;
+    let has_quorum = matches!(computed.summary.phase, Phase::Active | Phase::Degraded);
     if let (Some(password), Some(RollStep::Done)) = (password, &roll_step) {
-        if scale::needs_reading(replicas, recorded.as_ref(), live_servers) {
+        if !scale::needs_reading(replicas, recorded.as_ref(), live_servers) {
+            scale_step = Some(ScaleStep::Steady);
+            if let Some(m) = membership.as_mut() {
+                m.scaling = None;
+            }
+        } else if !has_quorum {
+            // Nothing to read the membership from, and nothing it could be changed with. (A
+            // new ensemble that has not formed yet has nothing to report.)
+            let why = format!("the ensemble is {}", computed.summary.phase);
+            scale_step = recorded.is_some().then_some(ScaleStep::Wait(why));
+        } else {
             let outcome =
                 scale_once(ensemble, ctx, password, &voter_ids, &computed, live_servers).await;
             membership = match &outcome.committed {
@@ -260,11 +288,6 @@ pub async fn update(
                 }),
             };
             scale_step = Some(outcome.step);
-        } else {
-            scale_step = Some(ScaleStep::Steady);
-            if let Some(m) = membership.as_mut() {
-                m.scaling = None;
-            }
         }
     } else if matches!(roll_step, Some(RollStep::Wait(_) | RollStep::Delete { .. }))
         && scale::needs_reading(replicas, recorded.as_ref(), live_servers)
