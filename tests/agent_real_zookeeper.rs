@@ -464,22 +464,31 @@ fn bound_members(lines: &BTreeMap<u8, String>, myids: &[u8], version: u64) -> Me
     }
 }
 
-#[tokio::test]
-async fn scaling_to_one_and_back_and_restarting_on_the_newest_committed_membership() {
-    let ensemble = Ensemble::new("scale", "7d3c1a52-0000-4000-8000-000000000005", 3);
-    let mut zk = ensemble.builder().prepare().expect("prepare 3 servers");
-    let lines: BTreeMap<u8, String> = zk
-        .members()
-        .iter()
-        .map(|m| (m.myid(), server_line(&m.spec().servers[m.index()])))
-        .collect();
-    *ensemble.members.lock().unwrap() = Some(bound_members(&lines, &[1, 2, 3], 0));
-    for i in 0..3 {
+/// Prepares the servers of `ensemble`, gives them a bootstrap membership of all of them with
+/// the server lines `line` makes, starts them and waits until they all serve. Returns the
+/// servers and the lines.
+async fn start_with_lines(
+    ensemble: &Ensemble,
+    line: impl Fn(&support::zookeeper::Member) -> String,
+) -> (ZkEnsemble, BTreeMap<u8, String>) {
+    let mut zk = ensemble.builder().prepare().expect("prepare the servers");
+    let lines: BTreeMap<u8, String> = zk.members().iter().map(|m| (m.myid(), line(m))).collect();
+    let myids: Vec<u8> = lines.keys().copied().collect();
+    *ensemble.members.lock().unwrap() = Some(bound_members(&lines, &myids, 0));
+    for i in 0..zk.size() {
         zk.start_member(i).expect("start a server");
     }
     zk.wait_for_all_serving(QUORUM_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    (zk, lines)
+}
+
+#[tokio::test]
+async fn scaling_to_one_and_back_and_restarting_on_the_newest_committed_membership() {
+    let ensemble = Ensemble::new("scale", "7d3c1a52-0000-4000-8000-000000000005", 3);
+    let (mut zk, lines) =
+        start_with_lines(&ensemble, |m| server_line(&m.spec().servers[m.index()])).await;
 
     // The operator writes the committed membership plus the joining servers before growing.
     let members = ensemble.members.clone();
@@ -554,4 +563,107 @@ async fn scaling_to_one_and_back_and_restarting_on_the_newest_committed_membersh
     zk.wait_for_all_serving(QUORUM_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Copies directory `from` to `to` (which must not exist), files and subdirectories.
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_volume_of_another_server_is_reinitialised_only_while_the_others_hold_a_quorum() {
+    use zookeeper_client as zk;
+    let ensemble = Ensemble::new("reinit", "7d3c1a52-0000-4000-8000-000000000006", 3);
+    // Server lines by address: the agent itself asks the other servers (through the system's
+    // resolver, which knows nothing of the test's host names) before it moves data aside.
+    let (mut zookeeper, _) = start_with_lines(&ensemble, |m| {
+        format!("{0}:2888:3888:participant;{0}:2181", m.ip())
+    })
+    .await;
+    let client = zk::Client::connect(&zookeeper.connect_string())
+        .await
+        .expect("connect a client");
+    let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    client
+        .create("/before", b"kept", &create)
+        .await
+        .expect("create /before");
+    drop(client);
+
+    // Server 2's volume is replaced by a copy of server 3's (as if the volumes were swapped).
+    zookeeper.stop(1).unwrap();
+    zookeeper.stop(2).unwrap();
+    let data_2 = zookeeper.member(1).data_dir().to_owned();
+    fs::rename(&data_2, zookeeper.member(1).dir().join("data-of-server-2")).unwrap();
+    copy_dir(zookeeper.member(2).data_dir(), &data_2);
+    zookeeper.start_member(2).unwrap();
+    zookeeper
+        .wait_for_serving(2, QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Servers 1 and 3 hold the quorum: server 2 moves the copy aside and syncs from the leader.
+    zookeeper.start_member(1).unwrap();
+    zookeeper
+        .wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let log = fs::read_to_string(zookeeper.member(1).log_file()).unwrap();
+    assert!(
+        log.contains(&format!(
+            "zooherd server: data directory {} held myid 3, not 2 (pod reinit-1); voters 1, 3 serve, a quorum of 1, 2, 3 without this server, so it was moved to {}/stale-",
+            data_2.display(),
+            data_2.display()
+        )),
+        "{}",
+        support::tail(zookeeper.member(1).log_file(), 20)
+    );
+    assert_eq!(fs::read_to_string(data_2.join(MYID_FILE)).unwrap(), "2\n");
+    let stale: Vec<PathBuf> = fs::read_dir(&data_2)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("stale-")
+        })
+        .collect();
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(fs::read_to_string(stale[0].join(MYID_FILE)).unwrap(), "3\n");
+    let only_2 = zookeeper.member(1).client_address().to_string();
+    let client = zk::Client::connect(&only_2)
+        .await
+        .expect("connect to server 2");
+    let (data, _) = client
+        .get_data("/before")
+        .await
+        .expect("read /before on server 2");
+    assert_eq!(data, b"kept");
+    drop(client);
+
+    // Without a quorum of the others, another server's volume is refused as before.
+    zookeeper.stop(0).unwrap();
+    zookeeper.stop(2).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let swapped = tmp.path().join("swapped");
+    fs::create_dir_all(&swapped).unwrap();
+    fs::write(swapped.join(MYID_FILE), "3\n").unwrap();
+    let output = refused_start(&ensemble, 1, &swapped, tmp.path());
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_FOREIGN_MYID)));
+    let line = stderr_line(&output);
+    assert!(
+        line.contains("holds myid 3, but pod reinit-1 is myid 2, and it is kept because the other voters do not serve as a quorum without it (serving: none;"),
+        "{line}"
+    );
+    assert_eq!(fs::read_to_string(swapped.join(MYID_FILE)).unwrap(), "3\n");
 }

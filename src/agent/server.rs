@@ -10,9 +10,13 @@
 //!   up, or after an ensemble was deleted and re-created) makes ZooKeeper crash-loop with
 //!   "My id N not in the peer list", or worse, join with data that is not this ensemble's. On
 //!   first start the agent writes `myid` with a marker naming the ensemble (its uid, namespace
-//!   and name); later starts refuse a directory that names another myid or another ensemble,
-//!   with one log line saying what to do and an exit code of its own
-//!   ([`EXIT_FOREIGN_MYID`], [`EXIT_FOREIGN_ENSEMBLE`]), instead of starting the JVM.
+//!   and name). A later start on a directory that names another myid of this ensemble moves
+//!   that data aside (`stale-<time>-myid-<n>`, never deleted) and starts empty, to sync from
+//!   the leader, but only when the other voters serve as a quorum without this server
+//!   ([`may_reinitialise`]): then the data is on them. Otherwise, and for a directory of
+//!   another ensemble (possibly the only copy of its data), it refuses, with one log line
+//!   saying what to do and an exit code of its own ([`EXIT_FOREIGN_MYID`],
+//!   [`EXIT_FOREIGN_ENSEMBLE`]), instead of starting the JVM.
 //! - **A writable zoo.cfg, and the membership to start with.** The operator's zoo.cfg is a
 //!   read-only ConfigMap mount, and ZooKeeper rewrites its configuration file: with
 //!   `reconfigEnabled=true` every committed reconfiguration makes it write the new membership
@@ -47,8 +51,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::build::names::{self, ZOO_CFG_PATH};
+use std::collections::BTreeMap;
+
+use crate::api::MemberState;
+use crate::quorum::admin::{AdminClient, ServerMode, SrvrAnswer};
 use crate::quorum::membership::{Membership, list};
 use crate::quorum::reconfig::{SUPER_DIGEST_PROPERTY, SUPERUSER};
+use crate::quorum::rule::{is_serving_voter, quorum_size};
 
 /// Name of the pod, `<ensemble>-<ordinal>` (downward API `metadata.name`). Required.
 pub const ENV_POD_NAME: &str = "POD_NAME";
@@ -104,6 +113,11 @@ pub const RUNTIME_CONFIG_IN_DATA_DIR: &str = "zooherd/zoo.cfg";
 pub const DEFAULT_HEAP_PERCENT: u8 = 50;
 /// The largest share accepted: above it the JVM's own memory no longer fits beside the heap.
 pub const MAX_HEAP_PERCENT: u8 = 90;
+/// How long the agent waits for each other voter's AdminServer before deciding that a data
+/// directory of another server may be moved aside.
+const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Prefix of the directories that data moved aside goes to (see [`may_reinitialise`]).
+pub const STALE_PREFIX: &str = "stale-";
 /// File in the data directory naming the ensemble the data belongs to.
 pub const ENSEMBLE_MARKER_FILE: &str = "zooherd-ensemble";
 /// ZooKeeper's own file in the data directory.
@@ -199,14 +213,17 @@ pub enum StartError {
     NoDataDir { path: PathBuf },
 
     #[error(
-        "refusing to start: data directory {data_dir} holds myid {found}, but pod {pod} is myid {myid}; \
-         the volume is another server's: delete this pod's PersistentVolumeClaim (the data is on the other members) so it starts empty"
+        "refusing to start: data directory {data_dir} holds myid {found}, but pod {pod} is myid {myid}, \
+         and it is kept because {kept}; the volume is another server's: delete this pod's PersistentVolumeClaim \
+         (the data is on the other members) so it starts empty"
     )]
     ForeignMyid {
         data_dir: PathBuf,
         found: String,
         pod: String,
         myid: u8,
+        /// Why the directory was not moved aside and the server re-initialised.
+        kept: String,
     },
 
     #[error(
@@ -452,6 +469,7 @@ pub fn refusal(state: &DataDirState, data_dir: &Path, identity: &Identity) -> Op
             found: found.clone(),
             pod: identity.pod_name.clone(),
             myid: identity.myid,
+            kept: "nothing showed that the ensemble serves without this server".to_owned(),
         }),
         DataDirState::ForeignEnsemble { found } => Some(StartError::ForeignEnsemble {
             data_dir: data_dir.to_owned(),
@@ -460,6 +478,121 @@ pub fn refusal(state: &DataDirState, data_dir: &Path, identity: &Identity) -> Op
             uid: identity.ensemble_uid.clone(),
         }),
     }
+}
+
+/// Whether a data directory that holds another server's myid may be moved aside, so that this
+/// server starts empty and takes the ensemble's data from the leader: only when the other
+/// voters of `membership` serve under one leader and are a quorum of it without this server.
+/// Then every committed transaction is on them (a quorum has each one), and the directory,
+/// kept aside, is no one's only copy. `peers` is what the other voters answered. Ok says who
+/// serves; Err says why not.
+pub fn may_reinitialise(
+    myid: u8,
+    membership: &Membership,
+    peers: &BTreeMap<u8, MemberState>,
+) -> Result<String, String> {
+    let voters = membership.voters();
+    let serving: Vec<u8> = voters
+        .iter()
+        .copied()
+        .filter(|&m| m != myid)
+        .filter(|m| peers.get(m).is_some_and(|s| is_serving_voter(*s)))
+        .collect();
+    let leaders = serving
+        .iter()
+        .filter(|m| peers.get(m) == Some(&MemberState::Leader))
+        .count();
+    let needed = quorum_size(voters.len());
+    if leaders == 1 && serving.len() >= needed {
+        Ok(format!(
+            "voters {} serve, a quorum of {} without this server",
+            list(serving),
+            list(voters)
+        ))
+    } else {
+        Err(format!(
+            "the other voters do not serve as a quorum without it (serving: {}; needed {needed} of {} under one leader)",
+            list(serving),
+            list(voters)
+        ))
+    }
+}
+
+/// What the other voters of `membership` answer (their AdminServers, at the hosts of their
+/// server lines). One short round: a server that cannot be asked counts as not serving.
+fn peer_states(membership: &Membership, myid: u8) -> BTreeMap<u8, MemberState> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(_) => return BTreeMap::new(),
+    };
+    let client = AdminClient::new(PEER_TIMEOUT);
+    let others: Vec<(u8, String)> = membership
+        .servers
+        .iter()
+        .filter(|&(&m, _)| m != myid)
+        .filter_map(|(&m, line)| Some((m, line.split(':').next()?.to_owned())))
+        .collect();
+    runtime.block_on(async {
+        let answers = futures::future::join_all(others.iter().map(|(_, host)| {
+            let base = format!("http://{host}:{}", names::ADMIN_PORT);
+            let client = client.clone();
+            async move { client.srvr(&base).await }
+        }))
+        .await;
+        others
+            .iter()
+            .zip(answers)
+            .map(|((m, _), answer)| {
+                let state = match answer {
+                    Ok(SrvrAnswer::Serving(stats)) => match stats.mode {
+                        ServerMode::Leader => MemberState::Leader,
+                        ServerMode::Follower => MemberState::Follower,
+                        ServerMode::Observer => MemberState::Observer,
+                        ServerMode::Standalone => MemberState::Standalone,
+                    },
+                    Ok(SrvrAnswer::NotServing(_)) => MemberState::NotServing,
+                    Err(_) => MemberState::Unreachable,
+                };
+                (*m, state)
+            })
+            .collect()
+    })
+}
+
+/// Moves everything in `dirs` (the data directory, and the transaction-log directory when it
+/// is another) into a new `stale-<unix time>-myid-<found>` directory inside each, never
+/// deleting anything; returns the directories made.
+fn move_aside(dirs: &[&Path], found: &str) -> Result<Vec<PathBuf>, StartError> {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = format!(
+        "{STALE_PREFIX}{seconds}-myid-{}",
+        found.replace(['/', '.'], "_")
+    );
+    let mut moved = Vec::new();
+    for dir in dirs {
+        let stale = dir.join(&name);
+        fs::create_dir_all(&stale).map_err(|e| io_error("create", &stale, &e))?;
+        let entries = fs::read_dir(dir).map_err(|e| io_error("read", dir, &e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("read", dir, &e))?;
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(STALE_PREFIX)
+            {
+                continue;
+            }
+            let to = stale.join(entry.file_name());
+            fs::rename(entry.path(), &to).map_err(|e| io_error("move", &entry.path(), &e))?;
+        }
+        moved.push(stale);
+    }
+    Ok(moved)
 }
 
 /// A Kubernetes quantity in bytes: an integer or decimal number with an optional binary
@@ -950,7 +1083,41 @@ pub fn run(args: &Args) -> Result<Infallible, StartError> {
     identity(args.myid, &env)?;
     let members = read(&args.members)?;
     let on_volume = read_dynamic_configs(&runtime_config_path(args, &config)?)?;
-    let plan = plan(args, &env, &config, &members, &on_volume)?;
+    let mut plan = plan(args, &env, &config, &members, &on_volume)?;
+    // A volume of another server is moved aside when the ensemble serves without this one:
+    // the server then starts empty and syncs from the leader (see may_reinitialise).
+    if let DataDirState::ForeignMyid { found } = inspect_data_dir(&plan.data_dir, &plan.identity)? {
+        let peers = peer_states(&plan.membership, plan.identity.myid);
+        match may_reinitialise(plan.identity.myid, &plan.membership, &peers) {
+            Err(kept) => {
+                return Err(StartError::ForeignMyid {
+                    data_dir: plan.data_dir.clone(),
+                    found,
+                    pod: plan.identity.pod_name.clone(),
+                    myid: plan.identity.myid,
+                    kept,
+                });
+            }
+            Ok(serving) => {
+                let log_dir = config_value(&config, "dataLogDir").map(PathBuf::from);
+                let mut dirs = vec![plan.data_dir.as_path()];
+                dirs.extend(log_dir.as_deref().filter(|d| *d != plan.data_dir));
+                let moved = move_aside(&dirs, &found)?;
+                eprintln!(
+                    "zooherd server: data directory {} held myid {found}, not {} (pod {}); {serving}, so it was moved to {} and this server starts empty and syncs from the leader",
+                    plan.data_dir.display(),
+                    plan.identity.myid,
+                    plan.identity.pod_name,
+                    moved
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                );
+                plan = self::plan(args, &env, &config, &members, &[])?;
+            }
+        }
+    }
     let state = claim_data_dir(&plan.data_dir, &plan.identity)?;
     write_atomically(&plan.dynamic_config_path, &plan.dynamic_config)?;
     write_atomically(&plan.runtime_config_path, &plan.runtime_config)?;
@@ -1021,11 +1188,16 @@ fn read_dynamic_configs(runtime_config: &Path) -> Result<Vec<Membership>, StartE
     Ok(found)
 }
 
-/// Reads the myid and the marker, refuses a foreign directory, and claims a fresh one.
-fn claim_data_dir(data_dir: &Path, identity: &Identity) -> Result<DataDirState, StartError> {
+/// Reads the myid and the marker and compares them with `identity`.
+fn inspect_data_dir(data_dir: &Path, identity: &Identity) -> Result<DataDirState, StartError> {
     let myid = read_if_present(&data_dir.join(MYID_FILE))?;
     let marker = read_if_present(&data_dir.join(ENSEMBLE_MARKER_FILE))?;
-    let state = check_data_dir(myid.as_deref(), marker.as_deref(), identity);
+    Ok(check_data_dir(myid.as_deref(), marker.as_deref(), identity))
+}
+
+/// Refuses a foreign directory, and claims a fresh one.
+fn claim_data_dir(data_dir: &Path, identity: &Identity) -> Result<DataDirState, StartError> {
+    let state = inspect_data_dir(data_dir, identity)?;
     if let Some(error) = refusal(&state, data_dir, identity) {
         return Err(error);
     }
@@ -1275,7 +1447,8 @@ mod tests {
         assert_eq!(foreign_myid.exit_code(), EXIT_FOREIGN_MYID);
         assert_eq!(
             foreign_myid.to_string(),
-            "refusing to start: data directory /var/lib/zookeeper/data holds myid 3, but pod zk-1 is myid 2; \
+            "refusing to start: data directory /var/lib/zookeeper/data holds myid 3, but pod zk-1 is myid 2, \
+             and it is kept because nothing showed that the ensemble serves without this server; \
              the volume is another server's: delete this pod's PersistentVolumeClaim (the data is on the other members) so it starts empty"
         );
 
@@ -1792,6 +1965,78 @@ mod tests {
             assert!(!line.contains('\n'), "{line}");
             assert_eq!(error.exit_code(), EXIT_INVALID_INPUT);
         }
+    }
+
+    #[test]
+    fn another_servers_volume_is_reinitialised_only_while_a_quorum_serves_without_it() {
+        use MemberState::{Follower as F, Leader as L, NotServing as N, Unreachable as U};
+        let three = members(&[1, 2, 3], 0x100000004);
+        let five = members(&[1, 2, 3, 4, 5], 0x100000004);
+        // myid, membership, answers of the others by myid, allowed.
+        type Case<'a> = (u8, &'a Membership, Vec<(u8, MemberState)>, bool);
+        let cases: Vec<Case> = vec![
+            (2, &three, vec![(1, F), (3, L)], true),
+            (2, &three, vec![(1, N), (3, L)], false),
+            (2, &three, vec![(1, U), (3, U)], false),
+            (2, &three, vec![(1, F), (3, F)], false),
+            (2, &three, vec![(1, L), (3, L)], false),
+            (2, &five, vec![(1, F), (3, L), (4, F), (5, U)], true),
+            (2, &five, vec![(1, F), (3, L), (4, U), (5, U)], false),
+            // A joining server (not a voter yet): the voters' own quorum.
+            (4, &three, vec![(1, F), (2, F), (3, L)], true),
+        ];
+        for (myid, membership, answers, allowed) in cases {
+            let peers: BTreeMap<u8, MemberState> = answers.iter().copied().collect();
+            let decision = may_reinitialise(myid, membership, &peers);
+            assert_eq!(
+                decision.is_ok(),
+                allowed,
+                "{myid} {answers:?}: {decision:?}"
+            );
+        }
+        assert_eq!(
+            may_reinitialise(2, &three, &BTreeMap::from([(1, F), (3, L)])),
+            Ok("voters 1, 3 serve, a quorum of 1, 2, 3 without this server".to_owned())
+        );
+        assert_eq!(
+            may_reinitialise(2, &three, &BTreeMap::from([(1, U), (3, L)])),
+            Err("the other voters do not serve as a quorum without it (serving: 3; needed 2 of 1, 2, 3 under one leader)".to_owned())
+        );
+    }
+
+    #[test]
+    fn moving_aside_keeps_everything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        fs::create_dir_all(data.join("version-2")).unwrap();
+        fs::write(data.join("myid"), "3\n").unwrap();
+        fs::write(data.join("version-2/snapshot.0"), "snap").unwrap();
+        fs::create_dir_all(data.join("stale-1-myid-5")).unwrap();
+        let moved = move_aside(&[&data], "3").unwrap();
+        assert_eq!(moved.len(), 1);
+        let stale = &moved[0];
+        assert!(
+            stale
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("stale-")
+        );
+        assert!(stale.to_string_lossy().ends_with("-myid-3"));
+        assert_eq!(fs::read_to_string(stale.join("myid")).unwrap(), "3\n");
+        assert_eq!(
+            fs::read_to_string(stale.join("version-2/snapshot.0")).unwrap(),
+            "snap"
+        );
+        assert!(
+            data.join("stale-1-myid-5").is_dir(),
+            "an earlier one stays where it was"
+        );
+        let left: Vec<_> = fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "only the stale directories: {left:?}");
     }
 
     #[test]
