@@ -48,6 +48,12 @@ fn rollout_in_progress(sts: Option<&StatefulSet>, replicas: i32) -> Option<Strin
     let Some(sts) = sts else {
         return Some("creating the StatefulSet".into());
     };
+    // While a scale runs the StatefulSet has more or fewer pods than spec.replicas voters.
+    let replicas = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(replicas);
     let status = sts.status.clone().unwrap_or_default();
     if status.observed_generation < sts.metadata.generation {
         return Some("the StatefulSet controller has not seen the latest spec yet".into());

@@ -140,9 +140,8 @@ pub struct Context {
     pub memory: Mutex<HashMap<ObjectRef<ZooKeeperEnsemble>, status::Memory>>,
     /// Reads and changes ensembles' membership.
     pub reconfigurer: Reconfigurer,
-    /// Superuser passwords read from the ensembles' Secrets, by ensemble uid (never changed
-    /// once created, so read once).
-    pub superusers: Mutex<HashMap<String, String>>,
+    /// Superuser passwords read from the ensembles' Secrets, and when, by ensemble uid.
+    pub superusers: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
 
 impl Context {

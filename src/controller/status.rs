@@ -508,11 +508,11 @@ async fn scale_once(
             states.insert(myid, observation.state());
         }
     }
-    let addresses: Vec<std::net::IpAddr> = voter_ids
+    // The membership is read and changed through the servers that serve.
+    let addresses: Vec<std::net::IpAddr> = states
         .iter()
-        .copied()
-        .chain(others.iter().filter_map(|v| u8::try_from(v.myid).ok()))
-        .filter_map(|m| server(ensemble, ctx, m).0.ip)
+        .filter(|(_, state)| state.is_serving())
+        .filter_map(|(&m, _)| server(ensemble, ctx, m).0.ip)
         .collect();
     let desired = u8::try_from(ensemble.spec.replicas).unwrap_or(0);
     let started = Instant::now();

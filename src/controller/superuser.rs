@@ -6,10 +6,12 @@
 //! which `zooherd server` makes the JVM property). The operator creates the Secret once and
 //! never changes it: a new password would not reach the running servers until they restart,
 //! and until then no reconfiguration could be made. A Secret that lost a key, or whose digest
-//! no longer matches its password, is reported, not repaired. The Secret is owned by the
-//! ensemble, so it goes with it.
+//! no longer matches its password, is reported, not repaired. A deleted Secret is created
+//! again (with a new password: the servers pick its digest up as they restart). The Secret is
+//! owned by the ensemble, so it goes with it.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use k8s_openapi::ByteString;
@@ -24,6 +26,11 @@ use crate::quorum::reconfig::super_digest;
 
 /// Random bytes in a new password.
 const PASSWORD_BYTES: usize = 24;
+
+/// How long a password read from a Secret is used without reading the Secret again: the
+/// operator does not watch Secrets, and a deleted Secret must be created again (servers that
+/// start cannot start without it).
+const RECHECK: Duration = Duration::from_secs(300);
 
 /// A new superuser Secret for `ensemble` with `password`.
 pub fn secret(ensemble: &ZooKeeperEnsemble, password: &str) -> Secret {
@@ -79,7 +86,13 @@ fn new_password() -> String {
 /// The ensemble's superuser password, from its Secret, which is created if it does not exist.
 pub async fn ensure(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Result<String, Error> {
     let uid = ensemble.uid().unwrap_or_default();
-    if let Some(password) = ctx.superusers.lock().expect("superusers lock").get(&uid) {
+    if let Some((password, _)) = ctx
+        .superusers
+        .lock()
+        .expect("superusers lock")
+        .get(&uid)
+        .filter(|(_, read)| read.elapsed() < RECHECK)
+    {
         return Ok(password.clone());
     }
     let name = names::superuser_secret(ensemble);
@@ -127,7 +140,7 @@ pub async fn ensure(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Result<Strin
     ctx.superusers
         .lock()
         .expect("superusers lock")
-        .insert(uid, password.clone());
+        .insert(uid, (password.clone(), Instant::now()));
     Ok(password)
 }
 

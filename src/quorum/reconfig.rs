@@ -81,14 +81,18 @@ pub enum ReconfigError {
 /// Reads and changes the membership of ensembles, as their superuser.
 #[derive(Clone, Debug)]
 pub struct Reconfigurer {
-    /// Bounds connecting, each request, and the wait for a change to show.
+    /// Bounds a session's setup, each request, and the wait for a change to show.
     pub timeout: Duration,
+    /// Bounds each connection attempt to one server: a frozen server must not hold up the
+    /// others (the client tries the next address).
+    pub connect_timeout: Duration,
 }
 
 impl Default for Reconfigurer {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -110,7 +114,7 @@ impl Reconfigurer {
         let auth = format!("{SUPERUSER}:{password}");
         let connect = zk::Client::connector()
             .with_session_timeout(self.timeout)
-            .with_connection_timeout(self.timeout)
+            .with_connection_timeout(self.connect_timeout)
             .with_auth("digest", auth.as_bytes())
             .connect(&cluster);
         self.bounded(format!("connecting to {cluster}"), connect)
