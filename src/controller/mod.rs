@@ -2,9 +2,10 @@
 //!
 //! One reconcile runs the whole pipeline for an ensemble: validate → build → apply → status.
 //! Validation and building are pure (`api::validate`, `build`); this module only does the IO:
-//! server-side apply of the children (skipped when nothing changed, see [`apply`]), one probe
-//! round of the members' AdminServers, the status write, Events, and the deletion of a failed
-//! member's pod. Every reconcile requeues after the probe interval, so the status follows the
+//! server-side apply of the children (skipped when nothing changed, see [`apply`]), the
+//! ensemble's superuser Secret (created once, see [`superuser`]), one probe round of the
+//! members' AdminServers, the status write, Events, the deletion of a failed member's pod, and
+//! a voter change while scaling (see [`scale`]). Every reconcile requeues after the probe interval, so the status follows the
 //! quorum even when no Kubernetes object changes; pod events trigger a reconcile at once.
 //!
 //! Reads come from informer caches (children and pods, filtered by the managed-by label), so a

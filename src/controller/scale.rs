@@ -29,6 +29,7 @@ pub fn recorded_voters(membership: Option<&MembershipStatus>) -> Option<BTreeSet
         .voters
         .iter()
         .filter_map(|&m| u8::try_from(m).ok())
+        .filter(|&m| m > 0)
         .collect();
     (!voters.is_empty()).then_some(voters)
 }
