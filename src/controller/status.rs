@@ -280,14 +280,19 @@ pub async fn update(
         } else {
             let outcome =
                 scale_once(ensemble, ctx, password, &voter_ids, &computed, live_servers).await;
+            // A failed change is tried again at the next round; until then, say why.
+            let step = match &outcome.error {
+                Some(error) => ScaleStep::Wait(format!("{} failed: {error}", outcome.step)),
+                None => outcome.step,
+            };
             membership = match &outcome.committed {
-                Some(committed) => Some(scale::membership_status(committed, &outcome.step)),
+                Some(committed) => Some(scale::membership_status(committed, &step)),
                 None => membership.map(|m| MembershipStatus {
-                    scaling: Some(outcome.step.to_string()),
+                    scaling: Some(step.to_string()),
                     ..m
                 }),
             };
-            scale_step = Some(outcome.step);
+            scale_step = Some(step);
         }
     } else if matches!(roll_step, Some(RollStep::Wait(_) | RollStep::Delete { .. }))
         && scale::needs_reading(replicas, recorded.as_ref(), live_servers)
