@@ -15,23 +15,30 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::process;
-use support::zookeeper::{MemberSpec, Probe, ServerState, ZkEnsemble, zookeeper_home};
+use support::scaling::{Scaler, committed, names};
+use support::zookeeper::{MemberSpec, Probe, ServerState, ZkEnsemble, server_line, zookeeper_home};
 use zooherd::agent::server::{
     ENSEMBLE_MARKER_FILE, EXIT_EXEC_FAILED, EXIT_FOREIGN_ENSEMBLE, EXIT_FOREIGN_MYID,
     EXIT_INVALID_INPUT, EnsembleMarker, MYID_FILE,
 };
 use zooherd::build::names::server_host;
 use zooherd::build::zoo_cfg;
+use zooherd::quorum::membership::Membership;
+use zooherd::quorum::reconfig::super_digest;
 
 const ZOOHERD: &str = env!("CARGO_BIN_EXE_zooherd");
 const NAMESPACE: &str = "agents";
 const CLUSTER_DOMAIN: &str = "cluster.local";
 const QUORUM_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The superuser's password in these tests; the servers get its digest.
+const PASSWORD: &str = "agent-test-password";
 
 /// The ensemble a group of `zooherd server` processes belongs to.
 #[derive(Clone)]
@@ -39,19 +46,35 @@ struct Ensemble {
     name: &'static str,
     uid: &'static str,
     replicas: u32,
+    /// The bootstrap membership the next server to start reads (the ConfigMap's `members`);
+    /// `None`: the operator's for a new ensemble of `replicas`.
+    members: Arc<std::sync::Mutex<Option<Membership>>>,
 }
 
 impl Ensemble {
+    fn new(name: &'static str, uid: &'static str, replicas: u32) -> Self {
+        Ensemble {
+            name,
+            uid,
+            replicas,
+            members: Arc::default(),
+        }
+    }
+
     /// zoo.cfg as the operator renders it for this ensemble.
     fn operator_config(&self) -> String {
-        zoo_cfg::render(
-            self.name,
-            NAMESPACE,
-            self.replicas,
-            CLUSTER_DOMAIN,
-            &BTreeMap::new(),
-            false,
-        )
+        zoo_cfg::render(self.name, NAMESPACE, &BTreeMap::new(), false)
+    }
+
+    /// The bootstrap membership, as the ConfigMap holds it.
+    fn operator_members(&self) -> String {
+        let members = self.members.lock().unwrap().clone();
+        members
+            .unwrap_or_else(|| {
+                let myids = (1..=self.replicas).map(|m| m as u8);
+                zoo_cfg::membership(self.name, NAMESPACE, CLUSTER_DOMAIN, myids, 0)
+            })
+            .render()
     }
 
     /// The server's Kubernetes DNS name, as in the operator's server lines.
@@ -79,21 +102,24 @@ impl Ensemble {
             .as_ref()
             .ok_or_else(|| io::Error::other("the ensemble was built without hostnames"))?;
         let mounted = spec.dir.join("configmap/zoo.cfg");
+        let members = spec.dir.join("configmap/members");
         fs::create_dir_all(mounted.parent().unwrap())?;
         fs::write(&mounted, self.operator_config())?;
+        fs::write(&members, self.operator_members())?;
         let mut command = Command::new(ZOOHERD);
         command
             .arg("server")
             .arg("--config")
             .arg(&mounted)
-            .arg("--runtime-config")
-            .arg(spec.dir.join("tmp/zooherd/zoo.cfg"))
+            .arg("--members")
+            .arg(&members)
             .arg("--data-dir")
             .arg(&spec.data_dir)
             .env("POD_NAME", format!("{}-{}", self.name, spec.index))
             .env("POD_NAMESPACE", NAMESPACE)
             .env("POD_IP", spec.ip.to_string())
             .env("ZOOHERD_ENSEMBLE_UID", self.uid)
+            .env("ZOOHERD_SUPER_DIGEST", super_digest(PASSWORD))
             .env("ZOOHERD_BIND_ADDRESS", spec.ip.to_string())
             .env("ZOOKEEPER_HOME", &home)
             .env("ZOOHERD_JVM_HEAP", "128Mi")
@@ -138,11 +164,7 @@ fn cmdline(pid: u32) -> Vec<String> {
 
 #[tokio::test]
 async fn a_quorum_from_the_operators_config_and_probes_that_tell_the_truth() {
-    let ensemble = Ensemble {
-        name: "zk",
-        uid: "7d3c1a52-0000-4000-8000-000000000003",
-        replicas: 3,
-    };
+    let ensemble = Ensemble::new("zk", "7d3c1a52-0000-4000-8000-000000000003", 3);
     let mut zk = ensemble.builder().start().expect("start 3 zooherd servers");
     zk.wait_for_all_serving(QUORUM_TIMEOUT)
         .await
@@ -168,9 +190,21 @@ async fn a_quorum_from_the_operators_config_and_probes_that_tell_the_truth() {
         let myid = fs::read_to_string(spec.data_dir.join(MYID_FILE)).unwrap();
         assert_eq!(myid.trim(), spec.myid.to_string());
 
-        // The runtime copy binds this member's address; the operator's file is untouched.
-        let runtime = fs::read_to_string(spec.dir.join("tmp/zooherd/zoo.cfg")).unwrap();
-        assert!(runtime.contains(&format!("\nclientPortAddress={}\n", spec.ip)));
+        // The runtime copy is on the data volume, and ZooKeeper keeps the membership beside
+        // it: once the first leader committed a version (the leader's own lines), every server
+        // rewrote its copy to name the committed dynamic file. The operator's file is untouched.
+        let runtime = fs::read_to_string(spec.data_dir.join("zooherd/zoo.cfg")).unwrap();
+        let dynamic = runtime
+            .lines()
+            .find_map(|line| line.strip_prefix("dynamicConfigFile="))
+            .unwrap_or_else(|| panic!("{runtime}"));
+        let prefix = spec.data_dir.join("zooherd/zoo.cfg.dynamic.");
+        let version = dynamic
+            .strip_prefix(&prefix.display().to_string())
+            .unwrap_or_else(|| panic!("{dynamic}"));
+        assert_ne!(version, "0", "a version ZooKeeper committed");
+        let servers = Membership::parse(&fs::read_to_string(dynamic).unwrap()).unwrap();
+        assert_eq!(servers.voters().into_iter().collect::<Vec<_>>(), [1, 2, 3]);
         let mounted = fs::read_to_string(spec.dir.join("configmap/zoo.cfg")).unwrap();
         assert_eq!(mounted, ensemble.operator_config());
 
@@ -234,11 +268,7 @@ async fn a_quorum_from_the_operators_config_and_probes_that_tell_the_truth() {
 
 #[tokio::test]
 async fn sigterm_reaches_zookeeper_through_exec() {
-    let ensemble = Ensemble {
-        name: "solo",
-        uid: "7d3c1a52-0000-4000-8000-000000000001",
-        replicas: 1,
-    };
+    let ensemble = Ensemble::new("solo", "7d3c1a52-0000-4000-8000-000000000001", 1);
     let zk = ensemble.builder().prepare().expect("prepare one server");
     let spec = zk.member(0).spec().clone();
     let mut command = ensemble.server_command(&spec).expect("command");
@@ -251,10 +281,11 @@ async fn sigterm_reaches_zookeeper_through_exec() {
 
     let state = zk.wait_for_serving(0, QUORUM_TIMEOUT).await;
     let log_tail = || support::tail(&spec.log_file, 30);
-    assert_eq!(state.ok(), Some(ServerState::Standalone), "{}", log_tail());
+    // Never standalone (standaloneEnabled=false): a quorum of one, which can take more voters.
+    assert_eq!(state.ok(), Some(ServerState::Leader), "{}", log_tail());
     let (code, line) = probe("ready", &spec).await;
     assert_eq!(code, 0, "{line}");
-    assert!(line.starts_with("ready: standalone, zxid 0x"), "{line}");
+    assert!(line.starts_with("ready: leader, zxid 0x"), "{line}");
     let log = fs::read_to_string(&spec.log_file).unwrap();
     assert!(
         log.contains("zooherd server: myid 1 of ensemble agents/solo"),
@@ -281,11 +312,15 @@ async fn sigterm_reaches_zookeeper_through_exec() {
 /// to exit before starting any JVM (JAVA_HOME points nowhere, so a wrongful exec fails fast).
 fn refused_start(ensemble: &Ensemble, ordinal: u32, data_dir: &Path, dir: &Path) -> Output {
     let config = dir.join("zoo.cfg");
+    let members = dir.join("members");
     fs::write(&config, ensemble.operator_config()).unwrap();
+    fs::write(&members, ensemble.operator_members()).unwrap();
     Command::new(ZOOHERD)
         .arg("server")
         .arg("--config")
         .arg(&config)
+        .arg("--members")
+        .arg(&members)
         .arg("--runtime-config")
         .arg(dir.join("runtime/zoo.cfg"))
         .arg("--data-dir")
@@ -308,11 +343,7 @@ fn stderr_line(output: &Output) -> String {
 #[test]
 fn foreign_data_directories_are_refused_with_distinct_exit_codes() {
     let tmp = tempfile::tempdir().unwrap();
-    let ensemble = Ensemble {
-        name: "zk",
-        uid: "7d3c1a52-0000-4000-8000-00000000000a",
-        replicas: 3,
-    };
+    let ensemble = Ensemble::new("zk", "7d3c1a52-0000-4000-8000-00000000000a", 3);
 
     // The volume of the server with myid 3, mounted by ordinal 0 (myid 1).
     let other_server = tmp.path().join("other-server");
@@ -335,10 +366,7 @@ fn foreign_data_directories_are_refused_with_distinct_exit_codes() {
     assert!(!other_server.join(ENSEMBLE_MARKER_FILE).exists());
 
     // A volume that an ensemble of the same name, since deleted, left behind.
-    let old_ensemble = Ensemble {
-        uid: "11111111-2222-4333-8444-555555555555",
-        ..ensemble.clone()
-    };
+    let old_ensemble = Ensemble::new("zk", "11111111-2222-4333-8444-555555555555", 3);
     let left_behind = tmp.path().join("left-behind");
     fs::create_dir_all(&left_behind).unwrap();
     let old_marker = EnsembleMarker {
@@ -402,7 +430,7 @@ fn missing_identity_is_one_line_naming_the_variable() {
     assert_eq!(
         stderr_line(&output),
         "zooherd server: cannot read /nonexistent/zoo.cfg: No such file or directory (os error 2); \
-         mount the ensemble's ConfigMap there, or pass --config"
+         mount the ensemble's ConfigMap there, or pass --config and --members"
     );
 
     let tmp = tempfile::tempdir().unwrap();
@@ -423,4 +451,219 @@ fn missing_identity_is_one_line_naming_the_variable() {
         "zooherd server: ZOOHERD_ENSEMBLE_UID is not set: set it to the ZooKeeperEnsemble's metadata.uid \
          (the operator's StatefulSet does)"
     );
+}
+
+/// The membership of servers `myids` at `version`, each line with the server's own client
+/// address, as the servers here bind it (ZOOHERD_BIND_ADDRESS): a reconfiguration gives every
+/// server the committed lines, its own included, and it must keep its client port where it
+/// is. (In Kubernetes every server binds all interfaces, and the operator's lines say so.)
+fn bound_members(lines: &BTreeMap<u8, String>, myids: &[u8], version: u64) -> Membership {
+    Membership {
+        version,
+        servers: myids.iter().map(|m| (*m, lines[m].clone())).collect(),
+    }
+}
+
+/// Prepares the servers of `ensemble`, gives them a bootstrap membership of all of them with
+/// the server lines `line` makes, starts them and waits until they all serve. Returns the
+/// servers and the lines.
+async fn start_with_lines(
+    ensemble: &Ensemble,
+    line: impl Fn(&support::zookeeper::Member) -> String,
+) -> (ZkEnsemble, BTreeMap<u8, String>) {
+    let mut zk = ensemble.builder().prepare().expect("prepare the servers");
+    let lines: BTreeMap<u8, String> = zk.members().iter().map(|m| (m.myid(), line(m))).collect();
+    let myids: Vec<u8> = lines.keys().copied().collect();
+    *ensemble.members.lock().unwrap() = Some(bound_members(&lines, &myids, 0));
+    for i in 0..zk.size() {
+        zk.start_member(i).expect("start a server");
+    }
+    zk.wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (zk, lines)
+}
+
+#[tokio::test]
+async fn scaling_to_one_and_back_and_restarting_on_the_newest_committed_membership() {
+    let ensemble = Ensemble::new("scale", "7d3c1a52-0000-4000-8000-000000000005", 3);
+    let (mut zk, lines) =
+        start_with_lines(&ensemble, |m| server_line(&m.spec().servers[m.index()])).await;
+
+    // The operator writes the committed membership plus the joining servers before growing.
+    let members = ensemble.members.clone();
+    let joining_lines = lines.clone();
+    let mut before_grow = move |committed: &Membership, servers: u8| {
+        let mut myids: Vec<u8> = committed.voters().into_iter().collect();
+        myids.extend(1..=servers);
+        myids.sort_unstable();
+        myids.dedup();
+        *members.lock().unwrap() = Some(bound_members(&joining_lines, &myids, 0));
+    };
+    let add_lines = lines.clone();
+    let line = move |_: &ZkEnsemble, myid: u8| add_lines[&myid].clone();
+    let mut scaler = Scaler {
+        password: PASSWORD,
+        line: &line,
+        before_grow: &mut before_grow,
+    };
+    let mut replicas = 3;
+    let steps = scaler.scale(&mut zk, &mut replicas, 1).await;
+    assert_eq!(
+        names(&steps),
+        [
+            "removing voter 3",
+            "removing voter 2",
+            "stopping the servers beyond 1"
+        ]
+    );
+    let one = committed(&zk, 1, PASSWORD).await;
+    assert_eq!(one.voters().into_iter().collect::<Vec<_>>(), [1]);
+    assert_eq!(
+        zk.wait_for_serving(0, QUORUM_TIMEOUT).await.ok(),
+        Some(ServerState::Leader),
+        "a quorum of one"
+    );
+
+    // Restarted, the server finds the operator's membership of three at version 0, and the
+    // committed membership of one on its volume: it must start with the newest, or it would
+    // wait forever for a quorum of two.
+    zk.restart(0).expect("restart the last server");
+    let state = zk.wait_for_serving(0, QUORUM_TIMEOUT).await;
+    let log = fs::read_to_string(zk.member(0).log_file()).unwrap();
+    assert_eq!(
+        state.ok(),
+        Some(ServerState::Leader),
+        "{}",
+        support::tail(zk.member(0).log_file(), 30)
+    );
+    let wanted = format!(
+        "members 1 (version {}, committed, from the data volume)",
+        one.version_hex()
+    );
+    assert_eq!(
+        log.matches(&wanted).count(),
+        1,
+        "the restart logged {wanted:?}"
+    );
+
+    // Back to three: the removed servers come back on their volumes, which hold older
+    // memberships, and start with the operator's (newer) one.
+    let steps = scaler.scale(&mut zk, &mut replicas, 3).await;
+    assert_eq!(
+        names(&steps),
+        [
+            "starting servers up to 3 (as non-voting followers)",
+            "adding server 2 as a voter",
+            "adding server 3 as a voter",
+        ]
+    );
+    let three = committed(&zk, 3, PASSWORD).await;
+    assert_eq!(three.voters().into_iter().collect::<Vec<_>>(), [1, 2, 3]);
+    zk.wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Copies directory `from` to `to` (which must not exist), files and subdirectories.
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_volume_of_another_server_is_reinitialised_only_while_the_others_hold_a_quorum() {
+    use zookeeper_client as zk;
+    let ensemble = Ensemble::new("reinit", "7d3c1a52-0000-4000-8000-000000000006", 3);
+    // Server lines by address: the agent itself asks the other servers (through the system's
+    // resolver, which knows nothing of the test's host names) before it moves data aside.
+    let (mut zookeeper, _) = start_with_lines(&ensemble, |m| {
+        format!("{0}:2888:3888:participant;{0}:2181", m.ip())
+    })
+    .await;
+    let client = zk::Client::connect(&zookeeper.connect_string())
+        .await
+        .expect("connect a client");
+    let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    client
+        .create("/before", b"kept", &create)
+        .await
+        .expect("create /before");
+    drop(client);
+
+    // Server 2's volume is replaced by a copy of server 3's (as if the volumes were swapped).
+    zookeeper.stop(1).unwrap();
+    zookeeper.stop(2).unwrap();
+    let data_2 = zookeeper.member(1).data_dir().to_owned();
+    fs::rename(&data_2, zookeeper.member(1).dir().join("data-of-server-2")).unwrap();
+    copy_dir(zookeeper.member(2).data_dir(), &data_2);
+    zookeeper.start_member(2).unwrap();
+    zookeeper
+        .wait_for_serving(2, QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Servers 1 and 3 hold the quorum: server 2 moves the copy aside and syncs from the leader.
+    zookeeper.start_member(1).unwrap();
+    zookeeper
+        .wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let log = fs::read_to_string(zookeeper.member(1).log_file()).unwrap();
+    assert!(
+        log.contains(&format!(
+            "zooherd server: data directory {} held myid 3, not 2 (pod reinit-1); voters 1, 3 serve, a quorum of 1, 2, 3 without this server, so it was moved to {}/stale-",
+            data_2.display(),
+            data_2.display()
+        )),
+        "{}",
+        support::tail(zookeeper.member(1).log_file(), 20)
+    );
+    assert_eq!(fs::read_to_string(data_2.join(MYID_FILE)).unwrap(), "2\n");
+    let stale: Vec<PathBuf> = fs::read_dir(&data_2)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("stale-")
+        })
+        .collect();
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(fs::read_to_string(stale[0].join(MYID_FILE)).unwrap(), "3\n");
+    let only_2 = zookeeper.member(1).client_address().to_string();
+    let client = zk::Client::connect(&only_2)
+        .await
+        .expect("connect to server 2");
+    let (data, _) = client
+        .get_data("/before")
+        .await
+        .expect("read /before on server 2");
+    assert_eq!(data, b"kept");
+    drop(client);
+
+    // Without a quorum of the others, another server's volume is refused as before.
+    zookeeper.stop(0).unwrap();
+    zookeeper.stop(2).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let swapped = tmp.path().join("swapped");
+    fs::create_dir_all(&swapped).unwrap();
+    fs::write(swapped.join(MYID_FILE), "3\n").unwrap();
+    let output = refused_start(&ensemble, 1, &swapped, tmp.path());
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_FOREIGN_MYID)));
+    let line = stderr_line(&output);
+    assert!(
+        line.contains("holds myid 3, but pod reinit-1 is myid 2, and it is kept because the other voters do not serve as a quorum without it (serving: none;"),
+        "{line}"
+    );
+    assert_eq!(fs::read_to_string(swapped.join(MYID_FILE)).unwrap(), "3\n");
 }

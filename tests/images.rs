@@ -393,7 +393,7 @@ fn the_operators_pods_run_on_the_server_image() {
     ensemble.metadata.namespace = Some("default".to_owned());
     ensemble.metadata.uid = Some("0f6c9a7e-1111-4222-8333-944445555666".to_owned());
     let settings = Settings::new(zooherd::agent::DEFAULT_SERVER_IMAGE);
-    let children = children(&ensemble, &settings).expect("the default ensemble builds");
+    let children = children(&ensemble, &settings, None).expect("the default ensemble builds");
     let pod = children.stateful_set.spec.unwrap().template.spec.unwrap();
     let container = &pod.containers[0];
     assert_eq!(

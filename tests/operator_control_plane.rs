@@ -120,12 +120,24 @@ async fn operator_reconciles_an_ensemble_through_its_life() {
         .unwrap();
     assert!(owned_by(&cm, &created));
     let zoo_cfg = &cm.data.as_ref().unwrap()["zoo.cfg"];
+    assert!(zoo_cfg.contains("\nreconfigEnabled=true\n"), "{zoo_cfg}");
+    let members = &cm.data.as_ref().unwrap()["members"];
     assert!(
-        zoo_cfg.contains(&format!(
+        members.contains(&format!(
             "server.3={name}-2.{name}-headless.{ns}.svc.cluster.local:2888:3888:participant;2181"
         )),
-        "{zoo_cfg}"
+        "{members}"
     );
+    // The superuser Secret exists before the servers need it, owned by the ensemble.
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
+        .get(&format!("{name}-zooherd-superuser"))
+        .await
+        .unwrap();
+    assert!(owned_by(&secret, &created));
+    let data = secret.data.as_ref().unwrap();
+    let digest = String::from_utf8(data["digest"].0.clone()).unwrap();
+    let password = String::from_utf8(data["password"].0.clone()).unwrap();
+    assert_eq!(digest, zooherd::quorum::reconfig::super_digest(&password));
     for service in [format!("{name}-headless"), format!("{name}-client")] {
         let svc = Api::<Service>::namespaced(client.clone(), &ns)
             .get(&service)
@@ -339,18 +351,27 @@ async fn api_server_rejects_invalid_manifests_naming_the_field() {
             .contains("spec.storage.data cannot change after creation"),
         "{error}"
     );
-    let error = ensembles
+    // Replicas can change (scaling by reconfiguration), within 1..255.
+    ensembles
         .patch(
             "immutable",
             &PatchParams::default(),
             &Patch::Merge(json!({"spec": {"replicas": 5}})),
         )
         .await
-        .expect_err("changing replicas must be refused until reconfiguration exists");
+        .expect("scaling is allowed");
+    let error = ensembles
+        .patch(
+            "immutable",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .expect_err("0 replicas is refused");
     assert!(
         error
             .to_string()
-            .contains("spec.replicas cannot change on an existing ensemble yet"),
+            .contains("spec.replicas must be between 1 and 255"),
         "{error}"
     );
     cp.delete_namespace(&client, &ns).await.unwrap();

@@ -13,6 +13,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -20,6 +21,7 @@ use support::control_plane::shared;
 use support::operator::{Operator, eventually, install_crds};
 use support::zookeeper::ZkEnsemble;
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
+use zooherd::build::names::server_host;
 
 /// Plays the kubelet: marks pod `zk-<i>` Running and Ready with the address of ZooKeeper
 /// member `i`.
@@ -52,6 +54,15 @@ async fn status_where(
     eventually(what, || async {
         let status = ensembles.get("zk").await.unwrap().status?;
         check(&status).then_some(status)
+    })
+    .await
+}
+
+/// Waits for an Event of the ensemble's namespace that `check` accepts; returns it.
+async fn event_where(events: &Api<Event>, what: &str, check: impl Fn(&Event) -> bool) -> Event {
+    eventually(what, || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items.into_iter().find(|e| check(e))
     })
     .await
 }
@@ -122,15 +133,9 @@ async fn kubectl_get_follows_a_real_ensemble() {
     let member = &status.members[follower];
     assert_eq!(member.pod, format!("zk-{follower}"));
     assert_eq!(member.state, MemberState::Unreachable, "{member:?}");
-    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns);
-    eventually("a Warning Event for DEGRADED", || async {
-        let list = events.list(&Default::default()).await.unwrap();
-        list.items
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("Degraded") && e.type_.as_deref() == Some("Warning")
-            })
-            .then_some(())
+    let events = Api::<Event>::namespaced(client.clone(), &ns);
+    event_where(&events, "a Warning Event for DEGRADED", |e| {
+        e.reason.as_deref() == Some("Degraded") && e.type_.as_deref() == Some("Warning")
     })
     .await;
 
@@ -253,6 +258,209 @@ async fn kubectl_get_follows_a_real_ensemble() {
     })
     .await;
 
+    drop(operator);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
+/// The condition of `type_` in a status.
+fn condition<'a>(
+    status: &'a ZooKeeperEnsembleStatus,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+fn voters_are(want: &'static [i32]) -> impl Fn(&ZooKeeperEnsembleStatus) -> bool {
+    move |s| {
+        s.membership
+            .as_ref()
+            .is_some_and(|m| m.voters == want && m.scaling.is_none())
+            && s.phase == Some(Phase::Active)
+    }
+}
+
+/// Scaling by reconfiguration through the operator: 3 -> 5 (servers started, then added as
+/// voters one at a time), 5 -> 3 (voters removed, the leader among them, then the StatefulSet
+/// shrunk), a refused 3 -> 1 while a member is down, finished when it is back.
+///
+/// One liberty of loopback servers: the operator adds a server with the client address every
+/// server binds in a pod, `;2181` (all interfaces), and ZooKeeper 3.9 rebinds an added
+/// server's client port to the address its committed line names, which a server sharing this
+/// machine's port 2181 with the others cannot do: it keeps following and voting, but stops
+/// taking clients. The operator reads and changes the membership through the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_scales_by_reconfiguration_and_refuses_to_lose_the_quorum() {
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "scaling").await.unwrap();
+    let operator = Operator::start(cp, &ns);
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
+        "apiVersion": "zooherd.dev/v1beta1",
+        "kind": "ZooKeeperEnsemble",
+        "metadata": {"name": "zk"},
+        "spec": {"replicas": 3}
+    }))
+    .unwrap();
+    ensembles
+        .create(&PostParams::default(), &ensemble)
+        .await
+        .unwrap();
+
+    // The servers run with the digest of the superuser the operator created, under the names
+    // the operator gives them (mapped to their addresses for the JVMs).
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns);
+    let secret = eventually("the superuser Secret", || async {
+        secrets.get_opt("zk-zooherd-superuser").await.unwrap()
+    })
+    .await;
+    let digest = String::from_utf8(secret.data.unwrap()["digest"].0.clone()).unwrap();
+    let names_ns = ns.clone();
+    let mut zookeeper = ZkEnsemble::builder(5)
+        .hostnames(move |myid| server_host("zk", &names_ns, u32::from(myid) - 1, "cluster.local"))
+        .reconfig(&digest, 3)
+        .prepare()
+        .expect("preparing ZooKeeper");
+    for i in 0..3 {
+        zookeeper.start_member(i).expect("starting a server");
+    }
+    zookeeper
+        .wait_for_quorum(Duration::from_secs(90))
+        .await
+        .expect("a quorum");
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    for i in 0..3 {
+        bind_pod(&pods, i, zookeeper.member(i).ip()).await;
+    }
+    let status = status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
+    assert_eq!(status.ready.as_deref(), Some("3/3"));
+    let version = status.membership.unwrap().version;
+    assert!(version.starts_with("0x1"), "{version}");
+
+    // 3 -> 5: the StatefulSet grows; the kubelet (this test) starts the new servers, and the
+    // operator adds them as voters once they have synced.
+    let patch = |replicas: i32| Patch::Merge(json!({"spec": {"replicas": replicas}}));
+    let started = std::time::Instant::now();
+    ensembles
+        .patch("zk", &PatchParams::default(), &patch(5))
+        .await
+        .unwrap();
+    for i in 3..5 {
+        zookeeper.start_member(i).expect("starting a new server");
+        bind_pod(&pods, i, zookeeper.member(i).ip()).await;
+    }
+    let status = status_where(
+        &ensembles,
+        "ACTIVE with voters 1-5",
+        voters_are(&[1, 2, 3, 4, 5]),
+    )
+    .await;
+    println!("3 -> 5 voters committed after {:?}", started.elapsed());
+    assert_eq!(status.ready.as_deref(), Some("5/5"));
+    assert_eq!(status.quorum, Some(3));
+    let events = Api::<Event>::namespaced(client.clone(), &ns);
+    let added = event_where(&events, "an AddedVoter Event", |e| {
+        e.reason.as_deref() == Some("AddedVoter")
+    })
+    .await
+    .note
+    .unwrap_or_default();
+    println!("{added}");
+    assert!(
+        added.starts_with("adding server 4 as a voter (pod zk-3): committed version 0x"),
+        "{added}"
+    );
+
+    // Make the leader one of the leaving servers: with equal zxids an election picks the
+    // highest myid.
+    let mut leader = zookeeper.leader().await.expect("a leader");
+    while leader < 3 {
+        zookeeper.restart(leader).expect("restart the leader");
+        leader = zookeeper
+            .wait_for_new_leader(leader, Duration::from_secs(60))
+            .await
+            .expect("a new leader");
+        status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
+    }
+    println!("leader before 5 -> 3: zk-{leader}");
+
+    // 5 -> 3: voters 5 then 4 removed, then the StatefulSet shrinks.
+    let patch = |replicas: i32| Patch::Merge(json!({"spec": {"replicas": replicas}}));
+    let started = std::time::Instant::now();
+    ensembles
+        .patch("zk", &PatchParams::default(), &patch(3))
+        .await
+        .unwrap();
+    let status = status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
+    println!("5 -> 3 voters committed after {:?}", started.elapsed());
+    assert_eq!(status.ready.as_deref(), Some("3/3"));
+    assert_eq!(status.quorum, Some(2));
+    let stateful_sets =
+        Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), &ns);
+    eventually("the StatefulSet at 3 and pods zk-3, zk-4 gone", || async {
+        let sts = stateful_sets.get("zk").await.unwrap();
+        let three = sts.spec.unwrap().replicas == Some(3);
+        let gone = pods.get_opt("zk-3").await.unwrap().is_none()
+            && pods.get_opt("zk-4").await.unwrap().is_none();
+        (three && gone).then_some(())
+    })
+    .await;
+    println!(
+        "5 -> 3 done (StatefulSet shrunk) after {:?}",
+        started.elapsed()
+    );
+    zookeeper.stop(3).unwrap();
+    zookeeper.stop(4).unwrap();
+    // (Events of one reason are aggregated into one Event with a series count.)
+    let removed = event_where(&events, "a RemovedVoter Event", |e| {
+        e.reason.as_deref() == Some("RemovedVoter")
+    })
+    .await
+    .note
+    .unwrap_or_default();
+    println!("{removed}");
+    assert!(
+        removed.starts_with("removing voter 5 (pod zk-4): committed version 0x"),
+        "{removed}"
+    );
+
+    // 3 -> 1 with a member down: removing voter 3 would leave 1 of {1, 2} serving.
+    zookeeper.stop(1).unwrap();
+    status_where(&ensembles, "DEGRADED", phase_is(Phase::Degraded)).await;
+    ensembles
+        .patch("zk", &PatchParams::default(), &patch(1))
+        .await
+        .unwrap();
+    let status = status_where(&ensembles, "a refused scale", |s| {
+        condition(s, "Scaling").is_some_and(|c| c.reason == "ScaleRefused")
+    })
+    .await;
+    let refused = condition(&status, "Scaling").unwrap();
+    assert_eq!(
+        refused.message,
+        "scaling to 1 voters: refused: removing voter 3 would leave voters 1, 2 with 1 serving (1), fewer than their quorum of 2"
+    );
+    assert_eq!(status.membership.as_ref().unwrap().voters, [1, 2, 3]);
+    event_where(&events, "a ScaleRefused Warning Event", |e| {
+        e.reason.as_deref() == Some("ScaleRefused") && e.type_.as_deref() == Some("Warning")
+    })
+    .await;
+
+    // The member back: the scale goes on, to a single voter.
+    zookeeper.start_member(1).unwrap();
+    let started = std::time::Instant::now();
+    let status = status_where(&ensembles, "ACTIVE with voter 1", voters_are(&[1])).await;
+    println!(
+        "3 -> 1 voters committed {:?} after member 1 returned",
+        started.elapsed()
+    );
+    assert_eq!(status.ready.as_deref(), Some("1/1"));
+    assert_eq!(status.leader.as_deref(), Some("zk-0"));
+    assert_eq!(
+        condition(&status, "Scaling").map(|c| c.status.as_str()),
+        Some("False")
+    );
     drop(operator);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }

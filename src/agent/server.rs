@@ -10,12 +10,27 @@
 //!   up, or after an ensemble was deleted and re-created) makes ZooKeeper crash-loop with
 //!   "My id N not in the peer list", or worse, join with data that is not this ensemble's. On
 //!   first start the agent writes `myid` with a marker naming the ensemble (its uid, namespace
-//!   and name); later starts refuse a directory that names another myid or another ensemble,
-//!   with one log line saying what to do and an exit code of its own
-//!   ([`EXIT_FOREIGN_MYID`], [`EXIT_FOREIGN_ENSEMBLE`]), instead of starting the JVM.
-//! - **A writable zoo.cfg.** The operator's zoo.cfg is a read-only ConfigMap mount on a
-//!   read-only root filesystem, and ZooKeeper may rewrite its configuration file. The agent
-//!   copies it to a writable place and adds the per-pod lines there, and only when needed.
+//!   and name). A later start on a directory that names another myid of this ensemble moves
+//!   that data aside (`stale-<time>-myid-<n>`, never deleted) and starts empty, to sync from
+//!   the leader, but only when the other voters serve as a quorum without this server
+//!   ([`may_reinitialise`]): then the data is on them. Otherwise, and for a directory of
+//!   another ensemble (possibly the only copy of its data), it refuses, with one log line
+//!   saying what to do and an exit code of its own ([`EXIT_FOREIGN_MYID`],
+//!   [`EXIT_FOREIGN_ENSEMBLE`]), instead of starting the JVM.
+//! - **A writable zoo.cfg, and the membership to start with.** The operator's zoo.cfg is a
+//!   read-only ConfigMap mount, and ZooKeeper rewrites its configuration file: with
+//!   `reconfigEnabled=true` every committed reconfiguration makes it write the new membership
+//!   to `<zoo.cfg>.dynamic.<version>` *beside the zoo.cfg it was started with* and point that
+//!   zoo.cfg's `dynamicConfigFile` at it. So the agent writes the copy ZooKeeper runs with onto
+//!   the data volume (`dataDir/zooherd/zoo.cfg`), where those files outlive the pod, and picks
+//!   the membership to start with ([`choose_membership`]): the newest dynamic file on the volume
+//!   that lists this server, else the operator's bootstrap membership (the ConfigMap's
+//!   `members`: the committed voters as the operator last saw them, plus joining servers, at
+//!   version 0 so that the ensemble's committed membership replaces it as soon as the server
+//!   reaches a peer). A server that neither lists is not a member and does not start.
+//! - **The superuser.** The digest of the superuser the operator reconfigures the ensemble as
+//!   comes from a Secret through [`ENV_SUPER_DIGEST`], and becomes a JVM property here, so
+//!   that it is in no pod spec.
 //! - **A heap that fits the container**, from the memory limit the downward API passes.
 //!
 //! Then it *execs* the JVM: ZooKeeper replaces this process (PID 1 of the container), so the
@@ -36,6 +51,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::build::names::{self, ZOO_CFG_PATH};
+use std::collections::BTreeMap;
+
+use crate::api::MemberState;
+use crate::quorum::admin::{AdminClient, ServerMode, SrvrAnswer};
+use crate::quorum::membership::{Membership, list};
+use crate::quorum::reconfig::{SUPER_DIGEST_PROPERTY, SUPERUSER};
+use crate::quorum::rule::{is_serving_voter, quorum_size};
 
 /// Name of the pod, `<ensemble>-<ordinal>` (downward API `metadata.name`). Required.
 pub const ENV_POD_NAME: &str = "POD_NAME";
@@ -64,6 +86,9 @@ pub const ENV_JVM_EXTRA_OPTS: &str = "ZOOHERD_JVM_EXTRA_OPTS";
 pub const ENV_ZOOKEEPER_HOME: &str = "ZOOKEEPER_HOME";
 /// The JRE: `$JAVA_HOME/bin/java` when set, else `java` from the PATH.
 pub const ENV_JAVA_HOME: &str = "JAVA_HOME";
+/// `zooherd:<digest>` of the superuser that may reconfigure the ensemble (from the ensemble's
+/// superuser Secret). Optional: without it no client can change the membership.
+pub const ENV_SUPER_DIGEST: &str = names::SUPER_DIGEST_ENV;
 
 /// A setting is missing or wrong: an environment variable, a flag, or zoo.cfg (including one
 /// that cannot be read, or that does not list this server). Fix the pod spec or the ensemble.
@@ -79,14 +104,20 @@ pub const EXIT_EXEC_FAILED: u8 = 127;
 
 /// Where ZooKeeper lives in Zooherd's image.
 pub const DEFAULT_ZOOKEEPER_HOME: &str = "/opt/zookeeper";
-/// The writable copy of zoo.cfg that ZooKeeper runs with (the pod mounts an emptyDir at /tmp).
-pub const DEFAULT_RUNTIME_CONFIG: &str = "/tmp/zooherd/zoo.cfg";
+/// Where, under the data directory, the copy of zoo.cfg that ZooKeeper runs with is written
+/// (and ZooKeeper writes its dynamic configuration files beside it).
+pub const RUNTIME_CONFIG_IN_DATA_DIR: &str = "zooherd/zoo.cfg";
 /// The heap's share of the memory limit unless [`ENV_JVM_HEAP_PERCENT`] says otherwise: the
 /// rest is for the JVM itself (metaspace, threads, direct buffers) and the page cache that
 /// ZooKeeper's snapshots and transaction log go through.
 pub const DEFAULT_HEAP_PERCENT: u8 = 50;
 /// The largest share accepted: above it the JVM's own memory no longer fits beside the heap.
 pub const MAX_HEAP_PERCENT: u8 = 90;
+/// How long the agent waits for each other voter's AdminServer before deciding that a data
+/// directory of another server may be moved aside.
+const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Prefix of the directories that data moved aside goes to (see [`may_reinitialise`]).
+pub const STALE_PREFIX: &str = "stale-";
 /// File in the data directory naming the ensemble the data belongs to.
 pub const ENSEMBLE_MARKER_FILE: &str = "zooherd-ensemble";
 /// ZooKeeper's own file in the data directory.
@@ -112,6 +143,7 @@ Environment:
   ZOOHERD_JVM_HEAP_PERCENT    the share, 1-90 (default 50)
   ZOOHERD_JVM_EXTRA_OPTS      more JVM options, after Zooherd's
   ZOOHERD_BIND_ADDRESS        bind every port to this address (default: all interfaces)
+  ZOOHERD_SUPER_DIGEST        zooherd:<digest> of the superuser that may reconfigure the ensemble
   ZOOKEEPER_HOME, JAVA_HOME   ZooKeeper (default /opt/zookeeper) and the JRE (default: java on PATH)
 
 Exit codes (before ZooKeeper starts): 78 bad setting, 74 file error,
@@ -121,9 +153,15 @@ pub struct Args {
     #[arg(long, value_name = "FILE", default_value = ZOO_CFG_PATH)]
     pub config: PathBuf,
 
-    /// Where to write the copy of zoo.cfg that ZooKeeper runs with; must be writable.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_RUNTIME_CONFIG)]
-    pub runtime_config: PathBuf,
+    /// The bootstrap membership (the ConfigMap's `members`; only read).
+    #[arg(long, value_name = "FILE", default_value = names::MEMBERS_PATH)]
+    pub members: PathBuf,
+
+    /// Where to write the copy of zoo.cfg that ZooKeeper runs with, beside which ZooKeeper
+    /// keeps its dynamic configuration files; must be writable and should persist
+    /// [default: zooherd/zoo.cfg in the data directory].
+    #[arg(long, value_name = "FILE")]
+    pub runtime_config: Option<PathBuf>,
 
     /// This server's myid (1-255) [default: the ordinal in POD_NAME plus 1].
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
@@ -151,32 +189,41 @@ pub enum StartError {
         problem: String,
     },
 
-    #[error("cannot read {path}: {error}; mount the ensemble's ConfigMap there, or pass --config")]
+    #[error(
+        "cannot read {path}: {error}; mount the ensemble's ConfigMap there, or pass --config and --members"
+    )]
     UnreadableConfig { path: PathBuf, error: String },
 
+    #[error("cannot read the membership in {path}: {error}")]
+    BadMembership { path: PathBuf, error: String },
+
     #[error(
-        "{path} has no server.{myid} line, so myid {myid} (pod {pod}) is not a member (it lists {listed}); \
-         the pod's ordinal is beyond the configured members: let the operator render zoo.cfg for this many replicas"
+        "{path} has no server.{myid} line, so myid {myid} (pod {pod}) is not a member (it lists {listed}){volume}; \
+         the pod's ordinal is beyond the ensemble's members: scale the ensemble with spec.replicas, which starts new servers as members"
     )]
     NotAMember {
         path: PathBuf,
         myid: u8,
         pod: String,
         listed: String,
+        volume: String,
     },
 
     #[error("{path} sets no dataDir; render zoo.cfg with the operator, or pass --data-dir")]
     NoDataDir { path: PathBuf },
 
     #[error(
-        "refusing to start: data directory {data_dir} holds myid {found}, but pod {pod} is myid {myid}; \
-         the volume is another server's: delete this pod's PersistentVolumeClaim (the data is on the other members) so it starts empty"
+        "refusing to start: data directory {data_dir} holds myid {found}, but pod {pod} is myid {myid}, \
+         and it is kept because {kept}; the volume is another server's: delete this pod's PersistentVolumeClaim \
+         (the data is on the other members) so it starts empty"
     )]
     ForeignMyid {
         data_dir: PathBuf,
         found: String,
         pod: String,
         myid: u8,
+        /// Why the directory was not moved aside and the server re-initialised.
+        kept: String,
     },
 
     #[error(
@@ -210,6 +257,7 @@ impl StartError {
             | StartError::InvalidEnv { .. }
             | StartError::UnreadableConfig { .. }
             | StartError::NotAMember { .. }
+            | StartError::BadMembership { .. }
             | StartError::NoDataDir { .. } => EXIT_INVALID_INPUT,
             StartError::ForeignMyid { .. } => EXIT_FOREIGN_MYID,
             StartError::ForeignEnsemble { .. } => EXIT_FOREIGN_ENSEMBLE,
@@ -327,14 +375,6 @@ pub fn config_value<'a>(cfg: &'a str, key: &str) -> Option<&'a str> {
         .last()
 }
 
-/// The myids of the `server.<myid>` lines, in file order.
-pub fn configured_myids(cfg: &str) -> Vec<String> {
-    config_entries(cfg)
-        .filter_map(|(key, _)| key.strip_prefix("server."))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The marker written into a data directory on first start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnsembleMarker {
@@ -429,6 +469,7 @@ pub fn refusal(state: &DataDirState, data_dir: &Path, identity: &Identity) -> Op
             found: found.clone(),
             pod: identity.pod_name.clone(),
             myid: identity.myid,
+            kept: "nothing showed that the ensemble serves without this server".to_owned(),
         }),
         DataDirState::ForeignEnsemble { found } => Some(StartError::ForeignEnsemble {
             data_dir: data_dir.to_owned(),
@@ -437,6 +478,121 @@ pub fn refusal(state: &DataDirState, data_dir: &Path, identity: &Identity) -> Op
             uid: identity.ensemble_uid.clone(),
         }),
     }
+}
+
+/// Whether a data directory that holds another server's myid may be moved aside, so that this
+/// server starts empty and takes the ensemble's data from the leader: only when the other
+/// voters of `membership` serve under one leader and are a quorum of it without this server.
+/// Then every committed transaction is on them (a quorum has each one), and the directory,
+/// kept aside, is no one's only copy. `peers` is what the other voters answered. Ok says who
+/// serves; Err says why not.
+pub fn may_reinitialise(
+    myid: u8,
+    membership: &Membership,
+    peers: &BTreeMap<u8, MemberState>,
+) -> Result<String, String> {
+    let voters = membership.voters();
+    let serving: Vec<u8> = voters
+        .iter()
+        .copied()
+        .filter(|&m| m != myid)
+        .filter(|m| peers.get(m).is_some_and(|s| is_serving_voter(*s)))
+        .collect();
+    let leaders = serving
+        .iter()
+        .filter(|m| peers.get(m) == Some(&MemberState::Leader))
+        .count();
+    let needed = quorum_size(voters.len());
+    if leaders == 1 && serving.len() >= needed {
+        Ok(format!(
+            "voters {} serve, a quorum of {} without this server",
+            list(serving),
+            list(voters)
+        ))
+    } else {
+        Err(format!(
+            "the other voters do not serve as a quorum without it (serving: {}; needed {needed} of {} under one leader)",
+            list(serving),
+            list(voters)
+        ))
+    }
+}
+
+/// What the other voters of `membership` answer (their AdminServers, at the hosts of their
+/// server lines). One short round: a server that cannot be asked counts as not serving.
+fn peer_states(membership: &Membership, myid: u8) -> BTreeMap<u8, MemberState> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(_) => return BTreeMap::new(),
+    };
+    let client = AdminClient::new(PEER_TIMEOUT);
+    let others: Vec<(u8, String)> = membership
+        .servers
+        .iter()
+        .filter(|&(&m, _)| m != myid)
+        .filter_map(|(&m, line)| Some((m, line.split(':').next()?.to_owned())))
+        .collect();
+    runtime.block_on(async {
+        let answers = futures::future::join_all(others.iter().map(|(_, host)| {
+            let base = format!("http://{host}:{}", names::ADMIN_PORT);
+            let client = client.clone();
+            async move { client.srvr(&base).await }
+        }))
+        .await;
+        others
+            .iter()
+            .zip(answers)
+            .map(|((m, _), answer)| {
+                let state = match answer {
+                    Ok(SrvrAnswer::Serving(stats)) => match stats.mode {
+                        ServerMode::Leader => MemberState::Leader,
+                        ServerMode::Follower => MemberState::Follower,
+                        ServerMode::Observer => MemberState::Observer,
+                        ServerMode::Standalone => MemberState::Standalone,
+                    },
+                    Ok(SrvrAnswer::NotServing(_)) => MemberState::NotServing,
+                    Err(_) => MemberState::Unreachable,
+                };
+                (*m, state)
+            })
+            .collect()
+    })
+}
+
+/// Moves everything in `dirs` (the data directory, and the transaction-log directory when it
+/// is another) into a new `stale-<unix time>-myid-<found>` directory inside each, never
+/// deleting anything; returns the directories made.
+fn move_aside(dirs: &[&Path], found: &str) -> Result<Vec<PathBuf>, StartError> {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = format!(
+        "{STALE_PREFIX}{seconds}-myid-{}",
+        found.replace(['/', '.'], "_")
+    );
+    let mut moved = Vec::new();
+    for dir in dirs {
+        let stale = dir.join(&name);
+        fs::create_dir_all(&stale).map_err(|e| io_error("create", &stale, &e))?;
+        let entries = fs::read_dir(dir).map_err(|e| io_error("read", dir, &e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("read", dir, &e))?;
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(STALE_PREFIX)
+            {
+                continue;
+            }
+            let to = stale.join(entry.file_name());
+            fs::rename(entry.path(), &to).map_err(|e| io_error("move", &entry.path(), &e))?;
+        }
+        moved.push(stale);
+    }
+    Ok(moved)
 }
 
 /// A Kubernetes quantity in bytes: an integer or decimal number with an optional binary
@@ -607,15 +763,18 @@ pub fn decide_heap(env: Env) -> Result<Heap, StartError> {
 ///
 /// With a bind address every port binds there, so servers sharing a host do not collide: the
 /// client port (`clientPortAddress`, and the client address in this server's own
-/// `server.<myid>` line, `own_server` here, which ZooKeeper insists must agree with it), the
-/// AdminServer, the metrics endpoint, and the quorum and election ports (on the address of
-/// this server's own line rather than on all interfaces). A data directory given with
-/// `--data-dir` replaces dataDir.
+/// `server.<myid>` line, which ZooKeeper insists must agree with it: see
+/// [`dynamic_config`]), the AdminServer, the metrics endpoint, and the quorum and election
+/// ports (on the address of this server's own line rather than on all interfaces). A data
+/// directory given with `--data-dir` replaces dataDir. Last, `dynamicConfigFile` names the
+/// membership the server starts with.
 pub fn per_pod_settings(
     bind: Option<IpAddr>,
     data_dir: Option<&Path>,
-    own_server: (u8, &str),
+    dynamic_config_file: &Path,
 ) -> Vec<(String, String)> {
+    // A backslash is an escape character in a properties file.
+    let path_value = |path: &Path| path.display().to_string().replace('\\', "\\\\");
     let mut settings = Vec::new();
     if let Some(address) = bind {
         for key in [
@@ -626,17 +785,82 @@ pub fn per_pod_settings(
             settings.push((key.to_owned(), address.to_string()));
         }
         settings.push(("quorumListenOnAllIPs".to_owned(), "false".to_owned()));
-        let (myid, server) = own_server;
-        if let Some(bound) = bind_client_address(server, address) {
-            settings.push((format!("server.{myid}"), bound));
-        }
     }
     if let Some(dir) = data_dir {
-        // A backslash is an escape character in a properties file.
-        let value = dir.display().to_string().replace('\\', "\\\\");
-        settings.push(("dataDir".to_owned(), value));
+        settings.push(("dataDir".to_owned(), path_value(dir)));
     }
+    settings.push((
+        "dynamicConfigFile".to_owned(),
+        path_value(dynamic_config_file),
+    ));
     settings
+}
+
+/// Where the membership a server starts with comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipSource {
+    /// A dynamic configuration file ZooKeeper wrote on the data volume (a committed membership).
+    Volume,
+    /// The operator's bootstrap membership (the ConfigMap's `members`).
+    Bootstrap,
+}
+
+/// The membership to start with: the newest configuration on the volume that lists `myid`,
+/// unless the bootstrap membership is newer (or as new: the agent's own copy of it); else the
+/// bootstrap membership if it lists `myid`. `None` when neither lists it.
+///
+/// A configuration on the volume that does not list the server is one in which it was removed
+/// (or not yet added); starting with it would make ZooKeeper run a server outside its own
+/// membership, so it is passed over. An older one that lists it is harmless: ZooKeeper takes
+/// a peer's newer membership at the first contact.
+pub fn choose_membership(
+    myid: u8,
+    bootstrap: &Membership,
+    on_volume: &[Membership],
+) -> Option<(Membership, MembershipSource)> {
+    let newest_on_volume = on_volume
+        .iter()
+        .filter(|m| m.servers.contains_key(&myid))
+        .max_by_key(|m| m.version);
+    match newest_on_volume {
+        Some(volume) if volume.version > bootstrap.version => {
+            Some((volume.clone(), MembershipSource::Volume))
+        }
+        _ if bootstrap.servers.contains_key(&myid) => {
+            Some((bootstrap.clone(), MembershipSource::Bootstrap))
+        }
+        Some(volume) => Some((volume.clone(), MembershipSource::Volume)),
+        None => None,
+    }
+}
+
+/// The version of a dynamic configuration file ZooKeeper wrote beside `runtime_config`
+/// (`<name>.dynamic.<hex version>`); `None` for other files (`<name>.dynamic.next` included:
+/// a proposal, not a committed membership).
+pub fn dynamic_config_version(runtime_config: &Path, file_name: &str) -> Option<u64> {
+    let base = runtime_config.file_name()?.to_str()?;
+    let version = file_name.strip_prefix(base)?.strip_prefix(".dynamic.")?;
+    u64::from_str_radix(version, 16).ok()
+}
+
+/// The dynamic configuration file a membership is written to: `<runtime config>.dynamic.<hex
+/// version>`, the name ZooKeeper itself gives it (ZooKeeper reads the version from the name).
+pub fn dynamic_config_path(runtime_config: &Path, membership: &Membership) -> PathBuf {
+    let mut path = runtime_config.as_os_str().to_owned();
+    path.push(format!(".dynamic.{}", membership.version_hex()));
+    PathBuf::from(path)
+}
+
+/// The dynamic configuration file's contents: the server lines, this server's own with its
+/// client address set to the bind address, if any.
+pub fn dynamic_config(membership: &Membership, myid: u8, bind: Option<IpAddr>) -> String {
+    let mut membership = membership.clone();
+    if let (Some(address), Some(own)) = (bind, membership.servers.get_mut(&myid))
+        && let Some(bound) = bind_client_address(own, address)
+    {
+        *own = bound;
+    }
+    membership.server_lines()
 }
 
 /// A `server.<myid>` value (`host:quorum:election[:role][;[address:]port]`) with its client
@@ -718,13 +942,46 @@ pub struct Plan {
     pub pod_ip: Option<IpAddr>,
     pub data_dir: PathBuf,
     pub heap: Heap,
-    /// The runtime zoo.cfg's contents, to write to `Args::runtime_config`.
+    /// Where the runtime zoo.cfg goes, and its contents.
+    pub runtime_config_path: PathBuf,
     pub runtime_config: String,
+    /// The membership the server starts with, where it came from, and where its dynamic
+    /// configuration file goes, with the file's contents.
+    pub membership: Membership,
+    pub membership_source: MembershipSource,
+    pub dynamic_config_path: PathBuf,
+    pub dynamic_config: String,
     pub argv: Vec<OsString>,
 }
 
-/// Decides everything from the arguments, the environment and the operator's zoo.cfg.
-pub fn plan(args: &Args, env: Env, config: &str) -> Result<Plan, StartError> {
+/// The data directory: `--data-dir`, else zoo.cfg's dataDir.
+pub fn data_dir(args: &Args, config: &str) -> Result<PathBuf, StartError> {
+    match (&args.data_dir, config_value(config, "dataDir")) {
+        (Some(dir), _) => Ok(dir.clone()),
+        (None, Some(dir)) if !dir.is_empty() => Ok(PathBuf::from(dir)),
+        (None, _) => Err(StartError::NoDataDir {
+            path: args.config.clone(),
+        }),
+    }
+}
+
+/// Where the runtime zoo.cfg goes: `--runtime-config`, else on the data volume.
+pub fn runtime_config_path(args: &Args, config: &str) -> Result<PathBuf, StartError> {
+    match &args.runtime_config {
+        Some(path) => Ok(path.clone()),
+        None => Ok(data_dir(args, config)?.join(RUNTIME_CONFIG_IN_DATA_DIR)),
+    }
+}
+
+/// Decides everything from the arguments, the environment, the operator's zoo.cfg and
+/// bootstrap membership (`members`), and the dynamic configuration files on the volume.
+pub fn plan(
+    args: &Args,
+    env: Env,
+    config: &str,
+    members: &str,
+    on_volume: &[Membership],
+) -> Result<Plan, StartError> {
     let identity = identity(args.myid, env)?;
     let parse_ip = |var: &'static str| -> Result<Option<IpAddr>, StartError> {
         env(var)
@@ -737,34 +994,54 @@ pub fn plan(args: &Args, env: Env, config: &str) -> Result<Plan, StartError> {
     };
     let pod_ip = parse_ip(ENV_POD_IP)?;
     let bind = parse_ip(ENV_BIND_ADDRESS)?;
-    let myids = configured_myids(config);
-    if !myids.contains(&identity.myid.to_string()) {
+    let bootstrap = Membership::parse(members).map_err(|e| StartError::BadMembership {
+        path: args.members.clone(),
+        error: e.to_string(),
+    })?;
+    let Some((membership, membership_source)) =
+        choose_membership(identity.myid, &bootstrap, on_volume)
+    else {
+        let newest = on_volume.iter().max_by_key(|m| m.version);
         return Err(StartError::NotAMember {
-            path: args.config.clone(),
+            path: args.members.clone(),
             myid: identity.myid,
             pod: identity.pod_name.clone(),
-            listed: if myids.is_empty() {
-                "no servers".to_owned()
-            } else {
-                format!("myids {}", myids.join(", "))
-            },
+            listed: format!("myids {}", list(bootstrap.servers.keys().copied())),
+            volume: newest.map_or_else(String::new, |m| {
+                format!(
+                    ", nor does the newest configuration on the data volume (version {}, myids {})",
+                    m.version_hex(),
+                    list(m.servers.keys().copied())
+                )
+            }),
         });
-    }
-    let data_dir = match (&args.data_dir, config_value(config, "dataDir")) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(dir)) if !dir.is_empty() => PathBuf::from(dir),
-        (None, _) => {
-            return Err(StartError::NoDataDir {
-                path: args.config.clone(),
-            });
-        }
     };
+    let data_dir = data_dir(args, config)?;
+    let runtime_config_path = runtime_config_path(args, config)?;
     let heap = decide_heap(env)?;
-    let extra_options: Vec<String> = env(ENV_JVM_EXTRA_OPTS)
-        .map(|opts| opts.split_whitespace().map(str::to_owned).collect())
-        .unwrap_or_default();
-    let own_server = config_value(config, &format!("server.{}", identity.myid)).unwrap_or("");
-    let settings = per_pod_settings(bind, args.data_dir.as_deref(), (identity.myid, own_server));
+    let mut jvm_options = Vec::new();
+    if let Some(digest) = env(ENV_SUPER_DIGEST) {
+        if !digest.starts_with(&format!("{SUPERUSER}:")) || digest.contains(char::is_whitespace) {
+            return Err(invalid(
+                ENV_SUPER_DIGEST,
+                "(hidden)",
+                format!("is not {SUPERUSER}:<digest>: set it from the ensemble's superuser Secret"),
+            ));
+        }
+        jvm_options.push(format!("-D{SUPER_DIGEST_PROPERTY}={digest}"));
+    }
+    jvm_options.extend(
+        env(ENV_JVM_EXTRA_OPTS)
+            .map(|opts| {
+                opts.split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default(),
+    );
+    let dynamic_config_path = dynamic_config_path(&runtime_config_path, &membership);
+    let dynamic_config = dynamic_config(&membership, identity.myid, bind);
+    let settings = per_pod_settings(bind, args.data_dir.as_deref(), &dynamic_config_path);
     let runtime_config = runtime_config(config, &settings, &identity.pod_name);
     let zookeeper_home =
         PathBuf::from(env(ENV_ZOOKEEPER_HOME).unwrap_or_else(|| DEFAULT_ZOOKEEPER_HOME.into()));
@@ -773,32 +1050,80 @@ pub fn plan(args: &Args, env: Env, config: &str) -> Result<Plan, StartError> {
         &java,
         &zookeeper_home,
         &heap,
-        &extra_options,
-        &args.runtime_config,
+        &jvm_options,
+        &runtime_config_path,
     );
     Ok(Plan {
         identity,
         pod_ip,
         data_dir,
         heap,
+        runtime_config_path,
         runtime_config,
+        membership,
+        membership_source,
+        dynamic_config_path,
+        dynamic_config,
         argv,
     })
 }
 
-/// Runs the entrypoint: plans, claims the data directory, writes the runtime zoo.cfg and
-/// execs ZooKeeper. Returns only on failure.
+/// Runs the entrypoint: plans, claims the data directory, writes the membership and the
+/// runtime zoo.cfg and execs ZooKeeper. Returns only on failure.
 pub fn run(args: &Args) -> Result<Infallible, StartError> {
     let env = |var: &str| std::env::var(var).ok().filter(|value| !value.is_empty());
-    let config = fs::read_to_string(&args.config).map_err(|e| StartError::UnreadableConfig {
-        path: args.config.clone(),
-        error: e.to_string(),
-    })?;
-    let plan = plan(args, &env, &config)?;
+    let read = |path: &Path| {
+        fs::read_to_string(path).map_err(|e| StartError::UnreadableConfig {
+            path: path.to_owned(),
+            error: e.to_string(),
+        })
+    };
+    let config = read(&args.config)?;
+    // Who this is first: a pod without its identity is the first thing to fix.
+    identity(args.myid, &env)?;
+    let members = read(&args.members)?;
+    let on_volume = read_dynamic_configs(&runtime_config_path(args, &config)?)?;
+    let mut plan = plan(args, &env, &config, &members, &on_volume)?;
+    // A volume of another server is moved aside when the ensemble serves without this one:
+    // the server then starts empty and syncs from the leader (see may_reinitialise).
+    if let DataDirState::ForeignMyid { found } = inspect_data_dir(&plan.data_dir, &plan.identity)? {
+        let peers = peer_states(&plan.membership, plan.identity.myid);
+        match may_reinitialise(plan.identity.myid, &plan.membership, &peers) {
+            Err(kept) => {
+                return Err(StartError::ForeignMyid {
+                    data_dir: plan.data_dir.clone(),
+                    found,
+                    pod: plan.identity.pod_name.clone(),
+                    myid: plan.identity.myid,
+                    kept,
+                });
+            }
+            Ok(serving) => {
+                let log_dir = config_value(&config, "dataLogDir").map(PathBuf::from);
+                let mut dirs = vec![plan.data_dir.as_path()];
+                dirs.extend(log_dir.as_deref().filter(|d| *d != plan.data_dir));
+                let moved = move_aside(&dirs, &found)?;
+                eprintln!(
+                    "zooherd server: data directory {} held myid {found}, not {} (pod {}); {serving}, so it was moved to {} and this server starts empty and syncs from the leader",
+                    plan.data_dir.display(),
+                    plan.identity.myid,
+                    plan.identity.pod_name,
+                    moved
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                );
+                plan = self::plan(args, &env, &config, &members, &[])?;
+            }
+        }
+    }
     let state = claim_data_dir(&plan.data_dir, &plan.identity)?;
-    write_atomically(&args.runtime_config, &plan.runtime_config)?;
+    write_atomically(&plan.dynamic_config_path, &plan.dynamic_config)?;
+    write_atomically(&plan.runtime_config_path, &plan.runtime_config)?;
     eprintln!(
-        "zooherd server: myid {myid} of ensemble {ensemble} (uid {uid}), pod {pod}{ip}; data directory {dir} {state}; {heap}; starting ZooKeeper with {cfg}",
+        "zooherd server: myid {myid} of ensemble {ensemble} (uid {uid}), pod {pod}{ip}; data directory {dir} {state}; \
+         members {members} (version {version}, {source}); {heap}; starting ZooKeeper with {cfg}",
         myid = plan.identity.myid,
         ensemble = plan.identity.ensemble(),
         uid = plan.identity.ensemble_uid,
@@ -812,8 +1137,14 @@ pub fn run(args: &Args) -> Result<Infallible, StartError> {
             DataDirState::Fresh => "claimed",
             _ => "is this server's",
         },
+        members = list(plan.membership.servers.keys().copied()),
+        version = plan.membership.version_hex(),
+        source = match plan.membership_source {
+            MembershipSource::Volume => "committed, from the data volume",
+            MembershipSource::Bootstrap => "from the operator",
+        },
         heap = plan.heap.describe(),
-        cfg = args.runtime_config.display(),
+        cfg = plan.runtime_config_path.display(),
     );
     let program = plan.argv[0].clone();
     let error = Command::new(&program).args(&plan.argv[1..]).exec();
@@ -823,11 +1154,50 @@ pub fn run(args: &Args) -> Result<Infallible, StartError> {
     })
 }
 
-/// Reads the myid and the marker, refuses a foreign directory, and claims a fresh one.
-fn claim_data_dir(data_dir: &Path, identity: &Identity) -> Result<DataDirState, StartError> {
+/// The dynamic configuration files ZooKeeper wrote beside `runtime_config`, each with the
+/// version from its name. A file that cannot be parsed is passed over: it was never a
+/// committed membership ZooKeeper could start with either.
+fn read_dynamic_configs(runtime_config: &Path) -> Result<Vec<Membership>, StartError> {
+    let Some(dir) = runtime_config.parent() else {
+        return Ok(Vec::new());
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error("read", dir, &e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("read", dir, &e))?;
+        let name = entry.file_name();
+        let Some(version) = name
+            .to_str()
+            .and_then(|name| dynamic_config_version(runtime_config, name))
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let text = fs::read_to_string(&path).map_err(|e| io_error("read", &path, &e))?;
+        if let Ok(membership) = Membership::parse(&text) {
+            found.push(Membership {
+                version,
+                ..membership
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Reads the myid and the marker and compares them with `identity`.
+fn inspect_data_dir(data_dir: &Path, identity: &Identity) -> Result<DataDirState, StartError> {
     let myid = read_if_present(&data_dir.join(MYID_FILE))?;
     let marker = read_if_present(&data_dir.join(ENSEMBLE_MARKER_FILE))?;
-    let state = check_data_dir(myid.as_deref(), marker.as_deref(), identity);
+    Ok(check_data_dir(myid.as_deref(), marker.as_deref(), identity))
+}
+
+/// Refuses a foreign directory, and claims a fresh one.
+fn claim_data_dir(data_dir: &Path, identity: &Identity) -> Result<DataDirState, StartError> {
+    let state = inspect_data_dir(data_dir, identity)?;
     if let Some(error) = refusal(&state, data_dir, identity) {
         return Err(error);
     }
@@ -883,9 +1253,20 @@ mod tests {
 
     const UID: &str = "0f6c9a7e-1111-4222-8333-944445555666";
 
-    /// The operator's zoo.cfg for ensemble `zk` in namespace `ns` with 3 servers.
+    /// The operator's zoo.cfg for ensemble `zk` in namespace `ns`.
     fn operator_cfg() -> String {
-        crate::build::zoo_cfg::render("zk", "ns", 3, "cluster.local", &BTreeMap::new(), false)
+        crate::build::zoo_cfg::render("zk", "ns", &BTreeMap::new(), false)
+    }
+
+    /// The operator's bootstrap membership of `myids` at `version`.
+    fn members(myids: &[u8], version: u64) -> Membership {
+        crate::build::zoo_cfg::membership(
+            "zk",
+            "ns",
+            "cluster.local",
+            myids.iter().copied(),
+            version,
+        )
     }
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
@@ -907,7 +1288,8 @@ mod tests {
     fn args() -> Args {
         Args {
             config: PathBuf::from(ZOO_CFG_PATH),
-            runtime_config: PathBuf::from(DEFAULT_RUNTIME_CONFIG),
+            members: PathBuf::from(names::MEMBERS_PATH),
+            runtime_config: None,
             myid: None,
             data_dir: None,
         }
@@ -988,8 +1370,6 @@ mod tests {
         );
         assert_eq!(config_value(cfg, "tickTime"), Some("2"));
         assert_eq!(config_value(cfg, "missing"), None);
-        assert_eq!(configured_myids(cfg), ["1"]);
-        assert_eq!(configured_myids(&operator_cfg()), ["1", "2", "3"]);
     }
 
     #[test]
@@ -1067,7 +1447,8 @@ mod tests {
         assert_eq!(foreign_myid.exit_code(), EXIT_FOREIGN_MYID);
         assert_eq!(
             foreign_myid.to_string(),
-            "refusing to start: data directory /var/lib/zookeeper/data holds myid 3, but pod zk-1 is myid 2; \
+            "refusing to start: data directory /var/lib/zookeeper/data holds myid 3, but pod zk-1 is myid 2, \
+             and it is kept because nothing showed that the ensemble serves without this server; \
              the volume is another server's: delete this pod's PersistentVolumeClaim (the data is on the other members) so it starts empty"
         );
 
@@ -1253,26 +1634,31 @@ mod tests {
     }
 
     #[test]
-    fn per_pod_lines_only_where_needed() {
+    fn per_pod_lines() {
         let cfg = operator_cfg();
-        let own = config_value(&cfg, "server.2").unwrap();
-        assert!(per_pod_settings(None, None, (2, own)).is_empty());
+        let dynamic = Path::new("/var/lib/zookeeper/data/zooherd/zoo.cfg.dynamic.0");
+        assert_eq!(
+            per_pod_settings(None, None, dynamic),
+            [(
+                "dynamicConfigFile".to_owned(),
+                dynamic.display().to_string()
+            )]
+        );
         assert_eq!(runtime_config(&cfg, &[], "zk-1"), cfg);
 
         let bind: IpAddr = "127.1.2.3".parse().unwrap();
-        let settings =
-            per_pod_settings(Some(bind), Some(Path::new("/tmp/member-2/data")), (2, own));
+        let settings = per_pod_settings(Some(bind), Some(Path::new("/tmp/member-2/data")), dynamic);
         let runtime = runtime_config(&cfg, &settings, "zk-1");
         let want = [
             ("clientPortAddress", "127.1.2.3"),
             ("admin.serverAddress", "127.1.2.3"),
             ("metricsProvider.httpHost", "127.1.2.3"),
             ("quorumListenOnAllIPs", "false"),
-            (
-                "server.2",
-                "zk-1.zk-headless.ns.svc.cluster.local:2888:3888:participant;127.1.2.3:2181",
-            ),
             ("dataDir", "/tmp/member-2/data"),
+            (
+                "dynamicConfigFile",
+                "/var/lib/zookeeper/data/zooherd/zoo.cfg.dynamic.0",
+            ),
         ];
         for (key, value) in want {
             let values: Vec<_> = config_entries(&runtime)
@@ -1289,6 +1675,113 @@ mod tests {
                 .collect()
         };
         assert_eq!(others(&runtime), others(&cfg));
+    }
+
+    #[test]
+    fn the_dynamic_file_binds_the_own_client_address() {
+        let membership = members(&[1, 2], 0);
+        let bind: IpAddr = "127.1.2.3".parse().unwrap();
+        assert_eq!(
+            dynamic_config(&membership, 2, Some(bind)),
+            "server.1=zk-0.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181\n\
+             server.2=zk-1.zk-headless.ns.svc.cluster.local:2888:3888:participant;127.1.2.3:2181\n"
+        );
+        assert_eq!(
+            dynamic_config(&membership, 2, None),
+            membership.server_lines()
+        );
+    }
+
+    #[test]
+    fn the_newest_membership_that_lists_the_server() {
+        use MembershipSource::{Bootstrap, Volume};
+        // (myid, bootstrap myids and version, volume files as (myids, version), want)
+        type Case = (
+            u8,
+            (&'static [u8], u64),
+            Vec<(&'static [u8], u64)>,
+            Option<(u64, MembershipSource)>,
+        );
+        let cases: Vec<Case> = vec![
+            // A new server: the operator's membership.
+            (1, (&[1, 2, 3], 0), vec![], Some((0, Bootstrap))),
+            // Restarted on the agent's own copy of it: the same.
+            (
+                1,
+                (&[1, 2, 3], 0),
+                vec![(&[1, 2, 3], 0)],
+                Some((0, Bootstrap)),
+            ),
+            // ZooKeeper committed newer ones: the newest.
+            (
+                1,
+                (&[1, 2, 3], 0),
+                vec![(&[1, 2, 3], 0x100000000), (&[1], 0x100000003)],
+                Some((0x100000003, Volume)),
+            ),
+            // Joining: not yet added, it synced a membership that does not list it.
+            (
+                4,
+                (&[1, 2, 3, 4], 0),
+                vec![(&[1, 2, 3, 4], 0), (&[1, 2, 3], 0x100000009)],
+                Some((0, Bootstrap)),
+            ),
+            // Removed, then added back: its last membership that lists it; the ensemble's
+            // newer one replaces it at the first contact.
+            (
+                3,
+                (&[1, 2, 3], 0),
+                vec![(&[1, 2, 3], 0x100000000), (&[1, 2], 0x100000004)],
+                Some((0x100000000, Volume)),
+            ),
+            // The operator's lists it no longer but the volume does: the volume's.
+            (
+                3,
+                (&[1, 2], 0),
+                vec![(&[1, 2, 3], 0x100000000)],
+                Some((0x100000000, Volume)),
+            ),
+            // An operator's membership newer than the volume's wins (Zooherd writes version 0
+            // today).
+            (
+                1,
+                (&[1, 2, 3], 0x200000005),
+                vec![(&[1, 2], 0x100000003)],
+                Some((0x200000005, Bootstrap)),
+            ),
+            // Nobody lists it.
+            (5, (&[1, 2, 3], 0), vec![(&[1, 2, 3], 0x100000004)], None),
+        ];
+        for (myid, (boot, boot_version), volume, want) in cases {
+            let bootstrap = members(boot, boot_version);
+            let on_volume: Vec<Membership> = volume.iter().map(|(m, v)| members(m, *v)).collect();
+            let got = choose_membership(myid, &bootstrap, &on_volume).map(|(m, s)| (m.version, s));
+            assert_eq!(
+                got, want,
+                "myid {myid}, bootstrap {boot:?}@{boot_version:x}, volume {volume:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dynamic_file_names() {
+        let runtime = Path::new("/data/zooherd/zoo.cfg");
+        let cases = [
+            ("zoo.cfg.dynamic.100000003", Some(0x100000003)),
+            ("zoo.cfg.dynamic.0", Some(0)),
+            ("zoo.cfg.dynamic.next", None),
+            ("zoo.cfg", None),
+            ("zoo.cfg.tmp", None),
+            ("other.cfg.dynamic.1", None),
+            ("zoo.cfg.dynamic.1.tmp", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(dynamic_config_version(runtime, name), want, "{name}");
+        }
+        assert_eq!(
+            dynamic_config_path(runtime, &members(&[1], 0x100000003)),
+            Path::new("/data/zooherd/zoo.cfg.dynamic.100000003")
+        );
     }
 
     #[test]
@@ -1354,15 +1847,28 @@ mod tests {
             (ENV_JVM_EXTRA_OPTS, " -Dfoo=1   -Dbar=2 "),
             (ENV_JAVA_HOME, "/jre"),
         ]);
-        let plan = plan(&args(), &env_of(&pairs), &operator_cfg()).unwrap();
+        pairs.push((ENV_SUPER_DIGEST, "zooherd:u/lJX/7cIAvZtP9PqwTdm6krtSQ="));
+        let bootstrap = members(&[1, 2, 3], 0).render();
+        let plan = plan(&args(), &env_of(&pairs), &operator_cfg(), &bootstrap, &[]).unwrap();
         assert_eq!(plan.identity.myid, 3);
         assert_eq!(plan.pod_ip, Some("10.1.2.3".parse().unwrap()));
         assert_eq!(plan.data_dir, Path::new("/var/lib/zookeeper/data"));
         assert_eq!(
-            plan.runtime_config,
-            operator_cfg(),
-            "nothing per pod in Kubernetes"
+            plan.runtime_config_path,
+            Path::new("/var/lib/zookeeper/data/zooherd/zoo.cfg"),
+            "on the data volume, where ZooKeeper's dynamic files outlive the pod"
         );
+        assert_eq!(
+            plan.runtime_config,
+            format!(
+                "{}\n# Per-pod settings, added by `zooherd server` in pod zk-2.\n\
+                 dynamicConfigFile=/var/lib/zookeeper/data/zooherd/zoo.cfg.dynamic.0\n",
+                operator_cfg()
+            ),
+            "only the membership's file per pod in Kubernetes"
+        );
+        assert_eq!(plan.membership_source, MembershipSource::Bootstrap);
+        assert_eq!(plan.dynamic_config, members(&[1, 2, 3], 0).server_lines());
         assert_eq!(
             plan.argv,
             [
@@ -1370,12 +1876,13 @@ mod tests {
                 "-Xms1024m",
                 "-Xmx1024m",
                 "-XX:+ExitOnOutOfMemoryError",
+                "-Dzookeeper.DigestAuthenticationProvider.superDigest=zooherd:u/lJX/7cIAvZtP9PqwTdm6krtSQ=",
                 "-Dfoo=1",
                 "-Dbar=2",
                 "-cp",
                 "/opt/zookeeper/lib/*:/opt/zookeeper/conf",
                 MAIN_CLASS,
-                "/tmp/zooherd/zoo.cfg",
+                "/var/lib/zookeeper/data/zooherd/zoo.cfg",
             ]
         );
     }
@@ -1386,10 +1893,11 @@ mod tests {
         pairs.extend([(ENV_BIND_ADDRESS, "127.0.0.9"), (ENV_ZOOKEEPER_HOME, "/zk")]);
         let args = Args {
             data_dir: Some(PathBuf::from("/scratch/data")),
-            runtime_config: PathBuf::from("/scratch/zoo.cfg"),
+            runtime_config: Some(PathBuf::from("/scratch/zoo.cfg")),
             ..args()
         };
-        let plan = plan(&args, &env_of(&pairs), &operator_cfg()).unwrap();
+        let bootstrap = members(&[1, 2, 3], 0).render();
+        let plan = plan(&args, &env_of(&pairs), &operator_cfg(), &bootstrap, &[]).unwrap();
         assert_eq!(plan.data_dir, Path::new("/scratch/data"));
         assert_eq!(
             config_value(&plan.runtime_config, "dataDir"),
@@ -1401,6 +1909,11 @@ mod tests {
         );
         assert_eq!(plan.argv[0], "java");
         assert_eq!(plan.argv.last().unwrap(), "/scratch/zoo.cfg");
+        assert_eq!(
+            plan.dynamic_config_path,
+            Path::new("/scratch/zoo.cfg.dynamic.0")
+        );
+        assert!(plan.dynamic_config.contains("participant;127.0.0.9:2181\n"));
         assert!(plan.argv.contains(&OsString::from("/zk/lib/*:/zk/conf")));
     }
 
@@ -1416,17 +1929,17 @@ mod tests {
             (
                 pod_env("zk-3"),
                 cfg.clone(),
-                "/etc/zooherd/zoo.cfg has no server.4 line, so myid 4 (pod zk-3) is not a member (it lists myids 1, 2, 3)",
+                "/etc/zooherd/members has no server.4 line, so myid 4 (pod zk-3) is not a member (it lists myids 1, 2, 3); the pod's ordinal",
             ),
             (
                 pod_env("zk-0"),
-                "dataDir=/d\n".to_owned(),
-                "/etc/zooherd/zoo.cfg has no server.1 line, so myid 1 (pod zk-0) is not a member (it lists no servers)",
-            ),
-            (
-                pod_env("zk-0"),
-                "server.1=a:1:2\n".to_owned(),
+                "clientPort=2181\n".to_owned(),
                 "/etc/zooherd/zoo.cfg sets no dataDir",
+            ),
+            (
+                with((ENV_SUPER_DIGEST, "u/lJX/7cIAvZtP9PqwTdm6krtSQ=")),
+                cfg.clone(),
+                "ZOOHERD_SUPER_DIGEST=\"(hidden)\" is not zooherd:<digest>",
             ),
             (
                 with((ENV_POD_IP, "pod-ip")),
@@ -1444,13 +1957,86 @@ mod tests {
                 "ZOOHERD_JVM_HEAP=\"big\" is not a memory quantity",
             ),
         ];
+        let bootstrap = members(&[1, 2, 3], 0).render();
         for (pairs, cfg, want) in cases {
-            let error = plan(&args(), &env_of(&pairs), &cfg).unwrap_err();
+            let error = plan(&args(), &env_of(&pairs), &cfg, &bootstrap, &[]).unwrap_err();
             let line = error.to_string();
             assert!(line.starts_with(want), "{line}");
             assert!(!line.contains('\n'), "{line}");
             assert_eq!(error.exit_code(), EXIT_INVALID_INPUT);
         }
+    }
+
+    #[test]
+    fn another_servers_volume_is_reinitialised_only_while_a_quorum_serves_without_it() {
+        use MemberState::{Follower as F, Leader as L, NotServing as N, Unreachable as U};
+        let three = members(&[1, 2, 3], 0x100000004);
+        let five = members(&[1, 2, 3, 4, 5], 0x100000004);
+        // myid, membership, answers of the others by myid, allowed.
+        type Case<'a> = (u8, &'a Membership, Vec<(u8, MemberState)>, bool);
+        let cases: Vec<Case> = vec![
+            (2, &three, vec![(1, F), (3, L)], true),
+            (2, &three, vec![(1, N), (3, L)], false),
+            (2, &three, vec![(1, U), (3, U)], false),
+            (2, &three, vec![(1, F), (3, F)], false),
+            (2, &three, vec![(1, L), (3, L)], false),
+            (2, &five, vec![(1, F), (3, L), (4, F), (5, U)], true),
+            (2, &five, vec![(1, F), (3, L), (4, U), (5, U)], false),
+            // A joining server (not a voter yet): the voters' own quorum.
+            (4, &three, vec![(1, F), (2, F), (3, L)], true),
+        ];
+        for (myid, membership, answers, allowed) in cases {
+            let peers: BTreeMap<u8, MemberState> = answers.iter().copied().collect();
+            let decision = may_reinitialise(myid, membership, &peers);
+            assert_eq!(
+                decision.is_ok(),
+                allowed,
+                "{myid} {answers:?}: {decision:?}"
+            );
+        }
+        assert_eq!(
+            may_reinitialise(2, &three, &BTreeMap::from([(1, F), (3, L)])),
+            Ok("voters 1, 3 serve, a quorum of 1, 2, 3 without this server".to_owned())
+        );
+        assert_eq!(
+            may_reinitialise(2, &three, &BTreeMap::from([(1, U), (3, L)])),
+            Err("the other voters do not serve as a quorum without it (serving: 3; needed 2 of 1, 2, 3 under one leader)".to_owned())
+        );
+    }
+
+    #[test]
+    fn moving_aside_keeps_everything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        fs::create_dir_all(data.join("version-2")).unwrap();
+        fs::write(data.join("myid"), "3\n").unwrap();
+        fs::write(data.join("version-2/snapshot.0"), "snap").unwrap();
+        fs::create_dir_all(data.join("stale-1-myid-5")).unwrap();
+        let moved = move_aside(&[&data], "3").unwrap();
+        assert_eq!(moved.len(), 1);
+        let stale = &moved[0];
+        assert!(
+            stale
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("stale-")
+        );
+        assert!(stale.to_string_lossy().ends_with("-myid-3"));
+        assert_eq!(fs::read_to_string(stale.join("myid")).unwrap(), "3\n");
+        assert_eq!(
+            fs::read_to_string(stale.join("version-2/snapshot.0")).unwrap(),
+            "snap"
+        );
+        assert!(
+            data.join("stale-1-myid-5").is_dir(),
+            "an earlier one stays where it was"
+        );
+        let left: Vec<_> = fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "only the stale directories: {left:?}");
     }
 
     #[test]

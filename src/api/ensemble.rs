@@ -158,12 +158,15 @@ fn refuse_owned_config_keys(schema: &mut schemars::Schema) {
 pub struct ZooKeeperEnsembleSpec {
     /// Number of voting ZooKeeper servers, 1 to 255 (myids are 1..255). Use an odd number:
     /// n voters tolerate floor((n-1)/2) failures, so a 4th or 6th voter adds no tolerance;
-    /// an even count is accepted but reported by the EvenReplicas condition. Fixed at
-    /// creation for now: scaling a running ensemble needs dynamic reconfiguration.
+    /// an even count is accepted but reported by the EvenReplicas condition. A change scales
+    /// the running ensemble by dynamic reconfiguration, one voter at a time: new servers start
+    /// and are added as voters once they have synced; leaving voters are removed (highest
+    /// myid first) before their servers stop. A step that would leave the new membership
+    /// without a quorum of serving voters is refused (the Scaling condition says why) until
+    /// the servers it needs serve again. status.membership shows the committed voters.
     #[serde(default = "default_replicas")]
     #[x_kube(
         validation = kube::core::Rule::new("self >= 1 && self <= 255").message("spec.replicas must be between 1 and 255 (ZooKeeper myids are 1..255); use an odd number such as 3 or 5"),
-        validation = kube::core::Rule::new("self == oldSelf").message("spec.replicas cannot change on an existing ensemble yet: the running servers would keep their old member list (scaling through dynamic reconfiguration is planned); create a new ensemble of the size you need"),
     )]
     pub replicas: i32,
 

@@ -49,6 +49,11 @@ pub struct ZooKeeperEnsembleStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_string: Option<String>,
 
+    /// The committed membership, as ZooKeeper reported it when the operator last read it, and
+    /// what scaling is doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<MembershipStatus>,
+
     /// Available, Degraded, Progressing, and errors the operator met.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -56,6 +61,23 @@ pub struct ZooKeeperEnsembleStatus {
     /// The spec generation this status was computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// The committed membership: the voters ZooKeeper's `/zookeeper/config` lists, and its version.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MembershipStatus {
+    /// The voters' myids (server N is pod `<name>-(N-1)`).
+    pub voters: Vec<i32>,
+
+    /// The version of the committed configuration: the zxid of the reconfiguration that
+    /// committed it, in hex.
+    pub version: String,
+
+    /// The current step of a scale ("adding server 4 as a voter", "waiting: ..."), or why the
+    /// next step is refused; absent when the voters are servers 1..spec.replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<String>,
 }
 
 /// The ensemble's quorum status.

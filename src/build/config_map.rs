@@ -1,8 +1,10 @@
-//! The ConfigMap holding zoo.cfg.
+//! The ConfigMap holding zoo.cfg and the bootstrap membership.
 //!
-//! Every server mounts it read-only and reads it once, at start: a change reaches a server only
-//! when its pod is replaced, which the config hash on the pod template (see
-//! [`super::stateful_set`]) makes the operator do.
+//! Every server mounts it read-only and reads it once, at start. A change of zoo.cfg reaches a
+//! server only when its pod is replaced, which the config hash on the pod template (see
+//! [`super::stateful_set`]) makes the operator do. The membership (`members`) is not hashed:
+//! it changes with every reconfiguration, which the running servers learn from ZooKeeper
+//! itself; only a server starting without a newer membership on its volume reads it.
 
 use std::collections::BTreeMap;
 
@@ -11,14 +13,14 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use super::Parent;
 use super::names;
 
-/// `<name>-config`, with zoo.cfg under the key `zoo.cfg`.
-pub(super) fn build(parent: &Parent, zoo_cfg: &str) -> ConfigMap {
+/// `<name>-config`, with zoo.cfg under the key `zoo.cfg` and the membership under `members`.
+pub(super) fn build(parent: &Parent, zoo_cfg: &str, members: &str) -> ConfigMap {
     ConfigMap {
         metadata: parent.metadata(names::config_map(parent.ensemble)),
-        data: Some(BTreeMap::from([(
-            names::ZOO_CFG_KEY.to_owned(),
-            zoo_cfg.to_owned(),
-        )])),
+        data: Some(BTreeMap::from([
+            (names::ZOO_CFG_KEY.to_owned(), zoo_cfg.to_owned()),
+            (names::MEMBERS_KEY.to_owned(), members.to_owned()),
+        ])),
         ..ConfigMap::default()
     }
 }
@@ -30,11 +32,12 @@ mod tests {
     use super::super::fixtures;
 
     #[test]
-    fn holds_zoo_cfg_only() {
+    fn holds_zoo_cfg_and_the_members() {
         let config_map = fixtures::children(json!({})).config_map;
         assert_eq!(config_map.metadata.name.as_deref(), Some("zk-config"));
         let data = config_map.data.expect("data");
-        assert_eq!(data.keys().collect::<Vec<_>>(), ["zoo.cfg"]);
+        assert_eq!(data.keys().collect::<Vec<_>>(), ["members", "zoo.cfg"]);
+        assert!(data["members"].ends_with("version=0\n"));
         assert!(data["zoo.cfg"].contains("clientPort=2181\n"));
         assert_eq!(config_map.binary_data, None);
         assert_eq!(config_map.immutable, None);
@@ -45,7 +48,7 @@ mod tests {
         let cases = [
             (json!({}), "tickTime=2000\n"),
             (json!({"config": {"tickTime": "3000"}}), "tickTime=3000\n"),
-            (json!({"replicas": 1}), "standaloneEnabled=true\n"),
+            (json!({"replicas": 1}), "standaloneEnabled=false\n"),
         ];
         for (spec, line) in cases {
             let data = fixtures::children(spec.clone()).config_map.data.unwrap();

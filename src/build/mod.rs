@@ -11,7 +11,7 @@
 //! ([`names`]), carries the ensemble's labels, and is owned by the ensemble (a controller owner
 //! reference), so deleting the ensemble deletes them and their changes wake the controller.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -51,10 +51,41 @@ impl Settings {
     }
 }
 
+/// What the children depend on besides the spec: how many servers run and which membership
+/// they start with. Scaling moves both one step at a time (see
+/// [`crate::quorum::membership`]), so they are the controller's to decide, from what it
+/// observes; a new ensemble starts with [`Topology::initial`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    /// The StatefulSet's replicas: servers myid 1..=servers have pods.
+    pub servers: u32,
+    /// The bootstrap membership (the ConfigMap's `members`): the committed voters, plus the
+    /// servers joining. It is written at version 0, below any version ZooKeeper commits, so
+    /// that a server starting with it takes the ensemble's committed membership as soon as it
+    /// reaches the others (ZooKeeper adopts a peer's membership only when it is newer).
+    pub members: BTreeSet<u8>,
+    /// How many voters the ensemble has now: the PodDisruptionBudget allows their fault
+    /// tolerance, not that of the voters `spec.replicas` asks for.
+    pub voters: u32,
+}
+
+impl Topology {
+    /// A new ensemble: `replicas` servers, every one a voter.
+    pub fn initial(replicas: u32) -> Self {
+        Self {
+            servers: replicas,
+            members: (1..=replicas)
+                .filter_map(|m| u8::try_from(m).ok())
+                .collect(),
+            voters: replicas,
+        }
+    }
+}
+
 /// Every object the operator keeps for one ensemble.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Children {
-    /// `<name>-config`: zoo.cfg.
+    /// `<name>-config`: zoo.cfg and the bootstrap membership.
     pub config_map: ConfigMap,
     /// `<name>-headless`: the servers' stable DNS names, for the quorum.
     pub headless_service: Service,
@@ -80,24 +111,38 @@ pub enum Error {
     MissingMetadata { field: &'static str },
 }
 
-/// Builds every child of `ensemble`.
-pub fn children(ensemble: &ZooKeeperEnsemble, settings: &Settings) -> Result<Children, Error> {
+/// Builds every child of `ensemble`, with `topology` (None: a new ensemble's,
+/// [`Topology::initial`]).
+pub fn children(
+    ensemble: &ZooKeeperEnsemble,
+    settings: &Settings,
+    topology: Option<&Topology>,
+) -> Result<Children, Error> {
     let parent = Parent::of(ensemble)?;
     validate::validate(ensemble)?;
+    let topology = match topology {
+        Some(topology) => topology.clone(),
+        None => Topology::initial(validate::replicas(ensemble)?),
+    };
     let zoo_cfg = zoo_cfg::render(
         &ensemble.name_any(),
         &parent.namespace,
-        validate::replicas(ensemble)?,
-        &settings.cluster_domain,
         &ensemble.spec.config,
         ensemble.spec.storage.transaction_log.is_some(),
     );
+    let members = zoo_cfg::membership(
+        &ensemble.name_any(),
+        &parent.namespace,
+        &settings.cluster_domain,
+        topology.members.iter().copied(),
+        0,
+    );
     Ok(Children {
-        config_map: config_map::build(&parent, &zoo_cfg),
+        config_map: config_map::build(&parent, &zoo_cfg, &members.render()),
         headless_service: services::headless(&parent),
         client_service: services::client(&parent),
-        stateful_set: stateful_set::build(&parent, settings, &zoo_cfg)?,
-        pod_disruption_budget: pod_disruption_budget::build(&parent),
+        stateful_set: stateful_set::build(&parent, settings, &zoo_cfg, topology.servers)?,
+        pod_disruption_budget: pod_disruption_budget::build(&parent, topology.voters),
     })
 }
 
@@ -178,7 +223,7 @@ mod fixtures {
     }
 
     pub fn children(spec: serde_json::Value) -> Children {
-        super::children(&ensemble(spec), &settings()).expect("a valid ensemble builds")
+        super::children(&ensemble(spec), &settings(), None).expect("a valid ensemble builds")
     }
 }
 
@@ -188,6 +233,7 @@ mod tests {
 
     use super::fixtures::{UID, ensemble, settings};
     use super::*;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     #[test]
     fn every_child_is_named_labelled_and_owned() {
@@ -232,18 +278,33 @@ mod tests {
     #[test]
     fn config_map_holds_the_rendered_zoo_cfg() {
         let ensemble = ensemble(json!({"config": {"tickTime": "3000"}}));
-        let children = children(&ensemble, &settings()).unwrap();
-        let want = zoo_cfg::render(
-            "zk",
-            "data",
-            3,
-            "cluster.local",
-            &ensemble.spec.config,
-            false,
-        );
+        let children = children(&ensemble, &settings(), None).unwrap();
+        let want = zoo_cfg::render("zk", "data", &ensemble.spec.config, false);
         let data = children.config_map.data.expect("data");
-        assert_eq!(data.len(), 1);
+        assert_eq!(data.len(), 2);
         assert_eq!(data[names::ZOO_CFG_KEY], want);
+        let members = zoo_cfg::membership("zk", "data", "cluster.local", [1, 2, 3], 0);
+        assert_eq!(data[names::MEMBERS_KEY], members.render());
+    }
+
+    #[test]
+    fn topology_sets_the_servers_and_the_bootstrap_membership() {
+        let topology = Topology {
+            servers: 5,
+            members: BTreeSet::from([1, 2, 3, 4, 5]),
+            voters: 3,
+        };
+        let children = children(&ensemble(json!({})), &settings(), Some(&topology)).unwrap();
+        let sts = children.stateful_set.spec.unwrap();
+        assert_eq!(sts.replicas, Some(5));
+        let members = &children.config_map.data.unwrap()[names::MEMBERS_KEY];
+        assert!(members.ends_with("server.5=zk-4.zk-headless.data.svc.cluster.local:2888:3888:participant;2181\nversion=0\n"), "{members}");
+        // The membership is not in the pod template: changing it rolls nothing.
+        let initial = fixtures::children(json!({})).stateful_set.spec.unwrap();
+        assert_eq!(sts.template, initial.template);
+        // Evictions may take what the 3 voters tolerate, not what 5 would.
+        let pdb = children.pod_disruption_budget.spec.unwrap();
+        assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
     }
 
     #[test]
@@ -252,9 +313,9 @@ mod tests {
             cluster_domain: "corp.example".to_owned(),
             ..settings()
         };
-        let children = children(&ensemble(json!({})), &settings).unwrap();
-        let zoo_cfg = &children.config_map.data.unwrap()[names::ZOO_CFG_KEY];
-        assert!(zoo_cfg.contains("server.1=zk-0.zk-headless.data.svc.corp.example:2888"));
+        let children = children(&ensemble(json!({})), &settings, None).unwrap();
+        let members = &children.config_map.data.unwrap()[names::MEMBERS_KEY];
+        assert!(members.contains("server.1=zk-0.zk-headless.data.svc.corp.example:2888"));
     }
 
     #[test]
@@ -267,7 +328,7 @@ mod tests {
                 "uid" => metadata.uid = None,
                 _ => metadata.name = None,
             }
-            let error = children(&ensemble, &settings()).unwrap_err();
+            let error = children(&ensemble, &settings(), None).unwrap_err();
             assert!(
                 matches!(error, Error::MissingMetadata { field: f } if f == field),
                 "{field}: {error}"
@@ -278,7 +339,7 @@ mod tests {
 
     #[test]
     fn an_invalid_spec_builds_nothing() {
-        let error = children(&ensemble(json!({"replicas": 0})), &settings()).unwrap_err();
+        let error = children(&ensemble(json!({"replicas": 0})), &settings(), None).unwrap_err();
         assert!(matches!(
             error,
             Error::Invalid(ValidationError::ReplicasOutOfRange { replicas: 0 })

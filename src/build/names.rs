@@ -29,6 +29,10 @@ pub const CONFIG_DIR: &str = "/etc/zooherd";
 pub const ZOO_CFG_KEY: &str = "zoo.cfg";
 /// Full path of zoo.cfg inside a server pod.
 pub const ZOO_CFG_PATH: &str = "/etc/zooherd/zoo.cfg";
+/// Key of the bootstrap membership in the ConfigMap (see [`super::zoo_cfg::membership`]).
+pub const MEMBERS_KEY: &str = "members";
+/// Full path of the bootstrap membership inside a server pod.
+pub const MEMBERS_PATH: &str = "/etc/zooherd/members";
 /// Snapshots and `myid` (and the transaction log unless it has its own volume).
 pub const DATA_DIR: &str = "/var/lib/zookeeper/data";
 /// The transaction log, when `spec.storage.transactionLog` asks for a separate volume.
@@ -66,6 +70,20 @@ pub fn client_service(ensemble: &ZooKeeperEnsemble) -> String {
 pub fn config_map(ensemble: &ZooKeeperEnsemble) -> String {
     format!("{}-config", ensemble.name_any())
 }
+
+/// Secret holding the superuser's password and digest: the operator reconfigures the
+/// ensemble as this user.
+pub fn superuser_secret(ensemble: &ZooKeeperEnsemble) -> String {
+    format!("{}-zooherd-superuser", ensemble.name_any())
+}
+
+/// Keys of the superuser Secret: the password (only the operator reads it) and the
+/// `zooherd:<digest>` the servers get.
+pub const SUPERUSER_PASSWORD_KEY: &str = "password";
+pub const SUPERUSER_DIGEST_KEY: &str = "digest";
+
+/// The server's environment variable holding the superuser's digest (from the Secret).
+pub const SUPER_DIGEST_ENV: &str = "ZOOHERD_SUPER_DIGEST";
 
 /// StatefulSet of the servers: the ensemble's own name, so pods are `<name>-<ordinal>`.
 pub fn stateful_set(ensemble: &ZooKeeperEnsemble) -> String {
@@ -246,5 +264,6 @@ mod tests {
     #[test]
     fn zoo_cfg_path_is_inside_the_config_dir() {
         assert_eq!(ZOO_CFG_PATH, format!("{CONFIG_DIR}/{ZOO_CFG_KEY}"));
+        assert_eq!(MEMBERS_PATH, format!("{CONFIG_DIR}/{MEMBERS_KEY}"));
     }
 }

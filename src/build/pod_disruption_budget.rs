@@ -15,13 +15,19 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Parent, names};
 
-/// `<name>`, allowing the ensemble's fault tolerance in simultaneous evictions.
-pub(super) fn build(parent: &Parent) -> PodDisruptionBudget {
+/// `<name>`, allowing the ensemble's fault tolerance in simultaneous evictions: that of the
+/// fewer of `spec.replicas` and the `voters` there are now (while scaling up, the new servers
+/// do not vote yet).
+pub(super) fn build(parent: &Parent, voters: u32) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: parent.metadata(names::pod_disruption_budget(parent.ensemble)),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(max_unavailable(
-                parent.ensemble.spec.replicas,
+                parent
+                    .ensemble
+                    .spec
+                    .replicas
+                    .min(i32::try_from(voters).unwrap_or(i32::MAX)),
             ))),
             min_available: None,
             selector: Some(parent.selector()),

@@ -25,8 +25,8 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceFieldSelector, SeccompProfile, SecurityContext, Volume,
-    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    PodTemplateSpec, Probe, ResourceFieldSelector, SeccompProfile, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -54,6 +54,7 @@ pub(super) fn build(
     parent: &Parent,
     settings: &Settings,
     zoo_cfg: &str,
+    servers: u32,
 ) -> Result<StatefulSet, Error> {
     let ensemble = parent.ensemble;
     let spec = &ensemble.spec;
@@ -77,7 +78,7 @@ pub(super) fn build(
     Ok(StatefulSet {
         metadata: parent.metadata(names::stateful_set(ensemble)),
         spec: Some(StatefulSetSpec {
-            replicas: Some(spec.replicas),
+            replicas: Some(i32::try_from(servers).unwrap_or(i32::MAX)),
             selector: parent.selector(),
             service_name: Some(names::headless_service(ensemble)),
             pod_management_policy: Some("Parallel".to_owned()),
@@ -240,6 +241,20 @@ fn env(parent: &Parent, jvm_env: Vec<EnvVar>) -> Vec<EnvVar> {
         field_env("POD_NAMESPACE", "metadata.namespace"),
         field_env("POD_IP", "status.podIP"),
         literal_env("ZOOHERD_ENSEMBLE_UID", &parent.owner_reference.uid),
+        // The superuser's digest, never its password; from the Secret the operator keeps, so
+        // that it is in no pod spec.
+        EnvVar {
+            name: names::SUPER_DIGEST_ENV.to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: names::superuser_secret(parent.ensemble),
+                    key: names::SUPERUSER_DIGEST_KEY.to_owned(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
     ];
     // Without a memory limit the downward API reports the node's memory, which must never be
     // mistaken for the container's: the variable is only set when there is a limit.
@@ -601,7 +616,8 @@ mod tests {
             (json!({"paused": true}), false),
             (json!({"config": {"tickTime": "3000"}}), true),
             (json!({"config": {"maxClientCnxns": "100"}}), true),
-            (json!({"replicas": 5}), true),
+            // Scaling changes the membership through ZooKeeper, never the pods' configuration.
+            (json!({"replicas": 5}), false),
             (
                 json!({"storage": {"transactionLog": {"size": "1Gi"}}}),
                 true,
@@ -778,9 +794,27 @@ mod tests {
                 "POD_NAMESPACE",
                 "POD_IP",
                 "ZOOHERD_ENSEMBLE_UID",
+                "ZOOHERD_SUPER_DIGEST",
                 "ZOOHERD_MEMORY_LIMIT",
                 "ZOOHERD_JVM_HEAP_PERCENT",
             ]
+        );
+        // The superuser's digest comes from its Secret: it is in no pod spec.
+        let digest = env
+            .iter()
+            .find(|v| v.name == "ZOOHERD_SUPER_DIGEST")
+            .unwrap();
+        assert_eq!(digest.value, None);
+        let secret = digest
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (secret.name.as_str(), secret.key.as_str(), secret.optional),
+            ("zk-zooherd-superuser", "digest", Some(false))
         );
         let fields = [
             ("POD_NAME", "metadata.name"),

@@ -1,23 +1,31 @@
-//! zoo.cfg, rendered from the ensemble.
+//! zoo.cfg and the bootstrap membership, rendered from the ensemble.
 //!
-//! The file is the same for every server: a server learns its own myid from its pod name (the
+//! zoo.cfg is the same for every server: a server learns its own myid from its pod name (the
 //! agent writes `dataDir/myid`), so one ConfigMap serves the whole StatefulSet. Rendering is
-//! deterministic (sorted keys, members in myid order) because the file's hash goes into the
-//! pod template: the same spec must give the same bytes, or every reconcile would roll pods.
+//! deterministic (sorted keys) because the file's hash goes into the pod template: the same
+//! spec must give the same bytes, or every reconcile would roll pods.
 //!
-//! The file has three blocks: the keys the operator owns, the member list, and the tuning keys
-//! (Zooherd's defaults, overridden by `spec.config`). A key appears once: ZooKeeper would take
-//! the last of duplicate keys, and a reader of the file should not have to know that.
+//! The file has two blocks: the keys the operator owns and the tuning keys (Zooherd's
+//! defaults, overridden by `spec.config`). A key appears once: ZooKeeper would take the last of
+//! duplicate keys, and a reader of the file should not have to know that.
+//!
+//! It lists no servers. Membership is dynamic (`reconfigEnabled=true`): ZooKeeper keeps the
+//! committed server list in a dynamic configuration file that it rewrites itself on every
+//! reconfiguration, and the operator changes it through ZooKeeper, not through this file. What
+//! the operator does write is [`membership`]: the servers a server should start with when its
+//! volume holds no newer configuration (the ConfigMap's `members`, outside the pod template's
+//! hash, so that a membership change never rolls the pods).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::names::{
-    ADMIN_PORT, CLIENT_PORT, DATA_DIR, ELECTION_PORT, LOG_DIR, METRICS_PORT, QUORUM_PORT, myid,
+    ADMIN_PORT, CLIENT_PORT, DATA_DIR, ELECTION_PORT, LOG_DIR, METRICS_PORT, QUORUM_PORT,
     server_host,
 };
 use crate::api::operator_owned_keys;
 use crate::api::validate::is_config_key;
+use crate::quorum::membership::Membership;
 
 /// Tuning keys Zooherd sets unless `spec.config` sets them.
 const TUNING_DEFAULTS: &[(&str, &str)] = &[
@@ -45,7 +53,7 @@ const FOUR_LETTER_WORDS: &str = "srvr,mntr,ruok,conf,isro";
 const PROMETHEUS_PROVIDER: &str =
     "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
 
-/// Renders zoo.cfg for an ensemble of `replicas` voters.
+/// Renders the static zoo.cfg of an ensemble.
 ///
 /// `user_config` is `spec.config`. Keys the operator owns and entries that could not be written
 /// as one `key=value` line are skipped: the API server and [`crate::api::validate::validate`]
@@ -53,8 +61,6 @@ const PROMETHEUS_PROVIDER: &str =
 pub fn render(
     ensemble_name: &str,
     namespace: &str,
-    replicas: u32,
-    cluster_domain: &str,
     user_config: &BTreeMap<String, String>,
     separate_log_dir: bool,
 ) -> String {
@@ -64,11 +70,11 @@ pub fn render(
         ("admin.enableServer", "true".to_owned()),
         ("admin.serverPort", ADMIN_PORT.to_string()),
         ("4lw.commands.whitelist", FOUR_LETTER_WORDS.to_owned()),
-        // A single server runs standalone; with more, even a one-server quorum must not
-        // silently fall back to standalone mode.
-        ("standaloneEnabled", (replicas == 1).to_string()),
-        // Membership is static for now; dynamic reconfiguration comes with scaling support.
-        ("reconfigEnabled", "false".to_owned()),
+        // Even a single server runs as a quorum of one, never standalone: only a quorum can
+        // take more voters by reconfiguration.
+        ("standaloneEnabled", "false".to_owned()),
+        // Scaling adds and removes voters by reconfiguration, as the superuser (never skipACL).
+        ("reconfigEnabled", "true".to_owned()),
         // Bind the quorum and election ports on every interface, so that binding never depends
         // on resolving the server's own DNS name.
         ("quorumListenOnAllIPs", "true".to_owned()),
@@ -104,22 +110,47 @@ pub fn render(
     for (key, value) in &owned {
         let _ = writeln!(cfg, "{key}={value}");
     }
-    cfg.push_str(
-        "\n# Members: server.<myid>=<host>:<quorum port>:<election port>:<role>;<client port>\n",
-    );
-    for ordinal in 0..replicas {
-        let host = server_host(ensemble_name, namespace, ordinal, cluster_domain);
-        let _ = writeln!(
-            cfg,
-            "server.{}={host}:{QUORUM_PORT}:{ELECTION_PORT}:participant;{CLIENT_PORT}",
-            myid(ordinal)
-        );
-    }
     cfg.push_str("\n# Tuning: Zooherd's defaults and spec.config.\n");
     for (key, value) in &tuning {
         let _ = writeln!(cfg, "{key}={value}");
     }
     cfg
+}
+
+/// The `server.<myid>=` value of the server with pod ordinal `ordinal`: a voter (participant)
+/// with its quorum, election and client ports.
+pub fn server_line(
+    ensemble_name: &str,
+    namespace: &str,
+    ordinal: u32,
+    cluster_domain: &str,
+) -> String {
+    let host = server_host(ensemble_name, namespace, ordinal, cluster_domain);
+    format!("{host}:{QUORUM_PORT}:{ELECTION_PORT}:participant;{CLIENT_PORT}")
+}
+
+/// The membership of servers `myids` at `version`, as the ConfigMap's `members` carries it
+/// (at version 0): the committed voters as last seen, plus the servers that are joining.
+pub fn membership(
+    ensemble_name: &str,
+    namespace: &str,
+    cluster_domain: &str,
+    myids: impl IntoIterator<Item = u8>,
+    version: u64,
+) -> Membership {
+    let servers = myids
+        .into_iter()
+        .map(|myid| {
+            let line = server_line(
+                ensemble_name,
+                namespace,
+                u32::from(myid) - 1,
+                cluster_domain,
+            );
+            (myid, line)
+        })
+        .collect();
+    Membership { version, servers }
 }
 
 /// A value as it must be written for ZooKeeper (a Java properties file) to read it back
@@ -164,15 +195,8 @@ mod tests {
         matches.first().copied()
     }
 
-    fn render_default(replicas: u32) -> String {
-        render(
-            "zk",
-            "ns",
-            replicas,
-            "cluster.local",
-            &BTreeMap::new(),
-            false,
-        )
+    fn render_default() -> String {
+        render("zk", "ns", &BTreeMap::new(), false)
     }
 
     #[test]
@@ -190,13 +214,8 @@ dataDir=/var/lib/zookeeper/data
 metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider
 metricsProvider.httpPort=7000
 quorumListenOnAllIPs=true
-reconfigEnabled=false
+reconfigEnabled=true
 standaloneEnabled=false
-
-# Members: server.<myid>=<host>:<quorum port>:<election port>:<role>;<client port>
-server.1=zk-0.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181
-server.2=zk-1.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181
-server.3=zk-2.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181
 
 # Tuning: Zooherd's defaults and spec.config.
 autopurge.purgeInterval=1
@@ -206,71 +225,51 @@ initLimit=10
 syncLimit=5
 tickTime=2000
 ";
-        assert_eq!(render_default(3), want);
+        assert_eq!(render_default(), want);
     }
 
     #[test]
-    fn members_and_standalone_follow_replicas() {
-        // (replicas, standaloneEnabled)
-        let cases = [(1, "true"), (3, "false"), (5, "false")];
-        for (replicas, standalone) in cases {
-            let cfg = render_default(replicas);
-            assert_eq!(
-                value(&cfg, "standaloneEnabled"),
-                Some(standalone),
-                "{replicas}"
-            );
-            let members: Vec<_> = entries(&cfg)
-                .into_iter()
-                .filter(|(key, _)| key.starts_with("server."))
-                .collect();
-            assert_eq!(members.len(), replicas as usize);
-            for (ordinal, (key, value)) in (0..replicas).zip(members) {
-                assert_eq!(key, format!("server.{}", ordinal + 1));
-                assert_eq!(
-                    value,
-                    format!(
-                        "zk-{ordinal}.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181"
-                    )
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn members_are_in_myid_order_beyond_nine() {
-        let cfg = render_default(11);
-        let myids: Vec<&str> = entries(&cfg)
-            .into_iter()
-            .filter_map(|(key, _)| key.strip_prefix("server."))
-            .collect();
+    fn membership_lists_servers_in_myid_order_at_a_version() {
+        let members = membership("zk", "ns", "cluster.local", [1, 2, 3], 0x1_0000_0003);
         assert_eq!(
-            myids,
-            ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]
+            members.render(),
+            "server.1=zk-0.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181\n\
+             server.2=zk-1.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181\n\
+             server.3=zk-2.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181\n\
+             version=100000003\n"
         );
+        let eleven = membership("zk", "ns", "cluster.local", 1..=11, 0);
+        let myids: Vec<u8> = eleven.servers.keys().copied().collect();
+        assert_eq!(myids, (1..=11).collect::<Vec<u8>>());
+        assert_eq!(eleven.voters().len(), 11, "every server is a participant");
     }
 
     #[test]
     fn cluster_domain_and_namespace_reach_the_member_hosts() {
-        let cfg = render(
-            "kafka-zk",
-            "prod",
-            1,
-            "corp.example",
-            &BTreeMap::new(),
-            false,
-        );
         assert_eq!(
-            value(&cfg, "server.1"),
-            Some("kafka-zk-0.kafka-zk-headless.prod.svc.corp.example:2888:3888:participant;2181")
+            server_line("kafka-zk", "prod", 0, "corp.example"),
+            "kafka-zk-0.kafka-zk-headless.prod.svc.corp.example:2888:3888:participant;2181"
         );
+    }
+
+    #[test]
+    fn no_server_lines_and_never_standalone() {
+        let cfg = render_default();
+        assert!(
+            entries(&cfg)
+                .iter()
+                .all(|(key, _)| !key.starts_with("server."))
+        );
+        assert_eq!(value(&cfg, "standaloneEnabled"), Some("false"));
+        assert_eq!(value(&cfg, "reconfigEnabled"), Some("true"));
+        assert_eq!(value(&cfg, "skipACL"), None);
     }
 
     #[test]
     fn data_log_dir_only_with_a_separate_log_volume() {
         let cases = [(false, None), (true, Some("/var/lib/zookeeper/log"))];
         for (separate, want) in cases {
-            let cfg = render("zk", "ns", 3, "cluster.local", &BTreeMap::new(), separate);
+            let cfg = render("zk", "ns", &BTreeMap::new(), separate);
             assert_eq!(value(&cfg, "dataLogDir"), want);
             assert_eq!(value(&cfg, "dataDir"), Some("/var/lib/zookeeper/data"));
         }
@@ -284,7 +283,7 @@ tickTime=2000
             ("electionPortBindRetry", "100"),
             ("maxClientCnxns", "120"),
         ]);
-        let cfg = render("zk", "ns", 3, "cluster.local", &user, false);
+        let cfg = render("zk", "ns", &user, false);
         let cases = [
             ("tickTime", "3000"),
             ("initLimit", "10"),
@@ -312,7 +311,7 @@ tickTime=2000
             ("reconfigEnabled", "true"),
             ("maxClientCnxns", "10"),
         ]);
-        let cfg = render("zk", "ns", 3, "cluster.local", &user, false);
+        let cfg = render("zk", "ns", &user, false);
         let cases = [
             ("dataDir", Some("/var/lib/zookeeper/data")),
             ("clientPort", Some("2181")),
@@ -321,7 +320,7 @@ tickTime=2000
             ("metricsProvider.httpPort", Some("7000")),
             ("4lw.commands.whitelist", Some("srvr,mntr,ruok,conf,isro")),
             ("standaloneEnabled", Some("false")),
-            ("reconfigEnabled", Some("false")),
+            ("reconfigEnabled", Some("true")),
             ("maxClientCnxns", Some("10")),
         ];
         for (key, want) in cases {
@@ -339,7 +338,7 @@ tickTime=2000
             ("#comment", "1"),
             ("maxClientCnxns", "60"),
         ]);
-        let cfg = render("zk", "ns", 3, "cluster.local", &user, false);
+        let cfg = render("zk", "ns", &user, false);
         assert_eq!(value(&cfg, "tickTime"), Some("2000"));
         assert_eq!(value(&cfg, "syncLimit"), Some("5"));
         assert_eq!(value(&cfg, "server.9"), None);
@@ -354,7 +353,7 @@ tickTime=2000
             ("maxClientCnxns", "  60  "),
             ("ssl.keyStore.location", "C:\\keys\\"),
         ]);
-        let cfg = render("zk", "ns", 3, "cluster.local", &user, false);
+        let cfg = render("zk", "ns", &user, false);
         assert_eq!(value(&cfg, "maxClientCnxns"), Some("60"));
         assert_eq!(value(&cfg, "ssl.keyStore.location"), Some("C:\\\\keys\\\\"));
     }
@@ -362,22 +361,20 @@ tickTime=2000
     #[test]
     fn no_trailing_whitespace_and_a_final_newline() {
         let user = config(&[("maxClientCnxns", "60 \t"), ("globalOutstandingLimit", "")]);
-        for replicas in [1, 3, 5] {
-            for separate in [false, true] {
-                let cfg = render("zk", "ns", replicas, "cluster.local", &user, separate);
-                for line in cfg.lines() {
-                    assert_eq!(line, line.trim_end(), "trailing whitespace in {line:?}");
-                }
-                assert!(cfg.ends_with("=2000\n"), "{cfg}");
+        for separate in [false, true] {
+            let cfg = render("zk", "ns", &user, separate);
+            for line in cfg.lines() {
+                assert_eq!(line, line.trim_end(), "trailing whitespace in {line:?}");
             }
+            assert!(cfg.ends_with("=2000\n"), "{cfg}");
         }
     }
 
     #[test]
     fn rendering_is_deterministic() {
         let user = config(&[("tickTime", "3000"), ("maxClientCnxns", "60")]);
-        let first = render("zk", "ns", 5, "cluster.local", &user, true);
-        let second = render("zk", "ns", 5, "cluster.local", &user.clone(), true);
+        let first = render("zk", "ns", &user, true);
+        let second = render("zk", "ns", &user.clone(), true);
         assert_eq!(first, second);
     }
 }

@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use super::reconcile::SpecOutcome;
 use super::roll::RollStep;
 use crate::api::Phase;
+use crate::quorum::membership::ScaleStep;
 
 pub const AVAILABLE: &str = "Available";
 pub const DEGRADED: &str = "Degraded";
@@ -17,6 +18,9 @@ pub const PROGRESSING: &str = "Progressing";
 pub const PAUSED: &str = "Paused";
 pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const EVEN_REPLICAS: &str = "EvenReplicas";
+pub const SCALING: &str = "Scaling";
+/// The Scaling condition's reason when the next step would lose the quorum.
+pub const SCALE_REFUSED: &str = "ScaleRefused";
 
 /// What the conditions are computed from.
 pub struct Facts<'a> {
@@ -28,6 +32,8 @@ pub struct Facts<'a> {
     pub stateful_set: Option<&'a StatefulSet>,
     /// This reconcile's step of the operator-driven roll, if it looked at one.
     pub roll: Option<&'a RollStep>,
+    /// This reconcile's step of a scale, if it looked at one.
+    pub scale: Option<&'a ScaleStep>,
     pub generation: Option<i64>,
 }
 
@@ -42,6 +48,12 @@ fn rollout_in_progress(sts: Option<&StatefulSet>, replicas: i32) -> Option<Strin
     let Some(sts) = sts else {
         return Some("creating the StatefulSet".into());
     };
+    // While a scale runs the StatefulSet has more or fewer pods than spec.replicas voters.
+    let replicas = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(replicas);
     let status = sts.status.clone().unwrap_or_default();
     if status.observed_generation < sts.metadata.generation {
         return Some("the StatefulSet controller has not seen the latest spec yet".into());
@@ -153,6 +165,26 @@ fn desired(facts: &Facts) -> Vec<Desired> {
             message: "spec.paused is true: the operator does not change the StatefulSet, Services, ConfigMap or PodDisruptionBudget, and restarts no member; status is still reported".into(),
         });
     }
+    if let Some(step) = facts.scale {
+        let (status, reason) = match step {
+            ScaleStep::Steady => (false, "Steady"),
+            ScaleStep::Grow(_) => (true, "Growing"),
+            ScaleStep::AddVoter(_) => (true, "AddingVoter"),
+            ScaleStep::RemoveVoter(_) => (true, "RemovingVoter"),
+            ScaleStep::Shrink(_) => (true, "Shrinking"),
+            ScaleStep::Wait(_) => (true, "ScaleWaiting"),
+            ScaleStep::Refuse(_) => (true, SCALE_REFUSED),
+        };
+        conditions.push(Desired {
+            type_: SCALING,
+            status,
+            reason,
+            message: match step {
+                ScaleStep::Steady => format!("the voters are servers 1 to {}", facts.replicas),
+                other => format!("scaling to {} voters: {other}", facts.replicas),
+            },
+        });
+    }
     if facts.replicas % 2 == 0 {
         conditions.push(Desired {
             type_: EVEN_REPLICAS,
@@ -238,6 +270,7 @@ mod tests {
                 replicas: 3,
                 stateful_set: Some(&sts),
                 roll: None,
+                scale: None,
                 generation: Some(4),
             };
             let c = conditions(&facts, &[], &time(10));
@@ -260,6 +293,7 @@ mod tests {
             replicas: 3,
             stateful_set: Some(&sts),
             roll: None,
+            scale: None,
             generation: Some(1),
         };
         let first = conditions(&facts(Phase::Active), &[], &time(10));
@@ -287,6 +321,7 @@ mod tests {
             replicas: 4,
             stateful_set: Some(&sts),
             roll: None,
+            scale: None,
             generation: Some(1),
         };
         let c = conditions(&facts, &[], &time(1));
@@ -330,6 +365,7 @@ mod tests {
             replicas: 3,
             stateful_set: Some(&sts),
             roll: Some(&step),
+            scale: None,
             generation: Some(1),
         };
         let c = conditions(&facts, &[], &time(1));
@@ -349,6 +385,59 @@ mod tests {
     }
 
     #[test]
+    fn scaling_says_the_step_and_a_refusal() {
+        let applied = SpecOutcome::Applied { changed: false };
+        let sts = settled_sts(3);
+        let facts = Facts {
+            phase: Phase::Active,
+            quorum_summary: "s",
+            spec: &applied,
+            replicas: 1,
+            stateful_set: Some(&sts),
+            roll: Some(&RollStep::Done),
+            scale: None,
+            generation: Some(1),
+        };
+        let cases = [
+            (
+                ScaleStep::Steady,
+                "False",
+                "Steady",
+                "the voters are servers 1 to 1",
+            ),
+            (
+                ScaleStep::RemoveVoter(3),
+                "True",
+                "RemovingVoter",
+                "scaling to 1 voters: removing voter 3",
+            ),
+            (
+                ScaleStep::Refuse("removing voter 3 would leave voters 1, 2 with 1 serving".into()),
+                "True",
+                SCALE_REFUSED,
+                "scaling to 1 voters: refused: removing voter 3 would leave voters 1, 2 with 1 serving",
+            ),
+        ];
+        for (step, status, reason, message) in cases {
+            let with_step = Facts {
+                scale: Some(&step),
+                ..facts
+            };
+            let c = conditions(&with_step, &[], &time(1));
+            let scaling = find(&c, SCALING).unwrap();
+            assert_eq!(
+                (
+                    scaling.status.as_str(),
+                    scaling.reason.as_str(),
+                    scaling.message.as_str()
+                ),
+                (status, reason, message)
+            );
+        }
+        assert!(find(&conditions(&facts, &[], &time(1)), SCALING).is_none());
+    }
+
+    #[test]
     fn progressing_follows_the_rollout() {
         let applied = SpecOutcome::Applied { changed: false };
         let mut rolling = settled_sts(3);
@@ -361,6 +450,7 @@ mod tests {
             replicas: 3,
             stateful_set: Some(&rolling),
             roll: None,
+            scale: None,
             generation: Some(1),
         };
         let c = conditions(&facts, &[], &time(1));

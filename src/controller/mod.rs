@@ -2,9 +2,10 @@
 //!
 //! One reconcile runs the whole pipeline for an ensemble: validate → build → apply → status.
 //! Validation and building are pure (`api::validate`, `build`); this module only does the IO:
-//! server-side apply of the children (skipped when nothing changed, see [`apply`]), one probe
-//! round of the members' AdminServers, the status write, Events, and the deletion of a failed
-//! member's pod. Every reconcile requeues after the probe interval, so the status follows the
+//! server-side apply of the children (skipped when nothing changed, see [`apply`]), the
+//! ensemble's superuser Secret (created once, see [`superuser`]), one probe round of the
+//! members' AdminServers, the status write, Events, the deletion of a failed member's pod, and
+//! a voter change while scaling (see [`scale`]). Every reconcile requeues after the probe interval, so the status follows the
 //! quorum even when no Kubernetes object changes; pod events trigger a reconcile at once.
 //!
 //! Reads come from informer caches (children and pods, filtered by the managed-by label), so a
@@ -15,8 +16,10 @@ mod conditions;
 pub mod events;
 mod reconcile;
 mod roll;
+mod scale;
 pub mod service;
 mod status;
+mod superuser;
 pub mod telemetry;
 
 use std::collections::HashMap;
@@ -38,6 +41,7 @@ use serde::de::DeserializeOwned;
 use crate::api::ZooKeeperEnsemble;
 use crate::build;
 use crate::quorum::probe::{ProbeSettings, Prober};
+use crate::quorum::reconfig::Reconfigurer;
 use crate::quorum::rule::RuleSettings;
 use events::EventPublisher;
 
@@ -71,6 +75,17 @@ pub enum Error {
     ForeignChild { kind: String, name: String },
     #[error("writing the status: {0}")]
     Status(#[source] kube::Error),
+    #[error("reading or creating the superuser Secret {name}: {source}")]
+    Superuser {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "the superuser Secret {name} {problem}; the operator does not rewrite it (the servers run with its digest): \
+         restore it, or delete it and restart the servers so that they take a new one"
+    )]
+    SuperuserSecret { name: String, problem: String },
     #[error("deleting pod {pod}: {source}")]
     DeletePod {
         pod: String,
@@ -87,6 +102,7 @@ impl Error {
             Self::ForeignChild { .. } => "foreign_child",
             Self::Status(_) => "status",
             Self::DeletePod { .. } => "delete_pod",
+            Self::Superuser { .. } | Self::SuperuserSecret { .. } => "superuser",
         }
     }
 }
@@ -125,6 +141,10 @@ pub struct Context {
     pub prober: Prober,
     /// What the status rule remembers between probe rounds, per ensemble.
     pub memory: Mutex<HashMap<ObjectRef<ZooKeeperEnsemble>, status::Memory>>,
+    /// Reads and changes ensembles' membership.
+    pub reconfigurer: Reconfigurer,
+    /// Superuser passwords read from the ensembles' Secrets, and when, by ensemble uid.
+    pub superusers: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
 
 impl Context {
@@ -263,6 +283,8 @@ async fn run_scope(
             pods,
         },
         memory: Mutex::new(HashMap::new()),
+        reconfigurer: Reconfigurer::default(),
+        superusers: Mutex::new(HashMap::new()),
     });
     let forgetter = ctx.clone();
     tracing::info!(namespace = ns.unwrap_or("<all>"), "starting controller");

@@ -9,7 +9,7 @@ use kube::{Resource, ResourceExt};
 
 use super::apply::apply_child;
 use super::telemetry::Outcome;
-use super::{Context, Error, status};
+use super::{Context, Error, scale, status, superuser};
 use crate::api::ZooKeeperEnsemble;
 use crate::build;
 
@@ -49,11 +49,18 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     }
     ctx.stores.wait_until_ready().await;
 
+    // The StatefulSet's size and the bootstrap membership follow the committed voters.
+    let voters = scale::recorded_voters(status::recorded_membership(ensemble, ctx).as_ref());
+    let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
+    let topology = scale::topology(replicas, voters.as_ref());
     // Building validates first (api::validate): an invalid spec changes nothing that runs.
-    let spec = match build::children(ensemble, &ctx.settings.build) {
+    let mut password = None;
+    let spec = match build::children(ensemble, &ctx.settings.build, Some(&topology)) {
         Err(problem) => SpecOutcome::Invalid(problem.to_string()),
         Ok(_) if ensemble.spec.paused => SpecOutcome::Paused,
         Ok(children) => {
+            // Before the StatefulSet: its pods take the superuser's digest from the Secret.
+            password = Some(superuser::ensure(ensemble, ctx).await?);
             let applied = apply_children(ensemble, ctx, children).await?;
             if !applied.is_empty() {
                 status::publish(
@@ -71,7 +78,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
             }
         }
     };
-    status::update(ensemble, ctx, &spec).await?;
+    status::update(ensemble, ctx, &spec, password.as_deref()).await?;
     Ok(Action::requeue(ctx.settings.probe_interval))
 }
 

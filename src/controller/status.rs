@@ -1,5 +1,6 @@
 //! The status step: probe the members, run the status rule, write `.status` when it changed,
-//! emit an Event on every phase change, and restart (delete the pod of) a failed member.
+//! emit an Event on every phase change, restart (delete the pod of) a failed member, take the
+//! next step of a roll, or else the next step of a scale.
 //!
 //! The decisions are pure and live elsewhere: the phase in `quorum::rule`, the restart in
 //! `quorum::restart`, the conditions in `conditions`. What is here is the IO around them and
@@ -7,7 +8,7 @@
 //! zxids (which move with every client write) is written at most every
 //! [`ZXID_ONLY_WRITE_INTERVAL`], so a busy ensemble does not turn into a stream of API writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -22,13 +23,16 @@ use serde_json::json;
 use super::conditions::{self, Facts};
 use super::reconcile::SpecOutcome;
 use super::roll::{self, PodRevision, RollStep};
-use super::{Context, Error, FIELD_MANAGER};
-use crate::api::{Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
-use crate::build::names;
+use super::{Context, Error, FIELD_MANAGER, scale};
+use crate::api::{
+    MemberState, MembershipStatus, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus,
+};
+use crate::build::{names, zoo_cfg};
 use crate::quorum;
+use crate::quorum::membership::{ScaleStep, list};
 use crate::quorum::probe::Voter;
 use crate::quorum::restart::{PodFacts, RestartDecision, RestartPolicy, decide_restart};
-use crate::quorum::rule::EnsembleMemory;
+use crate::quorum::rule::{ComputedStatus, EnsembleMemory};
 
 /// The label the StatefulSet controller puts on each pod: the revision it was created from.
 const POD_REVISION_LABEL: &str = "controller-revision-hash";
@@ -47,31 +51,55 @@ pub struct Memory {
     written: Option<(ZooKeeperEnsembleStatus, Instant)>,
 }
 
-/// The voters the configuration lists: ordinal 0..replicas, with the IP of each one's pod.
-fn voters(
+/// The server with `myid`, with the IP of its pod.
+fn server(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
-) -> Vec<(Voter, Option<std::sync::Arc<Pod>>)> {
+    myid: u8,
+) -> (Voter, Option<std::sync::Arc<Pod>>) {
     let namespace = ensemble.namespace().unwrap_or_default();
-    let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
-    (0..replicas)
-        .map(|ordinal| {
-            let pod_name = names::pod(ensemble, ordinal);
-            let pod = ctx
-                .stores
-                .pods
-                .get(&ObjectRef::new(&pod_name).within(&namespace));
-            let ip = pod
-                .as_ref()
-                .and_then(|p| p.status.as_ref()?.pod_ip.as_ref()?.parse().ok());
-            let voter = Voter {
-                myid: i32::try_from(names::myid(ordinal)).unwrap_or(i32::MAX),
-                pod: pod_name,
-                ip,
-            };
-            (voter, pod)
-        })
-        .collect()
+    let pod_name = names::pod(ensemble, u32::from(myid) - 1);
+    let pod = ctx
+        .stores
+        .pods
+        .get(&ObjectRef::new(&pod_name).within(&namespace));
+    let ip = pod
+        .as_ref()
+        .and_then(|p| p.status.as_ref()?.pod_ip.as_ref()?.parse().ok());
+    let voter = Voter {
+        myid: i32::from(myid),
+        pod: pod_name,
+        ip,
+    };
+    (voter, pod)
+}
+
+/// `status.membership` as this operator last wrote it, else as the ensemble shows it. The
+/// informer's copy of the ensemble can lag behind our own writes, and the StatefulSet's size
+/// must never follow a membership older than the one last read from ZooKeeper.
+pub fn recorded_membership(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+) -> Option<MembershipStatus> {
+    let written = ctx
+        .memory
+        .lock()
+        .expect("status memory lock")
+        .get(&ObjectRef::from(ensemble))
+        .filter(|memory| memory.uid == ensemble.uid())
+        .and_then(|memory| memory.written.as_ref()?.0.membership.clone());
+    written.or_else(|| ensemble.status.as_ref()?.membership.clone())
+}
+
+/// The voters: the committed ones recorded, else (before the operator first read them)
+/// servers 1..=replicas.
+fn voter_ids(ensemble: &ZooKeeperEnsemble, recorded: Option<&MembershipStatus>) -> BTreeSet<u8> {
+    scale::recorded_voters(recorded).unwrap_or_else(|| {
+        let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
+        (1..=replicas)
+            .filter_map(|m| u8::try_from(m).ok())
+            .collect()
+    })
 }
 
 /// True when `new` differs from `old` in more than zxids.
@@ -101,16 +129,23 @@ fn should_write(
     }
 }
 
+/// `password`: the superuser's, when the spec was applied (scaling needs it).
 pub async fn update(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
     spec: &SpecOutcome,
+    password: Option<&str>,
 ) -> Result<(), Error> {
     let namespace = ensemble.namespace().unwrap_or_default();
     let name = ensemble.name_any();
     let key = ObjectRef::from(ensemble);
     let current = ensemble.status.clone().unwrap_or_default();
-    let voters = voters(ensemble, ctx);
+    let recorded_membership = recorded_membership(ensemble, ctx);
+    let voter_ids = voter_ids(ensemble, recorded_membership.as_ref());
+    let voters: Vec<_> = voter_ids
+        .iter()
+        .map(|&myid| server(ensemble, ctx, myid))
+        .collect();
     let memory = ctx
         .memory
         .lock()
@@ -229,6 +264,50 @@ pub async fn update(
         }
     }
 
+    // A scale goes only while no pod is being restarted or rolled: one change at a time.
+    let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
+    let live_servers = stateful_set
+        .as_ref()
+        .and_then(|sts| sts.spec.as_ref()?.replicas)
+        .and_then(|r| u32::try_from(r).ok());
+    let recorded = scale::recorded_voters(recorded_membership.as_ref());
+    let mut scale_step = None;
+    let mut membership = recorded_membership;
+    let has_quorum = matches!(computed.summary.phase, Phase::Active | Phase::Degraded);
+    if let (Some(password), Some(RollStep::Done)) = (password, &roll_step) {
+        if !scale::needs_reading(replicas, recorded.as_ref(), live_servers) {
+            scale_step = Some(ScaleStep::Steady);
+            if let Some(m) = membership.as_mut() {
+                m.scaling = None;
+            }
+        } else if !has_quorum {
+            // Nothing to read the membership from, and nothing it could be changed with. (A
+            // new ensemble that has not formed yet has nothing to report.)
+            let why = format!("the ensemble is {}", computed.summary.phase);
+            scale_step = recorded.is_some().then_some(ScaleStep::Wait(why));
+        } else {
+            let outcome =
+                scale_once(ensemble, ctx, password, &voter_ids, &computed, live_servers).await;
+            // A failed change is tried again at the next round; until then, say why.
+            let step = match &outcome.error {
+                Some(error) => ScaleStep::Wait(format!("{} failed: {error}", outcome.step)),
+                None => outcome.step,
+            };
+            membership = match &outcome.committed {
+                Some(committed) => Some(scale::membership_status(committed, &step)),
+                None => membership.map(|m| MembershipStatus {
+                    scaling: Some(step.to_string()),
+                    ..m
+                }),
+            };
+            scale_step = Some(step);
+        }
+    } else if matches!(roll_step, Some(RollStep::Wait(_) | RollStep::Delete { .. }))
+        && scale::needs_reading(replicas, recorded.as_ref(), live_servers)
+    {
+        scale_step = Some(ScaleStep::Wait("a roll is in progress".into()));
+    }
+
     let last_written = memory.written.clone();
     let previous_conditions = last_written
         .as_ref()
@@ -236,7 +315,7 @@ pub async fn update(
         .clone();
     let mut status = current.clone();
     computed.write_into(&mut status);
-    let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
+    status.membership = membership;
     status.connect_string = Some(names::connect_string(
         &name,
         &namespace,
@@ -252,6 +331,7 @@ pub async fn update(
             replicas: ensemble.spec.replicas,
             stateful_set: stateful_set.as_deref(),
             roll: roll_step.as_ref(),
+            scale: scale_step.as_ref(),
             generation: ensemble.meta().generation,
         },
         &previous_conditions,
@@ -398,6 +478,7 @@ async fn publish_condition_events(
         });
         let warning = match condition.type_.as_str() {
             conditions::INVALID_SPEC | conditions::EVEN_REPLICAS => true,
+            conditions::SCALING if condition.reason == conditions::SCALE_REFUSED => true,
             conditions::PAUSED => false,
             _ => continue,
         };
@@ -418,6 +499,102 @@ async fn publish_condition_events(
             .await;
         }
     }
+}
+
+/// One scale step (see [`scale`]): the states of the voters (from this round) and of the
+/// servers beyond them (probed here), then the step, with an Event for a voter change.
+async fn scale_once(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    password: &str,
+    voter_ids: &BTreeSet<u8>,
+    computed: &ComputedStatus,
+    live_servers: Option<u32>,
+) -> scale::Outcome {
+    let namespace = ensemble.namespace().unwrap_or_default();
+    let name = ensemble.name_any();
+    let servers = live_servers.unwrap_or(0);
+    let others: Vec<Voter> = (1..=servers)
+        .filter_map(|m| u8::try_from(m).ok())
+        .filter(|m| !voter_ids.contains(m))
+        .map(|m| server(ensemble, ctx, m).0)
+        .collect();
+    let round = ctx.prober.probe(&others).await;
+    let mut states: BTreeMap<u8, MemberState> = computed
+        .members
+        .iter()
+        .filter_map(|m| Some((u8::try_from(m.myid).ok()?, m.state)))
+        .collect();
+    for observation in &round.observations {
+        if let Ok(myid) = u8::try_from(observation.myid) {
+            states.insert(myid, observation.state());
+        }
+    }
+    // The membership is read and changed through the servers that serve.
+    let addresses: Vec<std::net::IpAddr> = states
+        .iter()
+        .filter(|(_, state)| state.is_serving())
+        .filter_map(|(&m, _)| server(ensemble, ctx, m).0.ip)
+        .collect();
+    let desired = u8::try_from(ensemble.spec.replicas).unwrap_or(0);
+    let started = Instant::now();
+    let outcome = scale::step(
+        &ctx.reconfigurer,
+        password,
+        &addresses,
+        desired,
+        u8::try_from(servers).unwrap_or(u8::MAX),
+        &states,
+        |myid| {
+            zoo_cfg::server_line(
+                &name,
+                &namespace,
+                u32::from(myid) - 1,
+                &ctx.settings.build.cluster_domain,
+            )
+        },
+    )
+    .await;
+    let took = started.elapsed();
+    let change = match &outcome.step {
+        ScaleStep::AddVoter(myid) => Some(("AddedVoter", "AddVoter", *myid)),
+        ScaleStep::RemoveVoter(myid) => Some(("RemovedVoter", "RemoveVoter", *myid)),
+        _ => None,
+    };
+    if let Some((reason, action, myid)) = change {
+        let pod = names::pod(ensemble, u32::from(myid) - 1);
+        match (&outcome.error, &outcome.committed) {
+            (None, Some(committed)) => {
+                let note = format!(
+                    "{} (pod {pod}): committed version 0x{}, voters {} ({} ms)",
+                    outcome.step,
+                    committed.version_hex(),
+                    list(committed.voters()),
+                    took.as_millis()
+                );
+                tracing::info!(%note, "membership changed");
+                publish(ensemble, ctx, EventType::Normal, reason, action, note).await;
+            }
+            (error, _) => {
+                let note = format!(
+                    "{} (pod {pod}) failed: {}",
+                    outcome.step,
+                    error.as_ref().map_or_else(String::new, ToString::to_string)
+                );
+                tracing::warn!(%note, "membership change failed");
+                publish(
+                    ensemble,
+                    ctx,
+                    EventType::Warning,
+                    "ScaleFailed",
+                    action,
+                    note,
+                )
+                .await;
+            }
+        }
+    }
+    outcome
 }
 
 /// Publishes an Event about the ensemble. A failed Event is logged, never fatal.

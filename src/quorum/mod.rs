@@ -3,13 +3,19 @@
 //! without a cluster.
 //!
 //! The controller's status loop, once per probe interval: [`observe`] (a probe round with
-//! [`probe::Prober::probe`], the only IO here, then [`rule::assess`]) →
+//! [`probe::Prober::probe`], then [`rule::assess`]) →
 //! [`rule::ComputedStatus::write_into`] the status →
 //! [`restart::decide_restart`] → at most one pod delete, noted with
 //! [`rule::EnsembleMemory::record_restart`].
+//!
+//! Membership, for scaling: [`membership`] reads the committed configuration and decides the
+//! next step of a scale (pure); [`reconfig`] reads and changes it through a ZooKeeper session
+//! as the ensemble's superuser (the other IO here, besides the probes).
 
 pub mod admin;
+pub mod membership;
 pub mod probe;
+pub mod reconfig;
 pub mod restart;
 pub mod rule;
 

@@ -12,6 +12,7 @@
 pub mod control_plane;
 pub mod local_cluster;
 pub mod operator;
+pub mod scaling;
 pub mod zookeeper;
 
 use std::ffi::OsStr;

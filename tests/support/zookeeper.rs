@@ -125,6 +125,11 @@ pub struct MemberSpec {
     pub hosts_file: Option<PathBuf>,
     /// All servers of the ensemble, this one included.
     pub servers: Vec<ServerAddress>,
+    /// More JVM options for this member (the default launcher appends them).
+    pub jvm_options: Vec<String>,
+    /// With [`ZkEnsembleBuilder::reconfig`]: the dynamic configuration file that holds the
+    /// server lines (zoo.cfg then names it instead of listing the servers).
+    pub dynamic_config_file: Option<PathBuf>,
 }
 
 /// Makes the command that runs one member in the foreground. The ensemble then sets its
@@ -182,7 +187,12 @@ impl JavaLauncher {
 
     /// The JVM's arguments up to and including the main class.
     pub fn jvm_args(&self, member: &MemberSpec) -> Vec<OsString> {
-        let mut args: Vec<OsString> = self.jvm_options.iter().map(OsString::from).collect();
+        let mut args: Vec<OsString> = self
+            .jvm_options
+            .iter()
+            .chain(&member.jvm_options)
+            .map(OsString::from)
+            .collect();
         if let Some(hosts) = &member.hosts_file {
             let mut property = OsString::from("-Djdk.net.hosts.file=");
             property.push(hosts);
@@ -485,6 +495,13 @@ pub struct ZkEnsembleBuilder {
     launcher: Arc<dyn Launcher>,
     hostnames: Option<Box<dyn Fn(u8) -> String + Send + Sync>>,
     config: Vec<(String, Option<String>)>,
+    reconfig: Option<Reconfig>,
+}
+
+/// Dynamic reconfiguration settings of an ensemble.
+struct Reconfig {
+    super_digest: String,
+    initial_voters: usize,
 }
 
 impl ZkEnsembleBuilder {
@@ -505,6 +522,19 @@ impl ZkEnsembleBuilder {
     /// Sets (or overrides) a zoo.cfg key for every member.
     pub fn config(mut self, key: &str, value: impl fmt::Display) -> Self {
         self.config.push((key.to_string(), Some(value.to_string())));
+        self
+    }
+
+    /// Runs the ensemble with dynamic reconfiguration: `reconfigEnabled=true`, the server lines
+    /// in a dynamic configuration file beside zoo.cfg (`zoo.cfg.dynamic.0`, version 0 as for a
+    /// new ensemble), and `super_digest` (`zooherd:<digest>`) as the superuser. The first
+    /// `initial_voters` members are the voters; each later member starts with them plus
+    /// itself, as a server that joins does, until it is added with a reconfiguration.
+    pub fn reconfig(mut self, super_digest: &str, initial_voters: usize) -> Self {
+        self.reconfig = Some(Reconfig {
+            super_digest: super_digest.to_owned(),
+            initial_voters,
+        });
         self
     }
 
@@ -549,6 +579,16 @@ impl ZkEnsembleBuilder {
         let mut members = Vec::with_capacity(size);
         for (index, server) in servers.iter().enumerate() {
             let member_dir = dir.path().join(format!("member-{}", server.myid));
+            let (jvm_options, dynamic_config_file) = match &self.reconfig {
+                Some(reconfig) => (
+                    vec![format!(
+                        "-Dzookeeper.DigestAuthenticationProvider.superDigest={}",
+                        reconfig.super_digest
+                    )],
+                    Some(member_dir.join("zoo.cfg.dynamic.0")),
+                ),
+                None => (Vec::new(), None),
+            };
             let spec = MemberSpec {
                 index,
                 myid: server.myid,
@@ -560,10 +600,20 @@ impl ZkEnsembleBuilder {
                 dir: member_dir,
                 hosts_file: hosts_file.clone(),
                 servers: servers.clone(),
+                jvm_options,
+                dynamic_config_file,
             };
             fs::create_dir_all(&spec.data_dir)?;
             fs::write(spec.data_dir.join("myid"), format!("{}\n", spec.myid))?;
             fs::write(&spec.config_file, render_config(&spec, &self.config))?;
+            if let (Some(reconfig), Some(file)) = (&self.reconfig, &spec.dynamic_config_file) {
+                let lines: String = servers
+                    .iter()
+                    .filter(|s| s.myid as usize <= reconfig.initial_voters || s.myid == server.myid)
+                    .map(|s| format!("server.{}={}\n", s.myid, server_line(s)))
+                    .collect();
+                fs::write(file, lines)?;
+            }
             members.push(Member {
                 spec,
                 child: None,
@@ -616,7 +666,7 @@ pub fn render_config(spec: &MemberSpec, overrides: &[(String, Option<String>)]) 
         kv("admin.serverAddress", ip),
         kv("admin.serverPort", ADMIN_PORT),
         kv("4lw.commands.whitelist", "srvr,mntr,ruok"),
-        kv("reconfigEnabled", false),
+        kv("reconfigEnabled", spec.dynamic_config_file.is_some()),
         kv(
             "metricsProvider.className",
             "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
@@ -624,14 +674,19 @@ pub fn render_config(spec: &MemberSpec, overrides: &[(String, Option<String>)]) 
         kv("metricsProvider.httpHost", ip),
         kv("metricsProvider.httpPort", METRICS_PORT),
     ];
-    if spec.servers.len() > 1 {
-        entries.push(("standaloneEnabled".into(), "false".into()));
-    }
-    for server in &spec.servers {
-        entries.push((
-            format!("server.{}", server.myid),
-            format!("{}:{QUORUM_PORT}:{ELECTION_PORT}", server.host),
-        ));
+    if let Some(file) = &spec.dynamic_config_file {
+        entries.push(kv("standaloneEnabled", false));
+        entries.push(kv("dynamicConfigFile", file.display()));
+    } else {
+        if spec.servers.len() > 1 {
+            entries.push(("standaloneEnabled".into(), "false".into()));
+        }
+        for server in &spec.servers {
+            entries.push((
+                format!("server.{}", server.myid),
+                format!("{}:{QUORUM_PORT}:{ELECTION_PORT}", server.host),
+            ));
+        }
     }
     for (key, value) in overrides {
         let position = entries.iter().position(|(k, _)| k == key);
@@ -648,6 +703,15 @@ pub fn render_config(spec: &MemberSpec, overrides: &[(String, Option<String>)]) 
         .into_iter()
         .map(|(k, v)| format!("{k}={v}\n"))
         .collect()
+}
+
+/// The `server.<myid>=` value of a server in a dynamic configuration: a participant, with its
+/// client address (ZooKeeper binds the client port there when a reconfiguration names it).
+pub fn server_line(server: &ServerAddress) -> String {
+    format!(
+        "{}:{QUORUM_PORT}:{ELECTION_PORT}:participant;{}:{CLIENT_PORT}",
+        server.host, server.ip
+    )
 }
 
 /// A local ZooKeeper ensemble; see the module documentation.
@@ -669,6 +733,7 @@ impl ZkEnsemble {
             launcher: Arc::new(JavaLauncher::default()),
             hostnames: None,
             config: Vec::new(),
+            reconfig: None,
         }
     }
 
@@ -709,6 +774,14 @@ impl ZkEnsemble {
                 pod: format!("zk-{}", m.index()),
                 ip: Some(std::net::IpAddr::V4(m.ip())),
             })
+            .collect()
+    }
+
+    /// The client addresses of members `indices`.
+    pub fn client_addresses(&self, indices: impl IntoIterator<Item = usize>) -> Vec<SocketAddr> {
+        indices
+            .into_iter()
+            .map(|i| self.members[i].client_address())
             .collect()
     }
 

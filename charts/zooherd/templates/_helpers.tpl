@@ -62,9 +62,12 @@ What the operator does with the Kubernetes API, derived from src/controller/:
 - server-side applies each ensemble's StatefulSet, Services, ConfigMap and
   PodDisruptionBudget, and watches them (label-filtered informers);
 - watches the server pods, and deletes the pod of a member that cannot recover by itself;
+- reads, or creates once, each ensemble's superuser Secret (<name>-zooherd-superuser), the
+  identity it reconfigures the ensemble as; it never lists, watches, changes or deletes
+  Secrets (the garbage collector deletes it with the ensemble);
 - records Events (events.k8s.io; core/v1 events for clients that still use them).
 The leader-election Lease is granted separately, in the release namespace only
-(templates/leader-election-rbac.yaml). No Secrets, no nodes, no cluster-scoped objects.
+(templates/leader-election-rbac.yaml). No nodes, no cluster-scoped objects.
 */}}
 {{- define "zooherd.rules" -}}
 - apiGroups: ["zooherd.dev"]
@@ -91,6 +94,9 @@ The leader-election Lease is granted separately, in the release namespace only
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "delete"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -1,0 +1,216 @@
+//! Scaling: moving the committed membership to servers 1..=`spec.replicas`, one voter at a
+//! time, by dynamic reconfiguration.
+//!
+//! The decision is [`crate::quorum::membership::next_step`]'s; this module feeds it and makes
+//! the voter changes. The StatefulSet's size and the bootstrap membership are not steps taken
+//! here but a pure function of the spec and the committed voters ([`topology`]), which the build
+//! step applies: the StatefulSet grows as soon as `spec.replicas` does (the new servers start
+//! with the committed voters plus themselves and sync as non-voting followers), and shrinks only
+//! once the committed membership no longer lists the servers it would stop. The committed
+//! voters come from `status.membership`, which is written only from what ZooKeeper reported, so
+//! nothing here depends on memory an operator restart would lose.
+//!
+//! The committed membership is read (a ZooKeeper session as the superuser) only while it may
+//! differ from the spec: when it is unknown, when the voters are not 1..=`spec.replicas`, or when
+//! the StatefulSet's size is not `spec.replicas`. A steady ensemble costs no session.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+use crate::api::{MemberState, MembershipStatus};
+use crate::build::Topology;
+use crate::build::names::CLIENT_PORT;
+use crate::quorum::membership::{Membership, ScaleFacts, ScaleStep, next_step};
+use crate::quorum::reconfig::{ReconfigError, Reconfigurer};
+
+/// The committed voters recorded in the status, if any.
+pub fn recorded_voters(membership: Option<&MembershipStatus>) -> Option<BTreeSet<u8>> {
+    let voters: BTreeSet<u8> = membership?
+        .voters
+        .iter()
+        .filter_map(|&m| u8::try_from(m).ok())
+        .filter(|&m| m > 0)
+        .collect();
+    (!voters.is_empty()).then_some(voters)
+}
+
+/// The StatefulSet's size and the bootstrap membership for `replicas` voters wanted and the
+/// committed `voters` (None: not known yet, as for a new ensemble).
+///
+/// Servers: `replicas`, or more while voters beyond it are still committed. Bootstrap
+/// membership: the committed voters and every server up to `replicas`.
+pub fn topology(replicas: u32, voters: Option<&BTreeSet<u8>>) -> Topology {
+    let wanted = (1..=replicas).filter_map(|m| u8::try_from(m).ok());
+    let Some(voters) = voters else {
+        return Topology::initial(replicas);
+    };
+    let highest = voters.last().map_or(0, |&m| u32::from(m));
+    Topology {
+        servers: replicas.max(highest),
+        members: voters.iter().copied().chain(wanted).collect(),
+        voters: u32::try_from(voters.len()).unwrap_or(u32::MAX),
+    }
+}
+
+/// Whether the committed membership must be read: unknown, or not yet what the spec asks.
+pub fn needs_reading(replicas: u32, voters: Option<&BTreeSet<u8>>, servers: Option<u32>) -> bool {
+    let wanted: BTreeSet<u8> = (1..=replicas)
+        .filter_map(|m| u8::try_from(m).ok())
+        .collect();
+    voters != Some(&wanted) || servers != Some(replicas)
+}
+
+/// What one scale step did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The committed membership after the step, when it could be read.
+    pub committed: Option<Membership>,
+    /// The step decided (a Wait when the membership could not be read).
+    pub step: ScaleStep,
+    /// A voter change that failed.
+    pub error: Option<ReconfigError>,
+}
+
+/// Reads the committed membership through `servers` (members' addresses), decides the next
+/// step from it and the members' `states`, and makes it when it is a voter change.
+///
+/// `line(myid)` is the `server.<myid>=` value of a server to add.
+pub async fn step(
+    reconfigurer: &Reconfigurer,
+    password: &str,
+    servers: &[IpAddr],
+    desired: u8,
+    stateful_set_replicas: u8,
+    states: &BTreeMap<u8, MemberState>,
+    line: impl Fn(u8) -> String,
+) -> Outcome {
+    let addresses: Vec<SocketAddr> = servers
+        .iter()
+        .map(|&ip| SocketAddr::new(ip, CLIENT_PORT as u16))
+        .collect();
+    let committed = match reconfigurer.committed(&addresses, password).await {
+        Ok(committed) => committed,
+        Err(error) => {
+            return Outcome {
+                committed: None,
+                step: ScaleStep::Wait(format!("cannot read the committed membership: {error}")),
+                error: None,
+            };
+        }
+    };
+    let step = next_step(&ScaleFacts {
+        desired,
+        committed: &committed,
+        stateful_set_replicas,
+        states,
+    });
+    let changed = match &step {
+        ScaleStep::AddVoter(myid) => Some(
+            reconfigurer
+                .add_voter(&addresses, password, &committed, *myid, &line(*myid))
+                .await,
+        ),
+        ScaleStep::RemoveVoter(myid) => Some(
+            reconfigurer
+                .remove_voter(&addresses, password, &committed, *myid)
+                .await,
+        ),
+        _ => None,
+    };
+    match changed {
+        None => Outcome {
+            committed: Some(committed),
+            step,
+            error: None,
+        },
+        Some(Ok(now)) => Outcome {
+            committed: Some(now),
+            step,
+            error: None,
+        },
+        Some(Err(error)) => Outcome {
+            committed: Some(committed),
+            step,
+            error: Some(error),
+        },
+    }
+}
+
+/// `status.membership` for a committed membership and the step taken.
+pub fn membership_status(committed: &Membership, step: &ScaleStep) -> MembershipStatus {
+    MembershipStatus {
+        voters: committed.voters().into_iter().map(i32::from).collect(),
+        version: format!("0x{}", committed.version_hex()),
+        scaling: match step {
+            ScaleStep::Steady => None,
+            other => Some(other.to_string()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(myids: &[u8]) -> BTreeSet<u8> {
+        myids.iter().copied().collect()
+    }
+
+    /// replicas, committed voters, servers, bootstrap members.
+    type Case = (u32, Option<&'static [u8]>, u32, &'static [u8]);
+
+    #[test]
+    fn the_statefulset_follows_the_committed_voters() {
+        let cases: [Case; 6] = [
+            (3, None, 3, &[1, 2, 3]),
+            (3, Some(&[1, 2, 3]), 3, &[1, 2, 3]),
+            // Up: every new server at once, each in the bootstrap membership.
+            (5, Some(&[1, 2, 3]), 5, &[1, 2, 3, 4, 5]),
+            (5, Some(&[1, 2, 3, 4]), 5, &[1, 2, 3, 4, 5]),
+            // Down: the servers stay until the committed membership drops them.
+            (3, Some(&[1, 2, 3, 4, 5]), 5, &[1, 2, 3, 4, 5]),
+            (1, Some(&[1, 2]), 2, &[1, 2]),
+        ];
+        for (replicas, voters, servers, members) in cases {
+            let voters = voters.map(set);
+            let topology = topology(replicas, voters.as_ref());
+            assert_eq!(topology.servers, servers, "{replicas} {voters:?}");
+            assert_eq!(topology.members, set(members), "{replicas} {voters:?}");
+        }
+    }
+
+    #[test]
+    fn reads_only_while_not_steady() {
+        let three = set(&[1, 2, 3]);
+        assert!(!needs_reading(3, Some(&three), Some(3)));
+        assert!(needs_reading(3, None, Some(3)), "unknown");
+        assert!(needs_reading(5, Some(&three), Some(5)), "voters to add");
+        assert!(needs_reading(1, Some(&three), Some(3)), "voters to remove");
+        assert!(needs_reading(3, Some(&three), Some(5)), "servers to stop");
+        assert!(needs_reading(3, Some(&three), None), "no StatefulSet yet");
+    }
+
+    #[test]
+    fn status_names_the_voters_the_version_and_the_step() {
+        let committed =
+            Membership::parse("server.1=a:1:2;3\nserver.2=b:1:2;3\nversion=100000003\n").unwrap();
+        assert_eq!(
+            membership_status(&committed, &ScaleStep::Steady),
+            MembershipStatus {
+                voters: vec![1, 2],
+                version: "0x100000003".into(),
+                scaling: None,
+            }
+        );
+        let refused = ScaleStep::Refuse("no quorum".into());
+        assert_eq!(
+            membership_status(&committed, &refused).scaling.as_deref(),
+            Some("refused: no quorum")
+        );
+        assert_eq!(
+            recorded_voters(Some(&membership_status(&committed, &refused))),
+            Some(set(&[1, 2]))
+        );
+        assert_eq!(recorded_voters(None), None);
+    }
+}
