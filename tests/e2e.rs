@@ -12,8 +12,11 @@
 //! itself while the kubelet is held, so nothing restarts it until the walkthrough brings the
 //! servers back.
 //!
-//! The walkthroughs run one after the other in one test: they share the node, and cordoning it
-//! for one would stop the other's restarts.
+//! Then the day-2 stories of issue 8, with the writer too: an image change rolled over 5 servers
+//! (followers first, the leader last) and scaling 3 -> 5 -> 3 -> 1 -> 3 by reconfiguration.
+//!
+//! The stories run one after the other in one test: they share the node, and cordoning it for
+//! one would stop the other's restarts.
 
 mod support;
 
@@ -355,6 +358,7 @@ async fn seed_walkthroughs_on_a_real_node() {
     let client = cluster.api().client().await;
     three_servers(&cluster, &client).await;
     five_servers(&cluster, &client).await;
+    scaling(&cluster, &client).await;
 }
 
 /// Walkthrough (a), one server stopped and started, and (c), a frozen member restarted by the
@@ -780,4 +784,114 @@ async fn image_change_rolls(cluster: &LocalCluster, client: &kube::Client, ns: &
         "(roll) {}",
         verify_writes(&pods, &selector(name), &report).await
     );
+}
+
+/// Issue 8's scaling story on deploy/examples/three-servers.yaml: 3 -> 5 -> 3 -> 1 -> 3 voters by
+/// dynamic reconfiguration, with a client writing throughout. Each step must end with the
+/// committed membership, the pods and the phase all agreeing; no acknowledged write may be
+/// lost and no container may restart. Prints each step's duration and the longest time the
+/// client went without an acknowledged write.
+async fn scaling(cluster: &LocalCluster, client: &kube::Client) {
+    let ns = cluster
+        .api()
+        .create_namespace(client, "e2e-scale")
+        .await
+        .unwrap();
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let name = "zk";
+    let example =
+        std::fs::read_to_string(support::repo_root().join("deploy/examples/three-servers.yaml"))
+            .unwrap();
+    cluster.apply(&ns, &example);
+    cluster
+        .wait_status(&ensembles, name, "ACTIVE 3/3", FORM_TIMEOUT, |s| {
+            phase(s) == Some(Phase::Active) && s.ready.as_deref() == Some("3/3")
+        })
+        .await;
+
+    let writer = Writer::start(pods.clone(), selector(name));
+    writer.wait_for_writes("before scaling").await;
+    let mut versions = Vec::new();
+    for replicas in [5usize, 3, 1, 3] {
+        let t = Instant::now();
+        ensembles
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+            )
+            .await
+            .unwrap();
+        let want: Vec<i32> = (1..=replicas as i32).collect();
+        let ready = format!("{replicas}/{replicas}");
+        let status = cluster
+            .wait_status(
+                &ensembles,
+                name,
+                &format!("{replicas} committed voters, ACTIVE {ready}"),
+                Duration::from_secs(300),
+                |s| {
+                    phase(s) == Some(Phase::Active)
+                        && s.ready.as_deref() == Some(ready.as_str())
+                        && s.membership
+                            .as_ref()
+                            .is_some_and(|m| m.voters == want && m.scaling.is_none())
+                },
+            )
+            .await;
+        // The StatefulSet follows: exactly the voters' pods, none of them restarted.
+        let deadline = Instant::now() + CHANGE_TIMEOUT;
+        loop {
+            let list = pods
+                .list(&ListParams::default().labels(&selector(name)))
+                .await
+                .unwrap();
+            let live: Vec<&Pod> = list
+                .items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            for pod in &live {
+                let restarts: i32 = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .map(|c| c.iter().map(|c| c.restart_count).sum())
+                    .unwrap_or(0);
+                assert_eq!(
+                    restarts,
+                    0,
+                    "{} restarted its container while scaling to {replicas}",
+                    pod.metadata.name.as_deref().unwrap_or_default()
+                );
+            }
+            if live.len() == replicas && list.items.len() == replicas {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} pods while the committed voters are {want:?}",
+                list.items.len()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let version = status.membership.map(|m| m.version).unwrap_or_default();
+        eprintln!(
+            "(scale) to {replicas}: voters {want:?} committed at version {version}, pods and \
+             phase agree, after {}",
+            secs(t)
+        );
+        versions.push(version);
+    }
+    let mut distinct = versions.clone();
+    distinct.dedup();
+    assert_eq!(distinct, versions, "every step commits a new configuration");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = writer.finish().await;
+    eprintln!(
+        "(scale) 3 -> 5 -> 3 -> 1 -> 3: {}",
+        verify_writes(&pods, &selector(name), &report).await
+    );
+    cluster.api().delete_namespace(client, &ns).await.unwrap();
 }

@@ -15,7 +15,7 @@
 # DIR receives kubeconfig (admin), logs (control-plane.log, node-0/logs, operator logs with
 # kubectl), pv/ (the volumes' directories) and images.env (the image references).
 #
-# Environment: ZOOHERD_E2E_VOLUMES (PersistentVolumes to create, default 16). Needs root (network
+# Environment: ZOOHERD_E2E_VOLUMES (PersistentVolumes to create, default 24). Needs root (network
 # namespaces, cgroups, containerd) and what tests/cluster/setup.sh installs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -118,7 +118,7 @@ volumeBindingMode: WaitForFirstConsumer
 reclaimPolicy: Retain
 EOF
     local i
-    for i in $(seq 0 $((${ZOOHERD_E2E_VOLUMES:-16} - 1))); do
+    for i in $(seq 0 $((${ZOOHERD_E2E_VOLUMES:-24} - 1))); do
       mkdir -p "$dir/pv/pv-$i"
       cat <<EOF
 ---

@@ -44,10 +44,10 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Brings up a cluster of its own (or uses the one `ZOOHERD_E2E_DIR` names), with images
-    /// made from this build's zooherd binary and 16 local volumes. Panics with the script's
+    /// made from this build's zooherd binary and 24 local volumes. Panics with the script's
     /// log if it fails.
     pub fn start() -> LocalCluster {
-        Self::start_with_volumes(16)
+        Self::start_with_volumes(24)
     }
 
     /// [`LocalCluster::start`] with `volumes` local PersistentVolumes (one per server; a
