@@ -488,6 +488,7 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
         .map(|m| m.pod.clone())
         .find(|p| *p != leader)
         .unwrap();
+    let frozen_uid = pods.get(&frozen).await.unwrap().metadata.uid;
     let t = Instant::now();
     cluster
         .signal_container(&pods, &frozen, Signal::SIGSTOP)
@@ -507,12 +508,36 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
         status.phase
     );
     wait_event(client, &ns, name, ("Warning", "MemberRestarted", &frozen)).await;
-    cluster
-        .wait_status(&ensembles, name, "ACTIVE 3/3", FORM_TIMEOUT, |s| {
-            phase(s) == Some(Phase::Active) && s.ready.as_deref() == Some("3/3")
-        })
-        .await;
-    eprintln!("(c) {frozen} back: ACTIVE 3/3 after {}", secs(t));
+    // Where the time goes, from the freeze: the replacement pod, its start, the quorum.
+    let (mut created, mut running) = (None, None);
+    let deadline = Instant::now() + FORM_TIMEOUT;
+    loop {
+        if let Some(pod) = pods.get_opt(&frozen).await.unwrap()
+            && pod.metadata.uid != frozen_uid
+        {
+            created.get_or_insert_with(|| secs(t));
+            if pod.status.and_then(|s| s.phase).as_deref() == Some("Running") {
+                running.get_or_insert_with(|| secs(t));
+            }
+        }
+        let status = ensembles.get(name).await.unwrap().status.unwrap();
+        if phase(&status) == Some(Phase::Active) && status.ready.as_deref() == Some("3/3") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{frozen} did not come back: {status:?}\n{}",
+            cluster.operator_log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "(c) {frozen} back: ACTIVE 3/3 after {} (replacement pod created after {}, Running \
+         after {})",
+        secs(t),
+        created.as_deref().unwrap_or("?"),
+        running.as_deref().unwrap_or("?")
+    );
 
     // (d) Nothing acknowledged was lost.
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -124,9 +124,17 @@ pub const ENSEMBLE_MARKER_FILE: &str = "zooherd-ensemble";
 pub const MYID_FILE: &str = "myid";
 /// The class that runs a ZooKeeper server (standalone or in a quorum).
 pub const MAIN_CLASS: &str = "org.apache.zookeeper.server.quorum.QuorumPeerMain";
-/// JVM options Zooherd always passes: a JVM out of memory exits, so the kubelet restarts it,
-/// rather than limping on with threads that died of OutOfMemoryError.
-const BASE_JVM_OPTIONS: &[&str] = &["-XX:+ExitOnOutOfMemoryError"];
+/// JVM options Zooherd always passes (`jvm.extraOptions` come after them, so they can be
+/// overridden):
+/// - a JVM out of memory exits, so the kubelet restarts it, rather than limping on with threads
+///   that died of OutOfMemoryError;
+/// - peer names are looked up again after 5 s instead of the JVM's 30 s (`sun.net.inetaddr.ttl`
+///   applies because the JDK's java.security leaves `networkaddress.cache.ttl` unset): a
+///   replaced pod comes back with a new IP, and only the higher myid of a pair opens their
+///   election connection, so a peer still holding the old address keeps the new server out of
+///   the quorum until its cache expires. The end-to-end test caught it: a member restarted by
+///   the operator could not rejoin before the next restart changed its IP again.
+const BASE_JVM_OPTIONS: &[&str] = &["-XX:+ExitOnOutOfMemoryError", "-Dsun.net.inetaddr.ttl=5"];
 
 const MIB: u64 = 1024 * 1024;
 
@@ -1827,6 +1835,7 @@ mod tests {
                 "-Xms512m",
                 "-Xmx512m",
                 "-XX:+ExitOnOutOfMemoryError",
+                "-Dsun.net.inetaddr.ttl=5",
                 "-Dzookeeper.log.level=DEBUG",
                 "-Xmx1g",
                 "-cp",
@@ -1876,6 +1885,7 @@ mod tests {
                 "-Xms1024m",
                 "-Xmx1024m",
                 "-XX:+ExitOnOutOfMemoryError",
+                "-Dsun.net.inetaddr.ttl=5",
                 "-Dzookeeper.DigestAuthenticationProvider.superDigest=zooherd:u/lJX/7cIAvZtP9PqwTdm6krtSQ=",
                 "-Dfoo=1",
                 "-Dbar=2",
