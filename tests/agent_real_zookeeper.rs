@@ -194,6 +194,12 @@ async fn a_quorum_from_the_operators_config_and_probes_that_tell_the_truth() {
         // it: once the first leader committed a version (the leader's own lines), every server
         // rewrote its copy to name the committed dynamic file. The operator's file is untouched.
         let runtime = fs::read_to_string(spec.data_dir.join("zooherd/zoo.cfg")).unwrap();
+        // Beside it, the JVM's short name-lookup cache (pods change IPs).
+        let security = fs::read_to_string(spec.data_dir.join("zooherd/java.security")).unwrap();
+        assert!(
+            security.contains("networkaddress.cache.negative.ttl=1"),
+            "{security}"
+        );
         let dynamic = runtime
             .lines()
             .find_map(|line| line.strip_prefix("dynamicConfigFile="))

@@ -125,16 +125,27 @@ pub const MYID_FILE: &str = "myid";
 /// The class that runs a ZooKeeper server (standalone or in a quorum).
 pub const MAIN_CLASS: &str = "org.apache.zookeeper.server.quorum.QuorumPeerMain";
 /// JVM options Zooherd always passes (`jvm.extraOptions` come after them, so they can be
-/// overridden):
-/// - a JVM out of memory exits, so the kubelet restarts it, rather than limping on with threads
-///   that died of OutOfMemoryError;
-/// - peer names are looked up again after 5 s instead of the JVM's 30 s (`sun.net.inetaddr.ttl`
-///   applies because the JDK's java.security leaves `networkaddress.cache.ttl` unset): a
-///   replaced pod comes back with a new IP, and only the higher myid of a pair opens their
-///   election connection, so a peer still holding the old address keeps the new server out of
-///   the quorum until its cache expires. The end-to-end test caught it: a member restarted by
-///   the operator could not rejoin before the next restart changed its IP again.
-const BASE_JVM_OPTIONS: &[&str] = &["-XX:+ExitOnOutOfMemoryError", "-Dsun.net.inetaddr.ttl=5"];
+/// overridden): a JVM out of memory exits, so the kubelet restarts it, rather than limping on
+/// with threads that died of OutOfMemoryError.
+const BASE_JVM_OPTIONS: &[&str] = &["-XX:+ExitOnOutOfMemoryError"];
+
+/// The file, beside the runtime zoo.cfg, that adds [`JAVA_SECURITY_PROPERTIES`] to the JDK's
+/// own (`-Djava.security.properties`).
+pub const JAVA_SECURITY_FILE: &str = "java.security";
+
+/// How long the JVM caches name lookups: 5 s, and 1 s for names that did not resolve, instead
+/// of the JDK's 30 s and 10 s. A replaced pod comes back with a new IP, and only the higher myid
+/// of a pair opens their election connection, so a peer still holding the old address (or the
+/// failure to resolve a pod that had no IP yet) keeps the server out of the quorum until the
+/// cache expires. The end-to-end test caught it: a member restarted by the operator could not
+/// rejoin before the next restart changed its IP again. These are security properties, not
+/// system properties: the JDK's java.security sets the negative one, which wins over
+/// `-Dsun.net.inetaddr.negative.ttl`.
+pub const JAVA_SECURITY_PROPERTIES: &str = "\
+# Written by `zooherd server`: name lookups of peers are cached briefly, pods change IPs.
+networkaddress.cache.ttl=5
+networkaddress.cache.negative.ttl=1
+";
 
 const MIB: u64 = 1024 * 1024;
 
@@ -917,8 +928,8 @@ pub fn java_program(java_home: Option<&str>) -> PathBuf {
     }
 }
 
-/// The JVM's whole command line: java, the heap, Zooherd's options, the extra options (last,
-/// so they win), the class path (ZooKeeper's jars and its conf directory, where logback.xml
+/// The JVM's whole command line: java, the heap, Zooherd's options (with the
+/// [`JAVA_SECURITY_FILE`] beside `config`), the extra options (last, so they win), the class path (ZooKeeper's jars and its conf directory, where logback.xml
 /// sends the log to stdout) and the main class with the runtime zoo.cfg.
 pub fn java_argv(
     java: &Path,
@@ -930,9 +941,12 @@ pub fn java_argv(
     let mut class_path = zookeeper_home.join("lib").into_os_string();
     class_path.push("/*:");
     class_path.push(zookeeper_home.join("conf"));
+    let mut security = OsString::from("-Djava.security.properties=");
+    security.push(config.with_file_name(JAVA_SECURITY_FILE));
     let mut argv: Vec<OsString> = vec![java.into()];
     argv.extend(heap.jvm_options().into_iter().map(OsString::from));
     argv.extend(BASE_JVM_OPTIONS.iter().map(OsString::from));
+    argv.push(security);
     argv.extend(extra_options.iter().map(OsString::from));
     argv.extend([
         "-cp".into(),
@@ -1129,6 +1143,10 @@ pub fn run(args: &Args) -> Result<Infallible, StartError> {
     let state = claim_data_dir(&plan.data_dir, &plan.identity)?;
     write_atomically(&plan.dynamic_config_path, &plan.dynamic_config)?;
     write_atomically(&plan.runtime_config_path, &plan.runtime_config)?;
+    write_atomically(
+        &plan.runtime_config_path.with_file_name(JAVA_SECURITY_FILE),
+        JAVA_SECURITY_PROPERTIES,
+    )?;
     eprintln!(
         "zooherd server: myid {myid} of ensemble {ensemble} (uid {uid}), pod {pod}{ip}; data directory {dir} {state}; \
          members {members} (version {version}, {source}); {heap}; starting ZooKeeper with {cfg}",
@@ -1835,7 +1853,7 @@ mod tests {
                 "-Xms512m",
                 "-Xmx512m",
                 "-XX:+ExitOnOutOfMemoryError",
-                "-Dsun.net.inetaddr.ttl=5",
+                "-Djava.security.properties=/tmp/zooherd/java.security",
                 "-Dzookeeper.log.level=DEBUG",
                 "-Xmx1g",
                 "-cp",
@@ -1885,7 +1903,7 @@ mod tests {
                 "-Xms1024m",
                 "-Xmx1024m",
                 "-XX:+ExitOnOutOfMemoryError",
-                "-Dsun.net.inetaddr.ttl=5",
+                "-Djava.security.properties=/var/lib/zookeeper/data/zooherd/java.security",
                 "-Dzookeeper.DigestAuthenticationProvider.superDigest=zooherd:u/lJX/7cIAvZtP9PqwTdm6krtSQ=",
                 "-Dfoo=1",
                 "-Dbar=2",
