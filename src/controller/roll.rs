@@ -5,9 +5,14 @@
 //! instead, with the pure [`next_step`]: a pod whose revision is not the StatefulSet's update
 //! revision is deleted (and recreated at the new revision) only when every voter serves, the
 //! leader counts every follower as synced (`mntr`'s `synced_followers`: caught up with the
-//! leader, not merely started), and no other pod is on its way; followers go first, highest myid first, and the leader last, so the ensemble
-//! holds one election per roll instead of one per server. The decision reads only what is
-//! observed, so a roll interrupted by an operator restart resumes where it stood.
+//! leader, not merely started), and no other pod is on its way; followers go first, highest
+//! myid first, and the leader last, so the ensemble holds one election per roll instead of one
+//! per server. The decision reads only what is observed, so a roll interrupted by an operator
+//! restart resumes where it stood.
+//!
+//! One exception to "every voter serves": while the ensemble is DEGRADED, an outdated member
+//! that does not serve is replaced first, because the change may be what repairs it, and a
+//! server that does not serve is no loss to the quorum.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +36,16 @@ pub enum RollStep {
     Wait(String),
     /// Delete this pod; `reason` is for the Event and the Progressing condition.
     Delete { pod: String, reason: String },
+}
+
+fn serves(state: MemberState) -> bool {
+    matches!(
+        state,
+        MemberState::Leader
+            | MemberState::Follower
+            | MemberState::Observer
+            | MemberState::Standalone
+    )
 }
 
 /// Decides the next step of a roll to `update_revision` (see the module documentation).
@@ -62,6 +77,24 @@ pub fn next_step(
     }
     if let Some(member) = members.iter().find(|m| !pods.contains_key(&m.pod)) {
         return RollStep::Wait(format!("pod {} does not exist yet", member.pod));
+    }
+    // The change may be what repairs a failed member (a config or image that crashes it, a
+    // heap too small): while DEGRADED, an outdated member that does not serve is replaced, since
+    // deleting a server that does not serve costs the quorum nothing. One at a time, like every
+    // step; the serving members wait for ACTIVE.
+    if phase == Phase::Degraded
+        && let Some(failed) = outdated
+            .iter()
+            .filter(|m| !serves(m.state))
+            .max_by_key(|m| m.myid)
+    {
+        return RollStep::Delete {
+            pod: failed.pod.clone(),
+            reason: format!(
+                "replacing {} ({}, not serving) with revision {update_revision} first: the change may repair it",
+                failed.pod, failed.state
+            ),
+        };
     }
     if phase != Phase::Active {
         return RollStep::Wait(format!(
@@ -208,6 +241,28 @@ mod tests {
         ));
         assert!(matches!(
             next_step(Phase::Active, &members, &revisions, None, Some(2)),
+            RollStep::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn while_degraded_only_a_failed_outdated_member_is_replaced() {
+        let mut members = three(1);
+        members[2].state = MemberState::Unreachable;
+        let revisions = pods(&[("zk-0", "old"), ("zk-1", "old"), ("zk-2", "old")]);
+        assert!(matches!(
+            next_step(Phase::Degraded, &members, &revisions, Some("new"), Some(1)),
+            RollStep::Delete { pod, reason } if pod == "zk-2" && reason.contains("may repair")
+        ));
+        // Once the failed member runs the new revision, the serving ones wait for ACTIVE.
+        let repaired = pods(&[("zk-0", "old"), ("zk-1", "old"), ("zk-2", "new")]);
+        assert!(matches!(
+            next_step(Phase::Degraded, &members, &repaired, Some("new"), Some(1)),
+            RollStep::Wait(_)
+        ));
+        // DOWN: nothing is replaced (an election may be about to bring members back).
+        assert!(matches!(
+            next_step(Phase::Down, &members, &revisions, Some("new"), None),
             RollStep::Wait(_)
         ));
     }
