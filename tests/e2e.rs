@@ -344,6 +344,22 @@ async fn verify_writes(pods: &Api<Pod>, selector: &str, report: &WriterReport) -
     )
 }
 
+/// No crash loop: the pod's containers never restarted.
+fn assert_not_restarted(pod: &Pod, when: &str) {
+    let restarts: i32 = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|c| c.iter().map(|c| c.restart_count).sum())
+        .unwrap_or(0);
+    assert_eq!(
+        restarts,
+        0,
+        "{} restarted its container {when}",
+        pod.metadata.name.as_deref().unwrap_or_default()
+    );
+}
+
 fn selector(name: &str) -> String {
     format!("app.kubernetes.io/name=zookeeper,app.kubernetes.io/instance={name}")
 }
@@ -790,19 +806,7 @@ async fn image_change_rolls(cluster: &LocalCluster, client: &kube::Client, ns: &
         .await
         .unwrap()
     {
-        let restarts: i32 = pod
-            .status
-            .and_then(|s| s.container_statuses)
-            .unwrap_or_default()
-            .iter()
-            .map(|c| c.restart_count)
-            .sum();
-        assert_eq!(
-            restarts,
-            0,
-            "{} restarted its container",
-            pod.metadata.name.unwrap_or_default()
-        );
+        assert_not_restarted(&pod, "during the roll");
     }
     let report = writer.finish().await;
     eprintln!(
@@ -878,18 +882,7 @@ async fn scaling(cluster: &LocalCluster, client: &kube::Client) {
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .collect();
             for pod in &live {
-                let restarts: i32 = pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.container_statuses.as_ref())
-                    .map(|c| c.iter().map(|c| c.restart_count).sum())
-                    .unwrap_or(0);
-                assert_eq!(
-                    restarts,
-                    0,
-                    "{} restarted its container while scaling to {replicas}",
-                    pod.metadata.name.as_deref().unwrap_or_default()
-                );
+                assert_not_restarted(pod, &format!("while scaling to {replicas}"));
             }
             if live.len() == replicas && list.items.len() == replicas {
                 break;
