@@ -27,13 +27,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::zookeeper::{ADMIN_PORT, ZkEnsemble};
-use tokio::time::MissedTickBehavior;
+use support::status_loop::{StatusLoop, leader_index};
+use support::zookeeper::ZkEnsemble;
 use zooherd::api::{MemberState, Phase};
 use zooherd::quorum::admin::{AdminClient, SrvrAnswer};
-use zooherd::quorum::observe;
-use zooherd::quorum::probe::{ProbeSettings, Prober, Voter};
-use zooherd::quorum::rule::{ComputedStatus, EnsembleMemory, RuleSettings};
 
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 const PHASE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,72 +52,6 @@ fn main() {
             bench_size(size, repeats).await;
         }
     });
-}
-
-/// The controller's loop: a probe round, then the rule, once per [`PROBE_INTERVAL`].
-struct StatusLoop {
-    prober: Prober,
-    voters: Vec<Voter>,
-    memory: EnsembleMemory,
-    settings: RuleSettings,
-    ticks: tokio::time::Interval,
-}
-
-impl StatusLoop {
-    fn new(zk: &ZkEnsemble) -> Self {
-        let voters = zk.voters();
-        let mut ticks = tokio::time::interval(PROBE_INTERVAL);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Self {
-            prober: Prober::new(ProbeSettings {
-                admin_port: ADMIN_PORT,
-                ..ProbeSettings::default()
-            }),
-            voters,
-            memory: EnsembleMemory::default(),
-            settings: RuleSettings::default(),
-            ticks,
-        }
-    }
-
-    /// Waits for the next tick, then probes and assesses.
-    async fn round(&mut self) -> ComputedStatus {
-        self.ticks.tick().await;
-        observe(&self.prober, &self.voters, &mut self.memory, &self.settings).await
-    }
-
-    /// Rounds until `check` holds; returns the status and the phases shown on the way.
-    async fn until(
-        &mut self,
-        what: &str,
-        check: impl Fn(&ComputedStatus) -> bool,
-    ) -> (ComputedStatus, Vec<Phase>) {
-        let started = Instant::now();
-        let mut phases: Vec<Phase> = Vec::new();
-        loop {
-            let status = self.round().await;
-            if phases.last() != Some(&status.summary.phase) {
-                phases.push(status.summary.phase);
-            }
-            if check(&status) {
-                return (status, phases);
-            }
-            assert!(
-                started.elapsed() < PHASE_TIMEOUT,
-                "no {what} after {PHASE_TIMEOUT:?}: {}",
-                status.message
-            );
-        }
-    }
-}
-
-fn leader_index(status: &ComputedStatus) -> Option<usize> {
-    status
-        .summary
-        .leader
-        .as_deref()
-        .and_then(|pod| pod.strip_prefix("zk-"))
-        .and_then(|i| i.parse().ok())
 }
 
 /// A pause of a random part of the probe interval, so that kills land anywhere in it.
@@ -158,10 +89,8 @@ async fn bench_size(size: usize, repeats: usize) {
     println!("== {size} servers ==");
     let mut zk =
         ZkEnsemble::start(size).unwrap_or_else(|e| panic!("start {size} ZooKeeper servers: {e}"));
-    let mut status_loop = StatusLoop::new(&zk);
-    status_loop
-        .until("ACTIVE", |s| s.summary.phase == Phase::Active)
-        .await;
+    let mut status_loop = StatusLoop::new(&zk, PROBE_INTERVAL);
+    status_loop.until_phase(Phase::Active, PHASE_TIMEOUT).await;
 
     // The cost of a round, in the steady state.
     let mut walls = Vec::new();
@@ -194,9 +123,7 @@ async fn bench_size(size: usize, repeats: usize) {
     let mut start_to_active = Vec::new();
     let mut leader_to_degraded = Vec::new();
     for repeat in 0..repeats {
-        let (active, _) = status_loop
-            .until("ACTIVE", |s| s.summary.phase == Phase::Active)
-            .await;
+        let active = status_loop.until_phase(Phase::Active, PHASE_TIMEOUT).await;
         let leader = leader_index(&active).expect("an ACTIVE status names its leader");
         let follower = (0..size)
             .map(|i| (i + repeat) % size)
@@ -207,7 +134,7 @@ async fn bench_size(size: usize, repeats: usize) {
         zk.kill(follower).expect("kill -9 a follower");
         let killed = Instant::now();
         status_loop
-            .until("DEGRADED", |s| {
+            .until("DEGRADED", PHASE_TIMEOUT, |s| {
                 s.summary.phase == Phase::Degraded
                     && s.members[follower].state == MemberState::Unreachable
             })
@@ -218,9 +145,7 @@ async fn bench_size(size: usize, repeats: usize) {
         let started = Instant::now();
         let base = zk.member(follower).admin_url();
         let serving = tokio::spawn(first_serving(base));
-        status_loop
-            .until("ACTIVE", |s| s.summary.phase == Phase::Active)
-            .await;
+        status_loop.until_phase(Phase::Active, PHASE_TIMEOUT).await;
         let active_at = Instant::now();
         start_to_active.push(active_at - started);
         let serving_at = serving.await.expect("the side poller");
@@ -229,12 +154,15 @@ async fn bench_size(size: usize, repeats: usize) {
         random_offset().await;
         zk.kill(leader).expect("kill -9 the leader");
         let killed = Instant::now();
-        let (_, phases) = status_loop
-            .until("DEGRADED under a new leader", |s| {
+        // The phase when the leader died, and every one shown until DEGRADED.
+        let shown_before = status_loop.phases().len().saturating_sub(1);
+        status_loop
+            .until("DEGRADED under a new leader", PHASE_TIMEOUT, |s| {
                 s.summary.phase == Phase::Degraded && leader_index(s).is_some_and(|l| l != leader)
             })
             .await;
         leader_to_degraded.push(killed.elapsed());
+        let phases = &status_loop.phases()[shown_before..];
         println!(
             "  repeat {}: follower zk-{follower} and leader zk-{leader} killed; phases after the leader's death: {phases:?}",
             repeat + 1

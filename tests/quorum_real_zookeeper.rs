@@ -15,15 +15,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use support::zookeeper::{ADMIN_PORT, ZkEnsemble};
+use support::status_loop::{StatusLoop, leader_index};
+use support::zookeeper::ZkEnsemble;
 use tokio::sync::Mutex;
 use zooherd::api::{MemberState, Phase};
-use zooherd::quorum::observe;
-use zooherd::quorum::probe::{ProbeSettings, Prober, Voter};
 use zooherd::quorum::restart::{
     PodFacts, PodPhase, RestartDecision, RestartPolicy, decide_restart,
 };
-use zooherd::quorum::rule::{ComputedStatus, EnsembleMemory, RuleSettings};
+use zooherd::quorum::rule::ComputedStatus;
 
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// Starting JVMs on a busy 2-core machine can be slow; elections and failures are not.
@@ -37,80 +36,8 @@ fn pod(index: usize) -> String {
     format!("zk-{index}")
 }
 
-/// The controller's view: probe rounds fed to the rule, with the rule's memory in between.
-struct StatusLoop {
-    prober: Prober,
-    voters: Vec<Voter>,
-    memory: EnsembleMemory,
-    settings: RuleSettings,
-    /// Every distinct phase shown, in order (to check what was never shown).
-    phases: Vec<Phase>,
-}
-
-impl StatusLoop {
-    fn new(zk: &ZkEnsemble) -> Self {
-        let voters = zk.voters();
-        Self {
-            prober: Prober::new(ProbeSettings {
-                admin_port: ADMIN_PORT,
-                ..ProbeSettings::default()
-            }),
-            voters,
-            memory: EnsembleMemory::default(),
-            settings: RuleSettings::default(),
-            phases: Vec::new(),
-        }
-    }
-
-    async fn round(&mut self) -> ComputedStatus {
-        let status = observe(&self.prober, &self.voters, &mut self.memory, &self.settings).await;
-        if self.phases.last() != Some(&status.summary.phase) {
-            self.phases.push(status.summary.phase);
-        }
-        status
-    }
-
-    /// Runs rounds every [`PROBE_INTERVAL`] until `check` holds; panics after `timeout`
-    /// with the last status.
-    async fn until(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        check: impl Fn(&ComputedStatus) -> bool,
-    ) -> ComputedStatus {
-        let started = Instant::now();
-        loop {
-            let status = self.round().await;
-            if check(&status) {
-                println!("{what}: {} ({})", status.summary.phase, status.message);
-                return status;
-            }
-            if started.elapsed() > timeout {
-                panic!(
-                    "no {what} after {timeout:?}; last: {} {}\n{:#?}",
-                    status.summary.phase, status.message, status.members
-                );
-            }
-            tokio::time::sleep(PROBE_INTERVAL).await;
-        }
-    }
-
-    async fn until_phase(&mut self, phase: Phase, timeout: Duration) -> ComputedStatus {
-        self.until(&phase.to_string(), timeout, |s| s.summary.phase == phase)
-            .await
-    }
-}
-
 fn state_of(status: &ComputedStatus, index: usize) -> MemberState {
     status.members[index].state
-}
-
-fn leader_index(status: &ComputedStatus) -> usize {
-    let leader = status.summary.leader.as_deref().expect("a leader");
-    leader
-        .strip_prefix("zk-")
-        .and_then(|i| i.parse().ok())
-        .expect("a pod name zk-<index>")
 }
 
 /// A follower's index: the first member that is not `leader`.
@@ -128,7 +55,7 @@ fn start(size: usize) -> ZkEnsemble {
 async fn three_servers_a_follower_stops_and_returns_then_the_leader_dies() {
     let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
     let mut zk = start(3);
-    let mut status_loop = StatusLoop::new(&zk);
+    let mut status_loop = StatusLoop::new(&zk, PROBE_INTERVAL);
 
     let active = status_loop.until_phase(Phase::Active, START_TIMEOUT).await;
     assert_eq!(active.summary.ready(), "3/3");
@@ -136,7 +63,7 @@ async fn three_servers_a_follower_stops_and_returns_then_the_leader_dies() {
         (active.summary.quorum, active.summary.fault_tolerance),
         (2, 1)
     );
-    let leader = leader_index(&active);
+    let leader = leader_index(&active).expect("a leader");
     assert_eq!(
         zk.leader().await,
         Some(leader),
@@ -203,7 +130,7 @@ async fn three_servers_a_follower_stops_and_returns_then_the_leader_dies() {
             s.summary.phase == Phase::Degraded && s.summary.leader.is_some()
         })
         .await;
-    let new_leader = leader_index(&degraded);
+    let new_leader = leader_index(&degraded).expect("a leader");
     assert_ne!(new_leader, leader);
     assert_eq!(state_of(&degraded, leader), MemberState::Unreachable);
     assert_eq!(state_of(&degraded, new_leader), MemberState::Leader);
@@ -212,11 +139,11 @@ async fn three_servers_a_follower_stops_and_returns_then_the_leader_dies() {
         "{:?}",
         degraded.summary
     );
-    println!("phases shown: {:?}", status_loop.phases);
+    println!("phases shown: {:?}", status_loop.phases());
     assert!(
-        !status_loop.phases[1..].contains(&Phase::Pending),
+        !status_loop.phases()[1..].contains(&Phase::Pending),
         "PENDING after the first quorum: {:?}",
-        status_loop.phases
+        status_loop.phases()
     );
 }
 
@@ -224,13 +151,13 @@ async fn three_servers_a_follower_stops_and_returns_then_the_leader_dies() {
 async fn five_servers_lose_two_then_a_third_then_come_back() {
     let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
     let mut zk = start(5);
-    let mut status_loop = StatusLoop::new(&zk);
+    let mut status_loop = StatusLoop::new(&zk, PROBE_INTERVAL);
     let active = status_loop.until_phase(Phase::Active, START_TIMEOUT).await;
     assert_eq!(
         (active.summary.quorum, active.summary.fault_tolerance),
         (3, 2)
     );
-    let leader = leader_index(&active);
+    let leader = leader_index(&active).expect("a leader");
     let followers: Vec<usize> = (0..5).filter(|&i| i != leader).collect();
 
     // Two followers die: still a quorum, with no tolerance left.
@@ -282,9 +209,9 @@ async fn five_servers_lose_two_then_a_third_then_come_back() {
 async fn a_frozen_member_is_unreachable_then_named_for_a_restart() {
     let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
     let mut zk = start(3);
-    let mut status_loop = StatusLoop::new(&zk);
+    let mut status_loop = StatusLoop::new(&zk, PROBE_INTERVAL);
     let active = status_loop.until_phase(Phase::Active, START_TIMEOUT).await;
-    let leader = leader_index(&active);
+    let leader = leader_index(&active).expect("a leader");
     let frozen = a_follower(3, leader);
 
     // Every pod Running for an hour, as the controller would read them.
@@ -342,7 +269,6 @@ async fn a_frozen_member_is_unreachable_then_named_for_a_restart() {
                 assert!(started.elapsed() < Duration::from_secs(60), "still: {why}");
             }
         }
-        tokio::time::sleep(PROBE_INTERVAL).await;
     };
     println!("restart decision: delete {pod_named}: {reason}");
     assert_eq!(pod_named, pod(frozen));
@@ -357,7 +283,7 @@ async fn a_frozen_member_is_unreachable_then_named_for_a_restart() {
 async fn a_single_server_is_active_alone_and_down_without_its_process() {
     let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
     let mut zk = start(1);
-    let mut status_loop = StatusLoop::new(&zk);
+    let mut status_loop = StatusLoop::new(&zk, PROBE_INTERVAL);
     let active = status_loop.until_phase(Phase::Active, START_TIMEOUT).await;
     assert_eq!(active.summary.ready(), "1/1");
     assert_eq!(

@@ -13,6 +13,7 @@ pub mod control_plane;
 pub mod local_cluster;
 pub mod operator;
 pub mod scaling;
+pub mod status_loop;
 pub mod zookeeper;
 
 use std::ffi::OsStr;
