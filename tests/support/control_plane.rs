@@ -20,7 +20,6 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -117,29 +116,17 @@ impl ControlPlane {
             .stderr(log);
         let started = Instant::now();
         let mut child = process::spawn(command)?;
-        let ready = dir.path().join("ready");
-        loop {
-            if ready.exists() {
-                break;
-            }
-            let failure = match child.try_wait()? {
-                Some(status) => Some(format!("control-plane.sh exited ({status})")),
-                None if started.elapsed() > START_TIMEOUT => {
-                    Some(format!("not ready after {START_TIMEOUT:?}"))
-                }
-                None => None,
-            };
-            if let Some(failure) = failure {
-                let _ = process::terminate(&mut child, Signal::SIGTERM, Duration::from_secs(10));
-                let report = logs_report(dir.path(), &log_path);
-                // Kept for a look; the next run's owned_temp_dir removes it.
-                let kept = dir.keep();
-                return Err(io::Error::other(format!(
-                    "{failure} (files kept in {})\n{report}",
-                    kept.display()
-                )));
-            }
-            thread::sleep(Duration::from_millis(50));
+        let ready =
+            process::wait_for_ready_file(&mut child, &dir.path().join("ready"), START_TIMEOUT)?;
+        if let Err(failure) = ready {
+            let _ = process::terminate(&mut child, Signal::SIGTERM, Duration::from_secs(10));
+            let report = logs_report(dir.path(), &log_path);
+            // Kept for a look; the next run's owned_temp_dir removes it.
+            let kept = dir.keep();
+            return Err(io::Error::other(format!(
+                "control-plane.sh {failure} (files kept in {})\n{report}",
+                kept.display()
+            )));
         }
         eprintln!(
             "test control plane ready in {} ms ({})",

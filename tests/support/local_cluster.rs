@@ -88,24 +88,17 @@ impl LocalCluster {
         let started = Instant::now();
         let mut child = process::spawn_with_death_signal(command, Signal::SIGTERM)
             .expect("running tests/e2e/cluster.sh");
-        while !dir.join("cluster-ready").exists() {
-            let failure = match child.try_wait().expect("waiting for cluster.sh") {
-                Some(status) => Some(format!("cluster.sh exited ({status})")),
-                None if started.elapsed() > START_TIMEOUT => {
-                    Some(format!("not ready after {START_TIMEOUT:?}"))
-                }
-                None => None,
-            };
-            if let Some(failure) = failure {
-                let _ = process::terminate(&mut child, Signal::SIGTERM, Duration::from_secs(60));
-                let log = super::tail(&log_path, 80);
-                let kept = temp.keep();
-                panic!(
-                    "the local cluster did not come up: {failure} (files kept in {})\n{log}",
-                    kept.display()
-                );
-            }
-            thread::sleep(Duration::from_millis(200));
+        let ready =
+            process::wait_for_ready_file(&mut child, &dir.join("cluster-ready"), START_TIMEOUT)
+                .expect("waiting for cluster.sh");
+        if let Err(failure) = ready {
+            let _ = process::terminate(&mut child, Signal::SIGTERM, Duration::from_secs(60));
+            let log = super::tail(&log_path, 80);
+            let kept = temp.keep();
+            panic!(
+                "the local cluster did not come up: cluster.sh {failure} (files kept in {})\n{log}",
+                kept.display()
+            );
         }
         eprintln!(
             "local cluster (control plane, node, operator by Helm) ready in {:.1} s ({})",
@@ -184,9 +177,9 @@ impl LocalCluster {
     /// Holds (SIGSTOP) or resumes (SIGCONT) the node's kubelet: while it is held, nothing
     /// restarts a container that dies, as with a server killed outside Kubernetes.
     pub fn hold_kubelet(&self, hold: bool) {
-        let config = self.dir.join("node-0/kubelet/config.yaml");
-        let marker = format!("--config={}", config.display());
-        let pid = find_process(&marker).expect("the node's kubelet is not running");
+        let pid = self
+            .kubelet_pid()
+            .expect("the node's kubelet is not running");
         let signal = if hold {
             Signal::SIGSTOP
         } else {
@@ -284,6 +277,12 @@ impl LocalCluster {
         );
     }
 
+    /// The host pid of the node's kubelet.
+    fn kubelet_pid(&self) -> io::Result<u32> {
+        let config = self.dir.join("node-0/kubelet/config.yaml");
+        find_process(&format!("--config={}", config.display()))
+    }
+
     /// The last lines of the operator's log (both replicas), for failure messages.
     pub fn operator_log(&self) -> String {
         let out = self
@@ -308,12 +307,7 @@ impl Drop for LocalCluster {
     fn drop(&mut self) {
         if self.owned.is_none() {
             // A cluster that outlives the test: undo what a failed walkthrough may have left.
-            if find_process(&format!(
-                "--config={}",
-                self.dir.join("node-0/kubelet/config.yaml").display()
-            ))
-            .is_ok()
-            {
+            if self.kubelet_pid().is_ok() {
                 self.hold_kubelet(false);
             }
             self.set_schedulable(true);

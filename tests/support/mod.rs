@@ -279,6 +279,26 @@ pub mod process {
         child.wait()
     }
 
+    /// Waits until `ready` exists, which `child` (a script that brings something up) writes
+    /// when it is up. Err (why) if the child exits first or `timeout` passes.
+    pub fn wait_for_ready_file(
+        child: &mut Child,
+        ready: &Path,
+        timeout: Duration,
+    ) -> io::Result<Result<(), String>> {
+        let started = Instant::now();
+        while !ready.exists() {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Err(format!("exited ({status})")));
+            }
+            if started.elapsed() > timeout {
+                return Ok(Err(format!("not ready after {timeout:?}")));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Ok(()))
+    }
+
     /// Whether every thread of process `pid` is stopped (SIGSTOP): state `T` in
     /// `/proc/<pid>/task/*/stat`. None if the process is gone.
     pub fn is_stopped(pid: u32) -> Option<bool> {
