@@ -393,15 +393,14 @@ async fn write_status(
     Ok(())
 }
 
-/// Deletes a member's pod so that the StatefulSet recreates it. Returns false when the pod
-/// was already gone or replaced: what the delete was for has happened.
 /// How long a failed member gets to exit when the operator restarts it. A frozen or wedged
 /// JVM would only use up the pod's whole grace period (30 s) before the kubelet kills it, and
 /// ZooKeeper needs no clean shutdown for its data: its transaction log is synced on every write.
 const FAILED_MEMBER_GRACE_SECONDS: u32 = 5;
 
-/// Deletes `pod` (the one with `uid`), with `grace_period_seconds` instead of the pod's own when
-/// set. Returns false when the pod is already gone or replaced.
+/// Deletes a member's pod (the one with `uid`) so that the StatefulSet recreates it, with
+/// `grace_period_seconds` instead of the pod's own when set. Returns false when the pod was
+/// already gone or replaced: what the delete was for has happened.
 async fn delete_pod(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
