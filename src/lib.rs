@@ -2,11 +2,15 @@
 //!
 //! The crate is split the way the work flows: [`api`] holds the custom resource a user writes,
 //! [`build`] turns it into plain Kubernetes objects without IO, [`quorum`] asks the servers what
-//! they are doing and decides the ensemble's phase, [`controller`] does the IO that applies the
-//! objects and writes the status, and [`agent`] runs inside every server pod.
+//! they are doing and decides the ensemble's phase, [`decide`] picks the one disruptive action a
+//! reconcile may take, [`controller`] does the IO that applies the objects, carries the action
+//! out and writes the status, [`operator`] runs the controller as a service, and [`agent`] runs
+//! inside every server pod.
 
 pub mod agent;
 pub mod api;
 pub mod build;
 pub mod controller;
+pub mod decide;
+pub mod operator;
 pub mod quorum;

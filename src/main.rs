@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use zooherd::controller::service::{self, OperatorArgs};
+use zooherd::operator::{self, OperatorArgs};
 
 /// Zooherd runs Apache ZooKeeper ensembles on Kubernetes.
 #[derive(Parser, Debug)]
@@ -30,9 +30,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Operator(args) => {
-            service::init_logging(args.log_format);
+            operator::init_logging(args.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
-            match runtime.block_on(service::run(args)) {
+            match runtime.block_on(operator::run(args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!(%error, "operator stopped");

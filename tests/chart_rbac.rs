@@ -600,7 +600,18 @@ async fn operator_runs_with_chart_rbac(rbac: Rbac) {
             true,
         ),
         (vec!["patch", "statefulsets.apps", "-n", &ensemble_ns], true),
-        (vec!["delete", "pods", "-n", &ensemble_ns], true),
+        // Pods are removed only through the Eviction API, which the PodDisruptionBudget governs.
+        (
+            vec![
+                "create",
+                "pods",
+                "--subresource=eviction",
+                "-n",
+                &ensemble_ns,
+            ],
+            true,
+        ),
+        (vec!["delete", "pods", "-n", &ensemble_ns], false),
         (
             vec!["create", "events.events.k8s.io", "-n", &ensemble_ns],
             true,

@@ -19,7 +19,7 @@ use support::status_loop::{StatusLoop, leader_index};
 use support::zookeeper::ZkEnsemble;
 use tokio::sync::Mutex;
 use zooherd::api::{MemberState, Phase};
-use zooherd::quorum::restart::{
+use zooherd::decide::restart::{
     PodFacts, PodPhase, RestartDecision, RestartPolicy, decide_restart,
 };
 use zooherd::quorum::rule::ComputedStatus;

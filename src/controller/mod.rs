@@ -1,24 +1,27 @@
 //! The operator: a kube-runtime Controller over `ZooKeeperEnsemble`.
 //!
-//! One reconcile runs the whole pipeline for an ensemble: validate → build → apply → status.
-//! Validation and building are pure (`api::validate`, `build`); this module only does the IO:
-//! server-side apply of the children (skipped when nothing changed, see [`apply`]), the
-//! ensemble's superuser Secret (created once, see [`superuser`]), one probe round of the
-//! members' AdminServers, the status write, Events, the deletion of a failed member's pod, and
-//! a voter change while scaling (see [`scale`]). Every reconcile requeues after the probe interval, so the status follows the
-//! quorum even when no Kubernetes object changes; pod events trigger a reconcile at once.
+//! One reconcile runs the whole pipeline for an ensemble ([`reconcile`]): validate → build →
+//! apply the children, then observe → decide → act → report. Validation, building and deciding
+//! are pure (`api::validate`, `build`, `decide`); this module only does the IO: server-side apply
+//! of the children (skipped when nothing changed, see [`apply`]), the ensemble's superuser Secret
+//! (created once, see [`superuser`]), one probe round of the members' AdminServers
+//! ([`observe`]), the one disruption decided ([`act`]: a pod deleted, or a voter changed), and
+//! the status write and Events ([`report`]). Every reconcile requeues after the probe interval,
+//! so the status follows the quorum even when no Kubernetes object changes; pod events trigger a
+//! reconcile at once.
 //!
 //! Reads come from informer caches (children and pods, filtered by the managed-by label), so a
 //! steady ensemble costs the API server nothing but the watches.
 
+mod act;
 mod apply;
-mod conditions;
 pub mod events;
+mod fence;
+mod memory;
+mod observe;
 mod reconcile;
-mod roll;
+mod report;
 mod scale;
-pub mod service;
-mod status;
 mod superuser;
 pub mod telemetry;
 
@@ -46,6 +49,7 @@ use crate::quorum::rule::RuleSettings;
 use events::EventPublisher;
 
 pub use apply::FIELD_MANAGER;
+pub use fence::{Fence, FenceError};
 pub use telemetry::{Health, Metrics};
 
 /// Operator settings, from the command line.
@@ -86,12 +90,14 @@ pub enum Error {
          restore it, or delete it and restart the servers so that they take a new one"
     )]
     SuperuserSecret { name: String, problem: String },
-    #[error("deleting pod {pod}: {source}")]
-    DeletePod {
+    #[error("removing pod {pod}: {source}")]
+    RemovePod {
         pod: String,
         #[source]
         source: kube::Error,
     },
+    #[error("not acting: {0}")]
+    Fenced(#[from] FenceError),
 }
 
 impl Error {
@@ -101,7 +107,8 @@ impl Error {
             Self::Apply { .. } => "apply",
             Self::ForeignChild { .. } => "foreign_child",
             Self::Status(_) => "status",
-            Self::DeletePod { .. } => "delete_pod",
+            Self::RemovePod { .. } => "remove_pod",
+            Self::Fenced(_) => "fenced",
             Self::Superuser { .. } | Self::SuperuserSecret { .. } => "superuser",
         }
     }
@@ -140,9 +147,11 @@ pub struct Context {
     pub stores: Stores,
     pub prober: Prober,
     /// What the status rule remembers between probe rounds, per ensemble.
-    pub memory: Mutex<HashMap<ObjectRef<ZooKeeperEnsemble>, status::Memory>>,
+    pub memory: Mutex<HashMap<ObjectRef<ZooKeeperEnsemble>, memory::Memory>>,
     /// Reads and changes ensembles' membership.
     pub reconfigurer: Reconfigurer,
+    /// Checked before every disruption: this replica must hold the leader-election Lease.
+    pub fence: Fence,
     /// Superuser passwords read from the ensembles' Secrets, and when, by ensemble uid.
     pub superusers: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
@@ -168,7 +177,7 @@ fn error_policy(ensemble: Arc<ZooKeeperEnsemble>, error: &Error, ctx: Arc<Contex
     ctx.metrics.reconcile_failed(error.metric_label());
     let note = error.to_string();
     tokio::spawn(async move {
-        status::publish(
+        report::publish(
             &ensemble,
             &ctx,
             kube::runtime::events::EventType::Warning,
@@ -234,6 +243,7 @@ pub async fn run(
     settings: Settings,
     metrics: Metrics,
     reporter: Reporter,
+    fence: Fence,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
@@ -249,6 +259,7 @@ pub async fn run(
             settings.clone(),
             metrics.clone(),
             reporter.clone(),
+            fence.clone(),
             shutdown.clone(),
         )
     });
@@ -261,6 +272,7 @@ async fn run_scope(
     settings: Settings,
     metrics: Metrics,
     reporter: Reporter,
+    fence: Fence,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = namespace.as_deref();
@@ -284,6 +296,7 @@ async fn run_scope(
         },
         memory: Mutex::new(HashMap::new()),
         reconfigurer: Reconfigurer::default(),
+        fence,
         superusers: Mutex::new(HashMap::new()),
     });
     let forgetter = ctx.clone();

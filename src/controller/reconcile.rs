@@ -1,4 +1,5 @@
-//! One reconcile of one ensemble: validate → build → apply → status.
+//! One reconcile of one ensemble, read top to bottom as its pipeline:
+//! validate → build → apply (the children), then observe → decide → act → report (the members).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,21 +9,13 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::apply::apply_child;
+use super::memory::recorded_membership;
+use super::report::publish;
 use super::telemetry::Outcome;
-use super::{Context, Error, scale, status, superuser};
+use super::{Context, Error, act, observe, report, scale, superuser};
 use crate::api::ZooKeeperEnsemble;
 use crate::build;
-
-/// What the apply step did, for the status' conditions.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SpecOutcome {
-    /// The children match the spec (`changed`: this reconcile had to write some of them).
-    Applied { changed: bool },
-    /// `spec.paused`: the children were left alone.
-    Paused,
-    /// The spec cannot be turned into children; nothing was changed. The text names the field.
-    Invalid(String),
-}
+use crate::decide::{SpecOutcome, decide};
 
 pub async fn reconcile(
     ensemble: Arc<ZooKeeperEnsemble>,
@@ -50,7 +43,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     ctx.stores.wait_until_ready().await;
 
     // The StatefulSet's size and the bootstrap membership follow the committed voters.
-    let voters = scale::recorded_voters(status::recorded_membership(ensemble, ctx).as_ref());
+    let voters = scale::recorded_voters(recorded_membership(ensemble, ctx).as_ref());
     let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
     let topology = scale::topology(replicas, voters.as_ref());
     // Building validates first (api::validate): an invalid spec changes nothing that runs.
@@ -63,7 +56,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
             password = Some(superuser::ensure(ensemble, ctx).await?);
             let applied = apply_children(ensemble, ctx, children).await?;
             if !applied.is_empty() {
-                status::publish(
+                publish(
                     ensemble,
                     ctx,
                     EventType::Normal,
@@ -78,7 +71,11 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
             }
         }
     };
-    status::update(ensemble, ctx, &spec, password.as_deref()).await?;
+    let password = password.as_deref();
+    let observation = observe::observe(ensemble, ctx, password).await;
+    let decision = decide(&observation.facts(&spec));
+    let acted = act::act(ensemble, ctx, &observation, &decision.disruption, password).await?;
+    report::report(ensemble, ctx, &spec, observation, &decision, acted).await?;
     Ok(Action::requeue(ctx.settings.probe_interval))
 }
 

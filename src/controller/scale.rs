@@ -1,8 +1,8 @@
 //! Scaling: moving the committed membership to servers 1..=`spec.replicas`, one voter at a
 //! time, by dynamic reconfiguration.
 //!
-//! The decision is [`crate::quorum::membership::next_step`]'s; this module feeds it and makes
-//! the voter changes. The StatefulSet's size and the bootstrap membership are not steps taken
+//! The decision is [`crate::quorum::membership::next_step`]'s (called by [`crate::decide`]);
+//! this module holds the pure pieces around it. The StatefulSet's size and the bootstrap membership are not steps taken
 //! here but a pure function of the spec and the committed voters ([`topology`]), which the build
 //! step applies: the StatefulSet grows as soon as `spec.replicas` does (the new servers start
 //! with the committed voters plus themselves and sync as non-voting followers), and shrinks only
@@ -14,14 +14,11 @@
 //! differ from the spec: when it is unknown, when the voters are not 1..=`spec.replicas`, or when
 //! the StatefulSet's size is not `spec.replicas`. A steady ensemble costs no session.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::collections::BTreeSet;
 
-use crate::api::{MemberState, MembershipStatus};
+use crate::api::MembershipStatus;
 use crate::build::Topology;
-use crate::build::names::CLIENT_PORT;
-use crate::quorum::membership::{Membership, ScaleFacts, ScaleStep, next_step};
-use crate::quorum::reconfig::{ReconfigError, Reconfigurer};
+use crate::quorum::membership::{Membership, ScaleStep};
 
 /// The committed voters recorded in the status, if any.
 pub fn recorded_voters(membership: Option<&MembershipStatus>) -> Option<BTreeSet<u8>> {
@@ -49,90 +46,6 @@ pub fn topology(replicas: u32, voters: Option<&BTreeSet<u8>>) -> Topology {
         servers: replicas.max(highest),
         members: voters.iter().copied().chain(wanted).collect(),
         voters: u32::try_from(voters.len()).unwrap_or(u32::MAX),
-    }
-}
-
-/// Whether the committed membership must be read: unknown, or not yet what the spec asks.
-pub fn needs_reading(replicas: u32, voters: Option<&BTreeSet<u8>>, servers: Option<u32>) -> bool {
-    let wanted: BTreeSet<u8> = (1..=replicas)
-        .filter_map(|m| u8::try_from(m).ok())
-        .collect();
-    voters != Some(&wanted) || servers != Some(replicas)
-}
-
-/// What one scale step did.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The committed membership after the step, when it could be read.
-    pub committed: Option<Membership>,
-    /// The step decided (a Wait when the membership could not be read).
-    pub step: ScaleStep,
-    /// A voter change that failed.
-    pub error: Option<ReconfigError>,
-}
-
-/// Reads the committed membership through `servers` (members' addresses), decides the next
-/// step from it and the members' `states`, and makes it when it is a voter change.
-///
-/// `line(myid)` is the `server.<myid>=` value of a server to add.
-pub async fn step(
-    reconfigurer: &Reconfigurer,
-    password: &str,
-    servers: &[IpAddr],
-    desired: u8,
-    stateful_set_replicas: u8,
-    states: &BTreeMap<u8, MemberState>,
-    line: impl Fn(u8) -> String,
-) -> Outcome {
-    let addresses: Vec<SocketAddr> = servers
-        .iter()
-        .map(|&ip| SocketAddr::new(ip, CLIENT_PORT as u16))
-        .collect();
-    let committed = match reconfigurer.committed(&addresses, password).await {
-        Ok(committed) => committed,
-        Err(error) => {
-            return Outcome {
-                committed: None,
-                step: ScaleStep::Wait(format!("cannot read the committed membership: {error}")),
-                error: None,
-            };
-        }
-    };
-    let step = next_step(&ScaleFacts {
-        desired,
-        committed: &committed,
-        stateful_set_replicas,
-        states,
-    });
-    let changed = match &step {
-        ScaleStep::AddVoter(myid) => Some(
-            reconfigurer
-                .add_voter(&addresses, password, &committed, *myid, &line(*myid))
-                .await,
-        ),
-        ScaleStep::RemoveVoter(myid) => Some(
-            reconfigurer
-                .remove_voter(&addresses, password, &committed, *myid)
-                .await,
-        ),
-        _ => None,
-    };
-    match changed {
-        None => Outcome {
-            committed: Some(committed),
-            step,
-            error: None,
-        },
-        Some(Ok(now)) => Outcome {
-            committed: Some(now),
-            step,
-            error: None,
-        },
-        Some(Err(error)) => Outcome {
-            committed: Some(committed),
-            step,
-            error: Some(error),
-        },
     }
 }
 
@@ -177,17 +90,6 @@ mod tests {
             assert_eq!(topology.servers, servers, "{replicas} {voters:?}");
             assert_eq!(topology.members, set(members), "{replicas} {voters:?}");
         }
-    }
-
-    #[test]
-    fn reads_only_while_not_steady() {
-        let three = set(&[1, 2, 3]);
-        assert!(!needs_reading(3, Some(&three), Some(3)));
-        assert!(needs_reading(3, None, Some(3)), "unknown");
-        assert!(needs_reading(5, Some(&three), Some(5)), "voters to add");
-        assert!(needs_reading(1, Some(&three), Some(3)), "voters to remove");
-        assert!(needs_reading(3, Some(&three), Some(5)), "servers to stop");
-        assert!(needs_reading(3, Some(&three), None), "no StatefulSet yet");
     }
 
     #[test]

@@ -59,7 +59,19 @@ pub struct MonitorStats {
     /// Voting members in the server's configuration (despite the name, not the majority).
     pub quorum_size: Option<u64>,
     pub synced_followers: Option<u64>,
+    /// Of the synced followers, those that do not vote (servers the leader's membership does
+    /// not list as voters: a removed voter still running, a server joining as a participant).
+    pub synced_non_voting_followers: Option<u64>,
     pub outstanding_requests: Option<u64>,
+}
+
+impl MonitorStats {
+    /// Synced followers that vote: what a roll may count on. `synced_followers` counts
+    /// non-voting followers too, which would let a roll take a voter that has not synced.
+    pub fn synced_voting_followers(&self) -> Option<u64> {
+        let non_voting = self.synced_non_voting_followers.unwrap_or(0);
+        Some(self.synced_followers?.saturating_sub(non_voting))
+    }
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -216,6 +228,7 @@ pub fn parse_mntr(answer: &Value) -> Result<MonitorStats, AdminError> {
         znode_count: number("znode_count"),
         quorum_size: number("quorum_size"),
         synced_followers: number("synced_followers"),
+        synced_non_voting_followers: number("synced_non_voting_followers"),
         outstanding_requests: number("outstanding_requests"),
     })
 }
@@ -306,17 +319,22 @@ mod tests {
     #[test]
     fn mntr_fields() {
         let answer = json!({"server_state": "leader", "znode_count": 12, "quorum_size": 3,
-            "synced_followers": 2, "outstanding_requests": 0, "command": "mntr", "error": null});
+            "synced_followers": 3, "synced_non_voting_followers": 1, "outstanding_requests": 0,
+            "command": "mntr", "error": null});
+        let stats = parse_mntr(&answer).unwrap();
         assert_eq!(
-            parse_mntr(&answer),
-            Ok(MonitorStats {
+            stats,
+            MonitorStats {
                 server_state: Some("leader".into()),
                 znode_count: Some(12),
                 quorum_size: Some(3),
-                synced_followers: Some(2),
+                synced_followers: Some(3),
+                synced_non_voting_followers: Some(1),
                 outstanding_requests: Some(0),
-            })
+            }
         );
+        // A roll counts only the voters among the synced followers.
+        assert_eq!(stats.synced_voting_followers(), Some(2));
         assert!(parse_mntr(&json!({"error": "not serving"})).is_err());
     }
 

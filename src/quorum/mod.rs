@@ -1,12 +1,9 @@
 //! Quorum status: ask every voter's AdminServer what it is doing, then decide the ensemble's
-//! phase, and which failed member (if any) to restart, with pure functions that can be tested
-//! without a cluster.
+//! phase with the pure status rule, which is tested without a cluster.
 //!
 //! The controller's status loop, once per probe interval: [`observe`] (a probe round with
-//! [`probe::Prober::probe`], then [`rule::assess`]) →
-//! [`rule::ComputedStatus::write_into`] the status →
-//! [`restart::decide_restart`] → at most one pod delete, noted with
-//! [`rule::EnsembleMemory::record_restart`].
+//! [`probe::Prober::probe`], then [`rule::assess`]) → [`rule::ComputedStatus::write_into`] the
+//! status. What the operator may disrupt after it is `crate::decide`'s.
 //!
 //! Membership, for scaling: [`membership`] reads the committed configuration and decides the
 //! next step of a scale (pure); [`reconfig`] reads and changes it through a ZooKeeper session
@@ -16,7 +13,6 @@ pub mod admin;
 pub mod membership;
 pub mod probe;
 pub mod reconfig;
-pub mod restart;
 pub mod rule;
 
 use jiff::Timestamp;

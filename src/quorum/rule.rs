@@ -268,7 +268,7 @@ impl EnsembleMemory {
     }
 
     /// When the operator last deleted a member's pod (since this memory was built), for
-    /// [`super::restart::decide_restart`].
+    /// [`crate::decide::restart::decide_restart`].
     pub fn last_restart_at(&self) -> Option<Timestamp> {
         self.last_restart_at
     }
@@ -287,6 +287,10 @@ pub struct ComputedStatus {
     pub leader_details: Option<MonitorStats>,
     /// One line that says why the phase is what it is, for the conditions and Events.
     pub message: String,
+    /// What each voter answered this round, by myid, before any anti-flap hold. The status
+    /// shows `members` (a serving member keeps its state through one lost probe), but a
+    /// disruption must never be decided on a state held back: see `crate::decide`.
+    pub answered: BTreeMap<i32, MemberState>,
 }
 
 impl ComputedStatus {
@@ -484,6 +488,7 @@ pub fn assess(
             formed_at,
             leader_details,
             message,
+            answered: observations.iter().map(|o| (o.myid, o.state())).collect(),
         },
         memory: EnsembleMemory {
             summary: Some(summary),

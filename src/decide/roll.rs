@@ -3,9 +3,11 @@
 //! The StatefulSet uses the OnDelete strategy: the StatefulSet controller never replaces a
 //! server by itself, because it knows nothing of quorums or leaders. The operator decides
 //! instead, with the pure [`next_step`]: a pod whose revision is not the StatefulSet's update
-//! revision is deleted (and recreated at the new revision) only when every voter serves, the
-//! leader counts every follower as synced (`mntr`'s `synced_followers`: caught up with the
-//! leader, not merely started), and no other pod is on its way; followers go first, highest
+//! revision is evicted (and recreated at the new revision) only when every voter serves (as
+//! answered this round, not as the status holds it), every member's pod is Ready, the leader
+//! counts every voting follower as synced (`mntr`'s `synced_followers` less its
+//! `synced_non_voting_followers`: caught up with the leader, not merely started), and no other
+//! pod is on its way; followers go first, highest
 //! myid first, and the leader last, so the ensemble holds one election per roll instead of one
 //! per server. The decision reads only what is observed, so a roll interrupted by an operator
 //! restart resumes where it stood.
@@ -25,6 +27,8 @@ pub struct PodRevision {
     pub revision: Option<String>,
     /// `metadata.deletionTimestamp` is set.
     pub terminating: bool,
+    /// The pod's Ready condition is True.
+    pub ready: bool,
 }
 
 /// The next step of a roll.
@@ -101,6 +105,13 @@ pub fn next_step(
             "the ensemble is {phase}; servers are replaced only while every voter serves"
         ));
     }
+    // The PodDisruptionBudget and the client Service go by Ready, not by what the servers
+    // answer: a member that serves but whose pod is not Ready yet (its readiness probe runs
+    // once per period) still counts as unavailable there, and replacing another server then
+    // would leave Kubernetes counting two down and clients one endpoint fewer.
+    if let Some((pod, _)) = pods.iter().find(|(_, p)| !p.ready) {
+        return RollStep::Wait(format!("pod {pod} is not Ready yet"));
+    }
     let leads = |m: &MemberStatus| matches!(m.state, MemberState::Leader | MemberState::Standalone);
     let Some(leader) = members.iter().find(|m| leads(m)) else {
         return RollStep::Wait("no leader is known".into());
@@ -166,6 +177,7 @@ mod tests {
                 let revision = PodRevision {
                     revision: Some(revision.to_string()),
                     terminating: false,
+                    ready: true,
                 };
                 (pod.to_string(), revision)
             })
@@ -285,5 +297,22 @@ mod tests {
             next_step(Phase::Degraded, &members, &revisions, Some("r"), None),
             RollStep::Done
         );
+    }
+
+    #[test]
+    fn a_serving_member_waits_while_another_pod_is_not_ready() {
+        // zk-1 was just replaced: it serves again, but its readiness probe has not passed yet.
+        let members = three(3);
+        let mut revisions = pods(&[("zk-0", "old"), ("zk-1", "new"), ("zk-2", "old")]);
+        revisions.get_mut("zk-1").unwrap().ready = false;
+        assert_eq!(
+            next_step(Phase::Active, &members, &revisions, Some("new"), Some(2)),
+            RollStep::Wait("pod zk-1 is not Ready yet".into())
+        );
+        revisions.get_mut("zk-1").unwrap().ready = true;
+        assert!(matches!(
+            next_step(Phase::Active, &members, &revisions, Some("new"), Some(2)),
+            RollStep::Delete { pod, .. } if pod == "zk-0"
+        ));
     }
 }

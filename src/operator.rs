@@ -11,8 +11,8 @@ use kube::Client;
 use kube::runtime::events::Reporter;
 use kube_lease_manager::LeaseManagerBuilder;
 
-use super::{Health, Metrics, Settings};
 use crate::build;
+use crate::controller::{self, Fence, Health, Metrics, Settings};
 use crate::quorum::probe::ProbeSettings;
 use crate::quorum::rule::RuleSettings;
 
@@ -152,7 +152,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), ServiceError> {
     let metrics = Metrics::default();
     let health = Health::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let http = tokio::spawn(super::telemetry::serve(
+    let http = tokio::spawn(controller::telemetry::serve(
         args.http_address,
         metrics.clone(),
         health.clone(),
@@ -172,7 +172,16 @@ pub async fn run(args: OperatorArgs) -> Result<(), ServiceError> {
         lead_then_run(&args, client, metrics, health, reporter, identity, stop_rx).await
     } else {
         health.set_ready(true);
-        super::run(client, args.settings(), metrics, reporter, stopped(stop_rx)).await;
+        let settings = args.settings();
+        controller::run(
+            client,
+            settings,
+            metrics,
+            reporter,
+            Fence::Unfenced,
+            stopped(stop_rx),
+        )
+        .await;
         Ok(())
     };
     match http.await {
@@ -242,7 +251,13 @@ async fn lead_then_run(
             }
         }
     };
-    super::run(client, args.settings(), metrics, reporter, shutdown).await;
+    let fence = Fence::lease(
+        client.clone(),
+        &args.lease_namespace,
+        &args.lease_name,
+        &identity,
+    );
+    controller::run(client, args.settings(), metrics, reporter, fence, shutdown).await;
     watch_lease.abort();
     let lost = *lost_rx.borrow_and_update();
     // Closing the channel makes the lease task release the Lease, so a standby takes over at once.

@@ -4,7 +4,7 @@
 //! neither sees a server that runs yet stays out of the quorum (stuck in an election, wedged,
 //! frozen), nor gives up on a pod that crash-loops or has Failed. Deleting such a pod gets a
 //! fresh one. Pure: the controller gathers the facts, calls [`decide_restart`], and performs
-//! the one delete it names (with an Event, and [`super::rule::EnsembleMemory::record_restart`]).
+//! the one delete it names (with an Event, and [`crate::quorum::rule::EnsembleMemory::record_restart`]).
 //!
 //! Safety comes first, in this order:
 //! - disabled: never;
@@ -29,8 +29,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
-use super::rule::{is_serving_voter, quorum_size};
 use crate::api::{FailedMemberRestartSpec, MemberState, MemberStatus};
+use crate::quorum::rule::{is_serving_voter, quorum_size};
 
 /// The container waiting reason of a crash loop.
 pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
@@ -153,7 +153,7 @@ struct Candidate<'a> {
 ///
 /// `members` is the computed status (one per voter: state and since), `pods` the facts of the
 /// members' pods by pod name (absent: no pod), `last_restart_at` when the operator last
-/// deleted a member's pod ([`super::rule::EnsembleMemory::last_restart_at`]).
+/// deleted a member's pod ([`crate::quorum::rule::EnsembleMemory::last_restart_at`]).
 ///
 /// Intended caller: the controller, after the status rule, when the ensemble is not paused.
 pub fn decide_restart(

@@ -7,7 +7,7 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::reconcile::SpecOutcome;
+use super::SpecOutcome;
 use super::roll::RollStep;
 use crate::api::Phase;
 use crate::quorum::membership::ScaleStep;

@@ -1,0 +1,251 @@
+//! Act: carry out the one [`Disruption`] a round decided, with its Event and metric.
+//!
+//! Deciding is done (`crate::decide`); this is only the IO: a pod deleted (with its uid as a
+//! precondition, so that a replacement is never the one deleted) or a voter added or removed
+//! by reconfiguration, conditional on the committed membership observed this round.
+
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, EvictParams, Preconditions};
+use kube::runtime::events::EventType;
+
+use super::observe::Observation;
+use super::report::publish;
+use super::{Context, Error};
+use crate::api::ZooKeeperEnsemble;
+use crate::build::{names, zoo_cfg};
+use crate::decide::Disruption;
+use crate::quorum::membership::{Membership, ScaleStep, list};
+
+/// How long a failed member gets to exit when the operator restarts it. A frozen or wedged
+/// JVM would only use up the pod's whole grace period (30 s) before the kubelet kills it, and
+/// ZooKeeper needs no clean shutdown for its data: its transaction log is synced on every write.
+const FAILED_MEMBER_GRACE_SECONDS: u32 = 5;
+
+/// What carrying out a disruption did, for the report.
+#[derive(Debug, Default)]
+pub struct Acted {
+    /// The committed membership after a voter change that succeeded.
+    pub committed: Option<Membership>,
+    /// Why the disruption did not happen (a voter change failed, or the PodDisruptionBudget
+    /// refused an eviction); it is decided again at the next round.
+    pub failure: Option<String>,
+}
+
+impl Acted {
+    fn failed(why: String) -> Self {
+        Self {
+            committed: None,
+            failure: Some(why),
+        }
+    }
+}
+
+/// Carries out `disruption`. `password` is the superuser's (a voter change needs it).
+pub async fn act(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    observation: &Observation,
+    disruption: &Disruption,
+    password: Option<&str>,
+) -> Result<Acted, Error> {
+    if *disruption == Disruption::Nothing {
+        return Ok(Acted::default());
+    }
+    // Checked right before the step, not at the start of the reconcile: a probe round and the
+    // membership read may have taken seconds.
+    ctx.fence.check().await?;
+    let uid = |pod: &str| observation.pod_uids.get(pod).cloned();
+    match disruption {
+        Disruption::Nothing => {}
+        Disruption::Restart { pod, reason, .. } => {
+            let grace = Some(FAILED_MEMBER_GRACE_SECONDS);
+            match evict_pod(ensemble, ctx, pod, uid(pod), grace).await? {
+                Removal::Evicted => {
+                    ctx.metrics.member_restarted(
+                        &ensemble.namespace().unwrap_or_default(),
+                        &ensemble.name_any(),
+                    );
+                    tracing::warn!(%pod, %reason, "restarted a failed member");
+                    let note = format!("evicted pod {pod} so that it is recreated: {reason}");
+                    let (type_, reason) = (EventType::Warning, "MemberRestarted");
+                    publish(ensemble, ctx, type_, reason, "RestartMember", note).await;
+                }
+                Removal::Gone => {}
+                Removal::Refused(why) => return Ok(refused(pod, &why)),
+            }
+        }
+        Disruption::Roll { pod, reason } => {
+            match evict_pod(ensemble, ctx, pod, uid(pod), None).await? {
+                Removal::Evicted => {
+                    tracing::info!(%pod, %reason, "rolling");
+                    let note = reason.clone();
+                    publish(
+                        ensemble,
+                        ctx,
+                        EventType::Normal,
+                        "RollingMember",
+                        "Roll",
+                        note,
+                    )
+                    .await;
+                }
+                Removal::Gone => {}
+                Removal::Refused(why) => return Ok(refused(pod, &why)),
+            }
+        }
+        Disruption::AddVoter(myid) | Disruption::RemoveVoter(myid) => {
+            // The decision saw the committed membership, and a password: the spec was applied.
+            if let (Some(Ok(committed)), Some(password)) = (&observation.scale.committed, password)
+            {
+                return Ok(change_voters(
+                    ensemble,
+                    ctx,
+                    observation,
+                    disruption,
+                    *myid,
+                    committed,
+                    password,
+                )
+                .await);
+            }
+        }
+    }
+    Ok(Acted::default())
+}
+
+fn refused(pod: &str, why: &str) -> Acted {
+    tracing::info!(%pod, %why, "eviction refused by the PodDisruptionBudget");
+    Acted::failed(format!(
+        "the PodDisruptionBudget refused the eviction of {pod} ({why}); waiting until it allows one"
+    ))
+}
+
+/// Adds or removes voter `myid`, conditional on the `committed` membership's version, and
+/// publishes the outcome.
+async fn change_voters(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    observation: &Observation,
+    disruption: &Disruption,
+    myid: u8,
+    committed: &Membership,
+    password: &str,
+) -> Acted {
+    let addresses = &observation.serving_addresses;
+    let started = Instant::now();
+    let (result, step, reason, action) = if matches!(disruption, Disruption::AddVoter(_)) {
+        let line = zoo_cfg::server_line(
+            &ensemble.name_any(),
+            &ensemble.namespace().unwrap_or_default(),
+            u32::from(myid) - 1,
+            &ctx.settings.build.cluster_domain,
+        );
+        let result = ctx
+            .reconfigurer
+            .add_voter(addresses, password, committed, myid, &line)
+            .await;
+        (result, ScaleStep::AddVoter(myid), "AddedVoter", "AddVoter")
+    } else {
+        let result = ctx
+            .reconfigurer
+            .remove_voter(addresses, password, committed, myid)
+            .await;
+        (
+            result,
+            ScaleStep::RemoveVoter(myid),
+            "RemovedVoter",
+            "RemoveVoter",
+        )
+    };
+    let took = started.elapsed();
+    let pod = names::pod(ensemble, u32::from(myid) - 1);
+    match result {
+        Ok(now) => {
+            let note = format!(
+                "{step} (pod {pod}): committed version 0x{}, voters {} ({} ms)",
+                now.version_hex(),
+                list(now.voters()),
+                took.as_millis()
+            );
+            tracing::info!(%note, "membership changed");
+            publish(ensemble, ctx, EventType::Normal, reason, action, note).await;
+            Acted {
+                committed: Some(now),
+                failure: None,
+            }
+        }
+        Err(error) => {
+            let note = format!("{step} (pod {pod}) failed: {error}");
+            tracing::warn!(%note, "membership change failed");
+            publish(
+                ensemble,
+                ctx,
+                EventType::Warning,
+                "ScaleFailed",
+                action,
+                note,
+            )
+            .await;
+            Acted::failed(error.to_string())
+        }
+    }
+}
+
+/// What became of a pod the operator asked to remove.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// Evicted: it terminates and the StatefulSet recreates it.
+    Evicted,
+    /// Already gone or replaced: what the eviction was for has happened.
+    Gone,
+    /// The PodDisruptionBudget allows no disruption now (HTTP 429); why, as the API said.
+    Refused(String),
+}
+
+/// Evicts a member's pod (the one with `uid`) so that the StatefulSet recreates it, with
+/// `grace_period_seconds` instead of the pod's own when set.
+///
+/// Through the Eviction API rather than a delete, so that the PodDisruptionBudget holds against
+/// everyone at once: a `kubectl drain` racing a roll can never take a second server, because
+/// both go through the same budget, and whichever comes second gets a 429 and waits.
+async fn evict_pod(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    pod: &str,
+    uid: Option<String>,
+    grace_period_seconds: Option<u32>,
+) -> Result<Removal, Error> {
+    let api: Api<Pod> = Api::namespaced(
+        ctx.client.clone(),
+        &ensemble.namespace().unwrap_or_default(),
+    );
+    // The uid precondition makes sure we evict the pod we judged, never its replacement.
+    let params = EvictParams {
+        delete_options: Some(DeleteParams {
+            preconditions: Some(Preconditions {
+                uid,
+                resource_version: None,
+            }),
+            grace_period_seconds,
+            ..DeleteParams::default()
+        }),
+        ..EvictParams::default()
+    };
+    match api.evict(pod, &params).await {
+        Ok(_) => {
+            ctx.metrics.api_write("Pod");
+            Ok(Removal::Evicted)
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
+            Ok(Removal::Gone)
+        }
+        Err(kube::Error::Api(status)) if status.code == 429 => Ok(Removal::Refused(status.message)),
+        Err(source) => Err(Error::RemovePod {
+            pod: pod.to_owned(),
+            source,
+        }),
+    }
+}

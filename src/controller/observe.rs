@@ -1,0 +1,223 @@
+//! Observe: one probe round of the voters, the pods and the StatefulSet from the informer caches,
+//! and — only while the membership may differ from the spec — the joining servers' answers and
+//! the committed membership, gathered into one plain [`Observation`] for `decide`.
+//!
+//! Everything the decision reads is read here, in one place, in one round: decisions are made
+//! from this round's answers, never from a mix of rounds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use super::memory::{Memory, recorded_membership};
+use super::{Context, scale};
+use crate::api::{MembershipStatus, Phase, ZooKeeperEnsemble};
+use crate::build::names::{self, CLIENT_PORT};
+use crate::decide::restart::{PodFacts, RestartPolicy};
+use crate::decide::roll::PodRevision;
+use crate::decide::{Observed, ScaleView, SpecOutcome};
+use crate::quorum;
+use crate::quorum::probe::Voter;
+use crate::quorum::rule::ComputedStatus;
+
+/// The label the StatefulSet controller puts on each pod: the revision it was created from.
+const POD_REVISION_LABEL: &str = "controller-revision-hash";
+
+/// What one reconcile observed.
+pub struct Observation {
+    pub now: Timestamp,
+    /// The memory this round started from, with the status rule's memory moved on.
+    pub memory: Memory,
+    /// The phase shown before this round.
+    pub previous_phase: Option<Phase>,
+    /// The status rule's verdict on this round's probes of the voters.
+    pub computed: ComputedStatus,
+    /// `status.membership` as last recorded.
+    pub recorded_membership: Option<MembershipStatus>,
+    pub stateful_set: Option<Arc<StatefulSet>>,
+    /// The voters' pods: facts, revisions and uids, by pod name.
+    pub pods: BTreeMap<String, PodFacts>,
+    pub revisions: BTreeMap<String, PodRevision>,
+    pub pod_uids: BTreeMap<String, String>,
+    pub scale: ScaleView,
+    /// The serving servers' client addresses: the membership is read and changed through them.
+    pub serving_addresses: Vec<SocketAddr>,
+    pub restart_policy: RestartPolicy,
+}
+
+impl Observation {
+    /// The facts the decision reads.
+    pub fn facts<'a>(&'a self, spec: &'a SpecOutcome) -> Observed<'a> {
+        Observed {
+            now: self.now,
+            spec,
+            computed: &self.computed,
+            pods: &self.pods,
+            revisions: &self.revisions,
+            update_revision: self
+                .stateful_set
+                .as_ref()
+                .and_then(|sts| sts.status.as_ref()?.update_revision.as_deref()),
+            restart_policy: &self.restart_policy,
+            last_restart_at: self.memory.rule.last_restart_at(),
+            scale: &self.scale,
+        }
+    }
+}
+
+/// The server with `myid`, with the IP of its pod, and the pod.
+pub fn server(ensemble: &ZooKeeperEnsemble, ctx: &Context, myid: u8) -> (Voter, Option<Arc<Pod>>) {
+    let namespace = ensemble.namespace().unwrap_or_default();
+    let pod_name = names::pod(ensemble, u32::from(myid) - 1);
+    let pod = ctx
+        .stores
+        .pods
+        .get(&ObjectRef::new(&pod_name).within(&namespace));
+    let ip = pod
+        .as_ref()
+        .and_then(|p| p.status.as_ref()?.pod_ip.as_ref()?.parse().ok());
+    let voter = Voter {
+        myid: i32::from(myid),
+        pod: pod_name,
+        ip,
+    };
+    (voter, pod)
+}
+
+/// Whether the pod's Ready condition is True.
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+}
+
+/// The voters: the committed ones recorded, else (before the operator first read them)
+/// servers 1..=replicas.
+fn voter_ids(ensemble: &ZooKeeperEnsemble, recorded: Option<&MembershipStatus>) -> BTreeSet<u8> {
+    scale::recorded_voters(recorded).unwrap_or_else(|| {
+        let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
+        (1..=replicas)
+            .filter_map(|m| u8::try_from(m).ok())
+            .collect()
+    })
+}
+
+/// Observes the ensemble. `password` is the superuser's, when the spec was applied: only then
+/// may the membership be read (and changed).
+pub async fn observe(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    password: Option<&str>,
+) -> Observation {
+    let recorded = recorded_membership(ensemble, ctx);
+    let voter_ids = voter_ids(ensemble, recorded.as_ref());
+    let voters: Vec<(Voter, Option<Arc<Pod>>)> = voter_ids
+        .iter()
+        .map(|&myid| server(ensemble, ctx, myid))
+        .collect();
+    let mut memory = ctx.memory_of(ensemble);
+    let previous_phase = memory.rule.phase();
+    let voter_list: Vec<Voter> = voters.iter().map(|(v, _)| v.clone()).collect();
+    let computed = quorum::observe(
+        &ctx.prober,
+        &voter_list,
+        &mut memory.rule,
+        &ctx.settings.rule,
+    )
+    .await;
+    let now = Timestamp::now();
+
+    let namespace = ensemble.namespace().unwrap_or_default();
+    let stateful_set = ctx
+        .stores
+        .stateful_sets
+        .get(&ObjectRef::new(&names::stateful_set(ensemble)).within(&namespace));
+    let mut pods = BTreeMap::new();
+    let mut revisions = BTreeMap::new();
+    let mut pod_uids = BTreeMap::new();
+    for (voter, pod) in &voters {
+        let Some(pod) = pod else { continue };
+        pods.insert(voter.pod.clone(), PodFacts::from_pod(pod));
+        let revision = PodRevision {
+            revision: pod.labels().get(POD_REVISION_LABEL).cloned(),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
+            ready: is_ready(pod),
+        };
+        revisions.insert(voter.pod.clone(), revision);
+        if let Some(uid) = pod.uid() {
+            pod_uids.insert(voter.pod.clone(), uid);
+        }
+    }
+
+    let mut scale = ScaleView {
+        desired: u32::try_from(ensemble.spec.replicas).unwrap_or(0),
+        recorded: scale::recorded_voters(recorded.as_ref()),
+        servers: stateful_set
+            .as_ref()
+            .and_then(|sts| sts.spec.as_ref()?.replicas)
+            .and_then(|r| u32::try_from(r).ok()),
+        committed: None,
+        states: computed
+            .answered
+            .iter()
+            .filter_map(|(&myid, &state)| Some((u8::try_from(myid).ok()?, state)))
+            .collect(),
+    };
+    let has_quorum = matches!(computed.summary.phase, Phase::Active | Phase::Degraded);
+    let mut serving_addresses = Vec::new();
+    if let Some(password) = password
+        && has_quorum
+        && scale.needs_reading()
+    {
+        // The servers beyond the voters (joining, or leaving the StatefulSet) answer too.
+        let others: Vec<Voter> = (1..=scale.servers.unwrap_or(0))
+            .filter_map(|m| u8::try_from(m).ok())
+            .filter(|m| !voter_ids.contains(m))
+            .map(|m| server(ensemble, ctx, m).0)
+            .collect();
+        let round = ctx.prober.probe(&others).await;
+        for observation in &round.observations {
+            if let Ok(myid) = u8::try_from(observation.myid) {
+                scale.states.insert(myid, observation.state());
+            }
+        }
+        serving_addresses = scale
+            .states
+            .iter()
+            .filter(|(_, state)| state.is_serving())
+            .filter_map(|(&m, _)| server(ensemble, ctx, m).0.ip)
+            .map(|ip: IpAddr| SocketAddr::new(ip, CLIENT_PORT as u16))
+            .collect();
+        scale.committed = Some(
+            ctx.reconfigurer
+                .committed(&serving_addresses, password)
+                .await
+                .map_err(|error| error.to_string()),
+        );
+    }
+    Observation {
+        now,
+        memory,
+        previous_phase,
+        computed,
+        recorded_membership: recorded,
+        stateful_set,
+        pods,
+        revisions,
+        pod_uids,
+        scale,
+        serving_addresses,
+        restart_policy: RestartPolicy::from(&ensemble.spec.failed_member_restart),
+    }
+}

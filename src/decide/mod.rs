@@ -1,0 +1,225 @@
+//! What may be disrupted now: the one place that picks a reconcile's single disruptive action.
+//!
+//! Every action that can cost an ensemble a server — deleting a failed member's pod, replacing
+//! an outdated one in a roll, adding or removing a voter — is chosen here, by [`decide`], a pure
+//! function of what one reconcile observed ([`Observed`]). The controller gathers the facts
+//! (`controller::observe`), calls [`decide`], carries out the one [`Disruption`] it returns
+//! (`controller::act`) and reports the [`Decision`] (`controller::report`). Nothing here does IO
+//! or reads a clock: the time is an argument, so every rule is tested with tables below.
+//!
+//! The precedence keeps the quorum safe because at most one server is disrupted per round, and
+//! every candidate is checked against this round's answers:
+//! 1. nothing while the spec is invalid or `spec.paused` (the user asked for no change);
+//! 2. a failed member's restart ([`restart::decide_restart`]), which repairs the ensemble;
+//! 3. else the next step of a roll ([`roll::next_step`]): followers first, the leader last;
+//! 4. else, once no pod is outdated, the next step of a scale
+//!    ([`crate::quorum::membership::next_step`]): one voter added or removed.
+//!
+//! The conditions the status shows are derived from the same decision ([`conditions`]).
+
+pub mod conditions;
+pub mod restart;
+pub mod roll;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+
+use crate::api::{MemberState, Phase};
+use crate::quorum::membership::{self, Membership, ScaleStep};
+use crate::quorum::rule::{ComputedStatus, is_serving_voter};
+use restart::{PodFacts, RestartDecision, RestartPolicy, decide_restart};
+use roll::{PodRevision, RollStep};
+
+/// What the apply step did, for the decision and the status' conditions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpecOutcome {
+    /// The children match the spec (`changed`: this reconcile had to write some of them).
+    Applied { changed: bool },
+    /// `spec.paused`: the children were left alone.
+    Paused,
+    /// The spec cannot be turned into children; nothing was changed. The text names the field.
+    Invalid(String),
+}
+
+/// What a scale step is decided from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScaleView {
+    /// `spec.replicas`.
+    pub desired: u32,
+    /// The committed voters as recorded in the status (None: not read yet).
+    pub recorded: Option<BTreeSet<u8>>,
+    /// The StatefulSet's replicas (None: no StatefulSet yet).
+    pub servers: Option<u32>,
+    /// The committed membership, read this round only while it may differ from the spec and a
+    /// quorum serves to read it from (None: not read); Err says why it could not be read.
+    pub committed: Option<Result<Membership, String>>,
+    /// What every server answered this round, voters and joiners, by myid: raw answers, never
+    /// a state the status rule holds back, because a voter change is only safe on what is true
+    /// now.
+    pub states: BTreeMap<u8, MemberState>,
+}
+
+impl ScaleView {
+    /// Whether the membership or the StatefulSet's size is not yet what the spec asks.
+    pub fn needs_reading(&self) -> bool {
+        let wanted: BTreeSet<u8> = (1..=self.desired)
+            .filter_map(|m| u8::try_from(m).ok())
+            .collect();
+        self.recorded.as_ref() != Some(&wanted) || self.servers != Some(self.desired)
+    }
+}
+
+/// Everything one reconcile observed that the decision reads. Plain data.
+#[derive(Clone, Debug)]
+pub struct Observed<'a> {
+    pub now: Timestamp,
+    pub spec: &'a SpecOutcome,
+    /// The status rule's verdict on this round's probes of the voters.
+    pub computed: &'a ComputedStatus,
+    /// The voters' pods, by pod name (absent: no pod).
+    pub pods: &'a BTreeMap<String, PodFacts>,
+    /// The revision each voter's pod was created from, by pod name.
+    pub revisions: &'a BTreeMap<String, PodRevision>,
+    /// The StatefulSet's update revision: what every pod should run.
+    pub update_revision: Option<&'a str>,
+    pub restart_policy: &'a RestartPolicy,
+    /// When the operator last deleted a failed member's pod.
+    pub last_restart_at: Option<Timestamp>,
+    pub scale: &'a ScaleView,
+}
+
+/// The one disruptive action of a round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Disruption {
+    /// Leave every server alone.
+    Nothing,
+    /// Delete a failed member's pod so that it is recreated.
+    Restart {
+        pod: String,
+        myid: i32,
+        reason: String,
+    },
+    /// Replace an outdated member's pod with the current revision.
+    Roll { pod: String, reason: String },
+    /// Add this server to the voters by reconfiguration.
+    AddVoter(u8),
+    /// Remove this voter by reconfiguration.
+    RemoveVoter(u8),
+}
+
+/// A round's decision: the action, and where the roll and the scale stand (for the status).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub disruption: Disruption,
+    /// The roll's step, when the roll was looked at (not while the spec is not applied, nor in
+    /// a round that restarts a member).
+    pub roll: Option<RollStep>,
+    /// The scale's step, when there is something to say about it.
+    pub scale: Option<ScaleStep>,
+}
+
+/// Decides this round's single disruptive action (see the module documentation).
+pub fn decide(observed: &Observed) -> Decision {
+    let nothing = Decision {
+        disruption: Disruption::Nothing,
+        roll: None,
+        scale: None,
+    };
+    if !matches!(observed.spec, SpecOutcome::Applied { .. }) {
+        return nothing;
+    }
+    let computed = observed.computed;
+    if let RestartDecision::Delete { pod, myid, reason } = decide_restart(
+        &computed.members,
+        observed.pods,
+        observed.restart_policy,
+        observed.last_restart_at,
+        observed.now,
+    ) {
+        return Decision {
+            disruption: Disruption::Restart { pod, myid, reason },
+            ..nothing
+        };
+    }
+    let roll = roll::next_step(
+        phase_now(computed),
+        &computed.members,
+        observed.revisions,
+        observed.update_revision,
+        computed
+            .leader_details
+            .as_ref()
+            .and_then(|d| d.synced_voting_followers()),
+    );
+    let scale = match roll {
+        RollStep::Done => scale_step(computed.summary.phase, observed.scale),
+        _ => observed
+            .scale
+            .needs_reading()
+            .then(|| ScaleStep::Wait("a roll is in progress".into())),
+    };
+    let disruption = match (&roll, &scale) {
+        (RollStep::Delete { pod, reason }, _) => Disruption::Roll {
+            pod: pod.clone(),
+            reason: reason.clone(),
+        },
+        (_, Some(ScaleStep::AddVoter(myid))) => Disruption::AddVoter(*myid),
+        (_, Some(ScaleStep::RemoveVoter(myid))) => Disruption::RemoveVoter(*myid),
+        _ => Disruption::Nothing,
+    };
+    Decision {
+        disruption,
+        roll: Some(roll),
+        scale,
+    }
+}
+
+/// The phase a disruption may go by: ACTIVE only while every voter also *answered* serving this
+/// round. The status rule holds a serving member's state through one lost probe so that the
+/// phase does not flap; a roll that took a server on the strength of a held state could take a
+/// second one down while the first is already dead.
+fn phase_now(computed: &ComputedStatus) -> Phase {
+    let every_voter_answers = computed.members.iter().all(|m| {
+        computed
+            .answered
+            .get(&m.myid)
+            .is_some_and(|&state| is_serving_voter(state))
+    });
+    match computed.summary.phase {
+        Phase::Active if !every_voter_answers => Phase::Degraded,
+        phase => phase,
+    }
+}
+
+/// The scale's step once no pod is outdated.
+fn scale_step(phase: Phase, view: &ScaleView) -> Option<ScaleStep> {
+    if !view.needs_reading() {
+        return Some(ScaleStep::Steady);
+    }
+    if !matches!(phase, Phase::Active | Phase::Degraded) {
+        // Nothing to read the membership from, and nothing it could be changed with. (A new
+        // ensemble that has not formed yet has nothing to report.)
+        return view
+            .recorded
+            .is_some()
+            .then(|| ScaleStep::Wait(format!("the ensemble is {phase}")));
+    }
+    Some(match &view.committed {
+        None => ScaleStep::Wait("the committed membership was not read".into()),
+        Some(Err(error)) => {
+            ScaleStep::Wait(format!("cannot read the committed membership: {error}"))
+        }
+        Some(Ok(committed)) => membership::next_step(&membership::ScaleFacts {
+            desired: u8::try_from(view.desired).unwrap_or(0),
+            committed,
+            stateful_set_replicas: view
+                .servers
+                .map_or(0, |s| u8::try_from(s).unwrap_or(u8::MAX)),
+            states: &view.states,
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests;

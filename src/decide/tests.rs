@@ -1,0 +1,398 @@
+//! The decision's precedence and every refusal, table-driven, without a cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::restart::{PodFacts, PodPhase, RestartPolicy};
+use super::roll::{PodRevision, RollStep};
+use super::*;
+use crate::api::{MemberState, MemberStatus, Phase};
+use crate::quorum::admin::MonitorStats;
+use crate::quorum::membership::{Membership, ScaleStep};
+use crate::quorum::rule::{ComputedStatus, Summary, quorum_size};
+use MemberState::{Follower as F, Leader as L, NotServing as N, Unreachable as U};
+
+const NOW: i64 = 1_000_000;
+const CURRENT: &str = "rev-new";
+const OLD: &str = "rev-old";
+
+/// One scenario: the voters' states and pods, the spec, and the scale view.
+struct Scenario {
+    spec: SpecOutcome,
+    /// Per voter (myid 1..): state, pod phase, pod revision.
+    voters: Vec<(MemberState, PodPhase, &'static str)>,
+    /// How long every non-serving voter has been in its state.
+    failing_for: Duration,
+    restarts_enabled: bool,
+    desired: u32,
+    servers: u32,
+    /// Committed voters read this round (None: not read; Some(Err) when reading failed).
+    committed: Option<Result<&'static [u8], &'static str>>,
+    /// States of servers beyond the voters.
+    joiners: Vec<(u8, MemberState)>,
+    /// Voters (myids) whose probe was lost this round: the status rule still shows them
+    /// serving (anti-flap), but they did not answer.
+    lost_probes: Vec<i32>,
+}
+
+impl Scenario {
+    /// A steady ACTIVE 3-server ensemble on the current revision.
+    fn steady() -> Self {
+        Scenario {
+            spec: SpecOutcome::Applied { changed: false },
+            voters: vec![
+                (L, PodPhase::Running, CURRENT),
+                (F, PodPhase::Running, CURRENT),
+                (F, PodPhase::Running, CURRENT),
+            ],
+            failing_for: Duration::from_secs(60),
+            restarts_enabled: true,
+            desired: 3,
+            servers: 3,
+            committed: None,
+            joiners: Vec::new(),
+            lost_probes: Vec::new(),
+        }
+    }
+
+    fn decide(&self) -> Decision {
+        let now = Timestamp::from_second(NOW).unwrap();
+        let since = now - self.failing_for;
+        let members: Vec<MemberStatus> = self
+            .voters
+            .iter()
+            .zip(1..)
+            .map(|(&(state, _, _), myid)| MemberStatus {
+                pod: format!("zk-{}", myid - 1),
+                myid,
+                state,
+                reason: None,
+                zxid: None,
+                since: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(since)),
+                restarts: 0,
+            })
+            .collect();
+        let serving = members.iter().filter(|m| m.state.is_serving()).count();
+        let leaders = members.iter().filter(|m| m.state == L).count();
+        let quorum = quorum_size(members.len());
+        let phase = match (leaders, serving) {
+            (1, s) if s == members.len() => Phase::Active,
+            (1, s) if s >= quorum => Phase::Degraded,
+            _ => Phase::Down,
+        };
+        let computed = ComputedStatus {
+            summary: Summary {
+                phase,
+                serving,
+                voters: members.len(),
+                quorum,
+                fault_tolerance: serving.saturating_sub(quorum),
+                leader: None,
+                zxid: None,
+                epoch: None,
+            },
+            leader_details: (leaders == 1).then(|| MonitorStats {
+                synced_followers: Some(serving as u64 - 1),
+                ..MonitorStats::default()
+            }),
+            members: members.clone(),
+            formed_at: None,
+            message: String::new(),
+            answered: members
+                .iter()
+                .map(|m| {
+                    let lost = self.lost_probes.contains(&m.myid);
+                    (m.myid, if lost { U } else { m.state })
+                })
+                .collect(),
+        };
+        let pods: BTreeMap<String, PodFacts> = members
+            .iter()
+            .zip(&self.voters)
+            .map(|(m, &(_, phase, _))| {
+                let facts = PodFacts {
+                    phase,
+                    restart_count: 0,
+                    waiting_reason: None,
+                    terminating: false,
+                    created_at: Some(since),
+                };
+                (m.pod.clone(), facts)
+            })
+            .collect();
+        let revisions: BTreeMap<String, PodRevision> = members
+            .iter()
+            .zip(&self.voters)
+            .map(|(m, &(_, _, revision))| {
+                let revision = PodRevision {
+                    revision: Some(revision.to_owned()),
+                    terminating: false,
+                    ready: true,
+                };
+                (m.pod.clone(), revision)
+            })
+            .collect();
+        let mut states: BTreeMap<u8, MemberState> = computed
+            .answered
+            .iter()
+            .map(|(&myid, &state)| (u8::try_from(myid).unwrap(), state))
+            .collect();
+        states.extend(self.joiners.iter().copied());
+        let recorded: BTreeSet<u8> = (1..=u8::try_from(self.voters.len()).unwrap()).collect();
+        let scale = ScaleView {
+            desired: self.desired,
+            recorded: Some(recorded),
+            servers: Some(self.servers),
+            committed: self.committed.map(|read| {
+                read.map(committed_membership)
+                    .map_err(|error| error.to_owned())
+            }),
+            states,
+        };
+        let policy = RestartPolicy {
+            enabled: self.restarts_enabled,
+            threshold: Duration::from_secs(10),
+        };
+        decide(&Observed {
+            now,
+            spec: &self.spec,
+            computed: &computed,
+            pods: &pods,
+            revisions: &revisions,
+            update_revision: Some(CURRENT),
+            restart_policy: &policy,
+            last_restart_at: None,
+            scale: &scale,
+        })
+    }
+}
+
+fn committed_membership(voters: &[u8]) -> Membership {
+    let text: String = voters
+        .iter()
+        .map(|m| format!("server.{m}=zk-{}:2888:3888:participant;2181\n", m - 1))
+        .chain(std::iter::once("version=100000003\n".to_owned()))
+        .collect();
+    Membership::parse(&text).unwrap()
+}
+
+fn roll_delete(decision: &Decision) -> Option<&str> {
+    match &decision.disruption {
+        Disruption::Roll { pod, .. } => Some(pod),
+        _ => None,
+    }
+}
+
+#[test]
+fn an_unapplied_spec_disrupts_nothing_and_reports_no_step() {
+    for spec in [SpecOutcome::Paused, SpecOutcome::Invalid("spec.x".into())] {
+        let mut scenario = Scenario::steady();
+        scenario.spec = spec.clone();
+        // A failed member, an outdated pod and a scale pending: all left alone.
+        scenario.voters[1] = (U, PodPhase::Failed, OLD);
+        scenario.desired = 5;
+        let decision = scenario.decide();
+        assert_eq!(decision.disruption, Disruption::Nothing, "{spec:?}");
+        assert_eq!((decision.roll, decision.scale), (None, None), "{spec:?}");
+    }
+}
+
+#[test]
+fn a_failed_members_restart_comes_before_a_roll_and_a_scale() {
+    let mut scenario = Scenario::steady();
+    scenario.voters[2] = (U, PodPhase::Failed, OLD);
+    scenario.voters[1] = (F, PodPhase::Running, OLD);
+    scenario.desired = 5;
+    let decision = scenario.decide();
+    assert!(
+        matches!(&decision.disruption, Disruption::Restart { pod, myid: 3, .. } if pod == "zk-2"),
+        "{decision:?}"
+    );
+    assert_eq!((decision.roll, decision.scale), (None, None));
+
+    // Restarts disabled: the roll replaces the failed outdated member instead (DEGRADED).
+    scenario.restarts_enabled = false;
+    let decision = scenario.decide();
+    assert_eq!(roll_delete(&decision), Some("zk-2"), "{decision:?}");
+    assert_eq!(
+        decision.scale,
+        Some(ScaleStep::Wait("a roll is in progress".into()))
+    );
+}
+
+#[test]
+fn a_roll_goes_before_a_scale_followers_first() {
+    let mut scenario = Scenario::steady();
+    scenario.voters = vec![
+        (L, PodPhase::Running, OLD),
+        (F, PodPhase::Running, OLD),
+        (F, PodPhase::Running, CURRENT),
+    ];
+    let decision = scenario.decide();
+    assert_eq!(roll_delete(&decision), Some("zk-1"), "{decision:?}");
+    // Steady membership: nothing to say about scaling while rolling.
+    assert_eq!(decision.scale, None);
+
+    scenario.desired = 5;
+    scenario.committed = Some(Ok(&[1, 2, 3]));
+    scenario.servers = 5;
+    scenario.joiners = vec![(4, F), (5, F)];
+    let decision = scenario.decide();
+    assert_eq!(roll_delete(&decision), Some("zk-1"), "{decision:?}");
+    assert_eq!(
+        decision.scale,
+        Some(ScaleStep::Wait("a roll is in progress".into()))
+    );
+}
+
+#[test]
+fn a_roll_waits_while_a_serving_member_is_outdated_and_the_ensemble_degraded() {
+    let mut scenario = Scenario::steady();
+    scenario.voters = vec![
+        (L, PodPhase::Running, CURRENT),
+        (F, PodPhase::Running, OLD),
+        (N, PodPhase::Running, CURRENT),
+    ];
+    // Not failing long enough to be restarted.
+    scenario.failing_for = Duration::from_secs(1);
+    let decision = scenario.decide();
+    assert_eq!(decision.disruption, Disruption::Nothing, "{decision:?}");
+    assert!(
+        matches!(decision.roll, Some(RollStep::Wait(_))),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn scale_steps_follow_the_committed_membership() {
+    // (desired, servers, committed, joiners, expected disruption, expected scale step)
+    type Case = (
+        u32,
+        u32,
+        Option<Result<&'static [u8], &'static str>>,
+        Vec<(u8, MemberState)>,
+        Disruption,
+        Option<ScaleStep>,
+    );
+    let cases: Vec<Case> = vec![
+        // Steady: nothing read, nothing to do.
+        (3, 3, None, vec![], Disruption::Nothing, Some(ScaleStep::Steady)),
+        // Up: a synced joiner is added.
+        (
+            5,
+            5,
+            Some(Ok(&[1, 2, 3])),
+            vec![(4, F), (5, F)],
+            Disruption::AddVoter(4),
+            Some(ScaleStep::AddVoter(4)),
+        ),
+        // Up: a joiner that does not serve yet is waited for.
+        (
+            5,
+            5,
+            Some(Ok(&[1, 2, 3])),
+            vec![(4, N), (5, F)],
+            Disruption::Nothing,
+            Some(ScaleStep::Wait(
+                "server 4 is not-serving; it becomes a voter once it has synced with the leader and serves".into(),
+            )),
+        ),
+        // Down: the highest voter is removed first.
+        (
+            1,
+            3,
+            Some(Ok(&[1, 2, 3])),
+            vec![],
+            Disruption::RemoveVoter(3),
+            Some(ScaleStep::RemoveVoter(3)),
+        ),
+        // The membership could not be read: wait, and say why.
+        (
+            5,
+            5,
+            Some(Err("connection refused")),
+            vec![],
+            Disruption::Nothing,
+            Some(ScaleStep::Wait(
+                "cannot read the committed membership: connection refused".into(),
+            )),
+        ),
+    ];
+    for (desired, servers, committed, joiners, disruption, step) in cases {
+        let mut scenario = Scenario::steady();
+        scenario.desired = desired;
+        scenario.servers = servers;
+        scenario.committed = committed;
+        scenario.joiners = joiners;
+        let decision = scenario.decide();
+        assert_eq!(decision.disruption, disruption, "{desired} {committed:?}");
+        assert_eq!(decision.scale, step, "{desired} {committed:?}");
+        assert_eq!(decision.roll, Some(RollStep::Done));
+    }
+}
+
+#[test]
+fn a_scale_step_that_would_cost_the_quorum_is_refused() {
+    // 3 -> 1 while voter 2 is down: removing 3 leaves {1, 2} with 1 serving of a quorum of 2.
+    let mut scenario = Scenario::steady();
+    scenario.voters[1] = (U, PodPhase::Running, CURRENT);
+    scenario.failing_for = Duration::from_secs(1);
+    scenario.desired = 1;
+    scenario.committed = Some(Ok(&[1, 2, 3]));
+    let decision = scenario.decide();
+    assert_eq!(decision.disruption, Disruption::Nothing, "{decision:?}");
+    assert!(
+        matches!(&decision.scale, Some(ScaleStep::Refuse(why)) if why.contains("removing voter 3")),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn without_a_quorum_the_scale_waits_and_changes_nothing() {
+    let mut scenario = Scenario::steady();
+    scenario.voters = vec![
+        (U, PodPhase::Running, CURRENT),
+        (N, PodPhase::Running, CURRENT),
+        (F, PodPhase::Running, CURRENT),
+    ];
+    scenario.failing_for = Duration::from_secs(1);
+    scenario.desired = 5;
+    let decision = scenario.decide();
+    assert_eq!(decision.disruption, Disruption::Nothing);
+    assert_eq!(
+        decision.scale,
+        Some(ScaleStep::Wait("the ensemble is DOWN".into()))
+    );
+}
+
+#[test]
+fn a_state_held_through_a_lost_probe_never_licenses_a_disruption() {
+    // The status rule shows zk-1 following through one lost probe; it may be dead. A roll that
+    // took zk-2 now could leave one of three serving.
+    let mut scenario = Scenario::steady();
+    scenario.voters[2].2 = OLD;
+    scenario.lost_probes = vec![2];
+    let decision = scenario.decide();
+    assert_eq!(decision.disruption, Disruption::Nothing, "{decision:?}");
+    assert!(
+        matches!(decision.roll, Some(RollStep::Wait(_))),
+        "{decision:?}"
+    );
+    // Answered: the roll goes on.
+    scenario.lost_probes.clear();
+    assert_eq!(roll_delete(&scenario.decide()), Some("zk-2"));
+
+    // Removing voter 3 of 3 while voter 2 did not answer would leave {1, 2} with one serving.
+    let mut scenario = Scenario::steady();
+    scenario.desired = 1;
+    scenario.committed = Some(Ok(&[1, 2, 3]));
+    scenario.lost_probes = vec![2];
+    let decision = scenario.decide();
+    assert_eq!(decision.disruption, Disruption::Nothing, "{decision:?}");
+    assert!(
+        matches!(decision.scale, Some(ScaleStep::Refuse(_))),
+        "{decision:?}"
+    );
+}
