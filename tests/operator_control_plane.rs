@@ -275,6 +275,104 @@ async fn operator_reconciles_an_ensemble_through_its_life() {
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
 
+/// An apply error (here a ConfigMap of the ensemble's name that someone else owns) does not
+/// freeze the status: it becomes the ApplyFailed condition, naming the object and the fix, and
+/// a Warning Event, while the status goes on being written; once the obstacle is gone the
+/// children are applied and the condition clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_error_is_a_condition_and_the_status_goes_on() {
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "apply-error").await.unwrap();
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
+    let name = "zk";
+    let foreign: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": format!("{name}-config")},
+        "data": {"mine": "yes"}
+    }))
+    .unwrap();
+    config_maps
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let operator = Operator::start(cp, &ns);
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    ensembles
+        .create(&PostParams::default(), &example_ensemble(name))
+        .await
+        .unwrap();
+    let condition = |zke: &ZooKeeperEnsemble| {
+        zke.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "ApplyFailed" && c.status == "True")
+            .cloned()
+    };
+    let failed = eventually("the ApplyFailed condition", || async {
+        condition(&ensembles.get(name).await.unwrap())
+    })
+    .await;
+    assert!(
+        failed.message.contains(&format!("ConfigMap {name}-config"))
+            && failed.message.contains("not owned by this ensemble"),
+        "{}",
+        failed.message
+    );
+    // The status is still reported: the phase, and each new generation observed.
+    let zke = ensembles.get(name).await.unwrap();
+    assert_eq!(zke.status.as_ref().unwrap().phase, Some(Phase::Pending));
+    let patched = ensembles
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"config": {"tickTime": "3000"}}})),
+        )
+        .await
+        .unwrap();
+    eventually("the new generation observed despite the error", || async {
+        let status = ensembles.get(name).await.unwrap().status?;
+        (status.observed_generation == patched.metadata.generation).then_some(())
+    })
+    .await;
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns);
+    eventually("a Warning Event ApplyFailed", || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("ApplyFailed") && e.type_.as_deref() == Some("Warning")
+            })
+            .then_some(())
+    })
+    .await;
+    // Nothing was taken over: the user's ConfigMap is as it was.
+    let cm = config_maps.get(&format!("{name}-config")).await.unwrap();
+    assert_eq!(cm.data.unwrap()["mine"], "yes");
+
+    // The obstacle removed: the children are applied and the condition clears.
+    config_maps
+        .delete(&format!("{name}-config"), &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the StatefulSet", || async {
+        Api::<StatefulSet>::namespaced(client.clone(), &ns)
+            .get_opt(name)
+            .await
+            .unwrap()
+    })
+    .await;
+    eventually("the ApplyFailed condition to clear", || async {
+        condition(&ensembles.get(name).await.unwrap())
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    drop(operator);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
 /// Creates an ensemble from `spec` and returns the API server's error message.
 async fn rejection(ensembles: &Api<ZooKeeperEnsemble>, spec: serde_json::Value) -> String {
     let object: ZooKeeperEnsemble = serde_json::from_value(json!({

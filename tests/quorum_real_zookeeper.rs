@@ -224,6 +224,8 @@ async fn a_frozen_member_is_unreachable_then_named_for_a_restart() {
                 waiting_reason: None,
                 terminating: false,
                 created_at: Some(created),
+                // No kubelet here runs the readiness probe.
+                ready: false,
             };
             (pod(i), facts)
         })
@@ -234,7 +236,14 @@ async fn a_frozen_member_is_unreachable_then_named_for_a_restart() {
         threshold: Duration::from_secs(10),
     };
     let decide = |status: &ComputedStatus| {
-        decide_restart(&status.members, &pods, &policy, None, Timestamp::now())
+        decide_restart(
+            &status.members,
+            &pods,
+            &policy,
+            None,
+            false,
+            Timestamp::now(),
+        )
     };
     assert!(matches!(decide(&active), RestartDecision::Keep { .. }));
 

@@ -98,6 +98,11 @@ pub enum Error {
     },
     #[error("not acting: {0}")]
     Fenced(#[from] FenceError),
+    #[error(
+        "the reconcile did not finish within {} s and was abandoned; it is retried",
+        .0.as_secs()
+    )]
+    Overran(Duration),
 }
 
 impl Error {
@@ -109,6 +114,7 @@ impl Error {
             Self::Status(_) => "status",
             Self::RemovePod { .. } => "remove_pod",
             Self::Fenced(_) => "fenced",
+            Self::Overran(_) => "overran",
             Self::Superuser { .. } | Self::SuperuserSecret { .. } => "superuser",
         }
     }

@@ -19,7 +19,7 @@ use super::memory::{Memory, recorded_membership};
 use super::{Context, scale};
 use crate::api::{MembershipStatus, Phase, ZooKeeperEnsemble};
 use crate::build::names::{self, CLIENT_PORT};
-use crate::decide::restart::{PodFacts, RestartPolicy};
+use crate::decide::restart::{PodFacts, RestartPolicy, pod_is_ready};
 use crate::decide::roll::PodRevision;
 use crate::decide::{Observed, ScaleView, SpecOutcome};
 use crate::quorum;
@@ -90,18 +90,6 @@ pub fn server(ensemble: &ZooKeeperEnsemble, ctx: &Context, myid: u8) -> (Voter, 
     (voter, pod)
 }
 
-/// Whether the pod's Ready condition is True.
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
-}
-
 /// The voters: the committed ones recorded, else (before the operator first read them)
 /// servers 1..=replicas.
 fn voter_ids(ensemble: &ZooKeeperEnsemble, recorded: Option<&MembershipStatus>) -> BTreeSet<u8> {
@@ -152,7 +140,7 @@ pub async fn observe(
         let revision = PodRevision {
             revision: pod.labels().get(POD_REVISION_LABEL).cloned(),
             terminating: pod.metadata.deletion_timestamp.is_some(),
-            ready: is_ready(pod),
+            ready: pod_is_ready(pod),
         };
         revisions.insert(voter.pod.clone(), revision);
         if let Some(uid) = pod.uid() {

@@ -17,12 +17,22 @@ use crate::api::ZooKeeperEnsemble;
 use crate::build;
 use crate::decide::{SpecOutcome, decide};
 
+/// How long one reconcile may take. A round is a probe round (bounded by the AdminServer
+/// timeout), a few API calls and at most one reconfiguration (bounded by its own timeouts):
+/// seconds. Past this something hangs; the reconcile fails loudly and is retried.
+pub const RECONCILE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub async fn reconcile(
     ensemble: Arc<ZooKeeperEnsemble>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = reconcile_ensemble(&ensemble, &ctx).await;
+    // Every await below is bounded by this deadline: a reconcile that hangs (a half-open
+    // connection, a server that accepts but never answers) would otherwise keep this ensemble
+    // from ever being reconciled again, since the controller runs one reconcile per object.
+    let result = tokio::time::timeout(RECONCILE_DEADLINE, reconcile_ensemble(&ensemble, &ctx))
+        .await
+        .unwrap_or(Err(Error::Overran(RECONCILE_DEADLINE)));
     let outcome = if result.is_ok() {
         Outcome::Success
     } else {
@@ -51,25 +61,19 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     let spec = match build::children(ensemble, &ctx.settings.build, Some(&topology)) {
         Err(problem) => SpecOutcome::Invalid(problem.to_string()),
         Ok(_) if ensemble.spec.paused => SpecOutcome::Paused,
-        Ok(children) => {
-            // Before the StatefulSet: its pods take the superuser's digest from the Secret.
-            password = Some(superuser::ensure(ensemble, ctx).await?);
-            let applied = apply_children(ensemble, ctx, children).await?;
-            if !applied.is_empty() {
-                publish(
-                    ensemble,
-                    ctx,
-                    EventType::Normal,
-                    "Applied",
-                    "Apply",
-                    format!("applied {}", applied.join(", ")),
-                )
-                .await;
+        Ok(children) => match apply(ensemble, ctx, children).await {
+            Ok((superuser, changed)) => {
+                password = Some(superuser);
+                SpecOutcome::Applied { changed }
             }
-            SpecOutcome::Applied {
-                changed: !applied.is_empty(),
+            // The probes, the status and the phase's Events go on: an apply error must not
+            // freeze what the status says about the quorum.
+            Err(error) => {
+                tracing::warn!(ensemble = %name, %error, "applying the children failed");
+                ctx.metrics.reconcile_failed(error.metric_label());
+                SpecOutcome::NotApplied(error.to_string())
             }
-        }
+        },
     };
     let password = password.as_deref();
     let observation = observe::observe(ensemble, ctx, password).await;
@@ -77,6 +81,23 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     let acted = act::act(ensemble, ctx, &observation, &decision.disruption, password).await?;
     report::report(ensemble, ctx, &spec, observation, &decision, acted).await?;
     Ok(Action::requeue(ctx.settings.probe_interval))
+}
+
+/// Ensures the superuser Secret, then applies the children: the superuser's password, and
+/// whether anything was written.
+async fn apply(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    children: build::Children,
+) -> Result<(String, bool), Error> {
+    // Before the StatefulSet: its pods take the superuser's digest from the Secret.
+    let password = superuser::ensure(ensemble, ctx).await?;
+    let applied = apply_children(ensemble, ctx, children).await?;
+    if !applied.is_empty() {
+        let note = format!("applied {}", applied.join(", "));
+        publish(ensemble, ctx, EventType::Normal, "Applied", "Apply", note).await;
+    }
+    Ok((password, !applied.is_empty()))
 }
 
 /// Applies every child whose live copy differs; returns the ones written ("Kind name").

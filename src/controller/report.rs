@@ -248,7 +248,7 @@ async fn publish_condition_events(
                 && p.message == condition.message
         });
         let warning = match condition.type_.as_str() {
-            conditions::INVALID_SPEC | conditions::EVEN_REPLICAS => true,
+            conditions::INVALID_SPEC | conditions::EVEN_REPLICAS | conditions::APPLY_FAILED => true,
             conditions::SCALING if condition.reason == conditions::SCALE_REFUSED => true,
             conditions::PAUSED => false,
             _ => continue,

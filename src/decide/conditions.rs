@@ -19,6 +19,8 @@ pub const PAUSED: &str = "Paused";
 pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const EVEN_REPLICAS: &str = "EvenReplicas";
 pub const SCALING: &str = "Scaling";
+/// The children could not be applied; the message names the object and what to do.
+pub const APPLY_FAILED: &str = "ApplyFailed";
 /// The Scaling condition's reason when the next step would lose the quorum.
 pub const SCALE_REFUSED: &str = "ScaleRefused";
 
@@ -111,6 +113,12 @@ fn desired(facts: &Facts) -> Vec<Desired> {
             reason: "Paused",
             message: "spec.paused is true; the children are left alone".into(),
         },
+        SpecOutcome::NotApplied(_) => Desired {
+            type_: PROGRESSING,
+            status: false,
+            reason: APPLY_FAILED,
+            message: "the children could not be applied; see the ApplyFailed condition".into(),
+        },
         SpecOutcome::Applied { changed } => match facts.roll {
             Some(RollStep::Delete { reason, .. }) => Desired {
                 type_: PROGRESSING,
@@ -154,6 +162,14 @@ fn desired(facts: &Facts) -> Vec<Desired> {
             type_: INVALID_SPEC,
             status: true,
             reason: "InvalidSpec",
+            message: problem.clone(),
+        });
+    }
+    if let SpecOutcome::NotApplied(problem) = facts.spec {
+        conditions.push(Desired {
+            type_: APPLY_FAILED,
+            status: true,
+            reason: APPLY_FAILED,
             message: problem.clone(),
         });
     }

@@ -9,7 +9,8 @@
 //!
 //! The precedence keeps the quorum safe because at most one server is disrupted per round, and
 //! every candidate is checked against this round's answers:
-//! 1. nothing while the spec is invalid or `spec.paused` (the user asked for no change);
+//! 1. nothing while the spec is invalid, `spec.paused` (the user asked for no change), or the
+//!    children could not be applied (the operator cannot tell what the pods will run);
 //! 2. a failed member's restart ([`restart::decide_restart`]), which repairs the ensemble;
 //! 3. else the next step of a roll ([`roll::next_step`]): followers first, the leader last;
 //! 4. else, once no pod is outdated, the next step of a scale
@@ -40,6 +41,10 @@ pub enum SpecOutcome {
     Paused,
     /// The spec cannot be turned into children; nothing was changed. The text names the field.
     Invalid(String),
+    /// The children could not be applied (an API error, a child someone else owns, a damaged
+    /// superuser Secret); the text names the object and what to do. Nothing is disrupted until
+    /// they are, but the status keeps following the quorum.
+    NotApplied(String),
 }
 
 /// What a scale step is decided from.
@@ -130,11 +135,17 @@ pub fn decide(observed: &Observed) -> Decision {
         return nothing;
     }
     let computed = observed.computed;
+    let synced_voting_followers = computed
+        .leader_details
+        .as_ref()
+        .and_then(|d| d.synced_voting_followers());
+    let followers = computed.members.len().saturating_sub(1) as u64;
     if let RestartDecision::Delete { pod, myid, reason } = decide_restart(
         &computed.members,
         observed.pods,
         observed.restart_policy,
         observed.last_restart_at,
+        synced_voting_followers.is_some_and(|synced| synced >= followers),
         observed.now,
     ) {
         return Decision {
@@ -147,10 +158,7 @@ pub fn decide(observed: &Observed) -> Decision {
         &computed.members,
         observed.revisions,
         observed.update_revision,
-        computed
-            .leader_details
-            .as_ref()
-            .and_then(|d| d.synced_voting_followers()),
+        synced_voting_followers,
     );
     let scale = match roll {
         RollStep::Done => scale_step(computed.summary.phase, observed.scale),

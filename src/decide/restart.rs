@@ -69,6 +69,20 @@ pub struct PodFacts {
     pub terminating: bool,
     /// `metadata.creationTimestamp`.
     pub created_at: Option<Timestamp>,
+    /// The pod's Ready condition is True: its own readiness probe says the server serves.
+    pub ready: bool,
+}
+
+/// Whether a pod's Ready condition is True.
+pub fn pod_is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
 }
 
 impl PodFacts {
@@ -97,6 +111,7 @@ impl PodFacts {
             }),
             terminating: pod.metadata.deletion_timestamp.is_some(),
             created_at: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            ready: pod_is_ready(pod),
         }
     }
 
@@ -153,7 +168,8 @@ struct Candidate<'a> {
 ///
 /// `members` is the computed status (one per voter: state and since), `pods` the facts of the
 /// members' pods by pod name (absent: no pod), `last_restart_at` when the operator last
-/// deleted a member's pod ([`crate::quorum::rule::EnsembleMemory::last_restart_at`]).
+/// deleted a member's pod ([`crate::quorum::rule::EnsembleMemory::last_restart_at`]),
+/// `every_follower_synced` whether the leader counts every follower in sync this round.
 ///
 /// Intended caller: the controller, after the status rule, when the ensemble is not paused.
 pub fn decide_restart(
@@ -161,6 +177,7 @@ pub fn decide_restart(
     pods: &BTreeMap<String, PodFacts>,
     policy: &RestartPolicy,
     last_restart_at: Option<Timestamp>,
+    every_follower_synced: bool,
     now: Timestamp,
 ) -> RestartDecision {
     let keep = |why: String| RestartDecision::Keep { why };
@@ -192,6 +209,7 @@ pub fn decide_restart(
 
     let mut candidates = Vec::new();
     let mut pending = Vec::new();
+    let mut refused = Vec::new();
     for member in members {
         let Some(pod) = pods.get(&member.pod) else {
             continue;
@@ -229,6 +247,17 @@ pub fn decide_restart(
         let failing_since = pod.created_at.map_or(since, |created| since.max(created));
         let failing_for = elapsed(failing_since, now).as_secs();
         let what = describe_state(member);
+        // Only the operator may be cut off from it: its own readiness probe passes and the
+        // leader counts every follower in sync. Deleting a working server for the operator's
+        // own network fault (a NetworkPolicy, the CNI, a slow AdminServer) would cost the
+        // ensemble a member for nothing.
+        if member.state == MemberState::Unreachable && pod.ready && every_follower_synced {
+            refused.push(format!(
+                "{} is {what} from the operator, but its pod is Ready and the leader counts every follower in sync: the path from the operator to it is at fault, not the server",
+                member.pod
+            ));
+            continue;
+        }
         if failing_for < threshold_s {
             pending.push(format!(
                 "{} {what} for {failing_for} s (threshold {threshold_s} s)",
@@ -262,7 +291,6 @@ pub fn decide_restart(
     candidates.sort_by_key(|c| (c.failing_since, c.member.myid));
 
     let quorum = quorum_size(members.len());
-    let mut refused = Vec::new();
     for candidate in &candidates {
         let others: Vec<&MemberStatus> = members
             .iter()
@@ -357,6 +385,7 @@ mod tests {
             waiting_reason: None,
             terminating: false,
             created_at: Some(ago(age_s)),
+            ready: false,
         }
     }
 
@@ -651,6 +680,7 @@ mod tests {
                 &pods,
                 &policy,
                 case.last_restart_s.map(ago),
+                false,
                 now(),
             );
             match (&case.expect, &decision) {
@@ -719,7 +749,7 @@ mod tests {
                         )
                     })
                     .collect();
-                let decision = decide_restart(&members, &pods, &policy, None, now());
+                let decision = decide_restart(&members, &pods, &policy, None, false, now());
                 let RestartDecision::Delete { myid, .. } = decision else {
                     continue;
                 };
@@ -780,6 +810,7 @@ mod tests {
                 waiting_reason: Some(CRASH_LOOP_BACK_OFF.into()),
                 terminating: true,
                 created_at: Some(ago(100)),
+                ready: false,
             }
         );
         let bare = PodFacts::from_pod(&Pod::default());
@@ -809,5 +840,39 @@ mod tests {
                 threshold: Duration::from_secs(60)
             }
         );
+    }
+
+    #[test]
+    fn a_member_only_the_operator_cannot_reach_is_not_restarted() {
+        let members = with(3, &[(3, Unreachable, OLD)]);
+        let policy = RestartPolicy {
+            enabled: true,
+            threshold: Duration::from_secs(60),
+        };
+        let decide = |ready: bool, synced: bool| {
+            let pods: BTreeMap<String, PodFacts> = members
+                .iter()
+                .map(|m| (m.pod.clone(), PodFacts { ready, ..running() }))
+                .collect();
+            decide_restart(&members, &pods, &policy, None, synced, now())
+        };
+        // Its pod is Ready and the leader counts every follower in sync: the operator's path
+        // to it is at fault. Kept, and the reason says so.
+        match decide(true, true) {
+            RestartDecision::Keep { why } => {
+                assert!(why.contains("path from the operator"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Either sign missing: it is really out of the quorum, and restarted.
+        for (ready, synced) in [(false, true), (true, false)] {
+            assert!(
+                matches!(
+                    decide(ready, synced),
+                    RestartDecision::Delete { myid: 3, .. }
+                ),
+                "ready {ready}, synced {synced}"
+            );
+        }
     }
 }

@@ -118,6 +118,7 @@ impl Scenario {
                     waiting_reason: None,
                     terminating: false,
                     created_at: Some(since),
+                    ready: true,
                 };
                 (m.pod.clone(), facts)
             })
