@@ -16,7 +16,7 @@ use support::scaling::{Scaler, committed, names, states};
 use support::zookeeper::{ZkEnsemble, server_line};
 use tokio::sync::Mutex;
 use zooherd::quorum::membership::{Membership, ScaleFacts, ScaleStep, next_step};
-use zooherd::quorum::reconfig::{Reconfigurer, super_digest};
+use zooherd::quorum::reconfig::{BARRIER_PATH, Reconfigurer, SUPERUSER, super_digest};
 
 const PASSWORD: &str = "test-superuser-password";
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -118,6 +118,28 @@ async fn three_to_five_one_by_one_then_back_to_three_removing_the_leader() {
         states.values().all(|s| s.is_serving()),
         "every remaining voter serves: {states:?}"
     );
+
+    // After each removal a write was committed before the servers beyond 3 were stopped (the
+    // first created the barrier, the second wrote it again), to a znode only the superuser
+    // may read.
+    let cluster = zk
+        .client_addresses(0..3)
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let anonymous = zookeeper_client::Client::connect(&cluster).await.unwrap();
+    assert_eq!(
+        anonymous.get_data(BARRIER_PATH).await.err(),
+        Some(zookeeper_client::Error::NoAuth)
+    );
+    let superuser = zookeeper_client::Client::connector()
+        .with_auth("digest", format!("{SUPERUSER}:{PASSWORD}").as_bytes())
+        .connect(&cluster)
+        .await
+        .unwrap();
+    let (_, stat) = superuser.get_data(BARRIER_PATH).await.unwrap();
+    assert_eq!(stat.version, 1, "one write per removal: {stat:?}");
 }
 
 #[tokio::test]

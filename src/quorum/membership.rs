@@ -230,10 +230,22 @@ pub fn next_step(facts: &ScaleFacts) -> ScaleStep {
         if new.is_empty() {
             return ScaleStep::Refuse(format!("removing voter {leaving} would leave no voter"));
         }
-        return match check(&format!("removing voter {leaving}"), &new) {
-            Some(why) => ScaleStep::Refuse(why),
-            None => ScaleStep::RemoveVoter(leaving),
-        };
+        if let Some(why) = check(&format!("removing voter {leaving}"), &new) {
+            return ScaleStep::Refuse(why);
+        }
+        // A scale-down while a voter that stays is down would end with fewer failures
+        // tolerated than `desired` voters give (5 -> 3 with one of the three down leaves
+        // none): wait for it instead of shrinking the margin further.
+        if let Some(&down) = voters
+            .intersection(&desired)
+            .find(|&&m| !is_serving_voter(state(m)))
+        {
+            return ScaleStep::Wait(format!(
+                "voter {down} stays and is {}; removing voters now would leave fewer serving than spec.replicas asks for",
+                state(down)
+            ));
+        }
+        return ScaleStep::RemoveVoter(leaving);
     }
     if let Some(&joining) = desired.difference(&voters).next() {
         if facts.stateful_set_replicas < facts.desired {
@@ -369,6 +381,10 @@ mod tests {
             (1, &[1], 3, &[L, F, F], ScaleStep::Shrink(1)),
             // Removing a voter that is down is allowed when the rest keep a quorum.
             (3, &[1, 2, 3, 4, 5], 5, &[L, F, F, F, M], ScaleStep::RemoveVoter(5)),
+            // A voter that stays is down: the scale-down waits for it.
+            (3, &[1, 2, 3, 4, 5], 5, &[L, N, F, F, F], ScaleStep::Wait(
+                "voter 2 stays and is not-serving; removing voters now would leave fewer serving than spec.replicas asks for".into(),
+            )),
             // Refused: the remaining voters would not have a quorum serving.
             (1, &[1, 2, 3], 3, &[L, N, F], refuse(
                 "removing voter 3 would leave voters 1, 2 with 1 serving (1), fewer than their quorum of 2",

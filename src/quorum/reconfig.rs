@@ -78,6 +78,10 @@ pub enum ReconfigError {
     Timeout { what: String, timeout: Duration },
 }
 
+/// The znode the operator writes after removing a voter (see `Reconfigurer::commit_barrier`):
+/// persistent, readable and writable by the superuser only.
+pub const BARRIER_PATH: &str = "/zooherd-barrier";
+
 /// Reads and changes the membership of ensembles, as their superuser.
 #[derive(Clone, Debug)]
 pub struct Reconfigurer {
@@ -198,10 +202,51 @@ impl Reconfigurer {
             leavings: vec![leaving.as_str()].into_iter(),
         };
         let change = format!("removing voter {myid}");
-        self.change(servers, password, from, change, update, |m| {
-            !m.servers.contains_key(&myid)
+        let committed = self
+            .change(servers, password, from, change, update, |m| {
+                !m.servers.contains_key(&myid)
+            })
+            .await?;
+        self.commit_barrier(servers, password).await?;
+        Ok(committed)
+    }
+
+    /// Commits one write and waits for it. ZooKeeper's reconfiguration guide ("Progress
+    /// guarantees"): a committed reconfig only means the leader sent the activation; to know
+    /// that a quorum of the new configuration activated it, and so that the removed server may
+    /// be shut down, invoke an update (not a `sync`) and wait for it to commit. The StatefulSet
+    /// shrinks only after this returns. The write goes to [`BARRIER_PATH`], which only the
+    /// superuser can touch.
+    async fn commit_barrier(
+        &self,
+        servers: &[SocketAddr],
+        password: &str,
+    ) -> Result<(), ReconfigError> {
+        let client = self.session(servers, password).await?;
+        let what = format!("committing a write to {BARRIER_PATH} after the change");
+        let stamp = jiff::Timestamp::now().to_string();
+        let written = self
+            .bounded(
+                what.clone(),
+                client.set_data(BARRIER_PATH, stamp.as_bytes(), None),
+            )
+            .await?;
+        let result = match written {
+            Err(zk::Error::NoNode) => {
+                let options = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
+                self.bounded(
+                    what.clone(),
+                    client.create(BARRIER_PATH, stamp.as_bytes(), &options),
+                )
+                .await?
+                .map(|_| ())
+            }
+            other => other.map(|_| ()),
+        };
+        result.map_err(|source| ReconfigError::Change {
+            change: what,
+            source,
         })
-        .await
     }
 
     async fn change<'a, I: Iterator<Item = &'a str> + Clone>(
