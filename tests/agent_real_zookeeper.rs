@@ -13,6 +13,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -22,13 +23,15 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::process;
 use support::scaling::{Scaler, committed, names};
-use support::zookeeper::{MemberSpec, Probe, ServerState, ZkEnsemble, server_line, zookeeper_home};
+use support::zookeeper::{
+    MemberSpec, Probe, ServerState, ZkEnsemble, quorum_leader, server_line, zookeeper_home,
+};
 use zooherd::agent::server::{
     ENSEMBLE_MARKER_FILE, EXIT_EXEC_FAILED, EXIT_FOREIGN_ENSEMBLE, EXIT_FOREIGN_MYID,
-    EXIT_INVALID_INPUT, EnsembleMarker, MYID_FILE,
+    EXIT_INVALID_INPUT, EnsembleMarker, MYID_FILE, bind_client_address,
 };
 use zooherd::build::names::server_host;
-use zooherd::build::zoo_cfg;
+use zooherd::build::{Topology, zoo_cfg};
 use zooherd::quorum::membership::Membership;
 use zooherd::quorum::reconfig::super_digest;
 
@@ -70,11 +73,29 @@ impl Ensemble {
     fn operator_members(&self) -> String {
         let members = self.members.lock().unwrap().clone();
         members
-            .unwrap_or_else(|| {
-                let myids = (1..=self.replicas).map(|m| m as u8);
-                zoo_cfg::membership(self.name, NAMESPACE, CLUSTER_DOMAIN, myids, 0)
-            })
+            .unwrap_or_else(|| self.bootstrap(&Topology::initial(self.replicas)))
             .render()
+    }
+
+    /// The bootstrap membership the operator writes for `topology`.
+    fn bootstrap(&self, topology: &Topology) -> Membership {
+        zoo_cfg::bootstrap_membership(
+            self.name,
+            NAMESPACE,
+            CLUSTER_DOMAIN,
+            &topology.voters,
+            &topology.joining,
+        )
+    }
+
+    /// [`Self::bootstrap`] with each server's client address bound to its address in `ips`
+    /// (see [`bound_members`]).
+    fn bound_bootstrap(&self, ips: &BTreeMap<u8, IpAddr>, topology: &Topology) -> Membership {
+        let mut members = self.bootstrap(topology);
+        for (myid, line) in &mut members.servers {
+            *line = bind_client_address(line, ips[myid]).expect("a line with a client port");
+        }
+        members
     }
 
     /// The server's Kubernetes DNS name, as in the operator's server lines.
@@ -459,6 +480,14 @@ fn missing_identity_is_one_line_naming_the_variable() {
     );
 }
 
+/// The servers' loopback addresses, by myid.
+fn addresses(zk: &ZkEnsemble) -> BTreeMap<u8, IpAddr> {
+    zk.members()
+        .iter()
+        .map(|m| (m.myid(), IpAddr::V4(m.ip())))
+        .collect()
+}
+
 /// The membership of servers `myids` at `version`, each line with the server's own client
 /// address, as the servers here bind it (ZOOHERD_BIND_ADDRESS): a reconfiguration gives every
 /// server the committed lines, its own included, and it must keep its client port where it
@@ -496,15 +525,14 @@ async fn scaling_to_one_and_back_and_restarting_on_the_newest_committed_membersh
     let (mut zk, lines) =
         start_with_lines(&ensemble, |m| server_line(&m.spec().servers[m.index()])).await;
 
-    // The operator writes the committed membership plus the joining servers before growing.
-    let members = ensemble.members.clone();
-    let joining_lines = lines.clone();
+    // Before growing, the operator writes the bootstrap membership: the committed voters, and
+    // the joining servers as observers.
+    let operator = ensemble.clone();
+    let ips = addresses(&zk);
     let mut before_grow = move |committed: &Membership, servers: u8| {
-        let mut myids: Vec<u8> = committed.voters().into_iter().collect();
-        myids.extend(1..=servers);
-        myids.sort_unstable();
-        myids.dedup();
-        *members.lock().unwrap() = Some(bound_members(&joining_lines, &myids, 0));
+        let servers = u32::from(servers);
+        let topology = Topology::new(servers, Some(&committed.voters()), Some(servers));
+        *operator.members.lock().unwrap() = Some(operator.bound_bootstrap(&ips, &topology));
     };
     let add_lines = lines.clone();
     let line = move |_: &ZkEnsemble, myid: u8| add_lines[&myid].clone();
@@ -672,4 +700,187 @@ async fn a_volume_of_another_server_is_reinitialised_only_while_the_others_hold_
         "{line}"
     );
     assert_eq!(fs::read_to_string(swapped.join(MYID_FILE)).unwrap(), "3\n");
+}
+
+/// The servers' states while `window` runs, probed about every 200 ms: the first state a
+/// server that must not vote reported as a voter (leader or follower), with when.
+async fn first_voting_state(
+    zk: &ZkEnsemble,
+    servers: &[usize],
+    window: Duration,
+) -> Option<(usize, ServerState, Duration)> {
+    let started = Instant::now();
+    while started.elapsed() < window {
+        let probes = futures::future::join_all(servers.iter().map(|&i| zk.probe(i))).await;
+        for (&i, probe) in servers.iter().zip(&probes) {
+            if let Some(state @ (ServerState::Leader | ServerState::Follower)) = probe.state() {
+                return Some((i, state.clone(), started.elapsed()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+/// Scales a new ensemble of `voters` servers up to `replicas` while the voters are out of the
+/// joining servers' reach: `stopped` ones stopped, then `frozen` frozen (indices). The joining
+/// servers start with the bootstrap membership the operator writes for the scale-up; if they
+/// could vote in it and are a majority of it, they elect a leader of their own over an empty
+/// tree (issue 20). They must wait, not voting, until the voters are back, then sync from the
+/// leader and be added as voters one at a time.
+async fn scale_up_while_the_voters_are_out_of_reach(
+    ensemble: Ensemble,
+    voters: usize,
+    stopped: &[usize],
+    frozen: usize,
+) {
+    use zookeeper_client as zk;
+    let replicas = ensemble.replicas as usize;
+    let mut zookeeper = ensemble.builder().prepare().expect("prepare the servers");
+    let ips = addresses(&zookeeper);
+    let lines: BTreeMap<u8, String> = zookeeper
+        .members()
+        .iter()
+        .map(|m| (m.myid(), server_line(&m.spec().servers[m.index()])))
+        .collect();
+
+    // A new ensemble of `voters`, with data.
+    let initial = Topology::initial(voters as u32);
+    *ensemble.members.lock().unwrap() = Some(ensemble.bound_bootstrap(&ips, &initial));
+    for i in 0..voters {
+        zookeeper.start_member(i).expect("start a voter");
+    }
+    zookeeper
+        .wait_for("the voters serving", QUORUM_TIMEOUT, |probes| {
+            quorum_leader(&probes[..voters])
+                .filter(|_| probes[..voters].iter().all(Probe::is_serving))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = zk::Client::connect(&zookeeper.connect_string())
+        .await
+        .expect("connect a client");
+    let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    client
+        .create("/before", b"the voters'", &create)
+        .await
+        .expect("create /before");
+    drop(client);
+    let committed_voters = committed(&zookeeper, voters, PASSWORD).await.voters();
+    assert_eq!(committed_voters, initial.voters);
+
+    // spec.replicas grows: the operator writes the bootstrap membership for the committed
+    // voters and the joining servers, and grows the StatefulSet; the voters are out of reach.
+    for &i in stopped {
+        zookeeper.stop(i).expect("stop a voter");
+    }
+    zookeeper.freeze(frozen).expect("freeze a voter");
+    let topology = Topology::new(
+        replicas as u32,
+        Some(&committed_voters),
+        Some(voters as u32),
+    );
+    let bootstrap = ensemble.bound_bootstrap(&ips, &topology);
+    println!(
+        "bootstrap membership of the joining servers:\n{}",
+        bootstrap.render()
+    );
+    *ensemble.members.lock().unwrap() = Some(bootstrap);
+    let joining: Vec<usize> = (voters..replicas).collect();
+    for &i in &joining {
+        zookeeper.start_member(i).expect("start a joining server");
+    }
+
+    // Long enough for an election among them, and for a leader to wait initLimit ticks for
+    // followers to sync (the operator's zoo.cfg: tickTime 2000 ms, initLimit 10).
+    let window = Duration::from_secs(20 + 5);
+    if let Some((i, state, after)) = first_voting_state(&zookeeper, &joining, window).await {
+        let probes = futures::future::join_all(joining.iter().map(|&i| zookeeper.probe(i))).await;
+        let probes: Vec<String> = probes.iter().map(Probe::to_string).collect();
+        panic!(
+            "split brain: joining server {} reported {state} {after:?} after starting, while the \
+             voters were out of reach (joining servers now: {})",
+            i + 1,
+            probes.join(" / "),
+        );
+    }
+    let probes = futures::future::join_all(joining.iter().map(|&i| zookeeper.probe(i))).await;
+    let probes: Vec<String> = probes.iter().map(Probe::to_string).collect();
+    println!(
+        "{window:?} with the voters out of reach, the joining servers answer: {}",
+        probes.join(" / ")
+    );
+
+    // The voters back: the joining servers sync from the leader and are added one at a time.
+    zookeeper.thaw(frozen).expect("thaw a voter");
+    for &i in stopped {
+        zookeeper.start_member(i).expect("start a voter");
+    }
+    let back = Instant::now();
+    let states = zookeeper
+        .wait_for("the joining servers syncing", QUORUM_TIMEOUT, |probes| {
+            let synced =
+                quorum_leader(&probes[..voters]).is_some() && probes.iter().all(Probe::is_serving);
+            synced.then(|| {
+                probes[voters..]
+                    .iter()
+                    .map(Probe::to_string)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "{:?} after the voters are back, the joining servers serve: {}",
+        back.elapsed(),
+        states.join(" / ")
+    );
+    let line = move |_: &ZkEnsemble, myid: u8| lines[&myid].clone();
+    let mut no_grow = |_: &Membership, _: u8| {};
+    let mut scaler = Scaler {
+        password: PASSWORD,
+        line: &line,
+        before_grow: &mut no_grow,
+    };
+    let mut servers = replicas;
+    let steps = scaler
+        .scale(&mut zookeeper, &mut servers, replicas as u8)
+        .await;
+    let added: Vec<String> = (voters + 1..=replicas)
+        .map(|myid| format!("adding server {myid} as a voter"))
+        .collect();
+    assert_eq!(names(&steps), added);
+    let all = committed(&zookeeper, replicas, PASSWORD).await;
+    assert_eq!(all.voters(), Topology::initial(replicas as u32).voters);
+    let leader = zookeeper
+        .wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        leader < voters,
+        "a first voter leads, not server {}",
+        leader + 1
+    );
+    // One data tree: the voters', on every server.
+    for i in 0..replicas {
+        let address = zookeeper.member(i).client_address().to_string();
+        let client = zk::Client::connect(&address).await.expect("connect");
+        let (data, _) = client.get_data("/before").await.expect("read /before");
+        assert_eq!(data, b"the voters'", "server {}", i + 1);
+    }
+}
+
+/// 1 -> 3 while the only voter is frozen: two joining servers would be a majority of three.
+#[tokio::test]
+async fn joining_servers_cannot_elect_a_leader_of_their_own_while_the_voter_is_frozen() {
+    let ensemble = Ensemble::new("grow", "7d3c1a52-0000-4000-8000-000000000007", 3);
+    scale_up_while_the_voters_are_out_of_reach(ensemble, 1, &[], 0).await;
+}
+
+/// 3 -> 7 with two voters stopped and the third frozen: four joining servers would be a
+/// majority of seven.
+#[tokio::test]
+async fn joining_servers_cannot_elect_a_leader_of_their_own_while_the_voters_are_down() {
+    let ensemble = Ensemble::new("grow7", "7d3c1a52-0000-4000-8000-000000000008", 7);
+    scale_up_while_the_voters_are_out_of_reach(ensemble, 3, &[1, 2], 0).await;
 }

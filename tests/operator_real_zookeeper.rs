@@ -10,9 +10,10 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -21,7 +22,8 @@ use support::control_plane::shared;
 use support::operator::{Operator, eventually, install_crds};
 use support::zookeeper::ZkEnsemble;
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
-use zooherd::build::names::server_host;
+use zooherd::build::names::{self, server_host};
+use zooherd::quorum::membership::Membership;
 
 /// Plays the kubelet: marks pod `zk-<i>` Running and Ready with the address of ZooKeeper
 /// member `i`.
@@ -346,6 +348,20 @@ async fn the_operator_scales_by_reconfiguration_and_refuses_to_lose_the_quorum()
         .patch("zk", &PatchParams::default(), &patch(5))
         .await
         .unwrap();
+    // The bootstrap membership lists them as observers: they cannot vote until they are added.
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
+    let bootstrap = eventually("a bootstrap membership of 5 servers", || async {
+        let mut data = config_maps.get("zk-config").await.unwrap().data?;
+        let members = Membership::parse(&data.remove(names::MEMBERS_KEY)?).unwrap();
+        (members.servers.len() == 5).then_some(members)
+    })
+    .await;
+    assert_eq!(bootstrap.voters(), BTreeSet::from([1, 2, 3]));
+    assert!(
+        bootstrap.servers[&5].ends_with(":2888:3888:observer;2181"),
+        "{}",
+        bootstrap.render()
+    );
     for i in 3..5 {
         zookeeper.start_member(i).expect("starting a new server");
         bind_pod(&pods, i, zookeeper.member(i).ip()).await;

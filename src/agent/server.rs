@@ -25,9 +25,12 @@
 //!   the data volume (`dataDir/zooherd/zoo.cfg`), where those files outlive the pod, and picks
 //!   the membership to start with ([`choose_membership`]): the newest dynamic file on the volume
 //!   that lists this server, else the operator's bootstrap membership (the ConfigMap's
-//!   `members`: the committed voters as the operator last saw them, plus joining servers, at
-//!   version 0 so that the ensemble's committed membership replaces it as soon as the server
-//!   reaches a peer). A server that neither lists is not a member and does not start.
+//!   `members`: the committed voters as the operator last saw them, as participants, and the
+//!   joining servers as observers, at version 0 so that the ensemble's committed membership
+//!   replaces it as soon as the server reaches a voter). So a server whose volume holds no
+//!   committed membership that lists it (a server joining) starts unable to vote, and syncs as
+//!   a non-voting follower until the operator adds it. A server that neither lists is not a
+//!   member and does not start.
 //! - **The superuser.** The digest of the superuser the operator reconfigures the ensemble as
 //!   comes from a Secret through [`ENV_SUPER_DIGEST`], and becomes a JVM property here, so
 //!   that it is in no pod spec.
@@ -1273,7 +1276,7 @@ fn io_error(action: &'static str, path: &Path, error: &io::Error) -> StartError 
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
 
@@ -1284,15 +1287,21 @@ mod tests {
         crate::build::zoo_cfg::render("zk", "ns", &BTreeMap::new(), false)
     }
 
-    /// The operator's bootstrap membership of `myids` at `version`.
+    /// The operator's bootstrap membership of voters `myids`, at `version` (as ZooKeeper
+    /// writes a committed one).
     fn members(myids: &[u8], version: u64) -> Membership {
-        crate::build::zoo_cfg::membership(
+        let voters = myids.iter().copied().collect();
+        let bootstrap = crate::build::zoo_cfg::bootstrap_membership(
             "zk",
             "ns",
             "cluster.local",
-            myids.iter().copied(),
+            &voters,
+            &BTreeSet::new(),
+        );
+        Membership {
             version,
-        )
+            ..bootstrap
+        }
     }
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
@@ -1785,6 +1794,40 @@ mod tests {
             assert_eq!(
                 got, want,
                 "myid {myid}, bootstrap {boot:?}@{boot_version:x}, volume {volume:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_joining_server_starts_unable_to_vote() {
+        // 3 -> 4: the operator lists server 4 as an observer. Its volume holds the committed
+        // membership it synced before a restart (without it), and the agent's copy of an older
+        // bootstrap membership that listed it as a participant.
+        let bootstrap = crate::build::zoo_cfg::bootstrap_membership(
+            "zk",
+            "ns",
+            "cluster.local",
+            &BTreeSet::from([1, 2, 3]),
+            &BTreeSet::from([4]),
+        );
+        let on_volume = [members(&[1, 2, 3, 4], 0), members(&[1, 2, 3], 0x100000009)];
+        for volume in [&on_volume[..], &[]] {
+            let plan = plan(
+                &args(),
+                &env_of(&pod_env("zk-3")),
+                &operator_cfg(),
+                &bootstrap.render(),
+                volume,
+            )
+            .unwrap();
+            assert_eq!(plan.membership_source, MembershipSource::Bootstrap);
+            assert_eq!(plan.membership.voters(), BTreeSet::from([1, 2, 3]));
+            assert!(
+                plan.dynamic_config.ends_with(
+                    "server.4=zk-3.zk-headless.ns.svc.cluster.local:2888:3888:observer;2181\n"
+                ),
+                "{}",
+                plan.dynamic_config
             );
         }
     }

@@ -51,33 +51,66 @@ impl Settings {
     }
 }
 
-/// What the children depend on besides the spec: how many servers run and which membership
-/// they start with. Scaling moves both one step at a time (see
-/// [`crate::quorum::membership`]), so they are the controller's to decide, from what it
-/// observes; a new ensemble starts with [`Topology::initial`].
+/// What the children depend on besides the spec: how many servers run, and with which roles
+/// they start. Scaling moves both one step at a time (see [`crate::quorum::membership`]), so
+/// they follow what the controller observes ([`Topology::new`]); a new ensemble starts with
+/// [`Topology::initial`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topology {
     /// The StatefulSet's replicas: servers myid 1..=servers have pods.
     pub servers: u32,
-    /// The bootstrap membership (the ConfigMap's `members`): the committed voters, plus the
-    /// servers joining. It is written at version 0, below any version ZooKeeper commits, so
-    /// that a server starting with it takes the ensemble's committed membership as soon as it
-    /// reaches the others (ZooKeeper adopts a peer's membership only when it is newer).
-    pub members: BTreeSet<u8>,
-    /// How many voters the ensemble has now: the PodDisruptionBudget allows their fault
-    /// tolerance, not that of the voters `spec.replicas` asks for.
-    pub voters: u32,
+    /// The voters: the participants of the bootstrap membership (the ConfigMap's `members`).
+    /// The PodDisruptionBudget allows their fault tolerance, not that of the voters
+    /// `spec.replicas` asks for.
+    pub voters: BTreeSet<u8>,
+    /// The servers joining: the observers of the bootstrap membership, until the operator adds
+    /// them as voters one at a time, each once it has synced.
+    pub joining: BTreeSet<u8>,
 }
 
 impl Topology {
     /// A new ensemble: `replicas` servers, every one a voter.
     pub fn initial(replicas: u32) -> Self {
+        Self::new(replicas, None, None)
+    }
+
+    /// The topology for `replicas` voters wanted, given the `committed` voters (None: not read
+    /// yet) and the StatefulSet's replicas now (None: no StatefulSet yet).
+    ///
+    /// The bootstrap membership is written at version 0, below any version ZooKeeper commits:
+    /// a server that starts with it takes the ensemble's committed membership as soon as it
+    /// reaches a voter (ZooKeeper adopts a peer's membership only when it is newer). Until then
+    /// it must not be able to vote, or joining servers that reach each other but no voter (the
+    /// voters frozen, partitioned away) would be a majority of it and elect a leader over an
+    /// empty tree: a second quorum. So only the voters are participants and every joining
+    /// server is an observer, as ZooKeeper's reconfiguration guide (zookeeperReconfig.md,
+    /// "Adding servers") asks: "Never specify more than one joining server in the same initial
+    /// configuration as participants [...] It is OK to list multiple joiners as observers in an
+    /// initial config." Listed as an observer, a joining server adopts the committed membership
+    /// at its first contact with a voter and follows the leader as a non-voting follower.
+    ///
+    /// - Voters known: they are the voters; the servers are `replicas`, or more while voters
+    ///   beyond it are still committed.
+    /// - Not known and no StatefulSet: a new ensemble, whose `replicas` servers form it together.
+    /// - Not known but a StatefulSet: the servers it runs may have formed the ensemble, so they
+    ///   stay participants (as the first reconcile wrote them); any server beyond it joins. It
+    ///   does not shrink before the voters are known: it may run voters.
+    pub fn new(replicas: u32, committed: Option<&BTreeSet<u8>>, stateful_set: Option<u32>) -> Self {
+        let up_to =
+            |n: u32| -> BTreeSet<u8> { (1..=n).filter_map(|m| u8::try_from(m).ok()).collect() };
+        let (voters, servers) = match (committed, stateful_set) {
+            (Some(voters), _) => {
+                let highest = voters.last().map_or(0, |&m| u32::from(m));
+                (voters.clone(), replicas.max(highest))
+            }
+            (None, None) => (up_to(replicas), replicas),
+            (None, Some(running)) => (up_to(running), replicas.max(running)),
+        };
+        let joining = up_to(replicas).difference(&voters).copied().collect();
         Self {
-            servers: replicas,
-            members: (1..=replicas)
-                .filter_map(|m| u8::try_from(m).ok())
-                .collect(),
-            voters: replicas,
+            servers,
+            voters,
+            joining,
         }
     }
 }
@@ -130,19 +163,22 @@ pub fn children(
         &ensemble.spec.config,
         ensemble.spec.storage.transaction_log.is_some(),
     );
-    let members = zoo_cfg::membership(
+    let members = zoo_cfg::bootstrap_membership(
         &ensemble.name_any(),
         &parent.namespace,
         &settings.cluster_domain,
-        topology.members.iter().copied(),
-        0,
+        &topology.voters,
+        &topology.joining,
     );
     Ok(Children {
         config_map: config_map::build(&parent, &zoo_cfg, &members.render()),
         headless_service: services::headless(&parent),
         client_service: services::client(&parent),
         stateful_set: stateful_set::build(&parent, settings, &zoo_cfg, topology.servers)?,
-        pod_disruption_budget: pod_disruption_budget::build(&parent, topology.voters),
+        pod_disruption_budget: pod_disruption_budget::build(
+            &parent,
+            u32::try_from(topology.voters.len()).unwrap_or(u32::MAX),
+        ),
     })
 }
 
@@ -283,28 +319,87 @@ mod tests {
         let data = children.config_map.data.expect("data");
         assert_eq!(data.len(), 2);
         assert_eq!(data[names::ZOO_CFG_KEY], want);
-        let members = zoo_cfg::membership("zk", "data", "cluster.local", [1, 2, 3], 0);
+        let voters = BTreeSet::from([1, 2, 3]);
+        let members =
+            zoo_cfg::bootstrap_membership("zk", "data", "cluster.local", &voters, &BTreeSet::new());
         assert_eq!(data[names::MEMBERS_KEY], members.render());
     }
 
     #[test]
     fn topology_sets_the_servers_and_the_bootstrap_membership() {
-        let topology = Topology {
-            servers: 5,
-            members: BTreeSet::from([1, 2, 3, 4, 5]),
-            voters: 3,
-        };
+        let topology = Topology::new(5, Some(&BTreeSet::from([1, 2, 3])), Some(3));
         let children = children(&ensemble(json!({})), &settings(), Some(&topology)).unwrap();
         let sts = children.stateful_set.spec.unwrap();
         assert_eq!(sts.replicas, Some(5));
         let members = &children.config_map.data.unwrap()[names::MEMBERS_KEY];
-        assert!(members.ends_with("server.5=zk-4.zk-headless.data.svc.cluster.local:2888:3888:participant;2181\nversion=0\n"), "{members}");
+        assert!(
+            members.contains(
+                "server.3=zk-2.zk-headless.data.svc.cluster.local:2888:3888:participant;2181\n"
+            ),
+            "{members}"
+        );
+        assert!(members.ends_with("server.5=zk-4.zk-headless.data.svc.cluster.local:2888:3888:observer;2181\nversion=0\n"), "{members}");
         // The membership is not in the pod template: changing it rolls nothing.
         let initial = fixtures::children(json!({})).stateful_set.spec.unwrap();
         assert_eq!(sts.template, initial.template);
         // Evictions may take what the 3 voters tolerate, not what 5 would.
         let pdb = children.pod_disruption_budget.spec.unwrap();
         assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
+    }
+
+    /// replicas, committed voters, StatefulSet replicas; servers, voters, joining servers.
+    type TopologyCase = (
+        u32,
+        Option<&'static [u8]>,
+        Option<u32>,
+        (u32, &'static [u8], &'static [u8]),
+    );
+
+    #[test]
+    fn only_the_voters_are_participants_of_the_bootstrap_membership() {
+        let cases: [TopologyCase; 14] = [
+            // A new ensemble: every server forms it.
+            (3, None, None, (3, &[1, 2, 3], &[])),
+            (1, None, None, (1, &[1], &[])),
+            // Steady.
+            (3, Some(&[1, 2, 3]), Some(3), (3, &[1, 2, 3], &[])),
+            // Up: every new server at once, each an observer until it is added.
+            (3, Some(&[1]), Some(1), (3, &[1], &[2, 3])),
+            (5, Some(&[1, 2, 3]), Some(3), (5, &[1, 2, 3], &[4, 5])),
+            (5, Some(&[1, 2, 3, 4]), Some(5), (5, &[1, 2, 3, 4], &[5])),
+            (7, Some(&[1, 2, 3]), Some(7), (7, &[1, 2, 3], &[4, 5, 6, 7])),
+            // Down: the servers stay until the committed membership drops them.
+            (
+                3,
+                Some(&[1, 2, 3, 4, 5]),
+                Some(5),
+                (5, &[1, 2, 3, 4, 5], &[]),
+            ),
+            (1, Some(&[1, 2]), Some(2), (2, &[1, 2], &[])),
+            // Joining servers not yet added when the spec goes back down: they stop.
+            (3, Some(&[1, 2, 3]), Some(5), (3, &[1, 2, 3], &[])),
+            // Voters not read yet, but servers run: those may have formed the ensemble; the
+            // servers beyond them join, and none stops before the voters are known.
+            (3, None, Some(3), (3, &[1, 2, 3], &[])),
+            (3, None, Some(1), (3, &[1], &[2, 3])),
+            (5, None, Some(3), (5, &[1, 2, 3], &[4, 5])),
+            (3, None, Some(5), (5, &[1, 2, 3, 4, 5], &[])),
+        ];
+        for (replicas, committed, stateful_set, (servers, voters, joining)) in cases {
+            let committed: Option<BTreeSet<u8>> = committed.map(|v| v.iter().copied().collect());
+            let topology = Topology::new(replicas, committed.as_ref(), stateful_set);
+            let case = format!("{replicas} {committed:?} {stateful_set:?}");
+            assert_eq!(topology.servers, servers, "{case}");
+            assert_eq!(topology.voters, voters.iter().copied().collect(), "{case}");
+            assert_eq!(
+                topology.joining,
+                joining.iter().copied().collect(),
+                "{case}"
+            );
+            // Never more than the voters as participants: joining servers cannot vote.
+            assert!(topology.voters.is_disjoint(&topology.joining), "{case}");
+        }
+        assert_eq!(Topology::initial(3), Topology::new(3, None, None));
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub const CONFIG_DIR: &str = "/etc/zooherd";
 pub const ZOO_CFG_KEY: &str = "zoo.cfg";
 /// Full path of zoo.cfg inside a server pod.
 pub const ZOO_CFG_PATH: &str = "/etc/zooherd/zoo.cfg";
-/// Key of the bootstrap membership in the ConfigMap (see [`super::zoo_cfg::membership`]).
+/// Key of the bootstrap membership in the ConfigMap (see [`super::zoo_cfg::bootstrap_membership`]).
 pub const MEMBERS_KEY: &str = "members";
 /// Full path of the bootstrap membership inside a server pod.
 pub const MEMBERS_PATH: &str = "/etc/zooherd/members";

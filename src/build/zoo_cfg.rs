@@ -12,11 +12,12 @@
 //! It lists no servers. Membership is dynamic (`reconfigEnabled=true`): ZooKeeper keeps the
 //! committed server list in a dynamic configuration file that it rewrites itself on every
 //! reconfiguration, and the operator changes it through ZooKeeper, not through this file. What
-//! the operator does write is [`membership`]: the servers a server should start with when its
-//! volume holds no newer configuration (the ConfigMap's `members`, outside the pod template's
-//! hash, so that a membership change never rolls the pods).
+//! the operator does write is [`bootstrap_membership`]: the servers a server should start with
+//! when its volume holds no newer configuration (the ConfigMap's `members`, outside the pod
+//! template's hash, so that a membership change never rolls the pods), in which only the voters
+//! are participants and the servers joining are observers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use super::names::{
@@ -125,32 +126,51 @@ pub fn server_line(
     ordinal: u32,
     cluster_domain: &str,
 ) -> String {
-    let host = server_host(ensemble_name, namespace, ordinal, cluster_domain);
-    format!("{host}:{QUORUM_PORT}:{ELECTION_PORT}:participant;{CLIENT_PORT}")
+    line_with_role(
+        ensemble_name,
+        namespace,
+        ordinal,
+        cluster_domain,
+        "participant",
+    )
 }
 
-/// The membership of servers `myids` at `version`, as the ConfigMap's `members` carries it
-/// (at version 0): the committed voters as last seen, plus the servers that are joining.
-pub fn membership(
+fn line_with_role(
+    ensemble_name: &str,
+    namespace: &str,
+    ordinal: u32,
+    cluster_domain: &str,
+    role: &str,
+) -> String {
+    let host = server_host(ensemble_name, namespace, ordinal, cluster_domain);
+    format!("{host}:{QUORUM_PORT}:{ELECTION_PORT}:{role};{CLIENT_PORT}")
+}
+
+/// The bootstrap membership, as the ConfigMap's `members` carries it, at version 0: the
+/// `voters` as participants and the `joining` servers as observers, so that joining servers
+/// can never vote before they have reached a voter (see [`super::Topology::new`]).
+pub fn bootstrap_membership(
     ensemble_name: &str,
     namespace: &str,
     cluster_domain: &str,
-    myids: impl IntoIterator<Item = u8>,
-    version: u64,
+    voters: &BTreeSet<u8>,
+    joining: &BTreeSet<u8>,
 ) -> Membership {
-    let servers = myids
-        .into_iter()
-        .map(|myid| {
-            let line = server_line(
-                ensemble_name,
-                namespace,
-                u32::from(myid) - 1,
-                cluster_domain,
-            );
+    let roles = voters
+        .iter()
+        .map(|&myid| (myid, "participant"))
+        .chain(joining.iter().map(|&myid| (myid, "observer")));
+    let servers = roles
+        .map(|(myid, role)| {
+            let ordinal = u32::from(myid) - 1;
+            let line = line_with_role(ensemble_name, namespace, ordinal, cluster_domain, role);
             (myid, line)
         })
         .collect();
-    Membership { version, servers }
+    Membership {
+        version: 0,
+        servers,
+    }
 }
 
 /// A value as it must be written for ZooKeeper (a Java properties file) to read it back
@@ -228,20 +248,28 @@ tickTime=2000
         assert_eq!(render_default(), want);
     }
 
+    fn set(myids: impl IntoIterator<Item = u8>) -> BTreeSet<u8> {
+        myids.into_iter().collect()
+    }
+
     #[test]
-    fn membership_lists_servers_in_myid_order_at_a_version() {
-        let members = membership("zk", "ns", "cluster.local", [1, 2, 3], 0x1_0000_0003);
+    fn bootstrap_membership_lists_voters_as_participants_and_joining_servers_as_observers() {
+        let members = bootstrap_membership("zk", "ns", "cluster.local", &set([1]), &set([2, 3]));
         assert_eq!(
             members.render(),
             "server.1=zk-0.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181\n\
-             server.2=zk-1.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181\n\
-             server.3=zk-2.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181\n\
-             version=100000003\n"
+             server.2=zk-1.zk-headless.ns.svc.cluster.local:2888:3888:observer;2181\n\
+             server.3=zk-2.zk-headless.ns.svc.cluster.local:2888:3888:observer;2181\n\
+             version=0\n"
         );
-        let eleven = membership("zk", "ns", "cluster.local", 1..=11, 0);
+        assert_eq!(members.voters(), set([1]));
+        let eleven = bootstrap_membership("zk", "ns", "cluster.local", &set(1..=11), &set([]));
         let myids: Vec<u8> = eleven.servers.keys().copied().collect();
         assert_eq!(myids, (1..=11).collect::<Vec<u8>>());
         assert_eq!(eleven.voters().len(), 11, "every server is a participant");
+        let mixed = bootstrap_membership("zk", "ns", "cluster.local", &set([1, 3]), &set([2, 4]));
+        assert_eq!(mixed.voters(), set([1, 3]));
+        assert_eq!(mixed.servers.len(), 4);
     }
 
     #[test]

@@ -55,7 +55,8 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     // The StatefulSet's size and the bootstrap membership follow the committed voters.
     let voters = scale::recorded_voters(recorded_membership(ensemble, ctx).as_ref());
     let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
-    let topology = scale::topology(replicas, voters.as_ref());
+    let running = scale::stateful_set_replicas(&ctx.stores, ensemble);
+    let topology = build::Topology::new(replicas, voters.as_ref(), running);
     // Building validates first (api::validate): an invalid spec changes nothing that runs.
     let mut password = None;
     let spec = match build::children(ensemble, &ctx.settings.build, Some(&topology)) {

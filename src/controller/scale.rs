@@ -3,12 +3,13 @@
 //!
 //! The decision is [`crate::quorum::membership::next_step`]'s (called by [`crate::decide`]);
 //! this module holds the pure pieces around it. The StatefulSet's size and the bootstrap membership are not steps taken
-//! here but a pure function of the spec and the committed voters ([`topology`]), which the build
-//! step applies: the StatefulSet grows as soon as `spec.replicas` does (the new servers start
-//! with the committed voters plus themselves and sync as non-voting followers), and shrinks only
-//! once the committed membership no longer lists the servers it would stop. The committed
-//! voters come from `status.membership`, which is written only from what ZooKeeper reported, so
-//! nothing here depends on memory an operator restart would lose.
+//! here but a pure function of the spec, the committed voters and the StatefulSet's size
+//! ([`crate::build::Topology::new`]), which the build step applies: the StatefulSet grows as
+//! soon as `spec.replicas` does (the new servers start with a membership in which they are
+//! observers, so that they cannot vote, and sync from the leader as non-voting followers), and
+//! shrinks only once the committed membership no longer lists the servers it would stop. The
+//! committed voters come from `status.membership`, which is written only from what ZooKeeper
+//! reported, so nothing here depends on memory an operator restart would lose.
 //!
 //! The committed membership is read (a ZooKeeper session as the superuser) only while it may
 //! differ from the spec: when it is unknown, when the voters are not 1..=`spec.replicas`, or when
@@ -16,8 +17,12 @@
 
 use std::collections::BTreeSet;
 
-use crate::api::MembershipStatus;
-use crate::build::Topology;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use super::Stores;
+use crate::api::{MembershipStatus, ZooKeeperEnsemble};
+use crate::build::names;
 use crate::quorum::membership::{Membership, ScaleStep};
 
 /// The committed voters recorded in the status, if any.
@@ -31,22 +36,13 @@ pub fn recorded_voters(membership: Option<&MembershipStatus>) -> Option<BTreeSet
     (!voters.is_empty()).then_some(voters)
 }
 
-/// The StatefulSet's size and the bootstrap membership for `replicas` voters wanted and the
-/// committed `voters` (None: not known yet, as for a new ensemble).
-///
-/// Servers: `replicas`, or more while voters beyond it are still committed. Bootstrap
-/// membership: the committed voters and every server up to `replicas`.
-pub fn topology(replicas: u32, voters: Option<&BTreeSet<u8>>) -> Topology {
-    let wanted = (1..=replicas).filter_map(|m| u8::try_from(m).ok());
-    let Some(voters) = voters else {
-        return Topology::initial(replicas);
-    };
-    let highest = voters.last().map_or(0, |&m| u32::from(m));
-    Topology {
-        servers: replicas.max(highest),
-        members: voters.iter().copied().chain(wanted).collect(),
-        voters: u32::try_from(voters.len()).unwrap_or(u32::MAX),
-    }
+/// The replicas of the ensemble's StatefulSet in `stores` (None: there is none yet).
+pub fn stateful_set_replicas(stores: &Stores, ensemble: &ZooKeeperEnsemble) -> Option<u32> {
+    let namespace = ensemble.namespace().unwrap_or_default();
+    let stateful_set = stores
+        .stateful_sets
+        .get(&ObjectRef::new(&names::stateful_set(ensemble)).within(&namespace))?;
+    u32::try_from(stateful_set.spec.as_ref()?.replicas?).ok()
 }
 
 /// `status.membership` for a committed membership and the step taken.
@@ -67,29 +63,6 @@ mod tests {
 
     fn set(myids: &[u8]) -> BTreeSet<u8> {
         myids.iter().copied().collect()
-    }
-
-    /// replicas, committed voters, servers, bootstrap members.
-    type Case = (u32, Option<&'static [u8]>, u32, &'static [u8]);
-
-    #[test]
-    fn the_statefulset_follows_the_committed_voters() {
-        let cases: [Case; 6] = [
-            (3, None, 3, &[1, 2, 3]),
-            (3, Some(&[1, 2, 3]), 3, &[1, 2, 3]),
-            // Up: every new server at once, each in the bootstrap membership.
-            (5, Some(&[1, 2, 3]), 5, &[1, 2, 3, 4, 5]),
-            (5, Some(&[1, 2, 3, 4]), 5, &[1, 2, 3, 4, 5]),
-            // Down: the servers stay until the committed membership drops them.
-            (3, Some(&[1, 2, 3, 4, 5]), 5, &[1, 2, 3, 4, 5]),
-            (1, Some(&[1, 2]), 2, &[1, 2]),
-        ];
-        for (replicas, voters, servers, members) in cases {
-            let voters = voters.map(set);
-            let topology = topology(replicas, voters.as_ref());
-            assert_eq!(topology.servers, servers, "{replicas} {voters:?}");
-            assert_eq!(topology.members, set(members), "{replicas} {voters:?}");
-        }
     }
 
     #[test]

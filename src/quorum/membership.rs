@@ -11,9 +11,14 @@
 //! StatefulSet's size, the next single step of a scale; it keeps nothing between calls, so a
 //! scale interrupted by an operator restart resumes from what is observed:
 //!
-//! - **Up**: grow the StatefulSet first (the new servers start with the committed membership
-//!   plus themselves and sync from the leader as non-voting followers), then add them as voters
-//!   one at a time, lowest myid first, each once it serves.
+//! - **Up**: grow the StatefulSet first, then add the new servers as voters one at a time,
+//!   lowest myid first, each once it serves. A new server starts with the committed voters as
+//!   participants and itself and the other joining servers as observers
+//!   ([`crate::build::Topology::new`]), so that joining servers can never elect a leader among
+//!   themselves; at its first contact with a voter it adopts the committed membership, in which
+//!   it is absent, and syncs from the leader as a non-voting follower (ZooKeeper's
+//!   reconfiguration guide: listing joiners as observers "will not actually make them
+//!   observers"). `reconfig -add` with its participant line then makes it a voter.
 //! - **Down**: remove voters one at a time, highest myid first (ZooKeeper hands the lead to
 //!   another voter when the leader is removed), then shrink the StatefulSet once the committed
 //!   membership no longer lists the servers it would stop.
@@ -252,8 +257,11 @@ pub fn next_step(facts: &ScaleFacts) -> ScaleStep {
             return ScaleStep::Grow(facts.desired);
         }
         return match state(joining) {
-            // A joining server that has synced with the leader serves as a (non-voting)
-            // follower; as a voter it counts towards the new quorum.
+            // A joining server that has synced with the leader serves as a non-voting
+            // follower (not as the observer its bootstrap membership names: it took the
+            // committed membership, which does not list it); as a voter it counts towards the
+            // new quorum. An observer would not: ZooKeeper refuses a change whose new quorum
+            // has too few synced followers (NewConfigNoQuorum).
             MemberState::Follower => {
                 let mut new = voters.clone();
                 new.insert(joining);

@@ -528,8 +528,9 @@ impl ZkEnsembleBuilder {
     /// Runs the ensemble with dynamic reconfiguration: `reconfigEnabled=true`, the server lines
     /// in a dynamic configuration file beside zoo.cfg (`zoo.cfg.dynamic.0`, version 0 as for a
     /// new ensemble), and `super_digest` (`zooherd:<digest>`) as the superuser. The first
-    /// `initial_voters` members are the voters; each later member starts with them plus
-    /// itself, as a server that joins does, until it is added with a reconfiguration.
+    /// `initial_voters` members are the voters; each later member starts with them plus itself
+    /// as an observer, as the operator starts a joining server (it cannot vote until it is
+    /// added with a reconfiguration), and follows the leader as a non-voting follower.
     pub fn reconfig(mut self, super_digest: &str, initial_voters: usize) -> Self {
         self.reconfig = Some(Reconfig {
             super_digest: super_digest.to_owned(),
@@ -607,10 +608,14 @@ impl ZkEnsembleBuilder {
             fs::write(spec.data_dir.join("myid"), format!("{}\n", spec.myid))?;
             fs::write(&spec.config_file, render_config(&spec, &self.config))?;
             if let (Some(reconfig), Some(file)) = (&self.reconfig, &spec.dynamic_config_file) {
+                let voter = |s: &ServerAddress| s.myid as usize <= reconfig.initial_voters;
                 let lines: String = servers
                     .iter()
-                    .filter(|s| s.myid as usize <= reconfig.initial_voters || s.myid == server.myid)
-                    .map(|s| format!("server.{}={}\n", s.myid, server_line(s)))
+                    .filter(|s| voter(s) || s.myid == server.myid)
+                    .map(|s| {
+                        let role = if voter(s) { "participant" } else { "observer" };
+                        format!("server.{}={}\n", s.myid, line_with_role(s, role))
+                    })
                     .collect();
                 fs::write(file, lines)?;
             }
@@ -708,8 +713,12 @@ pub fn render_config(spec: &MemberSpec, overrides: &[(String, Option<String>)]) 
 /// The `server.<myid>=` value of a server in a dynamic configuration: a participant, with its
 /// client address (ZooKeeper binds the client port there when a reconfiguration names it).
 pub fn server_line(server: &ServerAddress) -> String {
+    line_with_role(server, "participant")
+}
+
+fn line_with_role(server: &ServerAddress, role: &str) -> String {
     format!(
-        "{}:{QUORUM_PORT}:{ELECTION_PORT}:participant;{}:{CLIENT_PORT}",
+        "{}:{QUORUM_PORT}:{ELECTION_PORT}:{role};{}:{CLIENT_PORT}",
         server.host, server.ip
     )
 }
