@@ -52,6 +52,8 @@ struct Ensemble {
     /// The bootstrap membership the next server to start reads (the ConfigMap's `members`);
     /// `None`: the operator's for a new ensemble of `replicas`.
     members: Arc<std::sync::Mutex<Option<Membership>>>,
+    /// What the ConfigMap's `formed` says to the next server to start.
+    formed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Ensemble {
@@ -61,6 +63,7 @@ impl Ensemble {
             uid,
             replicas,
             members: Arc::default(),
+            formed: Arc::default(),
         }
     }
 
@@ -124,9 +127,12 @@ impl Ensemble {
             .ok_or_else(|| io::Error::other("the ensemble was built without hostnames"))?;
         let mounted = spec.dir.join("configmap/zoo.cfg");
         let members = spec.dir.join("configmap/members");
+        let formed = spec.dir.join("configmap/formed");
         fs::create_dir_all(mounted.parent().unwrap())?;
         fs::write(&mounted, self.operator_config())?;
         fs::write(&members, self.operator_members())?;
+        let is_formed = self.formed.load(std::sync::atomic::Ordering::SeqCst);
+        fs::write(&formed, if is_formed { "true" } else { "false" })?;
         let mut command = Command::new(ZOOHERD);
         command
             .arg("server")
@@ -134,6 +140,8 @@ impl Ensemble {
             .arg(&mounted)
             .arg("--members")
             .arg(&members)
+            .arg("--formed")
+            .arg(&formed)
             .arg("--data-dir")
             .arg(&spec.data_dir)
             .env("POD_NAME", format!("{}-{}", self.name, spec.index))
@@ -883,4 +891,100 @@ async fn joining_servers_cannot_elect_a_leader_of_their_own_while_the_voter_is_f
 async fn joining_servers_cannot_elect_a_leader_of_their_own_while_the_voters_are_down() {
     let ensemble = Ensemble::new("grow7", "7d3c1a52-0000-4000-8000-000000000008", 7);
     scale_up_while_the_voters_are_out_of_reach(ensemble, 3, &[1, 2], 0).await;
+}
+
+/// Issue 20, item 2, ordered so that it happens every time: write W while voter 2 is down
+/// (acknowledged by voters 1 and 3), empty voter 3's volume, lose voter 1, and start 2 and 3.
+/// - Where the ConfigMap does not say the ensemble formed (the old behaviour), the empty 3
+///   starts as a voter, 2 and 3 elect 2, and W, acknowledged, is gone: the hazard is real.
+/// - Where it says so (as the operator writes it once the ensemble formed), 3 refuses to start
+///   as a voter (exit 82): 2 alone has no quorum, and once 1 is back W is there.
+#[tokio::test]
+async fn an_emptied_voter_never_votes_so_an_acknowledged_write_survives() {
+    use zookeeper_client as zk;
+    for formed in [false, true] {
+        let ensemble = Ensemble::new("emptied", "7d3c1a52-0000-4000-8000-000000000009", 3);
+        let mut zookeeper = ensemble.builder().start().expect("start the servers");
+        zookeeper
+            .wait_for_all_serving(QUORUM_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        ensemble
+            .formed
+            .store(formed, std::sync::atomic::Ordering::SeqCst);
+        let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let client = zk::Client::connect(&zookeeper.connect_string())
+            .await
+            .expect("connect a client");
+        client
+            .create("/first", b"all three", &create)
+            .await
+            .unwrap();
+        drop(client);
+
+        // Voter 2 lags; W is acknowledged by voters 1 and 3.
+        zookeeper.stop(1).unwrap();
+        let to_1_and_3 = [0, 2]
+            .map(|i| zookeeper.member(i).client_address().to_string())
+            .join(",");
+        let client = zk::Client::connect(&to_1_and_3).await.expect("connect");
+        client
+            .create("/acknowledged", b"W", &create)
+            .await
+            .expect("W is acknowledged");
+        drop(client);
+
+        // Voter 3's volume is lost and replaced by an empty one; voter 1 is lost.
+        zookeeper.stop(0).unwrap();
+        zookeeper.stop(2).unwrap();
+        let data_3 = zookeeper.member(2).data_dir().to_owned();
+        fs::remove_dir_all(&data_3).unwrap();
+        fs::create_dir_all(&data_3).unwrap();
+        zookeeper.start_member(1).unwrap();
+        zookeeper.start_member(2).unwrap();
+
+        if !formed {
+            // The hazard: 2 and the empty 3 form a quorum, and W is gone.
+            zookeeper
+                .wait_for_serving(1, QUORUM_TIMEOUT)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let only_2 = zookeeper.member(1).client_address().to_string();
+            let client = zk::Client::connect(&only_2).await.expect("connect to 2");
+            assert_eq!(
+                client.get_data("/acknowledged").await.err(),
+                Some(zk::Error::NoNode),
+                "without the refusal, the acknowledged write W is lost"
+            );
+            continue;
+        }
+
+        // The empty voter refuses to start, and says why.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while zookeeper.is_running(2) {
+            assert!(std::time::Instant::now() < deadline, "server 3 still runs");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let log = fs::read_to_string(zookeeper.member(2).log_file()).unwrap();
+        assert!(
+            log.contains(&format!(
+                "refusing to start: data directory {} holds no ZooKeeper data, yet the ensemble has formed and its membership lists myid 3 (pod emptied-2) as a voter",
+                data_3.display()
+            )),
+            "{}",
+            support::tail(zookeeper.member(2).log_file(), 10)
+        );
+        // Voter 2 alone has no quorum; with voter 1 back, W is there.
+        assert!(!zookeeper.probe(1).await.is_serving());
+        zookeeper.start_member(0).unwrap();
+        zookeeper
+            .wait_for_serving(1, QUORUM_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let only_2 = zookeeper.member(1).client_address().to_string();
+        let client = zk::Client::connect(&only_2).await.expect("connect to 2");
+        client.sync("/acknowledged").await.unwrap();
+        let (data, _) = client.get_data("/acknowledged").await.expect("W survived");
+        assert_eq!(data, b"W");
+    }
 }

@@ -226,6 +226,7 @@ async fn a_frozen_member_is_unreachable_then_named_for_a_restart() {
                 created_at: Some(created),
                 // No kubelet here runs the readiness probe.
                 ready: false,
+                refuses_empty_voter: false,
             };
             (pod(i), facts)
         })

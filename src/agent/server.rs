@@ -31,6 +31,11 @@
 //!   committed membership that lists it (a server joining) starts unable to vote, and syncs as
 //!   a non-voting follower until the operator adds it. A server that neither lists is not a
 //!   member and does not start.
+//! - **An empty volume never votes in a formed ensemble** ([`may_start`]): a server whose volume
+//!   holds no ZooKeeper data (a claim deleted or replaced, a local volume lost with its node, a
+//!   stale directory moved aside) and whom the membership lists as a voter exits
+//!   ([`EXIT_EMPTY_VOTER`]) once the ConfigMap says the ensemble has formed; the operator then
+//!   removes it from the voters, and it starts again as a joining server.
 //! - **The superuser.** The digest of the superuser the operator reconfigures the ensemble as
 //!   comes from a Secret through [`ENV_SUPER_DIGEST`], and becomes a JVM property here, so
 //!   that it is in no pod spec.
@@ -102,6 +107,9 @@ pub const EXIT_IO: u8 = 74;
 pub const EXIT_FOREIGN_MYID: u8 = 80;
 /// The data directory is marked as another ensemble's.
 pub const EXIT_FOREIGN_ENSEMBLE: u8 = 81;
+/// Exit code: the data volume holds no ZooKeeper data, but the ensemble has formed and lists
+/// this server as a voter (it must leave the voters and rejoin; the operator does that).
+pub const EXIT_EMPTY_VOTER: u8 = 82;
 /// The JVM could not be started (no `java` at `$JAVA_HOME/bin` or on the PATH).
 pub const EXIT_EXEC_FAILED: u8 = 127;
 
@@ -169,7 +177,8 @@ Environment:
   ZOOKEEPER_HOME, JAVA_HOME   ZooKeeper (default /opt/zookeeper) and the JRE (default: java on PATH)
 
 Exit codes (before ZooKeeper starts): 78 bad setting, 74 file error,
-80 data volume of another server, 81 data volume of another ensemble, 127 no java.")]
+80 data volume of another server, 81 data volume of another ensemble,
+82 empty data volume of a voter of a formed ensemble, 127 no java.")]
 pub struct Args {
     /// zoo.cfg as the operator rendered it (the ConfigMap mount; only read).
     #[arg(long, value_name = "FILE", default_value = ZOO_CFG_PATH)]
@@ -178,6 +187,11 @@ pub struct Args {
     /// The bootstrap membership (the ConfigMap's `members`; only read).
     #[arg(long, value_name = "FILE", default_value = names::MEMBERS_PATH)]
     pub members: PathBuf,
+
+    /// Whether the ensemble has formed (the ConfigMap's `formed`: "true"; a missing file
+    /// means it has not).
+    #[arg(long, value_name = "FILE", default_value = names::FORMED_PATH)]
+    pub formed: PathBuf,
 
     /// Where to write the copy of zoo.cfg that ZooKeeper runs with, beside which ZooKeeper
     /// keeps its dynamic configuration files; must be writable and should persist
@@ -236,8 +250,9 @@ pub enum StartError {
 
     #[error(
         "refusing to start: data directory {data_dir} holds myid {found}, but pod {pod} is myid {myid}, \
-         and it is kept because {kept}; the volume is another server's: delete this pod's PersistentVolumeClaim \
-         (the data is on the other members) so it starts empty"
+         and it is kept because {kept}; the volume is another server's and may hold data the others lack: \
+         bring the other voters back (the directory is then moved aside, never deleted, and this server rejoins), \
+         or give the volume back to the server it belongs to"
     )]
     ForeignMyid {
         data_dir: PathBuf,
@@ -258,6 +273,18 @@ pub enum StartError {
         found: String,
         ensemble: String,
         uid: String,
+    },
+
+    #[error(
+        "refusing to start: data directory {data_dir} holds no ZooKeeper data, yet the ensemble has formed and \
+         its membership lists myid {myid} (pod {pod}) as a voter; a voter must never vote without what it \
+         acknowledged (ZAB assumes it keeps it), so the operator removes it from the voters, after which it \
+         starts as a joining server, syncs from the leader and is added back"
+    )]
+    EmptyVoter {
+        data_dir: PathBuf,
+        myid: u8,
+        pod: String,
     },
 
     #[error("cannot {action} {path}: {error}")]
@@ -283,6 +310,7 @@ impl StartError {
             | StartError::NoDataDir { .. } => EXIT_INVALID_INPUT,
             StartError::ForeignMyid { .. } => EXIT_FOREIGN_MYID,
             StartError::ForeignEnsemble { .. } => EXIT_FOREIGN_ENSEMBLE,
+            StartError::EmptyVoter { .. } => EXIT_EMPTY_VOTER,
             StartError::Io { .. } => EXIT_IO,
             StartError::Exec { .. } => EXIT_EXEC_FAILED,
         }
@@ -582,6 +610,39 @@ fn peer_states(membership: &Membership, myid: u8) -> BTreeMap<u8, MemberState> {
             })
             .collect()
     })
+}
+
+/// Whether `dir` holds ZooKeeper data: a snapshot or a transaction log in its `version-2`.
+fn has_zookeeper_data(dir: &Path) -> Result<bool, StartError> {
+    let version_2 = dir.join("version-2");
+    let entries = match fs::read_dir(&version_2) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_error("read", &version_2, &e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("read", &version_2, &e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snapshot.") || name.starts_with("log.") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether a server may start with `membership`: not as a voter (a participant in it) of an
+/// ensemble that has `formed` while its volume holds no ZooKeeper data (`has_data`).
+///
+/// ZAB's safety rests on a voter never forgetting what it acknowledged. With a write W
+/// acknowledged by voters 1 and 3 while 2 lags, an emptied 3 that came back as a voter could,
+/// once 1 is lost, elect 2 with it, and W would be gone though it was acknowledged. Such a
+/// server must first leave the voters (the operator removes it by reconfiguration once the
+/// others hold a quorum without it), then start as a joining server, sync from the leader and
+/// be added back. Before the ensemble first formed, no voter has acknowledged anything, and the
+/// initial servers form it with empty volumes.
+pub fn may_start(membership: &Membership, myid: u8, formed: bool, has_data: bool) -> bool {
+    !(formed && !has_data && membership.voters().contains(&myid))
 }
 
 /// Moves everything in `dirs` (the data directory, and the transaction-log directory when it
@@ -1143,6 +1204,17 @@ pub fn run(args: &Args) -> Result<Infallible, StartError> {
             }
         }
     }
+    let formed = read_if_present(&args.formed)?.is_some_and(|text| text.trim() == "true");
+    let log_dir = config_value(&config, "dataLogDir").map(PathBuf::from);
+    let has_data = has_zookeeper_data(&plan.data_dir)?
+        || log_dir.as_deref().map_or(Ok(false), has_zookeeper_data)?;
+    if !may_start(&plan.membership, plan.identity.myid, formed, has_data) {
+        return Err(StartError::EmptyVoter {
+            data_dir: plan.data_dir.clone(),
+            myid: plan.identity.myid,
+            pod: plan.identity.pod_name.clone(),
+        });
+    }
     let state = claim_data_dir(&plan.data_dir, &plan.identity)?;
     write_atomically(&plan.dynamic_config_path, &plan.dynamic_config)?;
     write_atomically(&plan.runtime_config_path, &plan.runtime_config)?;
@@ -1324,6 +1396,7 @@ mod tests {
         Args {
             config: PathBuf::from(ZOO_CFG_PATH),
             members: PathBuf::from(names::MEMBERS_PATH),
+            formed: PathBuf::from(names::FORMED_PATH),
             runtime_config: None,
             myid: None,
             data_dir: None,
@@ -1484,7 +1557,7 @@ mod tests {
             foreign_myid.to_string(),
             "refusing to start: data directory /var/lib/zookeeper/data holds myid 3, but pod zk-1 is myid 2, \
              and it is kept because nothing showed that the ensemble serves without this server; \
-             the volume is another server's: delete this pod's PersistentVolumeClaim (the data is on the other members) so it starts empty"
+             the volume is another server's and may hold data the others lack: bring the other voters back (the directory is then moved aside, never deleted, and this server rejoins), or give the volume back to the server it belongs to"
         );
 
         let state = DataDirState::ForeignEnsemble {
@@ -2148,5 +2221,49 @@ mod tests {
         let error = claim_data_dir(&file.join("data"), &identity_of("zk-0")).unwrap_err();
         assert_eq!(error.exit_code(), EXIT_IO);
         assert!(error.to_string().starts_with("cannot "), "{error}");
+    }
+
+    #[test]
+    fn an_empty_volume_never_starts_as_a_voter_of_a_formed_ensemble() {
+        let membership = Membership::parse(
+            "server.1=a:2888:3888:participant;2181\nserver.2=b:2888:3888:participant;2181\n\
+             server.3=c:2888:3888:observer;2181\nversion=0\n",
+        )
+        .unwrap();
+        // (myid, formed, has data, may start)
+        let cases = [
+            (2, true, false, false),
+            (2, true, true, true),
+            // Not formed yet: the initial servers form it with empty volumes.
+            (2, false, false, true),
+            // A joining server (an observer here) starts empty and syncs.
+            (3, true, false, true),
+        ];
+        for (myid, formed, has_data, want) in cases {
+            assert_eq!(
+                may_start(&membership, myid, formed, has_data),
+                want,
+                "myid {myid} formed {formed} data {has_data}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!has_zookeeper_data(dir.path()).unwrap());
+        fs::create_dir_all(dir.path().join("version-2")).unwrap();
+        fs::write(dir.path().join("version-2/acceptedEpoch"), "1").unwrap();
+        assert!(
+            !has_zookeeper_data(dir.path()).unwrap(),
+            "epoch files are not data"
+        );
+        fs::write(dir.path().join("version-2/log.100000001"), "x").unwrap();
+        assert!(has_zookeeper_data(dir.path()).unwrap());
+        assert_eq!(
+            StartError::EmptyVoter {
+                data_dir: dir.path().to_owned(),
+                myid: 2,
+                pod: "zk-1".into()
+            }
+            .exit_code(),
+            EXIT_EMPTY_VOTER
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! server only when its pod is replaced, which the config hash on the pod template (see
 //! [`super::stateful_set`]) makes the operator do. The membership (`members`) is not hashed:
 //! it changes with every reconfiguration, which the running servers learn from ZooKeeper
-//! itself; only a server starting without a newer membership on its volume reads it.
+//! itself; only a server starting without a newer membership on its volume reads it. Nor is
+//! `formed`, which turns true once, when the ensemble first forms a quorum.
 
 use std::collections::BTreeMap;
 
@@ -13,13 +14,15 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use super::Parent;
 use super::names;
 
-/// `<name>-config`, with zoo.cfg under the key `zoo.cfg` and the membership under `members`.
-pub(super) fn build(parent: &Parent, zoo_cfg: &str, members: &str) -> ConfigMap {
+/// `<name>-config`, with zoo.cfg under the key `zoo.cfg`, the membership under `members`, and
+/// whether the ensemble has formed under `formed`.
+pub(super) fn build(parent: &Parent, zoo_cfg: &str, members: &str, formed: bool) -> ConfigMap {
     ConfigMap {
         metadata: parent.metadata(names::config_map(parent.ensemble)),
         data: Some(BTreeMap::from([
             (names::ZOO_CFG_KEY.to_owned(), zoo_cfg.to_owned()),
             (names::MEMBERS_KEY.to_owned(), members.to_owned()),
+            (names::FORMED_KEY.to_owned(), formed.to_string()),
         ])),
         ..ConfigMap::default()
     }
@@ -36,7 +39,11 @@ mod tests {
         let config_map = fixtures::children(json!({})).config_map;
         assert_eq!(config_map.metadata.name.as_deref(), Some("zk-config"));
         let data = config_map.data.expect("data");
-        assert_eq!(data.keys().collect::<Vec<_>>(), ["members", "zoo.cfg"]);
+        assert_eq!(
+            data.keys().collect::<Vec<_>>(),
+            ["formed", "members", "zoo.cfg"]
+        );
+        assert_eq!(data["formed"], "false", "a new ensemble has not formed");
         assert!(data["members"].ends_with("version=0\n"));
         assert!(data["zoo.cfg"].contains("clientPort=2181\n"));
         assert_eq!(config_map.binary_data, None);

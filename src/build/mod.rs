@@ -66,6 +66,9 @@ pub struct Topology {
     /// The servers joining: the observers of the bootstrap membership, until the operator adds
     /// them as voters one at a time, each once it has synced.
     pub joining: BTreeSet<u8>,
+    /// The ensemble has formed a quorum at least once (the ConfigMap's `formed`): from then on
+    /// a server with an empty volume never starts as a voter (see `agent::server::may_start`).
+    pub formed: bool,
 }
 
 impl Topology {
@@ -111,6 +114,7 @@ impl Topology {
             servers,
             voters,
             joining,
+            formed: false,
         }
     }
 }
@@ -171,7 +175,7 @@ pub fn children(
         &topology.joining,
     );
     Ok(Children {
-        config_map: config_map::build(&parent, &zoo_cfg, &members.render()),
+        config_map: config_map::build(&parent, &zoo_cfg, &members.render(), topology.formed),
         headless_service: services::headless(&parent),
         client_service: services::client(&parent),
         stateful_set: stateful_set::build(&parent, settings, &zoo_cfg, topology.servers)?,
@@ -317,8 +321,9 @@ mod tests {
         let children = children(&ensemble, &settings(), None).unwrap();
         let want = zoo_cfg::render("zk", "data", &ensemble.spec.config, false);
         let data = children.config_map.data.expect("data");
-        assert_eq!(data.len(), 2);
+        assert_eq!(data.len(), 3);
         assert_eq!(data[names::ZOO_CFG_KEY], want);
+        assert_eq!(data[names::FORMED_KEY], "false");
         let voters = BTreeSet::from([1, 2, 3]);
         let members =
             zoo_cfg::bootstrap_membership("zk", "data", "cluster.local", &voters, &BTreeSet::new());

@@ -33,6 +33,11 @@ pub const ZOO_CFG_PATH: &str = "/etc/zooherd/zoo.cfg";
 pub const MEMBERS_KEY: &str = "members";
 /// Full path of the bootstrap membership inside a server pod.
 pub const MEMBERS_PATH: &str = "/etc/zooherd/members";
+/// Key in the ConfigMap that says whether the ensemble has ever formed a quorum ("true" or
+/// "false"). Once true it stays true: from then on an empty volume never starts as a voter.
+pub const FORMED_KEY: &str = "formed";
+/// Full path of [`FORMED_KEY`] inside a server pod.
+pub const FORMED_PATH: &str = "/etc/zooherd/formed";
 /// Snapshots and `myid` (and the transaction log unless it has its own volume).
 pub const DATA_DIR: &str = "/var/lib/zookeeper/data";
 /// The transaction log, when `spec.storage.transactionLog` asks for a separate volume.
@@ -265,5 +270,6 @@ mod tests {
     fn zoo_cfg_path_is_inside_the_config_dir() {
         assert_eq!(ZOO_CFG_PATH, format!("{CONFIG_DIR}/{ZOO_CFG_KEY}"));
         assert_eq!(MEMBERS_PATH, format!("{CONFIG_DIR}/{MEMBERS_KEY}"));
+        assert_eq!(FORMED_PATH, format!("{CONFIG_DIR}/{FORMED_KEY}"));
     }
 }

@@ -156,12 +156,25 @@ pub async fn observe(
             .and_then(|sts| sts.spec.as_ref()?.replicas)
             .and_then(|r| u32::try_from(r).ok()),
         committed: None,
+        refusing_empty: BTreeMap::new(),
         states: computed
             .answered
             .iter()
             .filter_map(|(&myid, &state)| Some((u8::try_from(myid).ok()?, state)))
             .collect(),
     };
+    // Any server, voter or joining, whose pod refuses to start as a voter on an empty volume.
+    let highest = scale
+        .servers
+        .unwrap_or(0)
+        .max(u32::from(voter_ids.last().copied().unwrap_or(0)));
+    for myid in (1..=highest).filter_map(|m| u8::try_from(m).ok()) {
+        if let (voter, Some(pod)) = server(ensemble, ctx, myid)
+            && PodFacts::from_pod(&pod).refuses_empty_voter
+        {
+            scale.refusing_empty.insert(myid, voter.pod);
+        }
+    }
     let has_quorum = matches!(computed.summary.phase, Phase::Active | Phase::Degraded);
     let mut serving_addresses = Vec::new();
     if let Some(password) = password

@@ -56,7 +56,18 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     let voters = scale::recorded_voters(recorded_membership(ensemble, ctx).as_ref());
     let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
     let running = scale::stateful_set_replicas(&ctx.stores, ensemble);
-    let topology = build::Topology::new(replicas, voters.as_ref(), running);
+    // Formed once a quorum was seen or a membership read, and never unformed: the ConfigMap
+    // keeps it even if the status were lost.
+    let formed = voters.is_some()
+        || ensemble
+            .status
+            .as_ref()
+            .is_some_and(|s| s.formed_at.is_some())
+        || scale::config_map_says_formed(&ctx.stores, ensemble);
+    let topology = build::Topology {
+        formed,
+        ..build::Topology::new(replicas, voters.as_ref(), running)
+    };
     // Building validates first (api::validate): an invalid spec changes nothing that runs.
     let mut password = None;
     let spec = match build::children(ensemble, &ctx.settings.build, Some(&topology)) {

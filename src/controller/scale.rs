@@ -36,6 +36,16 @@ pub fn recorded_voters(membership: Option<&MembershipStatus>) -> Option<BTreeSet
     (!voters.is_empty()).then_some(voters)
 }
 
+/// Whether the ensemble's live ConfigMap says it has formed.
+pub fn config_map_says_formed(stores: &Stores, ensemble: &ZooKeeperEnsemble) -> bool {
+    let namespace = ensemble.namespace().unwrap_or_default();
+    stores
+        .config_maps
+        .get(&ObjectRef::new(&names::config_map(ensemble)).within(&namespace))
+        .and_then(|cm| cm.data.as_ref()?.get(names::FORMED_KEY).cloned())
+        .is_some_and(|formed| formed == "true")
+}
+
 /// The replicas of the ensemble's StatefulSet in `stores` (None: there is none yet).
 pub fn stateful_set_replicas(stores: &Stores, ensemble: &ZooKeeperEnsemble) -> Option<u32> {
     let namespace = ensemble.namespace().unwrap_or_default();

@@ -11,9 +11,12 @@
 //! every candidate is checked against this round's answers:
 //! 1. nothing while the spec is invalid, `spec.paused` (the user asked for no change), or the
 //!    children could not be applied (the operator cannot tell what the pods will run);
-//! 2. a failed member's restart ([`restart::decide_restart`]), which repairs the ensemble;
-//! 3. else the next step of a roll ([`roll::next_step`]): followers first, the leader last;
-//! 4. else, once no pod is outdated, the next step of a scale
+//! 2. a voter whose volume came back empty leaves the voters ([`empty_volume_step`]): it must
+//!    never vote without what it acknowledged, and until it leaves it counts against the
+//!    tolerance; once it is no longer a voter its pod is replaced, to start again as a joiner;
+//! 3. a failed member's restart ([`restart::decide_restart`]), which repairs the ensemble;
+//! 4. else the next step of a roll ([`roll::next_step`]): followers first, the leader last;
+//! 5. else, once no pod is outdated, the next step of a scale
 //!    ([`crate::quorum::membership::next_step`]): one voter added or removed.
 //!
 //! The conditions the status shows are derived from the same decision ([`conditions`]).
@@ -59,6 +62,9 @@ pub struct ScaleView {
     /// The committed membership, read this round only while it may differ from the spec and a
     /// quorum serves to read it from (None: not read); Err says why it could not be read.
     pub committed: Option<Result<Membership, String>>,
+    /// Servers whose pod refuses to start because the server would be a voter on an empty
+    /// volume (the agent's exit code 82), by myid, with the pod's name.
+    pub refusing_empty: BTreeMap<u8, String>,
     /// What every server answered this round, voters and joiners, by myid: raw answers, never
     /// a state the status rule holds back, because a voter change is only safe on what is true
     /// now.
@@ -71,7 +77,9 @@ impl ScaleView {
         let wanted: BTreeSet<u8> = (1..=self.desired)
             .filter_map(|m| u8::try_from(m).ok())
             .collect();
-        self.recorded.as_ref() != Some(&wanted) || self.servers != Some(self.desired)
+        self.recorded.as_ref() != Some(&wanted)
+            || self.servers != Some(self.desired)
+            || !self.refusing_empty.is_empty()
     }
 }
 
@@ -134,6 +142,9 @@ pub fn decide(observed: &Observed) -> Decision {
     if !matches!(observed.spec, SpecOutcome::Applied { .. }) {
         return nothing;
     }
+    if let Some(decision) = empty_volume_step(observed.scale) {
+        return decision;
+    }
     let computed = observed.computed;
     let synced_voting_followers = computed
         .leader_details
@@ -181,6 +192,58 @@ pub fn decide(observed: &Observed) -> Decision {
         roll: Some(roll),
         scale,
     }
+}
+
+/// A server that refuses to start as a voter on an empty volume (see `agent::server::may_start`)
+/// is removed from the voters, when the others keep a quorum without it; once it is no longer
+/// a voter, its pod is replaced so that it starts again with the membership in which it joins
+/// (the ConfigMap's, applied before this step), syncs, and is added back by the scale.
+fn empty_volume_step(view: &ScaleView) -> Option<Decision> {
+    let (&myid, pod) = view.refusing_empty.iter().next()?;
+    let decision = |disruption, scale| Decision {
+        disruption,
+        roll: None,
+        scale,
+    };
+    let committed = match &view.committed {
+        Some(Ok(committed)) => committed,
+        Some(Err(error)) => {
+            let why = format!(
+                "server {myid}'s volume is empty; cannot read the committed membership: {error}"
+            );
+            return Some(decision(Disruption::Nothing, Some(ScaleStep::Wait(why))));
+        }
+        None => {
+            let why = format!(
+                "server {myid}'s volume is empty; no quorum serves to remove it from the voters"
+            );
+            return Some(decision(Disruption::Nothing, Some(ScaleStep::Wait(why))));
+        }
+    };
+    let voters = committed.voters();
+    if !voters.contains(&myid) {
+        let reason = format!(
+            "pod {pod} refused to start as a voter on an empty volume; it is no longer a voter, so it starts again as a joining server"
+        );
+        let restart = Disruption::Restart {
+            pod: pod.clone(),
+            myid: i32::from(myid),
+            reason,
+        };
+        return Some(decision(restart, None));
+    }
+    let mut new = voters.clone();
+    new.remove(&myid);
+    let change = format!("removing voter {myid}, whose volume is empty");
+    Some(
+        match membership::quorum_refusal(&change, &voters, &new, &view.states) {
+            Some(why) => decision(Disruption::Nothing, Some(ScaleStep::Refuse(why))),
+            None => decision(
+                Disruption::RemoveVoter(myid),
+                Some(ScaleStep::RemoveVoter(myid)),
+            ),
+        },
+    )
 }
 
 /// The phase a disruption may go by: ACTIVE only while every voter also *answered* serving this

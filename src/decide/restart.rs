@@ -29,6 +29,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
+use crate::agent::server::EXIT_EMPTY_VOTER;
 use crate::api::{FailedMemberRestartSpec, MemberState, MemberStatus};
 use crate::quorum::rule::{is_serving_voter, quorum_size};
 
@@ -71,6 +72,26 @@ pub struct PodFacts {
     pub created_at: Option<Timestamp>,
     /// The pod's Ready condition is True: its own readiness probe says the server serves.
     pub ready: bool,
+    /// A container is not running and last exited with [`EXIT_EMPTY_VOTER`]: the server
+    /// refuses to start as a voter on an empty volume.
+    pub refuses_empty_voter: bool,
+}
+
+/// Whether a container is down because the agent refused to start a voter on an empty volume.
+fn refuses_empty_voter(container: &ContainerStatus) -> bool {
+    let exit = |state: Option<&k8s_openapi::api::core::v1::ContainerState>| {
+        state
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| t.exit_code)
+    };
+    let running = container
+        .state
+        .as_ref()
+        .is_some_and(|s| s.running.is_some());
+    let code = i32::from(EXIT_EMPTY_VOTER);
+    !running
+        && (exit(container.state.as_ref()) == Some(code)
+            || exit(container.last_state.as_ref()) == Some(code))
 }
 
 /// Whether a pod's Ready condition is True.
@@ -112,6 +133,7 @@ impl PodFacts {
             terminating: pod.metadata.deletion_timestamp.is_some(),
             created_at: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
             ready: pod_is_ready(pod),
+            refuses_empty_voter: containers.iter().any(|c| refuses_empty_voter(c)),
         }
     }
 
@@ -386,6 +408,7 @@ mod tests {
             terminating: false,
             created_at: Some(ago(age_s)),
             ready: false,
+            refuses_empty_voter: false,
         }
     }
 
@@ -811,6 +834,7 @@ mod tests {
                 terminating: true,
                 created_at: Some(ago(100)),
                 ready: false,
+                refuses_empty_voter: false,
             }
         );
         let bare = PodFacts::from_pod(&Pod::default());

@@ -32,6 +32,8 @@ struct Scenario {
     committed: Option<Result<&'static [u8], &'static str>>,
     /// States of servers beyond the voters.
     joiners: Vec<(u8, MemberState)>,
+    /// Servers whose pod refuses to start as a voter on an empty volume (myid, pod).
+    refusing_empty: Vec<(u8, &'static str)>,
     /// Voters (myids) whose probe was lost this round: the status rule still shows them
     /// serving (anti-flap), but they did not answer.
     lost_probes: Vec<i32>,
@@ -53,6 +55,7 @@ impl Scenario {
             servers: 3,
             committed: None,
             joiners: Vec::new(),
+            refusing_empty: Vec::new(),
             lost_probes: Vec::new(),
         }
     }
@@ -119,6 +122,7 @@ impl Scenario {
                     terminating: false,
                     created_at: Some(since),
                     ready: true,
+                    refuses_empty_voter: false,
                 };
                 (m.pod.clone(), facts)
             })
@@ -146,6 +150,11 @@ impl Scenario {
             desired: self.desired,
             recorded: Some(recorded),
             servers: Some(self.servers),
+            refusing_empty: self
+                .refusing_empty
+                .iter()
+                .map(|&(myid, pod)| (myid, pod.to_owned()))
+                .collect(),
             committed: self.committed.map(|read| {
                 read.map(committed_membership)
                     .map_err(|error| error.to_owned())
@@ -394,6 +403,54 @@ fn a_state_held_through_a_lost_probe_never_licenses_a_disruption() {
     assert_eq!(decision.disruption, Disruption::Nothing, "{decision:?}");
     assert!(
         matches!(decision.scale, Some(ScaleStep::Refuse(_))),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn a_voter_whose_volume_came_back_empty_leaves_the_voters_first() {
+    // zk-2 refuses to start as a voter on an empty volume; a roll and a restart are pending too.
+    let mut scenario = Scenario::steady();
+    scenario.voters[2] = (U, PodPhase::Running, OLD);
+    scenario.voters[1].2 = OLD;
+    scenario.refusing_empty = vec![(3, "zk-2")];
+    scenario.committed = Some(Ok(&[1, 2, 3]));
+    let decision = scenario.decide();
+    assert_eq!(
+        decision.disruption,
+        Disruption::RemoveVoter(3),
+        "{decision:?}"
+    );
+    assert_eq!(decision.scale, Some(ScaleStep::RemoveVoter(3)));
+
+    // Not while the others would not keep a quorum: voter 2 is down too.
+    let mut down = Scenario::steady();
+    down.voters[1] = (U, PodPhase::Running, CURRENT);
+    down.voters[2] = (U, PodPhase::Running, CURRENT);
+    down.failing_for = Duration::from_secs(1);
+    down.refusing_empty = vec![(3, "zk-2")];
+    down.committed = Some(Ok(&[1, 2, 3]));
+    let decision = down.decide();
+    assert_eq!(decision.disruption, Disruption::Nothing, "{decision:?}");
+    assert!(
+        matches!(decision.scale, Some(ScaleStep::Refuse(_))),
+        "{decision:?}"
+    );
+
+    // The membership could not be read: wait.
+    scenario.committed = Some(Err("timed out"));
+    let decision = scenario.decide();
+    assert_eq!(decision.disruption, Disruption::Nothing);
+    assert!(
+        matches!(decision.scale, Some(ScaleStep::Wait(_))),
+        "{decision:?}"
+    );
+
+    // Removed: its pod is replaced, so that it starts again as a joining server.
+    scenario.committed = Some(Ok(&[1, 2]));
+    let decision = scenario.decide();
+    assert!(
+        matches!(&decision.disruption, Disruption::Restart { pod, myid: 3, .. } if pod == "zk-2"),
         "{decision:?}"
     );
 }

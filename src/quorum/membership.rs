@@ -189,6 +189,42 @@ impl fmt::Display for ScaleStep {
     }
 }
 
+/// Why changing the committed `voters` to `new` would cost the quorum, if it would: a change
+/// needs a quorum of the old voters serving (to commit it) and of the new ones (to go on).
+/// `states`: what each server answered this round, by myid (absent: missing).
+pub fn quorum_refusal(
+    change: &str,
+    voters: &BTreeSet<u8>,
+    new: &BTreeSet<u8>,
+    states: &BTreeMap<u8, MemberState>,
+) -> Option<String> {
+    let serving = |members: &BTreeSet<u8>| -> BTreeSet<u8> {
+        members
+            .iter()
+            .copied()
+            .filter(|m| states.get(m).is_some_and(|&s| is_serving_voter(s)))
+            .collect()
+    };
+    let old_serving = serving(voters);
+    if old_serving.len() < quorum_size(voters.len()) {
+        return Some(format!(
+            "{change}: the committed voters ({}) have no quorum serving (serving: {})",
+            list(voters.iter().copied()),
+            list(old_serving)
+        ));
+    }
+    let new_serving = serving(new);
+    let needed = quorum_size(new.len());
+    (new_serving.len() < needed).then(|| {
+        format!(
+            "{change} would leave voters {} with {} serving ({}), fewer than their quorum of {needed}",
+            list(new.iter().copied()),
+            new_serving.len(),
+            list(new_serving.iter().copied()),
+        )
+    })
+}
+
 /// Decides the next step of a scale (see the module documentation).
 pub fn next_step(facts: &ScaleFacts) -> ScaleStep {
     let voters = facts.committed.voters();
@@ -200,34 +236,8 @@ pub fn next_step(facts: &ScaleFacts) -> ScaleStep {
             .copied()
             .unwrap_or(MemberState::Missing)
     };
-    let serving = |members: &BTreeSet<u8>| -> BTreeSet<u8> {
-        members
-            .iter()
-            .copied()
-            .filter(|&m| is_serving_voter(state(m)))
-            .collect()
-    };
-    // A change needs the old membership's quorum and the new one's.
-    let check = |change: &str, new: &BTreeSet<u8>| -> Option<String> {
-        let old_serving = serving(&voters);
-        if old_serving.len() < quorum_size(voters.len()) {
-            return Some(format!(
-                "{change}: the committed voters ({}) have no quorum serving (serving: {})",
-                list(voters.iter().copied()),
-                list(old_serving)
-            ));
-        }
-        let new_serving = serving(new);
-        let needed = quorum_size(new.len());
-        (new_serving.len() < needed).then(|| {
-            format!(
-                "{change} would leave voters {} with {} serving ({}), fewer than their quorum of {needed}",
-                list(new.iter().copied()),
-                new_serving.len(),
-                list(new_serving.iter().copied()),
-            )
-        })
-    };
+    let check =
+        |change: &str, new: &BTreeSet<u8>| quorum_refusal(change, &voters, new, facts.states);
 
     if let Some(&leaving) = voters.difference(&desired).last() {
         let mut new = voters.clone();
