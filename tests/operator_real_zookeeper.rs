@@ -5,7 +5,7 @@
 //! the kubelet's part: it starts a real 3-server ZooKeeper ensemble on loopback addresses and
 //! writes each server's address into the matching pod's status (phase Running, podIP). The
 //! operator then finds the servers exactly as in a cluster: through the pods' IPs, probing
-//! their AdminServers. When the operator restarts a frozen member it deletes the pod, which is
+//! their AdminServers. When the operator restarts a frozen member it evicts the pod, which is
 //! what the test observes (the StatefulSet controller recreates it, without an IP).
 
 mod support;
@@ -20,7 +20,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::control_plane::shared;
 use support::operator::{Operator, eventually, install_crds};
-use support::zookeeper::ZkEnsemble;
+use support::zookeeper::{ZkEnsemble, render_config, server_line};
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use zooherd::build::names::{self, server_host};
 use zooherd::quorum::membership::Membership;
@@ -53,11 +53,26 @@ async fn status_where(
     what: &str,
     check: impl Fn(&ZooKeeperEnsembleStatus) -> bool,
 ) -> ZooKeeperEnsembleStatus {
-    eventually(what, || async {
-        let status = ensembles.get("zk").await.unwrap().status?;
-        check(&status).then_some(status)
+    // The last status seen, printed if the wait times out.
+    let last = std::sync::Mutex::new(None);
+    let found = tokio::time::timeout(support::operator::TIMEOUT, async {
+        loop {
+            if let Some(status) = ensembles.get("zk").await.unwrap().status {
+                if check(&status) {
+                    return status;
+                }
+                *last.lock().unwrap() = Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     })
-    .await
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!(
+            "timed out waiting for {what}; the last status: {:#?}",
+            last.lock().unwrap()
+        )
+    })
 }
 
 /// Waits for an Event of the ensemble's namespace that `check` accepts; returns it.
@@ -477,6 +492,153 @@ async fn the_operator_scales_by_reconfiguration_and_refuses_to_lose_the_quorum()
         condition(&status, "Scaling").map(|c| c.status.as_str()),
         Some("False")
     );
+    drop(operator);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
+/// Issue 20, item 2, through the operator: voter 3's volume comes back empty and its agent
+/// refuses to start (exit 82, shown in the pod's container status as the kubelet would). The
+/// operator removes it from the voters (the others keep a quorum), evicts its pod so that it
+/// starts again with the ConfigMap in which it joins as an observer, and adds it back once it
+/// has synced: voters 1-3 and ACTIVE again, the data intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
+    use zookeeper_client as zk;
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "emptied").await.unwrap();
+    let operator = Operator::start(cp, &ns);
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
+        "apiVersion": "zooherd.dev/v1beta1",
+        "kind": "ZooKeeperEnsemble",
+        "metadata": {"name": "zk"},
+        "spec": {"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}}
+    }))
+    .unwrap();
+    ensembles
+        .create(&PostParams::default(), &ensemble)
+        .await
+        .unwrap();
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns);
+    let secret = eventually("the superuser Secret", || async {
+        secrets.get_opt("zk-zooherd-superuser").await.unwrap()
+    })
+    .await;
+    let digest = String::from_utf8(secret.data.unwrap()["digest"].0.clone()).unwrap();
+    let names_ns = ns.clone();
+    let mut zookeeper = ZkEnsemble::builder(3)
+        .hostnames(move |myid| server_host("zk", &names_ns, u32::from(myid) - 1, "cluster.local"))
+        .reconfig(&digest, 3)
+        .start()
+        .expect("starting ZooKeeper");
+    zookeeper
+        .wait_for_all_serving(Duration::from_secs(90))
+        .await
+        .expect("a quorum");
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    for i in 0..3 {
+        bind_pod(&pods, i, zookeeper.member(i).ip()).await;
+    }
+    status_where(&ensembles, "ACTIVE with voters 1-3", |s| {
+        s.phase == Some(Phase::Active) && voters_are(&[1, 2, 3])(s)
+    })
+    .await;
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
+    eventually("the ConfigMap to say the ensemble formed", || async {
+        let data = config_maps.get("zk-config").await.unwrap().data?;
+        (data.get(names::FORMED_KEY)? == "true").then_some(())
+    })
+    .await;
+    let to_1_and_2 = zookeeper.client_addresses(0..2);
+    let cluster = to_1_and_2
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let writer = zk::Client::connect(&cluster).await.expect("a client");
+    let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    writer.create("/kept", b"yes", &create).await.unwrap();
+
+    // Voter 3's volume is lost; its agent refuses to start as a voter, and the kubelet says so.
+    zookeeper.stop(2).unwrap();
+    let spec = zookeeper.member(2).spec().clone();
+    std::fs::remove_dir_all(&spec.data_dir).unwrap();
+    let old_uid = pods.get("zk-2").await.unwrap().uid().unwrap();
+    pods.patch_status(
+        "zk-2",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{
+                "name": "zookeeper", "image": "zookeeper", "imageID": "", "ready": false,
+                "restartCount": 2,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 82, "reason": "Error"}},
+            }],
+        }})),
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    status_where(&ensembles, "voter 3 removed", |s| {
+        s.membership.as_ref().is_some_and(|m| m.voters == [1, 2])
+    })
+    .await;
+    println!("empty voter 3 removed after {:?}", started.elapsed());
+    let events = Api::<Event>::namespaced(client.clone(), &ns);
+    event_where(&events, "a RemovedVoter Event", |e| {
+        e.reason.as_deref() == Some("RemovedVoter")
+    })
+    .await;
+    // The ConfigMap now lists 3 as joining, and its refusing pod is replaced.
+    let bootstrap = eventually("3 listed as an observer", || async {
+        let mut data = config_maps.get("zk-config").await.unwrap().data?;
+        let members = Membership::parse(&data.remove(names::MEMBERS_KEY)?).unwrap();
+        (members.voters() == BTreeSet::from([1, 2])).then_some(members)
+    })
+    .await;
+    assert!(
+        bootstrap.servers[&3].contains(":observer;"),
+        "{}",
+        bootstrap.render()
+    );
+    eventually("the refusing pod to be replaced", || async {
+        let pod = pods.get_opt("zk-2").await.unwrap()?;
+        (pod.uid().as_deref() != Some(old_uid.as_str())).then_some(())
+    })
+    .await;
+
+    // The kubelet's part: the new pod's server starts empty, with the membership in which it
+    // joins (the ConfigMap's, in this harness's address form).
+    std::fs::create_dir_all(&spec.data_dir).unwrap();
+    std::fs::write(spec.data_dir.join("myid"), "3\n").unwrap();
+    std::fs::write(&spec.config_file, render_config(&spec, &[])).unwrap();
+    let lines: String = spec
+        .servers
+        .iter()
+        .map(|s| {
+            let line = server_line(s);
+            let line = if s.myid == 3 {
+                line.replace(":participant;", ":observer;")
+            } else {
+                line
+            };
+            format!("server.{}={line}\n", s.myid)
+        })
+        .collect();
+    std::fs::write(spec.dynamic_config_file.as_ref().unwrap(), lines).unwrap();
+    zookeeper.start_member(2).unwrap();
+    bind_pod(&pods, 2, zookeeper.member(2).ip()).await;
+    let status = status_where(&ensembles, "ACTIVE with voters 1-3 again", |s| {
+        s.phase == Some(Phase::Active) && voters_are(&[1, 2, 3])(s)
+    })
+    .await;
+    println!("voter 3 back after {:?}", started.elapsed());
+    assert_eq!(status.ready.as_deref(), Some("3/3"));
+    let (data, _) = writer.get_data("/kept").await.unwrap();
+    assert_eq!(data, b"yes");
     drop(operator);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }

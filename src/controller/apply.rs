@@ -4,7 +4,9 @@
 //! informer cache carries the same stamp, the apply is skipped, so a steady ensemble costs the
 //! API server no writes however often it is reconciled. A child that someone else created (no
 //! owner reference to this ensemble) is never taken over: that would silently repoint a user's
-//! Service or overwrite their ConfigMap.
+//! Service or overwrite their ConfigMap. Such an object is not in the cache (which holds only
+//! what carries the managed-by label), so a child missing from the cache is read once before
+//! it is created.
 
 use std::fmt::Debug;
 
@@ -90,11 +92,28 @@ where
     let name = desired.name_any();
     let live = store.get(&ObjectRef::new(&name).within(&namespace));
     let kind = K::kind(&()).into_owned();
-    match decide(&desired, owner_uid, live.as_deref()) {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut decision = decide(&desired, owner_uid, live.as_deref());
+    if live.is_none() {
+        // The cache holds only objects with the managed-by label: an object of this name that
+        // someone else made is invisible to it, and applying would take it over (and, through
+        // the owner reference, delete it with the ensemble). One read settles it; it is needed
+        // only when the object is not in the cache, i.e. when it is about to be created.
+        let found = api.get_opt(&name).await.map_err(|source| Error::Apply {
+            kind: kind.clone(),
+            name: name.clone(),
+            source,
+        })?;
+        if let Some(found) = found
+            && decide(&desired, owner_uid, Some(&found)) == ApplyDecision::Foreign
+        {
+            decision = ApplyDecision::Foreign;
+        }
+    }
+    match decision {
         ApplyDecision::UpToDate => Ok(None),
         ApplyDecision::Foreign => Err(Error::ForeignChild { kind, name }),
         ApplyDecision::Apply => {
-            let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
             api.patch(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
