@@ -257,7 +257,8 @@ pub struct JvmSpec {
     #[x_kube(validation = kube::core::Rule::new("self >= 10 && self <= 90").message("spec.jvm.heapPercent must be between 10 and 90; leave room for off-heap memory"))]
     pub heap_percent: Option<i32>,
 
-    /// Extra JVM options, appended after Zooherd's own.
+    /// Extra JVM options, appended after Zooherd's own. Options that set the AdminServer's
+    /// system properties (-Dzookeeper.admin.*) are refused: the operator configures it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_options: Vec<String>,
 }
