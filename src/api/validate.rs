@@ -1,17 +1,16 @@
 //! Checks on a `ZooKeeperEnsemble` that the API server's CEL rules cannot make.
 //!
-//! CEL sees one object and knows nothing of Kubernetes naming limits or of quantities as
-//! numbers, so a manifest can pass `kubectl apply` and still describe an ensemble that cannot
-//! run: a name too long for the StatefulSet's revision label, a heap that does not fit in the
-//! memory limit, a JVM option fighting the heap setting. The controller calls [`validate`]
+//! CEL sees one object and knows nothing of quantities as numbers, so a manifest can pass
+//! `kubectl apply` and still describe an ensemble that cannot run: a heap that does not fit in
+//! the memory limit, a JVM option fighting the heap setting. The controller calls [`validate`]
 //! before building anything and reports the error on the ensemble; every message names the
 //! field and says what to change.
 //!
 //! The builders read the same numbers through the accessors here ([`replicas`],
 //! [`heap_bytes`], ...), so a value is parsed by one piece of code whether it is checked or used.
-//! A few rules the API server also enforces (owned config keys, single-line values, the
-//! replicas range) are repeated because the builders rely on them and an ensemble may reach the
-//! operator from a CRD version installed without them.
+//! A few rules the API server also enforces (the name's length, owned config keys,
+//! single-line values, the replicas range) are repeated because the builders rely on them and
+//! an ensemble may reach the operator from a CRD version installed without them.
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -21,7 +20,8 @@ use super::{JvmSpec, ZooKeeperEnsemble, operator_owned_keys};
 /// Longest ensemble name. The StatefulSet is named after the ensemble and labels its pods
 /// `controller-revision-hash=<name>-<hash>`, where the hash takes up to 10 characters and a
 /// label value at most 63: 63 - 1 - 10 = 52. (Pod names, `<name>-<ordinal>`, and the
-/// `<name>-headless` Service then fit in a 63-character DNS label as well.)
+/// `<name>-headless` Service then fit in a 63-character DNS label as well.) The CRD's CEL rule
+/// on `metadata.name` uses the same constant.
 pub const MAX_NAME_LENGTH: usize = 52;
 
 /// Smallest heap `spec.jvm.heap` may ask for; the JVM and ZooKeeper do not start with less.
@@ -501,6 +501,31 @@ mod tests {
         for (name, want) in cases {
             assert_eq!(validate(&ensemble(name, json!({}))), want, "{name:?}");
         }
+    }
+
+    /// The API server refuses what [`validate`] refuses, by the same constant.
+    #[test]
+    fn the_crd_limits_the_name_to_the_same_length() {
+        let crd = serde_json::to_value(&crate::api::crds()[0]).unwrap();
+        let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let rules = root["x-kubernetes-validations"]
+            .as_array()
+            .expect("rules at the root");
+        let rule = rules
+            .iter()
+            .find(|r| r["rule"].as_str().unwrap().contains("metadata.name"))
+            .expect("a rule on metadata.name");
+        assert_eq!(
+            rule["rule"],
+            format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}")
+        );
+        let message = rule["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!(
+                "metadata.name must be at most {MAX_NAME_LENGTH} characters long"
+            )),
+            "{message}"
+        );
     }
 
     #[test]
