@@ -343,6 +343,92 @@ async fn sigterm_reaches_zookeeper_through_exec() {
     assert!(matches!(zk.probe(0).await, Probe::Unreachable(_)));
 }
 
+/// The newest snapshot file in a server's data directory (`version-2/snapshot.<zxid>`).
+fn newest_snapshot(data_dir: &Path) -> Option<PathBuf> {
+    let snapshots = fs::read_dir(data_dir.join("version-2")).ok()?;
+    snapshots
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("snapshot."))
+        .max_by_key(|entry| entry.metadata().and_then(|m| m.modified()).ok())
+        .map(|entry| entry.path())
+}
+
+#[tokio::test]
+async fn the_admin_servers_snapshot_and_restore_are_switched_off() {
+    use zookeeper_client as zk;
+    let ensemble = Ensemble::new("admin", "7d3c1a52-0000-4000-8000-000000000007", 1);
+    let zookeeper = ensemble.builder().start().expect("start 1 zooherd server");
+    zookeeper
+        .wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let member = zookeeper.member(0);
+    // A snapshot of the tree without /kept, taken by the server itself when it started: a
+    // restore of it would drop /kept.
+    let old_snapshot = newest_snapshot(member.data_dir()).expect("a snapshot on the volume");
+    let old_snapshot = fs::read(&old_snapshot).unwrap();
+
+    let client = zk::Client::connect(&zookeeper.connect_string())
+        .await
+        .expect("connect a client");
+    let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    client
+        .create("/kept", b"kept", &create)
+        .await
+        .expect("create /kept");
+
+    // Any pod can send this: the digest provider accepts whatever user:password it is given,
+    // and the commands check it against the ACL of /, which lets anyone do anything.
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let commands = format!("{}/commands", member.admin_url());
+    let snapshot = http
+        .get(format!("{commands}/snapshot"))
+        .header("Authorization", "digest x:y")
+        .send()
+        .await
+        .expect("GET /commands/snapshot");
+    let snapshot_status = snapshot.status().as_u16();
+    let snapshot_bytes = snapshot.bytes().await.map(|b| b.len()).unwrap_or(0);
+    let restore = http
+        .post(format!("{commands}/restore"))
+        .header("Authorization", "digest x:y")
+        .body(old_snapshot)
+        .send()
+        .await
+        .expect("POST /commands/restore");
+    let restore_status = restore.status().as_u16();
+    let restore_body = restore.text().await.unwrap_or_default();
+
+    // A new session: the one that wrote /kept is refused by a server whose zxid went back.
+    drop(client);
+    let client = zk::Client::connect(&zookeeper.connect_string())
+        .await
+        .expect("connect a client");
+    let kept = client.get_data("/kept").await.map(|(data, _)| data);
+    println!(
+        "snapshot: HTTP {snapshot_status}, {snapshot_bytes} bytes; restore: HTTP {restore_status} {restore_body}; /kept after: {kept:?}"
+    );
+    // 503 is the answer of a command switched off; an error JSON of a few bytes at most.
+    assert_eq!(
+        (snapshot_status, restore_status),
+        (503, 503),
+        "snapshot streamed {snapshot_bytes} bytes; restore answered {restore_body}"
+    );
+    assert!(
+        snapshot_bytes < 512,
+        "snapshot streamed {snapshot_bytes} bytes"
+    );
+    assert_eq!(
+        kept.as_ref().ok().map(Vec::as_slice),
+        Some(&b"kept"[..]),
+        "/kept after the restore: {kept:?}"
+    );
+}
+
 /// Runs `zooherd server` for pod `<name>-<ordinal>` of `ensemble` on `data_dir`, expecting it
 /// to exit before starting any JVM (JAVA_HOME points nowhere, so a wrongful exec fails fast).
 fn refused_start(ensemble: &Ensemble, ordinal: u32, data_dir: &Path, dir: &Path) -> Output {

@@ -18,6 +18,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use support::control_plane::shared;
 use support::operator::{Operator, eventually, install_crds};
+use zooherd::api::validate::MAX_NAME_LENGTH;
 use zooherd::api::{Phase, ZooKeeperEnsemble};
 
 fn example_ensemble(name: &str) -> ZooKeeperEnsemble {
@@ -472,6 +473,50 @@ async fn api_server_rejects_invalid_manifests_naming_the_field() {
             .contains("spec.replicas must be between 1 and 255"),
         "{error}"
     );
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
+/// A name too long for the ensemble's children (the StatefulSet's `controller-revision-hash`
+/// label) is refused at `kubectl apply` time, not left PENDING with an InvalidSpec condition;
+/// the limit is the one the operator's own check uses.
+#[tokio::test]
+async fn api_server_refuses_a_name_too_long_for_the_children() {
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "long-names").await.unwrap();
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+
+    for length in [MAX_NAME_LENGTH + 1, 63] {
+        let name = format!("zk{}", "x".repeat(length - 2));
+        let error = ensembles
+            .create(&PostParams::default(), &example_ensemble(&name))
+            .await
+            .expect_err(&format!("a {length}-character name must be refused"));
+        let kube::Error::Api(status) = &error else {
+            panic!("unexpected error for a {length}-character name: {error}");
+        };
+        println!(
+            "{length} characters: HTTP {}: {}",
+            status.code, status.message
+        );
+        assert_eq!(status.code, 422, "{status:?}");
+        assert!(
+            status.message.contains("metadata.name")
+                && status
+                    .message
+                    .contains(&format!("at most {MAX_NAME_LENGTH} characters")),
+            "{length} characters: {}",
+            status.message
+        );
+    }
+
+    let longest = format!("zk{}", "x".repeat(MAX_NAME_LENGTH - 2));
+    let created = ensembles
+        .create(&PostParams::default(), &example_ensemble(&longest))
+        .await
+        .expect("a name of MAX_NAME_LENGTH characters is accepted");
+    assert_eq!(created.name_any().len(), MAX_NAME_LENGTH);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
 

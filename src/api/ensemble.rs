@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::status::ZooKeeperEnsembleStatus;
+use super::validate::MAX_NAME_LENGTH;
 
 /// zoo.cfg keys that Zooherd writes itself. Letting a user set them would break membership,
 /// storage layout, probes or metrics, so the API server refuses them (see the CEL rule on
@@ -86,6 +87,18 @@ fn refuse_owned_config_keys(schema: &mut schemars::Schema) {
     kube::core::validate(schema, rule).expect("a CEL rule serializes to JSON");
 }
 
+/// The CEL rule on the whole object that refuses a name longer than [`MAX_NAME_LENGTH`] at
+/// `kubectl apply` time; [`super::validate::validate`] checks the same limit for an ensemble
+/// that reaches the operator from a CRD installed without the rule.
+fn name_length_rule() -> kube::core::Rule {
+    kube::core::Rule::new(format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}")).message(
+        format!(
+            "metadata.name must be at most {MAX_NAME_LENGTH} characters long (the StatefulSet labels its pods with the name, a '-' and a revision hash of up to 10 characters, and a label value holds 63); create the ensemble under a shorter name"
+        )
+        .as_str(),
+    )
+}
+
 /// The ensemble's spec. Everything but `replicas` and `storage` may be edited at any time; the
 /// operator rolls a change through the servers one at a time, followers first, leader last.
 // Every printcolumn repeats `type_ =` and `description =`, which clippy takes for duplicates.
@@ -101,6 +114,7 @@ fn refuse_owned_config_keys(schema: &mut schemars::Schema) {
     category = "all",
     namespaced,
     status = "ZooKeeperEnsembleStatus",
+    validation = name_length_rule(),
     doc = "A ZooKeeper ensemble run by Zooherd: a StatefulSet of ZooKeeper servers whose quorum the operator watches and reports.",
     printcolumn(
         name = "Status",
@@ -257,7 +271,8 @@ pub struct JvmSpec {
     #[x_kube(validation = kube::core::Rule::new("self >= 10 && self <= 90").message("spec.jvm.heapPercent must be between 10 and 90; leave room for off-heap memory"))]
     pub heap_percent: Option<i32>,
 
-    /// Extra JVM options, appended after Zooherd's own.
+    /// Extra JVM options, appended after Zooherd's own. Options that set the AdminServer's
+    /// system properties (-Dzookeeper.admin.*) are refused: the operator configures it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_options: Vec<String>,
 }

@@ -1,17 +1,16 @@
 //! Checks on a `ZooKeeperEnsemble` that the API server's CEL rules cannot make.
 //!
-//! CEL sees one object and knows nothing of Kubernetes naming limits or of quantities as
-//! numbers, so a manifest can pass `kubectl apply` and still describe an ensemble that cannot
-//! run: a name too long for the StatefulSet's revision label, a heap that does not fit in the
-//! memory limit, a JVM option fighting the heap setting. The controller calls [`validate`]
+//! CEL sees one object and knows nothing of quantities as numbers, so a manifest can pass
+//! `kubectl apply` and still describe an ensemble that cannot run: a heap that does not fit in
+//! the memory limit, a JVM option fighting the heap setting. The controller calls [`validate`]
 //! before building anything and reports the error on the ensemble; every message names the
 //! field and says what to change.
 //!
 //! The builders read the same numbers through the accessors here ([`replicas`],
 //! [`heap_bytes`], ...), so a value is parsed by one piece of code whether it is checked or used.
-//! A few rules the API server also enforces (owned config keys, single-line values, the
-//! replicas range) are repeated because the builders rely on them and an ensemble may reach the
-//! operator from a CRD version installed without them.
+//! A few rules the API server also enforces (the name's length, owned config keys,
+//! single-line values, the replicas range) are repeated because the builders rely on them and
+//! an ensemble may reach the operator from a CRD version installed without them.
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -21,7 +20,8 @@ use super::{JvmSpec, ZooKeeperEnsemble, operator_owned_keys};
 /// Longest ensemble name. The StatefulSet is named after the ensemble and labels its pods
 /// `controller-revision-hash=<name>-<hash>`, where the hash takes up to 10 characters and a
 /// label value at most 63: 63 - 1 - 10 = 52. (Pod names, `<name>-<ordinal>`, and the
-/// `<name>-headless` Service then fit in a 63-character DNS label as well.)
+/// `<name>-headless` Service then fit in a 63-character DNS label as well.) The CRD's CEL rule
+/// on `metadata.name` uses the same constant.
 pub const MAX_NAME_LENGTH: usize = 52;
 
 /// Smallest heap `spec.jvm.heap` may ask for; the JVM and ZooKeeper do not start with less.
@@ -43,6 +43,11 @@ const HEAP_SIZING_OPTIONS: &[&str] = &[
     "-XX:InitialRAM",
     "-XX:MinRAM",
 ];
+
+/// The system properties behind the zoo.cfg keys of the AdminServer (`admin.*`, which the
+/// operator owns): `-D<prefix>...` in `spec.jvm.extraOptions` is refused, so that no option
+/// can switch `snapshot` or `restore` back on or move the AdminServer.
+const OWNED_PROPERTY_PREFIX: &str = "zookeeper.admin.";
 
 /// Why an ensemble cannot be built; each message names the field and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +117,11 @@ pub enum ValidationError {
         option: String,
         setting: &'static str,
     },
+
+    #[error(
+        "spec.jvm.extraOptions {option:?} sets the system property {key}, but the AdminServer (zoo.cfg admin.*, system properties zookeeper.admin.*) is managed by Zooherd; remove the option"
+    )]
+    ExtraOptionSetsOwnedProperty { option: String, key: String },
 
     #[error(
         "spec.jvm.extraOptions {option:?} is empty or contains whitespace; the options reach the JVM joined by spaces, so give every option as its own list item without spaces"
@@ -194,6 +204,14 @@ pub(crate) fn sizes_heap(option: &str) -> bool {
     HEAP_SIZING_OPTIONS
         .iter()
         .any(|prefix| option.starts_with(prefix))
+}
+
+/// The system property a JVM option sets, when it is one the operator owns
+/// (`-Dzookeeper.admin.snapshot.enabled=true` sets `zookeeper.admin.snapshot.enabled`).
+fn owned_property(option: &str) -> Option<&str> {
+    let property = option.strip_prefix("-D")?;
+    let key = property.split_once('=').map_or(property, |(key, _)| key);
+    key.starts_with(OWNED_PROPERTY_PREFIX).then_some(key)
 }
 
 /// Parses a Kubernetes quantity as a number of bytes ("10Gi", "512M", "1.5e9"), rounding a
@@ -348,6 +366,16 @@ fn validate_jvm(ensemble: &ZooKeeperEnsemble) -> Result<(), ValidationError> {
             option: option.clone(),
         });
     }
+    if let Some((option, key)) = jvm
+        .extra_options
+        .iter()
+        .find_map(|option| Some((option, owned_property(option)?)))
+    {
+        return Err(ValidationError::ExtraOptionSetsOwnedProperty {
+            option: option.clone(),
+            key: key.to_owned(),
+        });
+    }
 
     let setting = match (&jvm.heap, jvm.heap_percent) {
         (Some(_), Some(_)) => return Err(ValidationError::HeapAndHeapPercent),
@@ -433,6 +461,8 @@ mod tests {
             json!({"jvm": {"heap": "16Mi"}}),
             json!({"jvm": {"heapPercent": 75}, "resources": {"limits": {"memory": "2G"}}}),
             json!({"jvm": {"extraOptions": ["-XX:+UseG1GC", "-Xss512k", "-Xmn128m"]}}),
+            // System properties of ZooKeeper's own that the operator does not manage.
+            json!({"jvm": {"extraOptions": ["-Dzookeeper.snapCount=50000", "-Dzookeeper.server.realm=EXAMPLE.COM", "-Dzookeeper.adminx=1"]}}),
             // With no heap setting, extra options may size the heap themselves.
             json!({"jvm": {"extraOptions": ["-Xmx1g", "-Xms1g"]}}),
             json!({"resources": {"limits": {"cpu": "2", "memory": "4Gi"}}}),
@@ -471,6 +501,31 @@ mod tests {
         for (name, want) in cases {
             assert_eq!(validate(&ensemble(name, json!({}))), want, "{name:?}");
         }
+    }
+
+    /// The API server refuses what [`validate`] refuses, by the same constant.
+    #[test]
+    fn the_crd_limits_the_name_to_the_same_length() {
+        let crd = serde_json::to_value(&crate::api::crds()[0]).unwrap();
+        let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let rules = root["x-kubernetes-validations"]
+            .as_array()
+            .expect("rules at the root");
+        let rule = rules
+            .iter()
+            .find(|r| r["rule"].as_str().unwrap().contains("metadata.name"))
+            .expect("a rule on metadata.name");
+        assert_eq!(
+            rule["rule"],
+            format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}")
+        );
+        let message = rule["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!(
+                "metadata.name must be at most {MAX_NAME_LENGTH} characters long"
+            )),
+            "{message}"
+        );
     }
 
     #[test]
@@ -626,6 +681,39 @@ mod tests {
                     option: String::new(),
                 },
             ),
+            (
+                json!({"config": {"admin.snapshot.enabled": "true"}}),
+                E::OwnedConfigKeys {
+                    keys: vec!["admin.snapshot.enabled".to_owned()],
+                },
+            ),
+            (
+                json!({"config": {"admin.restore.enabled": "true", "tickTime": "2000"}}),
+                E::OwnedConfigKeys {
+                    keys: vec!["admin.restore.enabled".to_owned()],
+                },
+            ),
+            (
+                json!({"jvm": {"extraOptions": ["-XX:+UseG1GC", "-Dzookeeper.admin.snapshot.enabled=true"]}}),
+                E::ExtraOptionSetsOwnedProperty {
+                    option: "-Dzookeeper.admin.snapshot.enabled=true".to_owned(),
+                    key: "zookeeper.admin.snapshot.enabled".to_owned(),
+                },
+            ),
+            (
+                json!({"jvm": {"extraOptions": ["-Dzookeeper.admin.restore.enabled"]}}),
+                E::ExtraOptionSetsOwnedProperty {
+                    option: "-Dzookeeper.admin.restore.enabled".to_owned(),
+                    key: "zookeeper.admin.restore.enabled".to_owned(),
+                },
+            ),
+            (
+                json!({"jvm": {"heap": "1Gi", "extraOptions": ["-Dzookeeper.admin.serverPort=9090"]}}),
+                E::ExtraOptionSetsOwnedProperty {
+                    option: "-Dzookeeper.admin.serverPort=9090".to_owned(),
+                    key: "zookeeper.admin.serverPort".to_owned(),
+                },
+            ),
         ];
         for (spec, want) in cases {
             assert_eq!(validate_spec(spec.clone()), Err(want), "{spec}");
@@ -728,6 +816,14 @@ mod tests {
                 },
                 "spec.jvm.extraOptions",
                 "its own list item",
+            ),
+            (
+                E::ExtraOptionSetsOwnedProperty {
+                    option: "-Dzookeeper.admin.snapshot.enabled=true".to_owned(),
+                    key: "zookeeper.admin.snapshot.enabled".to_owned(),
+                },
+                "spec.jvm.extraOptions \"-Dzookeeper.admin.snapshot.enabled=true\" sets the system property zookeeper.admin.snapshot.enabled",
+                "remove the option",
             ),
         ];
         for (error, field, fix) in cases {

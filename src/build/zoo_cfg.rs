@@ -70,6 +70,16 @@ pub fn render(
         ("clientPort", CLIENT_PORT.to_string()),
         ("admin.enableServer", "true".to_owned()),
         ("admin.serverPort", ADMIN_PORT.to_string()),
+        // The AdminServer's `snapshot` streams the whole data tree and `restore` replaces a
+        // server's database. ZooKeeper 3.9 enables both and authorizes them against the ACL of
+        // `/` (anyone may do anything by default) with the digest provider, which accepts any
+        // user:password: any pod could read or overwrite the data. Nothing in Zooherd uses them
+        // yet; backups, when they come, will enable snapshot for the operator's own
+        // authenticated identity only. ZooKeeper reads these keys as the system properties
+        // `zookeeper.admin.{snapshot,restore}.enabled` at every request; a disabled command
+        // answers HTTP 503.
+        ("admin.snapshot.enabled", "false".to_owned()),
+        ("admin.restore.enabled", "false".to_owned()),
         ("4lw.commands.whitelist", FOUR_LETTER_WORDS.to_owned()),
         // Even a single server runs as a quorum of one, never standalone: only a quorum can
         // take more voters by reconfiguration.
@@ -228,7 +238,9 @@ mod tests {
 # Owned by the operator.
 4lw.commands.whitelist=srvr,mntr,ruok,conf,isro
 admin.enableServer=true
+admin.restore.enabled=false
 admin.serverPort=8080
+admin.snapshot.enabled=false
 clientPort=2181
 dataDir=/var/lib/zookeeper/data
 metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider
@@ -333,6 +345,8 @@ tickTime=2000
             ("clientPort", "9999"),
             ("server.9", "attacker:2888:3888"),
             ("admin.enableServer", "false"),
+            ("admin.snapshot.enabled", "true"),
+            ("admin.restore.enabled", "true"),
             ("metricsProvider.httpPort", "1"),
             ("4lw.commands.whitelist", "*"),
             ("standaloneEnabled", "true"),
@@ -345,6 +359,8 @@ tickTime=2000
             ("clientPort", Some("2181")),
             ("server.9", None),
             ("admin.enableServer", Some("true")),
+            ("admin.snapshot.enabled", Some("false")),
+            ("admin.restore.enabled", Some("false")),
             ("metricsProvider.httpPort", Some("7000")),
             ("4lw.commands.whitelist", Some("srvr,mntr,ruok,conf,isro")),
             ("standaloneEnabled", Some("false")),

@@ -447,8 +447,7 @@ pub fn assess(
                     )
                 } else {
                     let message = format!(
-                        "no single leader with a quorum for {:.1} s: an election may be under way, {} kept for the election grace ({grace:.1} s); {serving}/{voters} voters serving{}",
-                        without_leader.as_secs_f64(),
+                        "no single leader with a quorum: an election may be under way, {} kept for the election grace ({grace:.1} s); {serving}/{voters} voters serving{}",
                         held.phase,
                         failing()
                     );
@@ -462,9 +461,11 @@ pub fn assess(
                         failing()
                     )
                 } else {
+                    // No elapsed time in the text: the message is in the status, which would
+                    // change every round. When it began is the conditions' lastTransitionTime.
                     format!(
-                        "{serving}/{voters} voters serving but no single leader for {:.1} s{}",
-                        without_leader.as_secs_f64(),
+                        "{serving}/{voters} voters serving but no single leader beyond the election grace ({:.1} s){}",
+                        settings.election_grace.as_secs_f64(),
                         failing()
                     )
                 };
@@ -1185,6 +1186,53 @@ mod tests {
         let status = r.at(6000, &[Unreachable, Unreachable, Unreachable]);
         assert_eq!(status.summary.phase, Phase::Down);
         assert_eq!(status.formed_at, Some(t(2000)));
+    }
+
+    /// Every status write is an API write, and the operator aims for none at rest: an ensemble
+    /// that stays as it is must show the same status, message included, round after round.
+    /// (The message is also the Available and Degraded conditions' message.) When something
+    /// started is in `members[].since` and the conditions' `lastTransitionTime`, not in a text
+    /// that would change every second.
+    #[test]
+    fn an_unchanged_ensemble_shows_the_same_status_round_after_round() {
+        let cases = [
+            (Phase::Degraded, [Leader, Follower, Unreachable]),
+            (Phase::Down, [Unreachable, NotServing, Unreachable]),
+            // Serving voters, but no single leader: past the election grace, DOWN.
+            (Phase::Down, [Follower, Follower, Follower]),
+            (Phase::Down, [Leader, Leader, Follower]),
+        ];
+        for (phase, states) in cases {
+            let mut r = Rounds::healthy(3);
+            for ms in (0..10_000).step_by(1000) {
+                r.at(ms, &states);
+            }
+            let first = r.at(10_000, &states);
+            assert_eq!(first.summary.phase, phase, "{states:?}: {}", first.message);
+            for ms in [11_000, 12_000, 13_000, 14_000] {
+                r.at(ms, &states);
+            }
+            let later = r.at(15_000, &states);
+            assert_eq!(later.message, first.message, "{states:?}");
+            assert_eq!(later, first, "{states:?}");
+            let (mut a, mut b) = (
+                ZooKeeperEnsembleStatus::default(),
+                ZooKeeperEnsembleStatus::default(),
+            );
+            first.write_into(&mut a);
+            later.write_into(&mut b);
+            assert_eq!(a, b, "{states:?}");
+        }
+
+        // Within the election grace too: the summary is held, and so is the message.
+        let mut r = Rounds::healthy(3);
+        let electing = [Unreachable, NotServing, NotServing];
+        r.at(0, &electing);
+        let first = r.at(700, &electing);
+        let later = r.at(1900, &electing);
+        assert_eq!(first.summary.phase, Phase::Active, "{}", first.message);
+        assert!(first.message.contains("election"), "{}", first.message);
+        assert_eq!(later, first);
     }
 
     // ---- across operator restarts -----------------------------------------------------------
