@@ -408,13 +408,13 @@ pub struct PlacementSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FailedMemberRestartSpec {
-    /// Delete the pod of a failed member so that it is recreated (one at a time, and never
+    /// Evict the pod of a failed member so that it is recreated (one at a time, and never
     /// when that would cost the quorum).
     #[serde(default = "default_true")]
     pub enabled: bool,
 
     /// Seconds a member may stay not-serving or unreachable, while the rest of the ensemble
-    /// holds a quorum, before its pod is deleted.
+    /// holds a quorum, before its pod is evicted.
     #[serde(default = "default_restart_threshold")]
     #[x_kube(validation = kube::core::Rule::new("self >= 10").message("spec.failedMemberRestart.thresholdSeconds must be at least 10; a server needs time to sync with the leader after a restart"))]
     pub threshold_seconds: i32,

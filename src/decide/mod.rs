@@ -107,7 +107,7 @@ pub struct Observed<'a> {
 pub enum Disruption {
     /// Leave every server alone.
     Nothing,
-    /// Delete a failed member's pod so that it is recreated.
+    /// Evict a failed member's pod so that it is recreated.
     Restart {
         pod: String,
         myid: i32,
