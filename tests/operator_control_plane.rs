@@ -374,6 +374,99 @@ async fn an_apply_error_is_a_condition_and_the_status_goes_on() {
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
 
+/// Hand edits of the children (`kubectl set image` on the StatefulSet, `kubectl edit` of the
+/// ConfigMap and the PodDisruptionBudget) are put back to what the ensemble specifies, with a
+/// Warning Event. (`kubectl scale sts` is put back too once the committed voters are known;
+/// before the ensemble has formed, as here without a kubelet, the operator takes the
+/// StatefulSet's size as the servers that may be forming it: see `build::Topology::new`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_edits_of_the_children_are_put_back() {
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "hand-edits").await.unwrap();
+    let operator = Operator::start(cp, &ns);
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let name = "zk";
+    ensembles
+        .create(&PostParams::default(), &example_ensemble(name))
+        .await
+        .unwrap();
+    let stateful_sets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
+    let budgets = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns);
+    eventually("the children", || async {
+        let sts = stateful_sets.get_opt(name).await.unwrap();
+        let pdb = budgets.get_opt(name).await.unwrap();
+        (sts.is_some() && pdb.is_some()).then_some(())
+    })
+    .await;
+
+    // What a user at a terminal would do.
+    let edit = PatchParams::default();
+    let image = |sts: &StatefulSet| {
+        sts.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+            .image
+            .clone()
+    };
+    let before = image(&stateful_sets.get(name).await.unwrap());
+    let set_image = json!([{
+        "op": "replace",
+        "path": "/spec/template/spec/containers/0/image",
+        "value": "registry.example/someone-elses:1",
+    }]);
+    stateful_sets
+        .patch(
+            name,
+            &edit,
+            &Patch::Json::<()>(serde_json::from_value(set_image).unwrap()),
+        )
+        .await
+        .unwrap();
+    config_maps
+        .patch(
+            &format!("{name}-config"),
+            &edit,
+            &Patch::Merge(json!({"data": {"zoo.cfg": "tickTime=1\n"}})),
+        )
+        .await
+        .unwrap();
+    budgets
+        .patch(
+            name,
+            &edit,
+            &Patch::Merge(json!({"spec": {"maxUnavailable": 3}})),
+        )
+        .await
+        .unwrap();
+
+    eventually("every edit put back", || async {
+        let sts = stateful_sets.get(name).await.unwrap();
+        let cm = config_maps.get(&format!("{name}-config")).await.unwrap();
+        let pdb = budgets.get(name).await.unwrap();
+        let zoo_cfg = cm.data?.remove("zoo.cfg")?;
+        let max_unavailable = pdb.spec?.max_unavailable;
+        (image(&sts) == before
+            && zoo_cfg.contains("tickTime=2000")
+            && max_unavailable
+                == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)))
+        .then_some(())
+    })
+    .await;
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns);
+    let reverted = eventually("a Warning Event Reverted", || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("Reverted") && e.type_.as_deref() == Some("Warning")
+        })
+    })
+    .await;
+    let note = reverted.note.unwrap_or_default();
+    assert!(note.contains("was put back"), "{note}");
+    drop(operator);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
 /// Creates an ensemble from `spec` and returns the API server's error message.
 async fn rejection(ensembles: &Api<ZooKeeperEnsemble>, spec: serde_json::Value) -> String {
     let object: ZooKeeperEnsemble = serde_json::from_value(json!({

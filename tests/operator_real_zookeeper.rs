@@ -275,6 +275,54 @@ async fn kubectl_get_follows_a_real_ensemble() {
     })
     .await;
 
+    // A hand edit of the pod template is put back, and never rolled out: no pod is replaced.
+    let stateful_sets =
+        Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), &ns);
+    let image = |sts: &k8s_openapi::api::apps::v1::StatefulSet| {
+        sts.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+            .image
+            .clone()
+    };
+    let before = image(&stateful_sets.get("zk").await.unwrap());
+    let uids_before: Vec<_> = pods
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.uid())
+        .collect();
+    let set_image = json!([{
+        "op": "replace",
+        "path": "/spec/template/spec/containers/0/image",
+        "value": "registry.example/someone-elses:1",
+    }]);
+    stateful_sets
+        .patch(
+            "zk",
+            &PatchParams::default(),
+            &Patch::Json::<()>(serde_json::from_value(set_image).unwrap()),
+        )
+        .await
+        .unwrap();
+    eventually("the hand-edited image put back", || async {
+        (image(&stateful_sets.get("zk").await.unwrap()) == before).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let uids_after: Vec<_> = pods
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.uid())
+        .collect();
+    assert_eq!(
+        uids_before, uids_after,
+        "a pod was replaced after a hand edit"
+    );
+
     drop(operator);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }

@@ -48,9 +48,16 @@ pub enum ApplyDecision {
     Apply,
     /// An object of that name exists but belongs to someone else.
     Foreign,
+    /// Ours, with the operator's stamp, but changed by someone else since: apply it again.
+    Reverted,
 }
 
-pub fn decide<K: Resource>(desired: &K, owner_uid: &str, live: Option<&K>) -> ApplyDecision {
+pub fn decide<K: Resource + Serialize>(
+    desired: &K,
+    owner_uid: &str,
+    live: Option<&K>,
+    normalised: bool,
+) -> ApplyDecision {
     let Some(live) = live else {
         return ApplyDecision::Apply;
     };
@@ -62,24 +69,62 @@ pub fn decide<K: Resource>(desired: &K, owner_uid: &str, live: Option<&K>) -> Ap
         return ApplyDecision::Foreign;
     }
     let hash = |k: &K| k.annotations().get(APPLIED_HASH_ANNOTATION).cloned();
-    if live.meta().deletion_timestamp.is_none()
-        && hash(live).is_some()
-        && hash(live) == hash(desired)
+    if live.meta().deletion_timestamp.is_some()
+        || hash(live).is_none()
+        || hash(live) != hash(desired)
     {
+        return ApplyDecision::Apply;
+    }
+    // The stamp only says what the operator last wrote; `kubectl scale` or `kubectl edit`
+    // keeps it while changing the content. So the content is compared too: every field the
+    // operator sets must hold its value (what the API server and other controllers add is
+    // ignored). `normalised`: this very content came back from the API server in another
+    // form before (a quantity rewritten, say), so only the stamp can be compared.
+    if normalised || covers(&to_json(live), &to_json(desired)) {
         ApplyDecision::UpToDate
     } else {
-        ApplyDecision::Apply
+        ApplyDecision::Reverted
     }
 }
 
-/// Applies `desired` unless the cached live object makes that unnecessary. Returns
-/// "Kind name" when a write was sent.
+fn to_json(object: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(object).expect("Kubernetes objects serialize to JSON")
+}
+
+/// Whether every field `desired` sets has the same value in `live`. Lists must have the same
+/// length, element by element.
+pub fn covers(live: &serde_json::Value, desired: &serde_json::Value) -> bool {
+    difference(live, desired).is_none()
+}
+
+/// The path of the first field `desired` sets that `live` does not hold with the same value.
+pub fn difference(live: &serde_json::Value, desired: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match (desired, live) {
+        (Value::Object(want), Value::Object(have)) => want.iter().find_map(|(key, value)| {
+            match have.get(key) {
+                None => Some(key.clone()),
+                Some(live) => difference(live, value).map(|path| format!("{key}.{path}")),
+            }
+            .map(|path| path.trim_end_matches('.').to_owned())
+        }),
+        (Value::Array(want), Value::Array(have)) if want.len() == have.len() => want
+            .iter()
+            .zip(have)
+            .enumerate()
+            .find_map(|(i, (w, h))| difference(h, w).map(|path| format!("[{i}].{path}"))),
+        (want, have) => (want != have).then(String::new),
+    }
+}
+
+/// Applies `desired` unless the cached live object makes that unnecessary. Returns what was
+/// written, if anything.
 pub async fn apply_child<K>(
     ctx: &Context,
     store: &Store<K>,
     owner_uid: &str,
     mut desired: K,
-) -> Result<Option<String>, Error>
+) -> Result<Option<Applied>, Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -93,7 +138,13 @@ where
     let live = store.get(&ObjectRef::new(&name).within(&namespace));
     let kind = K::kind(&()).into_owned();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut decision = decide(&desired, owner_uid, live.as_deref());
+    let key = (format!("{kind}/{namespace}/{name}"), stamp_of(&desired));
+    let normalised = ctx
+        .normalised
+        .lock()
+        .expect("normalised lock")
+        .contains(&key);
+    let mut decision = decide(&desired, owner_uid, live.as_deref(), normalised);
     if live.is_none() {
         // The cache holds only objects with the managed-by label: an object of this name that
         // someone else made is invisible to it, and applying would take it over (and, through
@@ -105,7 +156,7 @@ where
             source,
         })?;
         if let Some(found) = found
-            && decide(&desired, owner_uid, Some(&found)) == ApplyDecision::Foreign
+            && decide(&desired, owner_uid, Some(&found), false) == ApplyDecision::Foreign
         {
             decision = ApplyDecision::Foreign;
         }
@@ -113,23 +164,54 @@ where
     match decision {
         ApplyDecision::UpToDate => Ok(None),
         ApplyDecision::Foreign => Err(Error::ForeignChild { kind, name }),
-        ApplyDecision::Apply => {
-            api.patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&desired),
-            )
-            .await
-            .map_err(|source| Error::Apply {
-                kind: kind.clone(),
-                name: name.clone(),
-                source,
-            })?;
+        ApplyDecision::Apply | ApplyDecision::Reverted => {
+            let written = api
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&desired),
+                )
+                .await
+                .map_err(|source| Error::Apply {
+                    kind: kind.clone(),
+                    name: name.clone(),
+                    source,
+                })?;
             ctx.metrics.api_write(&kind);
-            tracing::info!(%kind, %name, "applied");
-            Ok(Some(format!("{kind} {name}")))
+            // What the API server stores may differ in form from what was sent (a quantity
+            // normalised): then this content can only be compared by its stamp, or every
+            // reconcile would write it again.
+            if let Some(path) = difference(&to_json(&written), &to_json(&desired)) {
+                tracing::debug!(%kind, %name, %path, "stored in another form than applied");
+                ctx.normalised.lock().expect("normalised lock").insert(key);
+            }
+            let what = format!("{kind} {name}");
+            if decision == ApplyDecision::Reverted {
+                tracing::warn!(%kind, %name, "changed by someone else; put back");
+                Ok(Some(Applied::Reverted(what)))
+            } else {
+                tracing::info!(%kind, %name, "applied");
+                Ok(Some(Applied::Written(what)))
+            }
         }
     }
+}
+
+/// A child written by [`apply_child`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Created, or changed because the spec changed ("Kind name").
+    Written(String),
+    /// Put back after someone else changed it ("Kind name").
+    Reverted(String),
+}
+
+fn stamp_of(object: &impl Resource) -> String {
+    object
+        .annotations()
+        .get(APPLIED_HASH_ANNOTATION)
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -166,29 +248,59 @@ mod tests {
     #[test]
     fn decisions() {
         let desired = config_map("tickTime=2000", "u1");
-        assert_eq!(decide(&desired, "u1", None), ApplyDecision::Apply);
+        assert_eq!(decide(&desired, "u1", None, false), ApplyDecision::Apply);
         assert_eq!(
-            decide(&desired, "u1", Some(&desired)),
+            decide(&desired, "u1", Some(&desired), false),
             ApplyDecision::UpToDate
         );
         let changed = config_map("tickTime=3000", "u1");
-        assert_eq!(decide(&desired, "u1", Some(&changed)), ApplyDecision::Apply);
+        assert_eq!(
+            decide(&desired, "u1", Some(&changed), false),
+            ApplyDecision::Apply
+        );
         let foreign = config_map("tickTime=2000", "someone-else");
         assert_eq!(
-            decide(&desired, "u1", Some(&foreign)),
+            decide(&desired, "u1", Some(&foreign), false),
             ApplyDecision::Foreign
         );
         let mut unstamped = desired.clone();
         unstamped.annotations_mut().clear();
         assert_eq!(
-            decide(&desired, "u1", Some(&unstamped)),
+            decide(&desired, "u1", Some(&unstamped), false),
             ApplyDecision::Apply
         );
         let mut terminating = desired.clone();
         terminating.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
         assert_eq!(
-            decide(&desired, "u1", Some(&terminating)),
+            decide(&desired, "u1", Some(&terminating), false),
             ApplyDecision::Apply
+        );
+        // Edited by hand, the stamp kept: put back. Fields added by others do not count.
+        let mut edited = desired.clone();
+        edited
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("zoo.cfg".into(), "tickTime=1".into());
+        assert_eq!(
+            decide(&desired, "u1", Some(&edited), false),
+            ApplyDecision::Reverted
+        );
+        let mut added = desired.clone();
+        added
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("extra".into(), "x".into());
+        added.metadata.resource_version = Some("42".into());
+        assert_eq!(
+            decide(&desired, "u1", Some(&added), false),
+            ApplyDecision::UpToDate
+        );
+        // Content the API server stores in another form: only the stamp is compared.
+        assert_eq!(
+            decide(&desired, "u1", Some(&edited), true),
+            ApplyDecision::UpToDate
         );
     }
 }

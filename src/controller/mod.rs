@@ -158,6 +158,9 @@ pub struct Context {
     pub reconfigurer: Reconfigurer,
     /// Checked before every disruption: this replica must hold the leader-election Lease.
     pub fence: Fence,
+    /// Children ("Kind/namespace/name", stamp) whose applied content the API server stores in
+    /// another form: compared by their stamp only (see `apply::decide`).
+    pub normalised: Mutex<std::collections::HashSet<(String, String)>>,
     /// Superuser passwords read from the ensembles' Secrets, and when, by ensemble uid.
     pub superusers: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
@@ -303,6 +306,7 @@ async fn run_scope(
         memory: Mutex::new(HashMap::new()),
         reconfigurer: Reconfigurer::default(),
         fence,
+        normalised: Mutex::default(),
         superusers: Mutex::new(HashMap::new()),
     });
     let forgetter = ctx.clone();

@@ -41,6 +41,9 @@ pub struct Observation {
     /// `status.membership` as last recorded.
     pub recorded_membership: Option<MembershipStatus>,
     pub stateful_set: Option<Arc<StatefulSet>>,
+    /// This reconcile wrote the StatefulSet: the revision in the cache may be one the operator
+    /// did not write (a hand edit just put back), so no pod is rolled toward it this round.
+    pub stateful_set_written: bool,
     /// The voters' pods: facts, revisions and uids, by pod name.
     pub pods: BTreeMap<String, PodFacts>,
     pub revisions: BTreeMap<String, PodRevision>,
@@ -52,6 +55,20 @@ pub struct Observation {
 }
 
 impl Observation {
+    /// The revision a roll may replace pods with: the StatefulSet's update revision, once the
+    /// StatefulSet controller has seen its latest spec and only if this reconcile did not just
+    /// write it. A revision from a hand-edited template is thus never rolled out: the edit is
+    /// put back first, and the next round sees the revision of what the operator wrote.
+    fn update_revision(&self) -> Option<&str> {
+        if self.stateful_set_written {
+            return None;
+        }
+        let sts = self.stateful_set.as_ref()?;
+        let status = sts.status.as_ref()?;
+        let seen = status.observed_generation >= sts.metadata.generation;
+        seen.then_some(status.update_revision.as_deref()?)
+    }
+
     /// The facts the decision reads.
     pub fn facts<'a>(&'a self, spec: &'a SpecOutcome) -> Observed<'a> {
         Observed {
@@ -60,10 +77,7 @@ impl Observation {
             computed: &self.computed,
             pods: &self.pods,
             revisions: &self.revisions,
-            update_revision: self
-                .stateful_set
-                .as_ref()
-                .and_then(|sts| sts.status.as_ref()?.update_revision.as_deref()),
+            update_revision: self.update_revision(),
             restart_policy: &self.restart_policy,
             last_restart_at: self.memory.rule.last_restart_at(),
             scale: &self.scale,
@@ -214,6 +228,7 @@ pub async fn observe(
         computed,
         recorded_membership: recorded,
         stateful_set,
+        stateful_set_written: false,
         pods,
         revisions,
         pod_uids,

@@ -8,7 +8,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
-use super::apply::apply_child;
+use super::apply::{Applied, apply_child};
 use super::memory::recorded_membership;
 use super::report::publish;
 use super::telemetry::Outcome;
@@ -70,13 +70,17 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     };
     // Building validates first (api::validate): an invalid spec changes nothing that runs.
     let mut password = None;
+    let mut stateful_set_written = false;
     let spec = match build::children(ensemble, &ctx.settings.build, Some(&topology)) {
         Err(problem) => SpecOutcome::Invalid(problem.to_string()),
         Ok(_) if ensemble.spec.paused => SpecOutcome::Paused,
         Ok(children) => match apply(ensemble, ctx, children).await {
-            Ok((superuser, changed)) => {
+            Ok((superuser, written)) => {
                 password = Some(superuser);
-                SpecOutcome::Applied { changed }
+                stateful_set_written = written.stateful_set;
+                SpecOutcome::Applied {
+                    changed: written.changed,
+                }
             }
             // The probes, the status and the phase's Events go on: an apply error must not
             // freeze what the status says about the quorum.
@@ -88,36 +92,70 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
         },
     };
     let password = password.as_deref();
-    let observation = observe::observe(ensemble, ctx, password).await;
+    let mut observation = observe::observe(ensemble, ctx, password).await;
+    observation.stateful_set_written = stateful_set_written;
     let decision = decide(&observation.facts(&spec));
     let acted = act::act(ensemble, ctx, &observation, &decision.disruption, password).await?;
     report::report(ensemble, ctx, &spec, observation, &decision, acted).await?;
     Ok(Action::requeue(ctx.settings.probe_interval))
 }
 
+/// What the apply step wrote.
+struct Written {
+    /// Anything at all.
+    changed: bool,
+    /// The StatefulSet: its pods' template may have just changed, so no roll goes by the
+    /// revision the cache shows this round.
+    stateful_set: bool,
+}
+
 /// Ensures the superuser Secret, then applies the children: the superuser's password, and
-/// whether anything was written.
+/// what was written. A child someone else changed is put back, with a Warning Event.
 async fn apply(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
     children: build::Children,
-) -> Result<(String, bool), Error> {
+) -> Result<(String, Written), Error> {
     // Before the StatefulSet: its pods take the superuser's digest from the Secret.
     let password = superuser::ensure(ensemble, ctx).await?;
     let applied = apply_children(ensemble, ctx, children).await?;
-    if !applied.is_empty() {
-        let note = format!("applied {}", applied.join(", "));
+    let (mut written, mut reverted) = (Vec::new(), Vec::new());
+    for child in &applied {
+        match child {
+            Applied::Written(what) => written.push(what.as_str()),
+            Applied::Reverted(what) => reverted.push(what.as_str()),
+        }
+    }
+    if !written.is_empty() {
+        let note = format!("applied {}", written.join(", "));
         publish(ensemble, ctx, EventType::Normal, "Applied", "Apply", note).await;
     }
-    Ok((password, !applied.is_empty()))
+    if !reverted.is_empty() {
+        let note = format!(
+            "{} differed from what the ensemble specifies (changed by hand?) and was put back; change the ZooKeeperEnsemble instead",
+            reverted.join(", ")
+        );
+        publish(ensemble, ctx, EventType::Warning, "Reverted", "Apply", note).await;
+    }
+    let stateful_set = applied.iter().any(|child| {
+        matches!(child, Applied::Written(what) | Applied::Reverted(what) if what.starts_with("StatefulSet "))
+    });
+    let changed = !applied.is_empty();
+    Ok((
+        password,
+        Written {
+            changed,
+            stateful_set,
+        },
+    ))
 }
 
-/// Applies every child whose live copy differs; returns the ones written ("Kind name").
+/// Applies every child whose live copy differs; returns the ones written.
 async fn apply_children(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
     children: build::Children,
-) -> Result<Vec<String>, Error> {
+) -> Result<Vec<Applied>, Error> {
     let uid = ensemble.uid().unwrap_or_default();
     let stores = &ctx.stores;
     let build::Children {
