@@ -2,7 +2,7 @@
 //! exec.
 //!
 //! The heap is sized from the memory limit the downward API passes, or set outright; both are
-//! Kubernetes quantities. The digest of the superuser the
+//! Kubernetes quantities, read by the operator's own parser. The digest of the superuser the
 //! operator reconfigures the ensemble as comes from a Secret through [`ENV_SUPER_DIGEST`] and
 //! becomes a JVM property here, so that it is in no pod spec. Then the agent *execs* the JVM:
 //! ZooKeeper replaces this process (PID 1 of the container), so the kubelet's SIGTERM reaches
@@ -13,8 +13,11 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
 use super::Env;
 use super::error::{StartError, invalid};
+use crate::api::validate::{QuantityError, quantity_bytes};
 use crate::build::names;
 use crate::quorum::reconfig::{SUPER_DIGEST_PROPERTY, SUPERUSER};
 
@@ -71,62 +74,27 @@ networkaddress.cache.negative.ttl=1
 
 const MIB: u64 = 1024 * 1024;
 
-/// A Kubernetes quantity in bytes: an integer or decimal number with an optional binary
-/// (`Ki`, `Mi`, `Gi`, `Ti`, `Pi`, `Ei`) or decimal (`k`, `M`, `G`, `T`, `P`, `E`) suffix.
-/// The error says what is wrong, for a message that names the variable.
+/// A memory size in bytes, as the environment gives one: a Kubernetes quantity, read by the
+/// operator's own parser ([`quantity_bytes`]), in the plain forms a memory size is written in:
+/// digits with an optional fraction (`1048576`, `512Mi`, `1.5Gi`), no sign or exponent, and no
+/// suffix below a byte (`m` is a thousandth to Kubernetes, and a mebibyte to the JVM).
+/// Whitespace around it is ignored. The error says what is wrong, for a message that names the
+/// variable.
 pub fn parse_quantity(text: &str) -> Result<u64, String> {
-    const SUFFIXES: [(&str, u128); 12] = [
-        ("Ki", 1 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("Ti", 1 << 40),
-        ("Pi", 1 << 50),
-        ("Ei", 1 << 60),
-        ("k", 1_000),
-        ("M", 1_000_000),
-        ("G", 1_000_000_000),
-        ("T", 1_000_000_000_000),
-        ("P", 1_000_000_000_000_000),
-        ("E", 1_000_000_000_000_000_000),
-    ];
     const FORMS: &str = "is not a memory quantity: write bytes, or a number with Ki, Mi, Gi, Ti (or k, M, G, T), like 512Mi or 1.5Gi";
     let text = text.trim();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(digits_end);
-    let multiplier = if suffix.is_empty() {
-        1
-    } else {
-        SUFFIXES
-            .iter()
-            .find(|(s, _)| *s == suffix)
-            .map(|&(_, m)| m)
-            .ok_or(FORMS)?
-    };
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    let dangling_point = number.ends_with('.');
-    if whole.is_empty()
-        || dangling_point
-        || !all_digits(whole)
-        || !all_digits(fraction)
-        || fraction.len() > 9
-    {
+    let number = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let plain_number = number
+        .split('.')
+        .all(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    let below_a_byte = matches!(&text[number.len()..], "m" | "u" | "n");
+    if !plain_number || below_a_byte {
         return Err(FORMS.to_owned());
     }
-    let whole: u128 = whole.parse().map_err(|_| "is too large".to_owned())?;
-    let fraction_value: u128 = if fraction.is_empty() {
-        0
-    } else {
-        fraction.parse().map_err(|_| FORMS.to_owned())?
-    };
-    let scale = 10u128.pow(fraction.len() as u32);
-    let bytes = whole
-        .checked_mul(multiplier)
-        .and_then(|b| b.checked_add(fraction_value * multiplier / scale))
-        .ok_or("is too large")?;
-    u64::try_from(bytes).map_err(|_| "is too large".to_owned())
+    quantity_bytes(&Quantity(text.to_owned())).map_err(|error| match error {
+        QuantityError::TooLarge => "is too large".to_owned(),
+        QuantityError::Malformed | QuantityError::Negative => FORMS.to_owned(),
+    })
 }
 
 /// How big the JVM heap is.
