@@ -215,7 +215,9 @@ fn owned_property(option: &str) -> Option<&str> {
 }
 
 /// Parses a Kubernetes quantity as a number of bytes ("10Gi", "512M", "1.5e9"), rounding a
-/// fraction of a byte up as the API server does.
+/// fraction of a byte up as the API server does. `zooherd server` reads the heap and the
+/// memory limit with it too (`agent::server::parse_quantity`), so the pod reads a size as the
+/// operator checked it.
 pub fn quantity_bytes(quantity: &Quantity) -> Result<u64, QuantityError> {
     let text = quantity.0.as_str();
     let (negative, unsigned) = match text.as_bytes().first() {

@@ -1,0 +1,59 @@
+//! Asking the other servers. Before another server's data directory is moved aside
+//! ([`may_reinitialise`](super::may_reinitialise)), the other voters' AdminServers must show
+//! that they serve as a quorum without this one. One short round, with a timeout for each: a
+//! server that cannot be asked counts as not serving, so doubt keeps the data where it is.
+
+use std::collections::BTreeMap;
+
+use crate::api::MemberState;
+use crate::build::names;
+use crate::quorum::admin::{AdminClient, ServerMode, SrvrAnswer};
+use crate::quorum::membership::Membership;
+
+/// How long the agent waits for each other voter's AdminServer before deciding that a data
+/// directory of another server may be moved aside.
+const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What the other voters of `membership` answer (their AdminServers, at the hosts of their
+/// server lines). One short round: a server that cannot be asked counts as not serving.
+pub(super) fn peer_states(membership: &Membership, myid: u8) -> BTreeMap<u8, MemberState> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(_) => return BTreeMap::new(),
+    };
+    let client = AdminClient::new(PEER_TIMEOUT);
+    let others: Vec<(u8, String)> = membership
+        .servers
+        .iter()
+        .filter(|&(&m, _)| m != myid)
+        .filter_map(|(&m, line)| Some((m, line.split(':').next()?.to_owned())))
+        .collect();
+    runtime.block_on(async {
+        let answers = futures::future::join_all(others.iter().map(|(_, host)| {
+            let base = format!("http://{host}:{}", names::ADMIN_PORT);
+            let client = client.clone();
+            async move { client.srvr(&base).await }
+        }))
+        .await;
+        others
+            .iter()
+            .zip(answers)
+            .map(|((m, _), answer)| {
+                let state = match answer {
+                    Ok(SrvrAnswer::Serving(stats)) => match stats.mode {
+                        ServerMode::Leader => MemberState::Leader,
+                        ServerMode::Follower => MemberState::Follower,
+                        ServerMode::Observer => MemberState::Observer,
+                        ServerMode::Standalone => MemberState::Standalone,
+                    },
+                    Ok(SrvrAnswer::NotServing(_)) => MemberState::NotServing,
+                    Err(_) => MemberState::Unreachable,
+                };
+                (*m, state)
+            })
+            .collect()
+    })
+}
