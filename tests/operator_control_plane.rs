@@ -508,6 +508,14 @@ async fn api_server_rejects_invalid_manifests_naming_the_field() {
             "spec.config: keys server.*, group.*, weight.*, admin.*, metricsProvider.* are managed by Zooherd",
         ),
         (
+            json!({"config": {"skipACL": "yes"}}),
+            "spec.config: skipACL is a security setting, which Zooherd owns",
+        ),
+        (
+            json!({"config": {"DigestAuthenticationProvider.superDigest": "evil:x"}}),
+            "are security settings (TLS, authentication, superusers, the AdminServer), which Zooherd owns",
+        ),
+        (
             json!({"config": {"tickTime": "2000\nserver.9=evil:2888:3888"}}),
             "spec.config: values must be a single line",
         ),

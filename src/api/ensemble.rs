@@ -85,6 +85,33 @@ fn refuse_owned_config_keys(schema: &mut schemars::Schema) {
         .as_str(),
     );
     kube::core::validate(schema, rule).expect("a CEL rule serializes to JSON");
+    for key in super::security::SECURITY_CONFIG_KEYS {
+        let rule = kube::core::Rule::new(format!("!('{key}' in self)")).message(
+            format!("spec.config: {key} is a security setting, which Zooherd owns; remove it")
+                .as_str(),
+        );
+        kube::core::validate(schema, rule).expect("a CEL rule serializes to JSON");
+    }
+    let prefixes: Vec<String> = super::security::SECURITY_CONFIG_PREFIXES
+        .iter()
+        .map(|p| format!("'{p}'"))
+        .collect();
+    let names: Vec<String> = super::security::SECURITY_CONFIG_PREFIXES
+        .iter()
+        .map(|p| format!("{p}*"))
+        .collect();
+    let rule = kube::core::Rule::new(format!(
+        "!self.exists(k, [{}].exists(p, k.startsWith(p)))",
+        prefixes.join(", ")
+    ))
+    .message(
+        format!(
+            "spec.config: keys {} are security settings (TLS, authentication, superusers, the AdminServer), which Zooherd owns; remove them",
+            names.join(", ")
+        )
+        .as_str(),
+    );
+    kube::core::validate(schema, rule).expect("a CEL rule serializes to JSON");
 }
 
 /// The CEL rule on the whole object that refuses a name longer than [`MAX_NAME_LENGTH`] at

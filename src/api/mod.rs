@@ -6,6 +6,7 @@
 //! the field and the fix, before it can reach a running ensemble.
 
 mod ensemble;
+pub mod security;
 mod status;
 pub mod validate;
 

@@ -15,6 +15,7 @@
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
+use super::security::{is_security_key, security_property};
 use super::{JvmSpec, ZooKeeperEnsemble, operator_owned_keys};
 
 /// Longest ensemble name. The StatefulSet is named after the ensemble and labels its pods
@@ -44,11 +45,6 @@ const HEAP_SIZING_OPTIONS: &[&str] = &[
     "-XX:MinRAM",
 ];
 
-/// The system properties behind the zoo.cfg keys of the AdminServer (`admin.*`, which the
-/// operator owns): `-D<prefix>...` in `spec.jvm.extraOptions` is refused, so that no option
-/// can switch `snapshot` or `restore` back on or move the AdminServer.
-const OWNED_PROPERTY_PREFIX: &str = "zookeeper.admin.";
-
 /// Why an ensemble cannot be built; each message names the field and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
@@ -72,6 +68,12 @@ pub enum ValidationError {
         keys.join(", ")
     )]
     OwnedConfigKeys { keys: Vec<String> },
+
+    #[error(
+        "spec.config: {} are security settings (TLS, authentication, superusers), which Zooherd owns; remove them",
+        keys.join(", ")
+    )]
+    SecurityConfigKeys { keys: Vec<String> },
 
     #[error(
         "spec.config key {key:?} is not a zoo.cfg property name; use letters, digits, '.', '_' and '-' only, starting with a letter or digit"
@@ -119,7 +121,7 @@ pub enum ValidationError {
     },
 
     #[error(
-        "spec.jvm.extraOptions {option:?} sets the system property {key}, but the AdminServer (zoo.cfg admin.*, system properties zookeeper.admin.*) is managed by Zooherd; remove the option"
+        "spec.jvm.extraOptions {option:?} sets the system property {key}, a security setting (TLS, authentication, superusers, the AdminServer) that Zooherd owns; remove the option"
     )]
     ExtraOptionSetsOwnedProperty { option: String, key: String },
 
@@ -204,14 +206,6 @@ pub(crate) fn sizes_heap(option: &str) -> bool {
     HEAP_SIZING_OPTIONS
         .iter()
         .any(|prefix| option.starts_with(prefix))
-}
-
-/// The system property a JVM option sets, when it is one the operator owns
-/// (`-Dzookeeper.admin.snapshot.enabled=true` sets `zookeeper.admin.snapshot.enabled`).
-fn owned_property(option: &str) -> Option<&str> {
-    let property = option.strip_prefix("-D")?;
-    let key = property.split_once('=').map_or(property, |(key, _)| key);
-    key.starts_with(OWNED_PROPERTY_PREFIX).then_some(key)
 }
 
 /// Parses a Kubernetes quantity as a number of bytes ("10Gi", "512M", "1.5e9"), rounding a
@@ -342,6 +336,14 @@ fn validate_config(ensemble: &ZooKeeperEnsemble) -> Result<(), ValidationError> 
             keys: owned.into_iter().map(str::to_owned).collect(),
         });
     }
+    let security: Vec<String> = config
+        .keys()
+        .filter(|key| is_security_key(key))
+        .cloned()
+        .collect();
+    if !security.is_empty() {
+        return Err(ValidationError::SecurityConfigKeys { keys: security });
+    }
     for (key, value) in config {
         if !is_config_key(key) {
             return Err(ValidationError::InvalidConfigKey { key: key.clone() });
@@ -371,7 +373,7 @@ fn validate_jvm(ensemble: &ZooKeeperEnsemble) -> Result<(), ValidationError> {
     if let Some((option, key)) = jvm
         .extra_options
         .iter()
-        .find_map(|option| Some((option, owned_property(option)?)))
+        .find_map(|option| Some((option, security_property(option)?)))
     {
         return Err(ValidationError::ExtraOptionSetsOwnedProperty {
             option: option.clone(),

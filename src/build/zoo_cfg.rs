@@ -25,6 +25,7 @@ use super::names::{
     server_host,
 };
 use crate::api::operator_owned_keys;
+use crate::api::security::is_security_key;
 use crate::api::validate::is_config_key;
 use crate::quorum::membership::Membership;
 
@@ -102,7 +103,8 @@ pub fn render(
         .map(|&(key, value)| (key, value.to_owned()))
         .collect();
     for (key, value) in user_config {
-        if owned_by_operator.contains(&key.as_str()) || !is_config_key(key) {
+        if owned_by_operator.contains(&key.as_str()) || is_security_key(key) || !is_config_key(key)
+        {
             continue;
         }
         if let Some(value) = property_value(value) {
@@ -395,11 +397,17 @@ tickTime=2000
     fn values_are_trimmed_and_backslashes_escaped() {
         let user = config(&[
             ("maxClientCnxns", "  60  "),
-            ("ssl.keyStore.location", "C:\\keys\\"),
+            ("snapshot.compression.method", "C:\\keys\\"),
+            // A security setting is never written, whatever slipped past validation.
+            ("ssl.keyStore.location", "/tmp/k"),
         ]);
         let cfg = render("zk", "ns", &user, false);
         assert_eq!(value(&cfg, "maxClientCnxns"), Some("60"));
-        assert_eq!(value(&cfg, "ssl.keyStore.location"), Some("C:\\\\keys\\\\"));
+        assert_eq!(
+            value(&cfg, "snapshot.compression.method"),
+            Some("C:\\\\keys\\\\")
+        );
+        assert_eq!(value(&cfg, "ssl.keyStore.location"), None);
     }
 
     #[test]

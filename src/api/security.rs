@@ -1,0 +1,153 @@
+//! Settings that decide who may connect to the servers and as whom. The operator owns them: a
+//! `spec.config` key or a `-D` option in `spec.jvm.extraOptions` that set one is refused, with
+//! a message naming it, so that no manifest can open a door the operator keeps shut (`skipACL`,
+//! a second superuser, a login configuration of its own, the AdminServer's snapshot and
+//! restore, TLS switched on half-way).
+//!
+//! ZooKeeper reads such settings from zoo.cfg and from system properties: every zoo.cfg key it
+//! does not parse itself becomes the system property `zookeeper.<key>` (QuorumPeerConfig
+//! `parseProperties`), so a zoo.cfg key and its `-Dzookeeper.` property are refused alike.
+
+/// zoo.cfg keys (and, prefixed with `zookeeper.`, system properties) about authentication,
+/// authorisation and encryption.
+pub const SECURITY_CONFIG_KEYS: &[&str] = &[
+    "skipACL",
+    "superUser",
+    "sslQuorum",
+    "sslQuorumReloadCertFiles",
+    "portUnification",
+    "serverCnxnFactory",
+    "sessionRequireClientSASLAuth",
+    "client.secure",
+    "client.portUnification",
+    "client.certReload",
+    "jaasLoginRenew",
+];
+
+/// Prefixes of such keys: TLS (`ssl.*`), authentication providers, quorum SASL, enforced
+/// client authentication, the digest and x509 providers' superusers, and the AdminServer.
+pub const SECURITY_CONFIG_PREFIXES: &[&str] = &[
+    "ssl.",
+    "authProvider.",
+    "quorum.auth.",
+    "enforce.auth.",
+    "DigestAuthenticationProvider.",
+    "X509AuthenticationProvider.",
+    "kerberos.",
+    "admin.",
+];
+
+/// System properties outside ZooKeeper's own namespace that change who may connect: the JVM's
+/// security properties (`-Djava.security.properties` would replace the file the agent writes),
+/// the SASL login configuration, and the JVM's default TLS stores.
+const SECURITY_PROPERTY_PREFIXES: &[&str] = &["java.security.", "javax.net.ssl.", "sun.security."];
+
+/// Whether a zoo.cfg key is one of the operator's security settings.
+pub fn is_security_key(key: &str) -> bool {
+    SECURITY_CONFIG_KEYS.contains(&key)
+        || SECURITY_CONFIG_PREFIXES
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+}
+
+/// The system property a JVM option sets, when it is one of the operator's security settings
+/// (`-Dzookeeper.skipACL=yes` sets `zookeeper.skipACL`).
+pub fn security_property(option: &str) -> Option<&str> {
+    let property = option.strip_prefix("-D")?;
+    let key = property.split_once('=').map_or(property, |(key, _)| key);
+    let owned = key.strip_prefix("zookeeper.").is_some_and(is_security_key)
+        || SECURITY_PROPERTY_PREFIXES
+            .iter()
+            .any(|prefix| key.starts_with(prefix));
+    owned.then_some(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_keys_and_their_properties() {
+        for key in [
+            "skipACL",
+            "ssl.keyStore.location",
+            "ssl.quorum.trustStore.location",
+            "authProvider.1",
+            "quorum.auth.enableSasl",
+            "enforce.auth.enabled",
+            "DigestAuthenticationProvider.superDigest",
+            "admin.snapshot.enabled",
+        ] {
+            assert!(is_security_key(key), "{key}");
+            let option = format!("-Dzookeeper.{key}=x");
+            assert_eq!(
+                security_property(&option),
+                Some(format!("zookeeper.{key}").as_str()),
+                "{option}"
+            );
+        }
+        for option in [
+            "-Djava.security.auth.login.config=/tmp/jaas.conf",
+            "-Djava.security.properties=/tmp/x",
+            "-Djavax.net.ssl.trustStore=/tmp/t",
+        ] {
+            assert!(security_property(option).is_some(), "{option}");
+        }
+        // Tuning is not security: left alone.
+        for key in [
+            "tickTime",
+            "snapCount",
+            "autopurge.purgeInterval",
+            "skipACLs",
+        ] {
+            assert!(!is_security_key(key), "{key}");
+        }
+        for option in [
+            "-Dzookeeper.snapCount=50000",
+            "-Dzookeeper.server.realm=EXAMPLE.COM",
+            "-Dzookeeper.adminx=1",
+            "-XX:+UseG1GC",
+            "-DskipACL=yes",
+        ] {
+            assert_eq!(security_property(option), None, "{option}");
+        }
+    }
+
+    #[test]
+    fn validation_names_the_security_setting() {
+        use crate::api::ZooKeeperEnsemble;
+        use crate::api::validate::{ValidationError, validate};
+        let ensemble = |spec: serde_json::Value| -> ZooKeeperEnsemble {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "zooherd.dev/v1beta1",
+                "kind": "ZooKeeperEnsemble",
+                "metadata": {"name": "zk", "namespace": "ns"},
+                "spec": spec,
+            }))
+            .unwrap()
+        };
+        let error = validate(&ensemble(serde_json::json!({
+            "config": {"skipACL": "yes", "ssl.quorum.keyStore.location": "/k", "tickTime": "2000"}
+        })))
+        .unwrap_err();
+        assert_eq!(
+            error,
+            ValidationError::SecurityConfigKeys {
+                keys: vec!["skipACL".into(), "ssl.quorum.keyStore.location".into()],
+            }
+        );
+        assert!(error.to_string().starts_with(
+            "spec.config: skipACL, ssl.quorum.keyStore.location are security settings"
+        ));
+        let error = validate(&ensemble(serde_json::json!({
+            "jvm": {"extraOptions": ["-Djava.security.auth.login.config=/tmp/jaas.conf"]}
+        })))
+        .unwrap_err();
+        assert!(
+            error.to_string().starts_with(
+                "spec.jvm.extraOptions \"-Djava.security.auth.login.config=/tmp/jaas.conf\" sets the system property java.security.auth.login.config, a security setting"
+            ),
+            "{error}"
+        );
+    }
+}
