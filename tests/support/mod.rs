@@ -1,5 +1,6 @@
 //! Shared support for the integration tests: a real Kubernetes control plane
-//! ([`control_plane`]) and real Apache ZooKeeper ensembles ([`zookeeper`]).
+//! ([`control_plane`]), real Apache ZooKeeper ensembles ([`zookeeper`]), and the checker of
+//! recorded client histories ([`linearizability`]).
 //!
 //! Use it from a test file with `mod support;`. Every test binary uses a subset, hence the
 //! `dead_code` allowance.
@@ -10,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod control_plane;
+pub mod linearizability;
 pub mod local_cluster;
 pub mod operator;
 pub mod scaling;
