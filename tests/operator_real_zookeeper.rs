@@ -690,3 +690,122 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
     drop(operator);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
+
+/// Issue 20, item 11: two replicas of the operator, and at every step of a roll the one that
+/// leads is killed with SIGKILL (as with its node lost: it cannot release the Lease). The
+/// standby takes the Lease over once it expires and goes on from what it observes: one server
+/// at a time, followers first, the leader last, and the ensemble ACTIVE at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roll_finishes_though_the_operator_leader_is_killed_at_every_step() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "failover").await.unwrap();
+    let mut replicas: Vec<(String, Operator)> = ["a", "b"]
+        .iter()
+        .map(|id| {
+            let identity = format!("replica-{id}");
+            (identity.clone(), Operator::start_as(cp, &ns, &identity))
+        })
+        .collect();
+    let mut zookeeper = ZkEnsemble::start(3).expect("starting ZooKeeper");
+    zookeeper
+        .wait_for_all_serving(Duration::from_secs(60))
+        .await
+        .expect("a quorum");
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
+        "apiVersion": "zooherd.dev/v1beta1",
+        "kind": "ZooKeeperEnsemble",
+        "metadata": {"name": "zk"},
+        "spec": {"replicas": 3}
+    }))
+    .unwrap();
+    ensembles
+        .create(&PostParams::default(), &ensemble)
+        .await
+        .unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let mut uids = Vec::new();
+    for i in 0..3 {
+        uids.push(bind_pod(&pods, i, zookeeper.member(i).ip()).await);
+    }
+    status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
+    let leases = Api::<Lease>::namespaced(client.clone(), &ns);
+    let holder = || async {
+        leases
+            .get_opt("zooherd-operator")
+            .await
+            .unwrap()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+
+    let leader_before = zookeeper.leader().await.expect("a leader");
+    ensembles
+        .patch(
+            "zk",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"config": {"maxClientCnxns": "100"}}})),
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut order = Vec::new();
+    let mut next_replica = 0;
+    while order.len() < 3 {
+        let replaced = eventually("the roll to replace a pod", || async {
+            let mut replaced = Vec::new();
+            for (i, uid) in uids.iter().enumerate() {
+                let pod = pods.get_opt(&format!("zk-{i}")).await.unwrap();
+                if pod.is_none_or(|p| p.uid().as_ref() != Some(uid)) {
+                    replaced.push(i);
+                }
+            }
+            assert!(
+                replaced.len() <= 1,
+                "several pods replaced at once: {replaced:?}"
+            );
+            replaced.first().copied()
+        })
+        .await;
+        assert!(!order.contains(&replaced), "zk-{replaced} replaced twice");
+        order.push(replaced);
+        // The leading replica dies right after the step; a fresh standby takes its place.
+        let leading = eventually("a Lease holder", holder).await;
+        let position = replicas
+            .iter()
+            .position(|(identity, _)| *identity == leading)
+            .unwrap_or_else(|| panic!("the Lease names {leading}, not a running replica"));
+        let (identity, killed) = replicas.remove(position);
+        killed.kill();
+        let fresh = format!("replica-fresh-{next_replica}");
+        next_replica += 1;
+        replicas.push((fresh.clone(), Operator::start_as(cp, &ns, &fresh)));
+        println!(
+            "zk-{replaced} replaced after {:?}; killed the leading {identity}",
+            started.elapsed()
+        );
+        // The kubelet's part: the replacement pod's container starts the server again.
+        zookeeper.restart(replaced).unwrap();
+        uids[replaced] = bind_pod(&pods, replaced, zookeeper.member(replaced).ip()).await;
+    }
+    let followers: Vec<usize> = (0..3).rev().filter(|&i| i != leader_before).collect();
+    assert_eq!(
+        order[..2],
+        followers[..],
+        "followers first, highest myid first"
+    );
+    assert_eq!(order[2], leader_before, "the leader last");
+    let status = status_where(&ensembles, "the roll to finish", |s| {
+        s.phase == Some(Phase::Active)
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Progressing" && c.status == "False")
+    })
+    .await;
+    println!("roll finished after {:?}", started.elapsed());
+    assert_eq!(status.ready.as_deref(), Some("3/3"));
+    drop(replicas);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}

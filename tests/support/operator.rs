@@ -79,6 +79,11 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(cp: &ControlPlane, namespace: &str) -> Operator {
+        Self::start_as(cp, namespace, &format!("operator-{namespace}"))
+    }
+
+    /// One replica of the operator with its own identity in the leader-election Lease.
+    pub fn start_as(cp: &ControlPlane, namespace: &str, identity: &str) -> Operator {
         let dir = super::owned_temp_dir("zooherd-operator-").unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -94,7 +99,7 @@ impl Operator {
             .args(["--server-image", "zooherd.test/zookeeper:test"])
             .args(["--probe-interval-ms", "500", "--admin-timeout-ms", "300"])
             .env("KUBECONFIG", cp.kubeconfig())
-            .env("POD_NAME", format!("operator-{namespace}"))
+            .env("POD_NAME", identity)
             .env("RUST_LOG", "info,zooherd=debug")
             .stdin(Stdio::null())
             .stdout(File::create(&log).unwrap())
@@ -106,6 +111,11 @@ impl Operator {
             metrics_url: format!("http://127.0.0.1:{port}/metrics"),
             _dir: dir,
         }
+    }
+
+    /// Kills the replica with SIGKILL, as a node loss would: it cannot release its Lease.
+    pub fn kill(mut self) {
+        let _ = process::terminate(&mut self.child, Signal::SIGKILL, Duration::from_secs(10));
     }
 
     pub fn log_tail(&self) -> String {
