@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Renders the Helm chart as plain manifests: OUT_DIR/operator.yaml (default: deploy/), i.e.
-#   the CRDs (charts/zooherd/crds/), a zooherd-system Namespace, then
-#   `helm template zooherd charts/zooherd --namespace zooherd-system` (the chart's defaults).
+# Regenerates the generated files, from the API types and the Helm chart:
+#   1. the CRDs: `zooherd crd` (cargo run -q -- crd) into crds/zookeeperensembles.zooherd.dev.yaml
+#      and the chart's copy, charts/zooherd/crds/ (tests/crd_drift.rs);
+#   2. OUT_DIR/operator.yaml (default: deploy/), i.e. the CRDs (charts/zooherd/crds/), a
+#      zooherd-system Namespace, then `helm template zooherd charts/zooherd --namespace
+#      zooherd-system` (the chart's defaults) (tests/deploy_sync.rs).
 #
-#   bash deploy/generate.sh             # regenerate deploy/operator.yaml
-#   bash deploy/generate.sh /tmp/out    # render into another directory (tests/deploy_sync.rs)
+#   bash deploy/generate.sh             # regenerate the CRDs (both places) and deploy/operator.yaml
+#   bash deploy/generate.sh /tmp/out    # only render /tmp/out/operator.yaml from the committed
+#                                       # chart, writing nothing in the repository (tests/deploy_sync.rs)
 #
-# Run it after changing the chart or the CRDs; tests/deploy_sync.rs fails until you do. It
-# refuses to run when the chart's copy of the CRDs differs from crds/ (`zooherd crd` output):
-#   cp crds/*.yaml charts/zooherd/crds/
+# Run it after changing the API types, the chart or the CRDs; tests/crd_drift.rs and
+# tests/deploy_sync.rs fail until you do. It refuses to render when the chart's copy of the CRDs
+# differs from crds/ (which only happens when given OUT_DIR, or after a hand edit).
 #
 # helm: $HELM, else $ZOOHERD_HELM, else the one tests/cluster/setup.sh installs, else PATH.
 set -euo pipefail
@@ -35,12 +39,28 @@ if [ -z "$helm" ]; then
   fi
 fi
 
+crd_file=zookeeperensembles.zooherd.dev.yaml
+if [ $# -eq 0 ]; then
+  # Generate before writing anything, so that a failure leaves the old files in place.
+  crd_tmp=$(mktemp "$repo/crds/.$crd_file.XXXXXX")
+  copy_tmp=$(mktemp "$chart/crds/.$crd_file.XXXXXX")
+  trap 'rm -f "$crd_tmp" "$copy_tmp"' EXIT
+  (cd "$repo" && cargo run -q -- crd) > "$crd_tmp" \
+    || { echo "generate.sh: cargo run -q -- crd failed" >&2; exit 1; }
+  cp "$crd_tmp" "$copy_tmp"
+  chmod 644 "$crd_tmp" "$copy_tmp"
+  mv "$copy_tmp" "$chart/crds/$crd_file"
+  mv "$crd_tmp" "$repo/crds/$crd_file"
+  trap - EXIT
+  echo "generate.sh: wrote crds/$crd_file and charts/zooherd/crds/$crd_file" >&2
+fi
+
 crds=()
 for crd in "$repo"/crds/*.yaml; do
-  [ -e "$crd" ] || { echo "generate.sh: no CRDs in $repo/crds (zooherd crd > crds/...)" >&2; exit 1; }
+  [ -e "$crd" ] || { echo "generate.sh: no CRDs in $repo/crds; run: bash deploy/generate.sh" >&2; exit 1; }
   copy=$chart/crds/$(basename "$crd")
   if ! cmp -s "$crd" "$copy"; then
-    echo "generate.sh: $copy differs from $crd; run: cp crds/*.yaml charts/zooherd/crds/" >&2
+    echo "generate.sh: $copy differs from $crd; run: bash deploy/generate.sh" >&2
     exit 1
   fi
   crds+=("$copy")

@@ -1,10 +1,9 @@
 //! The committed CRDs are generated: `zooherd crd` is their only source. This test fails when
 //! the Rust types changed and the YAML under crds/ (and the chart's copy) was not regenerated.
-//! Regenerate with:
+//! Regenerate (both copies, and deploy/operator.yaml that includes them) with:
 //!
 //! ```sh
-//! cargo run -q -- crd > crds/zookeeperensembles.zooherd.dev.yaml
-//! cp crds/zookeeperensembles.zooherd.dev.yaml charts/zooherd/crds/
+//! bash deploy/generate.sh
 //! ```
 
 use std::path::Path;
@@ -27,7 +26,7 @@ fn committed_crds_match_zooherd_crd() {
             .unwrap_or_else(|e| panic!("reading {committed}: {e}"));
         assert!(
             text == generated,
-            "{committed} differs from `zooherd crd`; regenerate it (see tests/crd_drift.rs)"
+            "{committed} differs from `zooherd crd`; regenerate it: bash deploy/generate.sh"
         );
     }
 }

@@ -5,6 +5,8 @@
 //!   no field the API does not know (serde ignores unknown fields, so a misspelt field would
 //!   otherwise pass unnoticed and be silently dropped).
 //!
+//! `bash deploy/generate.sh` regenerates the CRDs (both copies) and `deploy/operator.yaml`.
+//!
 //! Needs helm (`bash tests/cluster/setup.sh` installs it); no cluster.
 
 mod support;
@@ -108,22 +110,21 @@ fn chart_crds_are_the_generated_crds() {
     chart_names.sort();
     assert_eq!(
         chart_names, names,
-        "charts/zooherd/crds/ must hold the files of crds/: cp crds/*.yaml charts/zooherd/crds/"
+        "charts/zooherd/crds/ must hold the files of crds/: run `bash deploy/generate.sh`"
     );
     for name in &names {
         let top = read(&repo("crds").join(name));
         let copy = read(&chart_crds.join(name));
         assert!(
             top == copy,
-            "charts/zooherd/crds/{} differs from crds/: cp crds/*.yaml charts/zooherd/crds/",
+            "charts/zooherd/crds/{} differs from crds/: run `bash deploy/generate.sh`",
             name.to_string_lossy()
         );
     }
     assert_eq!(
         read(&chart_crds.join("zookeeperensembles.zooherd.dev.yaml")),
         zooherd::api::crds_yaml(),
-        "the chart's CRD is not what `zooherd crd` prints: regenerate crds/ \
-         (cargo run -q -- crd > crds/zookeeperensembles.zooherd.dev.yaml) and copy it into the chart"
+        "the chart's CRD is not what `zooherd crd` prints: run `bash deploy/generate.sh`"
     );
 }
 

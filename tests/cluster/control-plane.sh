@@ -31,6 +31,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=SCRIPTDIR/env.sh
 . "$here/env.sh"
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$here/lib.sh"
+log_prefix=control-plane
 
 usage() {
   echo "usage: $0 run DIR" >&2
@@ -54,7 +57,6 @@ for bin in "$ZOOHERD_ETCD" "$ZOOHERD_KUBE_APISERVER" "$ZOOHERD_KUBE_CONTROLLER_M
 done
 
 started=$(date +%s%N)
-elapsed_ms() { echo $(( ($(date +%s%N) - started) / 1000000 )); }
 
 # ---- ports -------------------------------------------------------------------------------
 chosen=" "
@@ -171,7 +173,7 @@ tails() {
 # ZOOHERD_CP_QUIET=1 (set by tests/support/control_plane.rs, which reports the logs itself)
 # leaves out the tails.
 fail() {
-  echo "control-plane: $*" >&2
+  log "$*"
   stopping=1
   stop_all
   [ "${ZOOHERD_CP_QUIET:-}" = 1 ] || tails

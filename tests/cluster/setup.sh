@@ -12,6 +12,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 # shellcheck source=SCRIPTDIR/env.sh
 . "$here/env.sh"
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$here/lib.sh"
+log_prefix=setup
 
 missing=()
 for tool in go npm mvn java unzip openssl curl ss setpriv flock; do
@@ -26,8 +29,6 @@ mkdir -p "$ZOOHERD_CACHE"
 # One setup at a time per cache (several checkouts may share it).
 exec 9>"$ZOOHERD_CACHE/.setup.lock"
 flock 9
-
-log() { echo "setup: $*" >&2; }
 
 # expect_version DESCRIPTION EXPECTED COMMAND...: the command's output must contain EXPECTED.
 expect_version() {

@@ -22,10 +22,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 # shellcheck source=../cluster/env.sh
 . "$here/../cluster/env.sh"
+# shellcheck source=../cluster/lib.sh
+. "$here/../cluster/lib.sh"
+log_prefix=cluster
 
-die() { echo "cluster: $*" >&2; exit 1; }
 usage() { die "usage: $0 run DIR ZOOHERD-BINARY | down DIR"; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # The node's address: the control plane advertises it for Service default/kubernetes, and
 # node.sh forwards it to the API server, so the operator's pods reach the API server.
@@ -52,8 +53,7 @@ run() {
   [ ! -f "$dir/cluster-ready" ] || die "$dir already holds a cluster"
   echo $$ > "$dir/cluster.pid"
   local started cp_pid='' node_started=0
-  started=$(now_ms)
-  k() { "$ZOOHERD_KUBECTL" --kubeconfig "$dir/kubeconfig" "$@"; }
+  started=$(date +%s%N)
 
   teardown() {
     trap - EXIT INT TERM HUP
@@ -88,7 +88,7 @@ run() {
   fi
   printf 'ZOOHERD_E2E_SERVER_IMAGE=%s\nZOOHERD_E2E_OPERATOR_IMAGE=%s\n' "$server_ref" "$operator_ref" \
     > "$dir/images.env"
-  echo "cluster: images ready after $(($(now_ms) - started)) ms" >&2
+  echo "cluster: images ready after $(elapsed_ms) ms" >&2
 
   # ---- control plane and node -----------------------------------------------------------
   ZOOHERD_CP_ADVERTISE_ADDRESS=$node_ip setpriv --pdeathsig KILL \
@@ -148,7 +148,7 @@ EOF
     || { k -n "$release_namespace" describe pods >&2 || true; die "helm install failed"; }
 
   touch "$dir/cluster-ready"
-  echo "cluster: ready in $(($(now_ms) - started)) ms: kubectl --kubeconfig $dir/kubeconfig get zke -A" >&2
+  echo "cluster: ready in $(elapsed_ms) ms: kubectl --kubeconfig $dir/kubeconfig get zke -A" >&2
 
   # ---- stay up until a signal, or until the control plane or the node ends --------------
   while :; do

@@ -27,8 +27,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../cluster/versions.env
 . "$here/../cluster/versions.env"
-
-die() { echo "image.sh: $*" >&2; exit 1; }
+# shellcheck source=../cluster/lib.sh
+. "$here/../cluster/lib.sh"
+log_prefix=image.sh
 
 # archive NAME:TAG ROOTFS OUT [options]
 archive() {

@@ -47,6 +47,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../cluster/env.sh
 . "$here/../cluster/env.sh"
+# shellcheck source=../cluster/lib.sh
+. "$here/../cluster/lib.sh"
+log_prefix=node
 with_proxy=${ZOOHERD_NODE_KUBE_PROXY:-1}
 with_dns=${ZOOHERD_NODE_DNS:-}
 [ -n "$with_dns" ] || { [ -x "$ZOOHERD_COREDNS" ] && with_dns=1 || with_dns=0; }
@@ -65,7 +68,6 @@ veth=zhnode$index
 cgroot=zhnode$index
 cni_bin=${ZOOHERD_CNI_BIN:-/usr/lib/cni}
 
-die() { echo "node: $*" >&2; exit 1; }
 usage() { die "usage: $0 start|stop|import|ctr|exec DIR [ARGS...]"; }
 [ $# -ge 2 ] || usage
 cmd=$1
@@ -73,9 +75,7 @@ dir=$(cd "$2" && pwd) || die "$2 is not a directory"
 shift 2
 n=$dir/node-$index
 sock=$n/containerd.sock
-kubectl() { "$ZOOHERD_KUBECTL" --kubeconfig "$dir/kubeconfig" "$@"; }
 started=$(date +%s%N)
-elapsed_ms() { echo $(( ($(date +%s%N) - started) / 1000000 )); }
 # The first process of the node's PID namespace (the child of unshare).
 ns_init() { pgrep -P "$(cat "$n/pid" 2>/dev/null)" 2>/dev/null | head -1; }
 in_node() { # command...: inside the node's PID, mount and network namespaces
@@ -116,7 +116,7 @@ stop() {
   # The last node removes the bridge.
   if ! ip netns list | grep -q '^zhnode'; then ip link del "$hostbr" 2>/dev/null || true; fi
   if [ -f "$dir/kubeconfig" ]; then
-    kubectl delete node "$name" --wait=false --request-timeout=5s >/dev/null 2>&1 || true
+    k delete node "$name" --wait=false --request-timeout=5s >/dev/null 2>&1 || true
   fi
   # The mount points of /run/containerd and /var/lib/cni: removing one while another node's
   # mount namespace has a mount on it would detach that mount, so only after the last node.
@@ -248,8 +248,8 @@ start() {
   issue kube-proxy "/CN=system:kube-proxy"
   write_kubeconfig "$n/kubelet.kubeconfig" "system:node:$name" kubelet
   write_kubeconfig "$n/kube-proxy.kubeconfig" system:kube-proxy kube-proxy
-  kubectl create clusterrolebinding "zooherd-node:$name" --clusterrole=system:node \
-    --user="system:node:$name" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  k create clusterrolebinding "zooherd-node:$name" --clusterrole=system:node \
+    --user="system:node:$name" --dry-run=client -o yaml | k apply -f - >/dev/null
 
   # ---- network: the namespace, the veth pair, the host's route to the pods --------------
   ip netns add "$netns"
@@ -431,7 +431,7 @@ EOF
   local pid=$!
   echo $pid > "$n/pid"
   local deadline=$((SECONDS + ${ZOOHERD_NODE_TIMEOUT:-180}))
-  until kubectl get node "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True; do
+  until k get node "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True; do
     if ! kill -0 "$pid" 2>/dev/null; then
       tail -n 40 "$n"/logs/*.log >&2 || true
       stop >/dev/null

@@ -1,0 +1,451 @@
+//! The StatefulSet that runs the servers.
+//!
+//! A StatefulSet gives each server what ZooKeeper needs: a stable name (`<name>-<ordinal>`, from
+//! which the server's myid follows) and its own volumes that survive the pod. Servers start in
+//! parallel because none can become Ready before a quorum has formed; starting them one by one
+//! would wait for ever on the first.
+//!
+//! Pods are replaced only when the operator deletes them (`updateStrategy: OnDelete`): a
+//! rolling update by the StatefulSet controller would go by ordinal and could restart the
+//! leader first or while another server is still syncing. The operator rolls the ensemble
+//! itself, followers first and the leader last, each after the previous one serves again.
+//!
+//! The server container is Zooherd's image, whose entrypoint is the `zooherd` binary:
+//! `zooherd server` writes myid and starts ZooKeeper with the JVM settings it gets from the
+//! environment, and `zooherd probe` answers the kubelet's probes from the AdminServer.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceFieldSelector, SeccompProfile, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use sha2::{Digest, Sha256};
+
+use super::{Error, Parent, SERVER_PORTS, Settings, names};
+use crate::api::validate::{self, ValidationError};
+use crate::api::{VolumeSpec, ZooKeeperEnsemble};
+
+/// User and group the server runs as; the image's `zooherd` user.
+const SERVER_UID: i64 = 1000;
+
+/// Heap share of the memory limit when the spec sets neither `jvm.heap` nor `jvm.heapPercent`
+/// (documented on `spec.jvm.heapPercent`).
+const DEFAULT_HEAP_PERCENT: i32 = 50;
+
+/// Volume names: the claim templates, the ConfigMap, and the scratch directory.
+const DATA_VOLUME: &str = "data";
+const LOG_VOLUME: &str = "log";
+const CONFIG_VOLUME: &str = "config";
+const TMP_VOLUME: &str = "tmp";
+
+/// `<name>`: `replicas` servers, one pod and one set of volumes each.
+pub(super) fn build(
+    parent: &Parent,
+    settings: &Settings,
+    zoo_cfg: &str,
+    servers: u32,
+) -> Result<StatefulSet, Error> {
+    let ensemble = parent.ensemble;
+    let spec = &ensemble.spec;
+    let storage = &spec.storage;
+
+    let jvm_env = jvm_env(ensemble)?;
+    let mut annotations = spec.placement.pod_annotations.clone();
+    annotations.insert(
+        names::CONFIG_HASH_ANNOTATION.to_owned(),
+        config_hash(zoo_cfg, &jvm_env),
+    );
+    // The user's pod labels first, so that ours win: the selectors depend on them.
+    let mut pod_labels = spec.placement.pod_labels.clone();
+    pod_labels.extend(parent.labels.clone());
+
+    let mut claims = vec![volume_claim(parent, DATA_VOLUME, &storage.data)];
+    if let Some(log) = &storage.transaction_log {
+        claims.push(volume_claim(parent, LOG_VOLUME, log));
+    }
+
+    Ok(StatefulSet {
+        metadata: parent.metadata(names::stateful_set(ensemble)),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(i32::try_from(servers).unwrap_or(i32::MAX)),
+            selector: parent.selector(),
+            service_name: Some(names::headless_service(ensemble)),
+            pod_management_policy: Some("Parallel".to_owned()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".to_owned()),
+                rolling_update: None,
+            }),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(storage.retention.when_deleted.as_str().to_owned()),
+                    when_scaled: Some(storage.retention.when_scaled.as_str().to_owned()),
+                },
+            ),
+            volume_claim_templates: Some(claims),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(parent, settings, jvm_env)),
+            },
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    })
+}
+
+fn pod_spec(parent: &Parent, settings: &Settings, jvm_env: Vec<EnvVar>) -> PodSpec {
+    let spec = &parent.ensemble.spec;
+    let placement = &spec.placement;
+    PodSpec {
+        containers: vec![container(parent, settings, jvm_env)],
+        volumes: Some(vec![
+            Volume {
+                name: CONFIG_VOLUME.to_owned(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names::config_map(parent.ensemble),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: TMP_VOLUME.to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            },
+        ]),
+        image_pull_secrets: non_empty(&spec.image_pull_secrets),
+        // The servers never call the Kubernetes API.
+        automount_service_account_token: Some(false),
+        // Service environment variables would only grow with every Service in the namespace.
+        enable_service_links: Some(false),
+        termination_grace_period_seconds: Some(30),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(SERVER_UID),
+            run_as_group: Some(SERVER_UID),
+            fs_group: Some(SERVER_UID),
+            // Skip the recursive chown of a large data volume on every start.
+            fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            ..PodSecurityContext::default()
+        }),
+        affinity: Some(
+            placement
+                .affinity
+                .clone()
+                .unwrap_or_else(|| spread_across_nodes(parent)),
+        ),
+        topology_spread_constraints: non_empty(&placement.topology_spread_constraints),
+        node_selector: (!placement.node_selector.is_empty())
+            .then(|| placement.node_selector.clone()),
+        tolerations: non_empty(&placement.tolerations),
+        priority_class_name: placement.priority_class_name.clone(),
+        ..PodSpec::default()
+    }
+}
+
+fn container(parent: &Parent, settings: &Settings, jvm_env: Vec<EnvVar>) -> Container {
+    let spec = &parent.ensemble.spec;
+    let mut volume_mounts = vec![
+        mount(CONFIG_VOLUME, names::CONFIG_DIR, true),
+        mount(DATA_VOLUME, names::DATA_DIR, false),
+    ];
+    if spec.storage.transaction_log.is_some() {
+        volume_mounts.push(mount(LOG_VOLUME, names::LOG_DIR, false));
+    }
+    volume_mounts.push(mount(TMP_VOLUME, names::TMP_DIR, false));
+
+    Container {
+        name: names::CONTAINER.to_owned(),
+        image: Some(
+            spec.image
+                .clone()
+                .unwrap_or_else(|| settings.default_image.clone()),
+        ),
+        image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_owned()),
+        args: Some(strings(&["server", "--config", names::ZOO_CFG_PATH])),
+        env: Some(env(parent, jvm_env)),
+        ports: Some(
+            SERVER_PORTS
+                .iter()
+                .map(|&(name, port)| ContainerPort {
+                    name: Some(name.to_owned()),
+                    container_port: port,
+                    protocol: Some("TCP".to_owned()),
+                    ..ContainerPort::default()
+                })
+                .collect(),
+        ),
+        // Ready means serving: in a quorum (or standalone) and answering clients.
+        readiness_probe: Some(Probe {
+            period_seconds: Some(5),
+            timeout_seconds: Some(4),
+            failure_threshold: Some(2),
+            ..zooherd_probe("ready")
+        }),
+        // Live means the server process answers, quorum or not: restarting servers because
+        // the quorum is lost would only keep it lost.
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(20),
+            period_seconds: Some(10),
+            timeout_seconds: Some(4),
+            failure_threshold: Some(6),
+            ..zooherd_probe("live")
+        }),
+        // Up to 5 minutes to start (a large snapshot takes a while to load) before liveness
+        // applies.
+        startup_probe: Some(Probe {
+            period_seconds: Some(5),
+            timeout_seconds: Some(4),
+            failure_threshold: Some(60),
+            ..zooherd_probe("live")
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(strings(&["ALL"])),
+                add: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(volume_mounts),
+        ..Container::default()
+    }
+}
+
+/// The server's environment: who it is (for myid and for telling its volume apart from one
+/// left by an earlier ensemble of the same name), its memory limit, and the JVM settings.
+fn env(parent: &Parent, jvm_env: Vec<EnvVar>) -> Vec<EnvVar> {
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        field_env("POD_IP", "status.podIP"),
+        literal_env("ZOOHERD_ENSEMBLE_UID", &parent.owner_reference.uid),
+        // The superuser's digest, never its password; from the Secret the operator keeps, so
+        // that it is in no pod spec.
+        EnvVar {
+            name: names::SUPER_DIGEST_ENV.to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: names::superuser_secret(parent.ensemble),
+                    key: names::SUPERUSER_DIGEST_KEY.to_owned(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+    ];
+    // Without a memory limit the downward API reports the node's memory, which must never be
+    // mistaken for the container's: the variable is only set when there is a limit.
+    let memory_limit = parent
+        .ensemble
+        .spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .is_some_and(|limits| limits.contains_key("memory"));
+    if memory_limit {
+        env.push(EnvVar {
+            name: "ZOOHERD_MEMORY_LIMIT".to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                resource_field_ref: Some(ResourceFieldSelector {
+                    container_name: Some(names::CONTAINER.to_owned()),
+                    resource: "limits.memory".to_owned(),
+                    divisor: Some(Quantity("1".to_owned())),
+                }),
+                ..EnvVarSource::default()
+            }),
+        });
+    }
+    env.extend(jvm_env);
+    env
+}
+
+/// The JVM settings, as literal variables `zooherd server` turns into JVM options:
+/// `ZOOHERD_JVM_HEAP` (a Kubernetes quantity such as `512Mi`, for -Xmx and -Xms),
+/// `ZOOHERD_JVM_HEAP_PERCENT` (a share of `ZOOHERD_MEMORY_LIMIT`) and `ZOOHERD_JVM_EXTRA_OPTS`
+/// (appended last).
+fn jvm_env(ensemble: &ZooKeeperEnsemble) -> Result<Vec<EnvVar>, ValidationError> {
+    let jvm = &ensemble.spec.jvm;
+    let mut env = Vec::new();
+    if let Some(heap) = validate::heap_bytes(jvm)? {
+        env.push(literal_env("ZOOHERD_JVM_HEAP", &heap_quantity(heap)));
+    }
+    if let Some(percent) = heap_percent(ensemble)? {
+        env.push(literal_env(
+            "ZOOHERD_JVM_HEAP_PERCENT",
+            &percent.to_string(),
+        ));
+    }
+    if !jvm.extra_options.is_empty() {
+        env.push(literal_env(
+            "ZOOHERD_JVM_EXTRA_OPTS",
+            &jvm.extra_options.join(" "),
+        ));
+    }
+    Ok(env)
+}
+
+/// `spec.jvm.heapPercent`, or the default share when there is a memory limit to take it of and
+/// nothing else sizes the heap. Without a memory limit the downward API reports the node's
+/// memory instead, so a share is never taken of that.
+fn heap_percent(ensemble: &ZooKeeperEnsemble) -> Result<Option<i32>, ValidationError> {
+    let jvm = &ensemble.spec.jvm;
+    if jvm.heap_percent.is_some() {
+        return Ok(jvm.heap_percent);
+    }
+    let defaulted = jvm.heap.is_none()
+        && validate::memory_limit_bytes(ensemble)?.is_some()
+        && !jvm.extra_options.iter().any(|o| validate::sizes_heap(o));
+    Ok(defaulted.then_some(DEFAULT_HEAP_PERCENT))
+}
+
+/// Bytes as the Kubernetes quantity `zooherd server` reads: whole mebibytes as `<n>Mi`,
+/// otherwise plain bytes. (Not a JVM size: `k` is 1000 for Kubernetes and 1024 for the JVM.)
+fn heap_quantity(bytes: u64) -> String {
+    if bytes.is_multiple_of(1024 * 1024) {
+        format!("{}Mi", bytes / (1024 * 1024))
+    } else {
+        bytes.to_string()
+    }
+}
+
+/// Hex SHA-256 of everything a server reads only when it starts: zoo.cfg (which the pod
+/// template does not contain) and the JVM settings.
+fn config_hash(zoo_cfg: &str, jvm_env: &[EnvVar]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(zoo_cfg.as_bytes());
+    for var in jvm_env {
+        let value = var.value.as_deref().unwrap_or_default();
+        hasher.update(format!("\n{}={value}", var.name).as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            // Writing to a String cannot fail.
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
+
+/// Prefer one server per node, so that losing a node costs the ensemble one voter.
+/// Preferred rather than required: an ensemble on fewer nodes than servers still runs.
+fn spread_across_nodes(parent: &Parent) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(parent.labels.clone()),
+                            match_expressions: None,
+                        }),
+                        topology_key: "kubernetes.io/hostname".to_owned(),
+                        ..PodAffinityTerm::default()
+                    },
+                },
+            ]),
+            required_during_scheduling_ignored_during_execution: None,
+        }),
+        ..Affinity::default()
+    }
+}
+
+/// A claim template; the StatefulSet creates `<volume>-<pod>` from it for every server.
+fn volume_claim(parent: &Parent, volume: &str, spec: &VolumeSpec) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(volume.to_owned()),
+            labels: Some(parent.labels.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(strings(&["ReadWriteOnce"])),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_owned(), spec.size.clone())])),
+                limits: None,
+            }),
+            storage_class_name: spec.storage_class_name.clone(),
+            // The API server's default, written out so the template reads back as built.
+            volume_mode: Some("Filesystem".to_owned()),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn zooherd_probe(kind: &str) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(strings(&["zooherd", "probe", kind])),
+        }),
+        ..Probe::default()
+    }
+}
+
+fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: volume.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: Some("v1".to_owned()),
+                field_path: field_path.to_owned(),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+fn literal_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        value_from: None,
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|&item| item.to_owned()).collect()
+}
+
+/// A list field as the API leaves it when empty: absent.
+fn non_empty<T: Clone>(items: &[T]) -> Option<Vec<T>> {
+    (!items.is_empty()).then(|| items.to_vec())
+}
+
+#[cfg(test)]
+mod tests;
