@@ -75,6 +75,44 @@ async fn status_where(
     })
 }
 
+/// Creates the ensemble `zk` with `spec` and prepares (without starting) a ZooKeeper
+/// ensemble of `size` members for it, the first `spec.replicas` of them its voters: the
+/// servers run with the digest of the superuser the operator created, under the names the
+/// operator gives them (mapped to their addresses for the JVMs).
+async fn ensemble_with_superuser(
+    client: &kube::Client,
+    ns: &str,
+    spec: serde_json::Value,
+    size: usize,
+) -> (Api<ZooKeeperEnsemble>, ZkEnsemble) {
+    let voters = spec["replicas"].as_u64().expect("spec.replicas") as usize;
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), ns);
+    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
+        "apiVersion": "zooherd.dev/v1beta1",
+        "kind": "ZooKeeperEnsemble",
+        "metadata": {"name": "zk"},
+        "spec": spec,
+    }))
+    .unwrap();
+    ensembles
+        .create(&PostParams::default(), &ensemble)
+        .await
+        .unwrap();
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
+    let secret = eventually("the superuser Secret", || async {
+        secrets.get_opt("zk-zooherd-superuser").await.unwrap()
+    })
+    .await;
+    let digest = String::from_utf8(secret.data.unwrap()["digest"].0.clone()).unwrap();
+    let names_ns = ns.to_owned();
+    let zookeeper = ZkEnsemble::builder(size)
+        .hostnames(move |myid| server_host("zk", &names_ns, u32::from(myid) - 1, "cluster.local"))
+        .reconfig(&digest, voters)
+        .prepare()
+        .expect("preparing ZooKeeper");
+    (ensembles, zookeeper)
+}
+
 /// Waits for an Event of the ensemble's namespace that `check` accepts; returns it.
 async fn event_where(events: &Api<Event>, what: &str, check: impl Fn(&Event) -> bool) -> Event {
     eventually(what, || async {
@@ -360,33 +398,8 @@ async fn the_operator_scales_by_reconfiguration_and_refuses_to_lose_the_quorum()
     let client = cp.client().await;
     let ns = cp.create_namespace(&client, "scaling").await.unwrap();
     let operator = Operator::start(cp, &ns);
-    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
-    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
-        "apiVersion": "zooherd.dev/v1beta1",
-        "kind": "ZooKeeperEnsemble",
-        "metadata": {"name": "zk"},
-        "spec": {"replicas": 3}
-    }))
-    .unwrap();
-    ensembles
-        .create(&PostParams::default(), &ensemble)
-        .await
-        .unwrap();
-
-    // The servers run with the digest of the superuser the operator created, under the names
-    // the operator gives them (mapped to their addresses for the JVMs).
-    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns);
-    let secret = eventually("the superuser Secret", || async {
-        secrets.get_opt("zk-zooherd-superuser").await.unwrap()
-    })
-    .await;
-    let digest = String::from_utf8(secret.data.unwrap()["digest"].0.clone()).unwrap();
-    let names_ns = ns.clone();
-    let mut zookeeper = ZkEnsemble::builder(5)
-        .hostnames(move |myid| server_host("zk", &names_ns, u32::from(myid) - 1, "cluster.local"))
-        .reconfig(&digest, 3)
-        .prepare()
-        .expect("preparing ZooKeeper");
+    let (ensembles, mut zookeeper) =
+        ensemble_with_superuser(&client, &ns, json!({"replicas": 3}), 5).await;
     for i in 0..3 {
         zookeeper.start_member(i).expect("starting a server");
     }
@@ -557,30 +570,11 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
     let client = cp.client().await;
     let ns = cp.create_namespace(&client, "emptied").await.unwrap();
     let operator = Operator::start(cp, &ns);
-    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
-    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
-        "apiVersion": "zooherd.dev/v1beta1",
-        "kind": "ZooKeeperEnsemble",
-        "metadata": {"name": "zk"},
-        "spec": {"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}}
-    }))
-    .unwrap();
-    ensembles
-        .create(&PostParams::default(), &ensemble)
-        .await
-        .unwrap();
-    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns);
-    let secret = eventually("the superuser Secret", || async {
-        secrets.get_opt("zk-zooherd-superuser").await.unwrap()
-    })
-    .await;
-    let digest = String::from_utf8(secret.data.unwrap()["digest"].0.clone()).unwrap();
-    let names_ns = ns.clone();
-    let mut zookeeper = ZkEnsemble::builder(3)
-        .hostnames(move |myid| server_host("zk", &names_ns, u32::from(myid) - 1, "cluster.local"))
-        .reconfig(&digest, 3)
-        .start()
-        .expect("starting ZooKeeper");
+    let spec = json!({"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}});
+    let (ensembles, mut zookeeper) = ensemble_with_superuser(&client, &ns, spec, 3).await;
+    for i in 0..3 {
+        zookeeper.start_member(i).expect("starting a server");
+    }
     zookeeper
         .wait_for_all_serving(Duration::from_secs(90))
         .await

@@ -56,61 +56,55 @@ pub fn operator_owned_keys(config: &BTreeMap<String, String>) -> Vec<&str> {
 /// expression that scans keys of unbounded length exceeds the API server's cost budget, while
 /// `'dataDir' in self` is a map lookup.
 fn refuse_owned_config_keys(schema: &mut schemars::Schema) {
-    for key in OPERATOR_OWNED_CONFIG_KEYS {
-        let rule = kube::core::Rule::new(format!("!('{key}' in self)")).message(
+    refuse_config_keys(
+        schema,
+        OPERATOR_OWNED_CONFIG_KEYS,
+        OPERATOR_OWNED_CONFIG_PREFIXES,
+        |key| {
             format!(
                 "spec.config: {key} is managed by Zooherd and cannot be set; remove it (data directories, ports and membership are configured by the operator)"
             )
-            .as_str(),
-        );
+        },
+        |names| {
+            format!(
+                "spec.config: keys {names} are managed by Zooherd (membership, the AdminServer and metrics); remove them"
+            )
+        },
+    );
+    refuse_config_keys(
+        schema,
+        super::security::SECURITY_CONFIG_KEYS,
+        super::security::SECURITY_CONFIG_PREFIXES,
+        |key| format!("spec.config: {key} is a security setting, which Zooherd owns; remove it"),
+        |names| {
+            format!(
+                "spec.config: keys {names} are security settings (TLS, authentication, superusers, the AdminServer), which Zooherd owns; remove them"
+            )
+        },
+    );
+}
+
+/// One CEL rule per key in `keys` (message `for_key(key)`) and one for every key starting
+/// with one of `prefixes` (message `for_prefixes("a.*, b.*")`).
+fn refuse_config_keys(
+    schema: &mut schemars::Schema,
+    keys: &[&str],
+    prefixes: &[&str],
+    for_key: impl Fn(&str) -> String,
+    for_prefixes: impl Fn(&str) -> String,
+) {
+    for key in keys {
+        let rule =
+            kube::core::Rule::new(format!("!('{key}' in self)")).message(for_key(key).as_str());
         kube::core::validate(schema, rule).expect("a CEL rule serializes to JSON");
     }
-    let prefixes: Vec<String> = OPERATOR_OWNED_CONFIG_PREFIXES
-        .iter()
-        .map(|p| format!("'{p}'"))
-        .collect();
-    let names: Vec<String> = OPERATOR_OWNED_CONFIG_PREFIXES
-        .iter()
-        .map(|p| format!("{p}*"))
-        .collect();
+    let quoted: Vec<String> = prefixes.iter().map(|p| format!("'{p}'")).collect();
+    let names: Vec<String> = prefixes.iter().map(|p| format!("{p}*")).collect();
     let rule = kube::core::Rule::new(format!(
         "!self.exists(k, [{}].exists(p, k.startsWith(p)))",
-        prefixes.join(", ")
+        quoted.join(", ")
     ))
-    .message(
-        format!(
-            "spec.config: keys {} are managed by Zooherd (membership, the AdminServer and metrics); remove them",
-            names.join(", ")
-        )
-        .as_str(),
-    );
-    kube::core::validate(schema, rule).expect("a CEL rule serializes to JSON");
-    for key in super::security::SECURITY_CONFIG_KEYS {
-        let rule = kube::core::Rule::new(format!("!('{key}' in self)")).message(
-            format!("spec.config: {key} is a security setting, which Zooherd owns; remove it")
-                .as_str(),
-        );
-        kube::core::validate(schema, rule).expect("a CEL rule serializes to JSON");
-    }
-    let prefixes: Vec<String> = super::security::SECURITY_CONFIG_PREFIXES
-        .iter()
-        .map(|p| format!("'{p}'"))
-        .collect();
-    let names: Vec<String> = super::security::SECURITY_CONFIG_PREFIXES
-        .iter()
-        .map(|p| format!("{p}*"))
-        .collect();
-    let rule = kube::core::Rule::new(format!(
-        "!self.exists(k, [{}].exists(p, k.startsWith(p)))",
-        prefixes.join(", ")
-    ))
-    .message(
-        format!(
-            "spec.config: keys {} are security settings (TLS, authentication, superusers, the AdminServer), which Zooherd owns; remove them",
-            names.join(", ")
-        )
-        .as_str(),
-    );
+    .message(for_prefixes(&names.join(", ")).as_str());
     kube::core::validate(schema, rule).expect("a CEL rule serializes to JSON");
 }
 
