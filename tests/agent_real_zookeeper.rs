@@ -1008,8 +1008,15 @@ async fn an_emptied_voter_never_votes_so_an_acknowledged_write_survives() {
             .unwrap();
         drop(client);
 
-        // Voter 2 lags; W is acknowledged by voters 1 and 3.
+        // Voter 2 lags; W is acknowledged by voters 1 and 3 (once they have a leader: 2 may
+        // have been it).
         zookeeper.stop(1).unwrap();
+        for i in [0, 2] {
+            zookeeper
+                .wait_for_serving(i, QUORUM_TIMEOUT)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
         let to_1_and_3 = [0, 2]
             .map(|i| zookeeper.member(i).client_address().to_string())
             .join(",");
