@@ -990,11 +990,13 @@ async fn an_emptied_voter_never_votes_so_an_acknowledged_write_survives() {
     use zookeeper_client as zk;
     for formed in [false, true] {
         let ensemble = Ensemble::new("emptied", "7d3c1a52-0000-4000-8000-000000000009", 3);
-        let mut zookeeper = ensemble.builder().start().expect("start the servers");
-        zookeeper
-            .wait_for_all_serving(QUORUM_TIMEOUT)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        // Every server line binds its client port to the server's own address: servers on
+        // one machine share port 2181, and a follower rebinds its client port to what the
+        // leader's membership names for it.
+        let (mut zookeeper, _) = start_with_lines(&ensemble, |m| {
+            format!("{0}:2888:3888:participant;{0}:2181", m.ip())
+        })
+        .await;
         ensemble
             .formed
             .store(formed, std::sync::atomic::Ordering::SeqCst);
