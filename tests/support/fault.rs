@@ -569,23 +569,17 @@ pub async fn run(profile: Profile) -> Run {
     let keys: Vec<String> = (0..profile.registers)
         .map(|r| format!("/fault/r{r}"))
         .collect();
-    {
-        let client = zk::Client::connect(&zk.connect_string())
-            .await
-            .expect("connect a client");
-        let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-        client
-            .create("/fault", b"", &create)
-            .await
-            .expect("create /fault");
-        for key in &keys {
-            let (stat, _) = client
-                .create(key, b"0", &create)
-                .await
-                .unwrap_or_else(|e| panic!("create {key}: {e}"));
-            assert_eq!(stat.version, 0);
-        }
+    // The registers, created before the run: value 0 at version 0.
+    let client = connect(&zk.connect_string())
+        .await
+        .expect("a session to create the registers");
+    let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let parent = std::iter::once(("/fault", ""));
+    for (path, data) in parent.chain(keys.iter().map(|k| (k.as_str(), "0"))) {
+        let created = client.create(path, data.as_bytes(), &create).await;
+        created.unwrap_or_else(|e| panic!("create {path}: {e}"));
     }
+    drop(client);
     let initial = RegisterState {
         value: 0,
         version: 0,
