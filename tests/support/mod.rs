@@ -1,6 +1,7 @@
 //! Shared support for the integration tests: a real Kubernetes control plane
-//! ([`control_plane`]), real Apache ZooKeeper ensembles ([`zookeeper`]), and the checker of
-//! recorded client histories ([`linearizability`]).
+//! ([`control_plane`]), real Apache ZooKeeper ensembles ([`zookeeper`]), the checker of
+//! recorded client histories ([`linearizability`]) and the faults and workload that record
+//! them ([`fault`]).
 //!
 //! Use it from a test file with `mod support;`. Every test binary uses a subset, hence the
 //! `dead_code` allowance.
@@ -11,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod control_plane;
+pub mod fault;
 pub mod linearizability;
 pub mod local_cluster;
 pub mod operator;

@@ -378,7 +378,9 @@ impl Recorder {
         }
     }
 
-    fn now(&self) -> u64 {
+    /// Nanoseconds since the run's start: the clock of the operations' times (a nemesis
+    /// times its faults with it).
+    pub fn now(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
 
