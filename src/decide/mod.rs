@@ -205,20 +205,10 @@ fn empty_volume_step(view: &ScaleView) -> Option<Decision> {
         roll: None,
         scale,
     };
-    let committed = match &view.committed {
-        Some(Ok(committed)) => committed,
-        Some(Err(error)) => {
-            let why = format!(
-                "server {myid}'s volume is empty; cannot read the committed membership: {error}"
-            );
-            return Some(decision(Disruption::Nothing, Some(ScaleStep::Wait(why))));
-        }
-        None => {
-            let why = format!(
-                "server {myid}'s volume is empty; no quorum serves to remove it from the voters"
-            );
-            return Some(decision(Disruption::Nothing, Some(ScaleStep::Wait(why))));
-        }
+    // Without the committed membership (no quorum to read it from) nothing can be removed;
+    // the other steps go on: a failed member's restart may be what brings the quorum back.
+    let Some(Ok(committed)) = &view.committed else {
+        return None;
     };
     let voters = committed.voters();
     if !voters.contains(&myid) {
