@@ -45,14 +45,16 @@ down() {
 }
 
 run() {
-  local dir=$1 binary=$2
+  # Globals, not locals: the EXIT trap's teardown runs after run() has returned or died, when
+  # its locals are gone (set -u would then stop the teardown before it stops the node).
+  dir=$1 binary=$2
   [ "$(id -u)" = 0 ] || die "needs root: the node uses network namespaces, cgroups and containerd"
   [ -x "$binary" ] || die "$binary is not an executable"
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   [ ! -f "$dir/cluster-ready" ] || die "$dir already holds a cluster"
   echo $$ > "$dir/cluster.pid"
-  local started cp_pid='' node_started=0
+  cp_pid='' node_started=0
   started=$(date +%s%N)
 
   teardown() {
