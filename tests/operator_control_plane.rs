@@ -17,7 +17,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use support::control_plane::shared;
-use support::operator::{Operator, eventually, install_crds};
+use support::operator::{Operator, eventually, install_crds, server_image, set_image_by_hand};
 use zooherd::api::validate::MAX_NAME_LENGTH;
 use zooherd::api::{Phase, ZooKeeperEnsemble};
 
@@ -404,25 +404,8 @@ async fn hand_edits_of_the_children_are_put_back() {
 
     // What a user at a terminal would do.
     let edit = PatchParams::default();
-    let image = |sts: &StatefulSet| {
-        sts.spec.as_ref()?.template.spec.as_ref()?.containers[0]
-            .image
-            .clone()
-    };
-    let before = image(&stateful_sets.get(name).await.unwrap());
-    let set_image = json!([{
-        "op": "replace",
-        "path": "/spec/template/spec/containers/0/image",
-        "value": "registry.example/someone-elses:1",
-    }]);
-    stateful_sets
-        .patch(
-            name,
-            &edit,
-            &Patch::Json::<()>(serde_json::from_value(set_image).unwrap()),
-        )
-        .await
-        .unwrap();
+    let before = server_image(&stateful_sets.get(name).await.unwrap());
+    set_image_by_hand(&stateful_sets, name).await;
     config_maps
         .patch(
             &format!("{name}-config"),
@@ -446,7 +429,7 @@ async fn hand_edits_of_the_children_are_put_back() {
         let pdb = budgets.get(name).await.unwrap();
         let zoo_cfg = cm.data?.remove("zoo.cfg")?;
         let max_unavailable = pdb.spec?.max_unavailable;
-        (image(&sts) == before
+        (server_image(&sts) == before
             && zoo_cfg.contains("tickTime=2000")
             && max_unavailable
                 == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)))

@@ -19,7 +19,7 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::control_plane::shared;
-use support::operator::{Operator, eventually, install_crds};
+use support::operator::{Operator, eventually, install_crds, server_image, set_image_by_hand};
 use support::zookeeper::{ZkEnsemble, render_config, server_line};
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use zooherd::build::names::{self, server_host};
@@ -111,6 +111,32 @@ async fn ensemble_with_superuser(
         .prepare()
         .expect("preparing ZooKeeper");
     (ensembles, zookeeper)
+}
+
+/// Waits until a roll replaces one of the pods whose uids are `uids`; returns its ordinal.
+/// Fails if several are replaced at once (one server at a time: the next goes only once this
+/// one serves again), or if one already in `order` is replaced again.
+async fn next_replaced(pods: &Api<Pod>, uids: &[String], order: &[usize]) -> usize {
+    let replaced = eventually("the roll to replace a pod", || async {
+        let mut replaced = Vec::new();
+        for (i, uid) in uids.iter().enumerate() {
+            let pod = pods.get_opt(&format!("zk-{i}")).await.unwrap();
+            if pod.is_none_or(|p| p.uid().as_ref() != Some(uid)) {
+                replaced.push(i);
+            }
+        }
+        assert!(
+            replaced.len() <= 1,
+            "several pods replaced at once: {replaced:?}"
+        );
+        replaced.first().copied()
+    })
+    .await;
+    assert!(
+        !order.contains(&replaced),
+        "zk-{replaced} replaced twice: {order:?}"
+    );
+    replaced
 }
 
 /// Waits for an Event of the ensemble's namespace that `check` accepts; returns it.
@@ -262,26 +288,7 @@ async fn kubectl_get_follows_a_real_ensemble() {
         .unwrap();
     let mut order = Vec::new();
     while order.len() < 3 {
-        let replaced = eventually("the roll to replace a pod", || async {
-            let mut replaced = Vec::new();
-            for (i, uid) in uids.iter().enumerate() {
-                let pod = pods.get_opt(&format!("zk-{i}")).await.unwrap();
-                if pod.is_none_or(|p| p.uid().as_ref() != Some(uid)) {
-                    replaced.push(i);
-                }
-            }
-            // One server at a time: the next goes only once this one serves again.
-            assert!(
-                replaced.len() <= 1,
-                "several pods replaced at once: {replaced:?}"
-            );
-            replaced.first().copied()
-        })
-        .await;
-        assert!(
-            !order.contains(&replaced),
-            "zk-{replaced} replaced twice: {order:?}"
-        );
+        let replaced = next_replaced(&pods, &uids, &order).await;
         order.push(replaced);
         // The kubelet's part: the replacement pod's container starts the server again.
         zookeeper.restart(replaced).unwrap();
@@ -316,12 +323,7 @@ async fn kubectl_get_follows_a_real_ensemble() {
     // A hand edit of the pod template is put back, and never rolled out: no pod is replaced.
     let stateful_sets =
         Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), &ns);
-    let image = |sts: &k8s_openapi::api::apps::v1::StatefulSet| {
-        sts.spec.as_ref()?.template.spec.as_ref()?.containers[0]
-            .image
-            .clone()
-    };
-    let before = image(&stateful_sets.get("zk").await.unwrap());
+    let before = server_image(&stateful_sets.get("zk").await.unwrap());
     let uids_before: Vec<_> = pods
         .list(&Default::default())
         .await
@@ -330,21 +332,9 @@ async fn kubectl_get_follows_a_real_ensemble() {
         .iter()
         .map(|p| p.uid())
         .collect();
-    let set_image = json!([{
-        "op": "replace",
-        "path": "/spec/template/spec/containers/0/image",
-        "value": "registry.example/someone-elses:1",
-    }]);
-    stateful_sets
-        .patch(
-            "zk",
-            &PatchParams::default(),
-            &Patch::Json::<()>(serde_json::from_value(set_image).unwrap()),
-        )
-        .await
-        .unwrap();
+    set_image_by_hand(&stateful_sets, "zk").await;
     eventually("the hand-edited image put back", || async {
-        (image(&stateful_sets.get("zk").await.unwrap()) == before).then_some(())
+        (server_image(&stateful_sets.get("zk").await.unwrap()) == before).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -748,22 +738,7 @@ async fn a_roll_finishes_though_the_operator_leader_is_killed_at_every_step() {
     let mut order = Vec::new();
     let mut next_replica = 0;
     while order.len() < 3 {
-        let replaced = eventually("the roll to replace a pod", || async {
-            let mut replaced = Vec::new();
-            for (i, uid) in uids.iter().enumerate() {
-                let pod = pods.get_opt(&format!("zk-{i}")).await.unwrap();
-                if pod.is_none_or(|p| p.uid().as_ref() != Some(uid)) {
-                    replaced.push(i);
-                }
-            }
-            assert!(
-                replaced.len() <= 1,
-                "several pods replaced at once: {replaced:?}"
-            );
-            replaced.first().copied()
-        })
-        .await;
-        assert!(!order.contains(&replaced), "zk-{replaced} replaced twice");
+        let replaced = next_replaced(&pods, &uids, &order).await;
         order.push(replaced);
         // The leading replica dies right after the step; a fresh standby takes its place.
         let leading = eventually("a Lease holder", holder).await;

@@ -29,6 +29,33 @@ where
     }
 }
 
+/// The server image in a StatefulSet's pod template.
+pub fn server_image(sts: &k8s_openapi::api::apps::v1::StatefulSet) -> Option<String> {
+    sts.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+        .image
+        .clone()
+}
+
+/// What `kubectl set image` does to the StatefulSet `name`: another image in its template.
+pub async fn set_image_by_hand(
+    stateful_sets: &kube::Api<k8s_openapi::api::apps::v1::StatefulSet>,
+    name: &str,
+) {
+    let set_image = serde_json::json!([{
+        "op": "replace",
+        "path": "/spec/template/spec/containers/0/image",
+        "value": "registry.example/someone-elses:1",
+    }]);
+    stateful_sets
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Json::<()>(serde_json::from_value(set_image).unwrap()),
+        )
+        .await
+        .unwrap();
+}
+
 /// Installs the CRDs exactly as `zooherd crd` prints them, and waits until they are served.
 pub fn install_crds(cp: &ControlPlane) {
     let crds = Command::new(env!("CARGO_BIN_EXE_zooherd"))
