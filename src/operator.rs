@@ -158,9 +158,11 @@ pub async fn run(args: OperatorArgs) -> Result<(), ServiceError> {
         health.clone(),
         stopped(stop_rx.clone()),
     ));
+    let stop_tx = std::sync::Arc::new(stop_tx);
+    let stop_on_signal = stop_tx.clone();
     tokio::spawn(async move {
         termination().await;
-        let _ = stop_tx.send(true);
+        let _ = stop_on_signal.send(true);
     });
 
     let identity = args.identity();
@@ -184,6 +186,9 @@ pub async fn run(args: OperatorArgs) -> Result<(), ServiceError> {
         .await;
         Ok(())
     };
+    // Whatever ended the controllers (a signal, or the Lease lost) ends the HTTP server too, so
+    // that the process exits: a replica that lost the Lease starts afresh as a standby.
+    let _ = stop_tx.send(true);
     match http.await {
         Ok(Ok(())) | Err(_) => {}
         Ok(Err(source)) => {

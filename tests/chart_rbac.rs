@@ -202,11 +202,13 @@ async fn rendered_chart_passes_a_server_side_dry_run() {
         let objects = kinds_and_namespaces(&rendered);
         let count = |kind: &str| objects.iter().filter(|(k, _)| k == kind).count();
         if mode == "cluster-wide" {
-            assert_eq!((count("ClusterRole"), count("ClusterRoleBinding")), (1, 1));
+            // The operator's, and the one that reads nodes.
+            assert_eq!((count("ClusterRole"), count("ClusterRoleBinding")), (2, 2));
             // Only the Lease's Role.
             assert_eq!(count("Role"), 1, "{mode}");
         } else {
-            assert_eq!((count("ClusterRole"), count("ClusterRoleBinding")), (0, 0));
+            // Only the one that reads nodes (cluster-scoped objects).
+            assert_eq!((count("ClusterRole"), count("ClusterRoleBinding")), (1, 1));
             for ns in &watched {
                 for kind in ["Role", "RoleBinding"] {
                     assert!(
@@ -652,7 +654,9 @@ async fn operator_runs_with_chart_rbac(rbac: Rbac) {
             ],
             false,
         ),
-        (vec!["list", "nodes"], false),
+        // Nodes are read (a member on a node that is not Ready is never restarted), not changed.
+        (vec!["list", "nodes"], true),
+        (vec!["patch", "nodes"], false),
         (
             vec!["update", "customresourcedefinitions.apiextensions.k8s.io"],
             false,

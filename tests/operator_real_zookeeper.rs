@@ -13,7 +13,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -139,6 +140,55 @@ async fn next_replaced(pods: &Api<Pod>, uids: &[String], order: &[usize]) -> usi
     replaced
 }
 
+/// Two replicas of the operator; the leading one can be killed and replaced by a fresh standby.
+struct Replicas<'a> {
+    cp: &'a support::control_plane::ControlPlane,
+    ns: String,
+    running: Vec<(String, Operator)>,
+    started: usize,
+}
+
+impl<'a> Replicas<'a> {
+    fn start(cp: &'a support::control_plane::ControlPlane, ns: &str) -> Self {
+        let running = ["replica-a", "replica-b"]
+            .iter()
+            .map(|identity| (identity.to_string(), Operator::start_as(cp, ns, identity)))
+            .collect();
+        Replicas {
+            cp,
+            ns: ns.to_owned(),
+            running,
+            started: 0,
+        }
+    }
+
+    /// Kills (SIGKILL: it cannot release the Lease) the replica the Lease names, and starts a
+    /// fresh standby in its place; returns the killed one's identity.
+    async fn kill_the_leader(&mut self, client: &kube::Client) -> String {
+        let leases = Api::<Lease>::namespaced(client.clone(), &self.ns);
+        let leading = eventually("a Lease holder", || async {
+            leases
+                .get_opt("zooherd-operator")
+                .await
+                .unwrap()
+                .and_then(|l| l.spec?.holder_identity)
+        })
+        .await;
+        let position = self
+            .running
+            .iter()
+            .position(|(identity, _)| *identity == leading)
+            .unwrap_or_else(|| panic!("the Lease names {leading}, not a running replica"));
+        let (identity, killed) = self.running.remove(position);
+        killed.kill();
+        let fresh = format!("replica-fresh-{}", self.started);
+        self.started += 1;
+        let replica = Operator::start_as(self.cp, &self.ns, &fresh);
+        self.running.push((fresh, replica));
+        identity
+    }
+}
+
 /// Waits for an Event of the ensemble's namespace that `check` accepts; returns it.
 async fn event_where(events: &Api<Event>, what: &str, check: impl Fn(&Event) -> bool) -> Event {
     eventually(what, || async {
@@ -224,14 +274,58 @@ async fn kubectl_get_follows_a_real_ensemble() {
     zookeeper.start_member(follower).unwrap();
     status_where(&ensembles, "ACTIVE again", phase_is(Phase::Active)).await;
 
-    // Freeze a follower (SIGSTOP): the process is alive but answers nothing. Past the
-    // threshold, with the others holding the quorum, the operator deletes its pod.
+    // Freeze a follower (SIGSTOP): the process is alive but answers nothing. Its pod is on a
+    // node that is not Ready: it may still run there, so past the threshold the operator
+    // leaves it alone and a condition names the node and what an administrator must confirm.
+    let nodes = Api::<Node>::all(client.clone());
+    let node = format!("{ns}-lost-node");
+    create_node(&nodes, &node).await;
+    set_node_ready(&nodes, &node, false).await;
+    bind_to_node(&pods, &format!("zk-{follower}"), &node).await;
     zookeeper.freeze(follower).unwrap();
     status_where(&ensembles, "the frozen member unreachable", |s| {
         s.phase == Some(Phase::Degraded) && s.members[follower].state == MemberState::Unreachable
     })
     .await;
+    let held = status_where(&ensembles, "a RestartHeld condition", |s| {
+        condition(s, "RestartHeld").is_some()
+    })
+    .await;
+    let message = &condition(&held, "RestartHeld").unwrap().message;
+    println!("{message}");
+    assert!(
+        message.contains(&format!(
+            "zk-{follower} is unreachable (timed out), but its pod is on node {node}, which is NotReady (Ready=Unknown"
+        )) && message.contains("node.kubernetes.io/out-of-service"),
+        "{message}"
+    );
+    // Twice the threshold (10 s): the pod is still the same.
+    tokio::time::sleep(Duration::from_secs(20)).await;
     let old_uid = uids[follower].clone();
+    let pod = pods.get(&format!("zk-{follower}")).await.unwrap();
+    assert_eq!(
+        pod.uid().as_deref(),
+        Some(old_uid.as_str()),
+        "restarted on a NotReady node"
+    );
+    // The node Ready again: with the others holding the quorum, the operator evicts the pod,
+    // and the kubelet (this test) confirms the deletion.
+    set_node_ready(&nodes, &node, true).await;
+    let name = format!("zk-{follower}");
+    eventually("the frozen member's pod evicted", || async {
+        let pod = pods.get(&name).await.unwrap();
+        pod.metadata.deletion_timestamp.map(|_| ())
+    })
+    .await;
+    pods.delete(
+        &name,
+        &kube::api::DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     eventually("the frozen member's pod to be deleted", || async {
         let pod = pods.get_opt(&format!("zk-{follower}")).await.unwrap();
         match pod {
@@ -352,7 +446,76 @@ async fn kubectl_get_follows_a_real_ensemble() {
     );
 
     drop(operator);
+    nodes.delete(&node, &Default::default()).await.unwrap();
     cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
+/// A Node with no kubelet behind it. It always carries a NoSchedule taint of its own, so that
+/// the scheduler places nothing on it: the control plane is shared by the tests, and only the
+/// pod this test binds may run there.
+async fn create_node(nodes: &Api<Node>, name: &str) {
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"taints": [{"key": "zooherd.test/no-kubelet", "effect": "NoSchedule"}]},
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+}
+
+/// Reports the node Ready, or lost as the node lifecycle controller shows it when the kubelet
+/// stops posting (Ready=Unknown, tainted unreachable).
+async fn set_node_ready(nodes: &Api<Node>, name: &str, ready: bool) {
+    let (status, reason, message) = if ready {
+        ("True", "KubeletReady", "kubelet is posting ready status")
+    } else {
+        (
+            "Unknown",
+            "NodeStatusUnknown",
+            "Kubelet stopped posting node status.",
+        )
+    };
+    let now = jiff::Timestamp::now().to_string();
+    let mut taints = vec![json!({"key": "zooherd.test/no-kubelet", "effect": "NoSchedule"})];
+    if !ready {
+        taints.push(json!({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}));
+    }
+    nodes
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"taints": taints}})),
+        )
+        .await
+        .unwrap();
+    nodes
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [{
+                "type": "Ready", "status": status, "reason": reason, "message": message,
+                "lastHeartbeatTime": now, "lastTransitionTime": now,
+            }]}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// What the scheduler does: binds a pod to a node.
+async fn bind_to_node(pods: &Api<Pod>, pod: &str, node: &str) {
+    let binding = json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": pod},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    pods.create_subresource::<_, serde_json::Value>(
+        "binding",
+        pod,
+        &PostParams::default(),
+        &binding,
+    )
+    .await
+    .unwrap();
 }
 
 /// The condition of `type_` in a status.
@@ -681,18 +844,11 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
 /// at a time, followers first, the leader last, and the ensemble ACTIVE at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_roll_finishes_though_the_operator_leader_is_killed_at_every_step() {
-    use k8s_openapi::api::coordination::v1::Lease;
     let cp = shared();
     install_crds(cp);
     let client = cp.client().await;
     let ns = cp.create_namespace(&client, "failover").await.unwrap();
-    let mut replicas: Vec<(String, Operator)> = ["a", "b"]
-        .iter()
-        .map(|id| {
-            let identity = format!("replica-{id}");
-            (identity.clone(), Operator::start_as(cp, &ns, &identity))
-        })
-        .collect();
+    let mut replicas = Replicas::start(cp, &ns);
     let mut zookeeper = ZkEnsemble::start(3).expect("starting ZooKeeper");
     zookeeper
         .wait_for_all_serving(Duration::from_secs(60))
@@ -716,14 +872,6 @@ async fn a_roll_finishes_though_the_operator_leader_is_killed_at_every_step() {
         uids.push(bind_pod(&pods, i, zookeeper.member(i).ip()).await);
     }
     status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
-    let leases = Api::<Lease>::namespaced(client.clone(), &ns);
-    let holder = || async {
-        leases
-            .get_opt("zooherd-operator")
-            .await
-            .unwrap()
-            .and_then(|l| l.spec?.holder_identity)
-    };
 
     let leader_before = zookeeper.leader().await.expect("a leader");
     ensembles
@@ -736,21 +884,11 @@ async fn a_roll_finishes_though_the_operator_leader_is_killed_at_every_step() {
         .unwrap();
     let started = std::time::Instant::now();
     let mut order = Vec::new();
-    let mut next_replica = 0;
     while order.len() < 3 {
         let replaced = next_replaced(&pods, &uids, &order).await;
         order.push(replaced);
         // The leading replica dies right after the step; a fresh standby takes its place.
-        let leading = eventually("a Lease holder", holder).await;
-        let position = replicas
-            .iter()
-            .position(|(identity, _)| *identity == leading)
-            .unwrap_or_else(|| panic!("the Lease names {leading}, not a running replica"));
-        let (identity, killed) = replicas.remove(position);
-        killed.kill();
-        let fresh = format!("replica-fresh-{next_replica}");
-        next_replica += 1;
-        replicas.push((fresh.clone(), Operator::start_as(cp, &ns, &fresh)));
+        let identity = replicas.kill_the_leader(&client).await;
         println!(
             "zk-{replaced} replaced after {:?}; killed the leading {identity}",
             started.elapsed()
@@ -774,6 +912,225 @@ async fn a_roll_finishes_though_the_operator_leader_is_killed_at_every_step() {
     })
     .await;
     println!("roll finished after {:?}", started.elapsed());
+    assert_eq!(status.ready.as_deref(), Some("3/3"));
+    drop(replicas);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
+/// Issue 20, item 8: a replica that lost the Lease disrupts nothing, even when it has not yet
+/// noticed the loss (its lease manager renews only every 10 s). The ensemble is paused while a
+/// follower freezes past the restart threshold, another identity takes the Lease (as a standby
+/// would after a partition), then the ensemble is resumed: the old holder reconciles at once and
+/// decides the restart, but its fence check refuses it, and it exits once it sees the loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_lost_the_lease_disrupts_nothing() {
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "fenced").await.unwrap();
+    let mut replica = Operator::start_as(cp, &ns, "replica-a");
+    let leases = Api::<Lease>::namespaced(client.clone(), &ns);
+    eventually("replica-a to hold the Lease", || async {
+        let lease = leases.get_opt("zooherd-operator").await.unwrap()?;
+        (lease.spec?.holder_identity.as_deref() == Some("replica-a")).then_some(())
+    })
+    .await;
+    let mut zookeeper = ZkEnsemble::start(3).expect("starting ZooKeeper");
+    zookeeper
+        .wait_for_all_serving(Duration::from_secs(60))
+        .await
+        .expect("a quorum");
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
+        "apiVersion": "zooherd.dev/v1beta1",
+        "kind": "ZooKeeperEnsemble",
+        "metadata": {"name": "zk"},
+        "spec": {"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}}
+    }))
+    .unwrap();
+    ensembles
+        .create(&PostParams::default(), &ensemble)
+        .await
+        .unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let mut uids = Vec::new();
+    for i in 0..3 {
+        uids.push(bind_pod(&pods, i, zookeeper.member(i).ip()).await);
+    }
+    status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
+
+    let pause = |paused: bool| Patch::Merge(json!({"spec": {"paused": paused}}));
+    ensembles
+        .patch("zk", &PatchParams::default(), &pause(true))
+        .await
+        .unwrap();
+    status_where(&ensembles, "the Paused condition", |s| {
+        condition(s, "Paused").is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let leader = zookeeper.leader().await.expect("a leader");
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    zookeeper.freeze(follower).unwrap();
+    status_where(&ensembles, "the frozen member unreachable", |s| {
+        s.members[follower].state == MemberState::Unreachable
+    })
+    .await;
+    // Past the threshold: unpaused, this member would be restarted at once.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+
+    // Another identity takes the Lease, valid for an hour.
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    leases
+        .patch(
+            "zooherd-operator",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {
+                "holderIdentity": "replica-elsewhere",
+                "renewTime": now,
+                "acquireTime": now,
+                "leaseDurationSeconds": 3600,
+            }})),
+        )
+        .await
+        .unwrap();
+    ensembles
+        .patch("zk", &PatchParams::default(), &pause(false))
+        .await
+        .unwrap();
+
+    // replica-a reconciles, decides the restart, and its fence refuses it.
+    let events = Api::<Event>::namespaced(client.clone(), &ns);
+    let refused = event_where(&events, "a ReconcileFailed Event from the fence", |e| {
+        e.reason.as_deref() == Some("ReconcileFailed")
+            && e.note
+                .as_deref()
+                .is_some_and(|n| n.contains("no longer holds the leader-election Lease"))
+    })
+    .await;
+    println!("{}", refused.note.unwrap_or_default());
+    // It exits once its lease manager sees the loss (within one renewal period, 10 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let exited = loop {
+        if let Some(status) = replica.exited() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "replica-a still runs");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("replica-a exited: {exited}");
+    assert!(!exited.success());
+    let pod = pods.get(&format!("zk-{follower}")).await.unwrap();
+    assert_eq!(
+        pod.uid().as_deref(),
+        Some(uids[follower].as_str()),
+        "a replica without the Lease restarted a member"
+    );
+    zookeeper.thaw(follower).unwrap();
+    drop(replica);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
+/// Issue 20, item 11, for scales: 3 -> 5 -> 3 voters, with the leading replica killed after
+/// every step (the StatefulSet grown, each voter added, then each voter removed and its server
+/// stopped); each time a fresh replica takes over and the scale goes on to the end, one step at a
+/// time, with voters and servers agreeing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_finishes_though_the_operator_leader_is_killed_at_every_step() {
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp
+        .create_namespace(&client, "scale-failover")
+        .await
+        .unwrap();
+    let mut replicas = Replicas::start(cp, &ns);
+    let (ensembles, mut zookeeper) =
+        ensemble_with_superuser(&client, &ns, json!({"replicas": 3}), 5).await;
+    for i in 0..3 {
+        zookeeper.start_member(i).expect("starting a server");
+    }
+    zookeeper
+        .wait_for_quorum(Duration::from_secs(90))
+        .await
+        .expect("a quorum");
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    for i in 0..3 {
+        bind_pod(&pods, i, zookeeper.member(i).ip()).await;
+    }
+    status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
+    let stateful_sets =
+        Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), &ns);
+    // (the StatefulSet's replicas, the recorded voters)
+    let step = || async {
+        let sts = stateful_sets.get("zk").await.unwrap().spec?.replicas?;
+        let voters = ensembles
+            .get("zk")
+            .await
+            .unwrap()
+            .status?
+            .membership?
+            .voters;
+        Some((sts, voters))
+    };
+
+    let started = std::time::Instant::now();
+    for replicas_wanted in [5, 3] {
+        ensembles
+            .patch(
+                "zk",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": replicas_wanted}})),
+            )
+            .await
+            .unwrap();
+        let mut seen = eventually("the scale's state", step).await;
+        let wanted = (replicas_wanted, (1..=replicas_wanted).collect::<Vec<i32>>());
+        let mut steps = 0;
+        while seen != wanted {
+            steps += 1;
+            assert!(steps <= 4, "more than 4 changes: now {seen:?}");
+            let next = eventually("the next scale step", || async {
+                step().await.filter(|now| *now != seen)
+            })
+            .await;
+            let killed = replicas.kill_the_leader(&client).await;
+            println!(
+                "{:?}: StatefulSet {} servers, voters {:?}; killed the leading {killed}",
+                started.elapsed(),
+                next.0,
+                next.1
+            );
+            // Always toward the target, never back (a replica acting on a stale view could).
+            let toward = |from: usize, to: usize| {
+                let target = wanted.1.len();
+                from.abs_diff(target) >= to.abs_diff(target)
+            };
+            assert!(
+                toward(seen.1.len(), next.1.len()) && toward(seen.0 as usize, next.0 as usize),
+                "{seen:?} -> {next:?}"
+            );
+            // The kubelet's part: servers 4 and 5 start when their pods exist.
+            if next.0 == 5 && seen.0 == 3 {
+                for i in 3..5 {
+                    zookeeper.start_member(i).expect("starting a new server");
+                    bind_pod(&pods, i, zookeeper.member(i).ip()).await;
+                }
+            }
+            seen = next;
+        }
+    }
+    eventually("pods zk-3 and zk-4 gone", || async {
+        let gone = pods.get_opt("zk-3").await.unwrap().is_none()
+            && pods.get_opt("zk-4").await.unwrap().is_none();
+        gone.then_some(())
+    })
+    .await;
+    zookeeper.stop(3).unwrap();
+    zookeeper.stop(4).unwrap();
+    let status = status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
+    println!("3 -> 5 -> 3 finished after {:?}", started.elapsed());
     assert_eq!(status.ready.as_deref(), Some("3/3"));
     drop(replicas);
     cp.delete_namespace(&client, &ns).await.unwrap();

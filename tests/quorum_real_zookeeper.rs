@@ -227,6 +227,7 @@ async fn a_frozen_member_is_unreachable_then_named_for_a_restart() {
                 // No kubelet here runs the readiness probe.
                 ready: false,
                 refuses_empty_voter: false,
+                node_not_ready: None,
             };
             (pod(i), facts)
         })
@@ -275,7 +276,7 @@ async fn a_frozen_member_is_unreachable_then_named_for_a_restart() {
                 );
                 break (pod, reason);
             }
-            RestartDecision::Keep { why } => {
+            RestartDecision::Keep { why } | RestartDecision::Held { why } => {
                 assert!(started.elapsed() < Duration::from_secs(60), "still: {why}");
             }
         }

@@ -10,8 +10,9 @@
 //! so the status follows the quorum even when no Kubernetes object changes; pod events trigger a
 //! reconcile at once.
 //!
-//! Reads come from informer caches (children and pods, filtered by the managed-by label), so a
-//! steady ensemble costs the API server nothing but the watches.
+//! Reads come from informer caches (children and pods, filtered by the managed-by label; nodes,
+//! trimmed to their conditions and taints), so a steady ensemble costs the API server nothing
+//! but the watches.
 
 mod act;
 mod apply;
@@ -31,7 +32,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -128,6 +129,9 @@ pub struct Stores {
     pub services: Store<Service>,
     pub pod_disruption_budgets: Store<PodDisruptionBudget>,
     pub pods: Store<Pod>,
+    /// Every node, shared by the watch scopes: whether a member's node is Ready. Not waited
+    /// for: without it (no permission to list nodes) a pod's node is simply not known.
+    pub nodes: Store<Node>,
 }
 
 impl Stores {
@@ -240,6 +244,33 @@ where
     (store, stream)
 }
 
+/// A cached watch of every node, keeping only what the operator reads (name, conditions,
+/// taints): a node's image list and managed fields are most of its size.
+fn reflect_nodes(
+    client: &Client,
+) -> (
+    Store<Node>,
+    impl futures::Stream<Item = Result<Node, watcher::Error>> + Send + 'static,
+) {
+    let (store, writer) = reflector::store();
+    let stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|node| {
+            node.managed_fields_mut().clear();
+            node.annotations_mut().clear();
+            if let Some(status) = node.status.as_mut() {
+                let conditions = status.conditions.take();
+                *status = k8s_openapi::api::core::v1::NodeStatus {
+                    conditions,
+                    ..Default::default()
+                };
+            }
+        })
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
+}
+
 /// The ensemble a managed pod belongs to, from its labels.
 fn ensemble_of_pod(pod: Pod) -> Option<ObjectRef<ZooKeeperEnsemble>> {
     let name = pod.labels().get(build::names::INSTANCE_LABEL)?;
@@ -261,29 +292,52 @@ pub async fn run(
         settings.namespaces.iter().cloned().map(Some).collect()
     };
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    let controllers = scopes.into_iter().map(|scope| {
-        run_scope(
-            client.clone(),
-            scope,
-            settings.clone(),
-            metrics.clone(),
-            reporter.clone(),
-            fence.clone(),
-            shutdown.clone(),
-        )
-    });
+    let (nodes, node_stream) = reflect_nodes(&client);
+    let node_watch = tokio::spawn(node_stream.for_each(|result| {
+        if let Err(error) = result {
+            tracing::warn!(%error, "watching nodes (needed to tell a member on a lost node)");
+        }
+        std::future::ready(())
+    }));
+    let shared = Shared {
+        client,
+        settings,
+        metrics,
+        reporter,
+        fence,
+        nodes,
+    };
+    let controllers = scopes
+        .into_iter()
+        .map(|scope| run_scope(shared.clone(), scope, shutdown.clone()));
     futures::future::join_all(controllers).await;
+    node_watch.abort();
 }
 
-async fn run_scope(
+/// What every watch scope's controller shares.
+#[derive(Clone)]
+struct Shared {
     client: Client,
-    namespace: Option<String>,
     settings: Settings,
     metrics: Metrics,
     reporter: Reporter,
     fence: Fence,
+    nodes: Store<Node>,
+}
+
+async fn run_scope(
+    shared: Shared,
+    namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let Shared {
+        client,
+        settings,
+        metrics,
+        reporter,
+        fence,
+        nodes,
+    } = shared;
     let ns = namespace.as_deref();
     let (stateful_sets, sts_stream) = reflect::<StatefulSet>(&client, ns);
     let (config_maps, cm_stream) = reflect::<ConfigMap>(&client, ns);
@@ -302,6 +356,7 @@ async fn run_scope(
             services,
             pod_disruption_budgets,
             pods,
+            nodes,
         },
         memory: Mutex::new(HashMap::new()),
         reconfigurer: Reconfigurer::default(),

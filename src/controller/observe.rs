@@ -19,6 +19,7 @@ use super::memory::{Memory, recorded_membership};
 use super::{Context, scale};
 use crate::api::{MembershipStatus, Phase, ZooKeeperEnsemble};
 use crate::build::names::{self, CLIENT_PORT};
+use crate::decide::node;
 use crate::decide::restart::{PodFacts, RestartPolicy, pod_is_ready};
 use crate::decide::roll::PodRevision;
 use crate::decide::{Observed, ScaleView, SpecOutcome};
@@ -150,7 +151,16 @@ pub async fn observe(
     let mut pod_uids = BTreeMap::new();
     for (voter, pod) in &voters {
         let Some(pod) = pod else { continue };
-        pods.insert(voter.pod.clone(), PodFacts::from_pod(pod));
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.node_name.as_deref())
+            .and_then(|node| ctx.stores.nodes.get(&ObjectRef::new(node)));
+        let facts = PodFacts {
+            node_not_ready: node.and_then(|node| node::not_ready(&node)),
+            ..PodFacts::from_pod(pod)
+        };
+        pods.insert(voter.pod.clone(), facts);
         let revision = PodRevision {
             revision: pod.labels().get(POD_REVISION_LABEL).cloned(),
             terminating: pod.metadata.deletion_timestamp.is_some(),

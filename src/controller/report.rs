@@ -103,6 +103,7 @@ pub async fn report(
             stateful_set: stateful_set.as_deref(),
             roll: roll_step.as_ref(),
             scale: scale_step.as_ref(),
+            restart_held: decision.restart_held.as_deref(),
             generation: ensemble.meta().generation,
         },
         &previous_conditions,

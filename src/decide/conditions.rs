@@ -23,6 +23,9 @@ pub const SCALING: &str = "Scaling";
 pub const APPLY_FAILED: &str = "ApplyFailed";
 /// The Scaling condition's reason when the next step would lose the quorum.
 pub const SCALE_REFUSED: &str = "ScaleRefused";
+/// A failed member is not restarted because it would not be safe; the message says why and
+/// what an administrator may confirm.
+pub const RESTART_HELD: &str = "RestartHeld";
 
 /// What the conditions are computed from.
 pub struct Facts<'a> {
@@ -36,6 +39,8 @@ pub struct Facts<'a> {
     pub roll: Option<&'a RollStep>,
     /// This reconcile's step of a scale, if it looked at one.
     pub scale: Option<&'a ScaleStep>,
+    /// Why a failed member is not restarted, when that is for safety.
+    pub restart_held: Option<&'a str>,
     pub generation: Option<i64>,
 }
 
@@ -201,6 +206,14 @@ fn desired(facts: &Facts) -> Vec<Desired> {
             },
         });
     }
+    if let Some(why) = facts.restart_held {
+        conditions.push(Desired {
+            type_: RESTART_HELD,
+            status: true,
+            reason: "RestartUnsafe",
+            message: why.to_owned(),
+        });
+    }
     if facts.replicas % 2 == 0 {
         conditions.push(Desired {
             type_: EVEN_REPLICAS,
@@ -287,6 +300,7 @@ mod tests {
                 stateful_set: Some(&sts),
                 roll: None,
                 scale: None,
+                restart_held: None,
                 generation: Some(4),
             };
             let c = conditions(&facts, &[], &time(10));
@@ -310,6 +324,7 @@ mod tests {
             stateful_set: Some(&sts),
             roll: None,
             scale: None,
+            restart_held: None,
             generation: Some(1),
         };
         let first = conditions(&facts(Phase::Active), &[], &time(10));
@@ -338,6 +353,7 @@ mod tests {
             stateful_set: Some(&sts),
             roll: None,
             scale: None,
+            restart_held: None,
             generation: Some(1),
         };
         let c = conditions(&facts, &[], &time(1));
@@ -382,6 +398,7 @@ mod tests {
             stateful_set: Some(&sts),
             roll: Some(&step),
             scale: None,
+            restart_held: None,
             generation: Some(1),
         };
         let c = conditions(&facts, &[], &time(1));
@@ -401,6 +418,36 @@ mod tests {
     }
 
     #[test]
+    fn a_held_restart_is_a_condition_until_it_no_longer_applies() {
+        let applied = SpecOutcome::Applied { changed: false };
+        let sts = settled_sts(3);
+        let why =
+            "not restarting: zk-2 is unreachable, but its pod is on node n1, which is NotReady";
+        let facts = Facts {
+            phase: Phase::Degraded,
+            quorum_summary: "s",
+            spec: &applied,
+            replicas: 3,
+            stateful_set: Some(&sts),
+            roll: Some(&RollStep::Done),
+            scale: None,
+            restart_held: Some(why),
+            generation: Some(1),
+        };
+        let held = conditions(&facts, &[], &time(1));
+        let condition = find(&held, RESTART_HELD).unwrap();
+        assert_eq!(
+            (condition.status.as_str(), condition.message.as_str()),
+            ("True", why)
+        );
+        let cleared = Facts {
+            restart_held: None,
+            ..facts
+        };
+        assert!(find(&conditions(&cleared, &held, &time(2)), RESTART_HELD).is_none());
+    }
+
+    #[test]
     fn scaling_says_the_step_and_a_refusal() {
         let applied = SpecOutcome::Applied { changed: false };
         let sts = settled_sts(3);
@@ -412,6 +459,7 @@ mod tests {
             stateful_set: Some(&sts),
             roll: Some(&RollStep::Done),
             scale: None,
+            restart_held: None,
             generation: Some(1),
         };
         let cases = [
@@ -467,6 +515,7 @@ mod tests {
             stateful_set: Some(&rolling),
             roll: None,
             scale: None,
+            restart_held: None,
             generation: Some(1),
         };
         let c = conditions(&facts, &[], &time(1));

@@ -22,6 +22,7 @@
 //! The conditions the status shows are derived from the same decision ([`conditions`]).
 
 pub mod conditions;
+pub mod node;
 pub mod restart;
 pub mod roll;
 
@@ -130,6 +131,8 @@ pub struct Decision {
     pub roll: Option<RollStep>,
     /// The scale's step, when there is something to say about it.
     pub scale: Option<ScaleStep>,
+    /// A failed member that is not restarted because it would not be safe, and why.
+    pub restart_held: Option<String>,
 }
 
 /// Decides this round's single disruptive action (see the module documentation).
@@ -138,6 +141,7 @@ pub fn decide(observed: &Observed) -> Decision {
         disruption: Disruption::Nothing,
         roll: None,
         scale: None,
+        restart_held: None,
     };
     if !matches!(observed.spec, SpecOutcome::Applied { .. }) {
         return nothing;
@@ -151,7 +155,7 @@ pub fn decide(observed: &Observed) -> Decision {
         .as_ref()
         .and_then(|d| d.synced_voting_followers());
     let followers = computed.members.len().saturating_sub(1) as u64;
-    if let RestartDecision::Delete { pod, myid, reason } = decide_restart(
+    let restart_held = match decide_restart(
         &computed.members,
         observed.pods,
         observed.restart_policy,
@@ -159,11 +163,15 @@ pub fn decide(observed: &Observed) -> Decision {
         synced_voting_followers.is_some_and(|synced| synced >= followers),
         observed.now,
     ) {
-        return Decision {
-            disruption: Disruption::Restart { pod, myid, reason },
-            ..nothing
-        };
-    }
+        RestartDecision::Delete { pod, myid, reason } => {
+            return Decision {
+                disruption: Disruption::Restart { pod, myid, reason },
+                ..nothing
+            };
+        }
+        RestartDecision::Held { why } => Some(why),
+        RestartDecision::Keep { .. } => None,
+    };
     let roll = roll::next_step(
         phase_now(computed),
         &computed.members,
@@ -191,6 +199,7 @@ pub fn decide(observed: &Observed) -> Decision {
         disruption,
         roll: Some(roll),
         scale,
+        restart_held,
     }
 }
 
@@ -204,6 +213,7 @@ fn empty_volume_step(view: &ScaleView) -> Option<Decision> {
         disruption,
         roll: None,
         scale,
+        restart_held: None,
     };
     // Without the committed membership (no quorum to read it from) nothing can be removed;
     // the other steps go on: a failed member's restart may be what brings the quorum back.

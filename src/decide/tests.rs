@@ -123,6 +123,7 @@ impl Scenario {
                     created_at: Some(since),
                     ready: true,
                     refuses_empty_voter: false,
+                    node_not_ready: None,
                 };
                 (m.pod.clone(), facts)
             })

@@ -145,6 +145,13 @@ impl Operator {
         let _ = process::terminate(&mut self.child, Signal::SIGKILL, Duration::from_secs(10));
     }
 
+    /// Whether the replica has exited, and with what status.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .try_wait()
+            .expect("checking the operator process")
+    }
+
     pub fn log_tail(&self) -> String {
         super::tail(&self.log, 60)
     }

@@ -75,6 +75,9 @@ pub struct PodFacts {
     /// A container is not running and last exited with [`EXIT_EMPTY_VOTER`]: the server
     /// refuses to start as a voter on an empty volume.
     pub refuses_empty_voter: bool,
+    /// The pod's node is not Ready, described (see [`super::node::not_ready`]); None when it
+    /// is Ready or not known.
+    pub node_not_ready: Option<String>,
 }
 
 /// Whether a container is down because the agent refused to start a voter on an empty volume.
@@ -134,6 +137,7 @@ impl PodFacts {
             created_at: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
             ready: pod_is_ready(pod),
             refuses_empty_voter: containers.iter().any(|c| refuses_empty_voter(c)),
+            node_not_ready: None,
         }
     }
 
@@ -169,8 +173,11 @@ pub enum RestartDecision {
         myid: i32,
         reason: String,
     },
-    /// Delete nothing, and why (for logs and, when a member is failing, a condition).
+    /// Delete nothing, and why (for logs): nothing needs a restart, or not yet.
     Keep { why: String },
+    /// A member needs a restart but it would not be safe, and why (for a condition): the
+    /// administrator may have something to confirm or repair.
+    Held { why: String },
 }
 
 fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
@@ -236,6 +243,20 @@ pub fn decide_restart(
         let Some(pod) = pods.get(&member.pod) else {
             continue;
         };
+        // A pod on a node that is not Ready may still be running there, writing to its
+        // volume: deleting it would not stop it, only hide it (the pod stays Terminating until
+        // the node answers, and no replacement starts meanwhile). Only an administrator can
+        // tell that the node is gone for good.
+        if let Some(node) = &pod.node_not_ready {
+            if !is_serving_voter(member.state) {
+                refused.push(format!(
+                    "{} is {}, but its pod is on {node}: the server may still run there, so its pod is not restarted; if the node is gone for good, confirm it by deleting the Node object or tainting it node.kubernetes.io/out-of-service=nodeshutdown:NoExecute",
+                    member.pod,
+                    describe_state(member)
+                ));
+            }
+            continue;
+        }
         if pod.phase == PodPhase::Failed {
             candidates.push(Candidate {
                 member,
@@ -353,7 +374,9 @@ pub fn decide_restart(
     }
 
     if !refused.is_empty() {
-        return keep(format!("not restarting: {}", refused.join("; ")));
+        return RestartDecision::Held {
+            why: format!("not restarting: {}", refused.join("; ")),
+        };
     }
     if !pending.is_empty() {
         return keep(format!("not yet: {}", pending.join("; ")));

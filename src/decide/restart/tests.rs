@@ -39,6 +39,7 @@ fn pod(phase: PodPhase, age_s: i64) -> PodFacts {
         created_at: Some(ago(age_s)),
         ready: false,
         refuses_empty_voter: false,
+        node_not_ready: None,
     }
 }
 
@@ -67,6 +68,8 @@ fn terminating() -> PodFacts {
 enum Expect {
     Delete(i32, &'static str),
     Keep(&'static str),
+    /// Refused for safety: a condition shows it.
+    Held(&'static str),
 }
 
 struct Case {
@@ -124,7 +127,7 @@ fn set(
 }
 
 fn cases() -> Vec<Case> {
-    use Expect::{Delete, Keep};
+    use Expect::{Delete, Held, Keep};
     vec![
         case(
             "all serving",
@@ -178,7 +181,7 @@ fn cases() -> Vec<Case> {
             "the others do not hold a quorum",
             with(3, &[(2, Unreachable, 600), (3, NotServing, 600)]),
             all_running(3),
-            Keep("the other voters do not hold a quorum without it (1 serving, 2 needed)"),
+            Held("the other voters do not hold a quorum without it (1 serving, 2 needed)"),
         ),
         case(
             "the longest failing goes first",
@@ -202,7 +205,7 @@ fn cases() -> Vec<Case> {
             "another member's young pod is not serving yet",
             with(5, &[(4, NotServing, 10), (5, Unreachable, 600)]),
             set(all_running(5), 4, Some(pod(PodPhase::Running, 10))),
-            Keep("pod zk-3 was created less than 60 s ago and is not serving yet"),
+            Held("pod zk-3 was created less than 60 s ago and is not serving yet"),
         ),
         case(
             "a young pod that serves does not block",
@@ -230,7 +233,7 @@ fn cases() -> Vec<Case> {
             "a Failed pod still counted serving keeps the quorum",
             with(3, &[(2, Unreachable, 300)]),
             set(all_running(3), 3, Some(pod(PodPhase::Failed, OLD))),
-            Keep("(1 serving, 2 needed)"),
+            Held("(1 serving, 2 needed)"),
         ),
         case(
             "a Failed pod still counted serving, with a quorum elsewhere",
@@ -291,7 +294,7 @@ fn cases() -> Vec<Case> {
             "a single server is never deleted for not serving",
             vec![m(1, Unreachable, 600)],
             all_running(1),
-            Keep("(0 serving, 1 needed)"),
+            Held("(0 serving, 1 needed)"),
         ),
         case(
             "a single server whose pod Failed is",
@@ -357,7 +360,8 @@ fn restart_decisions() {
                     case.name
                 );
             }
-            (Expect::Keep(words), RestartDecision::Keep { why }) => {
+            (Expect::Keep(words), RestartDecision::Keep { why })
+            | (Expect::Held(words), RestartDecision::Held { why }) => {
                 assert!(
                     why.contains(words),
                     "{}: {why:?} lacks {words:?}",
@@ -465,6 +469,7 @@ fn facts_from_a_pod() {
             created_at: Some(ago(100)),
             ready: false,
             refuses_empty_voter: false,
+            node_not_ready: None,
         }
     );
     let bare = PodFacts::from_pod(&Pod::default());
@@ -513,7 +518,7 @@ fn a_member_only_the_operator_cannot_reach_is_not_restarted() {
     // Its pod is Ready and the leader counts every follower in sync: the operator's path
     // to it is at fault. Kept, and the reason says so.
     match decide(true, true) {
-        RestartDecision::Keep { why } => {
+        RestartDecision::Held { why } => {
             assert!(why.contains("path from the operator"), "{why}")
         }
         other => panic!("{other:?}"),
@@ -528,4 +533,75 @@ fn a_member_only_the_operator_cannot_reach_is_not_restarted() {
             "ready {ready}, synced {synced}"
         );
     }
+}
+
+#[test]
+fn a_member_on_a_node_that_is_not_ready_is_never_restarted() {
+    let policy = RestartPolicy {
+        enabled: true,
+        threshold: Duration::from_secs(60),
+    };
+    let on_lost_node = PodFacts {
+        node_not_ready: Some(
+            "node n1, which is NotReady (Ready=Unknown: NodeStatusUnknown)".into(),
+        ),
+        ..running()
+    };
+    let decide = |members: &[MemberStatus], pods: Vec<Option<PodFacts>>| {
+        let pods: BTreeMap<String, PodFacts> = members
+            .iter()
+            .zip(pods)
+            .filter_map(|(m, p)| Some((m.pod.clone(), p?)))
+            .collect();
+        decide_restart(members, &pods, &policy, None, false, now())
+    };
+    // Unreachable for an hour, crash-looping, or Failed: all would be restarted on a Ready
+    // node; on one that is not Ready, none is, and the reason names the node and what to do.
+    let unreachable = with(3, &[(3, Unreachable, OLD)]);
+    let kinds = [
+        on_lost_node.clone(),
+        PodFacts {
+            waiting_reason: Some(CRASH_LOOP_BACK_OFF.into()),
+            ..on_lost_node.clone()
+        },
+        PodFacts {
+            phase: PodPhase::Failed,
+            ..on_lost_node.clone()
+        },
+    ];
+    for facts in kinds {
+        let ready_node = PodFacts {
+            node_not_ready: None,
+            ..facts.clone()
+        };
+        assert!(
+            matches!(
+                decide(&unreachable, set(all_running(3), 3, Some(ready_node))),
+                RestartDecision::Delete { myid: 3, .. }
+            ),
+            "{facts:?}"
+        );
+        match decide(&unreachable, set(all_running(3), 3, Some(facts.clone()))) {
+            RestartDecision::Held { why } => {
+                assert!(
+                    why.contains("its pod is on node n1, which is NotReady"),
+                    "{why}"
+                );
+                assert!(why.contains("node.kubernetes.io/out-of-service"), "{why}");
+            }
+            other => panic!("{facts:?}: {other:?}"),
+        }
+    }
+    // A serving member on such a node needs nothing, and another failed member on a Ready
+    // node is still restarted.
+    let two_failed = with(5, &[(2, Unreachable, OLD), (3, Unreachable, OLD)]);
+    let pods = set(all_running(5), 2, Some(on_lost_node.clone()));
+    assert!(matches!(
+        decide(&two_failed, pods),
+        RestartDecision::Delete { myid: 3, .. }
+    ));
+    assert!(matches!(
+        decide(&healthy(3), set(all_running(3), 2, Some(on_lost_node))),
+        RestartDecision::Keep { .. }
+    ));
 }
