@@ -15,6 +15,15 @@
 //! Then the day-2 stories of issue 8, with the writer too: an image change rolled over 5 servers
 //! (followers first, the leader last) and scaling 3 -> 5 -> 3 -> 1 -> 3 by reconfiguration.
 //!
+//! First, the NetworkPolicy story of issue 14: the node enforces NetworkPolicies (kube-router,
+//! firewall only), and rogue pods in another namespace and in the ensemble's own try every door
+//! of the leader (the AdminServer's snapshot, restore, dump and connections, the quorum and
+//! election ports, the client port) and are refused, while an allowed client namespace reaches
+//! the client port, the ensemble stays ACTIVE and the operator (in its own namespace) keeps
+//! probing; with `networkPolicy.enabled: false` the same knocks get through (the negative
+//! control), and turning it back on closes the doors again. The later stories run with the
+//! default policy on, too.
+//!
 //! The stories run one after the other in one test: they share the node, and cordoning it for
 //! one would stop the other's restarts.
 
@@ -27,10 +36,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use support::local_cluster::LocalCluster;
+use support::rogue;
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use zookeeper_client as zk;
 
@@ -375,6 +386,7 @@ fn secs(since: Instant) -> String {
 async fn seed_walkthroughs_on_a_real_node() {
     let cluster = LocalCluster::start();
     let client = cluster.api().client().await;
+    network_policy(&cluster, &client).await;
     three_servers(&cluster, &client).await;
     five_servers(&cluster, &client).await;
     scaling(&cluster, &client).await;
@@ -932,4 +944,159 @@ async fn scaling(cluster: &LocalCluster, client: &kube::Client) {
         verify_writes(&pods, &selector(name), &report).await
     );
     cluster.api().delete_namespace(client, &ns).await.unwrap();
+}
+
+/// Issue 14, items 5 and 7: the ensemble's NetworkPolicy on a node that enforces it. See the
+/// module docs; rogue pods knock with [`rogue::knock`].
+async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
+    let api = cluster.api();
+    let ns = api.create_namespace(client, "e2e-netpol").await.unwrap();
+    let clients_ns = api
+        .create_namespace(client, "e2e-netpol-clients")
+        .await
+        .unwrap();
+    let rogue_ns = api.create_namespace(client, "e2e-rogue").await.unwrap();
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let name = "zk";
+
+    let t = Instant::now();
+    cluster.apply(&ns, THREE_SERVERS_EXAMPLE);
+    let clients_only = json!({"spec": {"networkPolicy": {"clientFrom": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": clients_ns}}},
+    ]}}});
+    ensembles
+        .patch(name, &PatchParams::default(), &Patch::Merge(clients_only))
+        .await
+        .unwrap();
+    let image = cluster.server_image();
+    let other = (rogue_ns.as_str(), "rogue");
+    let same = (ns.as_str(), "rogue");
+    let allowed = (clients_ns.as_str(), "client");
+    for (namespace, pod) in [other, same, allowed] {
+        rogue::start(client, namespace, pod, &image).await;
+    }
+    let status = cluster
+        .wait_status(
+            &ensembles,
+            name,
+            "ACTIVE 3/3",
+            FORM_TIMEOUT,
+            shows(Phase::Active, "3/3"),
+        )
+        .await;
+    eprintln!(
+        "(netpol) ACTIVE 3/3 behind its NetworkPolicy after {}",
+        secs(t)
+    );
+    let policy = policies
+        .get(name)
+        .await
+        .expect("the ensemble's NetworkPolicy");
+    let ingress = policy.spec.and_then(|s| s.ingress).unwrap_or_default();
+    assert_eq!(ingress.len(), 3, "{ingress:?}");
+
+    // Every door of the leader (the only server listening on 2888) is closed to the rogues;
+    // the allowed namespace reaches the client port and nothing else.
+    let leader = status.leader.clone().expect("a leader");
+    let ip = pod_ip(&pods, &leader).await;
+    for (who, open) in [(other, &[][..]), (same, &[]), (allowed, &["client-2181"])] {
+        let took = rogue::wait_doors(api, who, &ip, open, CHANGE_TIMEOUT).await;
+        eprintln!(
+            "(netpol) {}/{} -> {leader}: open {open:?}, every other door closed ({:.1} s)",
+            who.0,
+            who.1,
+            took.as_secs_f64()
+        );
+    }
+
+    // The ensemble, the operator and the status are unaffected: a write from the node (as a
+    // client the policy admits through the node) moves the leader's zxid, and the status shows
+    // the new zxid only if the operator's probes, from its own namespace, got through.
+    let before = status.zxid.clone();
+    let writer = Writer::start(pods.clone(), selector(name));
+    writer.wait_for_writes("behind the NetworkPolicy").await;
+    let status = cluster
+        .wait_status(
+            &ensembles,
+            name,
+            "ACTIVE 3/3 with a newer zxid",
+            CHANGE_TIMEOUT,
+            |s| shows(Phase::Active, "3/3")(s) && s.zxid != before,
+        )
+        .await;
+    assert!(
+        status
+            .members
+            .iter()
+            .all(|m| matches!(m.state, MemberState::Leader | MemberState::Follower)),
+        "every member serving: {:?}",
+        status.members
+    );
+    assert_eq!(status.leader.as_deref(), Some(leader.as_str()));
+    for pod in pods
+        .list(&ListParams::default().labels(&selector(name)))
+        .await
+        .unwrap()
+        .items
+    {
+        assert_not_restarted(&pod, "while rogue pods knocked");
+    }
+    let report = writer.finish().await;
+    eprintln!(
+        "(netpol) after the knocks: ACTIVE 3/3, leader {leader}, zxid {before:?} -> {:?}; {}",
+        status.zxid,
+        verify_writes(&pods, &selector(name), &report).await
+    );
+
+    // The negative control: without the policy the same knocks get through.
+    let t = Instant::now();
+    let enabled = |on: bool| json!({"spec": {"networkPolicy": {"enabled": on}}});
+    ensembles
+        .patch(name, &PatchParams::default(), &Patch::Merge(enabled(false)))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + CHANGE_TIMEOUT;
+    while policies.get_opt(name).await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the NetworkPolicy is not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_event(client, &ns, name, ("Normal", "Deleted", "NetworkPolicy zk")).await;
+    for who in [other, same] {
+        rogue::wait_doors(api, who, &ip, &rogue::DOORS, CHANGE_TIMEOUT).await;
+    }
+    eprintln!(
+        "(netpol) networkPolicy.enabled=false: the policy deleted and every door open to both rogues after {}",
+        secs(t)
+    );
+
+    // And back on: closed again.
+    let t = Instant::now();
+    ensembles
+        .patch(name, &PatchParams::default(), &Patch::Merge(enabled(true)))
+        .await
+        .unwrap();
+    for who in [other, same] {
+        rogue::wait_doors(api, who, &ip, &[], CHANGE_TIMEOUT).await;
+    }
+    eprintln!(
+        "(netpol) networkPolicy.enabled=true again: every door closed after {}",
+        secs(t)
+    );
+    cluster
+        .wait_status(
+            &ensembles,
+            name,
+            "ACTIVE 3/3",
+            CHANGE_TIMEOUT,
+            shows(Phase::Active, "3/3"),
+        )
+        .await;
+    for namespace in [&ns, &clients_ns, &rogue_ns] {
+        api.delete_namespace(client, namespace).await.unwrap();
+    }
 }
