@@ -997,6 +997,10 @@ async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
     let ingress = policy.spec.and_then(|s| s.ingress).unwrap_or_default();
     assert_eq!(ingress.len(), 3, "{ingress:?}");
 
+    // A client on the host writes throughout (the node admits the host as it admits itself).
+    let before = status.zxid.clone();
+    let writer = Writer::start(pods.clone(), selector(name));
+
     // Every door of the leader (the only server listening on 2888) is closed to the rogues;
     // the allowed namespace reaches the client port and nothing else.
     let leader = status.leader.clone().expect("a leader");
@@ -1011,11 +1015,9 @@ async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
         );
     }
 
-    // The ensemble, the operator and the status are unaffected: a write from the node (as a
-    // client the policy admits through the node) moves the leader's zxid, and the status shows
-    // the new zxid only if the operator's probes, from its own namespace, got through.
-    let before = status.zxid.clone();
-    let writer = Writer::start(pods.clone(), selector(name));
+    // The ensemble, the operator and the status are unaffected: the writes move the leader's
+    // zxid, and the status shows the new zxid only if the operator's probes, from its own
+    // namespace, got through.
     writer.wait_for_writes("behind the NetworkPolicy").await;
     let status = cluster
         .wait_status(
@@ -1043,11 +1045,9 @@ async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
     {
         assert_not_restarted(&pod, "while rogue pods knocked");
     }
-    let report = writer.finish().await;
     eprintln!(
-        "(netpol) after the knocks: ACTIVE 3/3, leader {leader}, zxid {before:?} -> {:?}; {}",
+        "(netpol) after the knocks: ACTIVE 3/3, leader {leader}, zxid {before:?} -> {:?}",
         status.zxid,
-        verify_writes(&pods, &selector(name), &report).await
     );
 
     // The negative control: without the policy the same knocks get through.
@@ -1096,6 +1096,11 @@ async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
             shows(Phase::Active, "3/3"),
         )
         .await;
+    let report = writer.finish().await;
+    eprintln!(
+        "(netpol) through the knocks and the policy's changes: {}",
+        verify_writes(&pods, &selector(name), &report).await
+    );
     for namespace in [&ns, &clients_ns, &rogue_ns] {
         api.delete_namespace(client, namespace).await.unwrap();
     }

@@ -42,9 +42,11 @@
 #   on one node talk over the bridge cni0, so its frames must cross iptables:
 #   bridge-nf-call-iptables=1 in the node's namespace (kube-router's FORWARD rules match them
 #   with --physdev-is-bridged). kube-router admits what comes from the pod's own node (an
-#   address of the node's namespace), as kubelet probes need; the node masquerades what the
-#   host (tests, tools) sends to its pods, so the host reaches them as the node does, while
-#   pods never do.
+#   address of the node's namespace), as kubelet probes need. The host (tests, tools) is
+#   admitted too: what it sends to the pods through eth0 gets kube-router's "a policy admits
+#   this" mark (0x10000) in mangle PREROUTING, before kube-router's pod chains, which REJECT
+#   unmarked traffic (a source NAT would come too late: filter FORWARD sees the source first).
+#   Pods send on cni0, so nothing they send gets the mark.
 #
 # Environment (all optional):
 #   ZOOHERD_NODE_INDEX       0..250, picks the addresses and names above (default 0)
@@ -190,11 +192,15 @@ inner() {
   fi
   if [ "$with_netpol" = 1 ]; then
     # Firewall only: the bridge plugin and the routes above do the networking, kube-proxy the
-    # Services. The admin kubeconfig: it watches pods, namespaces and NetworkPolicies.
-    "${nsx[@]}" "$ZOOHERD_KUBE_ROUTER" --kubeconfig="$dir/kubeconfig" --hostname-override="$name" \
-      --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
-      --service-cluster-ip-range="$service_range" --health-port=0 --metrics-port=0 --v=1 \
-      > "$n/logs/kube-router.log" 2>&1 &
+    # Services. The admin kubeconfig: it watches pods, namespaces and NetworkPolicies. It
+    # exits at once ("failed to identify the node") unless the kubelet has registered the Node.
+    (
+      until k get node "$name" >/dev/null 2>&1; do sleep 0.3; done
+      exec "${nsx[@]}" "$ZOOHERD_KUBE_ROUTER" --kubeconfig="$dir/kubeconfig" \
+        --hostname-override="$name" --run-firewall=true --run-router=false \
+        --run-service-proxy=false --enable-cni=false --service-cluster-ip-range="$service_range" \
+        --health-port=0 --metrics-port=0 --v=1
+    ) > "$n/logs/kube-router.log" 2>&1 &
   fi
   # Whichever exits first ends the namespace (and so everything in it).
   wait -n || true
@@ -310,9 +316,12 @@ start() {
     # Frames between pods on cni0 through iptables, where kube-router enforces the policies.
     ip netns exec "$netns" sysctl -qw net.bridge.bridge-nf-call-iptables=1 \
       || die "cannot set net.bridge.bridge-nf-call-iptables in the node's namespace (br_netfilter?)"
-    # The host reaches the pods as the node (see the header).
-    ip netns exec "$netns" iptables -t nat -A POSTROUTING -s "$host_ip/32" -d "$subnet" \
-      -m comment --comment "zooherd: the host reaches pods as the node" -j MASQUERADE
+    # The host reaches the pods as the node does (see the header): kube-router's pod chains
+    # REJECT what no policy marked 0x10000, so what comes from the host through eth0 is marked
+    # before it gets there. Pods send on cni0, never through eth0.
+    ip netns exec "$netns" iptables -t mangle -A PREROUTING -i eth0 -s "$host_ip/32" -d "$subnet" \
+      -m comment --comment "zooherd: the host reaches pods as the node" \
+      -j MARK --set-xmark 0x10000/0x10000
   fi
   cat > "$n/cni/net.d/10-zooherd.conflist" <<EOF
 {

@@ -3,17 +3,19 @@
 //!
 //! A rogue pod runs the server image (it has busybox) doing nothing but `sleep`; the test then
 //! runs one shell script in it with `kubectl exec`, which knocks on every door of one server at
-//! once and prints one line per door, `<door> open` or `<door> closed`:
+//! once and prints one line per door, `<door> open` or `<door> closed <why>`:
 //!
 //! - the AdminServer's `snapshot`, `restore`, `dump` and `connections` commands (busybox `wget`):
 //!   open when an HTTP status line came back, whatever the status (ZooKeeper answers a
-//!   disabled `snapshot` too), closed when the connection was refused or timed out;
+//!   disabled `snapshot` too);
 //! - the quorum (2888, only the leader listens) and election (3888) ports: a TCP connection
-//!   (busybox `nc -e`, which exits 0 only once connected);
-//! - the client port: `ruok`, open only when the server answers `imok`.
+//!   (busybox `nc IP PORT -e PROG`, which exits 0 only once connected);
+//! - the client port: `ruok`, open when the server answers `imok`.
 //!
-//! Every attempt is bounded (3 s to connect, 5 s in all) and they run in parallel, so one
-//! round takes about 5 s when the doors are closed.
+//! A closed door must say why in words of the network (refused, can't connect, timed out): a
+//! knock that failed for another reason (a missing tool, a wrong option: this busybox's `wget
+//! -T` crashes) would otherwise pass for a closed door. Every attempt is bounded (5 s) and they
+//! run in parallel.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -35,13 +37,20 @@ pub const DOORS: [&str; 7] = [
     "client-2181",
 ];
 
-/// Knocks on every door of the server at `$1`; one `<door> open|closed` line each.
+/// Knocks on every door of the server at `$1`; one `<door> open|closed <why>` line each.
 const KNOCK: &str = r#"
 ip=$1
-report() { if "$@"; then echo "$door open"; else echo "$door closed"; fi; }
-http() { busybox timeout 5 wget -T 3 -S -O /dev/null "http://$ip:8080/commands/$1" 2>&1 | grep -q 'HTTP/1'; }
-tcp() { busybox timeout 5 nc -w 3 -e /bin/echo "$ip" "$1" >/dev/null 2>&1; }
-ruok() { echo ruok | busybox timeout 5 nc -w 3 "$ip" 2181 2>/dev/null | grep -q imok; }
+report() {
+  out=$("$@" 2>&1); rc=$?
+  case $rc:$out in
+    0:*|*HTTP/1.*|*imok*) echo "$door open" ;;
+    143:*) echo "$door closed timed out (killed after 5 s)" ;;
+    *) echo "$door closed $(echo "$out" | tail -n 1) (exit $rc)" ;;
+  esac
+}
+http() { busybox timeout 5 wget -S -O /dev/null "http://$ip:8080/commands/$1"; }
+tcp() { busybox timeout 5 nc -w 3 "$ip" "$1" -e /bin/echo; }
+ruok() { echo ruok | busybox timeout 5 nc -w 3 "$ip" 2181; }
 door=admin-snapshot report http snapshot &
 door=admin-restore report http restore &
 door=admin-dump report http dump &
@@ -51,6 +60,9 @@ door=election-3888 report tcp 3888 &
 door=client-2181 report ruok &
 wait
 "#;
+
+/// What a door closed by the network answers: refused, unreachable or timed out.
+const REFUSALS: [&str; 4] = ["refused", "can't connect", "timed out", "unreachable"];
 
 /// Creates pod `name` in `namespace` running `image`, with `labels`, and waits until it runs.
 pub async fn start(client: &kube::Client, namespace: &str, name: &str, image: &str) {
@@ -110,6 +122,12 @@ pub fn knock(api: &ControlPlane, namespace: &str, name: &str, ip: &str) -> BTree
         .lines()
         .filter_map(|line| {
             let (door, state) = line.split_once(' ')?;
+            if let Some(why) = state.strip_prefix("closed") {
+                assert!(
+                    REFUSALS.iter().any(|refusal| why.contains(refusal)),
+                    "{namespace}/{name}: the knock on {door} failed for another reason than a closed door: {why}"
+                );
+            }
             Some((door.to_owned(), state == "open"))
         })
         .collect();
