@@ -53,6 +53,24 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(240);
 /// for a loaded 2-core machine.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The status once the ensemble shows ACTIVE 3/3, within `timeout`.
+async fn active_3_of_3(
+    cluster: &LocalCluster,
+    ensembles: &Api<ZooKeeperEnsemble>,
+    name: &str,
+    timeout: Duration,
+) -> ZooKeeperEnsembleStatus {
+    cluster
+        .wait_status(
+            ensembles,
+            name,
+            "ACTIVE 3/3",
+            timeout,
+            shows(Phase::Active, "3/3"),
+        )
+        .await
+}
+
 /// The ensemble shows `phase` with `ready` serving voters, e.g. DEGRADED "2/3".
 fn shows(phase: Phase, ready: &str) -> impl Fn(&ZooKeeperEnsembleStatus) -> bool + '_ {
     move |s| s.phase == Some(phase) && s.ready.as_deref() == Some(ready)
@@ -496,15 +514,7 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
     // (a) Start it again.
     let t = Instant::now();
     cluster.set_schedulable(true);
-    cluster
-        .wait_status(
-            &ensembles,
-            name,
-            "ACTIVE 3/3",
-            FORM_TIMEOUT,
-            shows(Phase::Active, "3/3"),
-        )
-        .await;
+    active_3_of_3(cluster, &ensembles, name, FORM_TIMEOUT).await;
     eprintln!("(a) {stopped} started: ACTIVE 3/3 after {}", secs(t));
     wait_event(
         client,
@@ -861,15 +871,7 @@ async fn scaling(cluster: &LocalCluster, client: &kube::Client) {
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
     let name = "zk";
     cluster.apply(&ns, THREE_SERVERS_EXAMPLE);
-    cluster
-        .wait_status(
-            &ensembles,
-            name,
-            "ACTIVE 3/3",
-            FORM_TIMEOUT,
-            shows(Phase::Active, "3/3"),
-        )
-        .await;
+    active_3_of_3(cluster, &ensembles, name, FORM_TIMEOUT).await;
 
     let writer = Writer::start(pods.clone(), selector(name));
     writer.wait_for_writes("before scaling").await;
@@ -949,6 +951,7 @@ async fn scaling(cluster: &LocalCluster, client: &kube::Client) {
 /// Issue 14, items 5 and 7: the ensemble's NetworkPolicy on a node that enforces it. See the
 /// module docs; rogue pods knock with [`rogue::knock`].
 async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
+    let story = Instant::now();
     let api = cluster.api();
     let ns = api.create_namespace(client, "e2e-netpol").await.unwrap();
     let clients_ns = api
@@ -977,15 +980,7 @@ async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
     for (namespace, pod) in [other, same, allowed] {
         rogue::start(client, namespace, pod, &image).await;
     }
-    let status = cluster
-        .wait_status(
-            &ensembles,
-            name,
-            "ACTIVE 3/3",
-            FORM_TIMEOUT,
-            shows(Phase::Active, "3/3"),
-        )
-        .await;
+    let status = active_3_of_3(cluster, &ensembles, name, FORM_TIMEOUT).await;
     eprintln!(
         "(netpol) ACTIVE 3/3 behind its NetworkPolicy after {}",
         secs(t)
@@ -1087,19 +1082,12 @@ async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
         "(netpol) networkPolicy.enabled=true again: every door closed after {}",
         secs(t)
     );
-    cluster
-        .wait_status(
-            &ensembles,
-            name,
-            "ACTIVE 3/3",
-            CHANGE_TIMEOUT,
-            shows(Phase::Active, "3/3"),
-        )
-        .await;
+    active_3_of_3(cluster, &ensembles, name, CHANGE_TIMEOUT).await;
     let report = writer.finish().await;
     eprintln!(
-        "(netpol) through the knocks and the policy's changes: {}",
-        verify_writes(&pods, &selector(name), &report).await
+        "(netpol) through the knocks and the policy's changes: {}; the story took {}",
+        verify_writes(&pods, &selector(name), &report).await,
+        secs(story)
     );
     for namespace in [&ns, &clients_ns, &rogue_ns] {
         api.delete_namespace(client, namespace).await.unwrap();
