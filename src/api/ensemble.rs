@@ -252,7 +252,14 @@ pub struct ZooKeeperEnsembleSpec {
     #[serde(default)]
     pub failed_member_restart: FailedMemberRestartSpec,
 
-    /// Who may reach which server port: a NetworkPolicy per ensemble, on by default.
+    /// Who may reach which server port: a NetworkPolicy named after the ensemble, on by
+    /// default. Every port admits its owner only: the quorum and election ports (2888, 3888)
+    /// the ensemble's own servers; the AdminServer (8080) the operator's pods and the
+    /// ensemble's own servers (which ask each other before a data directory is moved aside);
+    /// the client port (2181) `clientFrom` and the operator (it changes the membership as a
+    /// ZooKeeper client); the metrics port (7000) `metricsFrom`. Everything else is refused
+    /// wherever the cluster's network plugin enforces NetworkPolicies (with a plugin that does
+    /// not, the policy has no effect).
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
 
@@ -455,13 +462,8 @@ impl Default for FailedMemberRestartSpec {
     }
 }
 
-/// The ensemble's NetworkPolicy. Every server port has an owner, and only its owner is
-/// admitted: the quorum and election ports (2888, 3888) take the ensemble's own servers; the
-/// AdminServer (8080) takes the operator's pods and the ensemble's own servers (which ask each
-/// other before a data directory is moved aside); the client port (2181) takes `clientFrom` and
-/// the operator (it changes the membership as a ZooKeeper client); the metrics port (7000)
-/// takes `metricsFrom`. Everything else is refused wherever the cluster's network plugin
-/// enforces NetworkPolicies (on a plugin that does not, the policy is inert).
+/// `spec.networkPolicy` (its field's doc says what the policy admits; `build::network_policy`
+/// builds it).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkPolicySpec {
