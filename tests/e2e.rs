@@ -17,10 +17,10 @@
 //!
 //! First, the NetworkPolicy story of issue 14: the node enforces NetworkPolicies (kube-router,
 //! firewall only), and rogue pods in another namespace and in the ensemble's own try every door
-//! of the leader (the AdminServer's snapshot, restore, dump and connections, the quorum and
-//! election ports, the client port) and are refused, while an allowed client namespace reaches
-//! the client port, the ensemble stays ACTIVE and the operator (in its own namespace) keeps
-//! probing; with `networkPolicy.enabled: false` the same knocks get through (the negative
+//! of the leader (the AdminServer's snapshot, restore, dump and connections, the quorum,
+//! election, client and metrics ports) and are refused, while an allowed namespace reaches the
+//! client and metrics ports only, the ensemble stays ACTIVE and the operator (in its own
+//! namespace) keeps probing; with `networkPolicy.enabled: false` the same knocks get through (the negative
 //! control), and turning it back on closes the doors again. The later stories run with the
 //! default policy on, too.
 //!
@@ -954,8 +954,8 @@ async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
     let story = Instant::now();
     let api = cluster.api();
     let ns = api.create_namespace(client, "e2e-netpol").await.unwrap();
-    let clients_ns = api
-        .create_namespace(client, "e2e-netpol-clients")
+    let allowed_ns = api
+        .create_namespace(client, "e2e-netpol-allowed")
         .await
         .unwrap();
     let rogue_ns = api.create_namespace(client, "e2e-rogue").await.unwrap();
@@ -966,17 +966,16 @@ async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
 
     let t = Instant::now();
     cluster.apply(&ns, THREE_SERVERS_EXAMPLE);
-    let clients_only = json!({"spec": {"networkPolicy": {"clientFrom": [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": clients_ns}}},
-    ]}}});
+    let allowed_only = json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": allowed_ns}}}]);
+    let peers = json!({"spec": {"networkPolicy": {"clientFrom": allowed_only, "metricsFrom": allowed_only}}});
     ensembles
-        .patch(name, &PatchParams::default(), &Patch::Merge(clients_only))
+        .patch(name, &PatchParams::default(), &Patch::Merge(peers))
         .await
         .unwrap();
     let image = cluster.server_image();
     let other = (rogue_ns.as_str(), "rogue");
     let same = (ns.as_str(), "rogue");
-    let allowed = (clients_ns.as_str(), "client");
+    let allowed = (allowed_ns.as_str(), "client");
     for (namespace, pod) in [other, same, allowed] {
         rogue::start(client, namespace, pod, &image).await;
     }
@@ -990,17 +989,22 @@ async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
         .await
         .expect("the ensemble's NetworkPolicy");
     let ingress = policy.spec.and_then(|s| s.ingress).unwrap_or_default();
-    assert_eq!(ingress.len(), 3, "{ingress:?}");
+    assert_eq!(ingress.len(), 4, "{ingress:?}");
 
     // A client on the host writes throughout (the node admits the host as it admits itself).
     let before = status.zxid.clone();
     let writer = Writer::start(pods.clone(), selector(name));
 
     // Every door of the leader (the only server listening on 2888) is closed to the rogues;
-    // the allowed namespace reaches the client port and nothing else.
+    // the allowed namespace reaches the client and metrics ports and nothing else.
     let leader = status.leader.clone().expect("a leader");
     let ip = pod_ip(&pods, &leader).await;
-    for (who, open) in [(other, &[][..]), (same, &[]), (allowed, &["client-2181"])] {
+    let client_and_metrics = ["client-2181", "metrics-7000"];
+    for (who, open) in [
+        (other, &[][..]),
+        (same, &[]),
+        (allowed, &client_and_metrics),
+    ] {
         let took = rogue::wait_doors(api, who, &ip, open, CHANGE_TIMEOUT).await;
         eprintln!(
             "(netpol) {}/{} -> {leader}: open {open:?}, every other door closed ({:.1} s)",
@@ -1089,7 +1093,7 @@ async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
         verify_writes(&pods, &selector(name), &report).await,
         secs(story)
     );
-    for namespace in [&ns, &clients_ns, &rogue_ns] {
+    for namespace in [&ns, &allowed_ns, &rogue_ns] {
         api.delete_namespace(client, namespace).await.unwrap();
     }
 }

@@ -8,8 +8,9 @@
 //! - the AdminServer's `snapshot`, `restore`, `dump` and `connections` commands (busybox `wget`):
 //!   open when an HTTP status line came back, whatever the status (ZooKeeper answers a
 //!   disabled `snapshot` too);
-//! - the quorum (2888, only the leader listens) and election (3888) ports: a TCP connection
-//!   (busybox `nc IP PORT -e PROG`, which exits 0 only once connected);
+//! - the AdminServer (8080), quorum (2888, only the leader listens), election (3888) and
+//!   metrics (7000) ports: a TCP connection (busybox `nc IP PORT -e PROG`, which exits 0 only
+//!   once connected), so that a door is closed only if no connection was made;
 //! - the client port: `ruok`, open when the server answers `imok`.
 //!
 //! A closed door must say why in words of the network (refused, can't connect, timed out): a
@@ -27,14 +28,16 @@ use serde_json::json;
 use super::control_plane::ControlPlane;
 
 /// The doors, as the script names them.
-pub const DOORS: [&str; 7] = [
+pub const DOORS: [&str; 9] = [
     "admin-snapshot",
     "admin-restore",
     "admin-dump",
     "admin-connections",
+    "admin-8080",
     "quorum-2888",
     "election-3888",
     "client-2181",
+    "metrics-7000",
 ];
 
 /// Knocks on every door of the server at `$1`; one `<door> open|closed <why>` line each.
@@ -55,9 +58,11 @@ door=admin-snapshot report http snapshot &
 door=admin-restore report http restore &
 door=admin-dump report http dump &
 door=admin-connections report http connections &
+door=admin-8080 report tcp 8080 &
 door=quorum-2888 report tcp 2888 &
 door=election-3888 report tcp 3888 &
 door=client-2181 report ruok &
+door=metrics-7000 report tcp 7000 &
 wait
 "#;
 
