@@ -65,6 +65,17 @@ pub struct OperatorArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
 
+    /// The operator's own namespace: the ensembles' NetworkPolicies admit the operator's pods
+    /// there to the servers' AdminServer and client port.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub operator_namespace: String,
+
+    /// Labels of the operator's own pods (key=value,key=value), which the ensembles'
+    /// NetworkPolicies admit to the servers' AdminServer and client port. The chart passes the
+    /// labels it gives them.
+    #[arg(long, env = "ZOOHERD_OPERATOR_POD_LABELS", default_value = build::DEFAULT_OPERATOR_POD_LABELS, value_parser = build::parse_labels)]
+    pub operator_pod_labels: std::collections::BTreeMap<String, String>,
+
     /// Identity of this replica in the Lease and in Events.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -76,6 +87,10 @@ impl OperatorArgs {
             build: build::Settings {
                 cluster_domain: self.cluster_domain.clone(),
                 default_image: self.server_image.clone(),
+                operator: build::OperatorPods {
+                    namespace: self.operator_namespace.clone(),
+                    labels: self.operator_pod_labels.clone(),
+                },
             },
             namespaces: self.namespaces.clone(),
             probe_interval: Duration::from_millis(self.probe_interval_ms),

@@ -3,7 +3,8 @@
 //!   cluster-wide RBAC and with per-namespace RBAC;
 //! - the operator binary, run with the identity of the chart's ServiceAccount (a TokenRequest
 //!   token), does its whole job with nothing but the chart's RBAC: it takes the Lease,
-//!   creates an ensemble's StatefulSet, Services, ConfigMap and PodDisruptionBudget, writes
+//!   creates an ensemble's StatefulSet, Services, ConfigMap, PodDisruptionBudget and
+//!   NetworkPolicy (admitting the chart's operator pods by their labels and namespace), writes
 //!   `.status`, and never meets a "forbidden" on the way;
 //! - `deploy/operator.yaml` installs, and its operator pods pass the restricted Pod Security
 //!   Standard.
@@ -23,6 +24,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, PodSpec, Service};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams};
@@ -494,6 +496,10 @@ async fn child_metadata(
             "PodDisruptionBudget zk".into(),
             get::<PodDisruptionBudget>(client, namespace, "zk").await?,
         ),
+        (
+            "NetworkPolicy zk".into(),
+            get::<NetworkPolicy>(client, namespace, "zk").await?,
+        ),
     ])
 }
 
@@ -602,6 +608,15 @@ async fn operator_runs_with_chart_rbac(rbac: Rbac) {
             true,
         ),
         (vec!["patch", "statefulsets.apps", "-n", &ensemble_ns], true),
+        (
+            vec![
+                "delete",
+                "networkpolicies.networking.k8s.io",
+                "-n",
+                &ensemble_ns,
+            ],
+            true,
+        ),
         // Pods are removed only through the Eviction API, which the PodDisruptionBudget governs.
         (
             vec![
@@ -696,6 +711,18 @@ async fn operator_runs_with_chart_rbac(rbac: Rbac) {
         Some(lease_name)
     );
     assert_eq!(environment.get("POD_NAMESPACE"), Some(&release_ns));
+    // The ensembles' NetworkPolicies admit the operator's pods by the Deployment's selector.
+    let selector = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.clone())
+        .unwrap();
+    assert_eq!(
+        environment
+            .get("ZOOHERD_OPERATOR_POD_LABELS")
+            .map(|labels| zooherd::build::parse_labels(labels).unwrap()),
+        Some(selector.clone())
+    );
     // Several operators may run at once here: an ephemeral port for the endpoints.
     environment.insert("ZOOHERD_HTTP_ADDRESS".into(), "127.0.0.1:0".into());
     // Debug level for zooherd: a failed reconcile's cause is logged there.
@@ -758,6 +785,30 @@ async fn operator_runs_with_chart_rbac(rbac: Rbac) {
             "{child} is not owned by the ensemble: {owners:?}"
         );
     }
+    // The AdminServer admits the chart's operator pods, in the release namespace.
+    let policy = Api::<NetworkPolicy>::namespaced(client.clone(), &ensemble_ns)
+        .get("zk")
+        .await
+        .unwrap();
+    let admin = policy.spec.unwrap().ingress.unwrap()[1].clone();
+    let operator_peer = &admin.from.unwrap()[0];
+    assert_eq!(
+        operator_peer
+            .namespace_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone()),
+        Some(BTreeMap::from([(
+            "kubernetes.io/metadata.name".to_owned(),
+            release_ns.clone()
+        )]))
+    );
+    assert_eq!(
+        operator_peer
+            .pod_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone()),
+        Some(selector)
+    );
     let status = ensemble.status.clone().unwrap();
     assert_eq!(
         status.phase,

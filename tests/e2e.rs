@@ -15,6 +15,15 @@
 //! Then the day-2 stories of issue 8, with the writer too: an image change rolled over 5 servers
 //! (followers first, the leader last) and scaling 3 -> 5 -> 3 -> 1 -> 3 by reconfiguration.
 //!
+//! First, the NetworkPolicy story of issue 14: the node enforces NetworkPolicies (kube-router,
+//! firewall only), and rogue pods in another namespace and in the ensemble's own try every door
+//! of the leader (the AdminServer's snapshot, restore, dump and connections, the quorum,
+//! election, client and metrics ports) and are refused, while an allowed namespace reaches the
+//! client and metrics ports only, the ensemble stays ACTIVE and the operator (in its own
+//! namespace) keeps probing; with `networkPolicy.enabled: false` the same knocks get through (the negative
+//! control), and turning it back on closes the doors again. The later stories run with the
+//! default policy on, too.
+//!
 //! The stories run one after the other in one test: they share the node, and cordoning it for
 //! one would stop the other's restarts.
 
@@ -27,10 +36,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use support::local_cluster::LocalCluster;
+use support::rogue;
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use zookeeper_client as zk;
 
@@ -41,6 +52,24 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(240);
 /// How long a status change may take to show: the operator's target is seconds; the margin is
 /// for a loaded 2-core machine.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The status once the ensemble shows ACTIVE 3/3, within `timeout`.
+async fn active_3_of_3(
+    cluster: &LocalCluster,
+    ensembles: &Api<ZooKeeperEnsemble>,
+    name: &str,
+    timeout: Duration,
+) -> ZooKeeperEnsembleStatus {
+    cluster
+        .wait_status(
+            ensembles,
+            name,
+            "ACTIVE 3/3",
+            timeout,
+            shows(Phase::Active, "3/3"),
+        )
+        .await
+}
 
 /// The ensemble shows `phase` with `ready` serving voters, e.g. DEGRADED "2/3".
 fn shows(phase: Phase, ready: &str) -> impl Fn(&ZooKeeperEnsembleStatus) -> bool + '_ {
@@ -375,6 +404,7 @@ fn secs(since: Instant) -> String {
 async fn seed_walkthroughs_on_a_real_node() {
     let cluster = LocalCluster::start();
     let client = cluster.api().client().await;
+    network_policy(&cluster, &client).await;
     three_servers(&cluster, &client).await;
     five_servers(&cluster, &client).await;
     scaling(&cluster, &client).await;
@@ -484,15 +514,7 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
     // (a) Start it again.
     let t = Instant::now();
     cluster.set_schedulable(true);
-    cluster
-        .wait_status(
-            &ensembles,
-            name,
-            "ACTIVE 3/3",
-            FORM_TIMEOUT,
-            shows(Phase::Active, "3/3"),
-        )
-        .await;
+    active_3_of_3(cluster, &ensembles, name, FORM_TIMEOUT).await;
     eprintln!("(a) {stopped} started: ACTIVE 3/3 after {}", secs(t));
     wait_event(
         client,
@@ -849,15 +871,7 @@ async fn scaling(cluster: &LocalCluster, client: &kube::Client) {
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
     let name = "zk";
     cluster.apply(&ns, THREE_SERVERS_EXAMPLE);
-    cluster
-        .wait_status(
-            &ensembles,
-            name,
-            "ACTIVE 3/3",
-            FORM_TIMEOUT,
-            shows(Phase::Active, "3/3"),
-        )
-        .await;
+    active_3_of_3(cluster, &ensembles, name, FORM_TIMEOUT).await;
 
     let writer = Writer::start(pods.clone(), selector(name));
     writer.wait_for_writes("before scaling").await;
@@ -932,4 +946,154 @@ async fn scaling(cluster: &LocalCluster, client: &kube::Client) {
         verify_writes(&pods, &selector(name), &report).await
     );
     cluster.api().delete_namespace(client, &ns).await.unwrap();
+}
+
+/// Issue 14, items 5 and 7: the ensemble's NetworkPolicy on a node that enforces it. See the
+/// module docs; rogue pods knock with [`rogue::knock`].
+async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
+    let story = Instant::now();
+    let api = cluster.api();
+    let ns = api.create_namespace(client, "e2e-netpol").await.unwrap();
+    let allowed_ns = api
+        .create_namespace(client, "e2e-netpol-allowed")
+        .await
+        .unwrap();
+    let rogue_ns = api.create_namespace(client, "e2e-rogue").await.unwrap();
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let name = "zk";
+
+    let t = Instant::now();
+    cluster.apply(&ns, THREE_SERVERS_EXAMPLE);
+    let allowed_only = json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": allowed_ns}}}]);
+    let peers = json!({"spec": {"networkPolicy": {"clientFrom": allowed_only, "metricsFrom": allowed_only}}});
+    ensembles
+        .patch(name, &PatchParams::default(), &Patch::Merge(peers))
+        .await
+        .unwrap();
+    let image = cluster.server_image();
+    let other = (rogue_ns.as_str(), "rogue");
+    let same = (ns.as_str(), "rogue");
+    let allowed = (allowed_ns.as_str(), "client");
+    for (namespace, pod) in [other, same, allowed] {
+        rogue::start(client, namespace, pod, &image).await;
+    }
+    let status = active_3_of_3(cluster, &ensembles, name, FORM_TIMEOUT).await;
+    eprintln!(
+        "(netpol) ACTIVE 3/3 behind its NetworkPolicy after {}",
+        secs(t)
+    );
+    let policy = policies
+        .get(name)
+        .await
+        .expect("the ensemble's NetworkPolicy");
+    let ingress = policy.spec.and_then(|s| s.ingress).unwrap_or_default();
+    assert_eq!(ingress.len(), 4, "{ingress:?}");
+
+    // A client on the host writes throughout (the node admits the host as it admits itself).
+    let before = status.zxid.clone();
+    let writer = Writer::start(pods.clone(), selector(name));
+
+    // Every door of the leader (the only server listening on 2888) is closed to the rogues;
+    // the allowed namespace reaches the client and metrics ports and nothing else.
+    let leader = status.leader.clone().expect("a leader");
+    let ip = pod_ip(&pods, &leader).await;
+    let client_and_metrics = ["client-2181", "metrics-7000"];
+    for (who, open) in [
+        (other, &[][..]),
+        (same, &[]),
+        (allowed, &client_and_metrics),
+    ] {
+        let took = rogue::wait_doors(api, who, &ip, open, CHANGE_TIMEOUT).await;
+        eprintln!(
+            "(netpol) {}/{} -> {leader}: open {open:?}, every other door closed ({:.1} s)",
+            who.0,
+            who.1,
+            took.as_secs_f64()
+        );
+    }
+
+    // The ensemble, the operator and the status are unaffected: the writes move the leader's
+    // zxid, and the status shows the new zxid only if the operator's probes, from its own
+    // namespace, got through.
+    writer.wait_for_writes("behind the NetworkPolicy").await;
+    let status = cluster
+        .wait_status(
+            &ensembles,
+            name,
+            "ACTIVE 3/3 with a newer zxid",
+            CHANGE_TIMEOUT,
+            |s| shows(Phase::Active, "3/3")(s) && s.zxid != before,
+        )
+        .await;
+    assert!(
+        status
+            .members
+            .iter()
+            .all(|m| matches!(m.state, MemberState::Leader | MemberState::Follower)),
+        "every member serving: {:?}",
+        status.members
+    );
+    assert_eq!(status.leader.as_deref(), Some(leader.as_str()));
+    for pod in pods
+        .list(&ListParams::default().labels(&selector(name)))
+        .await
+        .unwrap()
+        .items
+    {
+        assert_not_restarted(&pod, "while rogue pods knocked");
+    }
+    eprintln!(
+        "(netpol) after the knocks: ACTIVE 3/3, leader {leader}, zxid {before:?} -> {:?}",
+        status.zxid,
+    );
+
+    // The negative control: without the policy the same knocks get through.
+    let t = Instant::now();
+    let enabled = |on: bool| json!({"spec": {"networkPolicy": {"enabled": on}}});
+    ensembles
+        .patch(name, &PatchParams::default(), &Patch::Merge(enabled(false)))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + CHANGE_TIMEOUT;
+    while policies.get_opt(name).await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the NetworkPolicy is not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_event(client, &ns, name, ("Normal", "Deleted", "NetworkPolicy zk")).await;
+    for who in [other, same] {
+        rogue::wait_doors(api, who, &ip, &rogue::DOORS, CHANGE_TIMEOUT).await;
+    }
+    eprintln!(
+        "(netpol) networkPolicy.enabled=false: the policy deleted and every door open to both rogues after {}",
+        secs(t)
+    );
+
+    // And back on: closed again.
+    let t = Instant::now();
+    ensembles
+        .patch(name, &PatchParams::default(), &Patch::Merge(enabled(true)))
+        .await
+        .unwrap();
+    for who in [other, same] {
+        rogue::wait_doors(api, who, &ip, &[], CHANGE_TIMEOUT).await;
+    }
+    eprintln!(
+        "(netpol) networkPolicy.enabled=true again: every door closed after {}",
+        secs(t)
+    );
+    active_3_of_3(cluster, &ensembles, name, CHANGE_TIMEOUT).await;
+    let report = writer.finish().await;
+    eprintln!(
+        "(netpol) through the knocks and the policy's changes: {}; the story took {}",
+        verify_writes(&pods, &selector(name), &report).await,
+        secs(story)
+    );
+    for namespace in [&ns, &allowed_ns, &rogue_ns] {
+        api.delete_namespace(client, namespace).await.unwrap();
+    }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
@@ -375,7 +376,7 @@ async fn an_apply_error_is_a_condition_and_the_status_goes_on() {
 }
 
 /// Hand edits of the children (`kubectl set image` on the StatefulSet, `kubectl edit` of the
-/// ConfigMap and the PodDisruptionBudget) are put back to what the ensemble specifies, with a
+/// ConfigMap, the PodDisruptionBudget and the NetworkPolicy) are put back to what the ensemble specifies, with a
 /// Warning Event. (`kubectl scale sts` is put back too once the committed voters are known;
 /// before the ensemble has formed, as here without a kubelet, the operator takes the
 /// StatefulSet's size as the servers that may be forming it: see `build::Topology::new`.)
@@ -395,12 +396,16 @@ async fn hand_edits_of_the_children_are_put_back() {
     let stateful_sets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
     let budgets = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns);
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
     eventually("the children", || async {
         let sts = stateful_sets.get_opt(name).await.unwrap();
         let pdb = budgets.get_opt(name).await.unwrap();
-        (sts.is_some() && pdb.is_some()).then_some(())
+        let policy = policies.get_opt(name).await.unwrap();
+        (sts.is_some() && pdb.is_some() && policy.is_some()).then_some(())
     })
     .await;
+    let admitted = |policy: NetworkPolicy| policy.spec?.ingress.map(|rules| rules.len());
+    let rules = admitted(policies.get(name).await.unwrap());
 
     // What a user at a terminal would do.
     let edit = PatchParams::default();
@@ -422,6 +427,15 @@ async fn hand_edits_of_the_children_are_put_back() {
         )
         .await
         .unwrap();
+    // Every port open to everyone.
+    policies
+        .patch(
+            name,
+            &edit,
+            &Patch::Merge(json!({"spec": {"ingress": [{}]}})),
+        )
+        .await
+        .unwrap();
 
     eventually("every edit put back", || async {
         let sts = stateful_sets.get(name).await.unwrap();
@@ -429,7 +443,9 @@ async fn hand_edits_of_the_children_are_put_back() {
         let pdb = budgets.get(name).await.unwrap();
         let zoo_cfg = cm.data?.remove("zoo.cfg")?;
         let max_unavailable = pdb.spec?.max_unavailable;
+        let policy = policies.get(name).await.unwrap();
         (server_image(&sts) == before
+            && admitted(policy) == rules
             && zoo_cfg.contains("tickTime=2000")
             && max_unavailable
                 == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)))
@@ -509,6 +525,10 @@ async fn api_server_rejects_invalid_manifests_naming_the_field() {
         (
             json!({"jvm": {"heap": "1Gi", "heapPercent": 50}}),
             "spec.jvm: set either heap or heapPercent",
+        ),
+        (
+            json!({"networkPolicy": {"clientFrom": []}}),
+            zooherd::api::validate::NO_CLIENT_PEERS,
         ),
     ] {
         let message = rejection(&ensembles, spec.clone()).await;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -251,6 +252,17 @@ pub struct ZooKeeperEnsembleSpec {
     #[serde(default)]
     pub failed_member_restart: FailedMemberRestartSpec,
 
+    /// Who may reach which server port: a NetworkPolicy named after the ensemble, on by
+    /// default. Every port admits its owner only: the quorum and election ports (2888, 3888)
+    /// the ensemble's own servers; the AdminServer (8080) the operator's pods and the
+    /// ensemble's own servers (which ask each other before a data directory is moved aside);
+    /// the client port (2181) `clientFrom` and the operator (it changes the membership as a
+    /// ZooKeeper client); the metrics port (7000) `metricsFrom`. Everything else is refused
+    /// wherever the cluster's network plugin enforces NetworkPolicies (with a plugin that does
+    /// not, the policy has no effect).
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+
     /// Stop changing the ensemble's children (for maintenance). Status is still reported.
     #[serde(default)]
     pub paused: bool,
@@ -446,6 +458,44 @@ impl Default for FailedMemberRestartSpec {
         Self {
             enabled: true,
             threshold_seconds: default_restart_threshold(),
+        }
+    }
+}
+
+/// `spec.networkPolicy` (its field's doc says what the policy admits; `build::network_policy`
+/// builds it).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Keep a NetworkPolicy named after the ensemble that admits only the peers above. Default
+    /// true. When false the operator deletes the NetworkPolicy it made, and every port is open
+    /// to whatever the cluster's other policies allow.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// Who may connect to the client port (2181), as NetworkPolicy peers: each entry a
+    /// podSelector, a namespaceSelector (both together: those pods in those namespaces), or an
+    /// ipBlock. Unset: every pod in the ensemble's namespace. To admit clients from everywhere,
+    /// give `[{ipBlock: {cidr: 0.0.0.0/0}}]`; an empty list is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxItems" = 32))]
+    #[x_kube(validation = kube::core::Rule::new("self.size() > 0").message(super::validate::NO_CLIENT_PEERS))]
+    pub client_from: Option<Vec<NetworkPolicyPeer>>,
+
+    /// Who may scrape the metrics port (7000), as NetworkPolicy peers, e.g. your Prometheus:
+    /// `[{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]`.
+    /// Default: nobody.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("maxItems" = 32))]
+    pub metrics_from: Vec<NetworkPolicyPeer>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            client_from: None,
+            metrics_from: Vec::new(),
         }
     }
 }

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
@@ -24,6 +25,7 @@ use crate::api::validate::{self, ValidationError};
 
 mod config_map;
 pub mod names;
+pub mod network_policy;
 mod pod_disruption_budget;
 mod services;
 mod stateful_set;
@@ -39,16 +41,53 @@ pub struct Settings {
     pub cluster_domain: String,
     /// Server image of ensembles that set no `spec.image`.
     pub default_image: String,
+    /// The operator's own pods, which the ensembles' NetworkPolicies admit to the AdminServer
+    /// and the client port.
+    pub operator: OperatorPods,
 }
 
 impl Settings {
-    /// Settings for a cluster with the default DNS domain.
+    /// Settings for a cluster with the default DNS domain, and the operator's pods as the
+    /// chart labels them in namespace `default`.
     pub fn new(default_image: impl Into<String>) -> Self {
         Self {
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
             default_image: default_image.into(),
+            operator: OperatorPods {
+                namespace: "default".to_owned(),
+                labels: parse_labels(DEFAULT_OPERATOR_POD_LABELS)
+                    .expect("the default operator pod labels parse"),
+            },
         }
     }
+}
+
+/// The labels the chart gives the operator's pods whatever the release is called (the chart
+/// passes its exact selector labels, release included, in `ZOOHERD_OPERATOR_POD_LABELS`).
+pub const DEFAULT_OPERATOR_POD_LABELS: &str =
+    "app.kubernetes.io/name=zooherd,app.kubernetes.io/component=operator";
+
+/// Where the operator's pods run and the labels they carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorPods {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Parses `key=value,key=value` (a flag's label list); at least one label.
+pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let labels = text
+        .split(',')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_owned(), value.trim().to_owned()))
+            }
+            _ => Err(format!(
+                "{pair:?} is not key=value; give labels as key=value,key=value"
+            )),
+        })
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
+    Ok(labels)
 }
 
 /// What the children depend on besides the spec: how many servers run, and with which roles
@@ -132,6 +171,9 @@ pub struct Children {
     pub stateful_set: StatefulSet,
     /// `<name>`: how many servers voluntary evictions may take down at once.
     pub pod_disruption_budget: PodDisruptionBudget,
+    /// `<name>`: who may reach which server port; None when `spec.networkPolicy.enabled` is
+    /// false (the controller then deletes the one it made).
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 /// Why the children of an ensemble cannot be built.
@@ -183,6 +225,7 @@ pub fn children(
             &parent,
             u32::try_from(topology.voters.len()).unwrap_or(u32::MAX),
         ),
+        network_policy: network_policy::build(&parent, &settings.operator),
     })
 }
 
@@ -258,8 +301,18 @@ mod fixtures {
         ensemble
     }
 
+    /// The operator runs in its own namespace, not the ensemble's.
     pub fn settings() -> Settings {
-        Settings::new("ghcr.io/zooherd/server:0.1.0")
+        Settings {
+            operator: OperatorPods {
+                namespace: "zooherd-system".to_owned(),
+                labels: parse_labels(
+                    "app.kubernetes.io/name=zooherd,app.kubernetes.io/instance=ops",
+                )
+                .unwrap(),
+            },
+            ..Settings::new("ghcr.io/zooherd/server:0.1.0")
+        }
     }
 
     pub fn children(spec: serde_json::Value) -> Children {
@@ -284,6 +337,7 @@ mod tests {
             ("zk-client", &children.client_service.metadata),
             ("zk", &children.stateful_set.metadata),
             ("zk", &children.pod_disruption_budget.metadata),
+            ("zk", &children.network_policy.as_ref().unwrap().metadata),
         ];
         for (name, meta) in metadata {
             assert_eq!(meta.name.as_deref(), Some(name));
@@ -452,5 +506,32 @@ mod tests {
         let settings = Settings::new("image:1");
         assert_eq!(settings.cluster_domain, "cluster.local");
         assert_eq!(settings.default_image, "image:1");
+        assert_eq!(settings.operator.namespace, "default");
+        assert_eq!(
+            settings.operator.labels,
+            BTreeMap::from([
+                (
+                    "app.kubernetes.io/component".to_owned(),
+                    "operator".to_owned()
+                ),
+                ("app.kubernetes.io/name".to_owned(), "zooherd".to_owned()),
+            ])
+        );
+    }
+
+    #[test]
+    fn labels_parse_from_a_flag() {
+        assert_eq!(
+            parse_labels("a=1, b.io/c = x").unwrap(),
+            BTreeMap::from([
+                ("a".to_owned(), "1".to_owned()),
+                ("b.io/c".to_owned(), "x".to_owned())
+            ])
+        );
+        assert_eq!(parse_labels("a=").unwrap()["a"], "");
+        for bad in ["", "a", "a=1,", "=1"] {
+            let error = parse_labels(bad).unwrap_err();
+            assert!(error.contains("is not key=value"), "{bad}: {error}");
+        }
     }
 }

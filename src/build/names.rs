@@ -100,6 +100,11 @@ pub fn pod_disruption_budget(ensemble: &ZooKeeperEnsemble) -> String {
     ensemble.name_any()
 }
 
+/// NetworkPolicy of the servers (when `spec.networkPolicy.enabled`).
+pub fn network_policy(ensemble: &ZooKeeperEnsemble) -> String {
+    ensemble.name_any()
+}
+
 /// Pod of the server at `ordinal`, as the StatefulSet names it.
 pub fn pod(ensemble: &ZooKeeperEnsemble, ordinal: u32) -> String {
     format!("{}-{ordinal}", stateful_set(ensemble))

@@ -10,7 +10,7 @@
 
 use std::fmt::Debug;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -197,13 +197,67 @@ where
     }
 }
 
-/// A child written by [`apply_child`].
+/// Deletes the child `name` in `namespace` that the spec no longer asks for (a NetworkPolicy
+/// turned off), if the cache holds one this ensemble owns. A foreign object of that name is
+/// not in the cache and is left alone. The delete is conditional on the cached uid, so an
+/// object recreated meanwhile is not deleted in its place.
+pub async fn delete_child<K>(
+    ctx: &Context,
+    store: &Store<K>,
+    owner_uid: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Applied>, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let Some(live) = store.get(&ObjectRef::new(name).within(namespace)) else {
+        return Ok(None);
+    };
+    let owned = live
+        .owner_references()
+        .iter()
+        .any(|owner| owner.uid == owner_uid);
+    if !owned || live.meta().deletion_timestamp.is_some() {
+        return Ok(None);
+    }
+    let kind = K::kind(&()).into_owned();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: live.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
+        Err(source) => {
+            return Err(Error::Apply {
+                kind,
+                name: name.to_owned(),
+                source,
+            });
+        }
+    }
+    ctx.metrics.api_write(&kind);
+    tracing::info!(%kind, %name, "deleted: the ensemble no longer asks for it");
+    Ok(Some(Applied::Deleted(format!("{kind} {name}"))))
+}
+
+/// A child written by [`apply_child`] or [`delete_child`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
     /// Created, or changed because the spec changed ("Kind name").
     Written(String),
     /// Put back after someone else changed it ("Kind name").
     Reverted(String),
+    /// Deleted because the spec no longer asks for it ("Kind name").
+    Deleted(String),
 }
 
 fn stamp_of(object: &impl Resource) -> String {

@@ -33,6 +33,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -128,6 +129,7 @@ pub struct Stores {
     pub config_maps: Store<ConfigMap>,
     pub services: Store<Service>,
     pub pod_disruption_budgets: Store<PodDisruptionBudget>,
+    pub network_policies: Store<NetworkPolicy>,
     pub pods: Store<Pod>,
     /// Every node, shared by the watch scopes: whether a member's node is Ready. Not waited
     /// for: without it (no permission to list nodes) a pod's node is simply not known.
@@ -143,6 +145,7 @@ impl Stores {
             self.config_maps.wait_until_ready(),
             self.services.wait_until_ready(),
             self.pod_disruption_budgets.wait_until_ready(),
+            self.network_policies.wait_until_ready(),
             self.pods.wait_until_ready(),
         );
     }
@@ -343,6 +346,7 @@ async fn run_scope(
     let (config_maps, cm_stream) = reflect::<ConfigMap>(&client, ns);
     let (services, svc_stream) = reflect::<Service>(&client, ns);
     let (pod_disruption_budgets, pdb_stream) = reflect::<PodDisruptionBudget>(&client, ns);
+    let (network_policies, netpol_stream) = reflect::<NetworkPolicy>(&client, ns);
     let (pods, pod_stream) = reflect::<Pod>(&client, ns);
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -355,6 +359,7 @@ async fn run_scope(
             config_maps,
             services,
             pod_disruption_budgets,
+            network_policies,
             pods,
             nodes,
         },
@@ -374,6 +379,7 @@ async fn run_scope(
     .owns_stream(cm_stream)
     .owns_stream(svc_stream)
     .owns_stream(pdb_stream)
+    .owns_stream(netpol_stream)
     .watches_stream(pod_stream, ensemble_of_pod)
     .graceful_shutdown_on(shutdown)
     .run(reconcile::reconcile, error_policy, ctx.clone())

@@ -8,7 +8,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
-use super::apply::{Applied, apply_child};
+use super::apply::{Applied, apply_child, delete_child};
 use super::memory::recorded_membership;
 use super::report::publish;
 use super::telemetry::Outcome;
@@ -119,16 +119,24 @@ async fn apply(
     // Before the StatefulSet: its pods take the superuser's digest from the Secret.
     let password = superuser::ensure(ensemble, ctx).await?;
     let applied = apply_children(ensemble, ctx, children).await?;
-    let (mut written, mut reverted) = (Vec::new(), Vec::new());
+    let (mut written, mut reverted, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
     for child in &applied {
         match child {
             Applied::Written(what) => written.push(what.as_str()),
             Applied::Reverted(what) => reverted.push(what.as_str()),
+            Applied::Deleted(what) => deleted.push(what.as_str()),
         }
     }
     if !written.is_empty() {
         let note = format!("applied {}", written.join(", "));
         publish(ensemble, ctx, EventType::Normal, "Applied", "Apply", note).await;
+    }
+    if !deleted.is_empty() {
+        let note = format!(
+            "deleted {}: the ensemble no longer asks for it",
+            deleted.join(", ")
+        );
+        publish(ensemble, ctx, EventType::Normal, "Deleted", "Apply", note).await;
     }
     if !reverted.is_empty() {
         let note = format!(
@@ -164,7 +172,16 @@ async fn apply_children(
         client_service,
         stateful_set,
         pod_disruption_budget,
+        network_policy,
     } = children;
+    let network_policy = match network_policy {
+        Some(policy) => apply_child(ctx, &stores.network_policies, &uid, policy).await?,
+        None => {
+            let namespace = ensemble.namespace().unwrap_or_default();
+            let name = build::names::network_policy(ensemble);
+            delete_child(ctx, &stores.network_policies, &uid, &namespace, &name).await?
+        }
+    };
     // The ConfigMap goes first so that pods created by the StatefulSet find their zoo.cfg.
     let applied = [
         apply_child(ctx, &stores.config_maps, &uid, config_map).await?,
@@ -178,6 +195,7 @@ async fn apply_children(
             pod_disruption_budget,
         )
         .await?,
+        network_policy,
     ];
     Ok(applied.into_iter().flatten().collect())
 }

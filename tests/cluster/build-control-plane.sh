@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and for the end-to-end
-# node kubelet, kube-proxy and CoreDNS, from the upstream Go modules into
+# node kubelet, kube-proxy, CoreDNS and kube-router, from the upstream Go modules into
 # ~/.cache/zooherd/bin/<component>-<version>/, once per version.
 #
 # Kubernetes' own go.mod replaces every k8s.io/<staging> module with ./staging/src/..., which
@@ -99,6 +99,19 @@ build_coredns() {
   GOBIN=$out go install -p "$jobs" -trimpath -ldflags '-s -w' "github.com/coredns/coredns@v$v"
 }
 
+# kube-router, the end-to-end node's NetworkPolicy enforcement: its go.mod has no replace
+# directives, so `go install` builds it at the pinned version with the module's own go.sum.
+build_kube_router() {
+  local v=$KUBE_ROUTER_VERSION out="$cache/bin/kube-router-$KUBE_ROUTER_VERSION"
+  [ -x "$out/kube-router" ] && return 0
+  mkdir -p "$out"
+  echo "building kube-router v$v" >&2
+  GOBIN=$out go install -p "$jobs" -trimpath \
+    -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v$v" \
+    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@v$v"
+}
+
 build_etcd
 build_kubernetes
 build_coredns
+build_kube_router

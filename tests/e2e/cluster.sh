@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A local Kubernetes cluster that really runs Zooherd: the control plane of
 # tests/cluster/control-plane.sh, one node that runs pods (node.sh: kubelet, containerd, runc,
-# CNI bridge, kube-proxy, CoreDNS), local PersistentVolumes behind a default StorageClass, and the
+# CNI bridge, kube-proxy, CoreDNS, kube-router enforcing NetworkPolicies), local
+# PersistentVolumes behind a default StorageClass, and the
 # operator installed with Helm from charts/zooherd, with server and operator images built from a
 # zooherd binary (image.sh). Nothing is pulled from a registry.
 #

@@ -2,7 +2,8 @@
 # A node that really runs pods, for the local control plane of tests/cluster/control-plane.sh:
 # Debian's containerd and runc (cgroupfs driver), CNI bridge networking (Debian's
 # containernetworking-plugins), a kubelet built from k8s.io/kubernetes, and optionally
-# kube-proxy (nftables mode) and CoreDNS (cluster DNS, so pods resolve Services).
+# kube-proxy (nftables mode), CoreDNS (cluster DNS, so pods resolve Services) and kube-router
+# in firewall-only mode (NetworkPolicies enforced on the pods' bridge).
 #
 #   bash tests/e2e/node.sh start DIR [IMAGE.tar...]   start the node (background), wait until Ready
 #   bash tests/e2e/node.sh stop DIR                    kill everything and clean up
@@ -36,13 +37,26 @@
 # - cgroups (v1 here, cgroupfs driver): the pods' cgroups live under /zhnode<index> in every
 #   hierarchy; stop removes them.
 # - the node's name is its IP (the API server reaches kubelets at their InternalIP).
+# - NetworkPolicies (ZOOHERD_NODE_NETPOL=1): kube-router --run-firewall only (no routing, no
+#   service proxy), with iptables (nf_tables backend) and ipset in the node's namespace. Pods
+#   on one node talk over the bridge cni0, so its frames must cross iptables:
+#   bridge-nf-call-iptables=1 in the node's namespace (kube-router's FORWARD rules match them
+#   with --physdev-is-bridged). kube-router admits what comes from the pod's own node (an
+#   address of the node's namespace), as kubelet probes need. The host (tests, tools) is
+#   admitted too: what it sends to the pods through eth0 gets kube-router's "a policy admits
+#   this" mark (0x10000) in mangle PREROUTING, before kube-router's pod chains, which REJECT
+#   unmarked traffic (a source NAT would come too late: filter FORWARD sees the source first).
+#   Pods send on cni0, so nothing they send gets the mark.
 #
 # Environment (all optional):
 #   ZOOHERD_NODE_INDEX       0..250, picks the addresses and names above (default 0)
 #   ZOOHERD_NODE_KUBE_PROXY  1: run kube-proxy, nftables mode (default 1)
 #   ZOOHERD_NODE_DNS         1: run CoreDNS on the pods' gateway, as the cluster DNS (default 1
 #                            when the binary exists)
-#   ZOOHERD_KUBELET, ZOOHERD_KUBE_PROXY, ZOOHERD_COREDNS   binaries (default: tests/cluster/env.sh)
+#   ZOOHERD_NODE_NETPOL      1: enforce NetworkPolicies with kube-router (default 1 when the
+#                            binary exists)
+#   ZOOHERD_KUBELET, ZOOHERD_KUBE_PROXY, ZOOHERD_COREDNS, ZOOHERD_KUBE_ROUTER   binaries
+#                            (default: tests/cluster/env.sh)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../cluster/env.sh
@@ -53,6 +67,10 @@ log_prefix=node
 with_proxy=${ZOOHERD_NODE_KUBE_PROXY:-1}
 with_dns=${ZOOHERD_NODE_DNS:-}
 [ -n "$with_dns" ] || { [ -x "$ZOOHERD_COREDNS" ] && with_dns=1 || with_dns=0; }
+with_netpol=${ZOOHERD_NODE_NETPOL:-}
+[ -n "$with_netpol" ] || { [ -x "$ZOOHERD_KUBE_ROUTER" ] && with_netpol=1 || with_netpol=0; }
+# The control plane's Service range (tests/cluster/control-plane.sh).
+service_range=10.0.0.0/24
 
 index=${ZOOHERD_NODE_INDEX:-0}
 case $index in '' | *[!0-9]*) echo "node: ZOOHERD_NODE_INDEX must be 0..250" >&2; exit 2 ;; esac
@@ -172,6 +190,18 @@ inner() {
   if [ "$with_dns" = 1 ]; then
     "${nsx[@]}" "$ZOOHERD_COREDNS" -conf "$n/coredns/Corefile" > "$n/logs/coredns.log" 2>&1 &
   fi
+  if [ "$with_netpol" = 1 ]; then
+    # Firewall only: the bridge plugin and the routes above do the networking, kube-proxy the
+    # Services. The admin kubeconfig: it watches pods, namespaces and NetworkPolicies. It
+    # exits at once ("failed to identify the node") unless the kubelet has registered the Node.
+    (
+      until k get node "$name" >/dev/null 2>&1; do sleep 0.3; done
+      exec "${nsx[@]}" "$ZOOHERD_KUBE_ROUTER" --kubeconfig="$dir/kubeconfig" \
+        --hostname-override="$name" --run-firewall=true --run-router=false \
+        --run-service-proxy=false --enable-cni=false --service-cluster-ip-range="$service_range" \
+        --health-port=0 --metrics-port=0 --v=1
+    ) > "$n/logs/kube-router.log" 2>&1 &
+  fi
   # Whichever exits first ends the namespace (and so everything in it).
   wait -n || true
   echo "a node process exited; stopping the node" >&2
@@ -229,6 +259,8 @@ start() {
   [ "$with_proxy" != 1 ] || [ -x "$ZOOHERD_KUBE_PROXY" ] || die "$ZOOHERD_KUBE_PROXY is missing"
   [ "$with_proxy" != 1 ] || command -v nft >/dev/null || die "nft is missing (apt-get install nftables)"
   [ "$with_dns" != 1 ] || [ -x "$ZOOHERD_COREDNS" ] || die "$ZOOHERD_COREDNS is missing"
+  [ "$with_netpol" != 1 ] || [ -x "$ZOOHERD_KUBE_ROUTER" ] || die "$ZOOHERD_KUBE_ROUTER is missing: bash tests/cluster/setup.sh"
+  [ "$with_netpol" != 1 ] || command -v ipset >/dev/null || die "ipset is missing (apt-get install ipset)"
   [ -f "$dir/ready" ] && [ -f "$dir/pki/ca.key" ] || die "$dir holds no ready control plane"
   [ ! -f "$n/pid" ] || die "$n/pid exists: stop the node first"
   ! ip netns list | grep -qw "$netns" || die "network namespace $netns exists (another node $index?)"
@@ -280,6 +312,17 @@ start() {
   ip -n "$netns" link set cni0 up
   # Forwarding inside the node only (the bridge plugin would set it too): pod <-> host.
   ip netns exec "$netns" sysctl -qw net.ipv4.ip_forward=1
+  if [ "$with_netpol" = 1 ]; then
+    # Frames between pods on cni0 through iptables, where kube-router enforces the policies.
+    ip netns exec "$netns" sysctl -qw net.bridge.bridge-nf-call-iptables=1 \
+      || die "cannot set net.bridge.bridge-nf-call-iptables in the node's namespace (br_netfilter?)"
+    # The host reaches the pods as the node does (see the header): kube-router's pod chains
+    # REJECT what no policy marked 0x10000, so what comes from the host through eth0 is marked
+    # before it gets there. Pods send on cni0, never through eth0.
+    ip netns exec "$netns" iptables -t mangle -A PREROUTING -i eth0 -s "$host_ip/32" -d "$subnet" \
+      -m comment --comment "zooherd: the host reaches pods as the node" \
+      -j MARK --set-xmark 0x10000/0x10000
+  fi
   cat > "$n/cni/net.d/10-zooherd.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -444,7 +487,16 @@ EOF
     fi
     sleep 0.3
   done
-  echo "node: $name Ready in $(elapsed_ms) ms (pods $subnet via $node_ip, kube-proxy=$with_proxy dns=$with_dns, logs $n/logs)"
+  # kube-router's chains exist once it has synced its first policies: enforcement is on.
+  while [ "$with_netpol" = 1 ] && ! ip netns exec "$netns" iptables -n -L KUBE-ROUTER-FORWARD >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+      tail -n 40 "$n/logs/kube-router.log" >&2 || true
+      stop >/dev/null
+      die "kube-router did not set up its firewall chains"
+    fi
+    sleep 0.3
+  done
+  echo "node: $name Ready in $(elapsed_ms) ms (pods $subnet via $node_ip, kube-proxy=$with_proxy dns=$with_dns netpol=$with_netpol, logs $n/logs)"
 }
 
 case $cmd in

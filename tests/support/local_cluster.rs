@@ -1,7 +1,7 @@
 //! A local cluster whose node really runs pods, for the end-to-end tests: the control plane,
-//! one node (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS) and the operator installed
-//! with Helm, all brought up by `tests/e2e/cluster.sh run` (see that script and
-//! tests/e2e/README.md).
+//! one node (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS, kube-router enforcing
+//! NetworkPolicies) and the operator installed with Helm, all brought up by
+//! `tests/e2e/cluster.sh run` (see that script and tests/e2e/README.md).
 //!
 //! [`LocalCluster::start`] runs the script with SIGTERM as its parent-death signal, so the node
 //! is torn down even when the test process dies; `ZOOHERD_E2E_DIR` points at a cluster that is

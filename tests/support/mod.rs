@@ -1,7 +1,7 @@
 //! Shared support for the integration tests: a real Kubernetes control plane
 //! ([`control_plane`]), real Apache ZooKeeper ensembles ([`zookeeper`]), the checker of
 //! recorded client histories ([`linearizability`]) and the faults and workload that record
-//! them ([`fault`]).
+//! them ([`fault`]), and pods that try an ensemble's doors ([`rogue`]).
 //!
 //! Use it from a test file with `mod support;`. Every test binary uses a subset, hence the
 //! `dead_code` allowance.
@@ -16,6 +16,7 @@ pub mod fault;
 pub mod linearizability;
 pub mod local_cluster;
 pub mod operator;
+pub mod rogue;
 pub mod scaling;
 pub mod status_loop;
 pub mod zookeeper;

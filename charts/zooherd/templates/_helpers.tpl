@@ -27,6 +27,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{/* The selector labels as key=value,key=value (ZOOHERD_OPERATOR_POD_LABELS): the ensembles'
+NetworkPolicies admit the pods carrying them to the servers' AdminServer and client port. */}}
+{{- define "zooherd.selectorLabelList" -}}
+{{- $labels := include "zooherd.selectorLabels" . | fromYaml }}
+{{- $pairs := list }}
+{{- range $key := keys $labels | sortAlpha }}
+{{- $pairs = append $pairs (printf "%s=%s" $key (index $labels $key)) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
 {{/* Labels of every object of the release. */}}
 {{- define "zooherd.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
@@ -59,8 +70,9 @@ app.kubernetes.io/part-of: zooherd
 {{/*
 What the operator does with the Kubernetes API, derived from src/controller/:
 - watches ZooKeeperEnsembles and writes their status subresource;
-- server-side applies each ensemble's StatefulSet, Services, ConfigMap and
-  PodDisruptionBudget, and watches them (label-filtered informers);
+- server-side applies each ensemble's StatefulSet, Services, ConfigMap,
+  PodDisruptionBudget and NetworkPolicy, and watches them (label-filtered informers); deletes
+  the NetworkPolicy when the ensemble turns it off;
 - watches the server pods, and deletes the pod of a member that cannot recover by itself;
 - reads, or creates once, each ensemble's superuser Secret (<name>-zooherd-superuser), the
   identity it reconfigures the ensemble as; it never lists, watches, changes or deletes
@@ -90,6 +102,9 @@ The leader-election Lease is granted separately, in the release namespace only
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: [""]
   resources: ["pods"]

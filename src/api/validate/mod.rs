@@ -12,6 +12,7 @@
 //! single-line values, the replicas range) are repeated because the builders rely on them and
 //! an ensemble may reach the operator from a CRD version installed without them.
 
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
@@ -44,6 +45,9 @@ const HEAP_SIZING_OPTIONS: &[&str] = &[
     "-XX:InitialRAM",
     "-XX:MinRAM",
 ];
+
+/// Why an empty `spec.networkPolicy.clientFrom` is refused, here and by the CRD's CEL rule.
+pub const NO_CLIENT_PEERS: &str = "spec.networkPolicy.clientFrom must not be empty (it would admit no client); leave it unset to admit the pods of the ensemble's namespace, or list the peers to admit";
 
 /// Why an ensemble cannot be built; each message names the field and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -129,6 +133,24 @@ pub enum ValidationError {
         "spec.jvm.extraOptions {option:?} is empty or contains whitespace; the options reach the JVM joined by spaces, so give every option as its own list item without spaces"
     )]
     ExtraOptionNotOneWord { option: String },
+
+    #[error("{NO_CLIENT_PEERS}")]
+    NoClientPeers,
+
+    #[error(
+        "{field} sets none of podSelector, namespaceSelector and ipBlock; give one (a podSelector of {{}} means every pod of the ensemble's namespace)"
+    )]
+    EmptyPeer { field: String },
+
+    #[error(
+        "{field} sets ipBlock together with a selector; a NetworkPolicy peer is either an ipBlock or selectors, so make them two entries"
+    )]
+    IpBlockWithSelector { field: String },
+
+    #[error(
+        "{field} {value:?} is not a CIDR; write an address and a prefix length, such as \"10.0.0.0/8\" or \"fd00::/8\""
+    )]
+    InvalidCidr { field: String, value: String },
 }
 
 /// Why a string is not a Kubernetes quantity of bytes.
@@ -154,7 +176,8 @@ pub fn validate(ensemble: &ZooKeeperEnsemble) -> Result<(), ValidationError> {
         check_volume_size("spec.storage.transactionLog.size", &log.size)?;
     }
 
-    validate_jvm(ensemble)
+    validate_jvm(ensemble)?;
+    validate_network_policy(ensemble)
 }
 
 /// `spec.replicas` as a count, checked to be 1..=255.
@@ -407,6 +430,77 @@ fn validate_jvm(ensemble: &ZooKeeperEnsemble) -> Result<(), ValidationError> {
         });
     }
     Ok(())
+}
+
+/// The peers of `spec.networkPolicy` must be ones the API server takes in a NetworkPolicy:
+/// otherwise the policy could not be applied, and the ensemble would run without it.
+fn validate_network_policy(ensemble: &ZooKeeperEnsemble) -> Result<(), ValidationError> {
+    let policy = &ensemble.spec.network_policy;
+    if policy.client_from.as_ref().is_some_and(Vec::is_empty) {
+        return Err(ValidationError::NoClientPeers);
+    }
+    let client = policy.client_from.iter().flatten();
+    let lists = [
+        ("spec.networkPolicy.clientFrom", client.collect::<Vec<_>>()),
+        (
+            "spec.networkPolicy.metricsFrom",
+            policy.metrics_from.iter().collect(),
+        ),
+    ];
+    for (list, peers) in lists {
+        for (index, peer) in peers.into_iter().enumerate() {
+            check_peer(&format!("{list}[{index}]"), peer)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_peer(field: &str, peer: &NetworkPolicyPeer) -> Result<(), ValidationError> {
+    let selects = peer.pod_selector.is_some() || peer.namespace_selector.is_some();
+    let Some(block) = &peer.ip_block else {
+        return if selects {
+            Ok(())
+        } else {
+            Err(ValidationError::EmptyPeer {
+                field: field.to_owned(),
+            })
+        };
+    };
+    if selects {
+        return Err(ValidationError::IpBlockWithSelector {
+            field: field.to_owned(),
+        });
+    }
+    let cidrs = std::iter::once((format!("{field}.ipBlock.cidr"), &block.cidr)).chain(
+        block
+            .except
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(index, cidr)| (format!("{field}.ipBlock.except[{index}]"), cidr)),
+    );
+    for (field, value) in cidrs {
+        if !is_cidr(value) {
+            return Err(ValidationError::InvalidCidr {
+                field,
+                value: value.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `text` is an IPv4 or IPv6 address with a prefix length that fits it.
+fn is_cidr(text: &str) -> bool {
+    let Some((address, length)) = text.split_once('/') else {
+        return false;
+    };
+    let Ok(address) = address.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let bits = if address.is_ipv4() { 32 } else { 128 };
+    length.bytes().all(|b| b.is_ascii_digit())
+        && length.parse::<u8>().is_ok_and(|length| length <= bits)
 }
 
 fn memory_limit(ensemble: &ZooKeeperEnsemble) -> Option<&Quantity> {

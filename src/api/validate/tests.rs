@@ -512,3 +512,72 @@ fn accessors_read_validated_numbers() {
     assert_eq!(heap_bytes(&bare.spec.jvm), Ok(None));
     assert_eq!(memory_limit_bytes(&bare), Ok(None));
 }
+
+#[test]
+fn network_policy_peers_must_be_ones_a_network_policy_takes() {
+    let accepted = [
+        json!({"networkPolicy": {"enabled": false}}),
+        json!({"networkPolicy": {"clientFrom": [{"podSelector": {}}]}}),
+        json!({"networkPolicy": {"clientFrom": [
+            {"namespaceSelector": {"matchLabels": {"team": "a"}}, "podSelector": {"matchLabels": {"role": "client"}}},
+            {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}},
+            {"ipBlock": {"cidr": "fd00::/8"}},
+        ]}}),
+        json!({"networkPolicy": {"metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}}),
+    ];
+    for spec in accepted {
+        assert_eq!(validate_spec(spec.clone()), Ok(()), "{spec}");
+    }
+    use ValidationError as E;
+    let field = |f: &str| f.to_owned();
+    let refused = [
+        (
+            json!({"networkPolicy": {"clientFrom": []}}),
+            E::NoClientPeers,
+            "spec.networkPolicy.clientFrom must not be empty",
+        ),
+        (
+            json!({"networkPolicy": {"clientFrom": [{"podSelector": {}}, {}]}}),
+            E::EmptyPeer {
+                field: field("spec.networkPolicy.clientFrom[1]"),
+            },
+            "spec.networkPolicy.clientFrom[1] sets none of",
+        ),
+        (
+            json!({"networkPolicy": {"metricsFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}}),
+            E::IpBlockWithSelector {
+                field: field("spec.networkPolicy.metricsFrom[0]"),
+            },
+            "make them two entries",
+        ),
+        (
+            json!({"networkPolicy": {"clientFrom": [{"ipBlock": {"cidr": "10.0.0.0"}}]}}),
+            E::InvalidCidr {
+                field: field("spec.networkPolicy.clientFrom[0].ipBlock.cidr"),
+                value: "10.0.0.0".to_owned(),
+            },
+            "spec.networkPolicy.clientFrom[0].ipBlock.cidr \"10.0.0.0\" is not a CIDR",
+        ),
+        (
+            json!({"networkPolicy": {"clientFrom": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/33"]}}]}}),
+            E::InvalidCidr {
+                field: field("spec.networkPolicy.clientFrom[0].ipBlock.except[0]"),
+                value: "10.1.0.0/33".to_owned(),
+            },
+            "such as \"10.0.0.0/8\"",
+        ),
+        (
+            json!({"networkPolicy": {"metricsFrom": [{"ipBlock": {"cidr": "fd00::/+8"}}]}}),
+            E::InvalidCidr {
+                field: field("spec.networkPolicy.metricsFrom[0].ipBlock.cidr"),
+                value: "fd00::/+8".to_owned(),
+            },
+            "metricsFrom[0].ipBlock.cidr",
+        ),
+    ];
+    for (spec, want, message) in refused {
+        let error = validate_spec(spec.clone()).unwrap_err();
+        assert!(error.to_string().contains(message), "{error}");
+        assert_eq!(error, want, "{spec}");
+    }
+}
