@@ -19,61 +19,14 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::control_plane::shared;
-use support::operator::{Operator, eventually, install_crds, server_image, set_image_by_hand};
+use support::kubelet::{bind_pod, next_replaced, roll_followers_first};
+use support::operator::{
+    Operator, eventually, install_crds, phase_is, server_image, set_image_by_hand, status_where,
+};
 use support::zookeeper::{ZkEnsemble, render_config, server_line};
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use zooherd::build::names::{self, server_host};
 use zooherd::quorum::membership::Membership;
-
-/// Plays the kubelet: marks pod `zk-<i>` Running and Ready with the address of ZooKeeper
-/// member `i`.
-async fn bind_pod(pods: &Api<Pod>, i: usize, ip: std::net::Ipv4Addr) -> String {
-    let name = format!("zk-{i}");
-    let pod = eventually(&format!("pod {name}"), || async {
-        pods.get_opt(&name).await.unwrap()
-    })
-    .await;
-    pods.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {
-            "phase": "Running",
-            "podIP": ip.to_string(),
-            "podIPs": [{"ip": ip.to_string()}],
-            "conditions": [{"type": "Ready", "status": "True"}],
-        }})),
-    )
-    .await
-    .unwrap();
-    pod.uid().unwrap()
-}
-
-async fn status_where(
-    ensembles: &Api<ZooKeeperEnsemble>,
-    what: &str,
-    check: impl Fn(&ZooKeeperEnsembleStatus) -> bool,
-) -> ZooKeeperEnsembleStatus {
-    // The last status seen, printed if the wait times out.
-    let last = std::sync::Mutex::new(None);
-    let found = tokio::time::timeout(support::operator::TIMEOUT, async {
-        loop {
-            if let Some(status) = ensembles.get("zk").await.unwrap().status {
-                if check(&status) {
-                    return status;
-                }
-                *last.lock().unwrap() = Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| {
-        panic!(
-            "timed out waiting for {what}; the last status: {:#?}",
-            last.lock().unwrap()
-        )
-    })
-}
 
 /// Creates the ensemble `zk` with `spec` and prepares (without starting) a ZooKeeper
 /// ensemble of `size` members for it, the first `spec.replicas` of them its voters: the
@@ -113,32 +66,6 @@ async fn ensemble_with_superuser(
     (ensembles, zookeeper)
 }
 
-/// Waits until a roll replaces one of the pods whose uids are `uids`; returns its ordinal.
-/// Fails if several are replaced at once (one server at a time: the next goes only once this
-/// one serves again), or if one already in `order` is replaced again.
-async fn next_replaced(pods: &Api<Pod>, uids: &[String], order: &[usize]) -> usize {
-    let replaced = eventually("the roll to replace a pod", || async {
-        let mut replaced = Vec::new();
-        for (i, uid) in uids.iter().enumerate() {
-            let pod = pods.get_opt(&format!("zk-{i}")).await.unwrap();
-            if pod.is_none_or(|p| p.uid().as_ref() != Some(uid)) {
-                replaced.push(i);
-            }
-        }
-        assert!(
-            replaced.len() <= 1,
-            "several pods replaced at once: {replaced:?}"
-        );
-        replaced.first().copied()
-    })
-    .await;
-    assert!(
-        !order.contains(&replaced),
-        "zk-{replaced} replaced twice: {order:?}"
-    );
-    replaced
-}
-
 /// Waits for an Event of the ensemble's namespace that `check` accepts; returns it.
 async fn event_where(events: &Api<Event>, what: &str, check: impl Fn(&Event) -> bool) -> Event {
     eventually(what, || async {
@@ -146,10 +73,6 @@ async fn event_where(events: &Api<Event>, what: &str, check: impl Fn(&Event) -> 
         list.items.into_iter().find(|e| check(e))
     })
     .await
-}
-
-fn phase_is(phase: Phase) -> impl Fn(&ZooKeeperEnsembleStatus) -> bool {
-    move |s| s.phase == Some(phase)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,22 +209,7 @@ async fn kubectl_get_follows_a_real_ensemble() {
         )
         .await
         .unwrap();
-    let mut order = Vec::new();
-    while order.len() < 3 {
-        let replaced = next_replaced(&pods, &uids, &order).await;
-        order.push(replaced);
-        // The kubelet's part: the replacement pod's container starts the server again.
-        zookeeper.restart(replaced).unwrap();
-        uids[replaced] = bind_pod(&pods, replaced, zookeeper.member(replaced).ip()).await;
-    }
-    println!("roll order: {order:?} (leader before the roll: zk-{leader_before})");
-    let followers: Vec<usize> = (0..3).rev().filter(|&i| i != leader_before).collect();
-    assert_eq!(
-        order[..2],
-        followers[..],
-        "followers first, highest myid first"
-    );
-    assert_eq!(order[2], leader_before, "the leader last");
+    roll_followers_first(&pods, &mut zookeeper, uids, leader_before).await;
     let status = status_where(&ensembles, "the roll to finish", |s| {
         s.phase == Some(Phase::Active)
             && s.conditions

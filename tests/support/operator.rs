@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use zooherd::api::{Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 
 use super::control_plane::ControlPlane;
 use super::process;
@@ -27,6 +28,38 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits until the status of the ensemble `zk` is one `check` accepts; returns it. On a
+/// timeout the panic shows the last status seen.
+pub async fn status_where(
+    ensembles: &kube::Api<ZooKeeperEnsemble>,
+    what: &str,
+    check: impl Fn(&ZooKeeperEnsembleStatus) -> bool,
+) -> ZooKeeperEnsembleStatus {
+    let last = std::sync::Mutex::new(None);
+    let found = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            if let Some(status) = ensembles.get("zk").await.unwrap().status {
+                if check(&status) {
+                    return status;
+                }
+                *last.lock().unwrap() = Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!(
+            "timed out waiting for {what}; the last status: {:#?}",
+            last.lock().unwrap()
+        )
+    })
+}
+
+pub fn phase_is(phase: Phase) -> impl Fn(&ZooKeeperEnsembleStatus) -> bool {
+    move |s| s.phase == Some(phase)
 }
 
 /// The server image in a StatefulSet's pod template.
