@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 use support::control_plane::{ControlPlane, shared};
-use support::kubelet::{bind_pod, next_replaced, roll_followers_first};
+use support::kubelet::{Running, bind_pod, next_replaced, roll_followers_first, run_ensemble};
 use support::operator::{Operator, install_crds, phase_is, status_where};
 use support::zookeeper::ZkEnsemble;
 use zooherd::api::annotations::{RESTART_MEMBER, RESTARTED_AT};
-use zooherd::api::{Phase, ZooKeeperEnsemble};
+use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble};
 use zooherd::plugin::EXIT_REFUSED;
 
 /// What one run of the plugin did.
@@ -76,6 +76,20 @@ async fn assert_restart_refused(
     assert_eq!(ensembles.get("zk").await.unwrap().annotations(), &before);
 }
 
+/// Waits until every server serves and the status says so, under the same leader; returns it.
+async fn settled(zookeeper: &ZkEnsemble, ensembles: &Api<ZooKeeperEnsemble>) -> usize {
+    let leader = zookeeper
+        .wait_for_all_serving(Duration::from_secs(60))
+        .await
+        .expect("every server serving");
+    let pod = format!("zk-{leader}");
+    status_where(ensembles, "ACTIVE under the leader", |s| {
+        s.phase == Some(Phase::Active) && s.leader.as_deref() == Some(pod.as_str())
+    })
+    .await;
+    leader
+}
+
 async fn uids(pods: &Api<Pod>) -> Vec<String> {
     let mut uids = Vec::new();
     for i in 0..3 {
@@ -91,28 +105,14 @@ async fn kubectl_zooherd_shows_restarts_and_refuses_to_cost_the_quorum() {
     let client = cp.client().await;
     let ns = cp.create_namespace(&client, "plugin").await.unwrap();
     let operator = Operator::start(cp, &ns);
-    let mut zookeeper = ZkEnsemble::start(3).expect("starting ZooKeeper");
-    zookeeper
-        .wait_for_all_serving(Duration::from_secs(60))
-        .await
-        .expect("a quorum");
-    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
     // The operator's own restarts of failed members are off: a stopped member stays stopped.
-    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
-        "apiVersion": "zooherd.dev/v1beta1",
-        "kind": "ZooKeeperEnsemble",
-        "metadata": {"name": "zk"},
-        "spec": {"replicas": 3, "failedMemberRestart": {"enabled": false}},
-    }))
-    .unwrap();
-    ensembles
-        .create(&PostParams::default(), &ensemble)
-        .await
-        .unwrap();
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
-    for i in 0..3 {
-        bind_pod(&pods, i, zookeeper.member(i).ip()).await;
-    }
+    let spec = json!({"replicas": 3, "failedMemberRestart": {"enabled": false}});
+    let Running {
+        mut zookeeper,
+        ensembles,
+        pods,
+        uids: _,
+    } = run_ensemble(&client, &ns, spec).await;
 
     // ACTIVE: every member serves, with what the operator read from its `srvr`.
     status_where(&ensembles, "ACTIVE with client counters", |s| {
@@ -122,7 +122,7 @@ async fn kubectl_zooherd_shows_restarts_and_refuses_to_cost_the_quorum() {
                 .all(|m| m.latency.is_some() && m.connections.is_some())
     })
     .await;
-    let leader = zookeeper.leader().await.expect("a leader");
+    let leader = settled(&zookeeper, &ensembles).await;
     let run = plugin(cp, &ns, &["status", "zk"]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(
@@ -191,7 +191,7 @@ async fn kubectl_zooherd_shows_restarts_and_refuses_to_cost_the_quorum() {
     }
 
     // restart: every server, followers first and the leader last.
-    let leader = zookeeper.leader().await.expect("a leader");
+    let leader = settled(&zookeeper, &ensembles).await;
     let run = plugin(cp, &ns, &["restart", "zk"]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(
@@ -219,10 +219,13 @@ async fn kubectl_zooherd_shows_restarts_and_refuses_to_cost_the_quorum() {
     assert!(run.stdout.contains("RollingMember"), "{}", run.stdout);
 
     // DEGRADED: a follower stopped. Shown as such, and no restart may be asked.
-    let leader = zookeeper.leader().await.expect("a leader");
+    let leader = settled(&zookeeper, &ensembles).await;
     let stopped: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     zookeeper.stop(stopped[0]).unwrap();
-    status_where(&ensembles, "DEGRADED", phase_is(Phase::Degraded)).await;
+    status_where(&ensembles, "DEGRADED", |s| {
+        s.phase == Some(Phase::Degraded) && s.members[stopped[0]].state == MemberState::Unreachable
+    })
+    .await;
     let run = plugin(cp, &ns, &["status", "zk"]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(

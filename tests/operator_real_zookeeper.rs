@@ -16,12 +16,13 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use support::control_plane::shared;
-use support::kubelet::{bind_pod, next_replaced, roll_followers_first};
+use support::kubelet::{Running, bind_pod, next_replaced, roll_followers_first, run_ensemble};
 use support::operator::{
-    Operator, eventually, install_crds, phase_is, server_image, set_image_by_hand, status_where,
+    Operator, create_ensemble, eventually, install_crds, phase_is, server_image, set_image_by_hand,
+    status_where,
 };
 use support::zookeeper::{ZkEnsemble, render_config, server_line};
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
@@ -39,18 +40,7 @@ async fn ensemble_with_superuser(
     size: usize,
 ) -> (Api<ZooKeeperEnsemble>, ZkEnsemble) {
     let voters = spec["replicas"].as_u64().expect("spec.replicas") as usize;
-    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), ns);
-    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
-        "apiVersion": "zooherd.dev/v1beta1",
-        "kind": "ZooKeeperEnsemble",
-        "metadata": {"name": "zk"},
-        "spec": spec,
-    }))
-    .unwrap();
-    ensembles
-        .create(&PostParams::default(), &ensemble)
-        .await
-        .unwrap();
+    let ensembles = create_ensemble(client, ns, spec).await;
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
     let secret = eventually("the superuser Secret", || async {
         secrets.get_opt("zk-zooherd-superuser").await.unwrap()
@@ -82,29 +72,13 @@ async fn kubectl_get_follows_a_real_ensemble() {
     let client = cp.client().await;
     let ns = cp.create_namespace(&client, "status").await.unwrap();
     let operator = Operator::start(cp, &ns);
-    let mut zookeeper = ZkEnsemble::start(3).expect("starting ZooKeeper");
-    zookeeper
-        .wait_for_all_serving(Duration::from_secs(60))
-        .await
-        .expect("a quorum");
-
-    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
-    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
-        "apiVersion": "zooherd.dev/v1beta1",
-        "kind": "ZooKeeperEnsemble",
-        "metadata": {"name": "zk"},
-        "spec": {"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}}
-    }))
-    .unwrap();
-    ensembles
-        .create(&PostParams::default(), &ensemble)
-        .await
-        .unwrap();
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
-    let mut uids = Vec::new();
-    for i in 0..3 {
-        uids.push(bind_pod(&pods, i, zookeeper.member(i).ip()).await);
-    }
+    let spec = json!({"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}});
+    let Running {
+        mut zookeeper,
+        ensembles,
+        pods,
+        uids,
+    } = run_ensemble(&client, &ns, spec).await;
 
     // All three serve: ACTIVE, and the leader is the pod of the member that leads.
     let status = status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
@@ -601,28 +575,12 @@ async fn a_roll_finishes_though_the_operator_leader_is_killed_at_every_step() {
             (identity.clone(), Operator::start_as(cp, &ns, &identity))
         })
         .collect();
-    let mut zookeeper = ZkEnsemble::start(3).expect("starting ZooKeeper");
-    zookeeper
-        .wait_for_all_serving(Duration::from_secs(60))
-        .await
-        .expect("a quorum");
-    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
-    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
-        "apiVersion": "zooherd.dev/v1beta1",
-        "kind": "ZooKeeperEnsemble",
-        "metadata": {"name": "zk"},
-        "spec": {"replicas": 3}
-    }))
-    .unwrap();
-    ensembles
-        .create(&PostParams::default(), &ensemble)
-        .await
-        .unwrap();
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
-    let mut uids = Vec::new();
-    for i in 0..3 {
-        uids.push(bind_pod(&pods, i, zookeeper.member(i).ip()).await);
-    }
+    let Running {
+        mut zookeeper,
+        ensembles,
+        pods,
+        mut uids,
+    } = run_ensemble(&client, &ns, json!({"replicas": 3})).await;
     status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
     let leases = Api::<Lease>::namespaced(client.clone(), &ns);
     let holder = || async {

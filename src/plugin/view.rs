@@ -52,8 +52,8 @@ pub struct MemberRow {
     /// Why it does not serve, when it does not.
     pub reason: Option<String>,
     pub zxid: Option<String>,
-    /// Transactions behind the leader's zxid, from the same probe round; None unless both
-    /// zxids are known and of the same epoch.
+    /// Transactions behind the leader's zxid, from the same probe round (see [`lag`]); None
+    /// unless it serves and both zxids are known.
     pub lag: Option<u64>,
     /// Request latency min/avg/max in ms since the server started.
     pub latency: Option<String>,
@@ -95,13 +95,21 @@ fn zxid_parts(hex: &str) -> Option<(u64, u64)> {
     Some((zxid >> 32, zxid & 0xffff_ffff))
 }
 
-/// How many transactions `member` is behind `leader` (both hex zxids of one round).
+/// How many transactions a serving `member` is behind `leader` (both hex zxids of one round).
+///
+/// A member serves only once it has synced with the leader, so all it can lack are the
+/// transactions of the leader's epoch: all of them while it has processed none yet (its last
+/// zxid is still of an older epoch, as right after an election), else those after its own.
 pub fn lag(leader: Option<&str>, member: Option<&str>) -> Option<u64> {
     let (leader_epoch, leader_counter) = zxid_parts(leader?)?;
     let (epoch, counter) = zxid_parts(member?)?;
-    // Probes of one round are concurrent: a follower may answer a little after the leader,
-    // and be ahead of the leader's answer. That is no lag.
-    (epoch == leader_epoch).then(|| leader_counter.saturating_sub(counter))
+    Some(match epoch.cmp(&leader_epoch) {
+        std::cmp::Ordering::Less => leader_counter,
+        // Probes of one round are concurrent: a follower may answer a little after the
+        // leader, and be ahead of the leader's answer. That is no lag.
+        std::cmp::Ordering::Equal => leader_counter.saturating_sub(counter),
+        std::cmp::Ordering::Greater => 0,
+    })
 }
 
 fn event_time(event: &Event) -> Option<Timestamp> {

@@ -3,13 +3,51 @@
 //! server's address into the matching pod's status. When the operator replaces a pod, the test
 //! starts the server again and binds the new pod to it.
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
+use zooherd::api::ZooKeeperEnsemble;
 
-use super::operator::eventually;
+use super::operator::{create_ensemble, eventually};
 use super::zookeeper::ZkEnsemble;
+
+/// The ensemble `zk` run by real servers: what [`run_ensemble`] started.
+pub struct Running {
+    pub zookeeper: ZkEnsemble,
+    pub ensembles: Api<ZooKeeperEnsemble>,
+    pub pods: Api<Pod>,
+    /// The pods' uids, by ordinal.
+    pub uids: Vec<String>,
+}
+
+/// Starts a 3-server ZooKeeper ensemble on loopback and waits until it serves, creates the
+/// ensemble `zk` with `spec` in `namespace`, and binds its pods to the servers.
+pub async fn run_ensemble(
+    client: &kube::Client,
+    namespace: &str,
+    spec: serde_json::Value,
+) -> Running {
+    let zookeeper = ZkEnsemble::start(3).expect("starting ZooKeeper");
+    zookeeper
+        .wait_for_all_serving(Duration::from_secs(60))
+        .await
+        .expect("a quorum");
+    let ensembles = create_ensemble(client, namespace, spec).await;
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+    let mut uids = Vec::new();
+    for i in 0..3 {
+        uids.push(bind_pod(&pods, i, zookeeper.member(i).ip()).await);
+    }
+    Running {
+        zookeeper,
+        ensembles,
+        pods,
+        uids,
+    }
+}
 
 /// Plays the kubelet: marks pod `zk-<i>` Running and Ready with the address of ZooKeeper
 /// member `i`; returns the pod's uid.

@@ -30,6 +30,27 @@ where
     }
 }
 
+/// Creates the ensemble `zk` with `spec` in `namespace`.
+pub async fn create_ensemble(
+    client: &kube::Client,
+    namespace: &str,
+    spec: serde_json::Value,
+) -> kube::Api<ZooKeeperEnsemble> {
+    let ensembles = kube::Api::<ZooKeeperEnsemble>::namespaced(client.clone(), namespace);
+    let ensemble: ZooKeeperEnsemble = serde_json::from_value(serde_json::json!({
+        "apiVersion": "zooherd.dev/v1beta1",
+        "kind": "ZooKeeperEnsemble",
+        "metadata": {"name": "zk"},
+        "spec": spec,
+    }))
+    .unwrap();
+    ensembles
+        .create(&kube::api::PostParams::default(), &ensemble)
+        .await
+        .unwrap();
+    ensembles
+}
+
 /// Waits until the status of the ensemble `zk` is one `check` accepts; returns it. On a
 /// timeout the panic shows the last status seen.
 pub async fn status_where(

@@ -206,12 +206,15 @@ fn an_ensemble_without_a_status_yet() {
 }
 
 #[test]
-fn lag_is_within_one_epoch() {
+fn lag_counts_the_leaders_epoch_only() {
     assert_eq!(lag(Some("0x20000002b"), Some("0x200000027")), Some(4));
     assert_eq!(lag(Some("0x20000002b"), Some("0x20000002b")), Some(0));
     // Answered a little after the leader: no lag, not a negative one.
     assert_eq!(lag(Some("0x200000027"), Some("0x20000002b")), Some(0));
-    assert_eq!(lag(Some("0x300000001"), Some("0x20000002b")), None);
+    // An older epoch: synced up to the leader's epoch (it serves), none of that epoch yet.
+    assert_eq!(lag(Some("0x300000000"), Some("0x20000002b")), Some(0));
+    assert_eq!(lag(Some("0x300000005"), Some("0x20000002b")), Some(5));
+    assert_eq!(lag(Some("0x300000005"), Some("0x400000001")), Some(0));
     assert_eq!(lag(None, Some("0x20000002b")), None);
     assert_eq!(lag(Some("0x2"), Some("zz")), None);
 }
