@@ -154,6 +154,16 @@ fn condition_row(c: &Condition) -> ConditionRow {
     }
 }
 
+/// The restarts of a pod's containers, summed as `kubectl get pods` does.
+fn container_restarts(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |containers| {
+            containers.iter().map(|c| c.restart_count).sum()
+        })
+}
+
 /// Builds the view from the ensemble, its pods and its Events (the newest [`STATUS_EVENTS`]).
 pub fn status_view(ensemble: &ZooKeeperEnsemble, pods: &[Pod], events: &[Event]) -> StatusView {
     let status = ensemble.status.clone().unwrap_or_default();
@@ -178,9 +188,7 @@ pub fn status_view(ensemble: &ZooKeeperEnsemble, pods: &[Pod], events: &[Event])
                 latency: m.latency.clone(),
                 connections: m.connections,
                 since: m.since.as_ref().map(|t| t.0.to_string()),
-                restarts: pod.map_or(0, |p| {
-                    crate::decide::restart::PodFacts::from_pod(p).restart_count
-                }),
+                restarts: pod.map_or(0, container_restarts),
                 operator_restarts: m.restarts,
             }
         })
