@@ -20,61 +20,15 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::control_plane::shared;
-use support::operator::{Operator, eventually, install_crds, server_image, set_image_by_hand};
+use support::kubelet::{Running, bind_pod, next_replaced, roll_followers_first, run_ensemble};
+use support::operator::{
+    Operator, create_ensemble, eventually, install_crds, phase_is, server_image, set_image_by_hand,
+    status_where,
+};
 use support::zookeeper::{ZkEnsemble, render_config, server_line};
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use zooherd::build::names::{self, server_host};
 use zooherd::quorum::membership::Membership;
-
-/// Plays the kubelet: marks pod `zk-<i>` Running and Ready with the address of ZooKeeper
-/// member `i`.
-async fn bind_pod(pods: &Api<Pod>, i: usize, ip: std::net::Ipv4Addr) -> String {
-    let name = format!("zk-{i}");
-    let pod = eventually(&format!("pod {name}"), || async {
-        pods.get_opt(&name).await.unwrap()
-    })
-    .await;
-    pods.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {
-            "phase": "Running",
-            "podIP": ip.to_string(),
-            "podIPs": [{"ip": ip.to_string()}],
-            "conditions": [{"type": "Ready", "status": "True"}],
-        }})),
-    )
-    .await
-    .unwrap();
-    pod.uid().unwrap()
-}
-
-async fn status_where(
-    ensembles: &Api<ZooKeeperEnsemble>,
-    what: &str,
-    check: impl Fn(&ZooKeeperEnsembleStatus) -> bool,
-) -> ZooKeeperEnsembleStatus {
-    // The last status seen, printed if the wait times out.
-    let last = std::sync::Mutex::new(None);
-    let found = tokio::time::timeout(support::operator::TIMEOUT, async {
-        loop {
-            if let Some(status) = ensembles.get("zk").await.unwrap().status {
-                if check(&status) {
-                    return status;
-                }
-                *last.lock().unwrap() = Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| {
-        panic!(
-            "timed out waiting for {what}; the last status: {:#?}",
-            last.lock().unwrap()
-        )
-    })
-}
 
 /// Creates the ensemble `zk` with `spec` and prepares (without starting) a ZooKeeper
 /// ensemble of `size` members for it, the first `spec.replicas` of them its voters: the
@@ -87,18 +41,7 @@ async fn ensemble_with_superuser(
     size: usize,
 ) -> (Api<ZooKeeperEnsemble>, ZkEnsemble) {
     let voters = spec["replicas"].as_u64().expect("spec.replicas") as usize;
-    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), ns);
-    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
-        "apiVersion": "zooherd.dev/v1beta1",
-        "kind": "ZooKeeperEnsemble",
-        "metadata": {"name": "zk"},
-        "spec": spec,
-    }))
-    .unwrap();
-    ensembles
-        .create(&PostParams::default(), &ensemble)
-        .await
-        .unwrap();
+    let ensembles = create_ensemble(client, ns, spec).await;
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
     let secret = eventually("the superuser Secret", || async {
         secrets.get_opt("zk-zooherd-superuser").await.unwrap()
@@ -112,32 +55,6 @@ async fn ensemble_with_superuser(
         .prepare()
         .expect("preparing ZooKeeper");
     (ensembles, zookeeper)
-}
-
-/// Waits until a roll replaces one of the pods whose uids are `uids`; returns its ordinal.
-/// Fails if several are replaced at once (one server at a time: the next goes only once this
-/// one serves again), or if one already in `order` is replaced again.
-async fn next_replaced(pods: &Api<Pod>, uids: &[String], order: &[usize]) -> usize {
-    let replaced = eventually("the roll to replace a pod", || async {
-        let mut replaced = Vec::new();
-        for (i, uid) in uids.iter().enumerate() {
-            let pod = pods.get_opt(&format!("zk-{i}")).await.unwrap();
-            if pod.is_none_or(|p| p.uid().as_ref() != Some(uid)) {
-                replaced.push(i);
-            }
-        }
-        assert!(
-            replaced.len() <= 1,
-            "several pods replaced at once: {replaced:?}"
-        );
-        replaced.first().copied()
-    })
-    .await;
-    assert!(
-        !order.contains(&replaced),
-        "zk-{replaced} replaced twice: {order:?}"
-    );
-    replaced
 }
 
 /// Two replicas of the operator; the leading one can be killed and replaced by a fresh standby.
@@ -198,10 +115,6 @@ async fn event_where(events: &Api<Event>, what: &str, check: impl Fn(&Event) -> 
     .await
 }
 
-fn phase_is(phase: Phase) -> impl Fn(&ZooKeeperEnsembleStatus) -> bool {
-    move |s| s.phase == Some(phase)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_follows_a_real_ensemble() {
     let cp = shared();
@@ -209,29 +122,13 @@ async fn kubectl_get_follows_a_real_ensemble() {
     let client = cp.client().await;
     let ns = cp.create_namespace(&client, "status").await.unwrap();
     let operator = Operator::start(cp, &ns);
-    let mut zookeeper = ZkEnsemble::start(3).expect("starting ZooKeeper");
-    zookeeper
-        .wait_for_all_serving(Duration::from_secs(60))
-        .await
-        .expect("a quorum");
-
-    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
-    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
-        "apiVersion": "zooherd.dev/v1beta1",
-        "kind": "ZooKeeperEnsemble",
-        "metadata": {"name": "zk"},
-        "spec": {"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}}
-    }))
-    .unwrap();
-    ensembles
-        .create(&PostParams::default(), &ensemble)
-        .await
-        .unwrap();
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
-    let mut uids = Vec::new();
-    for i in 0..3 {
-        uids.push(bind_pod(&pods, i, zookeeper.member(i).ip()).await);
-    }
+    let spec = json!({"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}});
+    let Running {
+        mut zookeeper,
+        ensembles,
+        pods,
+        uids,
+    } = run_ensemble(&client, &ns, spec).await;
 
     // All three serve: ACTIVE, and the leader is the pod of the member that leads.
     let status = status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
@@ -380,22 +277,7 @@ async fn kubectl_get_follows_a_real_ensemble() {
         )
         .await
         .unwrap();
-    let mut order = Vec::new();
-    while order.len() < 3 {
-        let replaced = next_replaced(&pods, &uids, &order).await;
-        order.push(replaced);
-        // The kubelet's part: the replacement pod's container starts the server again.
-        zookeeper.restart(replaced).unwrap();
-        uids[replaced] = bind_pod(&pods, replaced, zookeeper.member(replaced).ip()).await;
-    }
-    println!("roll order: {order:?} (leader before the roll: zk-{leader_before})");
-    let followers: Vec<usize> = (0..3).rev().filter(|&i| i != leader_before).collect();
-    assert_eq!(
-        order[..2],
-        followers[..],
-        "followers first, highest myid first"
-    );
-    assert_eq!(order[2], leader_before, "the leader last");
+    roll_followers_first(&pods, &mut zookeeper, uids, leader_before).await;
     let status = status_where(&ensembles, "the roll to finish", |s| {
         s.phase == Some(Phase::Active)
             && s.conditions
@@ -849,28 +731,12 @@ async fn a_roll_finishes_though_the_operator_leader_is_killed_at_every_step() {
     let client = cp.client().await;
     let ns = cp.create_namespace(&client, "failover").await.unwrap();
     let mut replicas = Replicas::start(cp, &ns);
-    let mut zookeeper = ZkEnsemble::start(3).expect("starting ZooKeeper");
-    zookeeper
-        .wait_for_all_serving(Duration::from_secs(60))
-        .await
-        .expect("a quorum");
-    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
-    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
-        "apiVersion": "zooherd.dev/v1beta1",
-        "kind": "ZooKeeperEnsemble",
-        "metadata": {"name": "zk"},
-        "spec": {"replicas": 3}
-    }))
-    .unwrap();
-    ensembles
-        .create(&PostParams::default(), &ensemble)
-        .await
-        .unwrap();
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
-    let mut uids = Vec::new();
-    for i in 0..3 {
-        uids.push(bind_pod(&pods, i, zookeeper.member(i).ip()).await);
-    }
+    let Running {
+        mut zookeeper,
+        ensembles,
+        pods,
+        mut uids,
+    } = run_ensemble(&client, &ns, json!({"replicas": 3})).await;
     status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
 
     let leader_before = zookeeper.leader().await.expect("a leader");
@@ -935,28 +801,17 @@ async fn a_replica_that_lost_the_lease_disrupts_nothing() {
         (lease.spec?.holder_identity.as_deref() == Some("replica-a")).then_some(())
     })
     .await;
-    let mut zookeeper = ZkEnsemble::start(3).expect("starting ZooKeeper");
-    zookeeper
-        .wait_for_all_serving(Duration::from_secs(60))
-        .await
-        .expect("a quorum");
-    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
-    let ensemble: ZooKeeperEnsemble = serde_json::from_value(json!({
-        "apiVersion": "zooherd.dev/v1beta1",
-        "kind": "ZooKeeperEnsemble",
-        "metadata": {"name": "zk"},
-        "spec": {"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}}
-    }))
-    .unwrap();
-    ensembles
-        .create(&PostParams::default(), &ensemble)
-        .await
-        .unwrap();
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
-    let mut uids = Vec::new();
-    for i in 0..3 {
-        uids.push(bind_pod(&pods, i, zookeeper.member(i).ip()).await);
-    }
+    let Running {
+        mut zookeeper,
+        ensembles,
+        pods,
+        uids,
+    } = run_ensemble(
+        &client,
+        &ns,
+        json!({"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}}),
+    )
+    .await;
     status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
 
     let pause = |paused: bool| Patch::Merge(json!({"spec": {"paused": paused}}));

@@ -176,6 +176,7 @@ mod tests {
             mode,
             last_zxid: 0x1_0000_0003,
             version: None,
+            clients: Default::default(),
         }))
     }
 

@@ -5,6 +5,7 @@
 //! API server, so a bad manifest is refused at `kubectl apply` time with a message that names
 //! the field and the fix, before it can reach a running ensemble.
 
+pub mod annotations;
 mod ensemble;
 pub mod security;
 mod status;

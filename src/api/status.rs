@@ -172,6 +172,15 @@ pub struct MemberStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zxid: Option<String>,
 
+    /// Latency of the requests this server answered, min/avg/max in ms, since it started (as
+    /// ZooKeeper's `srvr` reports it); while it serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<String>,
+
+    /// Client connections open on this server; while it serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<i64>,
+
     /// When the member entered its current state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Time>,

@@ -17,6 +17,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::memory::{Memory, recorded_membership};
 use super::{Context, scale};
+use crate::api::annotations::RESTART_MEMBER;
 use crate::api::{MembershipStatus, Phase, ZooKeeperEnsemble};
 use crate::build::names::{self, CLIENT_PORT};
 use crate::decide::node;
@@ -53,6 +54,8 @@ pub struct Observation {
     /// The serving servers' client addresses: the membership is read and changed through them.
     pub serving_addresses: Vec<SocketAddr>,
     pub restart_policy: RestartPolicy,
+    /// The ensemble's request to restart one member (`annotations::RESTART_MEMBER`).
+    pub restart_request: Option<String>,
 }
 
 impl Observation {
@@ -82,6 +85,7 @@ impl Observation {
             restart_policy: &self.restart_policy,
             last_restart_at: self.memory.rule.last_restart_at(),
             scale: &self.scale,
+            restart_request: self.restart_request.as_deref(),
         }
     }
 }
@@ -165,6 +169,7 @@ pub async fn observe(
             revision: pod.labels().get(POD_REVISION_LABEL).cloned(),
             terminating: pod.metadata.deletion_timestamp.is_some(),
             ready: pod_is_ready(pod),
+            uid: pod.uid(),
         };
         revisions.insert(voter.pod.clone(), revision);
         if let Some(uid) = pod.uid() {
@@ -245,5 +250,6 @@ pub async fn observe(
         scale,
         serving_addresses,
         restart_policy: RestartPolicy::from(&ensemble.spec.failed_member_restart),
+        restart_request: ensemble.annotations().get(RESTART_MEMBER).cloned(),
     }
 }

@@ -2,7 +2,8 @@
 //! what was done.
 //!
 //! The one judgement here is about writes: a status that differs from the last one written only
-//! by zxids (which move with every client write) is written at most every
+//! by zxids (which move with every client write) and the members' client counters (latency and
+//! connections, which move with every request) is written at most every
 //! [`ZXID_ONLY_WRITE_INTERVAL`], so a busy ensemble does not turn into a stream of API writes.
 
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use crate::decide::roll::RollStep;
 use crate::decide::{Decision, Disruption, SpecOutcome};
 use crate::quorum::membership::{Membership, ScaleStep};
 
-/// How often a status that changed only in its zxids is written.
+/// How often a status that changed only in its zxids and client counters is written.
 pub const ZXID_ONLY_WRITE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Writes the status when it changed, remembers the round, and publishes the Events of phase
@@ -155,13 +156,15 @@ fn membership_status(
     }
 }
 
-/// True when `new` differs from `old` in more than zxids.
-fn differs_beyond_zxids(old: &ZooKeeperEnsembleStatus, new: &ZooKeeperEnsembleStatus) -> bool {
+/// True when `new` differs from `old` in more than zxids and client counters.
+fn differs_beyond_counters(old: &ZooKeeperEnsembleStatus, new: &ZooKeeperEnsembleStatus) -> bool {
     let strip = |status: &ZooKeeperEnsembleStatus| {
         let mut status = status.clone();
         status.zxid = None;
         for member in &mut status.members {
             member.zxid = None;
+            member.latency = None;
+            member.connections = None;
         }
         status
     };
@@ -177,7 +180,7 @@ fn should_write(
     match last {
         None => true,
         Some((old, _)) if old == new => false,
-        Some((old, _)) if differs_beyond_zxids(old, new) => true,
+        Some((old, _)) if differs_beyond_counters(old, new) => true,
         Some((_, at)) => now.duration_since(*at) >= ZXID_ONLY_WRITE_INTERVAL,
     }
 }
@@ -309,6 +312,8 @@ mod tests {
                 state: MemberState::Leader,
                 reason: None,
                 zxid: Some(zxid.into()),
+                latency: Some("0/0.5/4".into()),
+                connections: Some(2),
                 since: None,
                 restarts: 0,
             }],
@@ -335,6 +340,20 @@ mod tests {
         ));
         assert!(should_write(
             &moved,
+            Some(&written),
+            start + ZXID_ONLY_WRITE_INTERVAL
+        ));
+        // So do the client counters.
+        let mut busier = status("0x100000001", Phase::Active);
+        busier.members[0].latency = Some("0/0.7/30".into());
+        busier.members[0].connections = Some(40);
+        assert!(!should_write(
+            &busier,
+            Some(&written),
+            start + Duration::from_secs(1)
+        ));
+        assert!(should_write(
+            &busier,
             Some(&written),
             start + ZXID_ONLY_WRITE_INTERVAL
         ));

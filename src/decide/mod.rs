@@ -16,6 +16,8 @@
 //!    tolerance; once it is no longer a voter its pod is replaced, to start again as a joiner;
 //! 3. a failed member's restart ([`restart::decide_restart`]), which repairs the ensemble;
 //! 4. else the next step of a roll ([`roll::next_step`]): followers first, the leader last;
+//!    once no pod is outdated, a restart of one member asked for on the ensemble
+//!    ([`roll::requested_restart`]), under the same conditions;
 //! 5. else, once no pod is outdated, the next step of a scale
 //!    ([`crate::quorum::membership::next_step`]): one voter added or removed.
 //!
@@ -101,6 +103,8 @@ pub struct Observed<'a> {
     /// When the operator last deleted a failed member's pod.
     pub last_restart_at: Option<Timestamp>,
     pub scale: &'a ScaleView,
+    /// The ensemble's [`crate::api::annotations::RESTART_MEMBER`] annotation, if any.
+    pub restart_request: Option<&'a str>,
 }
 
 /// The one disruptive action of a round.
@@ -172,13 +176,23 @@ pub fn decide(observed: &Observed) -> Decision {
         RestartDecision::Held { why } => Some(why),
         RestartDecision::Keep { .. } => None,
     };
-    let roll = roll::next_step(
-        phase_now(computed),
+    let phase = phase_now(computed);
+    let roll = match roll::next_step(
+        phase,
         &computed.members,
         observed.revisions,
         observed.update_revision,
         synced_voting_followers,
-    );
+    ) {
+        RollStep::Done => roll::requested_restart(
+            phase,
+            &computed.members,
+            observed.revisions,
+            observed.restart_request,
+            synced_voting_followers,
+        ),
+        step => step,
+    };
     let scale = match roll {
         RollStep::Done => scale_step(computed.summary.phase, observed.scale),
         _ => observed

@@ -15,9 +15,15 @@
 //! One exception to "every voter serves": while the ensemble is DEGRADED, an outdated member
 //! that does not serve is replaced first, because the change may be what repairs it, and a
 //! server that does not serve is no loss to the quorum.
+//!
+//! A restart of one member asked for on the ensemble ([`MemberRestart`], what
+//! `kubectl zooherd restart --member` writes) is a roll step for that pod alone
+//! ([`requested_restart`]): taken under the same conditions, once no pod is outdated, and done
+//! once the pod it named has been replaced.
 
 use std::collections::BTreeMap;
 
+use crate::api::annotations::MemberRestart;
 use crate::api::{MemberState, MemberStatus, Phase};
 
 /// What the decision needs to know about a member's pod.
@@ -29,6 +35,8 @@ pub struct PodRevision {
     pub terminating: bool,
     /// The pod's Ready condition is True.
     pub ready: bool,
+    /// `metadata.uid`: tells a pod from its replacement of the same name.
+    pub uid: Option<String>,
 }
 
 /// The next step of a roll.
@@ -76,11 +84,8 @@ pub fn next_step(
     if outdated.is_empty() {
         return RollStep::Done;
     }
-    if let Some((pod, _)) = pods.iter().find(|(_, p)| p.terminating) {
-        return RollStep::Wait(format!("pod {pod} is terminating"));
-    }
-    if let Some(member) = members.iter().find(|m| !pods.contains_key(&m.pod)) {
-        return RollStep::Wait(format!("pod {} does not exist yet", member.pod));
+    if let Some(why) = another_on_its_way(members, pods) {
+        return RollStep::Wait(why);
     }
     // The change may be what repairs a failed member (a config or image that crashes it, a
     // heap too small): while DEGRADED, an outdated member that does not serve is replaced, since
@@ -100,40 +105,15 @@ pub fn next_step(
             ),
         };
     }
-    if phase != Phase::Active {
-        return RollStep::Wait(format!(
-            "the ensemble is {phase}; servers are replaced only while every voter serves"
-        ));
-    }
-    // The PodDisruptionBudget and the client Service go by Ready, not by what the servers
-    // answer: a member that serves but whose pod is not Ready yet (its readiness probe runs
-    // once per period) still counts as unavailable there, and replacing another server then
-    // would leave Kubernetes counting two down and clients one endpoint fewer.
-    if let Some((pod, _)) = pods.iter().find(|(_, p)| !p.ready) {
-        return RollStep::Wait(format!("pod {pod} is not Ready yet"));
-    }
-    let leads = |m: &MemberStatus| matches!(m.state, MemberState::Leader | MemberState::Standalone);
-    let Some(leader) = members.iter().find(|m| leads(m)) else {
-        return RollStep::Wait("no leader is known".into());
+    let leader = match every_voter_serves(phase, members, pods, synced_followers) {
+        Ok(leader) => leader,
+        Err(why) => return RollStep::Wait(why),
     };
-    let followers = members.iter().filter(|m| !leads(m)).count() as u64;
-    match synced_followers {
-        Some(synced) if synced >= followers => {}
-        Some(synced) => {
-            return RollStep::Wait(format!(
-                "the leader counts {synced} of {followers} followers in sync"
-            ));
-        }
-        None if followers == 0 => {}
-        None => {
-            return RollStep::Wait("the leader has not said how many followers are in sync".into());
-        }
-    }
     let total = members.len();
     let updated = total - outdated.len();
     let next = outdated
         .iter()
-        .filter(|m| !leads(m))
+        .filter(|m| m.myid != leader.myid)
         .max_by_key(|m| m.myid)
         .copied();
     match next {
@@ -154,6 +134,92 @@ pub fn next_step(
     }
 }
 
+/// Why no server may be taken now because another is already on its way (terminating, or not
+/// recreated yet); None when none is.
+fn another_on_its_way(
+    members: &[MemberStatus],
+    pods: &BTreeMap<String, PodRevision>,
+) -> Option<String> {
+    if let Some((pod, _)) = pods.iter().find(|(_, p)| p.terminating) {
+        return Some(format!("pod {pod} is terminating"));
+    }
+    members
+        .iter()
+        .find(|m| !pods.contains_key(&m.pod))
+        .map(|member| format!("pod {} does not exist yet", member.pod))
+}
+
+/// The leader, when a serving server may be taken: every voter serves (`phase`, as answered this
+/// round), every pod is Ready and the leader counts every voting follower in sync; else why not.
+fn every_voter_serves<'a>(
+    phase: Phase,
+    members: &'a [MemberStatus],
+    pods: &BTreeMap<String, PodRevision>,
+    synced_followers: Option<u64>,
+) -> Result<&'a MemberStatus, String> {
+    if phase != Phase::Active {
+        return Err(format!(
+            "the ensemble is {phase}; servers are replaced only while every voter serves"
+        ));
+    }
+    // The PodDisruptionBudget and the client Service go by Ready, not by what the servers
+    // answer: a member that serves but whose pod is not Ready yet (its readiness probe runs
+    // once per period) still counts as unavailable there, and replacing another server then
+    // would leave Kubernetes counting two down and clients one endpoint fewer.
+    if let Some((pod, _)) = pods.iter().find(|(_, p)| !p.ready) {
+        return Err(format!("pod {pod} is not Ready yet"));
+    }
+    let leads = |m: &MemberStatus| matches!(m.state, MemberState::Leader | MemberState::Standalone);
+    let Some(leader) = members.iter().find(|m| leads(m)) else {
+        return Err("no leader is known".into());
+    };
+    let followers = members.iter().filter(|m| !leads(m)).count() as u64;
+    match synced_followers {
+        Some(synced) if synced >= followers => Ok(leader),
+        Some(synced) => Err(format!(
+            "the leader counts {synced} of {followers} followers in sync"
+        )),
+        None if followers == 0 => Ok(leader),
+        None => Err("the leader has not said how many followers are in sync".into()),
+    }
+}
+
+/// The step of a restart of one member asked for on the ensemble (`request`, the annotation's
+/// value), once no pod is outdated: [`RollStep::Done`] when there is none, it cannot be read,
+/// or the pod it names is no longer the pod it asked to replace; else the pod, under the same
+/// conditions as any roll step.
+pub fn requested_restart(
+    phase: Phase,
+    members: &[MemberStatus],
+    pods: &BTreeMap<String, PodRevision>,
+    request: Option<&str>,
+    synced_followers: Option<u64>,
+) -> RollStep {
+    let Some(request) = request.and_then(MemberRestart::parse) else {
+        return RollStep::Done;
+    };
+    let pending = members.iter().find(|m| {
+        m.pod == request.pod
+            && pods
+                .get(&m.pod)
+                .is_some_and(|p| p.uid.as_deref() == Some(request.uid.as_str()))
+    });
+    let Some(member) = pending else {
+        return RollStep::Done;
+    };
+    let wait = |why: String| RollStep::Wait(format!("a restart of {} is asked: {why}", member.pod));
+    if let Some(why) = another_on_its_way(members, pods) {
+        return wait(why);
+    }
+    match every_voter_serves(phase, members, pods, synced_followers) {
+        Ok(_) => RollStep::Delete {
+            pod: member.pod.clone(),
+            reason: format!("restarting {} ({}) as asked", member.pod, member.state),
+        },
+        Err(why) => wait(why),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +231,8 @@ mod tests {
             state,
             reason: None,
             zxid: Some(zxid.into()),
+            latency: None,
+            connections: None,
             since: None,
             restarts: 0,
         }
@@ -178,6 +246,7 @@ mod tests {
                     revision: Some(revision.to_string()),
                     terminating: false,
                     ready: true,
+                    uid: Some(format!("uid-{pod}")),
                 };
                 (pod.to_string(), revision)
             })
@@ -313,6 +382,56 @@ mod tests {
         assert!(matches!(
             next_step(Phase::Active, &members, &revisions, Some("new"), Some(2)),
             RollStep::Delete { pod, .. } if pod == "zk-0"
+        ));
+    }
+
+    #[test]
+    fn a_requested_restart_takes_its_pod_once_and_only_when_safe() {
+        let members = three(3);
+        let current = pods(&[("zk-0", "r"), ("zk-1", "r"), ("zk-2", "r")]);
+        let step = |phase, pods: &BTreeMap<String, PodRevision>, request: Option<&str>| {
+            requested_restart(phase, &members, pods, request, Some(2))
+        };
+        assert_eq!(step(Phase::Active, &current, None), RollStep::Done);
+        // The leader too, when asked: it is the user's call, made only while every voter serves.
+        for pod in ["zk-0", "zk-2"] {
+            let request = format!("{pod}/uid-{pod}");
+            assert!(matches!(
+                step(Phase::Active, &current, Some(&request)),
+                RollStep::Delete { pod: p, reason } if p == pod && reason.contains("as asked")
+            ));
+        }
+        // Replaced (another uid), gone from the members, or unreadable: nothing more to do.
+        for request in ["zk-0/uid-of-an-older-pod", "zk-7/uid-zk-7", "zk-0"] {
+            assert_eq!(
+                step(Phase::Active, &current, Some(request)),
+                RollStep::Done,
+                "{request}"
+            );
+        }
+        // Never while a voter does not serve, another pod is on its way or not Ready, or the
+        // followers have not synced.
+        let request = Some("zk-0/uid-zk-0");
+        for phase in [Phase::Degraded, Phase::Down, Phase::Pending] {
+            assert!(
+                matches!(step(phase, &current, request), RollStep::Wait(why) if why.contains(phase.as_str()))
+            );
+        }
+        let mut terminating = current.clone();
+        terminating.get_mut("zk-1").unwrap().terminating = true;
+        assert_eq!(
+            step(Phase::Active, &terminating, request),
+            RollStep::Wait("a restart of zk-0 is asked: pod zk-1 is terminating".into())
+        );
+        let mut unready = current.clone();
+        unready.get_mut("zk-1").unwrap().ready = false;
+        assert!(matches!(
+            step(Phase::Active, &unready, request),
+            RollStep::Wait(_)
+        ));
+        assert!(matches!(
+            requested_restart(Phase::Active, &members, &current, request, Some(1)),
+            RollStep::Wait(why) if why.contains("1 of 2 followers in sync")
         ));
     }
 }

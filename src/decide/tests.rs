@@ -37,6 +37,8 @@ struct Scenario {
     /// Voters (myids) whose probe was lost this round: the status rule still shows them
     /// serving (anti-flap), but they did not answer.
     lost_probes: Vec<i32>,
+    /// The ensemble's restartMember annotation (every pod's uid is `uid-<pod>`).
+    restart_request: Option<&'static str>,
 }
 
 impl Scenario {
@@ -57,6 +59,7 @@ impl Scenario {
             joiners: Vec::new(),
             refusing_empty: Vec::new(),
             lost_probes: Vec::new(),
+            restart_request: None,
         }
     }
 
@@ -73,6 +76,8 @@ impl Scenario {
                 state,
                 reason: None,
                 zxid: None,
+                latency: None,
+                connections: None,
                 since: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(since)),
                 restarts: 0,
             })
@@ -136,6 +141,7 @@ impl Scenario {
                     revision: Some(revision.to_owned()),
                     terminating: false,
                     ready: true,
+                    uid: Some(format!("uid-{}", m.pod)),
                 };
                 (m.pod.clone(), revision)
             })
@@ -176,6 +182,7 @@ impl Scenario {
             restart_policy: &policy,
             last_restart_at: None,
             scale: &scale,
+            restart_request: self.restart_request,
         })
     }
 }
@@ -255,6 +262,43 @@ fn a_roll_goes_before_a_scale_followers_first() {
     assert_eq!(
         decision.scale,
         Some(ScaleStep::Wait("a roll is in progress".into()))
+    );
+}
+
+#[test]
+fn a_requested_restart_waits_for_the_roll_and_goes_before_a_scale() {
+    let mut scenario = Scenario::steady();
+    scenario.restart_request = Some("zk-0/uid-zk-0");
+    let decision = scenario.decide();
+    assert_eq!(roll_delete(&decision), Some("zk-0"), "{decision:?}");
+
+    // An outdated pod: the roll goes first (it replaces zk-0 too, in its turn).
+    scenario.voters[1].2 = OLD;
+    assert_eq!(roll_delete(&scenario.decide()), Some("zk-1"));
+
+    // A scale waits for it, as for any roll step.
+    scenario.voters[1].2 = CURRENT;
+    scenario.desired = 5;
+    scenario.committed = Some(Ok(&[1, 2, 3]));
+    scenario.servers = 5;
+    scenario.joiners = vec![(4, F), (5, F)];
+    let decision = scenario.decide();
+    assert_eq!(roll_delete(&decision), Some("zk-0"), "{decision:?}");
+    assert_eq!(
+        decision.scale,
+        Some(ScaleStep::Wait("a roll is in progress".into()))
+    );
+
+    // DEGRADED: asked, but not taken.
+    let mut scenario = Scenario::steady();
+    scenario.restart_request = Some("zk-0/uid-zk-0");
+    scenario.voters[2].0 = N;
+    scenario.failing_for = Duration::from_secs(1);
+    let decision = scenario.decide();
+    assert_eq!(decision.disruption, Disruption::Nothing, "{decision:?}");
+    assert!(
+        matches!(&decision.roll, Some(RollStep::Wait(why)) if why.contains("restart of zk-0")),
+        "{decision:?}"
     );
 }
 

@@ -39,6 +39,36 @@ pub struct ServerStats {
     /// `server_stats.last_processed_zxid`: epoch in the high 32 bits, counter in the low 32.
     pub last_zxid: u64,
     pub version: Option<String>,
+    pub clients: ClientLoad,
+}
+
+/// What `srvr` says about a serving server's clients, for people reading the status: counters
+/// since the server started (or `srst` reset them), not a rate. Nothing decides on them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientLoad {
+    /// Request latency, `min/avg/max` in ms as ZooKeeper's own `stat` prints it (the average
+    /// to 0.1 ms); None unless all three were answered.
+    pub latency_ms: Option<String>,
+    /// `num_alive_client_connections`.
+    pub connections: Option<u64>,
+}
+
+impl ClientLoad {
+    fn parse(server_stats: &Value) -> Self {
+        let number = |key: &str| server_stats.get(key);
+        let min = number("min_latency").and_then(as_u64);
+        let avg = number("avg_latency")
+            .and_then(Value::as_f64)
+            .filter(|avg| avg.is_finite() && *avg >= 0.0);
+        let max = number("max_latency").and_then(as_u64);
+        Self {
+            latency_ms: match (min, avg, max) {
+                (Some(min), Some(avg), Some(max)) => Some(format!("{min}/{avg:.1}/{max}")),
+                _ => None,
+            },
+            connections: number("num_alive_client_connections").and_then(as_u64),
+        }
+    }
 }
 
 /// The answer of `srvr`.
@@ -206,6 +236,7 @@ pub fn parse_srvr(answer: &Value) -> Result<SrvrAnswer, AdminError> {
             .get("version")
             .and_then(Value::as_str)
             .map(str::to_owned),
+        clients: ClientLoad::parse(stats),
     }))
 }
 
@@ -252,7 +283,8 @@ mod tests {
     fn serving_follower() {
         let answer = json!({
             "version": "3.9.6-1", "read_only": false,
-            "server_stats": {"server_state": "follower", "last_processed_zxid": 4294967299u64, "uptime": 10},
+            "server_stats": {"server_state": "follower", "last_processed_zxid": 4294967299u64, "uptime": 10,
+                "min_latency": 0, "avg_latency": 0.4286, "max_latency": 12, "num_alive_client_connections": 3},
             "node_count": 5, "command": "srvr", "error": null
         });
         assert_eq!(
@@ -261,8 +293,32 @@ mod tests {
                 mode: ServerMode::Follower,
                 last_zxid: 0x1_0000_0003,
                 version: Some("3.9.6-1".into()),
+                clients: ClientLoad {
+                    latency_ms: Some("0/0.4/12".into()),
+                    connections: Some(3),
+                },
             }))
         );
+    }
+
+    #[test]
+    fn client_load_is_optional_and_never_garbage() {
+        let load = |stats: Value| ClientLoad::parse(&stats);
+        assert_eq!(load(json!({})), ClientLoad::default());
+        // A part missing or odd: no latency rather than a wrong one.
+        for stats in [
+            json!({"min_latency": 0, "max_latency": 3}),
+            json!({"min_latency": 0, "avg_latency": -1.0, "max_latency": 3}),
+            json!({"min_latency": "x", "avg_latency": 1.0, "max_latency": 3}),
+        ] {
+            assert_eq!(load(stats.clone()).latency_ms, None, "{stats}");
+        }
+        let floats = load(
+            json!({"min_latency": 1.0, "avg_latency": 2, "max_latency": 7.0,
+            "num_alive_client_connections": 0}),
+        );
+        assert_eq!(floats.latency_ms.as_deref(), Some("1/2.0/7"));
+        assert_eq!(floats.connections, Some(0));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use super::admin::{AdminClient, AdminError, MonitorStats, ServerMode, SrvrAnswer};
+use super::admin::{AdminClient, AdminError, ClientLoad, MonitorStats, ServerMode, SrvrAnswer};
 
 /// One voter to probe, as the controller knows it from the StatefulSet and its pods.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +59,8 @@ pub enum Answer {
         /// The leader's `mntr`, when the member leads and [`ProbeSettings::leader_details`]
         /// is on and `mntr` answered.
         leader_details: Option<MonitorStats>,
+        /// Its clients' latency and connections, from the same `srvr`.
+        clients: ClientLoad,
     },
     /// The process answered but is not in a quorum, in the server's own words.
     NotServing(String),
@@ -160,6 +162,7 @@ impl Prober {
                     mode: stats.mode,
                     zxid: stats.last_zxid,
                     leader_details,
+                    clients: stats.clients,
                 };
                 (answer, requests)
             }
@@ -255,7 +258,8 @@ mod tests {
             Answer::Serving {
                 mode: ServerMode::Follower,
                 zxid: 0x2_0000_0005,
-                leader_details: None
+                leader_details: None,
+                clients: ClientLoad::default(),
             }
         );
         assert_eq!(requests, 1);
@@ -277,6 +281,7 @@ mod tests {
             mode: ServerMode::Leader,
             zxid: 7,
             leader_details: Some(details),
+            ..
         } = answer
         else {
             panic!("{answer:?}");

@@ -13,6 +13,7 @@
 
 pub mod control_plane;
 pub mod fault;
+pub mod kubelet;
 pub mod linearizability;
 pub mod local_cluster;
 pub mod operator;

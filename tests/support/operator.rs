@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use zooherd::api::{Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 
 use super::control_plane::ControlPlane;
 use super::process;
@@ -27,6 +28,59 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Creates the ensemble `zk` with `spec` in `namespace`.
+pub async fn create_ensemble(
+    client: &kube::Client,
+    namespace: &str,
+    spec: serde_json::Value,
+) -> kube::Api<ZooKeeperEnsemble> {
+    let ensembles = kube::Api::<ZooKeeperEnsemble>::namespaced(client.clone(), namespace);
+    let ensemble: ZooKeeperEnsemble = serde_json::from_value(serde_json::json!({
+        "apiVersion": "zooherd.dev/v1beta1",
+        "kind": "ZooKeeperEnsemble",
+        "metadata": {"name": "zk"},
+        "spec": spec,
+    }))
+    .unwrap();
+    ensembles
+        .create(&kube::api::PostParams::default(), &ensemble)
+        .await
+        .unwrap();
+    ensembles
+}
+
+/// Waits until the status of the ensemble `zk` is one `check` accepts; returns it. On a
+/// timeout the panic shows the last status seen.
+pub async fn status_where(
+    ensembles: &kube::Api<ZooKeeperEnsemble>,
+    what: &str,
+    check: impl Fn(&ZooKeeperEnsembleStatus) -> bool,
+) -> ZooKeeperEnsembleStatus {
+    let last = std::sync::Mutex::new(None);
+    let found = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            if let Some(status) = ensembles.get("zk").await.unwrap().status {
+                if check(&status) {
+                    return status;
+                }
+                *last.lock().unwrap() = Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!(
+            "timed out waiting for {what}; the last status: {:#?}",
+            last.lock().unwrap()
+        )
+    })
+}
+
+pub fn phase_is(phase: Phase) -> impl Fn(&ZooKeeperEnsembleStatus) -> bool {
+    move |s| s.phase == Some(phase)
 }
 
 /// The server image in a StatefulSet's pod template.

@@ -30,11 +30,12 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
 use super::{Error, Parent, SERVER_PORTS, Settings, names};
 use crate::api::validate::{self, ValidationError};
-use crate::api::{VolumeSpec, ZooKeeperEnsemble};
+use crate::api::{VolumeSpec, ZooKeeperEnsemble, annotations};
 
 /// User and group the server runs as; the image's `zooherd` user.
 const SERVER_UID: i64 = 1000;
@@ -66,6 +67,10 @@ pub(super) fn build(
         names::CONFIG_HASH_ANNOTATION.to_owned(),
         config_hash(zoo_cfg, &jvm_env),
     );
+    // A restart asked for on the ensemble is a new template revision, rolled like any change.
+    if let Some(at) = ensemble.annotations().get(annotations::RESTARTED_AT) {
+        annotations.insert(annotations::RESTARTED_AT.to_owned(), at.clone());
+    }
     // The user's pod labels first, so that ours win: the selectors depend on them.
     let mut pod_labels = spec.placement.pod_labels.clone();
     pod_labels.extend(parent.labels.clone());

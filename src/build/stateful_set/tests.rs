@@ -143,6 +143,29 @@ fn pod_annotations_are_the_users_plus_the_config_hash() {
 }
 
 #[test]
+fn a_restart_asked_on_the_ensemble_is_a_new_template() {
+    let mut ensemble = fixtures::ensemble(json!({}));
+    let template = |ensemble: &ZooKeeperEnsemble| {
+        let children = super::super::children(ensemble, &fixtures::settings(), None);
+        children.unwrap().stateful_set.spec.unwrap().template
+    };
+    let before = template(&ensemble);
+    ensemble.annotations_mut().insert(
+        annotations::RESTARTED_AT.into(),
+        "2026-12-01T08:00:00Z".into(),
+    );
+    let after = template(&ensemble);
+    assert_ne!(before, after);
+    let copied = after.metadata.unwrap().annotations.unwrap();
+    assert_eq!(copied[annotations::RESTARTED_AT], "2026-12-01T08:00:00Z");
+    // Only the pods carry it: the servers' configuration is unchanged.
+    assert_eq!(
+        copied[names::CONFIG_HASH_ANNOTATION],
+        config_hash_of(json!({}))
+    );
+}
+
+#[test]
 fn config_hash_changes_with_what_servers_read_at_start_only() {
     let base = config_hash_of(json!({}));
     // (spec change, whether the servers' configuration changed)

@@ -25,6 +25,8 @@ fn m(myid: i32, state: MemberState, since_s: i64) -> MemberStatus {
         state,
         reason: (!is_serving_voter(state)).then(|| "connection refused".to_string()),
         zxid: None,
+        latency: None,
+        connections: None,
         since: Some(Time(ago(since_s))),
         restarts: 0,
     }

@@ -51,7 +51,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::admin::{MonitorStats, ServerMode, zxid_epoch, zxid_hex};
+use super::admin::{ClientLoad, MonitorStats, ServerMode, zxid_epoch, zxid_hex};
 use super::probe::{Answer, Observation};
 use crate::api::{MemberState, MemberStatus, Phase, ZooKeeperEnsembleStatus};
 
@@ -127,6 +127,13 @@ impl Observation {
             _ => None,
         }
     }
+
+    fn clients(&self) -> ClientLoad {
+        match &self.answer {
+            Answer::Serving { clients, .. } => clients.clone(),
+            _ => ClientLoad::default(),
+        }
+    }
 }
 
 /// The ensemble-level part of the status.
@@ -163,6 +170,8 @@ struct MemberMemory {
     state: MemberState,
     reason: Option<String>,
     zxid: Option<u64>,
+    /// Its clients, while it serves.
+    clients: ClientLoad,
     since: Option<Timestamp>,
     restarts: i32,
     /// The first failed probe of an unconfirmed failure, while the member is shown serving.
@@ -177,6 +186,11 @@ impl MemberMemory {
             state: self.state,
             reason: self.reason.clone(),
             zxid: self.zxid.map(zxid_hex),
+            latency: self.clients.latency_ms.clone(),
+            connections: self
+                .clients
+                .connections
+                .map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
             since: self.since.map(Time),
             restarts: self.restarts,
         }
@@ -237,6 +251,10 @@ impl EnsembleMemory {
                     state: m.state,
                     reason: m.reason.clone(),
                     zxid: m.zxid.as_deref().and_then(parse_zxid_hex),
+                    clients: ClientLoad {
+                        latency_ms: m.latency.clone(),
+                        connections: m.connections.and_then(|c| u64::try_from(c).ok()),
+                    },
                     since: m.since.as_ref().map(|t| t.0),
                     restarts: m.restarts,
                     first_failure_at: None,
@@ -539,6 +557,7 @@ fn next_member(
             state: observed,
             reason: None,
             zxid: observation.zxid(),
+            clients: observation.clients(),
             since: since_if_unchanged.or(Some(observation.at)),
             restarts,
             first_failure_at: None,
@@ -563,6 +582,7 @@ fn next_member(
             state: observed,
             reason: observation.reason().map(str::to_owned),
             zxid: None,
+            clients: ClientLoad::default(),
             since: Some(first_failure_at),
             restarts,
             first_failure_at: None,
@@ -574,6 +594,7 @@ fn next_member(
         state: observed,
         reason: observation.reason().map(str::to_owned),
         zxid: None,
+        clients: ClientLoad::default(),
         since: since_if_unchanged.or(Some(observation.at)),
         restarts,
         first_failure_at: None,

@@ -28,6 +28,10 @@ fn observation(myid: i32, state: MemberState, at: Timestamp) -> Observation {
             synced_followers: Some(2),
             ..MonitorStats::default()
         }),
+        clients: ClientLoad {
+            latency_ms: Some(format!("0/0.{myid}/9")),
+            connections: Some(myid as u64),
+        },
     };
     let answer = match state {
         Leader => serving(ServerMode::Leader),
@@ -651,6 +655,27 @@ fn an_unchanged_ensemble_shows_the_same_status_round_after_round() {
     assert_eq!(first.summary.phase, Phase::Active, "{}", first.message);
     assert!(first.message.contains("election"), "{}", first.message);
     assert_eq!(later, first);
+}
+
+/// Latency and connections are shown while a member serves (held through one lost probe, like
+/// its state), and dropped once it is confirmed not to.
+#[test]
+fn serving_members_show_their_clients() {
+    let mut r = Rounds::healthy(3);
+    let status = r.at(0, &[Leader, Follower, Follower]);
+    let shown = |status: &ComputedStatus, i: usize| {
+        let m = &status.members[i];
+        (m.latency.clone(), m.connections)
+    };
+    assert_eq!(shown(&status, 2), (Some("0/0.3/9".into()), Some(3)));
+    let lost = [Leader, Follower, Unreachable];
+    let held = r.at(1000, &lost);
+    assert_eq!(held.members[2].state, Follower);
+    assert_eq!(shown(&held, 2), (Some("0/0.3/9".into()), Some(3)));
+    let confirmed = r.at(2000, &lost);
+    assert_eq!(confirmed.members[2].state, Unreachable);
+    assert_eq!(shown(&confirmed, 2), (None, None));
+    assert_eq!(shown(&confirmed, 0), (Some("0/0.1/9".into()), Some(1)));
 }
 
 // ---- across operator restarts -----------------------------------------------------------

@@ -1,0 +1,126 @@
+//! The kubelet's part, played by tests whose control plane has none: the StatefulSet's pods
+//! never run, so a test starts real ZooKeeper servers on loopback addresses and writes each
+//! server's address into the matching pod's status. When the operator replaces a pod, the test
+//! starts the server again and binds the new pod to it.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use zooherd::api::ZooKeeperEnsemble;
+
+use super::operator::{create_ensemble, eventually};
+use super::zookeeper::ZkEnsemble;
+
+/// The ensemble `zk` run by real servers: what [`run_ensemble`] started.
+pub struct Running {
+    pub zookeeper: ZkEnsemble,
+    pub ensembles: Api<ZooKeeperEnsemble>,
+    pub pods: Api<Pod>,
+    /// The pods' uids, by ordinal.
+    pub uids: Vec<String>,
+}
+
+/// Starts a 3-server ZooKeeper ensemble on loopback and waits until it serves, creates the
+/// ensemble `zk` with `spec` in `namespace`, and binds its pods to the servers.
+pub async fn run_ensemble(
+    client: &kube::Client,
+    namespace: &str,
+    spec: serde_json::Value,
+) -> Running {
+    let zookeeper = ZkEnsemble::start(3).expect("starting ZooKeeper");
+    zookeeper
+        .wait_for_all_serving(Duration::from_secs(60))
+        .await
+        .expect("a quorum");
+    let ensembles = create_ensemble(client, namespace, spec).await;
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+    let mut uids = Vec::new();
+    for i in 0..3 {
+        uids.push(bind_pod(&pods, i, zookeeper.member(i).ip()).await);
+    }
+    Running {
+        zookeeper,
+        ensembles,
+        pods,
+        uids,
+    }
+}
+
+/// Plays the kubelet: marks pod `zk-<i>` Running and Ready with the address of ZooKeeper
+/// member `i`; returns the pod's uid.
+pub async fn bind_pod(pods: &Api<Pod>, i: usize, ip: std::net::Ipv4Addr) -> String {
+    let name = format!("zk-{i}");
+    let pod = eventually(&format!("pod {name}"), || async {
+        pods.get_opt(&name).await.unwrap()
+    })
+    .await;
+    pods.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {
+            "phase": "Running",
+            "podIP": ip.to_string(),
+            "podIPs": [{"ip": ip.to_string()}],
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }})),
+    )
+    .await
+    .unwrap();
+    pod.uid().unwrap()
+}
+
+/// Waits until a roll replaces one of the pods whose uids are `uids`; returns its ordinal.
+/// Fails if several are replaced at once (one server at a time: the next goes only once this
+/// one serves again), or if one already in `order` is replaced again.
+pub async fn next_replaced(pods: &Api<Pod>, uids: &[String], order: &[usize]) -> usize {
+    let replaced = eventually("the roll to replace a pod", || async {
+        let mut replaced = Vec::new();
+        for (i, uid) in uids.iter().enumerate() {
+            let pod = pods.get_opt(&format!("zk-{i}")).await.unwrap();
+            if pod.is_none_or(|p| p.uid().as_ref() != Some(uid)) {
+                replaced.push(i);
+            }
+        }
+        assert!(
+            replaced.len() <= 1,
+            "several pods replaced at once: {replaced:?}"
+        );
+        replaced.first().copied()
+    })
+    .await;
+    assert!(
+        !order.contains(&replaced),
+        "zk-{replaced} replaced twice: {order:?}"
+    );
+    replaced
+}
+
+/// Follows a roll of the pods whose uids are `uids` to its end, starting each replaced
+/// member's server again, and checks its order: followers first (highest myid first), and
+/// `leader` (the member that led before the roll) last.
+pub async fn roll_followers_first(
+    pods: &Api<Pod>,
+    zookeeper: &mut ZkEnsemble,
+    mut uids: Vec<String>,
+    leader: usize,
+) {
+    let mut order = Vec::new();
+    while order.len() < uids.len() {
+        let replaced = next_replaced(pods, &uids, &order).await;
+        order.push(replaced);
+        // The kubelet's part: the replacement pod's container starts the server again.
+        zookeeper.restart(replaced).unwrap();
+        uids[replaced] = bind_pod(pods, replaced, zookeeper.member(replaced).ip()).await;
+    }
+    println!("roll order: {order:?} (leader before the roll: zk-{leader})");
+    let followers: Vec<usize> = (0..uids.len()).rev().filter(|&i| i != leader).collect();
+    assert_eq!(
+        order[..followers.len()],
+        followers[..],
+        "followers first, highest myid first"
+    );
+    assert_eq!(order.last(), Some(&leader), "the leader last");
+}
