@@ -84,7 +84,10 @@ fn operator_yaml_is_the_rendered_chart() {
             "CustomResourceDefinition",
             "Namespace",
             "ServiceAccount",
+            // The operator's, and the one that reads nodes.
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Role",
             "RoleBinding",
