@@ -57,6 +57,27 @@ async fn ensemble_with_superuser(
     (ensembles, zookeeper)
 }
 
+/// The kubelet's part for voters 1-3 of an ensemble from [`ensemble_with_superuser`]: starts
+/// their servers, waits for a quorum, and binds pods zk-0..zk-2 to them.
+async fn start_three_voters(
+    client: &kube::Client,
+    ns: &str,
+    zookeeper: &mut ZkEnsemble,
+) -> Api<Pod> {
+    for i in 0..3 {
+        zookeeper.start_member(i).expect("starting a server");
+    }
+    zookeeper
+        .wait_for_quorum(Duration::from_secs(90))
+        .await
+        .expect("a quorum");
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    for i in 0..3 {
+        bind_pod(&pods, i, zookeeper.member(i).ip()).await;
+    }
+    pods
+}
+
 /// Two replicas of the operator; the leading one can be killed and replaced by a fresh standby.
 struct Replicas<'a> {
     cp: &'a support::control_plane::ControlPlane,
@@ -435,17 +456,7 @@ async fn the_operator_scales_by_reconfiguration_and_refuses_to_lose_the_quorum()
     let operator = Operator::start(cp, &ns);
     let (ensembles, mut zookeeper) =
         ensemble_with_superuser(&client, &ns, json!({"replicas": 3}), 5).await;
-    for i in 0..3 {
-        zookeeper.start_member(i).expect("starting a server");
-    }
-    zookeeper
-        .wait_for_quorum(Duration::from_secs(90))
-        .await
-        .expect("a quorum");
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
-    for i in 0..3 {
-        bind_pod(&pods, i, zookeeper.member(i).ip()).await;
-    }
+    let pods = start_three_voters(&client, &ns, &mut zookeeper).await;
     let status = status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
     assert_eq!(status.ready.as_deref(), Some("3/3"));
     let version = status.membership.unwrap().version;
@@ -903,17 +914,7 @@ async fn a_scale_finishes_though_the_operator_leader_is_killed_at_every_step() {
     let mut replicas = Replicas::start(cp, &ns);
     let (ensembles, mut zookeeper) =
         ensemble_with_superuser(&client, &ns, json!({"replicas": 3}), 5).await;
-    for i in 0..3 {
-        zookeeper.start_member(i).expect("starting a server");
-    }
-    zookeeper
-        .wait_for_quorum(Duration::from_secs(90))
-        .await
-        .expect("a quorum");
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
-    for i in 0..3 {
-        bind_pod(&pods, i, zookeeper.member(i).ip()).await;
-    }
+    let pods = start_three_voters(&client, &ns, &mut zookeeper).await;
     status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
     let stateful_sets =
         Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), &ns);

@@ -57,7 +57,7 @@ pub async fn act(
     // Checked right before the step, not at the start of the reconcile: a probe round and the
     // membership read may have taken seconds.
     ctx.fence.check().await?;
-    let uid = |pod: &str| observation.pod_uids.get(pod).cloned();
+    let uid = |pod: &str| observation.revisions.get(pod)?.uid.clone();
     match disruption {
         Disruption::Nothing => {}
         Disruption::Restart { pod, reason, .. } => {

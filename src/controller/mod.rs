@@ -312,13 +312,12 @@ pub async fn run(
     };
     let controllers = scopes
         .into_iter()
-        .map(|scope| run_scope(shared.clone(), scope, shutdown.clone()));
+        .map(|scope| run_scope(&shared, scope, shutdown.clone()));
     futures::future::join_all(controllers).await;
     node_watch.abort();
 }
 
 /// What every watch scope's controller shares.
-#[derive(Clone)]
 struct Shared {
     client: Client,
     settings: Settings,
@@ -329,31 +328,24 @@ struct Shared {
 }
 
 async fn run_scope(
-    shared: Shared,
+    shared: &Shared,
     namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let Shared {
-        client,
-        settings,
-        metrics,
-        reporter,
-        fence,
-        nodes,
-    } = shared;
+    let client = &shared.client;
     let ns = namespace.as_deref();
-    let (stateful_sets, sts_stream) = reflect::<StatefulSet>(&client, ns);
-    let (config_maps, cm_stream) = reflect::<ConfigMap>(&client, ns);
-    let (services, svc_stream) = reflect::<Service>(&client, ns);
-    let (pod_disruption_budgets, pdb_stream) = reflect::<PodDisruptionBudget>(&client, ns);
-    let (network_policies, netpol_stream) = reflect::<NetworkPolicy>(&client, ns);
-    let (pods, pod_stream) = reflect::<Pod>(&client, ns);
+    let (stateful_sets, sts_stream) = reflect::<StatefulSet>(client, ns);
+    let (config_maps, cm_stream) = reflect::<ConfigMap>(client, ns);
+    let (services, svc_stream) = reflect::<Service>(client, ns);
+    let (pod_disruption_budgets, pdb_stream) = reflect::<PodDisruptionBudget>(client, ns);
+    let (network_policies, netpol_stream) = reflect::<NetworkPolicy>(client, ns);
+    let (pods, pod_stream) = reflect::<Pod>(client, ns);
     let ctx = Arc::new(Context {
         client: client.clone(),
-        prober: Prober::new(settings.probe.clone()),
-        events: EventPublisher::new(client.clone(), reporter),
-        settings,
-        metrics,
+        prober: Prober::new(shared.settings.probe.clone()),
+        events: EventPublisher::new(client.clone(), shared.reporter.clone()),
+        settings: shared.settings.clone(),
+        metrics: shared.metrics.clone(),
         stores: Stores {
             stateful_sets,
             config_maps,
@@ -361,18 +353,18 @@ async fn run_scope(
             pod_disruption_budgets,
             network_policies,
             pods,
-            nodes,
+            nodes: shared.nodes.clone(),
         },
         memory: Mutex::new(HashMap::new()),
         reconfigurer: Reconfigurer::default(),
-        fence,
+        fence: shared.fence.clone(),
         normalised: Mutex::default(),
         superusers: Mutex::new(HashMap::new()),
     });
     let forgetter = ctx.clone();
     tracing::info!(namespace = ns.unwrap_or("<all>"), "starting controller");
     Controller::new(
-        scoped::<ZooKeeperEnsemble>(&client, ns),
+        scoped::<ZooKeeperEnsemble>(client, ns),
         watcher::Config::default(),
     )
     .owns_stream(sts_stream)

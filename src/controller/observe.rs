@@ -49,7 +49,6 @@ pub struct Observation {
     /// The voters' pods: facts, revisions and uids, by pod name.
     pub pods: BTreeMap<String, PodFacts>,
     pub revisions: BTreeMap<String, PodRevision>,
-    pub pod_uids: BTreeMap<String, String>,
     pub scale: ScaleView,
     /// The serving servers' client addresses: the membership is read and changed through them.
     pub serving_addresses: Vec<SocketAddr>,
@@ -152,7 +151,6 @@ pub async fn observe(
         .get(&ObjectRef::new(&names::stateful_set(ensemble)).within(&namespace));
     let mut pods = BTreeMap::new();
     let mut revisions = BTreeMap::new();
-    let mut pod_uids = BTreeMap::new();
     for (voter, pod) in &voters {
         let Some(pod) = pod else { continue };
         let node = pod
@@ -172,9 +170,6 @@ pub async fn observe(
             uid: pod.uid(),
         };
         revisions.insert(voter.pod.clone(), revision);
-        if let Some(uid) = pod.uid() {
-            pod_uids.insert(voter.pod.clone(), uid);
-        }
     }
 
     let mut scale = ScaleView {
@@ -246,7 +241,6 @@ pub async fn observe(
         stateful_set_written: false,
         pods,
         revisions,
-        pod_uids,
         scale,
         serving_addresses,
         restart_policy: RestartPolicy::from(&ensemble.spec.failed_member_restart),
