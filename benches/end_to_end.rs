@@ -7,6 +7,12 @@
 //! cargo bench --bench end_to_end
 //! ```
 //!
+//! First, formation (issue 18, item 1): `ZOOHERD_BENCH_FORMATIONS=20` three-server ensembles,
+//! one after the other, each timed from `kubectl apply` to: every pod scheduled, every server
+//! container running, every AdminServer answering (the JVM is up), the first quorum (a leader
+//! and a follower), every server serving, ACTIVE; then the min, median and max of each. The
+//! server logs of a formation slower than 15 s are kept (the path is printed).
+//!
 //! `ZOOHERD_BENCH_SIZES=3,5` (the default) chooses the ensemble sizes, `ZOOHERD_BENCH_REPEATS=2`
 //! how many ensembles of each size, `ZOOHERD_BENCH_AT_REST=10` how many 1-server ensembles run
 //! while the operator is measured at rest, and `ZOOHERD_BENCH_REST_SECONDS=60` for how long.
@@ -23,6 +29,8 @@
 //! polled every 100 ms, which bounds the resolution. A measurement, not a test: it fails only
 //! when a phase is not reached within minutes.
 
+#[path = "end_to_end/formation.rs"]
+mod formation;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -45,12 +53,15 @@ fn main() {
         println!("end_to_end: a benchmark; run `cargo bench --bench end_to_end`");
         return;
     }
+    let formations = support::env_list("ZOOHERD_BENCH_FORMATIONS", &[20])[0];
     let sizes = support::env_list("ZOOHERD_BENCH_SIZES", &[3, 5]);
     let repeats = support::env_list("ZOOHERD_BENCH_REPEATS", &[2])[0];
     let at_rest = support::env_list("ZOOHERD_BENCH_AT_REST", &[10])[0];
     let rest_window =
         Duration::from_secs(support::env_list("ZOOHERD_BENCH_REST_SECONDS", &[60])[0] as u64);
-    let volumes = sizes.iter().sum::<usize>() * repeats + at_rest;
+    // Volumes are recycled once their namespace is gone (tests/e2e/cluster.sh): enough for
+    // the largest ensemble twice (one going while the next comes) and the ensembles at rest.
+    let volumes = 2 * sizes.iter().copied().max().unwrap_or(0).max(3) + at_rest;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,6 +69,7 @@ fn main() {
     let cluster = LocalCluster::start_with_volumes(volumes);
     runtime.block_on(async {
         let client = cluster.api().client().await;
+        formation::run(&cluster, &client, formations).await;
         println!(
             "| servers | apply -> ACTIVE | kill -9 follower -> DEGRADED | kubelet restarts it -> ACTIVE |"
         );

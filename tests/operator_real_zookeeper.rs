@@ -608,6 +608,10 @@ async fn the_operator_scales_by_reconfiguration_and_refuses_to_lose_the_quorum()
 /// operator removes it from the voters (the others keep a quorum), evicts its pod so that it
 /// starts again with the ConfigMap in which it joins as an observer, and adds it back once it
 /// has synced: voters 1-3 and ACTIVE again, the data intact.
+///
+/// Two replicas of the operator run, and the leading one is killed (SIGKILL) after each step
+/// of that flow (item 11): the standby must go on from what it observes, never re-adding the
+/// empty server as a voter before it has synced, and never stopping half-way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
     use zookeeper_client as zk;
@@ -615,7 +619,7 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
     install_crds(cp);
     let client = cp.client().await;
     let ns = cp.create_namespace(&client, "emptied").await.unwrap();
-    let operator = Operator::start(cp, &ns);
+    let mut replicas = Replicas::start(cp, &ns);
     let spec = json!({"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}});
     let (ensembles, mut zookeeper) = ensemble_with_superuser(&client, &ns, spec, 3).await;
     for i in 0..3 {
@@ -675,6 +679,8 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
     })
     .await;
     println!("empty voter 3 removed after {:?}", started.elapsed());
+    let killed = replicas.kill_the_leader(&client).await;
+    println!("killed the leading {killed}");
     let events = Api::<Event>::namespaced(client.clone(), &ns);
     event_where(&events, "a RemovedVoter Event", |e| {
         e.reason.as_deref() == Some("RemovedVoter")
@@ -697,6 +703,9 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
         (pod.uid().as_deref() != Some(old_uid.as_str())).then_some(())
     })
     .await;
+    println!("the refusing pod replaced after {:?}", started.elapsed());
+    let killed = replicas.kill_the_leader(&client).await;
+    println!("killed the leading {killed}");
 
     // The kubelet's part: the new pod's server starts empty, with the membership in which it
     // joins (the ConfigMap's, in this harness's address form).
@@ -727,7 +736,7 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
     assert_eq!(status.ready.as_deref(), Some("3/3"));
     let (data, _) = writer.get_data("/kept").await.unwrap();
     assert_eq!(data, b"yes");
-    drop(operator);
+    drop(replicas);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
 

@@ -14,7 +14,8 @@
 #       stops a `run` started in the background (DIR/cluster.pid) and waits until it is down.
 #
 # DIR receives kubeconfig (admin), logs (control-plane.log, node-0/logs, operator logs with
-# kubectl), pv/ (the volumes' directories) and images.env (the image references).
+# kubectl), pv/ (the volumes' directories; a Released volume is wiped and made Available again)
+# and images.env (the image references).
 #
 # Environment: ZOOHERD_E2E_VOLUMES (PersistentVolumes to create, default 24). Needs root (network
 # namespaces, cgroups, containerd) and what tests/cluster/setup.sh installs.
@@ -45,6 +46,30 @@ down() {
   rm -f "$dir/cluster.pid"
 }
 
+# What a local volume provisioner does for Released volumes: a PersistentVolume whose claim
+# was deleted (its ensemble's namespace, or a member scaled away) has its directory wiped and its
+# claimRef removed, so that it is Available for the next claim. Without this the volumes are
+# used once and, after a few ensembles, new servers wait for a volume for ever. Only the
+# cluster's own volumes (directories under DIR/pv/) are touched. The watch restarts if it ends
+# (the API server closes watches after a while). SIGTERM ends it (no trap: a subshell dies of
+# it at once), and its kubectl dies with it (parent-death signal).
+recycle_released_volumes() {
+  while :; do
+    setpriv --pdeathsig KILL "$ZOOHERD_KUBECTL" --kubeconfig "$dir/kubeconfig" get pv --watch \
+      -o jsonpath='{.metadata.name} {.status.phase} {.spec.local.path}{"\n"}' 2>/dev/null \
+      | while read -r name phase path; do
+        [ "$phase" = Released ] || continue
+        case $path in "$dir/pv/"*) ;; *) continue ;; esac
+        # Not Available unless wiped: a server must never find another ensemble's data.
+        find "$path" -mindepth 1 -delete \
+          && k patch pv "$name" --type json -p '[{"op":"remove","path":"/spec/claimRef"}]' \
+            >/dev/null \
+          && echo "cluster: $name released, wiped and made Available" >&2
+      done || true
+    sleep 1
+  done
+}
+
 run() {
   # Globals, not locals: the EXIT trap's teardown runs after run() has returned or died, when
   # its locals are gone (set -u would then stop the teardown before it stops the node).
@@ -55,12 +80,13 @@ run() {
   dir=$(cd "$dir" && pwd)
   [ ! -f "$dir/cluster-ready" ] || die "$dir already holds a cluster"
   echo $$ > "$dir/cluster.pid"
-  cp_pid='' node_started=0
+  cp_pid='' node_started=0 recycler_pid=''
   started=$(date +%s%N)
 
   teardown() {
     trap - EXIT INT TERM HUP
     rm -f "$dir/cluster-ready"
+    [ -z "$recycler_pid" ] || kill -TERM "$recycler_pid" 2>/dev/null || true
     [ $node_started = 0 ] || bash "$here/node.sh" stop "$dir" >&2 || true
     if [ -n "$cp_pid" ]; then
       kill -TERM "$cp_pid" 2>/dev/null || true
@@ -140,6 +166,8 @@ spec:
 EOF
     done
   } | k apply -f - >/dev/null
+  recycle_released_volumes &
+  recycler_pid=$!
 
   # ---- the operator, with Helm, as a user installs it -----------------------------------
   HELM_CONFIG_HOME=$dir/helm/config HELM_CACHE_HOME=$dir/helm/cache HELM_DATA_HOME=$dir/helm/data \

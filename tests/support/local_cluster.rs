@@ -51,7 +51,7 @@ impl LocalCluster {
     }
 
     /// [`LocalCluster::start`] with `volumes` local PersistentVolumes (one per server; a
-    /// deleted ensemble's volumes are not reused).
+    /// volume whose claim is deleted is wiped and made Available again by cluster.sh).
     pub fn start_with_volumes(volumes: usize) -> LocalCluster {
         if let Some(dir) = std::env::var_os("ZOOHERD_E2E_DIR").filter(|d| !d.is_empty()) {
             let dir = PathBuf::from(dir);
@@ -358,4 +358,19 @@ fn find_process(arg: &str) -> io::Result<u32> {
         io::ErrorKind::NotFound,
         format!("no process with argument {arg}"),
     ))
+}
+
+/// The AdminServer's `srvr` answer of a pod, as text (the seeds read the same JSON), or
+/// "unreachable: ..." when it does not answer within 3 s.
+pub async fn srvr(pod_ip: &str) -> String {
+    let url = format!("http://{pod_ip}:8080/commands/srvr");
+    match reqwest::Client::new()
+        .get(&url)
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+    {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(e) => format!("unreachable: {e}"),
+    }
 }
