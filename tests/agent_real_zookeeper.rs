@@ -32,6 +32,7 @@ use zooherd::agent::server::{
 };
 use zooherd::build::names::server_host;
 use zooherd::build::{Topology, zoo_cfg};
+use zooherd::quorum::Myid;
 use zooherd::quorum::membership::Membership;
 use zooherd::quorum::reconfig::super_digest;
 
@@ -93,7 +94,7 @@ impl Ensemble {
 
     /// [`Self::bootstrap`] with each server's client address bound to its address in `ips`
     /// (see [`bound_members`]).
-    fn bound_bootstrap(&self, ips: &BTreeMap<u8, IpAddr>, topology: &Topology) -> Membership {
+    fn bound_bootstrap(&self, ips: &BTreeMap<Myid, IpAddr>, topology: &Topology) -> Membership {
         let mut members = self.bootstrap(topology);
         for (myid, line) in &mut members.servers {
             *line = bind_client_address(line, ips[myid]).expect("a line with a client port");
@@ -239,7 +240,7 @@ async fn a_quorum_from_the_operators_config_and_probes_that_tell_the_truth() {
             .unwrap_or_else(|| panic!("{dynamic}"));
         assert_ne!(version, "0", "a version ZooKeeper committed");
         let servers = Membership::parse(&fs::read_to_string(dynamic).unwrap()).unwrap();
-        assert_eq!(servers.voters().into_iter().collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(servers.voters(), Myid::up_to(3).collect());
         let mounted = fs::read_to_string(spec.dir.join("configmap/zoo.cfg")).unwrap();
         assert_eq!(mounted, ensemble.operator_config());
 
@@ -575,7 +576,7 @@ fn missing_identity_is_one_line_naming_the_variable() {
 }
 
 /// The servers' loopback addresses, by myid.
-fn addresses(zk: &ZkEnsemble) -> BTreeMap<u8, IpAddr> {
+fn addresses(zk: &ZkEnsemble) -> BTreeMap<Myid, IpAddr> {
     zk.members()
         .iter()
         .map(|m| (m.myid(), IpAddr::V4(m.ip())))
@@ -586,7 +587,7 @@ fn addresses(zk: &ZkEnsemble) -> BTreeMap<u8, IpAddr> {
 /// address, as the servers here bind it (ZOOHERD_BIND_ADDRESS): a reconfiguration gives every
 /// server the committed lines, its own included, and it must keep its client port where it
 /// is. (In Kubernetes every server binds all interfaces, and the operator's lines say so.)
-fn bound_members(lines: &BTreeMap<u8, String>, myids: &[u8], version: u64) -> Membership {
+fn bound_members(lines: &BTreeMap<Myid, String>, myids: &[Myid], version: u64) -> Membership {
     Membership {
         version,
         servers: myids.iter().map(|m| (*m, lines[m].clone())).collect(),
@@ -599,10 +600,10 @@ fn bound_members(lines: &BTreeMap<u8, String>, myids: &[u8], version: u64) -> Me
 async fn start_with_lines(
     ensemble: &Ensemble,
     line: impl Fn(&support::zookeeper::Member) -> String,
-) -> (ZkEnsemble, BTreeMap<u8, String>) {
+) -> (ZkEnsemble, BTreeMap<Myid, String>) {
     let mut zk = ensemble.builder().prepare().expect("prepare the servers");
-    let lines: BTreeMap<u8, String> = zk.members().iter().map(|m| (m.myid(), line(m))).collect();
-    let myids: Vec<u8> = lines.keys().copied().collect();
+    let lines: BTreeMap<Myid, String> = zk.members().iter().map(|m| (m.myid(), line(m))).collect();
+    let myids: Vec<Myid> = lines.keys().copied().collect();
     *ensemble.members.lock().unwrap() = Some(bound_members(&lines, &myids, 0));
     for i in 0..zk.size() {
         zk.start_member(i).expect("start a server");
@@ -629,7 +630,7 @@ async fn scaling_to_one_and_back_and_restarting_on_the_newest_committed_membersh
         *operator.members.lock().unwrap() = Some(operator.bound_bootstrap(&ips, &topology));
     };
     let add_lines = lines.clone();
-    let line = move |_: &ZkEnsemble, myid: u8| add_lines[&myid].clone();
+    let line = move |_: &ZkEnsemble, myid: Myid| add_lines[&myid].clone();
     let mut scaler = Scaler {
         password: PASSWORD,
         line: &line,
@@ -646,7 +647,7 @@ async fn scaling_to_one_and_back_and_restarting_on_the_newest_committed_membersh
         ]
     );
     let one = committed(&zk, 1, PASSWORD).await;
-    assert_eq!(one.voters().into_iter().collect::<Vec<_>>(), [1]);
+    assert_eq!(one.voters(), Myid::up_to(1).collect());
     assert_eq!(
         zk.wait_for_serving(0, QUORUM_TIMEOUT).await.ok(),
         Some(ServerState::Leader),
@@ -687,7 +688,7 @@ async fn scaling_to_one_and_back_and_restarting_on_the_newest_committed_membersh
         ]
     );
     let three = committed(&zk, 3, PASSWORD).await;
-    assert_eq!(three.voters().into_iter().collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(three.voters(), Myid::up_to(3).collect());
     zk.wait_for_all_serving(QUORUM_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -832,7 +833,7 @@ async fn scale_up_while_the_voters_are_out_of_reach(
     let replicas = ensemble.replicas as usize;
     let mut zookeeper = ensemble.builder().prepare().expect("prepare the servers");
     let ips = addresses(&zookeeper);
-    let lines: BTreeMap<u8, String> = zookeeper
+    let lines: BTreeMap<Myid, String> = zookeeper
         .members()
         .iter()
         .map(|m| (m.myid(), server_line(&m.spec().servers[m.index()])))
@@ -929,7 +930,7 @@ async fn scale_up_while_the_voters_are_out_of_reach(
         back.elapsed(),
         states.join(" / ")
     );
-    let line = move |_: &ZkEnsemble, myid: u8| lines[&myid].clone();
+    let line = move |_: &ZkEnsemble, myid: Myid| lines[&myid].clone();
     let mut no_grow = |_: &Membership, _: u8| {};
     let mut scaler = Scaler {
         password: PASSWORD,

@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -28,6 +27,7 @@ use support::operator::{
 use support::zookeeper::{ZkEnsemble, render_config, server_line};
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use zooherd::build::names::{self, server_host};
+use zooherd::quorum::Myid;
 use zooherd::quorum::membership::Membership;
 
 /// Creates the ensemble `zk` with `spec` and prepares (without starting) a ZooKeeper
@@ -478,9 +478,9 @@ async fn the_operator_scales_by_reconfiguration_and_refuses_to_lose_the_quorum()
         (members.servers.len() == 5).then_some(members)
     })
     .await;
-    assert_eq!(bootstrap.voters(), BTreeSet::from([1, 2, 3]));
+    assert_eq!(bootstrap.voters(), Myid::up_to(3).collect());
     assert!(
-        bootstrap.servers[&5].ends_with(":2888:3888:observer;2181"),
+        bootstrap.servers[&Myid::try_from(5).unwrap()].ends_with(":2888:3888:observer;2181"),
         "{}",
         bootstrap.render()
     );
@@ -690,11 +690,11 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
     let bootstrap = eventually("3 listed as an observer", || async {
         let mut data = config_maps.get("zk-config").await.unwrap().data?;
         let members = Membership::parse(&data.remove(names::MEMBERS_KEY)?).unwrap();
-        (members.voters() == BTreeSet::from([1, 2])).then_some(members)
+        (members.voters() == Myid::up_to(2).collect()).then_some(members)
     })
     .await;
     assert!(
-        bootstrap.servers[&3].contains(":observer;"),
+        bootstrap.servers[&Myid::try_from(3).unwrap()].contains(":observer;"),
         "{}",
         bootstrap.render()
     );

@@ -15,6 +15,7 @@ use std::time::Duration;
 use support::scaling::{Scaler, committed, names, states};
 use support::zookeeper::{ZkEnsemble, server_line};
 use tokio::sync::Mutex;
+use zooherd::quorum::Myid;
 use zooherd::quorum::membership::{Membership, ScaleFacts, ScaleStep, next_step};
 use zooherd::quorum::reconfig::{BARRIER_PATH, Reconfigurer, SUPERUSER, super_digest};
 
@@ -39,8 +40,8 @@ async fn start(size: usize, voters: usize) -> ZkEnsemble {
     zk
 }
 
-fn committed_voters(membership: &Membership) -> Vec<u8> {
-    membership.voters().into_iter().collect()
+fn committed_voters(membership: &Membership) -> Vec<i32> {
+    membership.voters().into_iter().map(i32::from).collect()
 }
 
 /// The controller's steps on the plain harness: joining members start with the files the
@@ -48,8 +49,8 @@ fn committed_voters(membership: &Membership) -> Vec<u8> {
 fn scaler<'a>(no_op: &'a mut dyn FnMut(&Membership, u8)) -> Scaler<'a> {
     Scaler {
         password: PASSWORD,
-        line: &|zk: &ZkEnsemble, myid: u8| {
-            let i = usize::from(myid) - 1;
+        line: &|zk: &ZkEnsemble, myid: Myid| {
+            let i = myid.ordinal() as usize;
             server_line(&zk.member(i).spec().servers[i])
         },
         before_grow: no_op,
@@ -189,7 +190,12 @@ async fn a_change_without_the_superuser_is_refused_by_zookeeper() {
     let servers = zk.client_addresses(0..3);
     let committed = committed(&zk, 3, PASSWORD).await;
     let error = Reconfigurer::default()
-        .remove_voter(&servers, "wrong-password", &committed, 3)
+        .remove_voter(
+            &servers,
+            "wrong-password",
+            &committed,
+            Myid::try_from(3).unwrap(),
+        )
         .await
         .expect_err("a wrong password cannot reconfigure");
     assert!(error.to_string().contains("NoAuth"), "{error}");

@@ -22,6 +22,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::ZooKeeperEnsemble;
 use crate::api::validate::{self, ValidationError};
+use crate::quorum::Myid;
 
 mod config_map;
 pub mod names;
@@ -101,10 +102,10 @@ pub struct Topology {
     /// The voters: the participants of the bootstrap membership (the ConfigMap's `members`).
     /// The PodDisruptionBudget allows their fault tolerance, not that of the voters
     /// `spec.replicas` asks for.
-    pub voters: BTreeSet<u8>,
+    pub voters: BTreeSet<Myid>,
     /// The servers joining: the observers of the bootstrap membership, until the operator adds
     /// them as voters one at a time, each once it has synced.
-    pub joining: BTreeSet<u8>,
+    pub joining: BTreeSet<Myid>,
     /// The ensemble has formed a quorum at least once (the ConfigMap's `formed`): from then on
     /// a server with an empty volume never starts as a voter (see `agent::server::may_start`).
     pub formed: bool,
@@ -137,9 +138,12 @@ impl Topology {
     /// - Not known but a StatefulSet: the servers it runs may have formed the ensemble, so they
     ///   stay participants (as the first reconcile wrote them); any server beyond it joins. It
     ///   does not shrink before the voters are known: it may run voters.
-    pub fn new(replicas: u32, committed: Option<&BTreeSet<u8>>, stateful_set: Option<u32>) -> Self {
-        let up_to =
-            |n: u32| -> BTreeSet<u8> { (1..=n).filter_map(|m| u8::try_from(m).ok()).collect() };
+    pub fn new(
+        replicas: u32,
+        committed: Option<&BTreeSet<Myid>>,
+        stateful_set: Option<u32>,
+    ) -> Self {
+        let up_to = |n: u32| -> BTreeSet<Myid> { Myid::up_to(n).collect() };
         let (voters, servers) = match (committed, stateful_set) {
             (Some(voters), _) => {
                 let highest = voters.last().map_or(0, |&m| u32::from(m));
@@ -326,6 +330,7 @@ mod tests {
 
     use super::fixtures::{UID, ensemble, settings};
     use super::*;
+    use crate::quorum::myid::ids;
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     #[test]
@@ -378,15 +383,19 @@ mod tests {
         assert_eq!(data.len(), 3);
         assert_eq!(data[names::ZOO_CFG_KEY], want);
         assert_eq!(data[names::FORMED_KEY], "false");
-        let voters = BTreeSet::from([1, 2, 3]);
-        let members =
-            zoo_cfg::bootstrap_membership("zk", "data", "cluster.local", &voters, &BTreeSet::new());
+        let members = zoo_cfg::bootstrap_membership(
+            "zk",
+            "data",
+            "cluster.local",
+            &ids(&[1, 2, 3]),
+            &ids(&[]),
+        );
         assert_eq!(data[names::MEMBERS_KEY], members.render());
     }
 
     #[test]
     fn topology_sets_the_servers_and_the_bootstrap_membership() {
-        let topology = Topology::new(5, Some(&BTreeSet::from([1, 2, 3])), Some(3));
+        let topology = Topology::new(5, Some(&ids(&[1, 2, 3])), Some(3));
         let children = children(&ensemble(json!({})), &settings(), Some(&topology)).unwrap();
         let sts = children.stateful_set.spec.unwrap();
         assert_eq!(sts.replicas, Some(5));
@@ -445,16 +454,12 @@ mod tests {
             (3, None, Some(5), (5, &[1, 2, 3, 4, 5], &[])),
         ];
         for (replicas, committed, stateful_set, (servers, voters, joining)) in cases {
-            let committed: Option<BTreeSet<u8>> = committed.map(|v| v.iter().copied().collect());
+            let committed = committed.map(ids);
             let topology = Topology::new(replicas, committed.as_ref(), stateful_set);
             let case = format!("{replicas} {committed:?} {stateful_set:?}");
             assert_eq!(topology.servers, servers, "{case}");
-            assert_eq!(topology.voters, voters.iter().copied().collect(), "{case}");
-            assert_eq!(
-                topology.joining,
-                joining.iter().copied().collect(),
-                "{case}"
-            );
+            assert_eq!(topology.voters, ids(voters), "{case}");
+            assert_eq!(topology.joining, ids(joining), "{case}");
             // Never more than the voters as participants: joining servers cannot vote.
             assert!(topology.voters.is_disjoint(&topology.joining), "{case}");
         }

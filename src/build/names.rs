@@ -3,7 +3,7 @@
 //! Every object Zooherd creates for an ensemble is named after the ensemble, so the controller
 //! can find each child (and each server's pod) from the ensemble alone, without listing. The
 //! agent inside a pod derives its myid from its own pod name with [`ordinal_from_pod_name`] and
-//! [`myid`], and the paths and ports below are the ones zoo.cfg and the pod spec agree on, so
+//! [`Myid::from_ordinal`](crate::quorum::Myid::from_ordinal), and the paths and ports below are the ones zoo.cfg and the pod spec agree on, so
 //! they live in one place.
 
 use std::collections::BTreeMap;
@@ -110,12 +110,6 @@ pub fn pod(ensemble: &ZooKeeperEnsemble, ordinal: u32) -> String {
     format!("{}-{ordinal}", stateful_set(ensemble))
 }
 
-/// ZooKeeper myid of the server at `ordinal`: ZooKeeper documents myids as 1..=255, while
-/// StatefulSet ordinals start at 0.
-pub fn myid(ordinal: u32) -> u32 {
-    ordinal + 1
-}
-
 /// Ordinal of a StatefulSet pod, from the number after its last `-`; `None` when the name does
 /// not end in a canonical ordinal (digits without a sign or a leading zero).
 pub fn ordinal_from_pod_name(pod_name: &str) -> Option<u32> {
@@ -197,13 +191,6 @@ mod tests {
         ];
         for (got, want) in cases {
             assert_eq!(got, want);
-        }
-    }
-
-    #[test]
-    fn myid_is_ordinal_plus_one() {
-        for (ordinal, want) in [(0, 1), (1, 2), (4, 5), (254, 255)] {
-            assert_eq!(myid(ordinal), want, "ordinal {ordinal}");
         }
     }
 

@@ -27,6 +27,7 @@ use super::names::{
 use crate::api::operator_owned_keys;
 use crate::api::security::is_security_key;
 use crate::api::validate::is_config_key;
+use crate::quorum::Myid;
 use crate::quorum::membership::Membership;
 
 /// Tuning keys Zooherd sets unless `spec.config` sets them.
@@ -165,8 +166,8 @@ pub fn bootstrap_membership(
     ensemble_name: &str,
     namespace: &str,
     cluster_domain: &str,
-    voters: &BTreeSet<u8>,
-    joining: &BTreeSet<u8>,
+    voters: &BTreeSet<Myid>,
+    joining: &BTreeSet<Myid>,
 ) -> Membership {
     let roles = voters
         .iter()
@@ -174,8 +175,13 @@ pub fn bootstrap_membership(
         .chain(joining.iter().map(|&myid| (myid, "observer")));
     let servers = roles
         .map(|(myid, role)| {
-            let ordinal = u32::from(myid) - 1;
-            let line = line_with_role(ensemble_name, namespace, ordinal, cluster_domain, role);
+            let line = line_with_role(
+                ensemble_name,
+                namespace,
+                myid.ordinal(),
+                cluster_domain,
+                role,
+            );
             (myid, line)
         })
         .collect();
@@ -201,6 +207,7 @@ fn property_value(value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quorum::myid::ids;
 
     fn config(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
         entries
@@ -262,13 +269,9 @@ tickTime=2000
         assert_eq!(render_default(), want);
     }
 
-    fn set(myids: impl IntoIterator<Item = u8>) -> BTreeSet<u8> {
-        myids.into_iter().collect()
-    }
-
     #[test]
     fn bootstrap_membership_lists_voters_as_participants_and_joining_servers_as_observers() {
-        let members = bootstrap_membership("zk", "ns", "cluster.local", &set([1]), &set([2, 3]));
+        let members = bootstrap_membership("zk", "ns", "cluster.local", &ids(&[1]), &ids(&[2, 3]));
         assert_eq!(
             members.render(),
             "server.1=zk-0.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181\n\
@@ -276,13 +279,19 @@ tickTime=2000
              server.3=zk-2.zk-headless.ns.svc.cluster.local:2888:3888:observer;2181\n\
              version=0\n"
         );
-        assert_eq!(members.voters(), set([1]));
-        let eleven = bootstrap_membership("zk", "ns", "cluster.local", &set(1..=11), &set([]));
-        let myids: Vec<u8> = eleven.servers.keys().copied().collect();
-        assert_eq!(myids, (1..=11).collect::<Vec<u8>>());
+        assert_eq!(members.voters(), ids(&[1]));
+        let eleven = bootstrap_membership(
+            "zk",
+            "ns",
+            "cluster.local",
+            &Myid::up_to(11).collect(),
+            &ids(&[]),
+        );
+        let myids: Vec<Myid> = eleven.servers.keys().copied().collect();
+        assert_eq!(myids, Myid::up_to(11).collect::<Vec<_>>());
         assert_eq!(eleven.voters().len(), 11, "every server is a participant");
-        let mixed = bootstrap_membership("zk", "ns", "cluster.local", &set([1, 3]), &set([2, 4]));
-        assert_eq!(mixed.voters(), set([1, 3]));
+        let mixed = bootstrap_membership("zk", "ns", "cluster.local", &ids(&[1, 3]), &ids(&[2, 4]));
+        assert_eq!(mixed.voters(), ids(&[1, 3]));
         assert_eq!(mixed.servers.len(), 4);
     }
 

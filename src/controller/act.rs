@@ -17,6 +17,7 @@ use super::{Context, Error};
 use crate::api::ZooKeeperEnsemble;
 use crate::build::{names, zoo_cfg};
 use crate::decide::Disruption;
+use crate::quorum::Myid;
 use crate::quorum::membership::{Membership, ScaleStep, list};
 
 /// How long a failed member gets to exit when the operator restarts it. A frozen or wedged
@@ -130,7 +131,7 @@ async fn change_voters(
     ctx: &Context,
     observation: &Observation,
     disruption: &Disruption,
-    myid: u8,
+    myid: Myid,
     committed: &Membership,
     password: &str,
 ) -> Acted {
@@ -140,7 +141,7 @@ async fn change_voters(
         let line = zoo_cfg::server_line(
             &ensemble.name_any(),
             &ensemble.namespace().unwrap_or_default(),
-            u32::from(myid) - 1,
+            myid.ordinal(),
             &ctx.settings.build.cluster_domain,
         );
         let result = ctx
@@ -161,7 +162,7 @@ async fn change_voters(
         )
     };
     let took = started.elapsed();
-    let pod = names::pod(ensemble, u32::from(myid) - 1);
+    let pod = names::pod(ensemble, myid.ordinal());
     match result {
         Ok(now) => {
             let note = format!(

@@ -24,9 +24,9 @@ use crate::decide::node;
 use crate::decide::restart::{PodFacts, RestartPolicy, pod_is_ready};
 use crate::decide::roll::PodRevision;
 use crate::decide::{Observed, ScaleView, SpecOutcome};
-use crate::quorum;
 use crate::quorum::probe::Voter;
 use crate::quorum::rule::ComputedStatus;
+use crate::quorum::{self, Myid};
 
 /// The label the StatefulSet controller puts on each pod: the revision it was created from.
 const POD_REVISION_LABEL: &str = "controller-revision-hash";
@@ -90,9 +90,13 @@ impl Observation {
 }
 
 /// The server with `myid`, with the IP of its pod, and the pod.
-pub fn server(ensemble: &ZooKeeperEnsemble, ctx: &Context, myid: u8) -> (Voter, Option<Arc<Pod>>) {
+pub fn server(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    myid: Myid,
+) -> (Voter, Option<Arc<Pod>>) {
     let namespace = ensemble.namespace().unwrap_or_default();
-    let pod_name = names::pod(ensemble, u32::from(myid) - 1);
+    let pod_name = names::pod(ensemble, myid.ordinal());
     let pod = ctx
         .stores
         .pods
@@ -101,7 +105,7 @@ pub fn server(ensemble: &ZooKeeperEnsemble, ctx: &Context, myid: u8) -> (Voter, 
         .as_ref()
         .and_then(|p| p.status.as_ref()?.pod_ip.as_ref()?.parse().ok());
     let voter = Voter {
-        myid: i32::from(myid),
+        myid,
         pod: pod_name,
         ip,
     };
@@ -110,12 +114,9 @@ pub fn server(ensemble: &ZooKeeperEnsemble, ctx: &Context, myid: u8) -> (Voter, 
 
 /// The voters: the committed ones recorded, else (before the operator first read them)
 /// servers 1..=replicas.
-fn voter_ids(ensemble: &ZooKeeperEnsemble, recorded: Option<&MembershipStatus>) -> BTreeSet<u8> {
+fn voter_ids(ensemble: &ZooKeeperEnsemble, recorded: Option<&MembershipStatus>) -> BTreeSet<Myid> {
     scale::recorded_voters(recorded).unwrap_or_else(|| {
-        let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
-        (1..=replicas)
-            .filter_map(|m| u8::try_from(m).ok())
-            .collect()
+        Myid::up_to(u32::try_from(ensemble.spec.replicas).unwrap_or(0)).collect()
     })
 }
 
@@ -181,18 +182,14 @@ pub async fn observe(
             .and_then(|r| u32::try_from(r).ok()),
         committed: None,
         refusing_empty: BTreeMap::new(),
-        states: computed
-            .answered
-            .iter()
-            .filter_map(|(&myid, &state)| Some((u8::try_from(myid).ok()?, state)))
-            .collect(),
+        states: computed.answered.clone(),
     };
     // Any server, voter or joining, whose pod refuses to start as a voter on an empty volume.
     let highest = scale
         .servers
         .unwrap_or(0)
-        .max(u32::from(voter_ids.last().copied().unwrap_or(0)));
-    for myid in (1..=highest).filter_map(|m| u8::try_from(m).ok()) {
+        .max(voter_ids.last().map_or(0, |&m| u32::from(m)));
+    for myid in Myid::up_to(highest) {
         if let (voter, Some(pod)) = server(ensemble, ctx, myid)
             && PodFacts::from_pod(&pod).refuses_empty_voter
         {
@@ -206,16 +203,13 @@ pub async fn observe(
         && scale.needs_reading()
     {
         // The servers beyond the voters (joining, or leaving the StatefulSet) answer too.
-        let others: Vec<Voter> = (1..=scale.servers.unwrap_or(0))
-            .filter_map(|m| u8::try_from(m).ok())
+        let others: Vec<Voter> = Myid::up_to(scale.servers.unwrap_or(0))
             .filter(|m| !voter_ids.contains(m))
             .map(|m| server(ensemble, ctx, m).0)
             .collect();
         let round = ctx.prober.probe(&others).await;
         for observation in &round.observations {
-            if let Ok(myid) = u8::try_from(observation.myid) {
-                scale.states.insert(myid, observation.state());
-            }
+            scale.states.insert(observation.myid, observation.state());
         }
         serving_addresses = scale
             .states

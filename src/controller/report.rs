@@ -56,7 +56,11 @@ pub async fn report(
     match (&decision.disruption, acted.failure) {
         (Disruption::Restart { myid, .. }, None) => {
             memory.rule.record_restart(*myid, now);
-            if let Some(member) = computed.members.iter_mut().find(|m| m.myid == *myid) {
+            if let Some(member) = computed
+                .members
+                .iter_mut()
+                .find(|m| m.myid == i32::from(*myid))
+            {
                 member.restarts += 1;
             }
         }

@@ -23,15 +23,15 @@ use kube::runtime::reflector::ObjectRef;
 use super::Stores;
 use crate::api::{MembershipStatus, ZooKeeperEnsemble};
 use crate::build::names;
+use crate::quorum::Myid;
 use crate::quorum::membership::{Membership, ScaleStep};
 
 /// The committed voters recorded in the status, if any.
-pub fn recorded_voters(membership: Option<&MembershipStatus>) -> Option<BTreeSet<u8>> {
-    let voters: BTreeSet<u8> = membership?
+pub fn recorded_voters(membership: Option<&MembershipStatus>) -> Option<BTreeSet<Myid>> {
+    let voters: BTreeSet<Myid> = membership?
         .voters
         .iter()
-        .filter_map(|&m| u8::try_from(m).ok())
-        .filter(|&m| m > 0)
+        .filter_map(|&m| Myid::try_from(m).ok())
         .collect();
     (!voters.is_empty()).then_some(voters)
 }
@@ -70,10 +70,7 @@ pub fn membership_status(committed: &Membership, step: &ScaleStep) -> Membership
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn set(myids: &[u8]) -> BTreeSet<u8> {
-        myids.iter().copied().collect()
-    }
+    use crate::quorum::myid::ids;
 
     #[test]
     fn status_names_the_voters_the_version_and_the_step() {
@@ -94,7 +91,7 @@ mod tests {
         );
         assert_eq!(
             recorded_voters(Some(&membership_status(&committed, &refused))),
-            Some(set(&[1, 2]))
+            Some(ids(&[1, 2]))
         );
         assert_eq!(recorded_voters(None), None);
     }

@@ -470,7 +470,7 @@ mod tests {
                 "the voters are servers 1 to 1",
             ),
             (
-                ScaleStep::RemoveVoter(3),
+                ScaleStep::RemoveVoter(crate::quorum::myid::id(3)),
                 "True",
                 "RemovingVoter",
                 "scaling to 1 voters: removing voter 3",

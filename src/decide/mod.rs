@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 
 use crate::api::{MemberState, Phase};
+use crate::quorum::Myid;
 use crate::quorum::membership::{self, Membership, ScaleStep};
 use crate::quorum::rule::{ComputedStatus, is_serving_voter};
 use restart::{PodFacts, RestartDecision, RestartPolicy, decide_restart};
@@ -59,7 +60,7 @@ pub struct ScaleView {
     /// `spec.replicas`.
     pub desired: u32,
     /// The committed voters as recorded in the status (None: not read yet).
-    pub recorded: Option<BTreeSet<u8>>,
+    pub recorded: Option<BTreeSet<Myid>>,
     /// The StatefulSet's replicas (None: no StatefulSet yet).
     pub servers: Option<u32>,
     /// The committed membership, read this round only while it may differ from the spec and a
@@ -67,19 +68,17 @@ pub struct ScaleView {
     pub committed: Option<Result<Membership, String>>,
     /// Servers whose pod refuses to start because the server would be a voter on an empty
     /// volume (the agent's exit code 82), by myid, with the pod's name.
-    pub refusing_empty: BTreeMap<u8, String>,
+    pub refusing_empty: BTreeMap<Myid, String>,
     /// What every server answered this round, voters and joiners, by myid: raw answers, never
     /// a state the status rule holds back, because a voter change is only safe on what is true
     /// now.
-    pub states: BTreeMap<u8, MemberState>,
+    pub states: BTreeMap<Myid, MemberState>,
 }
 
 impl ScaleView {
     /// Whether the membership or the StatefulSet's size is not yet what the spec asks.
     pub fn needs_reading(&self) -> bool {
-        let wanted: BTreeSet<u8> = (1..=self.desired)
-            .filter_map(|m| u8::try_from(m).ok())
-            .collect();
+        let wanted: BTreeSet<Myid> = Myid::up_to(self.desired).collect();
         self.recorded.as_ref() != Some(&wanted)
             || self.servers != Some(self.desired)
             || !self.refusing_empty.is_empty()
@@ -115,15 +114,15 @@ pub enum Disruption {
     /// Evict a failed member's pod so that it is recreated.
     Restart {
         pod: String,
-        myid: i32,
+        myid: Myid,
         reason: String,
     },
     /// Replace an outdated member's pod with the current revision.
     Roll { pod: String, reason: String },
     /// Add this server to the voters by reconfiguration.
-    AddVoter(u8),
+    AddVoter(Myid),
     /// Remove this voter by reconfiguration.
-    RemoveVoter(u8),
+    RemoveVoter(Myid),
 }
 
 /// A round's decision: the action, and where the roll and the scale stand (for the status).
@@ -241,7 +240,7 @@ fn empty_volume_step(view: &ScaleView) -> Option<Decision> {
         );
         let restart = Disruption::Restart {
             pod: pod.clone(),
-            myid: i32::from(myid),
+            myid,
             reason,
         };
         return Some(decision(restart, None));
@@ -266,9 +265,9 @@ fn empty_volume_step(view: &ScaleView) -> Option<Decision> {
 /// second one down while the first is already dead.
 fn phase_now(computed: &ComputedStatus) -> Phase {
     let every_voter_answers = computed.members.iter().all(|m| {
-        computed
-            .answered
-            .get(&m.myid)
+        Myid::try_from(m.myid)
+            .ok()
+            .and_then(|myid| computed.answered.get(&myid))
             .is_some_and(|&state| is_serving_voter(state))
     });
     match computed.summary.phase {

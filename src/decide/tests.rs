@@ -11,6 +11,7 @@ use super::*;
 use crate::api::{MemberState, MemberStatus, Phase};
 use crate::quorum::admin::MonitorStats;
 use crate::quorum::membership::{Membership, ScaleStep};
+use crate::quorum::myid::id;
 use crate::quorum::rule::{ComputedStatus, Summary, quorum_size};
 use MemberState::{Follower as F, Leader as L, NotServing as N, Unreachable as U};
 
@@ -108,11 +109,11 @@ impl Scenario {
             members: members.clone(),
             formed_at: None,
             message: String::new(),
-            answered: members
-                .iter()
-                .map(|m| {
+            answered: Myid::up_to(255)
+                .zip(&members)
+                .map(|(myid, m)| {
                     let lost = self.lost_probes.contains(&m.myid);
-                    (m.myid, if lost { U } else { m.state })
+                    (myid, if lost { U } else { m.state })
                 })
                 .collect(),
         };
@@ -146,13 +147,10 @@ impl Scenario {
                 (m.pod.clone(), revision)
             })
             .collect();
-        let mut states: BTreeMap<u8, MemberState> = computed
-            .answered
-            .iter()
-            .map(|(&myid, &state)| (u8::try_from(myid).unwrap(), state))
-            .collect();
-        states.extend(self.joiners.iter().copied());
-        let recorded: BTreeSet<u8> = (1..=u8::try_from(self.voters.len()).unwrap()).collect();
+        let mut states = computed.answered.clone();
+        states.extend(self.joiners.iter().map(|&(m, state)| (id(m), state)));
+        let recorded: BTreeSet<Myid> =
+            Myid::up_to(u32::try_from(self.voters.len()).unwrap()).collect();
         let scale = ScaleView {
             desired: self.desired,
             recorded: Some(recorded),
@@ -160,7 +158,7 @@ impl Scenario {
             refusing_empty: self
                 .refusing_empty
                 .iter()
-                .map(|&(myid, pod)| (myid, pod.to_owned()))
+                .map(|&(myid, pod)| (id(myid), pod.to_owned()))
                 .collect(),
             committed: self.committed.map(|read| {
                 read.map(committed_membership)
@@ -225,7 +223,7 @@ fn a_failed_members_restart_comes_before_a_roll_and_a_scale() {
     scenario.desired = 5;
     let decision = scenario.decide();
     assert!(
-        matches!(&decision.disruption, Disruption::Restart { pod, myid: 3, .. } if pod == "zk-2"),
+        matches!(&decision.disruption, Disruption::Restart { pod, myid, .. } if pod == "zk-2" && *myid == id(3)),
         "{decision:?}"
     );
     assert_eq!((decision.roll, decision.scale), (None, None));
@@ -340,8 +338,8 @@ fn scale_steps_follow_the_committed_membership() {
             5,
             Some(Ok(&[1, 2, 3])),
             vec![(4, F), (5, F)],
-            Disruption::AddVoter(4),
-            Some(ScaleStep::AddVoter(4)),
+            Disruption::AddVoter(id(4)),
+            Some(ScaleStep::AddVoter(id(4))),
         ),
         // Up: a joiner that does not serve yet is waited for.
         (
@@ -360,8 +358,8 @@ fn scale_steps_follow_the_committed_membership() {
             3,
             Some(Ok(&[1, 2, 3])),
             vec![],
-            Disruption::RemoveVoter(3),
-            Some(ScaleStep::RemoveVoter(3)),
+            Disruption::RemoveVoter(id(3)),
+            Some(ScaleStep::RemoveVoter(id(3))),
         ),
         // The membership could not be read: wait, and say why.
         (
@@ -463,10 +461,10 @@ fn a_voter_whose_volume_came_back_empty_leaves_the_voters_first() {
     let decision = scenario.decide();
     assert_eq!(
         decision.disruption,
-        Disruption::RemoveVoter(3),
+        Disruption::RemoveVoter(id(3)),
         "{decision:?}"
     );
-    assert_eq!(decision.scale, Some(ScaleStep::RemoveVoter(3)));
+    assert_eq!(decision.scale, Some(ScaleStep::RemoveVoter(id(3))));
 
     // Not while the others would not keep a quorum: voter 2 is down too.
     let mut down = Scenario::steady();
@@ -505,7 +503,7 @@ fn a_voter_whose_volume_came_back_empty_leaves_the_voters_first() {
     scenario.committed = Some(Ok(&[1, 2]));
     let decision = scenario.decide();
     assert!(
-        matches!(&decision.disruption, Disruption::Restart { pod, myid: 3, .. } if pod == "zk-2"),
+        matches!(&decision.disruption, Disruption::Restart { pod, myid, .. } if pod == "zk-2" && *myid == id(3)),
         "{decision:?}"
     );
 }

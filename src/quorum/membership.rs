@@ -31,6 +31,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use super::Myid;
 use super::rule::{is_serving_voter, quorum_size};
 use crate::api::MemberState;
 
@@ -42,7 +43,7 @@ pub struct Membership {
     pub version: u64,
     /// The value of each `server.<myid>=` line:
     /// `host:quorum port:election port[:role][;[client address:]client port]`.
-    pub servers: BTreeMap<u8, String>,
+    pub servers: BTreeMap<Myid, String>,
 }
 
 /// Why a configuration text could not be read.
@@ -53,7 +54,7 @@ pub enum ParseError {
     #[error("server.{0} is not a myid from 1 to 255")]
     BadMyid(String),
     #[error("server.{0} appears twice")]
-    Duplicate(u8),
+    Duplicate(Myid),
     #[error("version={0:?} is not a hexadecimal number")]
     BadVersion(String),
     #[error("the configuration lists no server")]
@@ -80,11 +81,7 @@ impl Membership {
                 version = u64::from_str_radix(value, 16)
                     .map_err(|_| ParseError::BadVersion(value.to_owned()))?;
             } else if let Some(id) = key.strip_prefix("server.") {
-                let myid = id
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|&m| m > 0)
-                    .ok_or_else(|| ParseError::BadMyid(id.to_owned()))?;
+                let myid: Myid = id.parse().map_err(|_| ParseError::BadMyid(id.to_owned()))?;
                 if servers.insert(myid, value.to_owned()).is_some() {
                     return Err(ParseError::Duplicate(myid));
                 }
@@ -99,7 +96,7 @@ impl Membership {
     }
 
     /// The voters: servers whose role is `participant` (the default) rather than `observer`.
-    pub fn voters(&self) -> BTreeSet<u8> {
+    pub fn voters(&self) -> BTreeSet<Myid> {
         self.servers
             .iter()
             .filter(|(_, line)| !is_observer(line))
@@ -133,7 +130,7 @@ fn is_observer(line: &str) -> bool {
 }
 
 /// `1, 2, 3` (or `none`).
-pub fn list(myids: impl IntoIterator<Item = u8>) -> String {
+pub fn list(myids: impl IntoIterator<Item = Myid>) -> String {
     let items: Vec<String> = myids.into_iter().map(|m| m.to_string()).collect();
     if items.is_empty() {
         "none".to_owned()
@@ -153,7 +150,7 @@ pub struct ScaleFacts<'a> {
     pub stateful_set_replicas: u8,
     /// What each server with a pod answers, by myid (voters and joining servers alike). A
     /// server with no entry counts as missing.
-    pub states: &'a BTreeMap<u8, MemberState>,
+    pub states: &'a BTreeMap<Myid, MemberState>,
 }
 
 /// The next step towards `desired` voters.
@@ -164,9 +161,9 @@ pub enum ScaleStep {
     /// Set the StatefulSet's replicas to this many, starting the joining servers.
     Grow(u8),
     /// Add this server as a voter.
-    AddVoter(u8),
+    AddVoter(Myid),
     /// Remove this voter.
-    RemoveVoter(u8),
+    RemoveVoter(Myid),
     /// Set the StatefulSet's replicas to this many: the servers beyond it are no longer voters.
     Shrink(u8),
     /// Not now; why (a server starting, syncing).
@@ -194,11 +191,11 @@ impl fmt::Display for ScaleStep {
 /// `states`: what each server answered this round, by myid (absent: missing).
 pub fn quorum_refusal(
     change: &str,
-    voters: &BTreeSet<u8>,
-    new: &BTreeSet<u8>,
-    states: &BTreeMap<u8, MemberState>,
+    voters: &BTreeSet<Myid>,
+    new: &BTreeSet<Myid>,
+    states: &BTreeMap<Myid, MemberState>,
 ) -> Option<String> {
-    let serving = |members: &BTreeSet<u8>| -> BTreeSet<u8> {
+    let serving = |members: &BTreeSet<Myid>| -> BTreeSet<Myid> {
         members
             .iter()
             .copied()
@@ -228,8 +225,8 @@ pub fn quorum_refusal(
 /// Decides the next step of a scale (see the module documentation).
 pub fn next_step(facts: &ScaleFacts) -> ScaleStep {
     let voters = facts.committed.voters();
-    let desired: BTreeSet<u8> = (1..=facts.desired).collect();
-    let state = |myid: u8| {
+    let desired: BTreeSet<Myid> = Myid::up_to(u32::from(facts.desired)).collect();
+    let state = |myid: Myid| {
         facts
             .states
             .get(&myid)
@@ -237,7 +234,7 @@ pub fn next_step(facts: &ScaleFacts) -> ScaleStep {
             .unwrap_or(MemberState::Missing)
     };
     let check =
-        |change: &str, new: &BTreeSet<u8>| quorum_refusal(change, &voters, new, facts.states);
+        |change: &str, new: &BTreeSet<Myid>| quorum_refusal(change, &voters, new, facts.states);
 
     if let Some(&leaving) = voters.difference(&desired).last() {
         let mut new = voters.clone();
@@ -297,19 +294,20 @@ pub fn next_step(facts: &ScaleFacts) -> ScaleStep {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quorum::myid::{id, ids};
     use MemberState::{Follower as F, Leader as L, Missing as M, NotServing as N};
 
-    fn line(myid: u8) -> String {
+    fn line(myid: Myid) -> String {
         format!(
             "zk-{}.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181",
-            myid - 1
+            myid.ordinal()
         )
     }
 
     fn membership(voters: &[u8]) -> Membership {
         Membership {
             version: 0x1_0000_0003,
-            servers: voters.iter().map(|&m| (m, line(m))).collect(),
+            servers: voters.iter().map(|&m| (id(m), line(id(m)))).collect(),
         }
     }
 
@@ -324,17 +322,14 @@ mod tests {
         assert_eq!(parsed.version_hex(), "100000003");
         assert_eq!(
             parsed.servers.keys().copied().collect::<Vec<_>>(),
-            [1, 2, 10]
+            [id(1), id(2), id(10)]
         );
-        assert_eq!(parsed.voters(), BTreeSet::from([1, 2]));
+        assert_eq!(parsed.voters(), ids(&[1, 2]));
         assert_eq!(parsed.render(), text);
         assert!(parsed.server_lines().ends_with("observer;2181\n"));
         let file = "# a comment\n\nserver.3=h:1:2\n";
         assert_eq!(Membership::parse(file).unwrap().version, 0);
-        assert_eq!(
-            Membership::parse(file).unwrap().voters(),
-            BTreeSet::from([3])
-        );
+        assert_eq!(Membership::parse(file).unwrap().voters(), ids(&[3]));
     }
 
     #[test]
@@ -344,7 +339,7 @@ mod tests {
             ("version=1\n", ParseError::Empty),
             ("server.0=h:1:2\n", ParseError::BadMyid("0".into())),
             ("server.256=h:1:2\n", ParseError::BadMyid("256".into())),
-            ("server.1=a\nserver.1=b\n", ParseError::Duplicate(1)),
+            ("server.1=a\nserver.1=b\n", ParseError::Duplicate(id(1))),
             (
                 "server.1=a\nversion=xyz\n",
                 ParseError::BadVersion("xyz".into()),
@@ -379,26 +374,26 @@ mod tests {
             (5, &[1, 2, 3], 5, &[L, F, F, N, F], ScaleStep::Wait(
                 "server 4 is not-serving; it becomes a voter once it has synced with the leader and serves".into(),
             )),
-            (5, &[1, 2, 3], 5, &[L, F, F, F, M], ScaleStep::AddVoter(4)),
-            (5, &[1, 2, 3, 4], 5, &[L, F, F, F, F], ScaleStep::AddVoter(5)),
+            (5, &[1, 2, 3], 5, &[L, F, F, F, M], ScaleStep::AddVoter(id(4))),
+            (5, &[1, 2, 3, 4], 5, &[L, F, F, F, F], ScaleStep::AddVoter(id(5))),
             (5, &[1, 2, 3, 4, 5], 5, &[L, F, F, F, F], ScaleStep::Steady),
             (3, &[1], 1, &[L], ScaleStep::Grow(3)),
-            (3, &[1], 3, &[L, F, M], ScaleStep::AddVoter(2)),
+            (3, &[1], 3, &[L, F, M], ScaleStep::AddVoter(id(2))),
             // An add needs a quorum of the old voters and of the new ones: with 3 down, 1, 2 and
             // the joining 4 are 3 of 4; with 2 and 3 down the old voters have no quorum.
-            (4, &[1, 2, 3], 4, &[L, F, N, F], ScaleStep::AddVoter(4)),
+            (4, &[1, 2, 3], 4, &[L, F, N, F], ScaleStep::AddVoter(id(4))),
             (4, &[1, 2, 3], 4, &[L, N, N, F], refuse(
                 "adding server 4: the committed voters (1, 2, 3) have no quorum serving (serving: 1)",
             )),
             // Down: remove highest first (the leader too), then shrink.
-            (3, &[1, 2, 3, 4, 5], 5, &[F, F, F, F, L], ScaleStep::RemoveVoter(5)),
-            (3, &[1, 2, 3, 4], 5, &[F, F, F, L, F], ScaleStep::RemoveVoter(4)),
+            (3, &[1, 2, 3, 4, 5], 5, &[F, F, F, F, L], ScaleStep::RemoveVoter(id(5))),
+            (3, &[1, 2, 3, 4], 5, &[F, F, F, L, F], ScaleStep::RemoveVoter(id(4))),
             (3, &[1, 2, 3], 5, &[L, F, F, F, F], ScaleStep::Shrink(3)),
-            (1, &[1, 2, 3], 3, &[F, F, L], ScaleStep::RemoveVoter(3)),
-            (1, &[1, 2], 3, &[L, F, F], ScaleStep::RemoveVoter(2)),
+            (1, &[1, 2, 3], 3, &[F, F, L], ScaleStep::RemoveVoter(id(3))),
+            (1, &[1, 2], 3, &[L, F, F], ScaleStep::RemoveVoter(id(2))),
             (1, &[1], 3, &[L, F, F], ScaleStep::Shrink(1)),
             // Removing a voter that is down is allowed when the rest keep a quorum.
-            (3, &[1, 2, 3, 4, 5], 5, &[L, F, F, F, M], ScaleStep::RemoveVoter(5)),
+            (3, &[1, 2, 3, 4, 5], 5, &[L, F, F, F, M], ScaleStep::RemoveVoter(id(5))),
             // A voter that stays is down: the scale-down waits for it.
             (3, &[1, 2, 3, 4, 5], 5, &[L, N, F, F, F], ScaleStep::Wait(
                 "voter 2 stays and is not-serving; removing voters now would leave fewer serving than spec.replicas asks for".into(),
@@ -415,7 +410,8 @@ mod tests {
             )),
         ];
         for (desired, voters, replicas, states, want) in cases {
-            let states: BTreeMap<u8, MemberState> = (1..).zip(states.iter().copied()).collect();
+            let states: BTreeMap<Myid, MemberState> =
+                Myid::up_to(255).zip(states.iter().copied()).collect();
             let committed = membership(voters);
             let facts = ScaleFacts {
                 desired,
@@ -439,8 +435,8 @@ mod tests {
         let mut steps = Vec::new();
         for desired in [5u8, 1] {
             loop {
-                let states: BTreeMap<u8, MemberState> = (1..=replicas)
-                    .map(|m| (m, if m == 1 { L } else { F }))
+                let states: BTreeMap<Myid, MemberState> = Myid::up_to(u32::from(replicas))
+                    .map(|m| (m, if m == id(1) { L } else { F }))
                     .collect();
                 let step = next_step(&ScaleFacts {
                     desired,

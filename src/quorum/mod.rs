@@ -7,15 +7,19 @@
 //!
 //! Membership, for scaling: [`membership`] reads the committed configuration and decides the
 //! next step of a scale (pure); [`reconfig`] reads and changes it through a ZooKeeper session
-//! as the ensemble's superuser (the other IO here, besides the probes).
+//! as the ensemble's superuser (the other IO here, besides the probes). Servers are named by
+//! [`Myid`].
 
 pub mod admin;
 pub mod membership;
+pub mod myid;
 pub mod probe;
 pub mod reconfig;
 pub mod rule;
 
 use jiff::Timestamp;
+
+pub use myid::Myid;
 
 use probe::{Prober, Voter};
 use rule::{ComputedStatus, EnsembleMemory, RuleSettings};

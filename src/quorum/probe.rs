@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+use super::Myid;
 use super::admin::{AdminClient, AdminError, ClientLoad, MonitorStats, ServerMode, SrvrAnswer};
 
 /// One voter to probe, as the controller knows it from the StatefulSet and its pods.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Voter {
-    pub myid: i32,
+    pub myid: Myid,
     pub pod: String,
     /// The pod's IP; `None` when there is no pod or it has no IP yet.
     pub ip: Option<IpAddr>,
@@ -73,7 +74,7 @@ pub enum Answer {
 /// What one voter said, and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observation {
-    pub myid: i32,
+    pub myid: Myid,
     pub pod: String,
     /// When the answer (or the failure) arrived.
     pub at: Timestamp,
@@ -235,7 +236,7 @@ mod tests {
             leader_details: true,
         });
         let voter = Voter {
-            myid: 1,
+            myid: crate::quorum::myid::id(1),
             pod: "zk-0".into(),
             ip,
         };
@@ -379,10 +380,10 @@ mod tests {
             admin_port: port,
             leader_details: true,
         });
-        let voters: Vec<Voter> = (1..=6)
+        let voters: Vec<Voter> = Myid::up_to(6)
             .map(|myid| Voter {
                 myid,
-                pod: format!("zk-{}", myid - 1),
+                pod: format!("zk-{}", myid.ordinal()),
                 ip: Some(ip),
             })
             .collect();
@@ -393,7 +394,7 @@ mod tests {
             round.elapsed
         );
         assert_eq!(round.requests, 6);
-        let myids: Vec<i32> = round.observations.iter().map(|o| o.myid).collect();
+        let myids: Vec<i32> = round.observations.iter().map(|o| o.myid.into()).collect();
         assert_eq!(myids, [1, 2, 3, 4, 5, 6]);
     }
 }

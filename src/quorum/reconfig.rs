@@ -18,6 +18,7 @@ use base64::Engine as _;
 use sha1::Digest as _;
 use zookeeper_client as zk;
 
+use super::Myid;
 use super::membership::{Membership, ParseError};
 
 /// The superuser's name in the digest scheme.
@@ -172,7 +173,7 @@ impl Reconfigurer {
         servers: &[SocketAddr],
         password: &str,
         from: &Membership,
-        myid: u8,
+        myid: Myid,
         line: &str,
     ) -> Result<Membership, ReconfigError> {
         let joining = format!("server.{myid}={line}");
@@ -194,7 +195,7 @@ impl Reconfigurer {
         servers: &[SocketAddr],
         password: &str,
         from: &Membership,
-        myid: u8,
+        myid: Myid,
     ) -> Result<Membership, ReconfigError> {
         let leaving = myid.to_string();
         let update = zk::EnsembleUpdate::Incremental {

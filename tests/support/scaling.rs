@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use zooherd::api::MemberState;
+use zooherd::quorum::Myid;
 use zooherd::quorum::membership::{Membership, ScaleFacts, ScaleStep, next_step};
 use zooherd::quorum::probe::{ProbeSettings, Prober};
 use zooherd::quorum::reconfig::Reconfigurer;
@@ -17,7 +18,7 @@ use super::zookeeper::{ADMIN_PORT, ZkEnsemble};
 const SCALE_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// What the first `replicas` members (those with a "pod") answer, by myid.
-pub async fn states(zk: &ZkEnsemble, replicas: usize) -> BTreeMap<u8, MemberState> {
+pub async fn states(zk: &ZkEnsemble, replicas: usize) -> BTreeMap<Myid, MemberState> {
     let prober = Prober::new(ProbeSettings {
         admin_port: ADMIN_PORT,
         ..ProbeSettings::default()
@@ -28,7 +29,7 @@ pub async fn states(zk: &ZkEnsemble, replicas: usize) -> BTreeMap<u8, MemberStat
         .await
         .observations
         .iter()
-        .map(|o| (o.myid as u8, o.state()))
+        .map(|o| (o.myid, o.state()))
         .collect()
 }
 
@@ -44,7 +45,7 @@ pub async fn committed(zk: &ZkEnsemble, replicas: usize, password: &str) -> Memb
 pub struct Scaler<'a> {
     pub password: &'a str,
     /// The `server.<myid>=` value a joining server is added with.
-    pub line: &'a dyn Fn(&ZkEnsemble, u8) -> String,
+    pub line: &'a dyn Fn(&ZkEnsemble, Myid) -> String,
     /// Called before joining members are started, with the committed membership and the new
     /// number of members: where the operator writes the bootstrap membership.
     pub before_grow: &'a mut dyn FnMut(&Membership, u8),

@@ -35,6 +35,7 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use tempfile::TempDir;
+use zooherd::quorum::Myid;
 
 use super::process;
 
@@ -393,8 +394,8 @@ impl Member {
     pub fn index(&self) -> usize {
         self.spec.index
     }
-    pub fn myid(&self) -> u8 {
-        self.spec.myid
+    pub fn myid(&self) -> Myid {
+        Myid::try_from(self.spec.myid).expect("members are numbered from 1")
     }
     pub fn ip(&self) -> Ipv4Addr {
         self.spec.ip
@@ -779,7 +780,7 @@ impl ZkEnsemble {
         self.members
             .iter()
             .map(|m| zooherd::quorum::probe::Voter {
-                myid: i32::from(m.myid()),
+                myid: m.myid(),
                 pod: format!("zk-{}", m.index()),
                 ip: Some(std::net::IpAddr::V4(m.ip())),
             })

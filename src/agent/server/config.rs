@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use super::Args;
 use super::error::{StartError, io_error};
+use crate::quorum::Myid;
 use crate::quorum::membership::Membership;
 
 /// Where, under the data directory, the copy of zoo.cfg that ZooKeeper runs with is written
@@ -108,7 +109,7 @@ pub enum MembershipSource {
 /// membership, so it is passed over. An older one that lists it is harmless: ZooKeeper takes
 /// a peer's newer membership at the first contact.
 pub fn choose_membership(
-    myid: u8,
+    myid: Myid,
     bootstrap: &Membership,
     on_volume: &[Membership],
 ) -> Option<(Membership, MembershipSource)> {
@@ -147,7 +148,7 @@ pub fn dynamic_config_path(runtime_config: &Path, membership: &Membership) -> Pa
 
 /// The dynamic configuration file's contents: the server lines, this server's own with its
 /// client address set to the bind address, if any.
-pub fn dynamic_config(membership: &Membership, myid: u8, bind: Option<IpAddr>) -> String {
+pub fn dynamic_config(membership: &Membership, myid: Myid, bind: Option<IpAddr>) -> String {
     let mut membership = membership.clone();
     if let (Some(address), Some(own)) = (bind, membership.servers.get_mut(&myid))
         && let Some(bound) = bind_client_address(own, address)
@@ -252,6 +253,7 @@ pub(super) fn read_dynamic_configs(runtime_config: &Path) -> Result<Vec<Membersh
 mod tests {
     use super::*;
     use crate::agent::server::test_support::{members, operator_cfg};
+    use crate::quorum::myid::id;
 
     #[test]
     fn config_is_read_like_a_properties_file() {
@@ -323,12 +325,12 @@ mod tests {
         let membership = members(&[1, 2], 0);
         let bind: IpAddr = "127.1.2.3".parse().unwrap();
         assert_eq!(
-            dynamic_config(&membership, 2, Some(bind)),
+            dynamic_config(&membership, id(2), Some(bind)),
             "server.1=zk-0.zk-headless.ns.svc.cluster.local:2888:3888:participant;2181\n\
              server.2=zk-1.zk-headless.ns.svc.cluster.local:2888:3888:participant;127.1.2.3:2181\n"
         );
         assert_eq!(
-            dynamic_config(&membership, 2, None),
+            dynamic_config(&membership, id(2), None),
             membership.server_lines()
         );
     }
@@ -396,7 +398,8 @@ mod tests {
         for (myid, (boot, boot_version), volume, want) in cases {
             let bootstrap = members(boot, boot_version);
             let on_volume: Vec<Membership> = volume.iter().map(|(m, v)| members(m, *v)).collect();
-            let got = choose_membership(myid, &bootstrap, &on_volume).map(|(m, s)| (m.version, s));
+            let got =
+                choose_membership(id(myid), &bootstrap, &on_volume).map(|(m, s)| (m.version, s));
             assert_eq!(
                 got, want,
                 "myid {myid}, bootstrap {boot:?}@{boot_version:x}, volume {volume:?}"

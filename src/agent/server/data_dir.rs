@@ -31,6 +31,7 @@ use super::files::{read_if_present, write_atomically};
 use super::identity::{EnsembleMarker, Identity};
 use super::peers::peer_states;
 use crate::api::MemberState;
+use crate::quorum::Myid;
 use crate::quorum::membership::{Membership, list};
 use crate::quorum::rule::{is_serving_voter, quorum_size};
 
@@ -118,12 +119,12 @@ pub fn refusal(state: &DataDirState, data_dir: &Path, identity: &Identity) -> Op
 /// kept aside, is no one's only copy. `peers` is what the other voters answered. Ok says who
 /// serves; Err says why not.
 pub fn may_reinitialise(
-    myid: u8,
+    myid: Myid,
     membership: &Membership,
-    peers: &BTreeMap<u8, MemberState>,
+    peers: &BTreeMap<Myid, MemberState>,
 ) -> Result<String, String> {
     let voters = membership.voters();
-    let serving: Vec<u8> = voters
+    let serving: Vec<Myid> = voters
         .iter()
         .copied()
         .filter(|&m| m != myid)
@@ -252,7 +253,7 @@ pub(super) fn has_zookeeper_data(dir: &Path) -> Result<bool, StartError> {
 /// others hold a quorum without it), then start as a joining server, sync from the leader and
 /// be added back. Before the ensemble first formed, no voter has acknowledged anything, and the
 /// initial servers form it with empty volumes.
-pub fn may_start(membership: &Membership, myid: u8, formed: bool, has_data: bool) -> bool {
+pub fn may_start(membership: &Membership, myid: Myid, formed: bool, has_data: bool) -> bool {
     !(formed && !has_data && membership.voters().contains(&myid))
 }
 
@@ -309,6 +310,7 @@ mod tests {
         EXIT_EMPTY_VOTER, EXIT_EXEC_FAILED, EXIT_FOREIGN_ENSEMBLE, EXIT_FOREIGN_MYID,
         EXIT_INVALID_INPUT, EXIT_IO,
     };
+    use crate::quorum::myid::id;
 
     #[test]
     fn data_dir_states() {
@@ -427,8 +429,9 @@ mod tests {
             (4, &three, vec![(1, F), (2, F), (3, L)], true),
         ];
         for (myid, membership, answers, allowed) in cases {
-            let peers: BTreeMap<u8, MemberState> = answers.iter().copied().collect();
-            let decision = may_reinitialise(myid, membership, &peers);
+            let peers: BTreeMap<Myid, MemberState> =
+                answers.iter().map(|&(m, state)| (id(m), state)).collect();
+            let decision = may_reinitialise(id(myid), membership, &peers);
             assert_eq!(
                 decision.is_ok(),
                 allowed,
@@ -436,11 +439,11 @@ mod tests {
             );
         }
         assert_eq!(
-            may_reinitialise(2, &three, &BTreeMap::from([(1, F), (3, L)])),
+            may_reinitialise(id(2), &three, &BTreeMap::from([(id(1), F), (id(3), L)])),
             Ok("voters 1, 3 serve, a quorum of 1, 2, 3 without this server".to_owned())
         );
         assert_eq!(
-            may_reinitialise(2, &three, &BTreeMap::from([(1, U), (3, L)])),
+            may_reinitialise(id(2), &three, &BTreeMap::from([(id(1), U), (id(3), L)])),
             Err("the other voters do not serve as a quorum without it (serving: 3; needed 2 of 1, 2, 3 under one leader)".to_owned())
         );
     }
@@ -538,7 +541,7 @@ mod tests {
         ];
         for (myid, formed, has_data, want) in cases {
             assert_eq!(
-                may_start(&membership, myid, formed, has_data),
+                may_start(&membership, id(myid), formed, has_data),
                 want,
                 "myid {myid} formed {formed} data {has_data}"
             );
@@ -556,7 +559,7 @@ mod tests {
         assert_eq!(
             StartError::EmptyVoter {
                 data_dir: dir.path().to_owned(),
-                myid: 2,
+                myid: id(2),
                 pod: "zk-1".into()
             }
             .exit_code(),

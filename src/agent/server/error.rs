@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::ENSEMBLE_MARKER_FILE;
+use crate::quorum::Myid;
 
 /// A setting is missing or wrong: an environment variable, a flag, or zoo.cfg (including one
 /// that cannot be read, or that does not list this server). Fix the pod spec or the ensemble.
@@ -53,7 +54,7 @@ pub enum StartError {
     )]
     NotAMember {
         path: PathBuf,
-        myid: u8,
+        myid: Myid,
         pod: String,
         listed: String,
         volume: String,
@@ -72,7 +73,7 @@ pub enum StartError {
         data_dir: PathBuf,
         found: String,
         pod: String,
-        myid: u8,
+        myid: Myid,
         /// Why the directory was not moved aside and the server re-initialised.
         kept: String,
     },
@@ -97,7 +98,7 @@ pub enum StartError {
     )]
     EmptyVoter {
         data_dir: PathBuf,
-        myid: u8,
+        myid: Myid,
         pod: String,
     },
 

@@ -10,6 +10,7 @@ use super::Env;
 use super::config::config_value;
 use super::error::{StartError, invalid};
 use crate::build::names;
+use crate::quorum::Myid;
 
 /// Name of the pod, `<ensemble>-<ordinal>` (downward API `metadata.name`). Required.
 pub const ENV_POD_NAME: &str = "POD_NAME";
@@ -27,7 +28,7 @@ pub struct Identity {
     /// The StatefulSet's (and so the ensemble's) name: the pod name without `-<ordinal>`.
     pub ensemble_name: String,
     pub ensemble_uid: String,
-    pub myid: u8,
+    pub myid: Myid,
 }
 
 impl Identity {
@@ -43,7 +44,7 @@ fn required(env: Env, var: &'static str, hint: &'static str) -> Result<String, S
 
 /// Derives who this server is from the environment; `explicit_myid` (`--myid`) wins over the
 /// pod ordinal.
-pub fn identity(explicit_myid: Option<u8>, env: Env) -> Result<Identity, StartError> {
+pub fn identity(explicit_myid: Option<Myid>, env: Env) -> Result<Identity, StartError> {
     let pod_name = required(
         env,
         ENV_POD_NAME,
@@ -66,7 +67,7 @@ pub fn identity(explicit_myid: Option<u8>, env: Env) -> Result<Identity, StartEr
     };
     let myid = match (explicit_myid, ordinal) {
         (Some(myid), _) => myid,
-        (None, Some(ordinal)) => u8::try_from(names::myid(ordinal)).map_err(|_| {
+        (None, Some(ordinal)) => Myid::from_ordinal(ordinal).ok_or_else(|| {
             invalid(
                 ENV_POD_NAME,
                 &pod_name,
@@ -130,6 +131,7 @@ mod tests {
     use super::*;
     use crate::agent::server::EXIT_INVALID_INPUT;
     use crate::agent::server::test_support::{UID, env_of, identity_of, pod_env};
+    use crate::quorum::myid::id;
 
     #[test]
     fn myid_is_the_ordinal_plus_one() {
@@ -141,7 +143,7 @@ mod tests {
         ];
         for (pod, ensemble, myid) in cases {
             let identity = identity_of(pod);
-            assert_eq!(identity.myid, myid, "{pod}");
+            assert_eq!(identity.myid, id(myid), "{pod}");
             assert_eq!(identity.ensemble_name, ensemble, "{pod}");
             assert_eq!(identity.ensemble(), format!("ns/{ensemble}"));
             assert_eq!(identity.ensemble_uid, UID);
@@ -151,12 +153,12 @@ mod tests {
     #[test]
     fn explicit_myid_wins_and_allows_names_without_ordinal() {
         let env = env_of(&pod_env("zk-0"));
-        assert_eq!(identity(Some(7), &env).unwrap().myid, 7);
+        assert_eq!(identity(Some(id(7)), &env).unwrap().myid, id(7));
         let env = env_of(&pod_env("standalone"));
-        let identity = identity(Some(1), &env).unwrap();
+        let identity = identity(Some(id(1)), &env).unwrap();
         assert_eq!(
             (identity.myid, identity.ensemble_name.as_str()),
-            (1, "standalone")
+            (id(1), "standalone")
         );
     }
 

@@ -76,7 +76,10 @@ pub use jvm::{
     java_argv, java_program, parse_quantity,
 };
 
+use clap::builder::TypedValueParser as _;
+
 use crate::build::names::{self, ZOO_CFG_PATH};
+use crate::quorum::Myid;
 use crate::quorum::membership::{Membership, list};
 use config::read_dynamic_configs;
 use data_dir::claim_data_dir;
@@ -130,8 +133,8 @@ pub struct Args {
     pub runtime_config: Option<PathBuf>,
 
     /// This server's myid (1-255) [default: the ordinal in POD_NAME plus 1].
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
-    pub myid: Option<u8>,
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..).try_map(Myid::try_from))]
+    pub myid: Option<Myid>,
 
     /// Use this data directory instead of zoo.cfg's dataDir (the copy says so), for servers
     /// that share a filesystem, as the tests' do.
@@ -288,10 +291,9 @@ pub fn run(args: &Args) -> Result<Infallible, StartError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
     use crate::agent::server::test_support::{args, env_of, members, operator_cfg, pod_env};
+    use crate::quorum::myid::{id, ids};
 
     #[test]
     fn help_lists_every_variable_and_exit_code() {
@@ -341,8 +343,8 @@ mod tests {
             "zk",
             "ns",
             "cluster.local",
-            &BTreeSet::from([1, 2, 3]),
-            &BTreeSet::from([4]),
+            &ids(&[1, 2, 3]),
+            &ids(&[4]),
         );
         let on_volume = [members(&[1, 2, 3, 4], 0), members(&[1, 2, 3], 0x100000009)];
         for volume in [&on_volume[..], &[]] {
@@ -355,7 +357,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!(plan.membership_source, MembershipSource::Bootstrap);
-            assert_eq!(plan.membership.voters(), BTreeSet::from([1, 2, 3]));
+            assert_eq!(plan.membership.voters(), ids(&[1, 2, 3]));
             assert!(
                 plan.dynamic_config.ends_with(
                     "server.4=zk-3.zk-headless.ns.svc.cluster.local:2888:3888:observer;2181\n"
@@ -378,7 +380,7 @@ mod tests {
         pairs.push((ENV_SUPER_DIGEST, "zooherd:u/lJX/7cIAvZtP9PqwTdm6krtSQ="));
         let bootstrap = members(&[1, 2, 3], 0).render();
         let plan = plan(&args(), &env_of(&pairs), &operator_cfg(), &bootstrap, &[]).unwrap();
-        assert_eq!(plan.identity.myid, 3);
+        assert_eq!(plan.identity.myid, id(3));
         assert_eq!(plan.pod_ip, Some("10.1.2.3".parse().unwrap()));
         assert_eq!(plan.data_dir, Path::new("/var/lib/zookeeper/data"));
         assert_eq!(

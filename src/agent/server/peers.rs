@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::api::MemberState;
 use crate::build::names;
+use crate::quorum::Myid;
 use crate::quorum::admin::{AdminClient, ServerMode, SrvrAnswer};
 use crate::quorum::membership::Membership;
 
@@ -16,7 +17,7 @@ const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the other voters of `membership` answer (their AdminServers, at the hosts of their
 /// server lines). One short round: a server that cannot be asked counts as not serving.
-pub(super) fn peer_states(membership: &Membership, myid: u8) -> BTreeMap<u8, MemberState> {
+pub(super) fn peer_states(membership: &Membership, myid: Myid) -> BTreeMap<Myid, MemberState> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -25,7 +26,7 @@ pub(super) fn peer_states(membership: &Membership, myid: u8) -> BTreeMap<u8, Mem
         Err(_) => return BTreeMap::new(),
     };
     let client = AdminClient::new(PEER_TIMEOUT);
-    let others: Vec<(u8, String)> = membership
+    let others: Vec<(Myid, String)> = membership
         .servers
         .iter()
         .filter(|&(&m, _)| m != myid)

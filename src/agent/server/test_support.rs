@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use super::{Args, ENV_ENSEMBLE_UID, ENV_POD_NAME, ENV_POD_NAMESPACE, Identity, identity};
 use crate::build::names::{self, ZOO_CFG_PATH};
 use crate::quorum::membership::Membership;
+use crate::quorum::myid::ids;
 
 pub(super) const UID: &str = "0f6c9a7e-1111-4222-8333-944445555666";
 
@@ -18,7 +19,7 @@ pub(super) fn operator_cfg() -> String {
 /// The operator's bootstrap membership of voters `myids`, at `version` (as ZooKeeper
 /// writes a committed one).
 pub(super) fn members(myids: &[u8], version: u64) -> Membership {
-    let voters = myids.iter().copied().collect();
+    let voters = ids(myids);
     let bootstrap = crate::build::zoo_cfg::bootstrap_membership(
         "zk",
         "ns",

@@ -31,6 +31,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 use crate::agent::server::EXIT_EMPTY_VOTER;
 use crate::api::{FailedMemberRestartSpec, MemberState, MemberStatus};
+use crate::quorum::Myid;
 use crate::quorum::rule::{is_serving_voter, quorum_size};
 
 /// The container waiting reason of a crash loop.
@@ -170,7 +171,7 @@ pub enum RestartDecision {
     /// Delete this member's pod; `reason` is for the Event.
     Delete {
         pod: String,
-        myid: i32,
+        myid: Myid,
         reason: String,
     },
     /// Delete nothing, and why (for logs): nothing needs a restart, or not yet.
@@ -335,6 +336,10 @@ pub fn decide_restart(
 
     let quorum = quorum_size(members.len());
     for candidate in &candidates {
+        // The status rule writes each member from a probed voter, whose myid is valid.
+        let Ok(myid) = Myid::try_from(candidate.member.myid) else {
+            continue;
+        };
         let others: Vec<&MemberStatus> = members
             .iter()
             .filter(|m| m.myid != candidate.member.myid)
@@ -368,7 +373,7 @@ pub fn decide_restart(
         }
         return RestartDecision::Delete {
             pod: candidate.member.pod.clone(),
-            myid: candidate.member.myid,
+            myid,
             reason: candidate.reason.clone(),
         };
     }

@@ -1,6 +1,7 @@
 //! The restart decision, table-driven: which failed member is restarted, and every refusal.
 
 use super::*;
+use crate::quorum::myid::id;
 use MemberState::{Follower, Leader, Missing, NotServing, Unreachable};
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -351,8 +352,8 @@ fn restart_decisions() {
                 },
             ) => {
                 assert_eq!(
-                    (got, pod),
-                    (myid, &pod_name(*myid)),
+                    (i32::from(*got), pod),
+                    (*myid, &pod_name(*myid)),
                     "{}: {reason}",
                     case.name
                 );
@@ -417,7 +418,8 @@ fn never_costs_the_quorum_nor_two_at_a_time() {
                 pods.values().all(|p| !p.terminating),
                 "{members:?} {pods:?}"
             );
-            let victim = &members[(myid - 1) as usize];
+            let myid = i32::from(myid);
+            let victim = members.iter().find(|m| m.myid == myid).unwrap();
             let serving_after = members
                 .iter()
                 .filter(|m| m.myid != myid && is_serving_voter(m.state))
@@ -530,7 +532,7 @@ fn a_member_only_the_operator_cannot_reach_is_not_restarted() {
         assert!(
             matches!(
                 decide(ready, synced),
-                RestartDecision::Delete { myid: 3, .. }
+                RestartDecision::Delete { myid, .. } if myid == id(3)
             ),
             "ready {ready}, synced {synced}"
         );
@@ -579,7 +581,7 @@ fn a_member_on_a_node_that_is_not_ready_is_never_restarted() {
         assert!(
             matches!(
                 decide(&unreachable, set(all_running(3), 3, Some(ready_node))),
-                RestartDecision::Delete { myid: 3, .. }
+                RestartDecision::Delete { myid, .. } if myid == id(3)
             ),
             "{facts:?}"
         );
@@ -600,7 +602,7 @@ fn a_member_on_a_node_that_is_not_ready_is_never_restarted() {
     let pods = set(all_running(5), 2, Some(on_lost_node.clone()));
     assert!(matches!(
         decide(&two_failed, pods),
-        RestartDecision::Delete { myid: 3, .. }
+        RestartDecision::Delete { myid, .. } if myid == id(3)
     ));
     assert!(matches!(
         decide(&healthy(3), set(all_running(3), 2, Some(on_lost_node))),

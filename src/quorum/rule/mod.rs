@@ -51,6 +51,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::Myid;
 use super::admin::{ClientLoad, MonitorStats, ServerMode, zxid_epoch, zxid_hex};
 use super::probe::{Answer, Observation};
 use crate::api::{MemberState, MemberStatus, Phase, ZooKeeperEnsembleStatus};
@@ -179,10 +180,10 @@ struct MemberMemory {
 }
 
 impl MemberMemory {
-    fn to_status(&self, myid: i32) -> MemberStatus {
+    fn to_status(&self, myid: Myid) -> MemberStatus {
         MemberStatus {
             pod: self.pod.clone(),
-            myid,
+            myid: myid.into(),
             state: self.state,
             reason: self.reason.clone(),
             zxid: self.zxid.map(zxid_hex),
@@ -211,7 +212,7 @@ pub struct EnsembleMemory {
     /// The first round of the current spell whose answers showed no leader with a quorum.
     leaderless_since: Option<Timestamp>,
     last_restart_at: Option<Timestamp>,
-    members: BTreeMap<i32, MemberMemory>,
+    members: BTreeMap<Myid, MemberMemory>,
 }
 
 impl EnsembleMemory {
@@ -245,7 +246,9 @@ impl EnsembleMemory {
         let members = status
             .members
             .iter()
-            .map(|m| {
+            // The status shows only valid myids: the rule writes them from the probed voters.
+            .filter_map(|m| Some((Myid::try_from(m.myid).ok()?, m)))
+            .map(|(myid, m)| {
                 let memory = MemberMemory {
                     pod: m.pod.clone(),
                     state: m.state,
@@ -259,7 +262,7 @@ impl EnsembleMemory {
                     restarts: m.restarts,
                     first_failure_at: None,
                 };
-                (m.myid, memory)
+                (myid, memory)
             })
             .collect();
         Self {
@@ -278,7 +281,7 @@ impl EnsembleMemory {
 
     /// Notes that the operator deleted member `myid`'s pod at `at`: its `restarts` count goes
     /// up in the next status, and [`last_restart_at`](Self::last_restart_at) moves.
-    pub fn record_restart(&mut self, myid: i32, at: Timestamp) {
+    pub fn record_restart(&mut self, myid: Myid, at: Timestamp) {
         if let Some(member) = self.members.get_mut(&myid) {
             member.restarts += 1;
         }
@@ -308,7 +311,7 @@ pub struct ComputedStatus {
     /// What each voter answered this round, by myid, before any anti-flap hold. The status
     /// shows `members` (a serving member keeps its state through one lost probe), but a
     /// disruption must never be decided on a state held back: see `crate::decide`.
-    pub answered: BTreeMap<i32, MemberState>,
+    pub answered: BTreeMap<Myid, MemberState>,
 }
 
 impl ComputedStatus {
@@ -369,7 +372,7 @@ pub fn assess(
         .collect();
 
     let a_leader_answers = !answering_leaders.is_empty();
-    let members: BTreeMap<i32, MemberMemory> = observations
+    let members: BTreeMap<Myid, MemberMemory> = observations
         .iter()
         .map(|observation| {
             let previous = memory.members.get(&observation.myid);
@@ -383,7 +386,7 @@ pub fn assess(
         .filter(|m| is_serving_voter(m.state))
         .count();
     let alive = members.values().filter(|m| is_alive(m.state)).count();
-    let leaders: Vec<(&i32, &MemberMemory)> =
+    let leaders: Vec<(&Myid, &MemberMemory)> =
         members.iter().filter(|(_, m)| is_leader(m.state)).collect();
     let has_quorum = leaders.len() == 1 && serving >= quorum;
 
@@ -520,7 +523,7 @@ pub fn assess(
 }
 
 /// "; not serving: zk-1 (unreachable: timed out), ..." or "".
-fn describe_failing(members: &BTreeMap<i32, MemberMemory>) -> String {
+fn describe_failing(members: &BTreeMap<Myid, MemberMemory>) -> String {
     let failing: Vec<String> = members
         .values()
         .filter(|m| !is_serving_voter(m.state))

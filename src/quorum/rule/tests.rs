@@ -2,6 +2,7 @@
 //! restarts of the operator, without a cluster.
 
 use super::*;
+use crate::quorum::myid::id;
 use MemberState::{Follower, Leader, Missing, NotServing, Observer, Standalone, Unreachable};
 
 const EPOCH: u64 = 3;
@@ -20,7 +21,8 @@ fn pod(myid: i32) -> String {
 }
 
 /// What a member in `state` answers.
-fn observation(myid: i32, state: MemberState, at: Timestamp) -> Observation {
+fn observation(server: Myid, state: MemberState, at: Timestamp) -> Observation {
+    let myid = i32::from(server);
     let serving = |mode| Answer::Serving {
         mode,
         zxid: zxid_of(myid),
@@ -45,7 +47,7 @@ fn observation(myid: i32, state: MemberState, at: Timestamp) -> Observation {
         Missing => Answer::Missing("pod has no IP".into()),
     };
     Observation {
-        myid,
+        myid: server,
         pod: pod(myid),
         at,
         answer,
@@ -53,10 +55,9 @@ fn observation(myid: i32, state: MemberState, at: Timestamp) -> Observation {
 }
 
 fn observations(states: &[MemberState], at: Timestamp) -> Vec<Observation> {
-    states
-        .iter()
-        .enumerate()
-        .map(|(i, &state)| observation(i as i32 + 1, state, at))
+    Myid::up_to(255)
+        .zip(states)
+        .map(|(myid, &state)| observation(myid, state, at))
         .collect()
 }
 
@@ -185,8 +186,8 @@ fn expected_steady(mix: &Mix, states: &[MemberState]) -> Summary {
 fn check_members(status: &ComputedStatus, states: &[MemberState], at: Timestamp, what: &str) {
     let shown: Vec<MemberState> = status.members.iter().map(|m| m.state).collect();
     assert_eq!(shown, states, "{what}");
-    for (i, member) in status.members.iter().enumerate() {
-        let myid = i as i32 + 1;
+    for (server, member) in Myid::up_to(255).zip(&status.members) {
+        let myid = i32::from(server);
         assert_eq!(
             (member.myid, member.pod.as_str()),
             (myid, pod(myid).as_str()),
@@ -686,7 +687,7 @@ fn the_status_carries_what_the_rule_needs_across_a_restart() {
     let dead = [Leader, Follower, Unreachable];
     r.at(0, &dead);
     let before = r.at(1000, &dead);
-    r.memory.record_restart(3, t(1500));
+    r.memory.record_restart(id(3), t(1500));
     assert_eq!(r.memory.last_restart_at(), Some(t(1500)));
     let before_restart = r.at(2000, &dead);
     assert_eq!(before_restart.members[2].restarts, 1);
