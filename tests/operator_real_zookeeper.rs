@@ -101,22 +101,20 @@ impl<'a> Replicas<'a> {
     }
 
     /// Kills (SIGKILL: it cannot release the Lease) the replica the Lease names, and starts a
-    /// fresh standby in its place; returns the killed one's identity.
+    /// fresh standby in its place; returns the killed one's identity. Right after a kill the
+    /// Lease still names the dead replica until a standby takes it over: that is waited for.
     async fn kill_the_leader(&mut self, client: &kube::Client) -> String {
         let leases = Api::<Lease>::namespaced(client.clone(), &self.ns);
-        let leading = eventually("a Lease holder", || async {
-            leases
+        let running = &self.running;
+        let position = eventually("a running replica holding the Lease", || async {
+            let holder = leases
                 .get_opt("zooherd-operator")
                 .await
                 .unwrap()
-                .and_then(|l| l.spec?.holder_identity)
+                .and_then(|l| l.spec?.holder_identity)?;
+            running.iter().position(|(identity, _)| *identity == holder)
         })
         .await;
-        let position = self
-            .running
-            .iter()
-            .position(|(identity, _)| *identity == leading)
-            .unwrap_or_else(|| panic!("the Lease names {leading}, not a running replica"));
         let (identity, killed) = self.running.remove(position);
         killed.kill();
         let fresh = format!("replica-fresh-{}", self.started);
