@@ -104,6 +104,13 @@ impl Membership {
             .collect()
     }
 
+    /// Each server's host: the first `:` field of its line (a name or an address).
+    pub fn hosts(&self) -> impl Iterator<Item = (Myid, &str)> {
+        self.servers
+            .iter()
+            .filter_map(|(&myid, line)| Some((myid, line.split(':').next()?)))
+    }
+
     /// The version as ZooKeeper writes it (hex, no prefix), as in `zoo.cfg.dynamic.<version>`.
     pub fn version_hex(&self) -> String {
         format!("{:x}", self.version)

@@ -17,6 +17,9 @@
 //! - **An empty volume never votes in a formed ensemble** (`data_dir.rs`, [`may_start`]): a
 //!   voter whose volume holds no ZooKeeper data exits ([`EXIT_EMPTY_VOTER`]) once the ensemble
 //!   has formed; the operator removes it from the voters, and it starts again as a joining server.
+//! - **Names before the first formation** (`formation.rs`): until the ensemble has formed, the
+//!   JVM starts only once every server's name resolves, so that no follower abandons its
+//!   leader over a DNS answer cached from before the names were published.
 //! - **Asking the other servers** (`peers.rs`): what the other voters' AdminServers answer,
 //!   which is what decides whether another server's data may be moved aside.
 //! - **A writable zoo.cfg, and the membership to start with** (`config.rs`). ZooKeeper rewrites
@@ -41,6 +44,7 @@ mod config;
 mod data_dir;
 mod error;
 mod files;
+mod formation;
 mod identity;
 mod jvm;
 mod peers;
@@ -261,6 +265,26 @@ pub fn run(args: &Args) -> Result<Infallible, StartError> {
         &plan.runtime_config_path.with_file_name(JAVA_SECURITY_FILE),
         JAVA_SECURITY_PROPERTIES,
     )?;
+    let names = formation::names_to_wait_for(&plan.membership, formed);
+    if !names.is_empty() {
+        let waiting = std::time::Instant::now();
+        let unresolved = formation::wait_for_names(
+            names,
+            formation::FIRST_LOOKUP_AFTER,
+            formation::NAME_WAIT,
+            formation::resolves,
+        );
+        eprintln!(
+            "zooherd server: the ensemble has not formed: waited {:.1} s for the servers' names \
+             to resolve{}",
+            waiting.elapsed().as_secs_f64(),
+            if unresolved.is_empty() {
+                String::new()
+            } else {
+                format!("; starting without {}", unresolved.join(", "))
+            }
+        );
+    }
     eprintln!(
         "zooherd server: myid {myid} of ensemble {ensemble} (uid {uid}), pod {pod}{ip}; data directory {dir} {state}; \
          members {members} (version {version}, {source}); {heap}; starting ZooKeeper with {cfg}",

@@ -27,10 +27,9 @@ pub(super) fn peer_states(membership: &Membership, myid: Myid) -> BTreeMap<Myid,
     };
     let client = AdminClient::new(PEER_TIMEOUT);
     let others: Vec<(Myid, String)> = membership
-        .servers
-        .iter()
-        .filter(|&(&m, _)| m != myid)
-        .filter_map(|(&m, line)| Some((m, line.split(':').next()?.to_owned())))
+        .hosts()
+        .filter(|&(m, _)| m != myid)
+        .map(|(m, host)| (m, host.to_owned()))
         .collect();
     runtime.block_on(async {
         let answers = futures::future::join_all(others.iter().map(|(_, host)| {
