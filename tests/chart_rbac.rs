@@ -1,6 +1,7 @@
 //! The Helm chart against a real API server (tests/support/control_plane.rs):
 //! - `helm lint` is clean, and what `helm template` renders passes a server-side dry run, with
 //!   cluster-wide RBAC and with per-namespace RBAC;
+//! - the PodMonitor selects the server pods the operator builds, at their metrics port;
 //! - the operator binary, run with the identity of the chart's ServiceAccount (a TokenRequest
 //!   token), does its whole job with nothing but the chart's RBAC: it takes the Lease,
 //!   creates an ensemble's StatefulSet, Services, ConfigMap, PodDisruptionBudget and
@@ -73,10 +74,11 @@ fn helm_lint(args: &[&str]) -> String {
 
 #[test]
 fn chart_lints_clean() {
-    let value_sets: [&[&str]; 4] = [
+    let value_sets: [&[&str]; 5] = [
         &[],
         &["--set", "watchNamespaces={team-a,team-b}"],
         &["--set", "serviceMonitor.enabled=true"],
+        &["--set", "podMonitor.enabled=true"],
         &[
             "--set",
             "replicaCount=1",
@@ -134,6 +136,57 @@ fn values_schema_refuses_mistakes() {
             "helm template {args:?} fails without naming {mentioned}: {stderr}"
         );
     }
+}
+
+/// The chart's PodMonitor (`podMonitor.enabled`) selects what the operator builds: its label
+/// selector matches the labels of every server pod, and its port is the pod's container port
+/// for ZooKeeper's metrics (7000). A rename on either side would silently scrape nothing.
+#[test]
+fn pod_monitor_scrapes_the_servers_metrics_port() {
+    use zooherd::api::ZooKeeperEnsemble;
+    use zooherd::build::{Settings, children};
+
+    let helm = support::helm_path();
+    support::require_file(&helm, "helm").unwrap();
+    let mut command = Command::new(helm);
+    command
+        .args(["template", "zooherd"])
+        .arg(chart())
+        .args(["--set", "podMonitor.enabled=true"])
+        .args(["--show-only", "templates/podmonitor.yaml"]);
+    let monitor: serde_json::Value =
+        serde_yaml::from_str(&run(command)).expect("the PodMonitor is YAML");
+    assert_eq!(monitor["kind"], "PodMonitor");
+    assert_eq!(monitor["spec"]["namespaceSelector"]["any"], true);
+
+    let mut ensemble = ZooKeeperEnsemble::new("zk", serde_json::from_str("{}").unwrap());
+    ensemble.metadata.namespace = Some("team-a".to_owned());
+    ensemble.metadata.uid = Some("0f6c9a7e-1111-4222-8333-944445555666".to_owned());
+    let stateful_set = children(&ensemble, &Settings::new("zk:1"), None)
+        .expect("the default ensemble builds")
+        .stateful_set;
+    let template = stateful_set.spec.unwrap().template;
+    let pod_labels = template.metadata.unwrap().labels.unwrap();
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("a matchLabels selector");
+    for (key, value) in selector {
+        assert_eq!(
+            pod_labels.get(key).map(String::as_str),
+            value.as_str(),
+            "the PodMonitor selects {key}={value}, the server pods carry {pod_labels:?}"
+        );
+    }
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    let port = template.spec.unwrap().containers[0]
+        .ports
+        .clone()
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name.as_deref() == endpoint["port"].as_str())
+        .unwrap_or_else(|| panic!("no container port named {}", endpoint["port"]));
+    assert_eq!(port.container_port, names::METRICS_PORT);
+    assert_eq!(endpoint["path"], "/metrics");
 }
 
 /// Applies the chart's CRDs as the documented upgrade path does, and waits until they are
