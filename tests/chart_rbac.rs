@@ -73,10 +73,11 @@ fn helm_lint(args: &[&str]) -> String {
 
 #[test]
 fn chart_lints_clean() {
-    let value_sets: [&[&str]; 4] = [
+    let value_sets: [&[&str]; 5] = [
         &[],
         &["--set", "watchNamespaces={team-a,team-b}"],
         &["--set", "serviceMonitor.enabled=true"],
+        &["--set", "prometheusRule.enabled=true"],
         &[
             "--set",
             "replicaCount=1",
