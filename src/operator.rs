@@ -189,6 +189,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), ServiceError> {
         lead_then_run(&args, client, metrics, health, reporter, identity, stop_rx).await
     } else {
         health.set_ready(true);
+        metrics.leading(true);
         let settings = args.settings();
         controller::run(
             client,
@@ -256,6 +257,7 @@ async fn lead_then_run(
         }
     }
     tracing::info!(%identity, "leading: starting the controllers");
+    metrics.leading(true);
     let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
     let mut leading_watch = leading.clone();
     let watch_lease = tokio::spawn(async move {

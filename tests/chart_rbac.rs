@@ -74,11 +74,12 @@ fn helm_lint(args: &[&str]) -> String {
 
 #[test]
 fn chart_lints_clean() {
-    let value_sets: [&[&str]; 5] = [
+    let value_sets: [&[&str]; 6] = [
         &[],
         &["--set", "watchNamespaces={team-a,team-b}"],
         &["--set", "serviceMonitor.enabled=true"],
         &["--set", "podMonitor.enabled=true"],
+        &["--set", "prometheusRule.enabled=true"],
         &[
             "--set",
             "replicaCount=1",

@@ -131,6 +131,8 @@ pub async fn report(
 
     let phase = computed.summary.phase;
     ctx.metrics.phase(&namespace, &name, phase);
+    ctx.metrics
+        .fault_tolerance(&namespace, &name, computed.summary.fault_tolerance);
     if previous_phase != Some(phase) {
         publish_phase_event(ensemble, ctx, previous_phase, phase, &computed.message).await;
     }

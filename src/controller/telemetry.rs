@@ -62,7 +62,9 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     api_writes: Family<WriteLabels, Counter>,
     ensemble_phase: Family<PhaseLabels, Gauge>,
+    fault_tolerance: Family<EnsembleLabels, Gauge>,
     member_restarts: Family<EnsembleLabels, Counter>,
+    leading: Gauge,
     registry: Arc<Registry>,
 }
 
@@ -100,11 +102,23 @@ impl Default for Metrics {
             "1 for the phase each ensemble is in, 0 for the others",
             ensemble_phase.clone(),
         );
+        let fault_tolerance = Family::<EnsembleLabels, Gauge>::default();
+        registry.register(
+            "ensemble_fault_tolerance",
+            "How many more voters of each ensemble may fail before its quorum is lost (.status.faultTolerance)",
+            fault_tolerance.clone(),
+        );
         let member_restarts = Family::<EnsembleLabels, Counter>::default();
         registry.register(
             "member_restarts",
             "Pods the operator deleted because their member had failed",
             member_restarts.clone(),
+        );
+        let leading = Gauge::default();
+        registry.register(
+            "leading",
+            "1 while this replica runs the controllers (it holds the leader-election Lease), 0 while it stands by",
+            leading.clone(),
         );
         Self {
             reconciles,
@@ -112,7 +126,9 @@ impl Default for Metrics {
             reconcile_duration,
             api_writes,
             ensemble_phase,
+            fault_tolerance,
             member_restarts,
+            leading,
             registry: Arc::new(registry),
         }
     }
@@ -143,6 +159,12 @@ impl Metrics {
     }
 
     pub fn phase(&self, namespace: &str, name: &str, phase: Phase) {
+        // The restart counter exists from 0, so that an alert on its increase counts the
+        // first restart too.
+        drop(self.member_restarts.get_or_create(&EnsembleLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }));
         for candidate in [Phase::Pending, Phase::Active, Phase::Degraded, Phase::Down] {
             self.ensemble_phase
                 .get_or_create(&PhaseLabels {
@@ -154,6 +176,21 @@ impl Metrics {
         }
     }
 
+    /// How many more voters may fail: the status's `faultTolerance`.
+    pub fn fault_tolerance(&self, namespace: &str, name: &str, tolerance: usize) {
+        self.fault_tolerance
+            .get_or_create(&EnsembleLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
+            .set(i64::try_from(tolerance).unwrap_or(i64::MAX));
+    }
+
+    /// Whether this replica runs the controllers (holds the Lease, or runs without election).
+    pub fn leading(&self, leading: bool) {
+        self.leading.set(i64::from(leading));
+    }
+
     /// Drops the per-ensemble series of a deleted ensemble.
     pub fn forget_ensemble(&self, namespace: &str, name: &str) {
         for candidate in [Phase::Pending, Phase::Active, Phase::Degraded, Phase::Down] {
@@ -163,10 +200,12 @@ impl Metrics {
                 phase: candidate.as_str().to_owned(),
             });
         }
-        self.member_restarts.remove(&EnsembleLabels {
+        let ensemble = EnsembleLabels {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
-        });
+        };
+        self.fault_tolerance.remove(&ensemble);
+        self.member_restarts.remove(&ensemble);
     }
 
     pub fn member_restarted(&self, namespace: &str, name: &str) {
@@ -266,6 +305,49 @@ mod tests {
         );
         metrics.forget_ensemble("ns", "zk");
         assert!(!metrics.encode().contains(r#"name="zk""#));
+    }
+
+    /// The series the chart's alert rules (charts/zooherd/files/alerts.yaml) read, by the
+    /// names and labels they use.
+    #[test]
+    fn alerted_series_have_the_names_the_rules_use() {
+        let metrics = Metrics::default();
+        let text = metrics.encode();
+        assert!(text.contains("zooherd_leading 0\n"), "{text}");
+        assert!(
+            text.contains("zooherd_reconcile_duration_seconds_count 0\n"),
+            "{text}"
+        );
+        metrics.leading(true);
+        metrics.phase("ns", "zk", Phase::Active);
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"zooherd_member_restarts_total{namespace="ns",name="zk"} 0"#),
+            "the restart counter starts at 0"
+        );
+        metrics.fault_tolerance("ns", "zk", 1);
+        metrics.fault_tolerance("ns", "zk", 0);
+        metrics.member_restarted("ns", "zk");
+        metrics.reconciled(Outcome::Success, Duration::from_millis(3));
+        metrics.reconcile_failed("apply");
+        let text = metrics.encode();
+        for series in [
+            "zooherd_leading 1\n",
+            r#"zooherd_ensemble_fault_tolerance{namespace="ns",name="zk"} 0"#,
+            r#"zooherd_member_restarts_total{namespace="ns",name="zk"} 1"#,
+            r#"zooherd_reconciles_total{outcome="Success"} 1"#,
+            r#"zooherd_reconcile_errors_total{error="apply"} 1"#,
+            "zooherd_reconcile_duration_seconds_count 1\n",
+        ] {
+            assert!(text.contains(series), "no {series} in {text}");
+        }
+        metrics.forget_ensemble("ns", "zk");
+        assert!(
+            !metrics
+                .encode()
+                .contains("zooherd_ensemble_fault_tolerance{")
+        );
     }
 
     #[test]

@@ -98,6 +98,12 @@ pub fn helm_path() -> PathBuf {
     tool_path("ZOOHERD_HELM", Path::new(&layer).join("helm"))
 }
 
+/// promtool: `ZOOHERD_PROMTOOL`, or the one setup.sh built from the Prometheus Go module.
+pub fn promtool_path() -> PathBuf {
+    let dir = format!("bin/prometheus-{}", version("PROMETHEUS_MODULE_VERSION"));
+    tool_path("ZOOHERD_PROMTOOL", Path::new(&dir).join("promtool"))
+}
+
 /// Fails with a message that says how to install `path` when it is missing.
 pub fn require_file(path: &Path, what: &str) -> io::Result<()> {
     if path.exists() {
