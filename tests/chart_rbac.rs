@@ -145,7 +145,7 @@ fn values_schema_refuses_mistakes() {
 #[test]
 fn pod_monitor_scrapes_the_servers_metrics_port() {
     use zooherd::api::ZooKeeperEnsemble;
-    use zooherd::build::{Settings, children};
+    use zooherd::build::{Settings, ValidatedEnsemble, children};
 
     let helm = support::helm_path();
     support::require_file(&helm, "helm").unwrap();
@@ -163,9 +163,8 @@ fn pod_monitor_scrapes_the_servers_metrics_port() {
     let mut ensemble = ZooKeeperEnsemble::new("zk", serde_json::from_str("{}").unwrap());
     ensemble.metadata.namespace = Some("team-a".to_owned());
     ensemble.metadata.uid = Some("0f6c9a7e-1111-4222-8333-944445555666".to_owned());
-    let stateful_set = children(&ensemble, &Settings::new("zk:1"), None)
-        .expect("the default ensemble builds")
-        .stateful_set;
+    let valid = ValidatedEnsemble::new(&ensemble).expect("the default ensemble is valid");
+    let stateful_set = children(&valid, &Settings::new("zk:1"), None).stateful_set;
     let template = stateful_set.spec.unwrap().template;
     let pod_labels = template.metadata.unwrap().labels.unwrap();
     let selector = monitor["spec"]["selector"]["matchLabels"]

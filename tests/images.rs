@@ -387,13 +387,14 @@ fn entrypoints_are_zooherd_subcommands() {
 fn the_operators_pods_run_on_the_server_image() {
     use k8s_openapi::api::core::v1::Probe;
     use zooherd::api::ZooKeeperEnsemble;
-    use zooherd::build::{Settings, children};
+    use zooherd::build::{Settings, ValidatedEnsemble, children};
 
     let mut ensemble = ZooKeeperEnsemble::new("zk", serde_json::from_str("{}").unwrap());
     ensemble.metadata.namespace = Some("default".to_owned());
     ensemble.metadata.uid = Some("0f6c9a7e-1111-4222-8333-944445555666".to_owned());
     let settings = Settings::new(zooherd::agent::DEFAULT_SERVER_IMAGE);
-    let children = children(&ensemble, &settings, None).expect("the default ensemble builds");
+    let valid = ValidatedEnsemble::new(&ensemble).expect("the default ensemble is valid");
+    let children = children(&valid, &settings, None);
     let pod = children.stateful_set.spec.unwrap().template.spec.unwrap();
     let container = &pod.containers[0];
     assert_eq!(

@@ -11,14 +11,19 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::Parent;
+use super::ValidatedEnsemble;
 use super::names;
 
 /// `<name>-config`, with zoo.cfg under the key `zoo.cfg`, the membership under `members`, and
 /// whether the ensemble has formed under `formed`.
-pub(super) fn build(parent: &Parent, zoo_cfg: &str, members: &str, formed: bool) -> ConfigMap {
+pub(super) fn build(
+    parent: &ValidatedEnsemble,
+    zoo_cfg: &str,
+    members: &str,
+    formed: bool,
+) -> ConfigMap {
     ConfigMap {
-        metadata: parent.metadata(names::config_map(parent.ensemble)),
+        metadata: parent.metadata(names::config_map(parent.ensemble())),
         data: Some(BTreeMap::from([
             (names::ZOO_CFG_KEY.to_owned(), zoo_cfg.to_owned()),
             (names::MEMBERS_KEY.to_owned(), members.to_owned()),

@@ -1,13 +1,15 @@
 //! The build step: a `ZooKeeperEnsemble` in, the Kubernetes objects that run it out.
 //!
-//! Everything here is pure. The controller reads the ensemble, calls [`children`], and applies
-//! the result with server-side apply; this module never talks to the API server, so every
-//! decision about what the objects look like is a unit-tested function of the spec. The output
-//! is deterministic (maps are `BTreeMap`s, lists have a fixed order): building the same
-//! ensemble twice gives equal objects, which lets the controller recognise a no-op reconcile.
+//! Everything here is pure. The controller reads the ensemble, validates it once
+//! ([`ValidatedEnsemble::new`]), calls [`children`], and applies the result with server-side
+//! apply; this module never talks to the API server, so every decision about what the objects
+//! look like is a unit-tested function of the spec. The output is deterministic (maps are
+//! `BTreeMap`s, lists have a fixed order): building the same ensemble twice gives equal
+//! objects, which lets the controller recognise a no-op reconcile.
 //!
-//! [`children`] validates the spec first ([`crate::api::validate::validate`]), so an ensemble the
-//! servers could not run on never becomes objects. Each child is named after the ensemble
+//! [`children`] takes only a validated ensemble (its metadata checked, and its spec accepted and
+//! parsed by [`crate::api::validate::validate`]), so an ensemble the servers could not run on
+//! never becomes objects, and building cannot fail. Each child is named after the ensemble
 //! ([`names`]), carries the ensemble's labels, and is owned by the ensemble (a controller owner
 //! reference), so deleting the ensemble deletes them and their changes wake the controller.
 
@@ -21,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use kube::{Resource, ResourceExt};
 
 use crate::api::ZooKeeperEnsemble;
-use crate::api::validate::{self, ValidationError};
+use crate::api::validate::{self, Validated, ValidationError};
 use crate::quorum::Myid;
 
 mod config_map;
@@ -180,7 +182,7 @@ pub struct Children {
     pub network_policy: Option<NetworkPolicy>,
 }
 
-/// Why the children of an ensemble cannot be built.
+/// Why an ensemble cannot be built: the error of [`ValidatedEnsemble::new`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The spec is invalid; the message names the field and the fix.
@@ -197,40 +199,40 @@ pub enum Error {
 /// Builds every child of `ensemble`, with `topology` (None: a new ensemble's,
 /// [`Topology::initial`]).
 pub fn children(
-    ensemble: &ZooKeeperEnsemble,
+    ensemble: &ValidatedEnsemble,
     settings: &Settings,
     topology: Option<&Topology>,
-) -> Result<Children, Error> {
-    let parent = Parent::of(ensemble)?;
-    validate::validate(ensemble)?;
+) -> Children {
     let topology = match topology {
         Some(topology) => topology.clone(),
-        None => Topology::initial(validate::replicas(ensemble)?),
+        None => Topology::initial(u32::from(ensemble.spec.replicas)),
     };
+    let spec = &ensemble.ensemble().spec;
+    let name = ensemble.ensemble().name_any();
     let zoo_cfg = zoo_cfg::render(
-        &ensemble.name_any(),
-        &parent.namespace,
-        &ensemble.spec.config,
-        ensemble.spec.storage.transaction_log.is_some(),
+        &name,
+        &ensemble.namespace,
+        &spec.config,
+        spec.storage.transaction_log.is_some(),
     );
     let members = zoo_cfg::bootstrap_membership(
-        &ensemble.name_any(),
-        &parent.namespace,
+        &name,
+        &ensemble.namespace,
         &settings.cluster_domain,
         &topology.voters,
         &topology.joining,
     );
-    Ok(Children {
-        config_map: config_map::build(&parent, &zoo_cfg, &members.render(), topology.formed),
-        headless_service: services::headless(&parent),
-        client_service: services::client(&parent),
-        stateful_set: stateful_set::build(&parent, settings, &zoo_cfg, topology.servers)?,
+    Children {
+        config_map: config_map::build(ensemble, &zoo_cfg, &members.render(), topology.formed),
+        headless_service: services::headless(ensemble),
+        client_service: services::client(ensemble),
+        stateful_set: stateful_set::build(ensemble, settings, &zoo_cfg, topology.servers),
         pod_disruption_budget: pod_disruption_budget::build(
-            &parent,
+            ensemble,
             u32::try_from(topology.voters.len()).unwrap_or(u32::MAX),
         ),
-        network_policy: network_policy::build(&parent, &settings.operator),
-    })
+        network_policy: network_policy::build(ensemble, &settings.operator),
+    }
 }
 
 /// The ports of a server, by the name the container and the Services give them.
@@ -242,16 +244,22 @@ const SERVER_PORTS: [(&str, i32); 5] = [
     ("metrics", names::METRICS_PORT),
 ];
 
-/// The ensemble as its children refer to it, checked once for the metadata they need.
-struct Parent<'a> {
-    ensemble: &'a ZooKeeperEnsemble,
+/// An ensemble the children can be built from: read from the API server (it has a namespace, a
+/// name and a uid, which the children's metadata and owner reference need) and with a spec
+/// [`validate`](validate::validate) accepted.
+#[derive(Clone, Debug)]
+pub struct ValidatedEnsemble<'a> {
+    /// The ensemble and the numbers of its spec, parsed.
+    pub spec: Validated<'a>,
     namespace: String,
     owner_reference: OwnerReference,
     labels: BTreeMap<String, String>,
 }
 
-impl<'a> Parent<'a> {
-    fn of(ensemble: &'a ZooKeeperEnsemble) -> Result<Self, Error> {
+impl<'a> ValidatedEnsemble<'a> {
+    /// Checks the metadata the children need, then the spec; the error names the field and the
+    /// fix.
+    pub fn new(ensemble: &'a ZooKeeperEnsemble) -> Result<Self, Error> {
         let missing = |field| Error::MissingMetadata { field };
         let namespace = ensemble.namespace().ok_or(missing("namespace"))?;
         if ensemble.meta().name.is_none() {
@@ -260,11 +268,16 @@ impl<'a> Parent<'a> {
         // Present once name and uid are, which makes the owner reference a controller one.
         let owner_reference = ensemble.controller_owner_ref(&()).ok_or(missing("uid"))?;
         Ok(Self {
-            ensemble,
+            spec: validate::validate(ensemble)?,
             namespace,
             owner_reference,
             labels: names::labels(ensemble),
         })
+    }
+
+    /// The ensemble as it was read.
+    fn ensemble(&self) -> &'a ZooKeeperEnsemble {
+        self.spec.ensemble
     }
 
     /// Metadata of the child called `name`.
@@ -319,8 +332,18 @@ mod fixtures {
         }
     }
 
+    /// The children of `ensemble`, which must be valid.
+    pub fn build(
+        ensemble: &ZooKeeperEnsemble,
+        settings: &Settings,
+        topology: Option<&Topology>,
+    ) -> Children {
+        let valid = ValidatedEnsemble::new(ensemble).expect("a valid ensemble");
+        super::children(&valid, settings, topology)
+    }
+
     pub fn children(spec: serde_json::Value) -> Children {
-        super::children(&ensemble(spec), &settings(), None).expect("a valid ensemble builds")
+        build(&ensemble(spec), &settings(), None)
     }
 }
 
@@ -328,7 +351,7 @@ mod fixtures {
 mod tests {
     use serde_json::json;
 
-    use super::fixtures::{UID, ensemble, settings};
+    use super::fixtures::{UID, build, ensemble, settings};
     use super::*;
     use crate::quorum::myid::ids;
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -377,7 +400,7 @@ mod tests {
     #[test]
     fn config_map_holds_the_rendered_zoo_cfg() {
         let ensemble = ensemble(json!({"config": {"tickTime": "3000"}}));
-        let children = children(&ensemble, &settings(), None).unwrap();
+        let children = build(&ensemble, &settings(), None);
         let want = zoo_cfg::render("zk", "data", &ensemble.spec.config, false);
         let data = children.config_map.data.expect("data");
         assert_eq!(data.len(), 3);
@@ -396,7 +419,7 @@ mod tests {
     #[test]
     fn topology_sets_the_servers_and_the_bootstrap_membership() {
         let topology = Topology::new(5, Some(&ids(&[1, 2, 3])), Some(3));
-        let children = children(&ensemble(json!({})), &settings(), Some(&topology)).unwrap();
+        let children = build(&ensemble(json!({})), &settings(), Some(&topology));
         let sts = children.stateful_set.spec.unwrap();
         assert_eq!(sts.replicas, Some(5));
         let members = &children.config_map.data.unwrap()[names::MEMBERS_KEY];
@@ -472,7 +495,7 @@ mod tests {
             cluster_domain: "corp.example".to_owned(),
             ..settings()
         };
-        let children = children(&ensemble(json!({})), &settings, None).unwrap();
+        let children = build(&ensemble(json!({})), &settings, None);
         let members = &children.config_map.data.unwrap()[names::MEMBERS_KEY];
         assert!(members.contains("server.1=zk-0.zk-headless.data.svc.corp.example:2888"));
     }
@@ -487,7 +510,7 @@ mod tests {
                 "uid" => metadata.uid = None,
                 _ => metadata.name = None,
             }
-            let error = children(&ensemble, &settings(), None).unwrap_err();
+            let error = ValidatedEnsemble::new(&ensemble).unwrap_err();
             assert!(
                 matches!(error, Error::MissingMetadata { field: f } if f == field),
                 "{field}: {error}"
@@ -498,7 +521,7 @@ mod tests {
 
     #[test]
     fn an_invalid_spec_builds_nothing() {
-        let error = children(&ensemble(json!({"replicas": 0})), &settings(), None).unwrap_err();
+        let error = ValidatedEnsemble::new(&ensemble(json!({"replicas": 0}))).unwrap_err();
         assert!(matches!(
             error,
             Error::Invalid(ValidationError::ReplicasOutOfRange { replicas: 0 })

@@ -24,14 +24,14 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{OperatorPods, Parent, names};
+use super::{OperatorPods, ValidatedEnsemble, names};
 
 /// The label the API server puts on every namespace, holding its name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// `<name>`, or None when `spec.networkPolicy.enabled` is false.
-pub(super) fn build(parent: &Parent, operator: &OperatorPods) -> Option<NetworkPolicy> {
-    let spec = &parent.ensemble.spec.network_policy;
+pub(super) fn build(parent: &ValidatedEnsemble, operator: &OperatorPods) -> Option<NetworkPolicy> {
+    let spec = &parent.ensemble().spec.network_policy;
     if !spec.enabled {
         return None;
     }
@@ -68,7 +68,7 @@ pub(super) fn build(parent: &Parent, operator: &OperatorPods) -> Option<NetworkP
         ingress.push(rule(spec.metrics_from.clone(), &[names::METRICS_PORT]));
     }
     Some(NetworkPolicy {
-        metadata: parent.metadata(names::network_policy(parent.ensemble)),
+        metadata: parent.metadata(names::network_policy(parent.ensemble())),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(parent.selector()),
             policy_types: Some(vec!["Ingress".to_owned()]),

@@ -13,21 +13,17 @@
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Parent, names};
+use super::{ValidatedEnsemble, names};
 
 /// `<name>`, allowing the ensemble's fault tolerance in simultaneous evictions: that of the
 /// fewer of `spec.replicas` and the `voters` there are now (while scaling up, the new servers
 /// do not vote yet).
-pub(super) fn build(parent: &Parent, voters: u32) -> PodDisruptionBudget {
+pub(super) fn build(parent: &ValidatedEnsemble, voters: u32) -> PodDisruptionBudget {
     PodDisruptionBudget {
-        metadata: parent.metadata(names::pod_disruption_budget(parent.ensemble)),
+        metadata: parent.metadata(names::pod_disruption_budget(parent.ensemble())),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(max_unavailable(
-                parent
-                    .ensemble
-                    .spec
-                    .replicas
-                    .min(i32::try_from(voters).unwrap_or(i32::MAX)),
+                i32::from(parent.spec.replicas).min(i32::try_from(voters).unwrap_or(i32::MAX)),
             ))),
             min_available: None,
             selector: Some(parent.selector()),

@@ -8,12 +8,12 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Parent, SERVER_PORTS, names};
+use super::{SERVER_PORTS, ValidatedEnsemble, names};
 
 /// `<name>-headless`: every server port, DNS records for ready and not-ready servers alike.
-pub(super) fn headless(parent: &Parent) -> Service {
+pub(super) fn headless(parent: &ValidatedEnsemble) -> Service {
     Service {
-        metadata: parent.metadata(names::headless_service(parent.ensemble)),
+        metadata: parent.metadata(names::headless_service(parent.ensemble())),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             cluster_ip: Some("None".to_owned()),
@@ -32,9 +32,9 @@ pub(super) fn headless(parent: &Parent) -> Service {
 }
 
 /// `<name>-client`: a virtual IP for the client port of the serving servers.
-pub(super) fn client(parent: &Parent) -> Service {
+pub(super) fn client(parent: &ValidatedEnsemble) -> Service {
     Service {
-        metadata: parent.metadata(names::client_service(parent.ensemble)),
+        metadata: parent.metadata(names::client_service(parent.ensemble())),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(parent.labels.clone()),

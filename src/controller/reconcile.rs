@@ -52,9 +52,46 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     }
     ctx.stores.wait_until_ready().await;
 
-    // The StatefulSet's size and the bootstrap membership follow the committed voters.
+    // Validated once: an invalid spec changes nothing that runs, and building cannot fail.
+    let mut password = None;
+    let mut stateful_set_written = false;
+    let spec = match build::ValidatedEnsemble::new(ensemble) {
+        Err(problem) => SpecOutcome::Invalid(problem.to_string()),
+        Ok(_) if ensemble.spec.paused => SpecOutcome::Paused,
+        Ok(valid) => {
+            let topology = topology(ensemble, ctx, u32::from(valid.spec.replicas));
+            let children = build::children(&valid, &ctx.settings.build, Some(&topology));
+            match apply(ensemble, ctx, children).await {
+                Ok((superuser, written)) => {
+                    password = Some(superuser);
+                    stateful_set_written = written.stateful_set;
+                    SpecOutcome::Applied {
+                        changed: written.changed,
+                    }
+                }
+                // The probes, the status and the phase's Events go on: an apply error must not
+                // freeze what the status says about the quorum.
+                Err(error) => {
+                    tracing::warn!(ensemble = %name, %error, "applying the children failed");
+                    ctx.metrics.reconcile_failed(error.metric_label());
+                    SpecOutcome::NotApplied(error.to_string())
+                }
+            }
+        }
+    };
+    let password = password.as_deref();
+    let mut observation = observe::observe(ensemble, ctx, password).await;
+    observation.stateful_set_written = stateful_set_written;
+    let decision = decide(&observation.facts(&spec));
+    let acted = act::act(ensemble, ctx, &observation, &decision.disruption, password).await?;
+    report::report(ensemble, ctx, &spec, observation, &decision, acted).await?;
+    Ok(Action::requeue(ctx.settings.probe_interval))
+}
+
+/// The servers and their roles for `replicas` voters: the StatefulSet's size and the bootstrap
+/// membership follow the committed voters.
+fn topology(ensemble: &ZooKeeperEnsemble, ctx: &Context, replicas: u32) -> build::Topology {
     let voters = scale::recorded_voters(recorded_membership(ensemble, ctx).as_ref());
-    let replicas = u32::try_from(ensemble.spec.replicas).unwrap_or(0);
     let running = scale::stateful_set_replicas(&ctx.stores, ensemble);
     // Formed once a quorum was seen or a membership read, and never unformed: the ConfigMap
     // keeps it even if the status were lost.
@@ -64,40 +101,10 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
             .as_ref()
             .is_some_and(|s| s.formed_at.is_some())
         || scale::config_map_says_formed(&ctx.stores, ensemble);
-    let topology = build::Topology {
+    build::Topology {
         formed,
         ..build::Topology::new(replicas, voters.as_ref(), running)
-    };
-    // Building validates first (api::validate): an invalid spec changes nothing that runs.
-    let mut password = None;
-    let mut stateful_set_written = false;
-    let spec = match build::children(ensemble, &ctx.settings.build, Some(&topology)) {
-        Err(problem) => SpecOutcome::Invalid(problem.to_string()),
-        Ok(_) if ensemble.spec.paused => SpecOutcome::Paused,
-        Ok(children) => match apply(ensemble, ctx, children).await {
-            Ok((superuser, written)) => {
-                password = Some(superuser);
-                stateful_set_written = written.stateful_set;
-                SpecOutcome::Applied {
-                    changed: written.changed,
-                }
-            }
-            // The probes, the status and the phase's Events go on: an apply error must not
-            // freeze what the status says about the quorum.
-            Err(error) => {
-                tracing::warn!(ensemble = %name, %error, "applying the children failed");
-                ctx.metrics.reconcile_failed(error.metric_label());
-                SpecOutcome::NotApplied(error.to_string())
-            }
-        },
-    };
-    let password = password.as_deref();
-    let mut observation = observe::observe(ensemble, ctx, password).await;
-    observation.stateful_set_written = stateful_set_written;
-    let decision = decide(&observation.facts(&spec));
-    let acted = act::act(ensemble, ctx, &observation, &decision.disruption, password).await?;
-    report::report(ensemble, ctx, &spec, observation, &decision, acted).await?;
-    Ok(Action::requeue(ctx.settings.probe_interval))
+    }
 }
 
 /// What the apply step wrote.

@@ -6,8 +6,9 @@
 //! before building anything and reports the error on the ensemble; every message names the
 //! field and says what to change.
 //!
-//! The builders read the same numbers through the accessors here ([`replicas`],
-//! [`heap_bytes`], ...), so a value is parsed by one piece of code whether it is checked or used.
+//! [`validate`] returns what it parsed ([`Validated`]: the replicas as the highest server id, the
+//! heap setting and the memory limit in bytes), and the builders take the numbers from there,
+//! so a value is parsed once, by the code that checks it, and building cannot fail.
 //! A few rules the API server also enforces (the name's length, owned config keys,
 //! single-line values, the replicas range) are repeated because the builders rely on them and
 //! an ensemble may reach the operator from a CRD version installed without them.
@@ -18,6 +19,7 @@ use kube::ResourceExt;
 
 use super::security::{is_security_key, security_property};
 use super::{JvmSpec, ZooKeeperEnsemble, operator_owned_keys};
+use crate::quorum::Myid;
 
 /// Longest ensemble name. The StatefulSet is named after the ensemble and labels its pods
 /// `controller-revision-hash=<name>-<hash>`, where the hash takes up to 10 characters and a
@@ -164,10 +166,37 @@ pub enum QuantityError {
     TooLarge,
 }
 
-/// Checks everything about `ensemble` that the builders rely on and CEL cannot see.
-pub fn validate(ensemble: &ZooKeeperEnsemble) -> Result<(), ValidationError> {
+/// An ensemble [`validate`] accepted, with the numbers of its spec parsed: the builders take it
+/// and cannot fail. What needs no parsing (placement, storage, the image, ...) they read from
+/// [`Validated::ensemble`].
+#[derive(Clone, Copy, Debug)]
+pub struct Validated<'a> {
+    /// The ensemble as it was read.
+    pub ensemble: &'a ZooKeeperEnsemble,
+    /// `spec.replicas` as the highest server: the ensemble asks for servers 1..=this as voters.
+    pub replicas: Myid,
+    /// How `spec.jvm` sizes the heap.
+    pub heap: JvmHeap,
+    /// `spec.resources.limits.memory` in bytes, when set.
+    pub memory_limit: Option<u64>,
+}
+
+/// How `spec.jvm` sizes the heap: by `heap` or by `heapPercent`, never both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JvmHeap {
+    /// `spec.jvm.heap` in bytes: at least 16Mi, and below the memory limit when there is one.
+    Fixed(u64),
+    /// `spec.jvm.heapPercent` of the memory limit, which is set.
+    ShareOfLimit(i32),
+    /// Neither is set; `sized_by_options` when `spec.jvm.extraOptions` size the heap themselves.
+    Unset { sized_by_options: bool },
+}
+
+/// Checks everything about `ensemble` that the builders rely on and CEL cannot see, and returns
+/// what the builders need of it, parsed.
+pub fn validate(ensemble: &ZooKeeperEnsemble) -> Result<Validated<'_>, ValidationError> {
     validate_name(&ensemble.name_any())?;
-    replicas(ensemble)?;
+    let replicas = replicas(ensemble)?;
     validate_config(ensemble)?;
 
     let storage = &ensemble.spec.storage;
@@ -176,21 +205,24 @@ pub fn validate(ensemble: &ZooKeeperEnsemble) -> Result<(), ValidationError> {
         check_volume_size("spec.storage.transactionLog.size", &log.size)?;
     }
 
-    validate_jvm(ensemble)?;
-    validate_network_policy(ensemble)
+    let (heap, memory_limit) = validate_jvm(ensemble)?;
+    validate_network_policy(ensemble)?;
+    Ok(Validated {
+        ensemble,
+        replicas,
+        heap,
+        memory_limit,
+    })
 }
 
-/// `spec.replicas` as a count, checked to be 1..=255.
-pub(crate) fn replicas(ensemble: &ZooKeeperEnsemble) -> Result<u32, ValidationError> {
+/// `spec.replicas` as the highest server id, checked to be 1..=255.
+fn replicas(ensemble: &ZooKeeperEnsemble) -> Result<Myid, ValidationError> {
     let replicas = ensemble.spec.replicas;
-    match u32::try_from(replicas) {
-        Ok(count @ 1..=255) => Ok(count),
-        _ => Err(ValidationError::ReplicasOutOfRange { replicas }),
-    }
+    Myid::try_from(replicas).map_err(|_| ValidationError::ReplicasOutOfRange { replicas })
 }
 
 /// `spec.jvm.heap` in bytes, checked to be a quantity of at least 16Mi.
-pub(crate) fn heap_bytes(jvm: &JvmSpec) -> Result<Option<u64>, ValidationError> {
+fn heap_bytes(jvm: &JvmSpec) -> Result<Option<u64>, ValidationError> {
     let Some(heap) = &jvm.heap else {
         return Ok(None);
     };
@@ -205,15 +237,6 @@ pub(crate) fn heap_bytes(jvm: &JvmSpec) -> Result<Option<u64>, ValidationError> 
     Ok(Some(bytes))
 }
 
-/// `spec.resources.limits.memory` in bytes, when set.
-pub(crate) fn memory_limit_bytes(
-    ensemble: &ZooKeeperEnsemble,
-) -> Result<Option<u64>, ValidationError> {
-    memory_limit(ensemble)
-        .map(|limit| bytes_of("spec.resources.limits.memory", limit))
-        .transpose()
-}
-
 /// Whether `key` can be written as a zoo.cfg property name: a Java properties key with no
 /// separator, whitespace, comment marker or escape in it.
 pub(crate) fn is_config_key(key: &str) -> bool {
@@ -225,7 +248,7 @@ pub(crate) fn is_config_key(key: &str) -> bool {
 }
 
 /// Whether a JVM option sets the heap size (`-Xmx1g`, `-XX:MaxRAMPercentage=50`, ...).
-pub(crate) fn sizes_heap(option: &str) -> bool {
+fn sizes_heap(option: &str) -> bool {
     HEAP_SIZING_OPTIONS
         .iter()
         .any(|prefix| option.starts_with(prefix))
@@ -378,11 +401,14 @@ fn validate_config(ensemble: &ZooKeeperEnsemble) -> Result<(), ValidationError> 
     Ok(())
 }
 
-fn validate_jvm(ensemble: &ZooKeeperEnsemble) -> Result<(), ValidationError> {
+/// `spec.jvm` and the memory limit: how the heap is sized, and the limit in bytes.
+fn validate_jvm(ensemble: &ZooKeeperEnsemble) -> Result<(JvmHeap, Option<u64>), ValidationError> {
     let jvm = &ensemble.spec.jvm;
     let heap_bytes = heap_bytes(jvm)?;
     let limit = memory_limit(ensemble);
-    let limit_bytes = memory_limit_bytes(ensemble)?;
+    let limit_bytes = limit
+        .map(|limit| bytes_of("spec.resources.limits.memory", limit))
+        .transpose()?;
 
     if let Some(option) = jvm
         .extra_options
@@ -404,13 +430,17 @@ fn validate_jvm(ensemble: &ZooKeeperEnsemble) -> Result<(), ValidationError> {
         });
     }
 
-    let setting = match (&jvm.heap, jvm.heap_percent) {
+    let sized_by_options = jvm.extra_options.iter().find(|option| sizes_heap(option));
+    let (heap, setting) = match (heap_bytes, jvm.heap_percent) {
         (Some(_), Some(_)) => return Err(ValidationError::HeapAndHeapPercent),
-        (Some(_), None) => "heap",
-        (None, Some(_)) => "heapPercent",
-        (None, None) => return Ok(()),
+        (Some(bytes), None) => (JvmHeap::Fixed(bytes), "heap"),
+        (None, Some(percent)) => (JvmHeap::ShareOfLimit(percent), "heapPercent"),
+        (None, None) => {
+            let sized_by_options = sized_by_options.is_some();
+            return Ok((JvmHeap::Unset { sized_by_options }, limit_bytes));
+        }
     };
-    if let Some(option) = jvm.extra_options.iter().find(|option| sizes_heap(option)) {
+    if let Some(option) = sized_by_options {
         return Err(ValidationError::ExtraOptionSizesHeap {
             option: option.clone(),
             setting,
@@ -429,7 +459,7 @@ fn validate_jvm(ensemble: &ZooKeeperEnsemble) -> Result<(), ValidationError> {
             limit: limit.0.clone(),
         });
     }
-    Ok(())
+    Ok((heap, limit_bytes))
 }
 
 /// The peers of `spec.networkPolicy` must be ones the API server takes in a NetworkPolicy:

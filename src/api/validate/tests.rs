@@ -9,7 +9,7 @@ fn ensemble(name: &str, spec: Value) -> ZooKeeperEnsemble {
 }
 
 fn validate_spec(spec: Value) -> Result<(), ValidationError> {
-    validate(&ensemble("zk", spec))
+    validate(&ensemble("zk", spec)).map(|_| ())
 }
 
 #[test]
@@ -62,7 +62,11 @@ fn names_must_fit_kubernetes_limits() {
         ("ZK", not_label("ZK")),
     ];
     for (name, want) in cases {
-        assert_eq!(validate(&ensemble(name, json!({}))), want, "{name:?}");
+        assert_eq!(
+            validate(&ensemble(name, json!({}))).map(|_| ()),
+            want,
+            "{name:?}"
+        );
     }
 }
 
@@ -499,18 +503,45 @@ fn heap_sizing_options_are_recognised() {
 }
 
 #[test]
-fn accessors_read_validated_numbers() {
-    let zk = ensemble(
-        "zk",
-        json!({"replicas": 5, "jvm": {"heap": "1Gi"}, "resources": {"limits": {"memory": "2Gi"}}}),
-    );
-    assert_eq!(replicas(&zk), Ok(5));
-    assert_eq!(heap_bytes(&zk.spec.jvm), Ok(Some(1 << 30)));
-    assert_eq!(memory_limit_bytes(&zk), Ok(Some(2 << 30)));
-
-    let bare = ensemble("zk", json!({}));
-    assert_eq!(heap_bytes(&bare.spec.jvm), Ok(None));
-    assert_eq!(memory_limit_bytes(&bare), Ok(None));
+fn validation_returns_the_parsed_numbers() {
+    let parsed = |spec: Value| {
+        let zk = ensemble("zk", spec);
+        let valid = validate(&zk).expect("a valid spec");
+        assert!(std::ptr::eq(valid.ensemble, &zk));
+        (i32::from(valid.replicas), valid.heap, valid.memory_limit)
+    };
+    let limit = |memory: &str| json!({"limits": {"memory": memory}});
+    let unset = JvmHeap::Unset {
+        sized_by_options: false,
+    };
+    let cases = [
+        (json!({}), (3, unset, None)),
+        (
+            json!({"replicas": 5, "jvm": {"heap": "1Gi"}, "resources": limit("2Gi")}),
+            (5, JvmHeap::Fixed(1 << 30), Some(2 << 30)),
+        ),
+        (
+            json!({"replicas": 1, "jvm": {"heapPercent": 75}, "resources": limit("2G")}),
+            (1, JvmHeap::ShareOfLimit(75), Some(2_000_000_000)),
+        ),
+        (
+            json!({"replicas": 255, "resources": limit("1.5Gi")}),
+            (255, unset, Some(3 << 29)),
+        ),
+        (
+            json!({"jvm": {"extraOptions": ["-XX:+UseG1GC", "-Xmx1g"]}}),
+            (
+                3,
+                JvmHeap::Unset {
+                    sized_by_options: true,
+                },
+                None,
+            ),
+        ),
+    ];
+    for (spec, want) in cases {
+        assert_eq!(parsed(spec.clone()), want, "{spec}");
+    }
 }
 
 #[test]

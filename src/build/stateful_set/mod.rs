@@ -33,9 +33,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
-use super::{Error, Parent, SERVER_PORTS, Settings, names};
-use crate::api::validate::{self, ValidationError};
-use crate::api::{VolumeSpec, ZooKeeperEnsemble, annotations};
+use super::{SERVER_PORTS, Settings, ValidatedEnsemble, names};
+use crate::api::validate::{JvmHeap, Validated};
+use crate::api::{VolumeSpec, annotations};
 
 /// User and group the server runs as; the image's `zooherd` user.
 const SERVER_UID: i64 = 1000;
@@ -52,16 +52,16 @@ const TMP_VOLUME: &str = "tmp";
 
 /// `<name>`: `replicas` servers, one pod and one set of volumes each.
 pub(super) fn build(
-    parent: &Parent,
+    parent: &ValidatedEnsemble,
     settings: &Settings,
     zoo_cfg: &str,
     servers: u32,
-) -> Result<StatefulSet, Error> {
-    let ensemble = parent.ensemble;
+) -> StatefulSet {
+    let ensemble = parent.ensemble();
     let spec = &ensemble.spec;
     let storage = &spec.storage;
 
-    let jvm_env = jvm_env(ensemble)?;
+    let jvm_env = jvm_env(&parent.spec);
     let mut annotations = spec.placement.pod_annotations.clone();
     annotations.insert(
         names::CONFIG_HASH_ANNOTATION.to_owned(),
@@ -80,7 +80,7 @@ pub(super) fn build(
         claims.push(volume_claim(parent, LOG_VOLUME, log));
     }
 
-    Ok(StatefulSet {
+    StatefulSet {
         metadata: parent.metadata(names::stateful_set(ensemble)),
         spec: Some(StatefulSetSpec {
             replicas: Some(i32::try_from(servers).unwrap_or(i32::MAX)),
@@ -109,11 +109,11 @@ pub(super) fn build(
             ..StatefulSetSpec::default()
         }),
         status: None,
-    })
+    }
 }
 
-fn pod_spec(parent: &Parent, settings: &Settings, jvm_env: Vec<EnvVar>) -> PodSpec {
-    let spec = &parent.ensemble.spec;
+fn pod_spec(parent: &ValidatedEnsemble, settings: &Settings, jvm_env: Vec<EnvVar>) -> PodSpec {
+    let spec = &parent.ensemble().spec;
     let placement = &spec.placement;
     PodSpec {
         containers: vec![container(parent, settings, jvm_env)],
@@ -121,7 +121,7 @@ fn pod_spec(parent: &Parent, settings: &Settings, jvm_env: Vec<EnvVar>) -> PodSp
             Volume {
                 name: CONFIG_VOLUME.to_owned(),
                 config_map: Some(ConfigMapVolumeSource {
-                    name: names::config_map(parent.ensemble),
+                    name: names::config_map(parent.ensemble()),
                     ..ConfigMapVolumeSource::default()
                 }),
                 ..Volume::default()
@@ -166,8 +166,8 @@ fn pod_spec(parent: &Parent, settings: &Settings, jvm_env: Vec<EnvVar>) -> PodSp
     }
 }
 
-fn container(parent: &Parent, settings: &Settings, jvm_env: Vec<EnvVar>) -> Container {
-    let spec = &parent.ensemble.spec;
+fn container(parent: &ValidatedEnsemble, settings: &Settings, jvm_env: Vec<EnvVar>) -> Container {
+    let spec = &parent.ensemble().spec;
     let mut volume_mounts = vec![
         mount(CONFIG_VOLUME, names::CONFIG_DIR, true),
         mount(DATA_VOLUME, names::DATA_DIR, false),
@@ -240,7 +240,7 @@ fn container(parent: &Parent, settings: &Settings, jvm_env: Vec<EnvVar>) -> Cont
 
 /// The server's environment: who it is (for myid and for telling its volume apart from one
 /// left by an earlier ensemble of the same name), its memory limit, and the JVM settings.
-fn env(parent: &Parent, jvm_env: Vec<EnvVar>) -> Vec<EnvVar> {
+fn env(parent: &ValidatedEnsemble, jvm_env: Vec<EnvVar>) -> Vec<EnvVar> {
     let mut env = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
@@ -253,7 +253,7 @@ fn env(parent: &Parent, jvm_env: Vec<EnvVar>) -> Vec<EnvVar> {
             value: None,
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector {
-                    name: names::superuser_secret(parent.ensemble),
+                    name: names::superuser_secret(parent.ensemble()),
                     key: names::SUPERUSER_DIGEST_KEY.to_owned(),
                     optional: Some(false),
                 }),
@@ -263,14 +263,7 @@ fn env(parent: &Parent, jvm_env: Vec<EnvVar>) -> Vec<EnvVar> {
     ];
     // Without a memory limit the downward API reports the node's memory, which must never be
     // mistaken for the container's: the variable is only set when there is a limit.
-    let memory_limit = parent
-        .ensemble
-        .spec
-        .resources
-        .as_ref()
-        .and_then(|r| r.limits.as_ref())
-        .is_some_and(|limits| limits.contains_key("memory"));
-    if memory_limit {
+    if parent.spec.memory_limit.is_some() {
         env.push(EnvVar {
             name: "ZOOHERD_MEMORY_LIMIT".to_owned(),
             value: None,
@@ -291,40 +284,35 @@ fn env(parent: &Parent, jvm_env: Vec<EnvVar>) -> Vec<EnvVar> {
 /// The JVM settings, as literal variables `zooherd server` turns into JVM options:
 /// `ZOOHERD_JVM_HEAP` (a Kubernetes quantity such as `512Mi`, for -Xmx and -Xms),
 /// `ZOOHERD_JVM_HEAP_PERCENT` (a share of `ZOOHERD_MEMORY_LIMIT`) and `ZOOHERD_JVM_EXTRA_OPTS`
-/// (appended last).
-fn jvm_env(ensemble: &ZooKeeperEnsemble) -> Result<Vec<EnvVar>, ValidationError> {
-    let jvm = &ensemble.spec.jvm;
+/// (appended last). Without a memory limit the downward API reports the node's memory instead,
+/// so a share is never taken of that: the default share applies only when there is a limit and
+/// nothing else sizes the heap.
+fn jvm_env(spec: &Validated) -> Vec<EnvVar> {
     let mut env = Vec::new();
-    if let Some(heap) = validate::heap_bytes(jvm)? {
-        env.push(literal_env("ZOOHERD_JVM_HEAP", &heap_quantity(heap)));
-    }
-    if let Some(percent) = heap_percent(ensemble)? {
+    let percent = match spec.heap {
+        JvmHeap::Fixed(bytes) => {
+            env.push(literal_env("ZOOHERD_JVM_HEAP", &heap_quantity(bytes)));
+            None
+        }
+        JvmHeap::ShareOfLimit(percent) => Some(percent),
+        JvmHeap::Unset { sized_by_options } => {
+            (spec.memory_limit.is_some() && !sized_by_options).then_some(DEFAULT_HEAP_PERCENT)
+        }
+    };
+    if let Some(percent) = percent {
         env.push(literal_env(
             "ZOOHERD_JVM_HEAP_PERCENT",
             &percent.to_string(),
         ));
     }
-    if !jvm.extra_options.is_empty() {
+    let extra_options = &spec.ensemble.spec.jvm.extra_options;
+    if !extra_options.is_empty() {
         env.push(literal_env(
             "ZOOHERD_JVM_EXTRA_OPTS",
-            &jvm.extra_options.join(" "),
+            &extra_options.join(" "),
         ));
     }
-    Ok(env)
-}
-
-/// `spec.jvm.heapPercent`, or the default share when there is a memory limit to take it of and
-/// nothing else sizes the heap. Without a memory limit the downward API reports the node's
-/// memory instead, so a share is never taken of that.
-fn heap_percent(ensemble: &ZooKeeperEnsemble) -> Result<Option<i32>, ValidationError> {
-    let jvm = &ensemble.spec.jvm;
-    if jvm.heap_percent.is_some() {
-        return Ok(jvm.heap_percent);
-    }
-    let defaulted = jvm.heap.is_none()
-        && validate::memory_limit_bytes(ensemble)?.is_some()
-        && !jvm.extra_options.iter().any(|o| validate::sizes_heap(o));
-    Ok(defaulted.then_some(DEFAULT_HEAP_PERCENT))
+    env
 }
 
 /// Bytes as the Kubernetes quantity `zooherd server` reads: whole mebibytes as `<n>Mi`,
@@ -358,7 +346,7 @@ fn config_hash(zoo_cfg: &str, jvm_env: &[EnvVar]) -> String {
 
 /// Prefer one server per node, so that losing a node costs the ensemble one voter.
 /// Preferred rather than required: an ensemble on fewer nodes than servers still runs.
-fn spread_across_nodes(parent: &Parent) -> Affinity {
+fn spread_across_nodes(parent: &ValidatedEnsemble) -> Affinity {
     Affinity {
         pod_anti_affinity: Some(PodAntiAffinity {
             preferred_during_scheduling_ignored_during_execution: Some(vec![
@@ -381,7 +369,11 @@ fn spread_across_nodes(parent: &Parent) -> Affinity {
 }
 
 /// A claim template; the StatefulSet creates `<volume>-<pod>` from it for every server.
-fn volume_claim(parent: &Parent, volume: &str, spec: &VolumeSpec) -> PersistentVolumeClaim {
+fn volume_claim(
+    parent: &ValidatedEnsemble,
+    volume: &str,
+    spec: &VolumeSpec,
+) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some(volume.to_owned()),

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::super::fixtures;
 use super::*;
-use crate::api::PlacementSpec;
+use crate::api::{PlacementSpec, ZooKeeperEnsemble};
 
 fn stateful_set(spec: Value) -> StatefulSetSpec {
     fixtures::children(spec).stateful_set.spec.expect("spec")
@@ -146,8 +146,8 @@ fn pod_annotations_are_the_users_plus_the_config_hash() {
 fn a_restart_asked_on_the_ensemble_is_a_new_template() {
     let mut ensemble = fixtures::ensemble(json!({}));
     let template = |ensemble: &ZooKeeperEnsemble| {
-        let children = super::super::children(ensemble, &fixtures::settings(), None);
-        children.unwrap().stateful_set.spec.unwrap().template
+        let children = fixtures::build(ensemble, &fixtures::settings(), None);
+        children.stateful_set.spec.unwrap().template
     };
     let before = template(&ensemble);
     ensemble.annotations_mut().insert(
