@@ -432,17 +432,23 @@ async fn the_admin_servers_snapshot_and_restore_are_switched_off() {
 
 /// Runs `zooherd server` for pod `<name>-<ordinal>` of `ensemble` on `data_dir`, expecting it
 /// to exit before starting any JVM (JAVA_HOME points nowhere, so a wrongful exec fails fast).
+/// The ConfigMap says the ensemble has formed: the agent does not wait for the servers' names
+/// (which resolve nowhere here) before the exec.
 fn refused_start(ensemble: &Ensemble, ordinal: u32, data_dir: &Path, dir: &Path) -> Output {
     let config = dir.join("zoo.cfg");
     let members = dir.join("members");
+    let formed = dir.join("formed");
     fs::write(&config, ensemble.operator_config()).unwrap();
     fs::write(&members, ensemble.operator_members()).unwrap();
+    fs::write(&formed, "true").unwrap();
     Command::new(ZOOHERD)
         .arg("server")
         .arg("--config")
         .arg(&config)
         .arg("--members")
         .arg(&members)
+        .arg("--formed")
+        .arg(&formed)
         .arg("--runtime-config")
         .arg(dir.join("runtime/zoo.cfg"))
         .arg("--data-dir")
@@ -498,6 +504,8 @@ fn foreign_data_directories_are_refused_with_distinct_exit_codes() {
     .render();
     fs::write(left_behind.join(ENSEMBLE_MARKER_FILE), &old_marker).unwrap();
     fs::write(left_behind.join(MYID_FILE), "2\n").unwrap();
+    fs::create_dir_all(left_behind.join("version-2")).unwrap();
+    fs::write(left_behind.join("version-2/snapshot.100000000"), "its data").unwrap();
     let output = refused_start(&ensemble, 1, &left_behind, tmp.path());
     assert_eq!(output.status.code(), Some(i32::from(EXIT_FOREIGN_ENSEMBLE)));
     let line = stderr_line(&output);
@@ -1083,4 +1091,182 @@ async fn an_emptied_voter_never_votes_so_an_acknowledged_write_survives() {
         let (data, _) = client.get_data("/acknowledged").await.expect("W survived");
         assert_eq!(data, b"W");
     }
+}
+
+/// A client writing persistent sequential znodes under `/handover` every 10 ms through every
+/// server, reconnecting after any failure; returns the acknowledged names and the longest time
+/// without an acknowledgement.
+async fn write_until(
+    connect_string: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<String>, Duration) {
+    use zookeeper_client as zk;
+    let mode = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+    let (mut acknowledged, mut longest) = (Vec::new(), Duration::ZERO);
+    let mut last = Instant::now();
+    let mut client: Option<zk::Client> = None;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if client.is_none() {
+            let connector = zk::Client::connector()
+                .with_session_timeout(Duration::from_secs(10))
+                .with_connection_timeout(Duration::from_secs(2));
+            let connecting = connector.connect(&connect_string);
+            client = tokio::time::timeout(Duration::from_secs(5), connecting)
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
+        if let Some(c) = &client {
+            let write = c.create("/handover/w-", b"", &mode);
+            match tokio::time::timeout(Duration::from_secs(5), write).await {
+                Ok(Ok((_, sequence))) => {
+                    acknowledged.push(format!("w-{:010}", sequence.into_i64()));
+                    longest = longest.max(last.elapsed());
+                    last = Instant::now();
+                }
+                _ => client = None,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (acknowledged, longest)
+}
+
+/// Issue 18, item 2: what a roll's leader step does with 5 voters, on real servers started
+/// by `zooherd server`. The leader is removed from the voters by reconfiguration (ZooKeeper
+/// designates its successor, no election); its server is then stopped and started again as
+/// the operator starts a replaced pod, with the ConfigMap's membership in which it joins as an
+/// observer: the agent must prefer that to the older membership on its volume that lists it as
+/// a voter, since the newest one on the volume no longer lists it. It syncs as a non-voting
+/// follower, is added back, and no acknowledged write is lost. For comparison, the same
+/// ensemble's leader is then stopped and restarted as before (an election). Prints the longest
+/// time a client writing throughout went without an acknowledgement, in both.
+#[tokio::test]
+async fn a_leader_that_hands_over_rejoins_as_a_non_voter_and_no_write_is_lost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use zooherd::quorum::reconfig::Reconfigurer;
+    use zookeeper_client as zk;
+
+    let ensemble = Ensemble::new("handover", "7d3c1a52-0000-4000-8000-000000000010", 5);
+    let (mut zookeeper, lines) = start_with_lines(&ensemble, |m| {
+        format!("{0}:2888:3888:participant;{0}:2181", m.ip())
+    })
+    .await;
+    ensemble.formed.store(true, Ordering::SeqCst);
+    let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let client = zk::Client::connect(&zookeeper.connect_string())
+        .await
+        .expect("connect a client");
+    client.create("/handover", b"", &create).await.unwrap();
+    drop(client);
+    let reconfigurer = Reconfigurer::default();
+    let all: Vec<std::net::SocketAddr> = zookeeper.client_addresses(0..5);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(write_until(zookeeper.connect_string(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The hand-over.
+    let leader = zookeeper.leader().await.expect("a leader");
+    let myid = zookeeper.member(leader).myid();
+    let from = committed(&zookeeper, 5, PASSWORD).await;
+    let started = Instant::now();
+    let without = reconfigurer
+        .remove_voter(&all, PASSWORD, &from, myid)
+        .await
+        .unwrap_or_else(|e| panic!("removing the leader {myid}: {e}"));
+    let removal = started.elapsed();
+    let successor = zookeeper
+        .wait_for_new_leader(leader, QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "hand-over: voter {myid} removed in {} ms, server {} leads after {} ms",
+        removal.as_millis(),
+        zookeeper.member(successor).myid(),
+        started.elapsed().as_millis()
+    );
+
+    // Its pod is replaced: the ConfigMap now lists it as joining.
+    zookeeper.stop(leader).unwrap();
+    let ips = addresses(&zookeeper);
+    let topology = Topology::new(5, Some(&without.voters()), Some(5));
+    *ensemble.members.lock().unwrap() = Some(ensemble.bound_bootstrap(&ips, &topology));
+    zookeeper.start_member(leader).unwrap();
+    let state = zookeeper.wait_for_serving(leader, QUORUM_TIMEOUT).await;
+    assert_eq!(
+        state.ok(),
+        Some(ServerState::Follower),
+        "{}",
+        support::tail(zookeeper.member(leader).log_file(), 30)
+    );
+    let log = fs::read_to_string(zookeeper.member(leader).log_file()).unwrap();
+    let restart = log
+        .rsplit("===== zooherd test: starting member")
+        .next()
+        .unwrap();
+    assert!(
+        restart.contains("version 0, from the operator"),
+        "the removed leader must start with the operator's membership, in which it joins: {}",
+        support::tail(zookeeper.member(leader).log_file(), 30)
+    );
+    let line = &lines[&myid];
+    let back = reconfigurer
+        .add_voter(&all, PASSWORD, &without, myid, line)
+        .await
+        .unwrap_or_else(|e| panic!("adding {myid} back: {e}"));
+    assert_eq!(back.voters(), Myid::up_to(5).collect());
+    zookeeper
+        .wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    stop.store(true, Ordering::SeqCst);
+    let (handed_over, handover_gap) = writer.await.unwrap();
+
+    // The same step as before the change: the leader stopped and started again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(write_until(zookeeper.connect_string(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let leader = zookeeper.leader().await.expect("a leader");
+    zookeeper.stop(leader).unwrap();
+    zookeeper
+        .wait_for_new_leader(leader, QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    zookeeper.start_member(leader).unwrap();
+    zookeeper
+        .wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (elected, election_gap) = writer.await.unwrap();
+
+    let client = zk::Client::connect(&zookeeper.connect_string())
+        .await
+        .expect("connect to read back");
+    let children: std::collections::BTreeSet<String> = client
+        .list_children("/handover")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    for (what, acknowledged) in [("hand-over", &handed_over), ("election", &elected)] {
+        assert!(acknowledged.len() > 50, "{what}: too few writes");
+        let lost: Vec<&String> = acknowledged
+            .iter()
+            .filter(|w| !children.contains(*w))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{what}: acknowledged writes lost: {lost:?}"
+        );
+    }
+    println!(
+        "longest time without an acknowledged write: hand-over {} ms ({} writes), leader stopped {} ms ({} writes)",
+        handover_gap.as_millis(),
+        handed_over.len(),
+        election_gap.as_millis(),
+        elected.len()
+    );
 }

@@ -195,6 +195,8 @@ struct WriterReport {
     acknowledged: Vec<(String, u64)>,
     failed: u64,
     longest_gap: Duration,
+    /// Gaps between acknowledgements of a second or more: when each ended, and how long.
+    long_gaps: Vec<(jiff::Timestamp, Duration)>,
 }
 
 /// A ZooKeeper client that creates persistent sequential znodes under `/e2e-writes`, one
@@ -277,6 +279,7 @@ async fn write_loop(
         acknowledged: Vec::new(),
         failed: 0,
         longest_gap: Duration::ZERO,
+        long_gaps: Vec::new(),
     };
     let mut client: Option<zk::Client> = None;
     let mut last_ack = Instant::now();
@@ -300,7 +303,11 @@ async fn write_loop(
                 report
                     .acknowledged
                     .push((format!("w-{:010}", sequence.into_i64()), value));
-                report.longest_gap = report.longest_gap.max(last_ack.elapsed());
+                let gap = last_ack.elapsed();
+                report.longest_gap = report.longest_gap.max(gap);
+                if gap >= Duration::from_secs(1) {
+                    report.long_gaps.push((jiff::Timestamp::now(), gap));
+                }
                 acknowledged.fetch_add(1, Ordering::SeqCst);
                 last_ack = Instant::now();
             }
@@ -358,12 +365,22 @@ async fn verify_writes(pods: &Api<Pod>, selector: &str, report: &WriterReport) -
         wrong.is_empty(),
         "writes with another value than acknowledged: {wrong:?}"
     );
+    let long_gaps: Vec<String> = report
+        .long_gaps
+        .iter()
+        .map(|(end, gap)| format!("{:.1} s ending {end}", gap.as_secs_f64()))
+        .collect();
     format!(
         "{} writes acknowledged, all read back; {} failed or unknown; longest time without an \
-         acknowledged write {:.1} s",
+         acknowledged write {:.1} s; gaps of 1 s or more: {}",
         report.acknowledged.len(),
         report.failed,
-        report.longest_gap.as_secs_f64()
+        report.longest_gap.as_secs_f64(),
+        if long_gaps.is_empty() {
+            "none".to_owned()
+        } else {
+            long_gaps.join(", ")
+        }
     )
 }
 
@@ -763,7 +780,9 @@ async fn five_servers(cluster: &LocalCluster, client: &kube::Client) {
 
 /// A new server image on the ACTIVE 5-server ensemble (issue 8's roll): the operator replaces
 /// one server at a time, followers first and the leader last, never losing the quorum, with a
-/// client writing throughout; prints how long the client went without an acknowledged write.
+/// client writing throughout; the leader hands the lead over by leaving the voters instead of
+/// forcing an election (issue 18, item 2). Prints how long the client went without an
+/// acknowledged write.
 async fn image_change_rolls(cluster: &LocalCluster, client: &kube::Client, ns: &str, name: &str) {
     let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), ns);
     let pods = Api::<Pod>::namespaced(client.clone(), ns);
@@ -836,6 +855,23 @@ async fn image_change_rolls(cluster: &LocalCluster, client: &kube::Client, ns: &
         rolling[4].contains(&leader),
         "the leader {leader} was not last: {rolling:#?}"
     );
+    // With 5 voters the leader hands the lead over (leaves the voters, so that ZooKeeper
+    // designates its successor without an election) before its pod is replaced as a
+    // non-voter, and is added back afterwards.
+    let all = events(client, ns, name).await;
+    let about_leader = |reason: &str, (_, r, m): &(String, String, String)| {
+        r == reason && m.contains(leader.as_str())
+    };
+    let handed = all.iter().position(|e| about_leader("HandedOverLead", e));
+    let added = handed.and_then(|i| all[i..].iter().position(|e| about_leader("AddedVoter", e)));
+    assert!(
+        added.is_some(),
+        "the leader {leader} did not hand over and come back as a voter: {all:#?}"
+    );
+    assert!(
+        rolling[4].contains("not a voter"),
+        "the leader's pod was replaced while a voter: {rolling:#?}"
+    );
     // No crash loop: every replacement started once and stayed up.
     for pod in pods
         .list(&ListParams::default().labels(&selector(name)))
@@ -849,6 +885,17 @@ async fn image_change_rolls(cluster: &LocalCluster, client: &kube::Client, ns: &
         "(roll) {}",
         verify_writes(&pods, &selector(name), &report).await
     );
+    for event in Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .expect("listing events")
+    {
+        if let (Some(time), Some(reason)) = (event.event_time, event.reason)
+            && ["RollingMember", "HandedOverLead", "AddedVoter"].contains(&reason.as_str())
+        {
+            eprintln!("(roll) {} {reason}", time.0);
+        }
+    }
 }
 
 /// Issue 8's scaling story on deploy/examples/three-servers.yaml: 3 -> 5 -> 3 -> 1 -> 3 voters by

@@ -97,7 +97,7 @@ pub async fn act(
                 Removal::Refused(why) => return Ok(refused(pod, &why)),
             }
         }
-        Disruption::AddVoter(myid) | Disruption::RemoveVoter(myid) => {
+        Disruption::AddVoter(_) | Disruption::RemoveVoter(_) | Disruption::HandOver { .. } => {
             // The decision saw the committed membership, and a password: the spec was applied.
             if let (Some(Ok(committed)), Some(password)) = (&observation.scale.committed, password)
             {
@@ -106,7 +106,6 @@ pub async fn act(
                     ctx,
                     observation,
                     disruption,
-                    *myid,
                     committed,
                     password,
                 )
@@ -124,75 +123,82 @@ fn refused(pod: &str, why: &str) -> Acted {
     ))
 }
 
-/// Adds or removes voter `myid`, conditional on the `committed` membership's version, and
-/// publishes the outcome.
+/// Adds or removes a voter (`disruption`: AddVoter, RemoveVoter or HandOver), conditional on
+/// the `committed` membership's version, and publishes the outcome.
 async fn change_voters(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
     observation: &Observation,
     disruption: &Disruption,
-    myid: Myid,
     committed: &Membership,
     password: &str,
 ) -> Acted {
     let addresses = &observation.serving_addresses;
     let started = Instant::now();
-    let (result, step, reason, action) = if matches!(disruption, Disruption::AddVoter(_)) {
-        let line = zoo_cfg::server_line(
-            &ensemble.name_any(),
-            &ensemble.namespace().unwrap_or_default(),
-            myid.ordinal(),
-            &ctx.settings.build.cluster_domain,
-        );
-        let result = ctx
-            .reconfigurer
-            .add_voter(addresses, password, committed, myid, &line)
-            .await;
-        (result, ScaleStep::AddVoter(myid), "AddedVoter", "AddVoter")
-    } else {
-        let result = ctx
-            .reconfigurer
-            .remove_voter(addresses, password, committed, myid)
-            .await;
-        (
-            result,
-            ScaleStep::RemoveVoter(myid),
-            "RemovedVoter",
-            "RemoveVoter",
-        )
+    // (outcome, what was asked, the Event's reason when done and when failed, its action)
+    let (result, what, (done, failed), action) = match disruption {
+        Disruption::AddVoter(myid) => {
+            let line = zoo_cfg::server_line(
+                &ensemble.name_any(),
+                &ensemble.namespace().unwrap_or_default(),
+                myid.ordinal(),
+                &ctx.settings.build.cluster_domain,
+            );
+            let result = ctx
+                .reconfigurer
+                .add_voter(addresses, password, committed, *myid, &line)
+                .await;
+            let what = voter_change(ensemble, &ScaleStep::AddVoter(*myid), *myid);
+            (result, what, ("AddedVoter", "ScaleFailed"), "AddVoter")
+        }
+        Disruption::RemoveVoter(myid) => {
+            let result = ctx
+                .reconfigurer
+                .remove_voter(addresses, password, committed, *myid)
+                .await;
+            let what = voter_change(ensemble, &ScaleStep::RemoveVoter(*myid), *myid);
+            (result, what, ("RemovedVoter", "ScaleFailed"), "RemoveVoter")
+        }
+        Disruption::HandOver { myid, reason } => {
+            let result = ctx
+                .reconfigurer
+                .remove_voter(addresses, password, committed, *myid)
+                .await;
+            let reasons = ("HandedOverLead", "HandOverFailed");
+            (result, reason.clone(), reasons, "Roll")
+        }
+        Disruption::Nothing | Disruption::Restart { .. } | Disruption::Roll { .. } => {
+            return Acted::default();
+        }
     };
     let took = started.elapsed();
-    let pod = names::pod(ensemble, myid.ordinal());
     match result {
         Ok(now) => {
             let note = format!(
-                "{step} (pod {pod}): committed version 0x{}, voters {} ({} ms)",
+                "{what}: committed version 0x{}, voters {} ({} ms)",
                 now.version_hex(),
                 list(now.voters()),
                 took.as_millis()
             );
             tracing::info!(%note, "membership changed");
-            publish(ensemble, ctx, EventType::Normal, reason, action, note).await;
+            publish(ensemble, ctx, EventType::Normal, done, action, note).await;
             Acted {
                 committed: Some(now),
                 failure: None,
             }
         }
         Err(error) => {
-            let note = format!("{step} (pod {pod}) failed: {error}");
+            let note = format!("{what} failed: {error}");
             tracing::warn!(%note, "membership change failed");
-            publish(
-                ensemble,
-                ctx,
-                EventType::Warning,
-                "ScaleFailed",
-                action,
-                note,
-            )
-            .await;
+            publish(ensemble, ctx, EventType::Warning, failed, action, note).await;
             Acted::failed(error.to_string())
         }
     }
+}
+
+/// `adding server 4 as a voter (pod zk-3)`.
+fn voter_change(ensemble: &ZooKeeperEnsemble, step: &ScaleStep, myid: Myid) -> String {
+    format!("{step} (pod {})", names::pod(ensemble, myid.ordinal()))
 }
 
 /// What became of a pod the operator asked to remove.

@@ -46,8 +46,9 @@ pub struct Observation {
     /// This reconcile wrote the StatefulSet: the revision in the cache may be one the operator
     /// did not write (a hand edit just put back), so no pod is rolled toward it this round.
     pub stateful_set_written: bool,
-    /// The voters' pods: facts, revisions and uids, by pod name.
+    /// The voters' pods' facts, by pod name.
     pub pods: BTreeMap<String, PodFacts>,
+    /// Every server's pod's revision and uid (voters and the servers beyond them), by pod name.
     pub revisions: BTreeMap<String, PodRevision>,
     pub scale: ScaleView,
     /// The serving servers' client addresses: the membership is read and changed through them.
@@ -151,7 +152,6 @@ pub async fn observe(
         .stateful_sets
         .get(&ObjectRef::new(&names::stateful_set(ensemble)).within(&namespace));
     let mut pods = BTreeMap::new();
-    let mut revisions = BTreeMap::new();
     for (voter, pod) in &voters {
         let Some(pod) = pod else { continue };
         let node = pod
@@ -164,13 +164,6 @@ pub async fn observe(
             ..PodFacts::from_pod(pod)
         };
         pods.insert(voter.pod.clone(), facts);
-        let revision = PodRevision {
-            revision: pod.labels().get(POD_REVISION_LABEL).cloned(),
-            terminating: pod.metadata.deletion_timestamp.is_some(),
-            ready: pod_is_ready(pod),
-            uid: pod.uid(),
-        };
-        revisions.insert(voter.pod.clone(), revision);
     }
 
     let mut scale = ScaleView {
@@ -189,18 +182,37 @@ pub async fn observe(
         .servers
         .unwrap_or(0)
         .max(voter_ids.last().map_or(0, |&m| u32::from(m)));
+    let mut revisions = BTreeMap::new();
     for myid in Myid::up_to(highest) {
-        if let (voter, Some(pod)) = server(ensemble, ctx, myid)
-            && PodFacts::from_pod(&pod).refuses_empty_voter
-        {
-            scale.refusing_empty.insert(myid, voter.pod);
+        let (server, Some(pod)) = server(ensemble, ctx, myid) else {
+            continue;
+        };
+        if PodFacts::from_pod(&pod).refuses_empty_voter {
+            scale.refusing_empty.insert(myid, server.pod.clone());
         }
+        let revision = PodRevision {
+            myid,
+            revision: pod.labels().get(POD_REVISION_LABEL).cloned(),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
+            ready: pod_is_ready(&pod),
+            uid: pod.uid(),
+        };
+        revisions.insert(server.pod, revision);
     }
+    // A roll reads the membership too: its leader step is a voter change, and only the
+    // committed membership tells a server that holds no vote (replaced first) from one the
+    // status has not caught up with. A steady ensemble still costs no session.
+    let update_revision = stateful_set
+        .as_ref()
+        .and_then(|sts| sts.status.as_ref()?.update_revision.clone());
+    let rolling = revisions
+        .values()
+        .any(|p| p.revision.is_some() && p.revision != update_revision);
     let has_quorum = matches!(computed.summary.phase, Phase::Active | Phase::Degraded);
     let mut serving_addresses = Vec::new();
     if let Some(password) = password
         && has_quorum
-        && scale.needs_reading()
+        && (scale.needs_reading() || rolling)
     {
         // The servers beyond the voters (joining, or leaving the StatefulSet) answer too.
         let others: Vec<Voter> = Myid::up_to(scale.servers.unwrap_or(0))

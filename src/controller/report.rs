@@ -65,6 +65,11 @@ pub async fn report(
             }
         }
         (Disruption::Roll { .. }, Some(why)) => roll_step = Some(RollStep::Wait(why)),
+        (Disruption::HandOver { .. }, Some(why)) => {
+            roll_step = Some(RollStep::Wait(format!(
+                "handing the lead over failed: {why}"
+            )));
+        }
         (Disruption::AddVoter(_) | Disruption::RemoveVoter(_), Some(error)) => {
             if let Some(step) = &decision.scale {
                 scale_step = Some(ScaleStep::Wait(format!("{step} failed: {error}")));
@@ -153,6 +158,9 @@ fn membership_status(
         (Some(ScaleStep::Steady), None) => {
             recorded.map(|m| MembershipStatus { scaling: None, ..m })
         }
+        // Read or changed by a roll (its leader's hand-over) while no scale was under way:
+        // recorded as it is, so the next round's voters are the committed ones.
+        (None, Some(committed)) => Some(scale::membership_status(committed, &ScaleStep::Steady)),
         // The membership could not be read: the recorded one, with why.
         (Some(step), None) if matches!(read, Some(Err(_))) => recorded.map(|m| MembershipStatus {
             scaling: Some(step.to_string()),

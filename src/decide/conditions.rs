@@ -125,7 +125,7 @@ fn desired(facts: &Facts) -> Vec<Desired> {
             message: "the children could not be applied; see the ApplyFailed condition".into(),
         },
         SpecOutcome::Applied { changed } => match facts.roll {
-            Some(RollStep::Delete { reason, .. }) => Desired {
+            Some(RollStep::Delete { reason, .. } | RollStep::HandOver { reason, .. }) => Desired {
                 type_: PROGRESSING,
                 status: true,
                 reason: "RollingMember",

@@ -15,9 +15,10 @@
 //!    never vote without what it acknowledged, and until it leaves it counts against the
 //!    tolerance; once it is no longer a voter its pod is replaced, to start again as a joiner;
 //! 3. a failed member's restart ([`restart::decide_restart`]), which repairs the ensemble;
-//! 4. else the next step of a roll ([`roll::next_step`]): followers first, the leader last;
-//!    once no pod is outdated, a restart of one member asked for on the ensemble
-//!    ([`roll::requested_restart`]), under the same conditions;
+//! 4. else the next step of a roll ([`roll::next_step`]): a non-voter first, then followers,
+//!    the leader last (with 4 voters or more it hands the lead over by leaving the voters,
+//!    rather than forcing an election); once no pod is outdated, a restart of one member asked
+//!    for on the ensemble ([`roll::requested_restart`]), under the same conditions;
 //! 5. else, once no pod is outdated, the next step of a scale
 //!    ([`crate::quorum::membership::next_step`]): one voter added or removed.
 //!
@@ -119,6 +120,9 @@ pub enum Disruption {
     },
     /// Replace an outdated member's pod with the current revision.
     Roll { pod: String, reason: String },
+    /// Remove the leader from the voters by reconfiguration, so that it hands the lead to a
+    /// synced follower without an election: a roll's step for the leader.
+    HandOver { myid: Myid, reason: String },
     /// Add this server to the voters by reconfiguration.
     AddVoter(Myid),
     /// Remove this voter by reconfiguration.
@@ -176,13 +180,21 @@ pub fn decide(observed: &Observed) -> Decision {
         RestartDecision::Keep { .. } => None,
     };
     let phase = phase_now(computed);
+    let committed_voters = match &observed.scale.committed {
+        Some(Ok(committed)) => Some(committed.voters()),
+        _ => None,
+    };
     let roll = match roll::next_step(
         phase,
         &computed.members,
         observed.revisions,
         observed.update_revision,
         synced_voting_followers,
+        committed_voters.as_ref(),
     ) {
+        RollStep::HandOver { myid, pod, reason } => {
+            hand_over_step(myid, pod, reason, committed_voters.as_ref(), observed.scale)
+        }
         RollStep::Done => roll::requested_restart(
             phase,
             &computed.members,
@@ -202,6 +214,10 @@ pub fn decide(observed: &Observed) -> Decision {
     let disruption = match (&roll, &scale) {
         (RollStep::Delete { pod, reason }, _) => Disruption::Roll {
             pod: pod.clone(),
+            reason: reason.clone(),
+        },
+        (RollStep::HandOver { myid, reason, .. }, _) => Disruption::HandOver {
+            myid: *myid,
             reason: reason.clone(),
         },
         (_, Some(ScaleStep::AddVoter(myid))) => Disruption::AddVoter(*myid),
@@ -257,6 +273,30 @@ fn empty_volume_step(view: &ScaleView) -> Option<Decision> {
             ),
         },
     )
+}
+
+/// The roll's hand-over of the lead, as a voter change: only from the committed membership read
+/// this round (the change is conditional on its version), and only when the voters without the
+/// leader keep a quorum serving.
+fn hand_over_step(
+    myid: Myid,
+    pod: String,
+    reason: String,
+    committed_voters: Option<&BTreeSet<Myid>>,
+    view: &ScaleView,
+) -> RollStep {
+    let Some(voters) = committed_voters else {
+        return RollStep::Wait(format!(
+            "the leader {pod} hands the lead over by leaving the voters, which needs the committed membership; it could not be read this round"
+        ));
+    };
+    let mut new = voters.clone();
+    new.remove(&myid);
+    let change = format!("removing the leader {pod} (voter {myid})");
+    match membership::quorum_refusal(&change, voters, &new, &view.states) {
+        Some(why) => RollStep::Wait(why),
+        None => RollStep::HandOver { myid, pod, reason },
+    }
 }
 
 /// The phase a disruption may go by: ACTIVE only while every voter also *answered* serving this

@@ -33,6 +33,8 @@ struct Scenario {
     committed: Option<Result<&'static [u8], &'static str>>,
     /// States of servers beyond the voters.
     joiners: Vec<(u8, MemberState)>,
+    /// Pods of servers beyond the voters: (myid, revision).
+    non_voter_pods: Vec<(u8, &'static str)>,
     /// Servers whose pod refuses to start as a voter on an empty volume (myid, pod).
     refusing_empty: Vec<(u8, &'static str)>,
     /// Voters (myids) whose probe was lost this round: the status rule still shows them
@@ -58,6 +60,7 @@ impl Scenario {
             servers: 3,
             committed: None,
             joiners: Vec::new(),
+            non_voter_pods: Vec::new(),
             refusing_empty: Vec::new(),
             lost_probes: Vec::new(),
             restart_request: None,
@@ -134,17 +137,26 @@ impl Scenario {
                 (m.pod.clone(), facts)
             })
             .collect();
-        let revisions: BTreeMap<String, PodRevision> = members
+        let voter_pods = members
             .iter()
             .zip(&self.voters)
-            .map(|(m, &(_, _, revision))| {
+            .map(|(m, &(_, _, revision))| (m.myid, revision));
+        let non_voter_pods = self
+            .non_voter_pods
+            .iter()
+            .map(|&(myid, revision)| (i32::from(myid), revision));
+        let revisions: BTreeMap<String, PodRevision> = voter_pods
+            .chain(non_voter_pods)
+            .map(|(myid, revision)| {
+                let pod = format!("zk-{}", myid - 1);
                 let revision = PodRevision {
+                    myid: Myid::try_from(myid).unwrap(),
                     revision: Some(revision.to_owned()),
                     terminating: false,
                     ready: true,
-                    uid: Some(format!("uid-{}", m.pod)),
+                    uid: Some(format!("uid-{pod}")),
                 };
-                (m.pod.clone(), revision)
+                (pod, revision)
             })
             .collect();
         let mut states = computed.answered.clone();
@@ -506,4 +518,81 @@ fn a_voter_whose_volume_came_back_empty_leaves_the_voters_first() {
         matches!(&decision.disruption, Disruption::Restart { pod, myid, .. } if pod == "zk-2" && *myid == id(3)),
         "{decision:?}"
     );
+}
+
+#[test]
+fn five_voters_roll_the_leader_by_handing_the_lead_over() {
+    // Every follower runs the new revision; the leader (voter 5) does not.
+    let mut scenario = Scenario::steady();
+    scenario.voters = vec![
+        (F, PodPhase::Running, CURRENT),
+        (F, PodPhase::Running, CURRENT),
+        (F, PodPhase::Running, CURRENT),
+        (F, PodPhase::Running, CURRENT),
+        (L, PodPhase::Running, OLD),
+    ];
+    scenario.desired = 5;
+    scenario.servers = 5;
+    scenario.committed = Some(Ok(&[1, 2, 3, 4, 5]));
+    let decision = scenario.decide();
+    assert!(
+        matches!(&decision.disruption, Disruption::HandOver { myid, reason } if *myid == id(5) && reason.contains("zk-4")),
+        "{decision:?}"
+    );
+
+    // Without the committed membership there is no voter change to make: it waits.
+    scenario.committed = None;
+    let decision = scenario.decide();
+    assert_eq!(decision.disruption, Disruption::Nothing);
+    assert!(
+        matches!(&decision.roll, Some(RollStep::Wait(why)) if why.contains("committed membership")),
+        "{decision:?}"
+    );
+
+    // Committed: voters 1-4, voter 4 leads, server 5 is an outdated non-voter, replaced first.
+    scenario.voters = vec![
+        (F, PodPhase::Running, CURRENT),
+        (F, PodPhase::Running, CURRENT),
+        (F, PodPhase::Running, CURRENT),
+        (L, PodPhase::Running, CURRENT),
+    ];
+    scenario.committed = Some(Ok(&[1, 2, 3, 4]));
+    scenario.non_voter_pods = vec![(5, OLD)];
+    scenario.joiners = vec![(5, N)];
+    let decision = scenario.decide();
+    assert_eq!(roll_delete(&decision), Some("zk-4"), "{decision:?}");
+    assert_eq!(
+        decision.scale,
+        Some(ScaleStep::Wait("a roll is in progress".into()))
+    );
+
+    // On the new revision and synced as a non-voting follower: added back.
+    scenario.non_voter_pods = vec![(5, CURRENT)];
+    scenario.joiners = vec![(5, F)];
+    let decision = scenario.decide();
+    assert_eq!(
+        decision.disruption,
+        Disruption::AddVoter(id(5)),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn the_lead_is_not_handed_over_when_the_voters_left_would_have_no_quorum_serving() {
+    // The status rule still shows voter 2 serving (one lost probe), but it did not answer this
+    // round: the roll waits for ACTIVE as answered, and no voter change is made.
+    let mut scenario = Scenario::steady();
+    scenario.voters = vec![
+        (F, PodPhase::Running, CURRENT),
+        (F, PodPhase::Running, CURRENT),
+        (F, PodPhase::Running, CURRENT),
+        (L, PodPhase::Running, OLD),
+    ];
+    scenario.desired = 4;
+    scenario.servers = 4;
+    scenario.committed = Some(Ok(&[1, 2, 3, 4]));
+    scenario.lost_probes = vec![2];
+    let decision = scenario.decide();
+    assert_eq!(decision.disruption, Disruption::Nothing, "{decision:?}");
+    assert!(matches!(decision.roll, Some(RollStep::Wait(_))));
 }

@@ -100,32 +100,36 @@ pub enum MembershipSource {
     Bootstrap,
 }
 
-/// The membership to start with: the newest configuration on the volume that lists `myid`,
-/// unless the bootstrap membership is newer (or as new: the agent's own copy of it); else the
-/// bootstrap membership if it lists `myid`. `None` when neither lists it.
+/// The membership to start with: the newest configuration on the volume, when it lists `myid`
+/// and the bootstrap membership is not newer (or as new: the agent's own copy of it); else the
+/// bootstrap membership if it lists `myid`; else the newest configuration on the volume that
+/// lists `myid`. `None` when none lists it.
 ///
-/// A configuration on the volume that does not list the server is one in which it was removed
-/// (or not yet added); starting with it would make ZooKeeper run a server outside its own
-/// membership, so it is passed over. An older one that lists it is harmless: ZooKeeper takes
-/// a peer's newer membership at the first contact.
+/// When the newest configuration on the volume does not list the server, the ensemble removed
+/// it at that version (a roll's leader that handed over, a voter whose volume came back
+/// empty, a scale-down) or had not added it yet: it is not a voter, and the operator's
+/// bootstrap membership, which lists every server that is not a committed voter as an observer,
+/// starts it unable to vote until it has synced and been added back. An older configuration
+/// that still lists it as a participant would make it a voter of a membership the ensemble has
+/// left behind until its first contact with a peer.
 pub fn choose_membership(
     myid: Myid,
     bootstrap: &Membership,
     on_volume: &[Membership],
 ) -> Option<(Membership, MembershipSource)> {
-    let newest_on_volume = on_volume
-        .iter()
-        .filter(|m| m.servers.contains_key(&myid))
-        .max_by_key(|m| m.version);
-    match newest_on_volume {
-        Some(volume) if volume.version > bootstrap.version => {
-            Some((volume.clone(), MembershipSource::Volume))
+    let lists = |m: &&Membership| m.servers.contains_key(&myid);
+    match on_volume.iter().max_by_key(|m| m.version) {
+        Some(newest) if lists(&newest) && newest.version > bootstrap.version => {
+            Some((newest.clone(), MembershipSource::Volume))
         }
         _ if bootstrap.servers.contains_key(&myid) => {
             Some((bootstrap.clone(), MembershipSource::Bootstrap))
         }
-        Some(volume) => Some((volume.clone(), MembershipSource::Volume)),
-        None => None,
+        _ => on_volume
+            .iter()
+            .filter(lists)
+            .max_by_key(|m| m.version)
+            .map(|volume| (volume.clone(), MembershipSource::Volume)),
     }
 }
 
@@ -369,13 +373,13 @@ mod tests {
                 vec![(&[1, 2, 3, 4], 0), (&[1, 2, 3], 0x100000009)],
                 Some((0, Bootstrap)),
             ),
-            // Removed, then added back: its last membership that lists it; the ensemble's
-            // newer one replaces it at the first contact.
+            // Removed (a leader that handed over): the operator's, which lists every server
+            // that is not a committed voter as an observer, not the older one in which it voted.
             (
                 3,
-                (&[1, 2, 3], 0),
-                vec![(&[1, 2, 3], 0x100000000), (&[1, 2], 0x100000004)],
-                Some((0x100000000, Volume)),
+                (&[1, 2, 3, 4], 0),
+                vec![(&[1, 2, 3, 4], 0x100000000), (&[1, 2, 4], 0x100000004)],
+                Some((0, Bootstrap)),
             ),
             // The operator's lists it no longer but the volume does: the volume's.
             (
