@@ -795,6 +795,14 @@ async fn image_change_rolls(cluster: &LocalCluster, client: &kube::Client, ns: &
     let writer = Writer::start(pods.clone(), selector(name));
     writer.wait_for_writes("before the roll").await;
     let t = Instant::now();
+    let stop_sampling = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn(drain::sample(
+        pods.clone(),
+        selector(name),
+        3,
+        stop_sampling.clone(),
+        t,
+    ));
     ensembles
         .patch(
             name,
@@ -832,6 +840,12 @@ async fn image_change_rolls(cluster: &LocalCluster, client: &kube::Client, ns: &
     eprintln!(
         "(roll) image change on 5 servers: all replaced, ACTIVE 5/5 after {}",
         secs(t)
+    );
+    stop_sampling.store(true, Ordering::SeqCst);
+    let seen = sampler.await.unwrap();
+    eprintln!(
+        "(roll) {} samples of every server's srvr: fewest up {}, fewest serving {}; fewer than 3 serving at {:?} (s, serving)",
+        seen.samples, seen.fewest_up, seen.fewest_serving, seen.below_quorum
     );
 
     let rolling: Vec<String> = events(client, ns, name)

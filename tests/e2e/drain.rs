@@ -35,18 +35,20 @@ const NODE: &str = "10.212.0.2";
 
 /// What the sampler saw: the fewest servers up and serving at once, and when.
 #[derive(Debug, Default)]
-struct Availability {
-    samples: u64,
-    fewest_up: usize,
-    fewest_serving: usize,
+pub(super) struct Availability {
+    pub samples: u64,
+    pub fewest_up: usize,
+    pub fewest_serving: usize,
     /// Samples with fewer than a quorum serving: seconds since the image change, and how many.
-    below_quorum: Vec<(f64, usize)>,
+    pub below_quorum: Vec<(f64, usize)>,
 }
 
-/// Samples every server of the ensemble until `stop`; see the module docs.
-async fn sample(
+/// Samples every server of the ensemble until `stop`; see the module docs. `quorum`: how many
+/// must serve.
+pub(super) async fn sample(
     pods: Api<Pod>,
     selector: String,
+    quorum: usize,
     stop: Arc<AtomicBool>,
     started: Instant,
 ) -> Availability {
@@ -84,7 +86,7 @@ async fn sample(
         seen.samples += 1;
         seen.fewest_up = seen.fewest_up.min(up);
         seen.fewest_serving = seen.fewest_serving.min(serving);
-        if serving < 2 {
+        if serving < quorum {
             seen.below_quorum
                 .push((started.elapsed().as_secs_f64(), serving));
         }
@@ -142,7 +144,7 @@ pub async fn drain_during_a_roll(cluster: &LocalCluster, client: &kube::Client) 
     cluster.tag_image(&image, &rolled);
     let t = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = tokio::spawn(sample(pods.clone(), selector(name), stop.clone(), t));
+    let sampler = tokio::spawn(sample(pods.clone(), selector(name), 2, stop.clone(), t));
     ensembles
         .patch(
             name,
