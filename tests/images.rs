@@ -255,55 +255,66 @@ fn included_files(dir: &Path, found: &mut BTreeSet<String>) {
     }
 }
 
+/// The parts of a Cargo.toml these tests read.
+#[derive(serde::Deserialize)]
+struct Manifest {
+    package: Package,
+    #[serde(default)]
+    bin: Vec<Target>,
+    #[serde(default)]
+    test: Vec<Target>,
+    #[serde(default)]
+    bench: Vec<Target>,
+    #[serde(default)]
+    example: Vec<Target>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Package {
+    build: Option<String>,
+    rust_version: Option<String>,
+}
+
+/// A `[[bin]]`, `[[test]]`, `[[bench]]` or `[[example]]`.
+#[derive(serde::Deserialize)]
+struct Target {
+    name: String,
+    path: Option<String>,
+}
+
+impl Manifest {
+    fn parse(text: &str) -> Self {
+        toml::from_str(text).expect("Cargo.toml parses")
+    }
+}
+
 /// The source files of the targets Cargo.toml declares (`[[bin]]`, `[[test]]`, `[[bench]]`,
 /// `[[example]]`), and its build script: Cargo reads the manifest's every target before it
 /// builds any, so each must be in the build context.
 fn declared_target_files(manifest: &str) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    let mut section = String::new();
-    let mut targets: Vec<(String, Option<String>, Option<String>)> = Vec::new();
-    let value = |line: &str, key: &str| -> Option<String> {
-        let (k, v) = line.split_once('=')?;
-        (k.trim() == key).then(|| v.trim().trim_matches('"').to_owned())
-    };
-    for line in manifest.lines().map(str::trim) {
-        if line.starts_with('[') {
-            section = line.trim_matches(['[', ']']).to_owned();
-            if ["bin", "test", "bench", "example"].contains(&section.as_str()) {
-                targets.push((section.clone(), None, None));
-            }
-            continue;
-        }
-        if section == "package"
-            && let Some(build) = value(line, "build")
-        {
-            found.insert(build);
-        }
-        if let Some(target) = targets.last_mut().filter(|t| t.0 == section) {
-            target.1 = target.1.take().or_else(|| value(line, "name"));
-            target.2 = target.2.take().or_else(|| value(line, "path"));
-        }
-    }
+    let manifest = Manifest::parse(manifest);
+    let mut found: BTreeSet<String> = manifest.package.build.into_iter().collect();
     if repo().join("build.rs").exists() {
         found.insert("build.rs".to_owned());
     }
-    for (kind, name, path) in targets {
-        let name = name.unwrap_or_else(|| panic!("a [[{kind}]] without a name"));
-        let path = path.unwrap_or_else(|| {
-            let dir = match kind.as_str() {
-                "bin" => "src/bin",
-                "test" => "tests",
-                "bench" => "benches",
-                _ => "examples",
-            };
-            let file = format!("{dir}/{name}.rs");
-            if repo().join(&file).exists() {
-                file
-            } else {
-                format!("{dir}/{name}/main.rs")
-            }
-        });
-        found.insert(path);
+    let kinds = [
+        ("src/bin", manifest.bin),
+        ("tests", manifest.test),
+        ("benches", manifest.bench),
+        ("examples", manifest.example),
+    ];
+    for (dir, targets) in kinds {
+        for Target { name, path } in targets {
+            found.insert(path.unwrap_or_else(|| {
+                let file = format!("{dir}/{name}.rs");
+                if repo().join(&file).exists() {
+                    file
+                } else {
+                    format!("{dir}/{name}/main.rs")
+                }
+            }));
+        }
     }
     found
 }
@@ -469,10 +480,9 @@ fn server_image_matches_the_repository() {
 #[test]
 fn images_run_as_non_root_and_build_with_the_crates_rust() {
     let manifest = fs::read_to_string(repo().join("Cargo.toml")).unwrap();
-    let rust_version = manifest
-        .lines()
-        .find_map(|l| l.strip_prefix("rust-version = "))
-        .map(|v| v.trim_matches('"'))
+    let rust_version = Manifest::parse(&manifest)
+        .package
+        .rust_version
         .expect("rust-version in Cargo.toml");
     for dir in IMAGES {
         let image = Image::load(dir);

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::server::ENV_BIND_ADDRESS;
 use crate::build::names::ADMIN_PORT;
-use crate::quorum::admin::{AdminClient, AdminError, ServerMode, SrvrAnswer, zxid_hex};
+use crate::quorum::admin::{AdminClient, AdminError, SrvrAnswer, zxid_hex};
 
 /// The probe passed.
 pub const EXIT_PASS: u8 = 0;
@@ -92,15 +92,6 @@ pub fn default_admin_url(bind_address: Option<&str>) -> String {
     }
 }
 
-fn mode_name(mode: ServerMode) -> &'static str {
-    match mode {
-        ServerMode::Leader => "leader",
-        ServerMode::Follower => "follower",
-        ServerMode::Observer => "observer",
-        ServerMode::Standalone => "standalone",
-    }
-}
-
 /// What a server said, on one line.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -111,11 +102,8 @@ pub fn verdict(kind: Kind, url: &str, answer: &Result<SrvrAnswer, AdminError>) -
     let (pass, line) = match (kind, answer) {
         (_, Ok(SrvrAnswer::Serving(stats))) => {
             let word = if kind == Kind::Ready { "ready" } else { "live" };
-            let mode = mode_name(stats.mode);
-            (
-                true,
-                format!("{word}: {mode}, zxid {}", zxid_hex(stats.last_zxid)),
-            )
+            let zxid = zxid_hex(stats.last_zxid);
+            (true, format!("{word}: {}, zxid {zxid}", stats.mode))
         }
         (Kind::Ready, Ok(SrvrAnswer::NotServing(why))) => {
             (false, format!("not ready: {}", one_line(why)))
@@ -166,7 +154,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::quorum::admin::ServerStats;
+    use crate::quorum::admin::{ServerMode, ServerStats};
 
     const URL: &str = "http://127.0.0.1:8080";
     const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests";

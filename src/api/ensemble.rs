@@ -272,21 +272,11 @@ fn default_replicas() -> i32 {
     3
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, strum::Display)]
 pub enum ImagePullPolicy {
     Always,
     IfNotPresent,
     Never,
-}
-
-impl ImagePullPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Always => "Always",
-            Self::IfNotPresent => "IfNotPresent",
-            Self::Never => "Never",
-        }
-    }
 }
 
 /// JVM settings.
@@ -358,22 +348,15 @@ fn default_volume_size() -> Quantity {
 }
 
 /// Whether volumes are kept or deleted.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema, strum::Display,
+)]
 pub enum RetentionPolicy {
     /// Keep the volumes (the data survives; a later ensemble of the same name reuses them).
     #[default]
     Retain,
     /// Delete the volumes with their pods.
     Delete,
-}
-
-impl RetentionPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Retain => "Retain",
-            Self::Delete => "Delete",
-        }
-    }
 }
 
 /// Volume retention (the StatefulSet's persistentVolumeClaimRetentionPolicy).

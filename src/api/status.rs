@@ -83,6 +83,8 @@ pub struct MembershipStatus {
 /// The ensemble's quorum status.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
+#[derive(strum::IntoStaticStr, strum::Display)]
+#[strum(serialize_all = "UPPERCASE")]
 pub enum Phase {
     Pending,
     Active,
@@ -92,24 +94,15 @@ pub enum Phase {
 
 impl Phase {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "PENDING",
-            Self::Active => "ACTIVE",
-            Self::Degraded => "DEGRADED",
-            Self::Down => "DOWN",
-        }
-    }
-}
-
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
 /// What one voter is doing, as its AdminServer (or its absence) tells.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+#[derive(strum::IntoStaticStr, strum::Display)]
+#[strum(serialize_all = "kebab-case")]
 pub enum MemberState {
     Leader,
     Follower,
@@ -125,15 +118,7 @@ pub enum MemberState {
 
 impl MemberState {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Leader => "leader",
-            Self::Follower => "follower",
-            Self::Observer => "observer",
-            Self::Standalone => "standalone",
-            Self::NotServing => "not-serving",
-            Self::Unreachable => "unreachable",
-            Self::Missing => "missing",
-        }
+        self.into()
     }
 
     /// Serving client requests as part of a quorum (or alone, for a 1-server ensemble).
@@ -142,12 +127,6 @@ impl MemberState {
             self,
             Self::Leader | Self::Follower | Self::Observer | Self::Standalone
         )
-    }
-}
-
-impl std::fmt::Display for MemberState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

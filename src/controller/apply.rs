@@ -29,14 +29,10 @@ pub const APPLIED_HASH_ANNOTATION: &str = "zooherd.dev/applied-hash";
 pub fn stamp<K: Resource + Serialize>(object: &mut K) {
     object.annotations_mut().remove(APPLIED_HASH_ANNOTATION);
     let content = serde_json::to_vec(object).expect("Kubernetes objects serialize to JSON");
-    let hash = hex(&Sha256::digest(&content)[..16]);
+    let hash = const_hex::encode(&Sha256::digest(&content)[..16]);
     object
         .annotations_mut()
         .insert(APPLIED_HASH_ANNOTATION.to_owned(), hash);
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What to do with one stamped desired object, given the live one.

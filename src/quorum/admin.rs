@@ -4,15 +4,20 @@
 //! answers with the server's mode, or with an "error" when the server is not serving. The 4lw
 //! `ruok` answers `imok` even without a quorum, so it is never used here.
 //!
-//! Answers are parsed leniently (unknown fields ignored, numbers accepted as JSON numbers or
-//! strings) and every failure becomes an [`AdminError`]: nothing a server sends can panic.
+//! Answers are read into typed views that take each field leniently (unknown fields ignored,
+//! numbers accepted as JSON numbers or strings, a field of another type taken as absent), and
+//! every failure becomes an [`AdminError`]: nothing a server sends can panic.
 
 use std::time::Duration;
 
+use serde::de::{Deserialize, DeserializeOwned, Deserializer};
 use serde_json::Value;
 
+use crate::api::MemberState;
+
 /// The role a serving server reports in `server_stats.server_state`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::EnumString, strum::Display)]
+#[strum(serialize_all = "lowercase")]
 pub enum ServerMode {
     Leader,
     Follower,
@@ -20,14 +25,13 @@ pub enum ServerMode {
     Standalone,
 }
 
-impl ServerMode {
-    fn parse(state: &str) -> Option<Self> {
-        match state {
-            "leader" => Some(Self::Leader),
-            "follower" => Some(Self::Follower),
-            "observer" => Some(Self::Observer),
-            "standalone" => Some(Self::Standalone),
-            _ => None,
+impl From<ServerMode> for MemberState {
+    fn from(mode: ServerMode) -> Self {
+        match mode {
+            ServerMode::Leader => Self::Leader,
+            ServerMode::Follower => Self::Follower,
+            ServerMode::Observer => Self::Observer,
+            ServerMode::Standalone => Self::Standalone,
         }
     }
 }
@@ -55,18 +59,20 @@ pub struct ClientLoad {
 
 impl ClientLoad {
     fn parse(server_stats: &Value) -> Self {
-        let number = |key: &str| server_stats.get(key);
-        let min = number("min_latency").and_then(as_u64);
-        let avg = number("avg_latency")
-            .and_then(Value::as_f64)
-            .filter(|avg| avg.is_finite() && *avg >= 0.0);
-        let max = number("max_latency").and_then(as_u64);
+        let SrvrStats {
+            min_latency: min,
+            avg_latency,
+            max_latency: max,
+            num_alive_client_connections: connections,
+            ..
+        } = SrvrStats::read(server_stats);
+        let avg = avg_latency.filter(|avg| avg.is_finite() && *avg >= 0.0);
         Self {
             latency_ms: match (min, avg, max) {
                 (Some(min), Some(avg), Some(max)) => Some(format!("{min}/{avg:.1}/{max}")),
                 _ => None,
             },
-            connections: number("num_alive_client_connections").and_then(as_u64),
+            connections,
         }
     }
 }
@@ -82,16 +88,22 @@ pub enum SrvrAnswer {
 }
 
 /// Selected fields of `mntr` (the leader adds `synced_followers` and friends).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 pub struct MonitorStats {
+    #[serde(default, deserialize_with = "lenient")]
     pub server_state: Option<String>,
+    #[serde(default, deserialize_with = "whole_number")]
     pub znode_count: Option<u64>,
     /// Voting members in the server's configuration (despite the name, not the majority).
+    #[serde(default, deserialize_with = "whole_number")]
     pub quorum_size: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number")]
     pub synced_followers: Option<u64>,
     /// Of the synced followers, those that do not vote (servers the leader's membership does
     /// not list as voters: a removed voter still running, a server joining as a participant).
+    #[serde(default, deserialize_with = "whole_number")]
     pub synced_non_voting_followers: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number")]
     pub outstanding_requests: Option<u64>,
 }
 
@@ -183,85 +195,135 @@ fn describe_request_error(e: &reqwest::Error) -> String {
     }
 }
 
-/// The non-null `error` field of an AdminServer answer, if any.
-fn error_field(answer: &Value) -> Option<String> {
-    match answer.get("error") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => Some(other.to_string()),
+/// The fields of a `srvr` answer that are read.
+#[derive(serde::Deserialize)]
+struct Srvr {
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default, deserialize_with = "lenient")]
+    version: Option<String>,
+    #[serde(default)]
+    server_stats: Option<Value>,
+}
+
+/// The fields of `srvr`'s `server_stats` that are read.
+#[derive(Default, serde::Deserialize)]
+struct SrvrStats {
+    #[serde(default, deserialize_with = "lenient")]
+    server_state: Option<String>,
+    #[serde(default, deserialize_with = "whole_number")]
+    last_processed_zxid: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    min_latency: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
+    avg_latency: Option<f64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    max_latency: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    num_alive_client_connections: Option<u64>,
+}
+
+impl SrvrStats {
+    /// Reads `server_stats`; one that is not an object has none of the fields.
+    fn read(server_stats: &Value) -> Self {
+        Self::deserialize(server_stats).unwrap_or_default()
     }
 }
 
-/// A non-negative integer, written as an integer, a whole float (`mntr` answers `2.0` when
-/// the Prometheus metrics provider is on) or a string.
-fn as_u64(value: &Value) -> Option<u64> {
-    match value {
-        Value::Number(n) => n.as_u64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.is_finite() && *f >= 0.0 && f.fract() == 0.0 && *f < u64::MAX as f64)
-                .map(|f| f as u64)
-        }),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
+/// A `mntr` answer: its error, or the selected fields.
+#[derive(serde::Deserialize)]
+struct Mntr {
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(flatten)]
+    stats: MonitorStats,
+}
+
+/// A field of type `T`; `None` when it is null or of another type.
+fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+    field: D,
+) -> Result<Option<T>, D::Error> {
+    Ok(T::deserialize(Value::deserialize(field)?).ok())
+}
+
+/// A number as AdminServers write one: an integer, a float (`mntr` answers `2.0` when the
+/// Prometheus metrics provider is on) or a string.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Number {
+    Integer(u64),
+    Float(f64),
+    Text(String),
+}
+
+/// A non-negative integer, written as an integer, a whole float or a string; `None` for
+/// anything else.
+fn whole_number<'de, D: Deserializer<'de>>(field: D) -> Result<Option<u64>, D::Error> {
+    Ok(match lenient(field)? {
+        Some(Number::Integer(n)) => Some(n),
+        Some(Number::Float(f)) => {
+            (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64)
+                .then_some(f as u64)
+        }
+        Some(Number::Text(s)) => s.parse().ok(),
+        None => None,
+    })
+}
+
+/// An answer's fields as `T`; an answer that is not a JSON object is unexpected.
+fn read<T: DeserializeOwned>(answer: &Value, command: &str) -> Result<T, AdminError> {
+    if !answer.is_object() {
+        return Err(AdminError::Unexpected(format!(
+            "{command} answer is not a JSON object"
+        )));
+    }
+    T::deserialize(answer).map_err(|e| AdminError::Unexpected(format!("{command} answer: {e}")))
+}
+
+/// The text of a non-null `error` field.
+fn error_text(error: Option<Value>) -> Option<String> {
+    match error? {
+        Value::String(text) => Some(text),
+        other => Some(other.to_string()),
     }
 }
 
 /// Interprets a `srvr` answer.
 pub fn parse_srvr(answer: &Value) -> Result<SrvrAnswer, AdminError> {
-    if !answer.is_object() {
-        return Err(AdminError::Unexpected(
-            "srvr answer is not a JSON object".into(),
-        ));
-    }
-    if let Some(error) = error_field(answer) {
+    let srvr: Srvr = read(answer, "srvr")?;
+    if let Some(error) = error_text(srvr.error) {
         return Ok(SrvrAnswer::NotServing(error));
     }
-    let stats = answer
-        .get("server_stats")
+    let stats = srvr
+        .server_stats
         .ok_or_else(|| AdminError::Unexpected("srvr answer has no server_stats".into()))?;
-    let state = stats
-        .get("server_state")
-        .and_then(Value::as_str)
+    let SrvrStats {
+        server_state,
+        last_processed_zxid,
+        ..
+    } = SrvrStats::read(&stats);
+    let state = server_state
         .ok_or_else(|| AdminError::Unexpected("srvr answer has no server_state".into()))?;
-    let mode = ServerMode::parse(state)
-        .ok_or_else(|| AdminError::Unexpected(format!("unknown server_state {state:?}")))?;
-    let last_zxid = stats
-        .get("last_processed_zxid")
-        .and_then(as_u64)
+    let mode = state
+        .parse()
+        .map_err(|_| AdminError::Unexpected(format!("unknown server_state {state:?}")))?;
+    let last_zxid = last_processed_zxid
         .ok_or_else(|| AdminError::Unexpected("srvr answer has no last_processed_zxid".into()))?;
     Ok(SrvrAnswer::Serving(ServerStats {
         mode,
         last_zxid,
-        version: answer
-            .get("version")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        clients: ClientLoad::parse(stats),
+        version: srvr.version,
+        clients: ClientLoad::parse(&stats),
     }))
 }
 
 /// Interprets a `mntr` answer. A not-serving server answers `mntr` with an error too.
 pub fn parse_mntr(answer: &Value) -> Result<MonitorStats, AdminError> {
-    if !answer.is_object() {
-        return Err(AdminError::Unexpected(
-            "mntr answer is not a JSON object".into(),
-        ));
+    let mntr: Mntr = read(answer, "mntr")?;
+    match error_text(mntr.error) {
+        Some(error) => Err(AdminError::Unexpected(format!("mntr: {error}"))),
+        None => Ok(mntr.stats),
     }
-    if let Some(error) = error_field(answer) {
-        return Err(AdminError::Unexpected(format!("mntr: {error}")));
-    }
-    let number = |key: &str| answer.get(key).and_then(as_u64);
-    Ok(MonitorStats {
-        server_state: answer
-            .get("server_state")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        znode_count: number("znode_count"),
-        quorum_size: number("quorum_size"),
-        synced_followers: number("synced_followers"),
-        synced_non_voting_followers: number("synced_non_voting_followers"),
-        outstanding_requests: number("outstanding_requests"),
-    })
 }
 
 /// The epoch (high 32 bits) of a zxid.

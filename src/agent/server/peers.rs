@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::api::MemberState;
 use crate::build::names;
 use crate::quorum::Myid;
-use crate::quorum::admin::{AdminClient, ServerMode, SrvrAnswer};
+use crate::quorum::admin::{AdminClient, SrvrAnswer};
 use crate::quorum::membership::Membership;
 
 /// How long the agent waits for each other voter's AdminServer before deciding that a data
@@ -43,12 +43,7 @@ pub(super) fn peer_states(membership: &Membership, myid: Myid) -> BTreeMap<Myid,
             .zip(answers)
             .map(|((m, _), answer)| {
                 let state = match answer {
-                    Ok(SrvrAnswer::Serving(stats)) => match stats.mode {
-                        ServerMode::Leader => MemberState::Leader,
-                        ServerMode::Follower => MemberState::Follower,
-                        ServerMode::Observer => MemberState::Observer,
-                        ServerMode::Standalone => MemberState::Standalone,
-                    },
+                    Ok(SrvrAnswer::Serving(stats)) => stats.mode.into(),
                     Ok(SrvrAnswer::NotServing(_)) => MemberState::NotServing,
                     Err(_) => MemberState::Unreachable,
                 };

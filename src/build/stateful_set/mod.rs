@@ -15,7 +15,6 @@
 //! environment, and `zooherd probe` answers the kubelet's probes from the AdminServer.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
@@ -93,8 +92,8 @@ pub(super) fn build(
             }),
             persistent_volume_claim_retention_policy: Some(
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
-                    when_deleted: Some(storage.retention.when_deleted.as_str().to_owned()),
-                    when_scaled: Some(storage.retention.when_scaled.as_str().to_owned()),
+                    when_deleted: Some(storage.retention.when_deleted.to_string()),
+                    when_scaled: Some(storage.retention.when_scaled.to_string()),
                 },
             ),
             volume_claim_templates: Some(claims),
@@ -184,7 +183,7 @@ fn container(parent: &ValidatedEnsemble, settings: &Settings, jvm_env: Vec<EnvVa
                 .clone()
                 .unwrap_or_else(|| settings.default_image.clone()),
         ),
-        image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_owned()),
+        image_pull_policy: spec.image_pull_policy.map(|p| p.to_string()),
         args: Some(strings(&["server", "--config", names::ZOO_CFG_PATH])),
         env: Some(env(parent, jvm_env)),
         ports: Some(
@@ -334,14 +333,7 @@ fn config_hash(zoo_cfg: &str, jvm_env: &[EnvVar]) -> String {
         let value = var.value.as_deref().unwrap_or_default();
         hasher.update(format!("\n{}={value}", var.name).as_bytes());
     }
-    hasher
-        .finalize()
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, byte| {
-            // Writing to a String cannot fail.
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
+    const_hex::encode(hasher.finalize())
 }
 
 /// Prefer one server per node, so that losing a node costs the ensemble one voter.

@@ -38,7 +38,7 @@ use crate::quorum::rule::{is_serving_voter, quorum_size};
 pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
 
 /// `pod.status.phase`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::EnumString)]
 pub enum PodPhase {
     Pending,
     Running,
@@ -49,13 +49,9 @@ pub enum PodPhase {
 
 impl PodPhase {
     fn parse(phase: Option<&str>) -> Self {
-        match phase {
-            Some("Pending") => Self::Pending,
-            Some("Running") => Self::Running,
-            Some("Succeeded") => Self::Succeeded,
-            Some("Failed") => Self::Failed,
-            _ => Self::Unknown,
-        }
+        phase
+            .and_then(|phase| phase.parse().ok())
+            .unwrap_or(Self::Unknown)
     }
 }
 

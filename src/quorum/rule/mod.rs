@@ -52,7 +52,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Myid;
-use super::admin::{ClientLoad, MonitorStats, ServerMode, zxid_epoch, zxid_hex};
+use super::admin::{ClientLoad, MonitorStats, zxid_epoch, zxid_hex};
 use super::probe::{Answer, Observation};
 use crate::api::{MemberState, MemberStatus, Phase, ZooKeeperEnsembleStatus};
 
@@ -103,12 +103,7 @@ impl Observation {
     /// The member state this answer shows, before any anti-flap hold.
     pub fn state(&self) -> MemberState {
         match &self.answer {
-            Answer::Serving { mode, .. } => match mode {
-                ServerMode::Leader => MemberState::Leader,
-                ServerMode::Follower => MemberState::Follower,
-                ServerMode::Observer => MemberState::Observer,
-                ServerMode::Standalone => MemberState::Standalone,
-            },
+            Answer::Serving { mode, .. } => (*mode).into(),
             Answer::NotServing(_) => MemberState::NotServing,
             Answer::Unreachable(_) => MemberState::Unreachable,
             Answer::Missing(_) => MemberState::Missing,

@@ -2,6 +2,7 @@
 //! restarts of the operator, without a cluster.
 
 use super::*;
+use crate::quorum::admin::ServerMode;
 use crate::quorum::myid::id;
 use MemberState::{Follower, Leader, Missing, NotServing, Observer, Standalone, Unreachable};
 
