@@ -27,6 +27,16 @@
 //! control), and turning it back on closes the doors again. The later stories run with the
 //! default policy on, too.
 //!
+//! All along, a real Prometheus (built from the Prometheus Go module, tests/support/prometheus.rs)
+//! scrapes the operator and the servers through Kubernetes discovery and evaluates the chart's
+//! alert rules: every rule loads and evaluates without error, the servers' metrics come with
+//! their `ensemble` label, and ZooKeeperEnsembleDegraded (with ZooKeeperFaultToleranceExhausted)
+//! and ZooKeeperEnsembleDown become active for the right ensemble while the stories hold it
+//! DEGRADED or DOWN, and inactive once it is ACTIVE again. The stories hold a phase for seconds,
+//! not for the rules' `for` durations (1 to 5 minutes), so an alert shows as pending: its
+//! expression holds, which is what the rule decides; `promtool test rules` covers the `for`
+//! durations (tests/alert_rules.rs).
+//!
 //! The stories run one after the other in one test: they share the node, and cordoning it for
 //! one would stop the other's restarts.
 
@@ -46,6 +56,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use support::local_cluster::{LocalCluster, srvr};
+use support::prometheus::Prometheus;
 use support::rogue;
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use zookeeper_client as zk;
@@ -57,6 +68,9 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(240);
 /// How long a status change may take to show: the operator's target is seconds; the margin is
 /// for a loaded 2-core machine.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an alert may take to become active or inactive once the status shows the phase:
+/// the operator's metrics are scraped and the rules evaluated every second.
+const ALERT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The status once the ensemble shows ACTIVE 3/3, within `timeout`.
 async fn active_3_of_3(
@@ -400,6 +414,27 @@ fn assert_not_restarted(pod: &Pod, when: &str) {
     );
 }
 
+/// Waits until each of `alerts` is active (pending or firing) for the ensemble, or inactive
+/// (`!active`), and prints by when, counted from `shown`: when the status showed the phase.
+async fn alerts_become(
+    prometheus: &Prometheus,
+    alerts: &[&str],
+    (namespace, name): (&str, &str),
+    active: bool,
+    (when, shown): (&str, Instant),
+) {
+    for alert in alerts {
+        let (_, state) = prometheus
+            .wait_alert(alert, (namespace, name), active, ALERT_TIMEOUT)
+            .await;
+        eprintln!(
+            "(alerts) {alert} {} for {namespace}/{name} {when}: seen {} after the status showed it",
+            state.as_deref().unwrap_or("inactive"),
+            secs(shown)
+        );
+    }
+}
+
 fn selector(name: &str) -> String {
     format!("app.kubernetes.io/name=zookeeper,app.kubernetes.io/instance={name}")
 }
@@ -415,16 +450,25 @@ async fn seed_walkthroughs_on_a_real_node() {
     // (issue 18, item 4). Ten is what two stories hold at once while one namespace goes.
     let cluster = LocalCluster::start_with_volumes(10);
     let client = cluster.api().client().await;
+    let prometheus = Prometheus::start(&cluster.dir().join("kubeconfig"), "zooherd-system").await;
+    let rules = prometheus.wait_rules_healthy(ALERT_TIMEOUT).await;
+    prometheus
+        .wait_series("zooherd_leading == 1", 1, ALERT_TIMEOUT)
+        .await;
+    eprintln!(
+        "(alerts) {rules} alerting rules loaded and evaluated without error; the leading \
+         operator replica scraped"
+    );
     network_policy(&cluster, &client).await;
-    three_servers(&cluster, &client).await;
-    five_servers(&cluster, &client).await;
+    three_servers(&cluster, &client, &prometheus).await;
+    five_servers(&cluster, &client, &prometheus).await;
     scaling(&cluster, &client).await;
     drain::drain_during_a_roll(&cluster, &client).await;
 }
 
 /// Walkthrough (a), one server stopped and started, and (c), a frozen member restarted by the
 /// operator, on deploy/examples/three-servers.yaml, with (d) a writer throughout.
-async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
+async fn three_servers(cluster: &LocalCluster, client: &kube::Client, prometheus: &Prometheus) {
     let ns = cluster
         .api()
         .create_namespace(client, "e2e-three")
@@ -458,6 +502,16 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
     );
     assert_eq!(columns.get("LEADER"), status.leader.as_ref(), "{columns:?}");
     wait_event(client, &ns, name, ("Normal", "Active", "-> ACTIVE")).await;
+    // Prometheus finds the servers through the API and scrapes their metrics port with the
+    // README's scrape configuration, through the ensemble's NetworkPolicy (the node admits the
+    // host).
+    let up = format!("up{{job=\"zookeeper\",namespace=\"{ns}\",ensemble=\"{name}\"}} == 1");
+    let t = Instant::now();
+    prometheus.wait_series(&up, 3, ALERT_TIMEOUT).await;
+    eprintln!(
+        "(alerts) the 3 servers of {ns}/{name} scraped (up, labelled ensemble) after {}",
+        secs(t)
+    );
 
     // The failed-member restart threshold, down from the default 60 s, for (c).
     ensembles
@@ -495,6 +549,7 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
             shows(Phase::Degraded, "2/3"),
         )
         .await;
+    let shown = Instant::now();
     eprintln!("(a) {stopped} stopped: DEGRADED 2/3 after {}", secs(t));
     assert_eq!(status.fault_tolerance, Some(0));
     writer
@@ -522,12 +577,21 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
         ("Warning", "Degraded", "ACTIVE -> DEGRADED"),
     )
     .await;
+    let degraded = [
+        "ZooKeeperEnsembleDegraded",
+        "ZooKeeperFaultToleranceExhausted",
+    ];
+    let when = ("during (a), DEGRADED 2/3", shown);
+    alerts_become(prometheus, &degraded, (&ns, name), true, when).await;
 
     // (a) Start it again.
     let t = Instant::now();
     cluster.set_schedulable(true);
     active_3_of_3(cluster, &ensembles, name, FORM_TIMEOUT).await;
+    let shown = Instant::now();
     eprintln!("(a) {stopped} started: ACTIVE 3/3 after {}", secs(t));
+    let when = ("after (a), ACTIVE 3/3", shown);
+    alerts_become(prometheus, &degraded, (&ns, name), false, when).await;
     wait_event(
         client,
         &ns,
@@ -610,7 +674,7 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client) {
 
 /// Walkthrough (b) on five servers: the leader stopped, a second server stopped, a third
 /// killed with SIGKILL, and all brought back; with (d) a writer throughout.
-async fn five_servers(cluster: &LocalCluster, client: &kube::Client) {
+async fn five_servers(cluster: &LocalCluster, client: &kube::Client, prometheus: &Prometheus) {
     let ns = cluster
         .api()
         .create_namespace(client, "e2e-five")
@@ -728,6 +792,7 @@ async fn five_servers(cluster: &LocalCluster, client: &kube::Client) {
             s.phase == Some(Phase::Down)
         })
         .await;
+    let shown = Instant::now();
     eprintln!(
         "(b) {third} killed: DOWN after {} ({})",
         secs(t),
@@ -747,6 +812,14 @@ async fn five_servers(cluster: &LocalCluster, client: &kube::Client) {
         );
     }
     wait_event(client, &ns, name, ("Warning", "Down", "-> DOWN")).await;
+    alerts_become(
+        prometheus,
+        &["ZooKeeperEnsembleDown"],
+        (&ns, name),
+        true,
+        ("during (b), DOWN", shown),
+    )
+    .await;
 
     // Bring them all back.
     let t = Instant::now();
@@ -761,11 +834,20 @@ async fn five_servers(cluster: &LocalCluster, client: &kube::Client) {
             shows(Phase::Active, "5/5"),
         )
         .await;
+    let shown = Instant::now();
     eprintln!(
         "(b) all back: ACTIVE 5/5 after {}, {} leads",
         secs(t),
         status.leader.as_deref().unwrap_or("?")
     );
+    alerts_become(
+        prometheus,
+        &["ZooKeeperEnsembleDown", "ZooKeeperEnsembleDegraded"],
+        (&ns, name),
+        false,
+        ("after (b), ACTIVE 5/5", shown),
+    )
+    .await;
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let report = writer.finish().await;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: bash tests/run.sh
-#   1. tests/cluster/setup.sh: etcd, Kubernetes, kubectl, helm, promtool and ZooKeeper into ~/.cache/zooherd
+#   1. tests/cluster/setup.sh: etcd, Kubernetes, kubectl, helm, promtool, prometheus and ZooKeeper into ~/.cache/zooherd
 #      (cached by version; the first run builds the control plane from source)
 #   2. cargo fmt --check; cargo clippy --all-targets -- -D warnings
 #   3. one control plane for the whole run (ZOOHERD_TEST_KUBECONFIG); cargo test --all-targets

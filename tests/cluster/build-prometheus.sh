@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Builds promtool from the Prometheus Go module (github.com/prometheus/prometheus, whose
-# v0.3MM.P tags are Prometheus v3.MM.P) into ~/.cache/zooherd/bin/prometheus-<module version>/,
-# once per version. The tests check and unit-test the chart's alert rules with it
-# (tests/alert_rules.rs).
+# Builds promtool and the Prometheus server from the Prometheus Go module
+# (github.com/prometheus/prometheus, whose v0.3MM.P tags are Prometheus v3.MM.P) into
+# ~/.cache/zooherd/bin/prometheus-<module version>/, each once per version. The tests check and
+# unit-test the chart's alert rules with promtool (tests/alert_rules.rs); the end-to-end tier
+# runs the server against the local cluster (tests/support/prometheus.rs).
 #
 # A wrapper module requires the pinned Prometheus module, so that the build resolves with the
 # checksums `go mod tidy` recorded once, as build-control-plane.sh does for etcd and Kubernetes.
-# The build tag remove_all_sd leaves out the service discoveries promtool does not need (every
-# cloud's SDK); promtool still links the Kubernetes discovery, which it imports directly.
+# The build tag remove_all_sd leaves out the service discoveries neither needs (every cloud's
+# SDK); enable_kubernetes_sd keeps the server's Kubernetes discovery (promtool links it anyway,
+# importing it directly). The server is built without its web UI's assets (no builtinassets
+# tag): the tests use its HTTP API only.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=SCRIPTDIR/versions.env
@@ -15,19 +18,22 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${ZOOHERD_CACHE:-$HOME/.cache/zooherd}
 export GOFLAGS=-buildvcs=false
 jobs=${ZOOHERD_BUILD_JOBS:-2}
+v=$PROMETHEUS_MODULE_VERSION
+out="$cache/bin/prometheus-$v"
+work="$cache/src/prometheus-wrapper-$v"
 
-build_promtool() {
-  local v=$PROMETHEUS_MODULE_VERSION out="$cache/bin/prometheus-$PROMETHEUS_MODULE_VERSION"
-  [ -x "$out/promtool" ] && return 0
-  local work="$cache/src/prometheus-wrapper-$v"
+# build NAME TAGS: cmd/NAME of the module into $out/NAME, unless it is there.
+build() {
+  local name=$1 tags=$2
+  [ -x "$out/$name" ] && return 0
   mkdir -p "$work" "$out"
   (
     cd "$work"
     # A main package cannot be imported by code that is compiled; behind the `tools` build
     # tag it never is, and `go mod tidy` (which ignores build tags) still records every
-    # module promtool needs.
+    # module both commands need.
     local tools
-    tools=$(printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/prometheus/prometheus/cmd/promtool"\n')
+    tools=$(printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "github.com/prometheus/prometheus/cmd/prometheus"\n\t_ "github.com/prometheus/prometheus/cmd/promtool"\n)\n')
     if [ ! -f go.mod ] || ! grep -q "github.com/prometheus/prometheus v$v" go.mod \
       || [ "$(cat tools.go 2>/dev/null)" != "$tools" ]; then
       rm -f go.mod go.sum
@@ -41,11 +47,12 @@ build_promtool() {
     ldflags+=" -X github.com/prometheus/common/version.Revision=${sha:-unknown}"
     ldflags+=" -X github.com/prometheus/common/version.Branch=HEAD"
     ldflags+=" -X github.com/prometheus/common/version.BuildDate=$(date -u +%Y%m%d-%H:%M:%S)"
-    echo "building promtool $PROMETHEUS_VERSION (module v$v)" >&2
-    go build -p "$jobs" -trimpath -tags netgo,remove_all_sd -ldflags "$ldflags" \
-      -o "$out/promtool.tmp" github.com/prometheus/prometheus/cmd/promtool
-    mv "$out/promtool.tmp" "$out/promtool"
+    echo "building $name $PROMETHEUS_VERSION (module v$v)" >&2
+    go build -p "$jobs" -trimpath -tags "$tags" -ldflags "$ldflags" \
+      -o "$out/$name.tmp" "github.com/prometheus/prometheus/cmd/$name"
+    mv "$out/$name.tmp" "$out/$name"
   )
 }
 
-build_promtool
+build promtool netgo,remove_all_sd
+build prometheus netgo,remove_all_sd,enable_kubernetes_sd

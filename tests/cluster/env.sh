@@ -11,6 +11,7 @@
 #   ZOOHERD_KUBE_ROUTER                the end-to-end node's NetworkPolicy enforcement
 #   ZOOHERD_KUBECTL, ZOOHERD_HELM      kubectl and helm binaries
 #   ZOOHERD_PROMTOOL                   promtool (the alert rules' checks and unit tests)
+#   ZOOHERD_PROMETHEUS                 the Prometheus server (the end-to-end tier's alerts)
 #   ZOOHERD_ZOOKEEPER_HOME             ZooKeeper home (lib/*.jar, conf/logback.xml)
 #
 # tests/support/*.rs derives the same defaults when a variable is unset.
@@ -31,5 +32,6 @@ _zooherd_layer=$ZOOHERD_CACHE/bin/kubectl-layer-$KUBECTL_LAYER_VERSION
 export ZOOHERD_KUBECTL=${ZOOHERD_KUBECTL:-$_zooherd_layer/kubectl}
 export ZOOHERD_HELM=${ZOOHERD_HELM:-$_zooherd_layer/helm}
 export ZOOHERD_PROMTOOL=${ZOOHERD_PROMTOOL:-$ZOOHERD_CACHE/bin/prometheus-$PROMETHEUS_MODULE_VERSION/promtool}
+export ZOOHERD_PROMETHEUS=${ZOOHERD_PROMETHEUS:-$ZOOHERD_CACHE/bin/prometheus-$PROMETHEUS_MODULE_VERSION/prometheus}
 export ZOOHERD_ZOOKEEPER_HOME=${ZOOHERD_ZOOKEEPER_HOME:-$ZOOHERD_CACHE/zookeeper-$ZOOKEEPER_VERSION}
 unset _zooherd_cluster_dir _zooherd_kube_bin _zooherd_layer

