@@ -15,3 +15,4 @@ pub mod decide;
 pub mod operator;
 pub mod plugin;
 pub mod quorum;
+pub mod tls;

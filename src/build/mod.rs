@@ -30,6 +30,7 @@ mod config_map;
 pub mod names;
 pub mod network_policy;
 mod pod_disruption_budget;
+pub mod quorum_tls;
 mod services;
 mod stateful_set;
 pub mod zoo_cfg;
