@@ -31,6 +31,7 @@ use zooherd::agent::server::{
     EXIT_INVALID_INPUT, EnsembleMarker, MYID_FILE, bind_client_address,
 };
 use zooherd::build::names::server_host;
+use zooherd::build::quorum_tls::QuorumTls;
 use zooherd::build::{Topology, zoo_cfg};
 use zooherd::quorum::Myid;
 use zooherd::quorum::membership::Membership;
@@ -68,9 +69,16 @@ impl Ensemble {
         }
     }
 
-    /// zoo.cfg as the operator renders it for this ensemble.
+    /// zoo.cfg as the operator renders it for this ensemble, without quorum TLS (its
+    /// certificates live at a path of the pod; tests/quorum_tls_real_zookeeper.rs covers it).
     fn operator_config(&self) -> String {
-        zoo_cfg::render(self.name, NAMESPACE, &BTreeMap::new(), false)
+        zoo_cfg::render(
+            self.name,
+            NAMESPACE,
+            &BTreeMap::new(),
+            false,
+            QuorumTls::Off,
+        )
     }
 
     /// The bootstrap membership, as the ConfigMap holds it.

@@ -13,7 +13,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -27,6 +27,7 @@ use support::operator::{
 use support::zookeeper::{ZkEnsemble, render_config, server_line};
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use zooherd::build::names::{self, server_host};
+use zooherd::build::quorum_tls::QuorumTls;
 use zooherd::quorum::Myid;
 use zooherd::quorum::membership::Membership;
 
@@ -996,5 +997,130 @@ async fn a_scale_finishes_though_the_operator_leader_is_killed_at_every_step() {
     println!("3 -> 5 -> 3 finished after {:?}", started.elapsed());
     assert_eq!(status.ready.as_deref(), Some("3/3"));
     drop(replicas);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
+/// Issue 14, item 2: switching quorum TLS on for a running ensemble takes three rolls, one
+/// stage at a time (accepting, connecting, on), and a stage is taken only once every server
+/// runs the one before, so that no two running servers are more than one stage apart. The
+/// ensemble's Secret with its CA is created before the first server needs it, and the status
+/// names the stage and the certificate's expiry. (The servers here run the test's own zoo.cfg:
+/// this proves the operator's sequence; tests/quorum_tls_real_zookeeper.rs proves on real
+/// ZooKeeper that the stages' settings carry a running ensemble over without losing a write.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_quorum_tls_on_rolls_one_stage_at_a_time() {
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "quorum-tls").await.unwrap();
+    let operator = Operator::start(cp, &ns);
+    let spec = json!({"replicas": 3, "tls": {"quorum": false}});
+    let Running {
+        mut zookeeper,
+        ensembles,
+        pods,
+        mut uids,
+    } = run_ensemble(&client, &ns, spec).await;
+    let status = status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
+    assert_eq!(status.quorum_tls.map(|t| t.stage).as_deref(), Some("off"));
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let stage_of = |config_map: &ConfigMap| {
+        config_map
+            .data
+            .as_ref()
+            .and_then(|d| d.get(names::QUORUM_TLS_KEY).cloned())
+    };
+    assert_eq!(
+        stage_of(&config_maps.get("zk-config").await.unwrap()).as_deref(),
+        Some("off")
+    );
+    assert!(
+        secrets
+            .get_opt("zk-zooherd-quorum-tls")
+            .await
+            .unwrap()
+            .is_none(),
+        "no certificates while quorum TLS is off"
+    );
+
+    ensembles
+        .patch(
+            "zk",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"tls": {"quorum": true}}})),
+        )
+        .await
+        .unwrap();
+    // Play the kubelet (start each replaced member's server again) and check, at every
+    // sample, that no pod runs a stage more than one away from the configured one.
+    let started = std::time::Instant::now();
+    let mut configured_stages = vec![QuorumTls::Off];
+    loop {
+        let configured: QuorumTls = stage_of(&config_maps.get("zk-config").await.unwrap())
+            .and_then(|stage| stage.parse().ok())
+            .expect("the ConfigMap names a stage");
+        if configured_stages.last() != Some(&configured) {
+            println!("{configured} configured after {:?}", started.elapsed());
+            configured_stages.push(configured);
+        }
+        let mut running = Vec::new();
+        for (i, uid) in uids.iter_mut().enumerate() {
+            let Some(pod) = pods.get_opt(&format!("zk-{i}")).await.unwrap() else {
+                continue;
+            };
+            let stage: QuorumTls = pod
+                .annotations()
+                .get(names::QUORUM_TLS_ANNOTATION)
+                .map_or(Ok(QuorumTls::Off), |stage| stage.parse())
+                .unwrap();
+            assert!(
+                stage <= configured && configured.toward(false) <= stage,
+                "zk-{i} runs {stage} while {configured} is configured"
+            );
+            running.push(stage);
+            if pod.uid().as_ref() != Some(uid) && pod.metadata.deletion_timestamp.is_none() {
+                zookeeper.restart(i).unwrap();
+                *uid = bind_pod(&pods, i, zookeeper.member(i).ip()).await;
+            }
+        }
+        if configured == QuorumTls::On && running == [QuorumTls::On; 3] {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "quorum TLS not on after 5 minutes: {configured_stages:?}, pods {running:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("every server on quorum TLS after {:?}", started.elapsed());
+    assert_eq!(
+        configured_stages,
+        [
+            QuorumTls::Off,
+            QuorumTls::Accepting,
+            QuorumTls::Connecting,
+            QuorumTls::On
+        ]
+    );
+    let status = status_where(&ensembles, "quorum TLS on", |s| {
+        s.phase == Some(Phase::Active) && s.quorum_tls.as_ref().is_some_and(|t| t.stage == "on")
+    })
+    .await;
+    let not_after = status.quorum_tls.unwrap().certificate_not_after.unwrap().0;
+    assert!(not_after > jiff::Timestamp::now(), "{not_after}");
+    let secret = secrets.get("zk-zooherd-quorum-tls").await.unwrap();
+    let keys: Vec<&String> = secret.data.as_ref().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["ca.crt", "ca.key", "keystore.pem", "tls.crt", "tls.key"]
+    );
+    // Nothing more to roll: the pods stay.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for (i, uid) in uids.iter().enumerate() {
+        let pod = pods.get(&format!("zk-{i}")).await.unwrap();
+        assert_eq!(pod.uid().as_ref(), Some(uid), "zk-{i} replaced again");
+    }
+    drop(operator);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }

@@ -263,6 +263,10 @@ pub struct ZooKeeperEnsembleSpec {
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
 
+    /// TLS between the servers.
+    #[serde(default)]
+    pub tls: TlsSpec,
+
     /// Stop changing the ensemble's children (for maintenance). Status is still reported.
     #[serde(default)]
     pub paused: bool,
@@ -270,6 +274,31 @@ pub struct ZooKeeperEnsembleSpec {
 
 fn default_replicas() -> i32 {
     3
+}
+
+/// TLS settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Mutual TLS on the quorum and election ports (2888, 3888), on by default: a server
+    /// accepts a peer only with a certificate of the ensemble's own CA, which the operator
+    /// creates and keeps in the Secret `<name>-zooherd-quorum-tls`, so no other process can
+    /// join the ensemble and receive a copy of its data. Switching it on or off for a running
+    /// ensemble takes three rolls (accept TLS, connect with TLS, refuse plaintext, as in
+    /// ZooKeeper's administrator's guide), each one server at a time; status.quorumTls shows
+    /// the stage the servers run.
+    #[serde(default = "enabled")]
+    pub quorum: bool,
+}
+
+impl Default for TlsSpec {
+    fn default() -> Self {
+        Self { quorum: true }
+    }
+}
+
+fn enabled() -> bool {
+    true
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, strum::Display)]

@@ -54,6 +54,11 @@ pub struct ZooKeeperEnsembleStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub membership: Option<MembershipStatus>,
 
+    /// Mutual TLS between the servers: the stage they are configured for and when their
+    /// certificate expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_tls: Option<QuorumTlsStatus>,
+
     /// Available, Degraded, Progressing, and errors the operator met.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -78,6 +83,20 @@ pub struct MembershipStatus {
     /// next step is refused; absent when the voters are servers 1..spec.replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<String>,
+}
+
+/// Quorum TLS as the servers are configured for it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuorumTlsStatus {
+    /// off (plaintext), accepting (TLS accepted, plaintext used), connecting (TLS used,
+    /// plaintext still accepted) or on (TLS only). Switching TLS on or off moves one stage at a
+    /// time, each rolled through every server before the next.
+    pub stage: String,
+
+    /// When the servers' certificate expires (absent while off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<Time>,
 }
 
 /// The ensemble's quorum status.

@@ -13,14 +13,17 @@ use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::ValidatedEnsemble;
 use super::names;
+use super::quorum_tls::QuorumTls;
 
 /// `<name>-config`, with zoo.cfg under the key `zoo.cfg`, the membership under `members`, and
-/// whether the ensemble has formed under `formed`.
+/// whether the ensemble has formed under `formed`, and the quorum TLS stage zoo.cfg configures
+/// under `quorumTls` (what the operator reads back to take the next stage).
 pub(super) fn build(
     parent: &ValidatedEnsemble,
     zoo_cfg: &str,
     members: &str,
     formed: bool,
+    quorum_tls: QuorumTls,
 ) -> ConfigMap {
     ConfigMap {
         metadata: parent.metadata(names::config_map(parent.ensemble())),
@@ -28,6 +31,7 @@ pub(super) fn build(
             (names::ZOO_CFG_KEY.to_owned(), zoo_cfg.to_owned()),
             (names::MEMBERS_KEY.to_owned(), members.to_owned()),
             (names::FORMED_KEY.to_owned(), formed.to_string()),
+            (names::QUORUM_TLS_KEY.to_owned(), quorum_tls.to_string()),
         ])),
         ..ConfigMap::default()
     }
@@ -46,9 +50,13 @@ mod tests {
         let data = config_map.data.expect("data");
         assert_eq!(
             data.keys().collect::<Vec<_>>(),
-            ["formed", "members", "zoo.cfg"]
+            ["formed", "members", "quorumTls", "zoo.cfg"]
         );
         assert_eq!(data["formed"], "false", "a new ensemble has not formed");
+        assert_eq!(
+            data["quorumTls"], "on",
+            "a new ensemble starts with quorum TLS"
+        );
         assert!(data["members"].ends_with("version=0\n"));
         assert!(data["zoo.cfg"].contains("clientPort=2181\n"));
         assert_eq!(config_map.binary_data, None);

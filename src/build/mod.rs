@@ -25,6 +25,7 @@ use kube::{Resource, ResourceExt};
 use crate::api::ZooKeeperEnsemble;
 use crate::api::validate::{self, Validated, ValidationError};
 use crate::quorum::Myid;
+use quorum_tls::QuorumTls;
 
 mod config_map;
 pub mod names;
@@ -112,6 +113,9 @@ pub struct Topology {
     /// The ensemble has formed a quorum at least once (the ConfigMap's `formed`): from then on
     /// a server with an empty volume never starts as a voter (see `agent::server::may_start`).
     pub formed: bool,
+    /// The quorum TLS stage the servers are to run, as [`crate::decide::quorum_tls`] decided
+    /// it (None: a new ensemble's, the one `spec.tls.quorum` asks for).
+    pub quorum_tls: Option<QuorumTls>,
 }
 
 impl Topology {
@@ -161,6 +165,7 @@ impl Topology {
             voters,
             joining,
             formed: false,
+            quorum_tls: None,
         }
     }
 }
@@ -210,11 +215,15 @@ pub fn children(
     };
     let spec = &ensemble.ensemble().spec;
     let name = ensemble.ensemble().name_any();
+    let quorum_tls = topology
+        .quorum_tls
+        .unwrap_or(QuorumTls::target(spec.tls.quorum));
     let zoo_cfg = zoo_cfg::render(
         &name,
         &ensemble.namespace,
         &spec.config,
         spec.storage.transaction_log.is_some(),
+        quorum_tls,
     );
     let members = zoo_cfg::bootstrap_membership(
         &name,
@@ -224,10 +233,22 @@ pub fn children(
         &topology.joining,
     );
     Children {
-        config_map: config_map::build(ensemble, &zoo_cfg, &members.render(), topology.formed),
+        config_map: config_map::build(
+            ensemble,
+            &zoo_cfg,
+            &members.render(),
+            topology.formed,
+            quorum_tls,
+        ),
         headless_service: services::headless(ensemble),
         client_service: services::client(ensemble),
-        stateful_set: stateful_set::build(ensemble, settings, &zoo_cfg, topology.servers),
+        stateful_set: stateful_set::build(
+            ensemble,
+            settings,
+            &zoo_cfg,
+            topology.servers,
+            quorum_tls,
+        ),
         pod_disruption_budget: pod_disruption_budget::build(
             ensemble,
             u32::try_from(topology.voters.len()).unwrap_or(u32::MAX),
@@ -402,9 +423,15 @@ mod tests {
     fn config_map_holds_the_rendered_zoo_cfg() {
         let ensemble = ensemble(json!({"config": {"tickTime": "3000"}}));
         let children = build(&ensemble, &settings(), None);
-        let want = zoo_cfg::render("zk", "data", &ensemble.spec.config, false);
+        let want = zoo_cfg::render(
+            "zk",
+            "data",
+            &ensemble.spec.config,
+            false,
+            quorum_tls::QuorumTls::On,
+        );
         let data = children.config_map.data.expect("data");
-        assert_eq!(data.len(), 3);
+        assert_eq!(data.len(), 4);
         assert_eq!(data[names::ZOO_CFG_KEY], want);
         assert_eq!(data[names::FORMED_KEY], "false");
         let members = zoo_cfg::bootstrap_membership(

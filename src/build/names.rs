@@ -36,6 +36,12 @@ pub const MEMBERS_PATH: &str = "/etc/zooherd/members";
 /// Key in the ConfigMap that says whether the ensemble has ever formed a quorum ("true" or
 /// "false"). Once true it stays true: from then on an empty volume never starts as a voter.
 pub const FORMED_KEY: &str = "formed";
+/// Key in the ConfigMap naming the quorum TLS stage its zoo.cfg configures (see
+/// [`super::quorum_tls`]); absent in ConfigMaps written before quorum TLS existed, which
+/// configure none.
+pub const QUORUM_TLS_KEY: &str = "quorumTls";
+/// Pod template annotation naming the quorum TLS stage the pod's servers run; absent: off.
+pub const QUORUM_TLS_ANNOTATION: &str = "zooherd.dev/quorum-tls";
 /// Full path of [`FORMED_KEY`] inside a server pod.
 pub const FORMED_PATH: &str = "/etc/zooherd/formed";
 /// Snapshots and `myid` (and the transaction log unless it has its own volume).
@@ -80,6 +86,12 @@ pub fn config_map(ensemble: &ZooKeeperEnsemble) -> String {
 /// ensemble as this user.
 pub fn superuser_secret(ensemble: &ZooKeeperEnsemble) -> String {
     format!("{}-zooherd-superuser", ensemble.name_any())
+}
+
+/// `<name>-zooherd-quorum-tls`: the ensemble's quorum CA and its servers' certificate (see
+/// [`super::quorum_tls`]).
+pub fn quorum_tls_secret(ensemble: &ZooKeeperEnsemble) -> String {
+    format!("{}-zooherd-quorum-tls", ensemble.name_any())
 }
 
 /// Keys of the superuser Secret: the password (only the operator reads it) and the

@@ -24,6 +24,7 @@ use super::names::{
     ADMIN_PORT, CLIENT_PORT, DATA_DIR, ELECTION_PORT, LOG_DIR, METRICS_PORT, QUORUM_PORT,
     server_host,
 };
+use super::quorum_tls::QuorumTls;
 use crate::api::operator_owned_keys;
 use crate::api::security::is_security_key;
 use crate::api::validate::is_config_key;
@@ -66,6 +67,7 @@ pub fn render(
     namespace: &str,
     user_config: &BTreeMap<String, String>,
     separate_log_dir: bool,
+    quorum_tls: QuorumTls,
 ) -> String {
     let mut owned = BTreeMap::from([
         ("dataDir", DATA_DIR.to_owned()),
@@ -97,6 +99,7 @@ pub fn render(
     if separate_log_dir {
         owned.insert("dataLogDir", LOG_DIR.to_owned());
     }
+    owned.extend(quorum_tls.zoo_cfg_entries());
 
     let owned_by_operator = operator_owned_keys(user_config);
     let mut tuning: BTreeMap<&str, String> = TUNING_DEFAULTS
@@ -235,7 +238,7 @@ mod tests {
     }
 
     fn render_default() -> String {
-        render("zk", "ns", &BTreeMap::new(), false)
+        render("zk", "ns", &BTreeMap::new(), false, QuorumTls::On)
     }
 
     #[test]
@@ -254,8 +257,15 @@ clientPort=2181
 dataDir=/var/lib/zookeeper/data
 metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider
 metricsProvider.httpPort=7000
+portUnification=false
 quorumListenOnAllIPs=true
 reconfigEnabled=true
+ssl.quorum.hostnameVerification=false
+ssl.quorum.keyStore.location=/etc/zooherd-quorum-tls/keystore.pem
+ssl.quorum.keyStore.type=PEM
+ssl.quorum.trustStore.location=/etc/zooherd-quorum-tls/ca.crt
+ssl.quorum.trustStore.type=PEM
+sslQuorum=true
 standaloneEnabled=false
 
 # Tuning: Zooherd's defaults and spec.config.
@@ -320,7 +330,7 @@ tickTime=2000
     fn data_log_dir_only_with_a_separate_log_volume() {
         let cases = [(false, None), (true, Some("/var/lib/zookeeper/log"))];
         for (separate, want) in cases {
-            let cfg = render("zk", "ns", &BTreeMap::new(), separate);
+            let cfg = render("zk", "ns", &BTreeMap::new(), separate, QuorumTls::On);
             assert_eq!(value(&cfg, "dataLogDir"), want);
             assert_eq!(value(&cfg, "dataDir"), Some("/var/lib/zookeeper/data"));
         }
@@ -334,7 +344,7 @@ tickTime=2000
             ("electionPortBindRetry", "100"),
             ("maxClientCnxns", "120"),
         ]);
-        let cfg = render("zk", "ns", &user, false);
+        let cfg = render("zk", "ns", &user, false, QuorumTls::On);
         let cases = [
             ("tickTime", "3000"),
             ("initLimit", "10"),
@@ -364,7 +374,7 @@ tickTime=2000
             ("reconfigEnabled", "true"),
             ("maxClientCnxns", "10"),
         ]);
-        let cfg = render("zk", "ns", &user, false);
+        let cfg = render("zk", "ns", &user, false, QuorumTls::On);
         let cases = [
             ("dataDir", Some("/var/lib/zookeeper/data")),
             ("clientPort", Some("2181")),
@@ -393,7 +403,7 @@ tickTime=2000
             ("#comment", "1"),
             ("maxClientCnxns", "60"),
         ]);
-        let cfg = render("zk", "ns", &user, false);
+        let cfg = render("zk", "ns", &user, false, QuorumTls::On);
         assert_eq!(value(&cfg, "tickTime"), Some("2000"));
         assert_eq!(value(&cfg, "syncLimit"), Some("5"));
         assert_eq!(value(&cfg, "server.9"), None);
@@ -410,7 +420,7 @@ tickTime=2000
             // A security setting is never written, whatever slipped past validation.
             ("ssl.keyStore.location", "/tmp/k"),
         ]);
-        let cfg = render("zk", "ns", &user, false);
+        let cfg = render("zk", "ns", &user, false, QuorumTls::On);
         assert_eq!(value(&cfg, "maxClientCnxns"), Some("60"));
         assert_eq!(
             value(&cfg, "snapshot.compression.method"),
@@ -423,7 +433,7 @@ tickTime=2000
     fn no_trailing_whitespace_and_a_final_newline() {
         let user = config(&[("maxClientCnxns", "60 \t"), ("globalOutstandingLimit", "")]);
         for separate in [false, true] {
-            let cfg = render("zk", "ns", &user, separate);
+            let cfg = render("zk", "ns", &user, separate, QuorumTls::On);
             for line in cfg.lines() {
                 assert_eq!(line, line.trim_end(), "trailing whitespace in {line:?}");
             }
@@ -434,8 +444,8 @@ tickTime=2000
     #[test]
     fn rendering_is_deterministic() {
         let user = config(&[("tickTime", "3000"), ("maxClientCnxns", "60")]);
-        let first = render("zk", "ns", &user, true);
-        let second = render("zk", "ns", &user.clone(), true);
+        let first = render("zk", "ns", &user, true, QuorumTls::On);
+        let second = render("zk", "ns", &user.clone(), true, QuorumTls::On);
         assert_eq!(first, second);
     }
 }

@@ -20,6 +20,7 @@ pub mod events;
 mod fence;
 mod memory;
 mod observe;
+mod quorum_tls;
 mod reconcile;
 mod report;
 mod scale;
@@ -92,6 +93,16 @@ pub enum Error {
          restore it, or delete it and restart the servers so that they take a new one"
     )]
     SuperuserSecret { name: String, problem: String },
+    #[error("reading or creating the quorum TLS Secret {name}: {source}")]
+    QuorumTls {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the quorum TLS Secret {name} {problem}")]
+    QuorumTlsSecret { name: String, problem: String },
+    #[error(transparent)]
+    QuorumCertificates(#[from] crate::tls::IssueError),
     #[error("removing pod {pod}: {source}")]
     RemovePod {
         pod: String,
@@ -118,6 +129,9 @@ impl Error {
             Self::Fenced(_) => "fenced",
             Self::Overran(_) => "overran",
             Self::Superuser { .. } | Self::SuperuserSecret { .. } => "superuser",
+            Self::QuorumTls { .. } | Self::QuorumTlsSecret { .. } | Self::QuorumCertificates(_) => {
+                "quorum_tls"
+            }
         }
     }
 }
@@ -168,8 +182,44 @@ pub struct Context {
     /// Children ("Kind/namespace/name", stamp) whose applied content the API server stores in
     /// another form: compared by their stamp only (see `apply::decide`).
     pub normalised: Mutex<std::collections::HashSet<(String, String)>>,
-    /// Superuser passwords read from the ensembles' Secrets, and when, by ensemble uid.
-    pub superusers: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// Superuser passwords read from the ensembles' Secrets.
+    pub superusers: SecretReads<String>,
+    /// When the ensembles' quorum certificates expire, as read from their Secrets.
+    pub quorum_certificates: SecretReads<jiff::Timestamp>,
+}
+
+/// What the operator last read from one kind of Secret of each ensemble, by ensemble uid. The
+/// operator does not watch Secrets (it would cache every Secret of the cluster); it reads an
+/// ensemble's Secret again once [`SecretReads::RECHECK`] has passed, so that a deleted one is
+/// noticed, without a read every round.
+#[derive(Debug)]
+pub struct SecretReads<V>(Mutex<HashMap<String, (V, std::time::Instant)>>);
+
+impl<V: Clone> SecretReads<V> {
+    pub const RECHECK: Duration = Duration::from_secs(300);
+
+    /// The value read for the ensemble `uid` less than [`Self::RECHECK`] ago.
+    pub fn fresh(&self, uid: &str) -> Option<V> {
+        self.0
+            .lock()
+            .expect("secret reads lock")
+            .get(uid)
+            .filter(|(_, read)| read.elapsed() < Self::RECHECK)
+            .map(|(value, _)| value.clone())
+    }
+
+    pub fn insert(&self, uid: &str, value: V) {
+        self.0
+            .lock()
+            .expect("secret reads lock")
+            .insert(uid.to_owned(), (value, std::time::Instant::now()));
+    }
+}
+
+impl<V> Default for SecretReads<V> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
 }
 
 impl Context {
@@ -359,7 +409,8 @@ async fn run_scope(
         reconfigurer: Reconfigurer::default(),
         fence: shared.fence.clone(),
         normalised: Mutex::default(),
-        superusers: Mutex::new(HashMap::new()),
+        superusers: SecretReads::default(),
+        quorum_certificates: SecretReads::default(),
     });
     let forgetter = ctx.clone();
     tracing::info!(namespace = ns.unwrap_or("<all>"), "starting controller");

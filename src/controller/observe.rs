@@ -18,7 +18,7 @@ use kube::runtime::reflector::ObjectRef;
 use super::memory::{Memory, recorded_membership};
 use super::{Context, scale};
 use crate::api::annotations::RESTART_MEMBER;
-use crate::api::{MembershipStatus, Phase, ZooKeeperEnsemble};
+use crate::api::{MembershipStatus, Phase, QuorumTlsStatus, ZooKeeperEnsemble};
 use crate::build::names::{self, CLIENT_PORT};
 use crate::decide::node;
 use crate::decide::restart::{PodFacts, RestartPolicy, pod_is_ready};
@@ -46,6 +46,8 @@ pub struct Observation {
     /// This reconcile wrote the StatefulSet: the revision in the cache may be one the operator
     /// did not write (a hand edit just put back), so no pod is rolled toward it this round.
     pub stateful_set_written: bool,
+    /// Quorum TLS as the apply step configured it (None: nothing was applied).
+    pub quorum_tls: Option<QuorumTlsStatus>,
     /// The voters' pods' facts, by pod name.
     pub pods: BTreeMap<String, PodFacts>,
     /// Every server's pod's revision and uid (voters and the servers beyond them), by pod name.
@@ -245,6 +247,7 @@ pub async fn observe(
         recorded_membership: recorded,
         stateful_set,
         stateful_set_written: false,
+        quorum_tls: None,
         pods,
         revisions,
         scale,

@@ -12,9 +12,10 @@ use super::apply::{Applied, apply_child, delete_child};
 use super::memory::recorded_membership;
 use super::report::publish;
 use super::telemetry::Outcome;
-use super::{Context, Error, act, observe, report, scale, superuser};
-use crate::api::ZooKeeperEnsemble;
+use super::{Context, Error, act, observe, quorum_tls, report, scale, superuser};
+use crate::api::{QuorumTlsStatus, ZooKeeperEnsemble};
 use crate::build;
+use crate::build::quorum_tls::QuorumTls;
 use crate::decide::{SpecOutcome, decide};
 
 /// How long one reconcile may take. A round is a probe round (bounded by the AdminServer
@@ -54,16 +55,24 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
 
     // Validated once: an invalid spec changes nothing that runs, and building cannot fail.
     let mut password = None;
+    let mut quorum_tls = None;
     let mut stateful_set_written = false;
     let spec = match build::ValidatedEnsemble::new(ensemble) {
         Err(problem) => SpecOutcome::Invalid(problem.to_string()),
         Ok(_) if ensemble.spec.paused => SpecOutcome::Paused,
         Ok(valid) => {
-            let topology = topology(ensemble, ctx, u32::from(valid.spec.replicas));
+            let tls_facts = quorum_tls::facts(ensemble, ctx);
+            let tls_stage = crate::decide::quorum_tls::stage(&tls_facts);
+            let topology = build::Topology {
+                quorum_tls: Some(tls_stage),
+                ..topology(ensemble, ctx, u32::from(valid.spec.replicas))
+            };
             let children = build::children(&valid, &ctx.settings.build, Some(&topology));
-            match apply(ensemble, ctx, children).await {
-                Ok((superuser, written)) => {
+            let tls = (tls_stage, tls_facts.configured);
+            match apply(ensemble, ctx, children, tls).await {
+                Ok((superuser, tls, written)) => {
                     password = Some(superuser);
+                    quorum_tls = Some(tls);
                     stateful_set_written = written.stateful_set;
                     SpecOutcome::Applied {
                         changed: written.changed,
@@ -82,6 +91,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     let password = password.as_deref();
     let mut observation = observe::observe(ensemble, ctx, password).await;
     observation.stateful_set_written = stateful_set_written;
+    observation.quorum_tls = quorum_tls;
     let decision = decide(&observation.facts(&spec));
     let acted = act::act(ensemble, ctx, &observation, &decision.disruption, password).await?;
     report::report(ensemble, ctx, &spec, observation, &decision, acted).await?;
@@ -116,15 +126,20 @@ struct Written {
     stateful_set: bool,
 }
 
-/// Ensures the superuser Secret, then applies the children: the superuser's password, and
-/// what was written. A child someone else changed is put back, with a Warning Event.
+/// Ensures the superuser and quorum TLS Secrets, then applies the children: the superuser's
+/// password, quorum TLS as the status shows it, and what was written. A child someone else
+/// changed is put back, with a Warning Event. `tls` is the quorum TLS stage the children
+/// configure and the one the ConfigMap holds now.
 async fn apply(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
     children: build::Children,
-) -> Result<(String, Written), Error> {
-    // Before the StatefulSet: its pods take the superuser's digest from the Secret.
+    tls: (QuorumTls, Option<QuorumTls>),
+) -> Result<(String, QuorumTlsStatus, Written), Error> {
+    // Before the StatefulSet: its pods take the superuser's digest and the quorum
+    // certificates from the Secrets.
     let password = superuser::ensure(ensemble, ctx).await?;
+    let quorum_tls = quorum_tls::ensure(ensemble, ctx, tls.0, tls.1).await?;
     let applied = apply_children(ensemble, ctx, children).await?;
     let (mut written, mut reverted, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
     for child in &applied {
@@ -158,6 +173,7 @@ async fn apply(
     let changed = !applied.is_empty();
     Ok((
         password,
+        quorum_tls,
         Written {
             changed,
             stateful_set,

@@ -48,6 +48,7 @@ pub async fn report(
         recorded_membership,
         stateful_set,
         scale: scale_view,
+        quorum_tls,
         ..
     } = observation;
     let mut roll_step = decision.roll.clone();
@@ -97,6 +98,9 @@ pub async fn report(
     let mut status = current;
     computed.write_into(&mut status);
     status.membership = membership;
+    if quorum_tls.is_some() {
+        status.quorum_tls = quorum_tls;
+    }
     status.connect_string = Some(names::connect_string(
         &name,
         &namespace,

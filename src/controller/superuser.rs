@@ -11,7 +11,6 @@
 //! owned by the ensemble, so it goes with it.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use k8s_openapi::ByteString;
@@ -26,11 +25,6 @@ use crate::quorum::reconfig::super_digest;
 
 /// Random bytes in a new password.
 const PASSWORD_BYTES: usize = 24;
-
-/// How long a password read from a Secret is used without reading the Secret again: the
-/// operator does not watch Secrets, and a deleted Secret must be created again (servers that
-/// start cannot start without it).
-const RECHECK: Duration = Duration::from_secs(300);
 
 /// A new superuser Secret for `ensemble` with `password`.
 pub fn secret(ensemble: &ZooKeeperEnsemble, password: &str) -> Secret {
@@ -86,14 +80,8 @@ fn new_password() -> String {
 /// The ensemble's superuser password, from its Secret, which is created if it does not exist.
 pub async fn ensure(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Result<String, Error> {
     let uid = ensemble.uid().unwrap_or_default();
-    if let Some((password, _)) = ctx
-        .superusers
-        .lock()
-        .expect("superusers lock")
-        .get(&uid)
-        .filter(|(_, read)| read.elapsed() < RECHECK)
-    {
-        return Ok(password.clone());
+    if let Some(password) = ctx.superusers.fresh(&uid) {
+        return Ok(password);
     }
     let name = names::superuser_secret(ensemble);
     let api: Api<Secret> = Api::namespaced(
@@ -137,10 +125,7 @@ pub async fn ensure(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Result<Strin
         name: name.clone(),
         problem,
     })?;
-    ctx.superusers
-        .lock()
-        .expect("superusers lock")
-        .insert(uid, (password.clone(), Instant::now()));
+    ctx.superusers.insert(&uid, password.clone());
     Ok(password)
 }
 

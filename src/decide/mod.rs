@@ -26,6 +26,7 @@
 
 pub mod conditions;
 pub mod node;
+pub mod quorum_tls;
 pub mod restart;
 pub mod roll;
 

@@ -13,7 +13,13 @@ pub(super) const UID: &str = "0f6c9a7e-1111-4222-8333-944445555666";
 
 /// The operator's zoo.cfg for ensemble `zk` in namespace `ns`.
 pub(super) fn operator_cfg() -> String {
-    crate::build::zoo_cfg::render("zk", "ns", &BTreeMap::new(), false)
+    crate::build::zoo_cfg::render(
+        "zk",
+        "ns",
+        &BTreeMap::new(),
+        false,
+        crate::build::quorum_tls::QuorumTls::On,
+    )
 }
 
 /// The operator's bootstrap membership of voters `myids`, at `version` (as ZooKeeper

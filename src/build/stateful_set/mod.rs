@@ -22,16 +22,18 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, PersistentVolumeClaim,
+    EnvVar, EnvVarSource, ExecAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
     PodTemplateSpec, Probe, ResourceFieldSelector, SeccompProfile, SecretKeySelector,
-    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
+use super::quorum_tls::{self, QuorumTls};
 use super::{SERVER_PORTS, Settings, ValidatedEnsemble, names};
 use crate::api::validate::{JvmHeap, Validated};
 use crate::api::{VolumeSpec, annotations};
@@ -48,6 +50,7 @@ const DATA_VOLUME: &str = "data";
 const LOG_VOLUME: &str = "log";
 const CONFIG_VOLUME: &str = "config";
 const TMP_VOLUME: &str = "tmp";
+const QUORUM_TLS_VOLUME: &str = "quorum-tls";
 
 /// `<name>`: `replicas` servers, one pod and one set of volumes each.
 pub(super) fn build(
@@ -55,6 +58,7 @@ pub(super) fn build(
     settings: &Settings,
     zoo_cfg: &str,
     servers: u32,
+    quorum_tls: QuorumTls,
 ) -> StatefulSet {
     let ensemble = parent.ensemble();
     let spec = &ensemble.spec;
@@ -66,6 +70,13 @@ pub(super) fn build(
         names::CONFIG_HASH_ANNOTATION.to_owned(),
         config_hash(zoo_cfg, &jvm_env),
     );
+    // What the pod runs, for the operator to tell when every server has taken a stage.
+    if quorum_tls.uses_certificates() {
+        annotations.insert(
+            names::QUORUM_TLS_ANNOTATION.to_owned(),
+            quorum_tls.to_string(),
+        );
+    }
     // A restart asked for on the ensemble is a new template revision, rolled like any change.
     if let Some(at) = ensemble.annotations().get(annotations::RESTARTED_AT) {
         annotations.insert(annotations::RESTARTED_AT.to_owned(), at.clone());
@@ -103,7 +114,7 @@ pub(super) fn build(
                     annotations: Some(annotations),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod_spec(parent, settings, jvm_env)),
+                spec: Some(pod_spec(parent, settings, jvm_env, quorum_tls)),
             },
             ..StatefulSetSpec::default()
         }),
@@ -111,26 +122,35 @@ pub(super) fn build(
     }
 }
 
-fn pod_spec(parent: &ValidatedEnsemble, settings: &Settings, jvm_env: Vec<EnvVar>) -> PodSpec {
+fn pod_spec(
+    parent: &ValidatedEnsemble,
+    settings: &Settings,
+    jvm_env: Vec<EnvVar>,
+    quorum_tls: QuorumTls,
+) -> PodSpec {
     let spec = &parent.ensemble().spec;
     let placement = &spec.placement;
+    let mut volumes = vec![
+        Volume {
+            name: CONFIG_VOLUME.to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: names::config_map(parent.ensemble()),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: TMP_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    if quorum_tls.uses_certificates() {
+        volumes.push(quorum_tls_volume(parent));
+    }
     PodSpec {
-        containers: vec![container(parent, settings, jvm_env)],
-        volumes: Some(vec![
-            Volume {
-                name: CONFIG_VOLUME.to_owned(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names::config_map(parent.ensemble()),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-            Volume {
-                name: TMP_VOLUME.to_owned(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            },
-        ]),
+        containers: vec![container(parent, settings, jvm_env, quorum_tls)],
+        volumes: Some(volumes),
         image_pull_secrets: non_empty(&spec.image_pull_secrets),
         // The servers never call the Kubernetes API.
         automount_service_account_token: Some(false),
@@ -165,7 +185,36 @@ fn pod_spec(parent: &ValidatedEnsemble, settings: &Settings, jvm_env: Vec<EnvVar
     }
 }
 
-fn container(parent: &ValidatedEnsemble, settings: &Settings, jvm_env: Vec<EnvVar>) -> Container {
+/// The quorum certificates: the CA certificate and the servers' key store, never the CA's key
+/// (a server that could sign certificates could let others in).
+fn quorum_tls_volume(parent: &ValidatedEnsemble) -> Volume {
+    let item = |key: &str| KeyToPath {
+        key: key.to_owned(),
+        path: key.to_owned(),
+        mode: None,
+    };
+    Volume {
+        name: QUORUM_TLS_VOLUME.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(names::quorum_tls_secret(parent.ensemble())),
+            items: Some(vec![
+                item(quorum_tls::CA_KEY),
+                item(quorum_tls::KEY_STORE_KEY),
+            ]),
+            // Readable by the server's group only (fsGroup), not by every user in the pod.
+            default_mode: Some(0o440),
+            optional: Some(false),
+        }),
+        ..Volume::default()
+    }
+}
+
+fn container(
+    parent: &ValidatedEnsemble,
+    settings: &Settings,
+    jvm_env: Vec<EnvVar>,
+    quorum_tls: QuorumTls,
+) -> Container {
     let spec = &parent.ensemble().spec;
     let mut volume_mounts = vec![
         mount(CONFIG_VOLUME, names::CONFIG_DIR, true),
@@ -175,6 +224,9 @@ fn container(parent: &ValidatedEnsemble, settings: &Settings, jvm_env: Vec<EnvVa
         volume_mounts.push(mount(LOG_VOLUME, names::LOG_DIR, false));
     }
     volume_mounts.push(mount(TMP_VOLUME, names::TMP_DIR, false));
+    if quorum_tls.uses_certificates() {
+        volume_mounts.push(mount(QUORUM_TLS_VOLUME, quorum_tls::DIR, true));
+    }
 
     Container {
         name: names::CONTAINER.to_owned(),

@@ -131,8 +131,9 @@ fn pod_annotations_are_the_users_plus_the_config_hash() {
         "zooherd.dev/config-hash": "forged",
     }}}));
     let annotations = metadata.annotations.expect("annotations");
-    assert_eq!(annotations.len(), 2);
+    assert_eq!(annotations.len(), 3);
     assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations[names::QUORUM_TLS_ANNOTATION], "on");
     let hash = &annotations[names::CONFIG_HASH_ANNOTATION];
     assert_eq!(hash.len(), 64);
     assert!(
@@ -518,6 +519,7 @@ fn volumes_and_mounts_follow_the_storage_spec() {
                 ("config", "/etc/zooherd", Some(true)),
                 ("data", "/var/lib/zookeeper/data", None),
                 ("tmp", "/tmp", None),
+                ("quorum-tls", "/etc/zooherd-quorum-tls", Some(true)),
             ],
         ),
         (
@@ -527,6 +529,7 @@ fn volumes_and_mounts_follow_the_storage_spec() {
                 ("data", "/var/lib/zookeeper/data", None),
                 ("log", "/var/lib/zookeeper/log", None),
                 ("tmp", "/tmp", None),
+                ("quorum-tls", "/etc/zooherd-quorum-tls", Some(true)),
             ],
         ),
     ];
@@ -543,11 +546,31 @@ fn volumes_and_mounts_follow_the_storage_spec() {
     }
 
     let volumes = pod(json!({})).1.volumes.expect("volumes");
-    assert_eq!(volumes.len(), 2);
+    assert_eq!(volumes.len(), 3);
     assert_eq!(volumes[0].name, "config");
     assert_eq!(volumes[0].config_map.as_ref().unwrap().name, "zk-config");
     assert_eq!(volumes[1].name, "tmp");
     assert!(volumes[1].empty_dir.is_some());
+    let secret = volumes[2].secret.as_ref().unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("zk-zooherd-quorum-tls"));
+    let items: Vec<_> = secret
+        .items
+        .iter()
+        .flatten()
+        .map(|i| i.key.as_str())
+        .collect();
+    assert_eq!(items, ["ca.crt", "keystore.pem"], "never the CA's key");
+}
+
+#[test]
+fn without_quorum_tls_the_pod_has_no_certificates() {
+    let (metadata, pod) = pod(json!({"tls": {"quorum": false}}));
+    let annotations = metadata.annotations.expect("annotations");
+    assert!(!annotations.contains_key(names::QUORUM_TLS_ANNOTATION));
+    let volumes = pod.volumes.expect("volumes");
+    assert!(volumes.iter().all(|v| v.secret.is_none()));
+    let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+    assert!(mounts.iter().all(|m| m.name != "quorum-tls"));
 }
 
 #[test]

@@ -1,0 +1,289 @@
+//! Quorum TLS in the controller: the facts [`crate::decide::quorum_tls`] decides the stage
+//! from, and the Secret holding the ensemble's CA and its servers' certificate.
+//!
+//! The Secret `<name>-zooherd-quorum-tls` is created once, when the servers first need it, and
+//! never rewritten: the servers trust exactly the CA it holds, so a new CA would cut every
+//! server that starts with it off from the ones still running with the old one. For the same
+//! reason a Secret that goes missing while the servers use it is reported, not created again,
+//! unless no server can hold the old CA yet (a new ensemble, or one still plaintext). The
+//! Secret is owned by the ensemble, so it goes with it.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+
+use super::{Context, Error};
+use crate::api::{QuorumTlsStatus, ZooKeeperEnsemble};
+use crate::build::names;
+use crate::build::quorum_tls::{self, QuorumTls};
+use crate::decide::quorum_tls::QuorumTlsFacts;
+use crate::decide::restart::pod_is_ready;
+use crate::tls::QuorumCertificates;
+
+/// Annotation of the Secret: when its certificate expires (RFC 3339), as the operator issued it.
+pub const NOT_AFTER_ANNOTATION: &str = "zooherd.dev/not-after";
+
+/// What the stage is decided from, out of the informer caches.
+pub fn facts(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> QuorumTlsFacts {
+    let namespace = ensemble.namespace().unwrap_or_default();
+    let stores = &ctx.stores;
+    let configured = stores
+        .config_maps
+        .get(&ObjectRef::new(&names::config_map(ensemble)).within(&namespace))
+        .map(|config_map| configured_stage(config_map.data.as_ref()));
+    let stateful_set = stores
+        .stateful_sets
+        .get(&ObjectRef::new(&names::stateful_set(ensemble)).within(&namespace));
+    let servers = stateful_set
+        .as_ref()
+        .and_then(|sts| sts.spec.as_ref()?.replicas)
+        .and_then(|replicas| u32::try_from(replicas).ok());
+    let selector = names::labels(ensemble);
+    let pods = stores
+        .pods
+        .state()
+        .into_iter()
+        .filter(|pod| pod.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|pod| {
+            let labels = pod.labels();
+            selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        })
+        .map(|pod| {
+            let stage = pod
+                .annotations()
+                .get(names::QUORUM_TLS_ANNOTATION)
+                .and_then(|stage| stage.parse().ok())
+                .unwrap_or(QuorumTls::Off);
+            let ready = pod_is_ready(&pod) && pod.meta().deletion_timestamp.is_none();
+            (stage, ready)
+        })
+        .collect();
+    QuorumTlsFacts {
+        wanted: ensemble.spec.tls.quorum,
+        configured,
+        servers,
+        pods,
+        phase: ensemble.status.as_ref().and_then(|status| status.phase),
+    }
+}
+
+/// The stage a ConfigMap's data names; Off when it names none (written before quorum TLS).
+fn configured_stage(data: Option<&BTreeMap<String, String>>) -> QuorumTls {
+    data.and_then(|data| data.get(names::QUORUM_TLS_KEY))
+        .and_then(|stage| stage.parse().ok())
+        .unwrap_or(QuorumTls::Off)
+}
+
+/// A new quorum TLS Secret for `ensemble` holding `issued`.
+pub fn secret(ensemble: &ZooKeeperEnsemble, issued: &QuorumCertificates) -> Secret {
+    let bytes = |text: &str| ByteString(text.as_bytes().to_vec());
+    let mut secret = Secret {
+        data: Some(BTreeMap::from([
+            (quorum_tls::CA_KEY.to_owned(), bytes(&issued.ca_certificate)),
+            (quorum_tls::CA_PRIVATE_KEY.to_owned(), bytes(&issued.ca_key)),
+            (
+                quorum_tls::CERTIFICATE_KEY.to_owned(),
+                bytes(&issued.certificate),
+            ),
+            (quorum_tls::PRIVATE_KEY.to_owned(), bytes(&issued.key)),
+            (
+                quorum_tls::KEY_STORE_KEY.to_owned(),
+                bytes(&issued.key_store()),
+            ),
+        ])),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    };
+    secret.metadata.name = Some(names::quorum_tls_secret(ensemble));
+    secret.metadata.namespace = ensemble.namespace();
+    secret.metadata.labels = Some(names::labels(ensemble));
+    secret.metadata.annotations = Some(BTreeMap::from([(
+        NOT_AFTER_ANNOTATION.to_owned(),
+        issued.not_after.to_string(),
+    )]));
+    secret.metadata.owner_references = ensemble.controller_owner_ref(&()).map(|o| vec![o]);
+    secret
+}
+
+/// When the certificate of a quorum TLS Secret expires, or what is wrong with the Secret.
+pub fn not_after(secret: &Secret) -> Result<Timestamp, String> {
+    let data = secret.data.as_ref();
+    for key in [quorum_tls::CA_KEY, quorum_tls::KEY_STORE_KEY] {
+        if data.is_none_or(|data| data.get(key).is_none_or(|v| v.0.is_empty())) {
+            return Err(format!("has no key {key:?}"));
+        }
+    }
+    secret
+        .annotations()
+        .get(NOT_AFTER_ANNOTATION)
+        .and_then(|at| at.parse().ok())
+        .ok_or_else(|| format!("has no valid annotation {NOT_AFTER_ANNOTATION:?}"))
+}
+
+/// The DNS names of the ensemble's servers, for the certificate.
+fn server_names(ensemble: &ZooKeeperEnsemble, cluster_domain: &str) -> Vec<String> {
+    let service = names::headless_service(ensemble);
+    let namespace = ensemble.namespace().unwrap_or_default();
+    let domain = format!("{service}.{namespace}.svc.{cluster_domain}");
+    vec![
+        format!("*.{domain}"),
+        format!("*.{service}.{namespace}.svc"),
+    ]
+}
+
+/// Ensures the quorum TLS Secret while the servers use (or are about to use) certificates:
+/// `stage` is the stage being applied, `configured` the one the ConfigMap holds now. Returns
+/// what the status shows.
+pub async fn ensure(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    stage: QuorumTls,
+    configured: Option<QuorumTls>,
+) -> Result<QuorumTlsStatus, Error> {
+    let status = |not_after: Option<Timestamp>| QuorumTlsStatus {
+        stage: stage.to_string(),
+        certificate_not_after: not_after.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+    };
+    let in_use = configured.is_some_and(QuorumTls::uses_certificates);
+    if !stage.uses_certificates() && !in_use {
+        return Ok(status(None));
+    }
+    let uid = ensemble.uid().unwrap_or_default();
+    if let Some(not_after) = ctx.quorum_certificates.fresh(&uid) {
+        return Ok(status(Some(not_after)));
+    }
+    let name = names::quorum_tls_secret(ensemble);
+    let api: Api<Secret> = Api::namespaced(
+        ctx.client.clone(),
+        &ensemble.namespace().unwrap_or_default(),
+    );
+    let api_error = |source| Error::QuorumTls {
+        name: name.clone(),
+        source,
+    };
+    let existing = match api.get_opt(&name).await.map_err(api_error)? {
+        Some(existing) => existing,
+        None if in_use => {
+            return Err(Error::QuorumTlsSecret {
+                name,
+                problem: format!(
+                    "is missing, but the servers run quorum TLS (stage {}) and trust only the CA it held; \
+                     the operator does not issue a new CA (servers started with it could not reach the running ones): \
+                     restore the Secret from a backup",
+                    configured.unwrap_or(QuorumTls::Off)
+                ),
+            });
+        }
+        None => {
+            let issued = crate::tls::issue(
+                &format!(
+                    "{}/{}",
+                    ensemble.namespace().unwrap_or_default(),
+                    ensemble.name_any()
+                ),
+                &server_names(ensemble, &ctx.settings.build.cluster_domain),
+                &[],
+                Timestamp::now(),
+            )?;
+            match api
+                .create(&PostParams::default(), &secret(ensemble, &issued))
+                .await
+            {
+                Ok(created) => {
+                    ctx.metrics.api_write("Secret");
+                    created
+                }
+                // Created meanwhile (by another reconcile): use that one.
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    api.get(&name).await.map_err(api_error)?
+                }
+                Err(source) => return Err(api_error(source)),
+            }
+        }
+    };
+    if !existing
+        .owner_references()
+        .iter()
+        .any(|owner| owner.uid == uid)
+    {
+        return Err(Error::ForeignChild {
+            kind: "Secret".into(),
+            name,
+        });
+    }
+    let not_after = not_after(&existing).map_err(|problem| Error::QuorumTlsSecret {
+        name: name.clone(),
+        problem: format!(
+            "{problem}; the operator does not rewrite it (the servers trust the CA it holds): restore it from a backup"
+        ),
+    })?;
+    ctx.quorum_certificates.insert(&uid, not_after);
+    Ok(status(Some(not_after)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ensemble() -> ZooKeeperEnsemble {
+        let mut ensemble = ZooKeeperEnsemble::new("zk", serde_json::from_str("{}").unwrap());
+        ensemble.metadata.namespace = Some("data".into());
+        ensemble.metadata.uid = Some("uid-1".into());
+        ensemble
+    }
+
+    #[test]
+    fn a_new_secret_holds_the_ca_and_the_key_store_and_says_when_it_expires() {
+        let now: Timestamp = "2026-12-02T00:00:00Z".parse().unwrap();
+        let names = server_names(&ensemble(), "cluster.local");
+        assert_eq!(
+            names,
+            [
+                "*.zk-headless.data.svc.cluster.local",
+                "*.zk-headless.data.svc"
+            ]
+        );
+        let issued = crate::tls::issue("data/zk", &names, &[], now).unwrap();
+        let secret = secret(&ensemble(), &issued);
+        assert_eq!(
+            secret.metadata.name.as_deref(),
+            Some("zk-zooherd-quorum-tls")
+        );
+        let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(owner.uid, "uid-1");
+        let data = secret.data.as_ref().unwrap();
+        assert_eq!(data["keystore.pem"].0, issued.key_store().into_bytes());
+        assert_eq!(data["ca.key"].0, issued.ca_key.clone().into_bytes());
+        assert_eq!(not_after(&secret), Ok(issued.not_after));
+    }
+
+    #[test]
+    fn a_damaged_secret_is_reported() {
+        let now: Timestamp = "2026-12-02T00:00:00Z".parse().unwrap();
+        let issued = crate::tls::issue("data/zk", &[], &[], now).unwrap();
+        let mut secret = secret(&ensemble(), &issued);
+        secret.data.as_mut().unwrap().remove("keystore.pem");
+        assert_eq!(
+            not_after(&secret),
+            Err("has no key \"keystore.pem\"".to_owned())
+        );
+        let mut secret = super::secret(&ensemble(), &issued);
+        secret.metadata.annotations = None;
+        assert_eq!(
+            not_after(&secret),
+            Err("has no valid annotation \"zooherd.dev/not-after\"".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_config_map_without_a_stage_configures_none() {
+        assert_eq!(configured_stage(None), QuorumTls::Off);
+        let data = BTreeMap::from([("quorumTls".to_owned(), "accepting".to_owned())]);
+        assert_eq!(configured_stage(Some(&data)), QuorumTls::Accepting);
+    }
+}
