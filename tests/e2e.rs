@@ -50,7 +50,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use nix::sys::signal::Signal;
@@ -435,6 +435,36 @@ async fn alerts_become(
     }
 }
 
+/// Issue 14, item 2: the election port of `<name>-0` speaks TLS and presents the certificate of
+/// the ensemble's own CA (the one in its Secret), as a TLS client on the host sees it.
+async fn quorum_tls_answers(client: &kube::Client, pods: &Api<Pod>, ns: &str, name: &str) {
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    let secret = secrets
+        .get(&format!("{name}-zooherd-quorum-tls"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, &secret.data.as_ref().unwrap()["ca.crt"].0).unwrap();
+    let ip = pod_ip(pods, &format!("{name}-0")).await;
+    let output = std::process::Command::new("timeout")
+        .args(["10", "openssl", "s_client", "-connect"])
+        .arg(format!("{ip}:3888"))
+        .arg("-CAfile")
+        .arg(&ca)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let member = format!("CN = Zooherd quorum member of {ns}/{name}");
+    assert!(
+        text.contains(&member) && text.contains("Verify return code: 0 (ok)"),
+        "the election port of {name}-0 does not present the ensemble's certificate:\n{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("(a) {name}-0:3888 speaks TLS with the certificate of the ensemble's CA");
+}
+
 fn selector(name: &str) -> String {
     format!("app.kubernetes.io/name=zookeeper,app.kubernetes.io/instance={name}")
 }
@@ -502,6 +532,12 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client, prometheus
     );
     assert_eq!(columns.get("LEADER"), status.leader.as_ref(), "{columns:?}");
     wait_event(client, &ns, name, ("Normal", "Active", "-> ACTIVE")).await;
+    assert_eq!(
+        status.quorum_tls.as_ref().map(|t| t.stage.as_str()),
+        Some("on"),
+        "a new ensemble runs quorum TLS"
+    );
+    quorum_tls_answers(client, &pods, &ns, name).await;
     // Prometheus finds the servers through the API and scrapes their metrics port with the
     // README's scrape configuration, through the ensemble's NetworkPolicy (the node admits the
     // host).

@@ -98,8 +98,11 @@ pub async fn report(
     let mut status = current;
     computed.write_into(&mut status);
     status.membership = membership;
-    if quorum_tls.is_some() {
-        status.quorum_tls = quorum_tls;
+    if let Some(tls) = quorum_tls {
+        let not_after = tls.certificate_not_after.as_ref().map(|at| at.0);
+        ctx.metrics
+            .quorum_certificate_expiry(&namespace, &name, not_after);
+        status.quorum_tls = Some(tls);
     }
     status.connect_string = Some(names::connect_string(
         &name,

@@ -64,6 +64,7 @@ pub struct Metrics {
     ensemble_phase: Family<PhaseLabels, Gauge>,
     fault_tolerance: Family<EnsembleLabels, Gauge>,
     member_restarts: Family<EnsembleLabels, Counter>,
+    quorum_certificate_expiry: Family<EnsembleLabels, Gauge>,
     leading: Gauge,
     registry: Arc<Registry>,
 }
@@ -114,6 +115,12 @@ impl Default for Metrics {
             "Pods the operator deleted because their member had failed",
             member_restarts.clone(),
         );
+        let quorum_certificate_expiry = Family::<EnsembleLabels, Gauge>::default();
+        registry.register(
+            "quorum_certificate_expiry_timestamp_seconds",
+            "When the certificate each ensemble's servers present to each other expires (Unix time; .status.quorumTls.certificateNotAfter)",
+            quorum_certificate_expiry.clone(),
+        );
         let leading = Gauge::default();
         registry.register(
             "leading",
@@ -128,6 +135,7 @@ impl Default for Metrics {
             ensemble_phase,
             fault_tolerance,
             member_restarts,
+            quorum_certificate_expiry,
             leading,
             registry: Arc::new(registry),
         }
@@ -186,6 +194,29 @@ impl Metrics {
             .set(i64::try_from(tolerance).unwrap_or(i64::MAX));
     }
 
+    /// When the ensemble's quorum certificate expires (None: the servers use none).
+    pub fn quorum_certificate_expiry(
+        &self,
+        namespace: &str,
+        name: &str,
+        not_after: Option<jiff::Timestamp>,
+    ) {
+        let ensemble = EnsembleLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        match not_after {
+            Some(at) => {
+                self.quorum_certificate_expiry
+                    .get_or_create(&ensemble)
+                    .set(at.as_second());
+            }
+            None => {
+                self.quorum_certificate_expiry.remove(&ensemble);
+            }
+        }
+    }
+
     /// Whether this replica runs the controllers (holds the Lease, or runs without election).
     pub fn leading(&self, leading: bool) {
         self.leading.set(i64::from(leading));
@@ -206,6 +237,7 @@ impl Metrics {
         };
         self.fault_tolerance.remove(&ensemble);
         self.member_restarts.remove(&ensemble);
+        self.quorum_certificate_expiry.remove(&ensemble);
     }
 
     pub fn member_restarted(&self, namespace: &str, name: &str) {
@@ -347,6 +379,22 @@ mod tests {
             !metrics
                 .encode()
                 .contains("zooherd_ensemble_fault_tolerance{")
+        );
+    }
+
+    #[test]
+    fn the_quorum_certificates_expiry_is_exported_while_the_servers_use_one() {
+        let metrics = Metrics::default();
+        let at: jiff::Timestamp = "2031-12-01T00:00:00Z".parse().unwrap();
+        metrics.quorum_certificate_expiry("ns", "zk", Some(at));
+        assert!(metrics.encode().contains(
+            "zooherd_quorum_certificate_expiry_timestamp_seconds{namespace=\"ns\",name=\"zk\"} 1953849600\n"
+        ));
+        metrics.quorum_certificate_expiry("ns", "zk", None);
+        assert!(
+            !metrics
+                .encode()
+                .contains("zooherd_quorum_certificate_expiry_timestamp_seconds{")
         );
     }
 
