@@ -23,6 +23,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::process;
 use support::scaling::{Scaler, committed, names};
+use support::writer::write_until;
 use support::zookeeper::{
     MemberSpec, Probe, ServerState, ZkEnsemble, quorum_leader, server_line, zookeeper_home,
 };
@@ -1101,45 +1102,6 @@ async fn an_emptied_voter_never_votes_so_an_acknowledged_write_survives() {
     }
 }
 
-/// A client writing persistent sequential znodes under `/handover` every 10 ms through every
-/// server, reconnecting after any failure; returns the acknowledged names and the longest time
-/// without an acknowledgement.
-async fn write_until(
-    connect_string: String,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> (Vec<String>, Duration) {
-    use zookeeper_client as zk;
-    let mode = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
-    let (mut acknowledged, mut longest) = (Vec::new(), Duration::ZERO);
-    let mut last = Instant::now();
-    let mut client: Option<zk::Client> = None;
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        if client.is_none() {
-            let connector = zk::Client::connector()
-                .with_session_timeout(Duration::from_secs(10))
-                .with_connection_timeout(Duration::from_secs(2));
-            let connecting = connector.connect(&connect_string);
-            client = tokio::time::timeout(Duration::from_secs(5), connecting)
-                .await
-                .ok()
-                .and_then(Result::ok);
-        }
-        if let Some(c) = &client {
-            let write = c.create("/handover/w-", b"", &mode);
-            match tokio::time::timeout(Duration::from_secs(5), write).await {
-                Ok(Ok((_, sequence))) => {
-                    acknowledged.push(format!("w-{:010}", sequence.into_i64()));
-                    longest = longest.max(last.elapsed());
-                    last = Instant::now();
-                }
-                _ => client = None,
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    (acknowledged, longest)
-}
-
 /// Issue 18, item 2: what a roll's leader step does with 5 voters, on real servers started
 /// by `zooherd server`. The leader is removed from the voters by reconfiguration (ZooKeeper
 /// designates its successor, no election); its server is then stopped and started again as
@@ -1171,7 +1133,11 @@ async fn a_leader_that_hands_over_rejoins_as_a_non_voter_and_no_write_is_lost() 
     let all: Vec<std::net::SocketAddr> = zookeeper.client_addresses(0..5);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn(write_until(zookeeper.connect_string(), stop.clone()));
+    let writer = tokio::spawn(write_until(
+        zookeeper.connect_string(),
+        "/handover",
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The hand-over.
@@ -1233,7 +1199,11 @@ async fn a_leader_that_hands_over_rejoins_as_a_non_voter_and_no_write_is_lost() 
 
     // The same step as before the change: the leader stopped and started again.
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn(write_until(zookeeper.connect_string(), stop.clone()));
+    let writer = tokio::spawn(write_until(
+        zookeeper.connect_string(),
+        "/handover",
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let leader = zookeeper.leader().await.expect("a leader");
     zookeeper.stop(leader).unwrap();

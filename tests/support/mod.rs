@@ -1,8 +1,9 @@
 //! Shared support for the integration tests: a real Kubernetes control plane
 //! ([`control_plane`]), real Apache ZooKeeper ensembles ([`zookeeper`]), the checker of
 //! recorded client histories ([`linearizability`]) and the faults and workload that record
-//! them ([`fault`]), pods that try an ensemble's doors ([`rogue`]), and a Prometheus server
-//! that scrapes the end-to-end cluster and evaluates the chart's alert rules ([`prometheus`]).
+//! them ([`fault`]), pods that try an ensemble's doors ([`rogue`]), a Prometheus server that
+//! scrapes the end-to-end cluster and evaluates the chart's alert rules ([`prometheus`]), and a
+//! client that writes throughout a change to a local ensemble ([`writer`]).
 //!
 //! Use it from a test file with `mod support;`. Every test binary uses a subset, hence the
 //! `dead_code` allowance.
@@ -22,6 +23,7 @@ pub mod prometheus;
 pub mod rogue;
 pub mod scaling;
 pub mod status_loop;
+pub mod writer;
 pub mod zookeeper;
 
 use std::ffi::OsStr;

@@ -638,6 +638,7 @@ impl ZkEnsembleBuilder {
             members,
             launcher: self.launcher,
             hosts_file,
+            config: self.config,
             http,
             dir,
             _block: block,
@@ -729,6 +730,8 @@ pub struct ZkEnsemble {
     members: Vec<Member>,
     launcher: Arc<dyn Launcher>,
     hosts_file: Option<PathBuf>,
+    /// The builder's zoo.cfg keys, which [`ZkEnsemble::rewrite_config`] keeps.
+    config: Vec<(String, Option<String>)>,
     http: reqwest::Client,
     dir: TempDir,
     /// Dropped last: the addresses stay claimed until every process is gone.
@@ -833,6 +836,22 @@ impl ZkEnsemble {
         member.child = Some(child);
         member.frozen = false;
         Ok(())
+    }
+
+    /// Writes member `i`'s zoo.cfg again: the builder's keys, then `overrides` (as in
+    /// [`render_config`]). The file is read when the member starts, so rewrite it while the
+    /// member is stopped: a restart then runs with the new configuration, as a rolled pod does.
+    /// What ZooKeeper wrote into the file itself (after a reconfiguration, the dynamic file it
+    /// names) is replaced.
+    pub fn rewrite_config(
+        &self,
+        i: usize,
+        overrides: &[(String, Option<String>)],
+    ) -> io::Result<()> {
+        let spec = &self.members[i].spec;
+        let keys: Vec<(String, Option<String>)> =
+            self.config.iter().chain(overrides).cloned().collect();
+        fs::write(&spec.config_file, render_config(spec, &keys))
     }
 
     /// Whether member `i`'s process is alive (frozen counts as alive). Reaps it if it exited.

@@ -1,0 +1,382 @@
+//! Quorum TLS on real ZooKeeper ensembles (tests/support/zookeeper.rs): the certificates of
+//! `zooherd::tls::issue` and the zoo.cfg keys of each stage of `QuorumTls`
+//! (src/build/quorum_tls.rs), as the operator renders them, with the files in each member's
+//! directory instead of the pod's mount. The tests prove that
+//! - servers with the ensemble's certificate form a quorum over mutual TLS, and the election
+//!   port then hangs up on a peer that speaks plaintext;
+//! - a server with another CA's certificate, or none, never joins, while one with the ensemble's
+//!   certificate does;
+//! - a plaintext ensemble switches to TLS in three rolls (Accepting, Connecting, On), one server
+//!   at a time, without losing an acknowledged write; and that skipping a stage leaves the
+//!   restarted server out.
+//!
+//! Run `bash tests/cluster/setup.sh` once first, then
+//! `cargo test --test quorum_tls_real_zookeeper -- --nocapture` to see the figures (each
+//! stage's duration and the longest time without an acknowledged write). The tests take turns
+//! (one ensemble at a time on a 2-core machine).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use support::writer::write_until;
+use support::zookeeper::{ELECTION_PORT, Probe, ServerState, ZkEnsemble};
+use tokio::sync::Mutex;
+use zooherd::build::quorum_tls::{CA_KEY, DIR, KEY_STORE_KEY, QuorumTls};
+use zooherd::quorum::reconfig::super_digest;
+use zooherd::tls::{QuorumCertificates, issue};
+use zookeeper_client as zk;
+
+const PASSWORD: &str = "quorum-tls-test-password";
+/// Starting JVMs on a busy 2-core machine can be slow.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a server that must not join is watched: several times what joining takes.
+const LEFT_OUT_FOR: Duration = Duration::from_secs(30);
+/// How long a server that skipped a stage is watched.
+const SKIPPED_FOR: Duration = Duration::from_secs(20);
+
+/// One ensemble at a time (see the module documentation).
+static ONE_ENSEMBLE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+/// Certificates of a new CA for the ensemble, naming its members' addresses.
+fn certificates(zk: &ZkEnsemble) -> QuorumCertificates {
+    let ips: Vec<IpAddr> = zk.members().iter().map(|m| IpAddr::V4(m.ip())).collect();
+    issue("tests/quorum-tls", &[], &ips, jiff::Timestamp::now()).expect("issue certificates")
+}
+
+/// Member `i`'s copy of the Secret's files that a server pod mounts at [`DIR`].
+fn tls_dir(zk: &ZkEnsemble, i: usize) -> PathBuf {
+    zk.member(i).dir().join("quorum-tls")
+}
+
+/// Gives member `i` the key store and trust store of `certificates`.
+fn install(zk: &ZkEnsemble, i: usize, certificates: &QuorumCertificates) {
+    let dir = tls_dir(zk, i);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(KEY_STORE_KEY), certificates.key_store()).unwrap();
+    fs::write(dir.join(CA_KEY), &certificates.ca_certificate).unwrap();
+}
+
+/// The zoo.cfg keys of `stage` for member `i`, reading its own files instead of the pod's
+/// mount.
+fn stage_config(zk: &ZkEnsemble, i: usize, stage: QuorumTls) -> Vec<(String, Option<String>)> {
+    let dir = tls_dir(zk, i);
+    stage
+        .zoo_cfg_entries()
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value.strip_prefix(DIR) {
+                Some(file) => format!("{}{file}", dir.display()),
+                None => value,
+            };
+            (key.to_owned(), Some(value))
+        })
+        .collect()
+}
+
+/// Stops member `i` if it runs, and starts it again in `stage`.
+fn restart_in(zk: &mut ZkEnsemble, i: usize, stage: QuorumTls) {
+    zk.stop(i).expect("stop a member");
+    zk.rewrite_config(i, &stage_config(zk, i, stage))
+        .expect("rewrite zoo.cfg");
+    zk.start_member(i).expect("start a member");
+}
+
+/// What a server's election port did with a peer speaking plaintext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PlaintextPeer {
+    /// Kept the connection open for [`PLAINTEXT_PEER_WAIT`], waiting for the peer's votes: the
+    /// port speaks plaintext.
+    Kept,
+    /// Closed it: the port wants a TLS handshake, and these bytes are not one.
+    HungUp,
+}
+
+/// How long [`plaintext_peer`] waits for a hang-up.
+const PLAINTEXT_PEER_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens a plaintext connection to the election port of the server at `ip` and sends the first
+/// message of ZooKeeper's election protocol (protocol version, server id, election address;
+/// `QuorumCnxManager.startConnection`), as a server with myid 200, above every member's, would.
+/// A plaintext server keeps a connection from a higher id open for the votes that follow; a
+/// TLS-only server reads the message as a malformed handshake and closes the connection.
+fn plaintext_peer(ip: Ipv4Addr) -> PlaintextPeer {
+    const PROTOCOL_VERSION: i64 = -65536;
+    const MYID: i64 = 200;
+    let mut stream = TcpStream::connect((ip, ELECTION_PORT)).expect("connect to the election port");
+    let address = stream.local_addr().unwrap().to_string();
+    let mut message = Vec::new();
+    message.extend(PROTOCOL_VERSION.to_be_bytes());
+    message.extend(MYID.to_be_bytes());
+    message.extend((address.len() as i32).to_be_bytes());
+    message.extend(address.as_bytes());
+    stream.write_all(&message).expect("send the message");
+    let deadline = Instant::now() + PLAINTEXT_PEER_WAIT;
+    let mut answer = [0; 512];
+    loop {
+        let Some(left) = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+        else {
+            return PlaintextPeer::Kept;
+        };
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut answer) {
+            // A TLS alert may come before the end of the stream.
+            Ok(n) if n > 0 => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return PlaintextPeer::Kept;
+            }
+            // The end of the stream, or a reset.
+            _ => return PlaintextPeer::HungUp,
+        }
+    }
+}
+
+/// What every member's election port does with a plaintext peer.
+async fn plaintext_peers(zk: &ZkEnsemble) -> Vec<PlaintextPeer> {
+    let ips: Vec<Ipv4Addr> = zk.members().iter().map(|m| m.ip()).collect();
+    tokio::task::spawn_blocking(move || ips.into_iter().map(plaintext_peer).collect())
+        .await
+        .expect("the plaintext peer panicked")
+}
+
+/// Watches the ensemble for `window`: member `outsider` must never serve, and every other
+/// member must serve throughout, one of them the leader.
+async fn left_out(zk: &ZkEnsemble, outsider: usize, window: Duration, what: &str) {
+    let started = Instant::now();
+    while started.elapsed() < window {
+        let probes = zk.probe_all().await;
+        let insiders_serve = probes
+            .iter()
+            .enumerate()
+            .all(|(i, probe)| i == outsider || probe.is_serving_voter());
+        let leaders = probes.iter().filter(|p| p.is_leader()).count();
+        assert!(
+            !probes[outsider].is_serving() && insiders_serve && leaders == 1,
+            "{what}: after {:.1} s, member {outsider} must stay out and the others serve: {}",
+            started.elapsed().as_secs_f64(),
+            describe(&probes)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The probes on one line, by member index.
+fn describe(probes: &[Probe]) -> String {
+    probes
+        .iter()
+        .enumerate()
+        .map(|(i, probe)| format!("[{i}] {probe}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[tokio::test]
+async fn servers_with_the_ensembles_certificate_form_a_quorum_over_mutual_tls() {
+    let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
+    let mut zk = ZkEnsemble::builder(3)
+        .prepare()
+        .expect("prepare the ensemble");
+    let certificates = certificates(&zk);
+    for i in 0..3 {
+        install(&zk, i, &certificates);
+        restart_in(&mut zk, i, QuorumTls::On);
+    }
+    zk.wait_for_all_serving(START_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Written through one member, read through each of the others: the write went to them
+    // over the quorum port.
+    let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let first = zk.member(0).client_address().to_string();
+    let client = zk::Client::connect(&first).await.expect("connect to 0");
+    client
+        .create("/over-tls", b"mutual", &mode)
+        .await
+        .expect("write");
+    for i in 1..3 {
+        let address = zk.member(i).client_address().to_string();
+        let client = zk::Client::connect(&address).await.expect("connect");
+        client.sync("/over-tls").await.expect("sync");
+        let (data, _) = client.get_data("/over-tls").await.expect("read back");
+        assert_eq!(data, b"mutual", "through member {i}");
+    }
+
+    // And the servers talk TLS only: a plaintext peer is hung up on.
+    assert_eq!(plaintext_peers(&zk).await, [PlaintextPeer::HungUp; 3]);
+}
+
+#[tokio::test]
+async fn a_server_without_the_ensembles_certificate_cannot_join() {
+    let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
+    // Three voters; the fourth starts as a server joining (an observer in its membership).
+    let mut zk = ZkEnsemble::builder(4)
+        .reconfig(&super_digest(PASSWORD), 3)
+        .prepare()
+        .expect("prepare the ensemble");
+    let certificates = certificates(&zk);
+    for i in 0..3 {
+        install(&zk, i, &certificates);
+        restart_in(&mut zk, i, QuorumTls::On);
+    }
+    zk.wait_for_all_serving(START_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let another_ca = issue(
+        "tests/another-ensemble",
+        &[],
+        &[IpAddr::V4(zk.member(3).ip())],
+        jiff::Timestamp::now(),
+    )
+    .expect("issue certificates");
+    install(&zk, 3, &another_ca);
+    restart_in(&mut zk, 3, QuorumTls::On);
+    left_out(&zk, 3, LEFT_OUT_FOR, "another CA's certificate").await;
+    // Kept out by the certificates: the voters' do not chain to the CA it trusts.
+    let log = fs::read_to_string(zk.member(3).log_file()).unwrap();
+    let this_run = log
+        .rsplit("===== zooherd test: starting member")
+        .next()
+        .unwrap();
+    assert!(
+        this_run.contains("PKIX path building failed"),
+        "{}",
+        support::tail(zk.member(3).log_file(), 30)
+    );
+
+    restart_in(&mut zk, 3, QuorumTls::Off);
+    left_out(&zk, 3, LEFT_OUT_FOR, "plaintext").await;
+
+    // With the ensemble's certificate it joins: nothing else kept it out.
+    install(&zk, 3, &certificates);
+    let started = Instant::now();
+    restart_in(&mut zk, 3, QuorumTls::On);
+    let state = zk
+        .wait_for_serving(3, STEP_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "with the ensemble's certificate, the fourth server serves as a {state} after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        matches!(state, ServerState::Observer | ServerState::Follower),
+        "it joins without a vote: {state}"
+    );
+    let leader = zk
+        .wait_for_all_serving(STEP_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(leader < 3, "a voter leads, not {leader}");
+}
+
+#[tokio::test]
+async fn a_running_ensemble_switches_to_tls_in_three_rolls_without_losing_a_write() {
+    let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
+    let mut zk = ZkEnsemble::start(3).expect("start the ensemble");
+    zk.wait_for_all_serving(START_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The check of the first test, on plaintext servers: it tells the two apart.
+    assert_eq!(plaintext_peers(&zk).await, [PlaintextPeer::Kept; 3]);
+    let certificates = certificates(&zk);
+    for i in 0..3 {
+        install(&zk, i, &certificates);
+    }
+    let client = zk::Client::connect(&zk.connect_string())
+        .await
+        .expect("connect a client");
+    let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    client
+        .create("/tls-roll", b"", &mode)
+        .await
+        .expect("create the writer's parent");
+
+    let mut acknowledged = Vec::new();
+    for stage in [QuorumTls::Accepting, QuorumTls::Connecting, QuorumTls::On] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = tokio::spawn(write_until(zk.connect_string(), "/tls-roll", stop.clone()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let started = Instant::now();
+        // Followers first, the leader last: one election per roll.
+        let leader = zk
+            .wait_for_all_serving(STEP_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let order = (0..3).filter(|&i| i != leader).chain([leader]);
+        for i in order {
+            restart_in(&mut zk, i, stage);
+            zk.wait_for_all_serving(STEP_TIMEOUT)
+                .await
+                .unwrap_or_else(|e| panic!("{stage}, member {i}: {e}"));
+        }
+        let rolled = started.elapsed();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.store(true, Ordering::SeqCst);
+        let (written, longest_gap) = writer.await.expect("the writer panicked");
+        println!(
+            "{stage}: rolled in {:.1} s; {} writes acknowledged, longest time without one {} ms",
+            rolled.as_secs_f64(),
+            written.len(),
+            longest_gap.as_millis()
+        );
+        assert!(written.len() > 50, "{stage}: too few writes");
+        acknowledged.extend(written);
+    }
+    assert_eq!(plaintext_peers(&zk).await, [PlaintextPeer::HungUp; 3]);
+
+    // A new session: the first one's server was restarted meanwhile.
+    let client = zk::Client::connect(&zk.connect_string())
+        .await
+        .expect("connect to read back");
+    client.sync("/tls-roll").await.expect("sync");
+    let children: BTreeSet<String> = client
+        .list_children("/tls-roll")
+        .await
+        .expect("list the writes")
+        .into_iter()
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|w| !children.contains(*w))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    // Every member serves, under one leader.
+    zk.wait_for_all_serving(STEP_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn skipping_a_stage_leaves_a_server_that_cannot_join() {
+    let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
+    let mut zk = ZkEnsemble::start(3).expect("start the ensemble");
+    let leader = zk
+        .wait_for_all_serving(START_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let certificates = certificates(&zk);
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    install(&zk, follower, &certificates);
+
+    // From Off straight to On: it speaks TLS only, its peers plaintext only.
+    restart_in(&mut zk, follower, QuorumTls::On);
+    left_out(&zk, follower, SKIPPED_FOR, "Off to On").await;
+
+    // The stage it skipped speaks both.
+    restart_in(&mut zk, follower, QuorumTls::Accepting);
+    zk.wait_for_all_serving(STEP_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
