@@ -125,14 +125,19 @@ pub fn not_after(secret: &Secret) -> Result<Timestamp, String> {
         .ok_or_else(|| format!("has no valid annotation {NOT_AFTER_ANNOTATION:?}"))
 }
 
-/// The DNS names of the ensemble's servers, for the certificate.
+/// The DNS names of the ensemble's servers, for the certificate: each server's (a wildcard
+/// over the headless Service) and the client Service's, so that the same certificate can serve
+/// clients that check the name they connected to.
 fn server_names(ensemble: &ZooKeeperEnsemble, cluster_domain: &str) -> Vec<String> {
-    let service = names::headless_service(ensemble);
     let namespace = ensemble.namespace().unwrap_or_default();
-    let domain = format!("{service}.{namespace}.svc.{cluster_domain}");
+    let headless = names::headless_service(ensemble);
+    let client = names::client_service(ensemble);
     vec![
-        format!("*.{domain}"),
-        format!("*.{service}.{namespace}.svc"),
+        format!("*.{headless}.{namespace}.svc.{cluster_domain}"),
+        format!("*.{headless}.{namespace}.svc"),
+        format!("{client}.{namespace}.svc.{cluster_domain}"),
+        format!("{client}.{namespace}.svc"),
+        format!("{client}.{namespace}"),
     ]
 }
 
@@ -245,7 +250,10 @@ mod tests {
             names,
             [
                 "*.zk-headless.data.svc.cluster.local",
-                "*.zk-headless.data.svc"
+                "*.zk-headless.data.svc",
+                "zk-client.data.svc.cluster.local",
+                "zk-client.data.svc",
+                "zk-client.data",
             ]
         );
         let issued = crate::tls::issue("data/zk", &names, &[], now).unwrap();
