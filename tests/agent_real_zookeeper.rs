@@ -32,7 +32,7 @@ use zooherd::agent::server::{
     EXIT_INVALID_INPUT, EnsembleMarker, MYID_FILE, bind_client_address,
 };
 use zooherd::build::names::server_host;
-use zooherd::build::quorum_tls::QuorumTls;
+use zooherd::build::tls::QuorumTls;
 use zooherd::build::{Topology, zoo_cfg};
 use zooherd::quorum::Myid;
 use zooherd::quorum::membership::Membership;
@@ -79,6 +79,7 @@ impl Ensemble {
             &BTreeMap::new(),
             false,
             QuorumTls::Off,
+            false,
         )
     }
 

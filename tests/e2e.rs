@@ -435,21 +435,18 @@ async fn alerts_become(
     }
 }
 
-/// Issue 14, item 2: the election port of `<name>-0` speaks TLS and presents the certificate of
-/// the ensemble's own CA (the one in its Secret), as a TLS client on the host sees it.
-async fn quorum_tls_answers(client: &kube::Client, pods: &Api<Pod>, ns: &str, name: &str) {
+/// Issue 14: `port` of `<name>-0` speaks TLS and presents the certificate of the ensemble's own
+/// CA (the one in its Secret), as a TLS client on the host sees it.
+async fn tls_answers(client: &kube::Client, pods: &Api<Pod>, ns: &str, name: &str, port: u16) {
     let secrets = Api::<Secret>::namespaced(client.clone(), ns);
-    let secret = secrets
-        .get(&format!("{name}-zooherd-quorum-tls"))
-        .await
-        .unwrap();
+    let secret = secrets.get(&format!("{name}-zooherd-tls")).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.crt");
     std::fs::write(&ca, &secret.data.as_ref().unwrap()["ca.crt"].0).unwrap();
     let ip = pod_ip(pods, &format!("{name}-0")).await;
     let output = std::process::Command::new("timeout")
         .args(["10", "openssl", "s_client", "-connect"])
-        .arg(format!("{ip}:3888"))
+        .arg(format!("{ip}:{port}"))
         .arg("-CAfile")
         .arg(&ca)
         .stdin(std::process::Stdio::null())
@@ -459,10 +456,10 @@ async fn quorum_tls_answers(client: &kube::Client, pods: &Api<Pod>, ns: &str, na
     let member = format!("CN = Zooherd quorum member of {ns}/{name}");
     assert!(
         text.contains(&member) && text.contains("Verify return code: 0 (ok)"),
-        "the election port of {name}-0 does not present the ensemble's certificate:\n{text}\n{}",
+        "port {port} of {name}-0 does not present the ensemble's certificate:\n{text}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    eprintln!("(a) {name}-0:3888 speaks TLS with the certificate of the ensemble's CA");
+    eprintln!("{name}-0:{port} speaks TLS with the certificate of the ensemble's CA");
 }
 
 fn selector(name: &str) -> String {
@@ -537,7 +534,8 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client, prometheus
         Some("on"),
         "a new ensemble runs quorum TLS"
     );
-    quorum_tls_answers(client, &pods, &ns, name).await;
+    // The election port, which every server listens on.
+    tls_answers(client, &pods, &ns, name, 3888).await;
     // Prometheus finds the servers through the API and scrapes their metrics port with the
     // README's scrape configuration, through the ensemble's NetworkPolicy (the node admits the
     // host).
@@ -1141,7 +1139,11 @@ async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
     let t = Instant::now();
     cluster.apply(&ns, THREE_SERVERS_EXAMPLE);
     let allowed_only = json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": allowed_ns}}}]);
-    let peers = json!({"spec": {"networkPolicy": {"clientFrom": allowed_only, "metricsFrom": allowed_only}}});
+    // With the TLS client port too, which the policy must open exactly as it opens 2181.
+    let peers = json!({"spec": {
+        "networkPolicy": {"clientFrom": allowed_only, "metricsFrom": allowed_only},
+        "tls": {"client": true},
+    }});
     ensembles
         .patch(name, &PatchParams::default(), &Patch::Merge(peers))
         .await
@@ -1153,11 +1155,43 @@ async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
     for (namespace, pod) in [other, same, allowed] {
         rogue::start(client, namespace, pod, &image).await;
     }
+    active_3_of_3(cluster, &ensembles, name, FORM_TIMEOUT).await;
+    // The patch may have come after the first pods: wait for every server to run the TLS
+    // client port and be Ready (after a roll, if so), and the ensemble to be ACTIVE.
+    let deadline = Instant::now() + FORM_TIMEOUT;
+    loop {
+        let mut serving_tls = 0;
+        for i in 0..3 {
+            let pod = pods.get_opt(&format!("{name}-{i}")).await.unwrap();
+            let declares = pod.as_ref().is_some_and(|pod| {
+                let containers = pod.spec.as_ref().map(|s| &s.containers[..]).unwrap_or(&[]);
+                containers
+                    .iter()
+                    .flat_map(|c| c.ports.iter().flatten())
+                    .any(|p| p.container_port == 2281)
+            });
+            let ready = pod.as_ref().is_some_and(|p| {
+                p.metadata.deletion_timestamp.is_none() && zooherd::decide::restart::pod_is_ready(p)
+            });
+            if declares && ready {
+                serving_tls += 1;
+            }
+        }
+        if serving_tls == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the servers did not all take the TLS client port"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let status = active_3_of_3(cluster, &ensembles, name, FORM_TIMEOUT).await;
     eprintln!(
-        "(netpol) ACTIVE 3/3 behind its NetworkPolicy after {}",
+        "(netpol) ACTIVE 3/3 behind its NetworkPolicy, with a TLS client port, after {}",
         secs(t)
     );
+    tls_answers(client, &pods, &ns, name, 2281).await;
     let policy = policies
         .get(name)
         .await
@@ -1173,7 +1207,7 @@ async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
     // the allowed namespace reaches the client and metrics ports and nothing else.
     let leader = status.leader.clone().expect("a leader");
     let ip = pod_ip(&pods, &leader).await;
-    let client_and_metrics = ["client-2181", "metrics-7000"];
+    let client_and_metrics = ["client-2181", "client-tls-2281", "metrics-7000"];
     for (who, open) in [
         (other, &[][..]),
         (same, &[]),

@@ -27,7 +27,7 @@ use support::operator::{
 use support::zookeeper::{ZkEnsemble, render_config, server_line};
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use zooherd::build::names::{self, server_host};
-use zooherd::build::quorum_tls::QuorumTls;
+use zooherd::build::tls::QuorumTls;
 use zooherd::quorum::Myid;
 use zooherd::quorum::membership::Membership;
 
@@ -1012,7 +1012,7 @@ async fn switching_quorum_tls_on_rolls_one_stage_at_a_time() {
     let cp = shared();
     install_crds(cp);
     let client = cp.client().await;
-    let ns = cp.create_namespace(&client, "quorum-tls").await.unwrap();
+    let ns = cp.create_namespace(&client, "tls").await.unwrap();
     let operator = Operator::start(cp, &ns);
     let spec = json!({"replicas": 3, "tls": {"quorum": false}});
     let Running {
@@ -1036,11 +1036,7 @@ async fn switching_quorum_tls_on_rolls_one_stage_at_a_time() {
         Some("off")
     );
     assert!(
-        secrets
-            .get_opt("zk-zooherd-quorum-tls")
-            .await
-            .unwrap()
-            .is_none(),
+        secrets.get_opt("zk-zooherd-tls").await.unwrap().is_none(),
         "no certificates while quorum TLS is off"
     );
 
@@ -1109,7 +1105,7 @@ async fn switching_quorum_tls_on_rolls_one_stage_at_a_time() {
     .await;
     let not_after = status.quorum_tls.unwrap().certificate_not_after.unwrap().0;
     assert!(not_after > jiff::Timestamp::now(), "{not_after}");
-    let secret = secrets.get("zk-zooherd-quorum-tls").await.unwrap();
+    let secret = secrets.get("zk-zooherd-tls").await.unwrap();
     let keys: Vec<&String> = secret.data.as_ref().unwrap().keys().collect();
     assert_eq!(
         keys,

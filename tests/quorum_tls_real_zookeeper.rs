@@ -8,7 +8,9 @@
 //!   certificate does;
 //! - a plaintext ensemble switches to TLS in three rolls (Accepting, Connecting, On), one server
 //!   at a time, without losing an acknowledged write; and that skipping a stage leaves the
-//!   restarted server out.
+//!   restarted server out;
+//! - the TLS client port serves the ensemble's certificate beside the plaintext one: a client
+//!   that trusts the ensemble's CA writes over it, one that trusts another CA gets no session.
 //!
 //! Run `bash tests/cluster/setup.sh` once first, then
 //! `cargo test --test quorum_tls_real_zookeeper -- --nocapture` to see the figures (each
@@ -21,15 +23,19 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use support::writer::write_until;
-use support::zookeeper::{ELECTION_PORT, Probe, ServerState, ZkEnsemble};
+use support::zookeeper::{
+    ELECTION_PORT, Probe, ServerState, ZkEnsemble, java_path, zookeeper_home,
+};
 use tokio::sync::Mutex;
-use zooherd::build::quorum_tls::{CA_KEY, DIR, KEY_STORE_KEY, QuorumTls};
+use zooherd::build::names::SECURE_CLIENT_PORT;
+use zooherd::build::tls::{CA_KEY, DIR, KEY_STORE_KEY, QuorumTls, client_zoo_cfg_entries};
 use zooherd::quorum::reconfig::super_digest;
 use zooherd::tls::{QuorumCertificates, issue};
 use zookeeper_client as zk;
@@ -54,7 +60,7 @@ fn certificates(zk: &ZkEnsemble) -> QuorumCertificates {
 
 /// Member `i`'s copy of the Secret's files that a server pod mounts at [`DIR`].
 fn tls_dir(zk: &ZkEnsemble, i: usize) -> PathBuf {
-    zk.member(i).dir().join("quorum-tls")
+    zk.member(i).dir().join("tls")
 }
 
 /// Gives member `i` the key store and trust store of `certificates`.
@@ -68,9 +74,17 @@ fn install(zk: &ZkEnsemble, i: usize, certificates: &QuorumCertificates) {
 /// The zoo.cfg keys of `stage` for member `i`, reading its own files instead of the pod's
 /// mount.
 fn stage_config(zk: &ZkEnsemble, i: usize, stage: QuorumTls) -> Vec<(String, Option<String>)> {
+    member_files(zk, i, stage.zoo_cfg_entries())
+}
+
+/// `entries` with the pod's certificate paths replaced by member `i`'s own files.
+fn member_files(
+    zk: &ZkEnsemble,
+    i: usize,
+    entries: Vec<(&'static str, String)>,
+) -> Vec<(String, Option<String>)> {
     let dir = tls_dir(zk, i);
-    stage
-        .zoo_cfg_entries()
+    entries
         .into_iter()
         .map(|(key, value)| {
             let value = match value.strip_prefix(DIR) {
@@ -379,4 +393,105 @@ async fn skipping_a_stage_leaves_a_server_that_cannot_join() {
     zk.wait_for_all_serving(STEP_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Runs ZooKeeper's own command-line client (`ZooKeeperMain`, what `zkCli.sh` runs) with
+/// `command` against the TLS client port of `ip`, as a Java client configured for TLS does:
+/// the Netty socket, `zookeeper.client.secure`, and a trust store holding only `ca_file`, with
+/// host name verification on (the test certificates name the members' addresses). Returns
+/// whether it succeeded, and what it printed.
+fn java_tls_client(ca_file: &Path, ip: Ipv4Addr, command: &[&str]) -> (bool, String) {
+    let home = zookeeper_home();
+    let mut class_path = home.join("lib").into_os_string();
+    class_path.push("/*:");
+    class_path.push(home.join("conf"));
+    let output = Command::new("timeout")
+        .arg("30")
+        .arg(java_path())
+        .arg("-cp")
+        .arg(class_path)
+        .arg("-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty")
+        .arg("-Dzookeeper.client.secure=true")
+        .arg(format!(
+            "-Dzookeeper.ssl.trustStore.location={}",
+            ca_file.display()
+        ))
+        .arg("-Dzookeeper.ssl.trustStore.type=PEM")
+        .arg("org.apache.zookeeper.ZooKeeperMain")
+        .args(["-timeout", "5000", "-server"])
+        .arg(format!("{ip}:{SECURE_CLIENT_PORT}"))
+        .args(command)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ZooKeeperMain");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Issue 14, item 3: the TLS client port (`spec.tls.client`) serves the ensemble's certificate
+/// beside the plaintext port: a client that trusts the ensemble's CA writes over it, and one
+/// that trusts another CA cannot connect.
+#[tokio::test]
+async fn clients_reach_the_tls_client_port_with_the_ensembles_ca() {
+    let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
+    let mut zk = ZkEnsemble::builder(3)
+        .prepare()
+        .expect("prepare the ensemble");
+    let issued = certificates(&zk);
+    for i in 0..3 {
+        install(&zk, i, &issued);
+        let mut config = stage_config(&zk, i, QuorumTls::On);
+        config.extend(member_files(&zk, i, client_zoo_cfg_entries()));
+        // Every member listens on its own loopback address, as each pod has its own.
+        config.push((
+            "secureClientPortAddress".to_owned(),
+            Some(zk.member(i).ip().to_string()),
+        ));
+        zk.rewrite_config(i, &config).expect("rewrite zoo.cfg");
+        zk.start_member(i).expect("start a member");
+    }
+    zk.wait_for_all_serving(START_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let ip = zk.member(0).ip();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.crt");
+    fs::write(&ca_file, &issued.ca_certificate).unwrap();
+    let started = Instant::now();
+    let (ok, output) = java_tls_client(&ca_file, ip, &["create", "/over-tls", "secret"]);
+    assert!(ok, "a write over TLS with the ensemble's CA:\n{output}");
+    println!(
+        "ZooKeeperMain wrote over TLS to {ip}:{SECURE_CLIENT_PORT} in {:?}",
+        started.elapsed()
+    );
+    // Plaintext stays for the clients (and the operator) that use it.
+    let plain = zk::Client::connect(&zk.member(1).client_address().to_string())
+        .await
+        .expect("a plaintext session");
+    plain.sync("/").await.unwrap();
+    let (data, _) = plain.get_data("/over-tls").await.unwrap();
+    assert_eq!(data, b"secret");
+
+    let stranger = dir.path().join("stranger.crt");
+    fs::write(&stranger, certificates(&zk).ca_certificate).unwrap();
+    let (ok, output) = java_tls_client(&stranger, ip, &["create", "/stranger", "x"]);
+    // Refused for the certificate, not for anything else.
+    let refusal = output.lines().find(|line| line.contains("PKIX"));
+    assert!(
+        !ok && refusal.is_some() && !output.contains("Created /stranger"),
+        "a client that trusts another CA must be refused the server's certificate:\n{output}"
+    );
+    println!(
+        "a client that trusts another CA: {}",
+        refusal.unwrap_or_default().trim()
+    );
+    assert!(
+        plain.get_data("/stranger").await.is_err(),
+        "nothing was written by a client that trusts another CA"
+    );
 }

@@ -282,18 +282,32 @@ fn default_replicas() -> i32 {
 pub struct TlsSpec {
     /// Mutual TLS on the quorum and election ports (2888, 3888), on by default: a server
     /// accepts a peer only with a certificate of the ensemble's own CA, which the operator
-    /// creates and keeps in the Secret `<name>-zooherd-quorum-tls`, so no other process can
+    /// creates and keeps in the Secret `<name>-zooherd-tls`, so no other process can
     /// join the ensemble and receive a copy of its data. Switching it on or off for a running
     /// ensemble takes three rolls (accept TLS, connect with TLS, refuse plaintext, as in
     /// ZooKeeper's administrator's guide), each one server at a time; status.quorumTls shows
     /// the stage the servers run.
     #[serde(default = "enabled")]
     pub quorum: bool,
+
+    /// A TLS client port, 2281, beside the plaintext 2181 (off by default: clients must be
+    /// configured for it, e.g. `zookeeper.client.secure=true` and
+    /// `zookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty` in Java). The
+    /// servers present the certificate of the ensemble's CA (`ca.crt` in the Secret
+    /// `<name>-zooherd-tls`, which clients trust), named for the client Service and every
+    /// server; clients need no certificate of their own. The client Service and the
+    /// NetworkPolicy (`networkPolicy.clientFrom`) open it like 2181. Changing it rolls the
+    /// servers.
+    #[serde(default)]
+    pub client: bool,
 }
 
 impl Default for TlsSpec {
     fn default() -> Self {
-        Self { quorum: true }
+        Self {
+            quorum: true,
+            client: false,
+        }
     }
 }
 

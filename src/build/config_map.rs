@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::ValidatedEnsemble;
 use super::names;
-use super::quorum_tls::QuorumTls;
+use super::tls::QuorumTls;
 
 /// `<name>-config`, with zoo.cfg under the key `zoo.cfg`, the membership under `members`, and
 /// whether the ensemble has formed under `formed`, and the quorum TLS stage zoo.cfg configures

@@ -25,15 +25,15 @@ use kube::{Resource, ResourceExt};
 use crate::api::ZooKeeperEnsemble;
 use crate::api::validate::{self, Validated, ValidationError};
 use crate::quorum::Myid;
-use quorum_tls::QuorumTls;
+use tls::QuorumTls;
 
 mod config_map;
 pub mod names;
 pub mod network_policy;
 mod pod_disruption_budget;
-pub mod quorum_tls;
 mod services;
 mod stateful_set;
+pub mod tls;
 pub mod zoo_cfg;
 
 /// The DNS domain of a cluster unless it was set up with another one.
@@ -224,6 +224,7 @@ pub fn children(
         &spec.config,
         spec.storage.transaction_log.is_some(),
         quorum_tls,
+        spec.tls.client,
     );
     let members = zoo_cfg::bootstrap_membership(
         &name,
@@ -258,13 +259,22 @@ pub fn children(
 }
 
 /// The ports of a server, by the name the container and the Services give them.
-const SERVER_PORTS: [(&str, i32); 5] = [
-    ("client", names::CLIENT_PORT),
-    ("quorum", names::QUORUM_PORT),
-    ("election", names::ELECTION_PORT),
-    ("admin", names::ADMIN_PORT),
-    ("metrics", names::METRICS_PORT),
-];
+fn server_ports(spec: &crate::api::ZooKeeperEnsembleSpec) -> Vec<(&'static str, i32)> {
+    let mut ports = vec![("client", names::CLIENT_PORT)];
+    if spec.tls.client {
+        ports.push((CLIENT_TLS_PORT_NAME, names::SECURE_CLIENT_PORT));
+    }
+    ports.extend([
+        ("quorum", names::QUORUM_PORT),
+        ("election", names::ELECTION_PORT),
+        ("admin", names::ADMIN_PORT),
+        ("metrics", names::METRICS_PORT),
+    ]);
+    ports
+}
+
+/// Name of the TLS client port in the container and the Services.
+const CLIENT_TLS_PORT_NAME: &str = "client-tls";
 
 /// An ensemble the children can be built from: read from the API server (it has a namespace, a
 /// name and a uid, which the children's metadata and owner reference need) and with a spec
@@ -428,7 +438,8 @@ mod tests {
             "data",
             &ensemble.spec.config,
             false,
-            quorum_tls::QuorumTls::On,
+            tls::QuorumTls::On,
+            false,
         );
         let data = children.config_map.data.expect("data");
         assert_eq!(data.len(), 4);

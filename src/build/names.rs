@@ -16,6 +16,8 @@ use crate::api::ZooKeeperEnsemble;
 pub const CLIENT_PORT: i32 = 2181;
 /// Port followers use to talk to the leader.
 pub const QUORUM_PORT: i32 = 2888;
+/// Port ZooKeeper clients connect to with TLS, when `spec.tls.client` asks for it.
+pub const SECURE_CLIENT_PORT: i32 = 2281;
 /// Port of the leader election.
 pub const ELECTION_PORT: i32 = 3888;
 /// Port of the AdminServer (HTTP, `/commands/<name>`), which the probes and the operator ask.
@@ -88,10 +90,10 @@ pub fn superuser_secret(ensemble: &ZooKeeperEnsemble) -> String {
     format!("{}-zooherd-superuser", ensemble.name_any())
 }
 
-/// `<name>-zooherd-quorum-tls`: the ensemble's quorum CA and its servers' certificate (see
+/// `<name>-zooherd-tls`: the ensemble's quorum CA and its servers' certificate (see
 /// [`super::quorum_tls`]).
-pub fn quorum_tls_secret(ensemble: &ZooKeeperEnsemble) -> String {
-    format!("{}-zooherd-quorum-tls", ensemble.name_any())
+pub fn tls_secret(ensemble: &ZooKeeperEnsemble) -> String {
+    format!("{}-zooherd-tls", ensemble.name_any())
 }
 
 /// Keys of the superuser Secret: the password (only the operator reads it) and the

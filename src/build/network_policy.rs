@@ -56,13 +56,17 @@ pub(super) fn build(parent: &ValidatedEnsemble, operator: &OperatorPods) -> Opti
         .clone()
         .unwrap_or_else(|| vec![namespace_pods]);
     clients.push(operator.clone());
+    let mut client_ports = vec![names::CLIENT_PORT];
+    if parent.ensemble().spec.tls.client {
+        client_ports.push(names::SECURE_CLIENT_PORT);
+    }
     let mut ingress = vec![
         rule(
             vec![servers.clone()],
             &[names::QUORUM_PORT, names::ELECTION_PORT],
         ),
         rule(vec![operator, servers], &[names::ADMIN_PORT]),
-        rule(clients, &[names::CLIENT_PORT]),
+        rule(clients, &client_ports),
     ];
     if !spec.metrics_from.is_empty() {
         ingress.push(rule(spec.metrics_from.clone(), &[names::METRICS_PORT]));
@@ -167,6 +171,15 @@ mod tests {
                 // Default clients: every pod of the ensemble's namespace.
                 (vec![2181], json!([{"podSelector": {}}, operator()])),
             ]
+        );
+    }
+
+    #[test]
+    fn the_tls_client_port_admits_the_clients() {
+        let rules = ingress(json!({"tls": {"client": true}}));
+        assert_eq!(
+            rules[2],
+            (vec![2181, 2281], json!([{"podSelector": {}}, operator()]))
         );
     }
 

@@ -8,7 +8,7 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{SERVER_PORTS, ValidatedEnsemble, names};
+use super::{CLIENT_TLS_PORT_NAME, ValidatedEnsemble, names, server_ports};
 
 /// `<name>-headless`: every server port, DNS records for ready and not-ready servers alike.
 pub(super) fn headless(parent: &ValidatedEnsemble) -> Service {
@@ -20,9 +20,9 @@ pub(super) fn headless(parent: &ValidatedEnsemble) -> Service {
             publish_not_ready_addresses: Some(true),
             selector: Some(parent.labels.clone()),
             ports: Some(
-                SERVER_PORTS
-                    .iter()
-                    .map(|&(name, port)| service_port(name, port))
+                server_ports(&parent.ensemble().spec)
+                    .into_iter()
+                    .map(|(name, port)| service_port(name, port))
                     .collect(),
             ),
             ..ServiceSpec::default()
@@ -31,14 +31,22 @@ pub(super) fn headless(parent: &ValidatedEnsemble) -> Service {
     }
 }
 
-/// `<name>-client`: a virtual IP for the client port of the serving servers.
+/// `<name>-client`: a virtual IP for the client port (and the TLS one, if any) of the serving
+/// servers.
 pub(super) fn client(parent: &ValidatedEnsemble) -> Service {
+    let mut ports = vec![service_port("client", names::CLIENT_PORT)];
+    if parent.ensemble().spec.tls.client {
+        ports.push(service_port(
+            CLIENT_TLS_PORT_NAME,
+            names::SECURE_CLIENT_PORT,
+        ));
+    }
     Service {
         metadata: parent.metadata(names::client_service(parent.ensemble())),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(parent.labels.clone()),
-            ports: Some(vec![service_port("client", names::CLIENT_PORT)]),
+            ports: Some(ports),
             ..ServiceSpec::default()
         }),
         status: None,
@@ -116,6 +124,16 @@ mod tests {
         assert_eq!(spec.publish_not_ready_addresses, None);
         assert_eq!(spec.selector, service.metadata.labels);
         assert_eq!(ports(service), [named("client", 2181)]);
+    }
+
+    #[test]
+    fn a_tls_client_port_is_exposed_beside_the_plaintext_one() {
+        let children = fixtures::children(json!({"tls": {"client": true}}));
+        assert_eq!(
+            ports(&children.client_service),
+            [named("client", 2181), named("client-tls", 2281)]
+        );
+        assert!(ports(&children.headless_service).contains(&named("client-tls", 2281)));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::names::{
     ADMIN_PORT, CLIENT_PORT, DATA_DIR, ELECTION_PORT, LOG_DIR, METRICS_PORT, QUORUM_PORT,
     server_host,
 };
-use super::quorum_tls::QuorumTls;
+use super::tls::QuorumTls;
 use crate::api::operator_owned_keys;
 use crate::api::security::is_security_key;
 use crate::api::validate::is_config_key;
@@ -68,6 +68,7 @@ pub fn render(
     user_config: &BTreeMap<String, String>,
     separate_log_dir: bool,
     quorum_tls: QuorumTls,
+    client_tls: bool,
 ) -> String {
     let mut owned = BTreeMap::from([
         ("dataDir", DATA_DIR.to_owned()),
@@ -100,6 +101,9 @@ pub fn render(
         owned.insert("dataLogDir", LOG_DIR.to_owned());
     }
     owned.extend(quorum_tls.zoo_cfg_entries());
+    if client_tls {
+        owned.extend(super::tls::client_zoo_cfg_entries());
+    }
 
     let owned_by_operator = operator_owned_keys(user_config);
     let mut tuning: BTreeMap<&str, String> = TUNING_DEFAULTS
@@ -238,7 +242,7 @@ mod tests {
     }
 
     fn render_default() -> String {
-        render("zk", "ns", &BTreeMap::new(), false, QuorumTls::On)
+        render("zk", "ns", &BTreeMap::new(), false, QuorumTls::On, false)
     }
 
     #[test]
@@ -261,9 +265,9 @@ portUnification=false
 quorumListenOnAllIPs=true
 reconfigEnabled=true
 ssl.quorum.hostnameVerification=false
-ssl.quorum.keyStore.location=/etc/zooherd-quorum-tls/keystore.pem
+ssl.quorum.keyStore.location=/etc/zooherd-tls/keystore.pem
 ssl.quorum.keyStore.type=PEM
-ssl.quorum.trustStore.location=/etc/zooherd-quorum-tls/ca.crt
+ssl.quorum.trustStore.location=/etc/zooherd-tls/ca.crt
 ssl.quorum.trustStore.type=PEM
 sslQuorum=true
 standaloneEnabled=false
@@ -277,6 +281,26 @@ syncLimit=5
 tickTime=2000
 ";
         assert_eq!(render_default(), want);
+    }
+
+    #[test]
+    fn a_tls_client_port_serves_the_ensembles_certificate_with_netty() {
+        let cfg = render("zk", "ns", &BTreeMap::new(), false, QuorumTls::Off, true);
+        assert_eq!(value(&cfg, "secureClientPort"), Some("2281"));
+        assert_eq!(value(&cfg, "clientPort"), Some("2181"), "plaintext stays");
+        assert_eq!(
+            value(&cfg, "serverCnxnFactory"),
+            Some("org.apache.zookeeper.server.NettyServerCnxnFactory")
+        );
+        assert_eq!(
+            value(&cfg, "ssl.keyStore.location"),
+            Some("/etc/zooherd-tls/keystore.pem")
+        );
+        assert_eq!(value(&cfg, "ssl.clientAuth"), Some("none"));
+        assert_eq!(value(&cfg, "sslQuorum"), None, "quorum TLS is off");
+        let plain = render("zk", "ns", &BTreeMap::new(), false, QuorumTls::Off, false);
+        assert_eq!(value(&plain, "secureClientPort"), None);
+        assert_eq!(value(&plain, "ssl.keyStore.location"), None);
     }
 
     #[test]
@@ -330,7 +354,7 @@ tickTime=2000
     fn data_log_dir_only_with_a_separate_log_volume() {
         let cases = [(false, None), (true, Some("/var/lib/zookeeper/log"))];
         for (separate, want) in cases {
-            let cfg = render("zk", "ns", &BTreeMap::new(), separate, QuorumTls::On);
+            let cfg = render("zk", "ns", &BTreeMap::new(), separate, QuorumTls::On, false);
             assert_eq!(value(&cfg, "dataLogDir"), want);
             assert_eq!(value(&cfg, "dataDir"), Some("/var/lib/zookeeper/data"));
         }
@@ -344,7 +368,7 @@ tickTime=2000
             ("electionPortBindRetry", "100"),
             ("maxClientCnxns", "120"),
         ]);
-        let cfg = render("zk", "ns", &user, false, QuorumTls::On);
+        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false);
         let cases = [
             ("tickTime", "3000"),
             ("initLimit", "10"),
@@ -374,7 +398,7 @@ tickTime=2000
             ("reconfigEnabled", "true"),
             ("maxClientCnxns", "10"),
         ]);
-        let cfg = render("zk", "ns", &user, false, QuorumTls::On);
+        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false);
         let cases = [
             ("dataDir", Some("/var/lib/zookeeper/data")),
             ("clientPort", Some("2181")),
@@ -403,7 +427,7 @@ tickTime=2000
             ("#comment", "1"),
             ("maxClientCnxns", "60"),
         ]);
-        let cfg = render("zk", "ns", &user, false, QuorumTls::On);
+        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false);
         assert_eq!(value(&cfg, "tickTime"), Some("2000"));
         assert_eq!(value(&cfg, "syncLimit"), Some("5"));
         assert_eq!(value(&cfg, "server.9"), None);
@@ -420,7 +444,7 @@ tickTime=2000
             // A security setting is never written, whatever slipped past validation.
             ("ssl.keyStore.location", "/tmp/k"),
         ]);
-        let cfg = render("zk", "ns", &user, false, QuorumTls::On);
+        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false);
         assert_eq!(value(&cfg, "maxClientCnxns"), Some("60"));
         assert_eq!(
             value(&cfg, "snapshot.compression.method"),
@@ -433,7 +457,7 @@ tickTime=2000
     fn no_trailing_whitespace_and_a_final_newline() {
         let user = config(&[("maxClientCnxns", "60 \t"), ("globalOutstandingLimit", "")]);
         for separate in [false, true] {
-            let cfg = render("zk", "ns", &user, separate, QuorumTls::On);
+            let cfg = render("zk", "ns", &user, separate, QuorumTls::On, false);
             for line in cfg.lines() {
                 assert_eq!(line, line.trim_end(), "trailing whitespace in {line:?}");
             }
@@ -444,8 +468,8 @@ tickTime=2000
     #[test]
     fn rendering_is_deterministic() {
         let user = config(&[("tickTime", "3000"), ("maxClientCnxns", "60")]);
-        let first = render("zk", "ns", &user, true, QuorumTls::On);
-        let second = render("zk", "ns", &user.clone(), true, QuorumTls::On);
+        let first = render("zk", "ns", &user, true, QuorumTls::On, false);
+        let second = render("zk", "ns", &user.clone(), true, QuorumTls::On, false);
         assert_eq!(first, second);
     }
 }

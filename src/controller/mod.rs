@@ -20,12 +20,12 @@ pub mod events;
 mod fence;
 mod memory;
 mod observe;
-mod quorum_tls;
 mod reconcile;
 mod report;
 mod scale;
 mod superuser;
 pub mod telemetry;
+mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -12,10 +12,10 @@ use super::apply::{Applied, apply_child, delete_child};
 use super::memory::recorded_membership;
 use super::report::publish;
 use super::telemetry::Outcome;
-use super::{Context, Error, act, observe, quorum_tls, report, scale, superuser};
+use super::{Context, Error, act, observe, report, scale, superuser, tls};
 use crate::api::{QuorumTlsStatus, ZooKeeperEnsemble};
 use crate::build;
-use crate::build::quorum_tls::QuorumTls;
+use crate::build::tls::QuorumTls;
 use crate::decide::{SpecOutcome, decide};
 
 /// How long one reconcile may take. A round is a probe round (bounded by the AdminServer
@@ -61,7 +61,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
         Err(problem) => SpecOutcome::Invalid(problem.to_string()),
         Ok(_) if ensemble.spec.paused => SpecOutcome::Paused,
         Ok(valid) => {
-            let tls_facts = quorum_tls::facts(ensemble, ctx);
+            let tls_facts = tls::facts(ensemble, ctx);
             let tls_stage = crate::decide::quorum_tls::stage(&tls_facts);
             let topology = build::Topology {
                 quorum_tls: Some(tls_stage),
@@ -139,7 +139,7 @@ async fn apply(
     // Before the StatefulSet: its pods take the superuser's digest and the quorum
     // certificates from the Secrets.
     let password = superuser::ensure(ensemble, ctx).await?;
-    let quorum_tls = quorum_tls::ensure(ensemble, ctx, tls.0, tls.1).await?;
+    let quorum_tls = tls::ensure(ensemble, ctx, tls.0, tls.1).await?;
     let applied = apply_children(ensemble, ctx, children).await?;
     let (mut written, mut reverted, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
     for child in &applied {

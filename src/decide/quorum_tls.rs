@@ -1,4 +1,4 @@
-//! Which quorum TLS stage the servers are to run (see [`crate::build::quorum_tls`] for the
+//! Which quorum TLS stage the servers are to run (see [`crate::build::tls`] for the
 //! stages and why there are four).
 //!
 //! The stage lives in the ensemble's ConfigMap, beside the zoo.cfg that configures it, and goes
@@ -13,7 +13,7 @@
 //! first, and only while every voter serves.
 
 use crate::api::Phase;
-use crate::build::quorum_tls::QuorumTls;
+use crate::build::tls::QuorumTls;
 
 /// What the stage is decided from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,7 +11,8 @@
 //! - the AdminServer (8080), quorum (2888, only the leader listens), election (3888) and
 //!   metrics (7000) ports: a TCP connection (busybox `nc IP PORT -e PROG`, which exits 0 only
 //!   once connected), so that a door is closed only if no connection was made;
-//! - the client port: `ruok`, open when the server answers `imok`.
+//! - the client port: `ruok`, open when the server answers `imok`; the TLS client port (2281):
+//!   a TCP connection.
 //!
 //! A closed door must say why in words of the network (refused, can't connect, timed out): a
 //! knock that failed for another reason (a missing tool, a wrong option: this busybox's `wget
@@ -28,7 +29,7 @@ use serde_json::json;
 use super::control_plane::ControlPlane;
 
 /// The doors, as the script names them.
-pub const DOORS: [&str; 9] = [
+pub const DOORS: [&str; 10] = [
     "admin-snapshot",
     "admin-restore",
     "admin-dump",
@@ -37,6 +38,7 @@ pub const DOORS: [&str; 9] = [
     "quorum-2888",
     "election-3888",
     "client-2181",
+    "client-tls-2281",
     "metrics-7000",
 ];
 
@@ -62,6 +64,7 @@ door=admin-8080 report tcp 8080 &
 door=quorum-2888 report tcp 2888 &
 door=election-3888 report tcp 3888 &
 door=client-2181 report ruok &
+door=client-tls-2281 report tcp 2281 &
 door=metrics-7000 report tcp 7000 &
 wait
 "#;

@@ -18,7 +18,8 @@ pub(super) fn operator_cfg() -> String {
         "ns",
         &BTreeMap::new(),
         false,
-        crate::build::quorum_tls::QuorumTls::On,
+        crate::build::tls::QuorumTls::On,
+        false,
     )
 }
 

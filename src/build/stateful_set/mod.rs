@@ -33,8 +33,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
-use super::quorum_tls::{self, QuorumTls};
-use super::{SERVER_PORTS, Settings, ValidatedEnsemble, names};
+use super::tls::{self, QuorumTls};
+use super::{Settings, ValidatedEnsemble, names, server_ports};
 use crate::api::validate::{JvmHeap, Validated};
 use crate::api::{VolumeSpec, annotations};
 
@@ -50,7 +50,7 @@ const DATA_VOLUME: &str = "data";
 const LOG_VOLUME: &str = "log";
 const CONFIG_VOLUME: &str = "config";
 const TMP_VOLUME: &str = "tmp";
-const QUORUM_TLS_VOLUME: &str = "quorum-tls";
+const TLS_VOLUME: &str = "tls";
 
 /// `<name>`: `replicas` servers, one pod and one set of volumes each.
 pub(super) fn build(
@@ -145,8 +145,8 @@ fn pod_spec(
             ..Volume::default()
         },
     ];
-    if quorum_tls.uses_certificates() {
-        volumes.push(quorum_tls_volume(parent));
+    if tls::uses_certificates(quorum_tls, spec.tls.client) {
+        volumes.push(tls_volume(parent));
     }
     PodSpec {
         containers: vec![container(parent, settings, jvm_env, quorum_tls)],
@@ -185,22 +185,19 @@ fn pod_spec(
     }
 }
 
-/// The quorum certificates: the CA certificate and the servers' key store, never the CA's key
+/// The TLS certificates: the CA certificate and the servers' key store, never the CA's key
 /// (a server that could sign certificates could let others in).
-fn quorum_tls_volume(parent: &ValidatedEnsemble) -> Volume {
+fn tls_volume(parent: &ValidatedEnsemble) -> Volume {
     let item = |key: &str| KeyToPath {
         key: key.to_owned(),
         path: key.to_owned(),
         mode: None,
     };
     Volume {
-        name: QUORUM_TLS_VOLUME.to_owned(),
+        name: TLS_VOLUME.to_owned(),
         secret: Some(SecretVolumeSource {
-            secret_name: Some(names::quorum_tls_secret(parent.ensemble())),
-            items: Some(vec![
-                item(quorum_tls::CA_KEY),
-                item(quorum_tls::KEY_STORE_KEY),
-            ]),
+            secret_name: Some(names::tls_secret(parent.ensemble())),
+            items: Some(vec![item(tls::CA_KEY), item(tls::KEY_STORE_KEY)]),
             // Readable by the server's group only (fsGroup), not by every user in the pod.
             default_mode: Some(0o440),
             optional: Some(false),
@@ -224,8 +221,8 @@ fn container(
         volume_mounts.push(mount(LOG_VOLUME, names::LOG_DIR, false));
     }
     volume_mounts.push(mount(TMP_VOLUME, names::TMP_DIR, false));
-    if quorum_tls.uses_certificates() {
-        volume_mounts.push(mount(QUORUM_TLS_VOLUME, quorum_tls::DIR, true));
+    if tls::uses_certificates(quorum_tls, spec.tls.client) {
+        volume_mounts.push(mount(TLS_VOLUME, tls::DIR, true));
     }
 
     Container {
@@ -239,7 +236,7 @@ fn container(
         args: Some(strings(&["server", "--config", names::ZOO_CFG_PATH])),
         env: Some(env(parent, jvm_env)),
         ports: Some(
-            SERVER_PORTS
+            server_ports(spec)
                 .iter()
                 .map(|&(name, port)| ContainerPort {
                     name: Some(name.to_owned()),

@@ -519,7 +519,7 @@ fn volumes_and_mounts_follow_the_storage_spec() {
                 ("config", "/etc/zooherd", Some(true)),
                 ("data", "/var/lib/zookeeper/data", None),
                 ("tmp", "/tmp", None),
-                ("quorum-tls", "/etc/zooherd-quorum-tls", Some(true)),
+                ("tls", "/etc/zooherd-tls", Some(true)),
             ],
         ),
         (
@@ -529,7 +529,7 @@ fn volumes_and_mounts_follow_the_storage_spec() {
                 ("data", "/var/lib/zookeeper/data", None),
                 ("log", "/var/lib/zookeeper/log", None),
                 ("tmp", "/tmp", None),
-                ("quorum-tls", "/etc/zooherd-quorum-tls", Some(true)),
+                ("tls", "/etc/zooherd-tls", Some(true)),
             ],
         ),
     ];
@@ -552,7 +552,7 @@ fn volumes_and_mounts_follow_the_storage_spec() {
     assert_eq!(volumes[1].name, "tmp");
     assert!(volumes[1].empty_dir.is_some());
     let secret = volumes[2].secret.as_ref().unwrap();
-    assert_eq!(secret.secret_name.as_deref(), Some("zk-zooherd-quorum-tls"));
+    assert_eq!(secret.secret_name.as_deref(), Some("zk-zooherd-tls"));
     let items: Vec<_> = secret
         .items
         .iter()
@@ -563,6 +563,27 @@ fn volumes_and_mounts_follow_the_storage_spec() {
 }
 
 #[test]
+fn a_tls_client_port_mounts_the_certificates_without_quorum_tls() {
+    let (metadata, pod) = pod(json!({"tls": {"quorum": false, "client": true}}));
+    let annotations = metadata.annotations.expect("annotations");
+    assert!(!annotations.contains_key(names::QUORUM_TLS_ANNOTATION));
+    assert!(pod.volumes.unwrap().iter().any(|v| v.secret.is_some()));
+    let container = &pod.containers[0];
+    let mounts = container.volume_mounts.clone().unwrap();
+    assert!(mounts.iter().any(|m| m.mount_path == "/etc/zooherd-tls"));
+    let ports: Vec<_> = container
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap(), p.container_port))
+        .collect();
+    assert!(
+        ports.contains(&("client-tls".to_owned(), 2281)),
+        "{ports:?}"
+    );
+}
+
+#[test]
 fn without_quorum_tls_the_pod_has_no_certificates() {
     let (metadata, pod) = pod(json!({"tls": {"quorum": false}}));
     let annotations = metadata.annotations.expect("annotations");
@@ -570,7 +591,7 @@ fn without_quorum_tls_the_pod_has_no_certificates() {
     let volumes = pod.volumes.expect("volumes");
     assert!(volumes.iter().all(|v| v.secret.is_none()));
     let mounts = pod.containers[0].volume_mounts.clone().unwrap();
-    assert!(mounts.iter().all(|m| m.name != "quorum-tls"));
+    assert!(mounts.iter().all(|m| m.name != "tls"));
 }
 
 #[test]

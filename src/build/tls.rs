@@ -13,13 +13,14 @@
 //! that cannot reach each other; switching TLS off walks them back. Which stage the servers run
 //! is decided by [`crate::decide::quorum_tls`].
 //!
-//! The servers read the CA and their key store from the Secret [`super::names::quorum_tls_secret`]
-//! (see [`crate::tls`]), mounted at [`DIR`].
+//! The servers read the CA and their key store from the Secret [`super::names::tls_secret`]
+//! (see [`crate::tls`]), mounted at [`DIR`]. The same certificate serves the TLS client port
+//! ([`client_zoo_cfg_entries`]) when `spec.tls.client` asks for one.
 
 use strum::{Display, EnumString};
 
 /// Where the quorum certificates are mounted in a server pod.
-pub const DIR: &str = "/etc/zooherd-quorum-tls";
+pub const DIR: &str = "/etc/zooherd-tls";
 /// Key of the CA certificate in the Secret; the servers' trust store.
 pub const CA_KEY: &str = "ca.crt";
 /// Key of the CA's private key in the Secret; never mounted into a pod.
@@ -95,6 +96,34 @@ impl QuorumTls {
     }
 }
 
+/// Whether the servers need the certificates: for the quorum at `quorum`, or for the TLS
+/// client port.
+pub fn uses_certificates(quorum: QuorumTls, client: bool) -> bool {
+    quorum.uses_certificates() || client
+}
+
+/// The zoo.cfg keys of the TLS client port. Only the Netty connection factory speaks TLS;
+/// clients are not asked for a certificate (`ssl.clientAuth=none`): the port encrypts and
+/// proves the servers' identity, and who a client is stays a matter of ZooKeeper
+/// authentication. ZooKeeper reads the `ssl.*` keys as `zookeeper.ssl.*` system properties.
+pub fn client_zoo_cfg_entries() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "secureClientPort",
+            super::names::SECURE_CLIENT_PORT.to_string(),
+        ),
+        (
+            "serverCnxnFactory",
+            "org.apache.zookeeper.server.NettyServerCnxnFactory".to_owned(),
+        ),
+        ("ssl.keyStore.location", format!("{DIR}/{KEY_STORE_KEY}")),
+        ("ssl.keyStore.type", "PEM".to_owned()),
+        ("ssl.trustStore.location", format!("{DIR}/{CA_KEY}")),
+        ("ssl.trustStore.type", "PEM".to_owned()),
+        ("ssl.clientAuth", "none".to_owned()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::QuorumTls::{self, *};
@@ -135,7 +164,7 @@ mod tests {
         assert_eq!(keys(On), (some("true"), some("false")));
         assert!(On.zoo_cfg_entries().contains(&(
             "ssl.quorum.keyStore.location",
-            "/etc/zooherd-quorum-tls/keystore.pem".to_owned()
+            "/etc/zooherd-tls/keystore.pem".to_owned()
         )));
         assert_eq!("connecting".parse::<QuorumTls>(), Ok(Connecting));
         assert_eq!(Accepting.to_string(), "accepting");

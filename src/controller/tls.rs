@@ -1,7 +1,7 @@
-//! Quorum TLS in the controller: the facts [`crate::decide::quorum_tls`] decides the stage
+//! TLS in the controller: the facts [`crate::decide::quorum_tls`] decides the stage
 //! from, and the Secret holding the ensemble's CA and its servers' certificate.
 //!
-//! The Secret `<name>-zooherd-quorum-tls` is created once, when the servers first need it, and
+//! The Secret `<name>-zooherd-tls` is created once, when the servers first need it, and
 //! never rewritten: the servers trust exactly the CA it holds, so a new CA would cut every
 //! server that starts with it off from the ones still running with the old one. For the same
 //! reason a Secret that goes missing while the servers use it is reported, not created again,
@@ -20,7 +20,7 @@ use kube::{Resource, ResourceExt};
 use super::{Context, Error};
 use crate::api::{QuorumTlsStatus, ZooKeeperEnsemble};
 use crate::build::names;
-use crate::build::quorum_tls::{self, QuorumTls};
+use crate::build::tls::{self, QuorumTls};
 use crate::decide::quorum_tls::QuorumTlsFacts;
 use crate::decide::restart::pod_is_ready;
 use crate::tls::QuorumCertificates;
@@ -84,22 +84,16 @@ pub fn secret(ensemble: &ZooKeeperEnsemble, issued: &QuorumCertificates) -> Secr
     let bytes = |text: &str| ByteString(text.as_bytes().to_vec());
     let mut secret = Secret {
         data: Some(BTreeMap::from([
-            (quorum_tls::CA_KEY.to_owned(), bytes(&issued.ca_certificate)),
-            (quorum_tls::CA_PRIVATE_KEY.to_owned(), bytes(&issued.ca_key)),
-            (
-                quorum_tls::CERTIFICATE_KEY.to_owned(),
-                bytes(&issued.certificate),
-            ),
-            (quorum_tls::PRIVATE_KEY.to_owned(), bytes(&issued.key)),
-            (
-                quorum_tls::KEY_STORE_KEY.to_owned(),
-                bytes(&issued.key_store()),
-            ),
+            (tls::CA_KEY.to_owned(), bytes(&issued.ca_certificate)),
+            (tls::CA_PRIVATE_KEY.to_owned(), bytes(&issued.ca_key)),
+            (tls::CERTIFICATE_KEY.to_owned(), bytes(&issued.certificate)),
+            (tls::PRIVATE_KEY.to_owned(), bytes(&issued.key)),
+            (tls::KEY_STORE_KEY.to_owned(), bytes(&issued.key_store())),
         ])),
         type_: Some("Opaque".to_owned()),
         ..Secret::default()
     };
-    secret.metadata.name = Some(names::quorum_tls_secret(ensemble));
+    secret.metadata.name = Some(names::tls_secret(ensemble));
     secret.metadata.namespace = ensemble.namespace();
     secret.metadata.labels = Some(names::labels(ensemble));
     secret.metadata.annotations = Some(BTreeMap::from([(
@@ -113,7 +107,7 @@ pub fn secret(ensemble: &ZooKeeperEnsemble, issued: &QuorumCertificates) -> Secr
 /// When the certificate of a quorum TLS Secret expires, or what is wrong with the Secret.
 pub fn not_after(secret: &Secret) -> Result<Timestamp, String> {
     let data = secret.data.as_ref();
-    for key in [quorum_tls::CA_KEY, quorum_tls::KEY_STORE_KEY] {
+    for key in [tls::CA_KEY, tls::KEY_STORE_KEY] {
         if data.is_none_or(|data| data.get(key).is_none_or(|v| v.0.is_empty())) {
             return Err(format!("has no key {key:?}"));
         }
@@ -155,14 +149,14 @@ pub async fn ensure(
         certificate_not_after: not_after.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
     };
     let in_use = configured.is_some_and(QuorumTls::uses_certificates);
-    if !stage.uses_certificates() && !in_use {
+    if !tls::uses_certificates(stage, ensemble.spec.tls.client) && !in_use {
         return Ok(status(None));
     }
     let uid = ensemble.uid().unwrap_or_default();
     if let Some(not_after) = ctx.quorum_certificates.fresh(&uid) {
         return Ok(status(Some(not_after)));
     }
-    let name = names::quorum_tls_secret(ensemble);
+    let name = names::tls_secret(ensemble);
     let api: Api<Secret> = Api::namespaced(
         ctx.client.clone(),
         &ensemble.namespace().unwrap_or_default(),
@@ -258,10 +252,7 @@ mod tests {
         );
         let issued = crate::tls::issue("data/zk", &names, &[], now).unwrap();
         let secret = secret(&ensemble(), &issued);
-        assert_eq!(
-            secret.metadata.name.as_deref(),
-            Some("zk-zooherd-quorum-tls")
-        );
+        assert_eq!(secret.metadata.name.as_deref(), Some("zk-zooherd-tls"));
         let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(owner.uid, "uid-1");
         let data = secret.data.as_ref().unwrap();
