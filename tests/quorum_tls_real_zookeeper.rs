@@ -96,6 +96,20 @@ fn member_files(
         .collect()
 }
 
+/// Starts the first `members` members with quorum TLS on and the certificates of a new CA, and
+/// waits until they serve; returns the certificates.
+async fn start_with_tls(zk: &mut ZkEnsemble, members: usize) -> QuorumCertificates {
+    let certificates = certificates(zk);
+    for i in 0..members {
+        install(zk, i, &certificates);
+        restart_in(zk, i, QuorumTls::On);
+    }
+    zk.wait_for_all_serving(START_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    certificates
+}
+
 /// Stops member `i` if it runs, and starts it again in `stage`.
 fn restart_in(zk: &mut ZkEnsemble, i: usize, stage: QuorumTls) {
     zk.stop(i).expect("stop a member");
@@ -200,14 +214,7 @@ async fn servers_with_the_ensembles_certificate_form_a_quorum_over_mutual_tls() 
     let mut zk = ZkEnsemble::builder(3)
         .prepare()
         .expect("prepare the ensemble");
-    let certificates = certificates(&zk);
-    for i in 0..3 {
-        install(&zk, i, &certificates);
-        restart_in(&mut zk, i, QuorumTls::On);
-    }
-    zk.wait_for_all_serving(START_TIMEOUT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    start_with_tls(&mut zk, 3).await;
 
     // Written through one member, read through each of the others: the write went to them
     // over the quorum port.
@@ -238,14 +245,7 @@ async fn a_server_without_the_ensembles_certificate_cannot_join() {
         .reconfig(&super_digest(PASSWORD), 3)
         .prepare()
         .expect("prepare the ensemble");
-    let certificates = certificates(&zk);
-    for i in 0..3 {
-        install(&zk, i, &certificates);
-        restart_in(&mut zk, i, QuorumTls::On);
-    }
-    zk.wait_for_all_serving(START_TIMEOUT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let certificates = start_with_tls(&mut zk, 3).await;
 
     let another_ca = issue(
         "tests/another-ensemble",

@@ -23,6 +23,7 @@ mod observe;
 mod reconcile;
 mod report;
 mod scale;
+mod secrets;
 mod superuser;
 pub mod telemetry;
 mod tls;
@@ -183,43 +184,9 @@ pub struct Context {
     /// another form: compared by their stamp only (see `apply::decide`).
     pub normalised: Mutex<std::collections::HashSet<(String, String)>>,
     /// Superuser passwords read from the ensembles' Secrets.
-    pub superusers: SecretReads<String>,
+    pub superusers: secrets::SecretReads<String>,
     /// When the ensembles' quorum certificates expire, as read from their Secrets.
-    pub quorum_certificates: SecretReads<jiff::Timestamp>,
-}
-
-/// What the operator last read from one kind of Secret of each ensemble, by ensemble uid. The
-/// operator does not watch Secrets (it would cache every Secret of the cluster); it reads an
-/// ensemble's Secret again once [`SecretReads::RECHECK`] has passed, so that a deleted one is
-/// noticed, without a read every round.
-#[derive(Debug)]
-pub struct SecretReads<V>(Mutex<HashMap<String, (V, std::time::Instant)>>);
-
-impl<V: Clone> SecretReads<V> {
-    pub const RECHECK: Duration = Duration::from_secs(300);
-
-    /// The value read for the ensemble `uid` less than [`Self::RECHECK`] ago.
-    pub fn fresh(&self, uid: &str) -> Option<V> {
-        self.0
-            .lock()
-            .expect("secret reads lock")
-            .get(uid)
-            .filter(|(_, read)| read.elapsed() < Self::RECHECK)
-            .map(|(value, _)| value.clone())
-    }
-
-    pub fn insert(&self, uid: &str, value: V) {
-        self.0
-            .lock()
-            .expect("secret reads lock")
-            .insert(uid.to_owned(), (value, std::time::Instant::now()));
-    }
-}
-
-impl<V> Default for SecretReads<V> {
-    fn default() -> Self {
-        Self(Mutex::new(HashMap::new()))
-    }
+    pub quorum_certificates: secrets::SecretReads<jiff::Timestamp>,
 }
 
 impl Context {
@@ -409,8 +376,8 @@ async fn run_scope(
         reconfigurer: Reconfigurer::default(),
         fence: shared.fence.clone(),
         normalised: Mutex::default(),
-        superusers: SecretReads::default(),
-        quorum_certificates: SecretReads::default(),
+        superusers: secrets::SecretReads::default(),
+        quorum_certificates: secrets::SecretReads::default(),
     });
     let forgetter = ctx.clone();
     tracing::info!(namespace = ns.unwrap_or("<all>"), "starting controller");

@@ -15,10 +15,9 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
 
-use super::{Context, Error};
+use super::{Context, Error, secrets};
 use crate::api::ZooKeeperEnsemble;
 use crate::build::names;
 use crate::quorum::reconfig::super_digest;
@@ -84,43 +83,17 @@ pub async fn ensure(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Result<Strin
         return Ok(password);
     }
     let name = names::superuser_secret(ensemble);
-    let api: Api<Secret> = Api::namespaced(
-        ctx.client.clone(),
-        &ensemble.namespace().unwrap_or_default(),
-    );
-    let api_error = |source| Error::Superuser {
-        name: name.clone(),
-        source,
-    };
-    let existing = match api.get_opt(&name).await.map_err(api_error)? {
-        Some(existing) => existing,
-        None => {
-            let created = api
-                .create(&PostParams::default(), &secret(ensemble, &new_password()))
-                .await;
-            match created {
-                Ok(created) => {
-                    ctx.metrics.api_write("Secret");
-                    created
-                }
-                // Created meanwhile (by another reconcile): use that one.
-                Err(kube::Error::Api(status)) if status.code == 409 => {
-                    api.get(&name).await.map_err(api_error)?
-                }
-                Err(source) => return Err(api_error(source)),
-            }
-        }
-    };
-    let owned = existing
-        .owner_references()
-        .iter()
-        .any(|owner| owner.uid == uid);
-    if !owned {
-        return Err(Error::ForeignChild {
-            kind: "Secret".into(),
-            name,
-        });
-    }
+    let existing = secrets::get_or_create(
+        ensemble,
+        ctx,
+        &name,
+        || Ok(secret(ensemble, &new_password())),
+        |source| Error::Superuser {
+            name: name.clone(),
+            source,
+        },
+    )
+    .await?;
     let password = password(&existing).map_err(|problem| Error::SuperuserSecret {
         name: name.clone(),
         problem,
@@ -133,12 +106,7 @@ pub async fn ensure(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Result<Strin
 mod tests {
     use super::*;
 
-    fn ensemble() -> ZooKeeperEnsemble {
-        let mut ensemble = ZooKeeperEnsemble::new("zk", serde_json::from_str("{}").unwrap());
-        ensemble.metadata.namespace = Some("data".into());
-        ensemble.metadata.uid = Some("uid-1".into());
-        ensemble
-    }
+    use crate::controller::secrets::test_ensemble as ensemble;
 
     #[test]
     fn a_new_secret_holds_the_password_and_its_digest() {

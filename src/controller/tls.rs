@@ -13,11 +13,10 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
-use super::{Context, Error};
+use super::{Context, Error, secrets};
 use crate::api::{QuorumTlsStatus, ZooKeeperEnsemble};
 use crate::build::names;
 use crate::build::tls::{self, QuorumTls};
@@ -157,19 +156,10 @@ pub async fn ensure(
         return Ok(status(Some(not_after)));
     }
     let name = names::tls_secret(ensemble);
-    let api: Api<Secret> = Api::namespaced(
-        ctx.client.clone(),
-        &ensemble.namespace().unwrap_or_default(),
-    );
-    let api_error = |source| Error::QuorumTls {
-        name: name.clone(),
-        source,
-    };
-    let existing = match api.get_opt(&name).await.map_err(api_error)? {
-        Some(existing) => existing,
-        None if in_use => {
+    let new = || {
+        if in_use {
             return Err(Error::QuorumTlsSecret {
-                name,
+                name: name.clone(),
                 problem: format!(
                     "is missing, but the servers run quorum TLS (stage {}) and trust only the CA it held; \
                      the operator does not issue a new CA (servers started with it could not reach the running ones): \
@@ -178,43 +168,23 @@ pub async fn ensure(
                 ),
             });
         }
-        None => {
-            let issued = crate::tls::issue(
-                &format!(
-                    "{}/{}",
-                    ensemble.namespace().unwrap_or_default(),
-                    ensemble.name_any()
-                ),
-                &server_names(ensemble, &ctx.settings.build.cluster_domain),
-                &[],
-                Timestamp::now(),
-            )?;
-            match api
-                .create(&PostParams::default(), &secret(ensemble, &issued))
-                .await
-            {
-                Ok(created) => {
-                    ctx.metrics.api_write("Secret");
-                    created
-                }
-                // Created meanwhile (by another reconcile): use that one.
-                Err(kube::Error::Api(status)) if status.code == 409 => {
-                    api.get(&name).await.map_err(api_error)?
-                }
-                Err(source) => return Err(api_error(source)),
-            }
-        }
+        let issued = crate::tls::issue(
+            &format!(
+                "{}/{}",
+                ensemble.namespace().unwrap_or_default(),
+                ensemble.name_any()
+            ),
+            &server_names(ensemble, &ctx.settings.build.cluster_domain),
+            &[],
+            Timestamp::now(),
+        )?;
+        Ok(secret(ensemble, &issued))
     };
-    if !existing
-        .owner_references()
-        .iter()
-        .any(|owner| owner.uid == uid)
-    {
-        return Err(Error::ForeignChild {
-            kind: "Secret".into(),
-            name,
-        });
-    }
+    let existing = secrets::get_or_create(ensemble, ctx, &name, new, |source| Error::QuorumTls {
+        name: name.clone(),
+        source,
+    })
+    .await?;
     let not_after = not_after(&existing).map_err(|problem| Error::QuorumTlsSecret {
         name: name.clone(),
         problem: format!(
@@ -229,12 +199,7 @@ pub async fn ensure(
 mod tests {
     use super::*;
 
-    fn ensemble() -> ZooKeeperEnsemble {
-        let mut ensemble = ZooKeeperEnsemble::new("zk", serde_json::from_str("{}").unwrap());
-        ensemble.metadata.namespace = Some("data".into());
-        ensemble.metadata.uid = Some("uid-1".into());
-        ensemble
-    }
+    use crate::controller::secrets::test_ensemble as ensemble;
 
     #[test]
     fn a_new_secret_holds_the_ca_and_the_key_store_and_says_when_it_expires() {
