@@ -20,8 +20,8 @@ use crate::build::tls::QuorumTls;
 pub struct QuorumTlsFacts {
     /// `spec.tls.quorum`.
     pub wanted: bool,
-    /// The ConfigMap's stage: None without a ConfigMap (a new ensemble); `Some(Off)` for one
-    /// that names no stage (written before quorum TLS existed).
+    /// The ConfigMap's stage: None without a ConfigMap (a new ensemble, or one deleted by
+    /// hand); `Some(Off)` for one that names no stage (written before quorum TLS existed).
     pub configured: Option<QuorumTls>,
     /// The StatefulSet's replicas (None: no StatefulSet).
     pub servers: Option<u32>,
@@ -34,7 +34,10 @@ pub struct QuorumTlsFacts {
 
 /// The stage the servers are to run.
 pub fn stage(facts: &QuorumTlsFacts) -> QuorumTls {
-    let Some(configured) = facts.configured else {
+    // Without a ConfigMap (deleted by hand, or not yet written) the pods say what runs: a new
+    // stage picked from the spec alone could be two away from theirs.
+    let running = facts.pods.iter().map(|&(stage, _)| stage).max();
+    let Some(configured) = facts.configured.or(running) else {
         return QuorumTls::target(facts.wanted);
     };
     let settled = facts.phase == Some(Phase::Active)
@@ -75,6 +78,17 @@ mod tests {
             ..facts(None, &[])
         };
         assert_eq!(stage(&off), Off);
+    }
+
+    #[test]
+    fn without_a_config_map_the_running_pods_say_where_the_servers_stand() {
+        let wanted_on = QuorumTlsFacts {
+            phase: Some(Phase::Degraded),
+            ..facts(None, &[(Off, true), (Off, true), (Off, false)])
+        };
+        assert_eq!(stage(&wanted_on), Off, "not two stages away from the pods");
+        let mid_roll = facts(None, &[(Accepting, true), (Off, true), (Accepting, true)]);
+        assert_eq!(stage(&mid_roll), Accepting);
     }
 
     #[test]
