@@ -16,12 +16,13 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
-use super::{Context, Error, secrets};
+use super::{Context, Error, observe, scale, secrets};
 use crate::api::{QuorumTlsStatus, ZooKeeperEnsemble};
 use crate::build::names;
 use crate::build::tls::{self, QuorumTls};
 use crate::decide::quorum_tls::QuorumTlsFacts;
 use crate::decide::restart::pod_is_ready;
+use crate::quorum::Myid;
 use crate::tls::QuorumCertificates;
 
 /// Annotation of the Secret: when its certificate expires (RFC 3339), as the operator issued it.
@@ -35,23 +36,11 @@ pub fn facts(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> QuorumTlsFacts {
         .config_maps
         .get(&ObjectRef::new(&names::config_map(ensemble)).within(&namespace))
         .map(|config_map| configured_stage(config_map.data.as_ref()));
-    let stateful_set = stores
-        .stateful_sets
-        .get(&ObjectRef::new(&names::stateful_set(ensemble)).within(&namespace));
-    let servers = stateful_set
-        .as_ref()
-        .and_then(|sts| sts.spec.as_ref()?.replicas)
-        .and_then(|replicas| u32::try_from(replicas).ok());
-    let selector = names::labels(ensemble);
-    let pods = stores
-        .pods
-        .state()
-        .into_iter()
-        .filter(|pod| pod.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|pod| {
-            let labels = pod.labels();
-            selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-        })
+    // The servers' pods by name, as the probe round finds them: a scan of every pod in the
+    // cache would cost each reconcile the whole cluster's pods.
+    let servers = scale::stateful_set_replicas(stores, ensemble);
+    let pods = Myid::up_to(servers.unwrap_or(0))
+        .filter_map(|myid| observe::server(ensemble, ctx, myid).1)
         .map(|pod| {
             let stage = pod
                 .annotations()
