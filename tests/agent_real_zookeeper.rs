@@ -23,7 +23,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::process;
 use support::scaling::{Scaler, committed, names};
-use support::writer::write_until;
+use support::writer::{lost_writes, write_until};
 use support::zookeeper::{
     MemberSpec, Probe, ServerState, ZkEnsemble, quorum_leader, server_line, zookeeper_home,
 };
@@ -1221,21 +1221,9 @@ async fn a_leader_that_hands_over_rejoins_as_a_non_voter_and_no_write_is_lost() 
     stop.store(true, Ordering::SeqCst);
     let (elected, election_gap) = writer.await.unwrap();
 
-    let client = zk::Client::connect(&zookeeper.connect_string())
-        .await
-        .expect("connect to read back");
-    let children: std::collections::BTreeSet<String> = client
-        .list_children("/handover")
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
     for (what, acknowledged) in [("hand-over", &handed_over), ("election", &elected)] {
         assert!(acknowledged.len() > 50, "{what}: too few writes");
-        let lost: Vec<&String> = acknowledged
-            .iter()
-            .filter(|w| !children.contains(*w))
-            .collect();
+        let lost = lost_writes(&zookeeper.connect_string(), "/handover", acknowledged).await;
         assert!(
             lost.is_empty(),
             "{what}: acknowledged writes lost: {lost:?}"

@@ -19,7 +19,6 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
@@ -29,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::writer::write_until;
+use support::writer::{lost_writes, write_until};
 use support::zookeeper::{
     ELECTION_PORT, Probe, ServerState, ZkEnsemble, java_path, zookeeper_home,
 };
@@ -351,20 +350,7 @@ async fn a_running_ensemble_switches_to_tls_in_three_rolls_without_losing_a_writ
     assert_eq!(plaintext_peers(&zk).await, [PlaintextPeer::HungUp; 3]);
 
     // A new session: the first one's server was restarted meanwhile.
-    let client = zk::Client::connect(&zk.connect_string())
-        .await
-        .expect("connect to read back");
-    client.sync("/tls-roll").await.expect("sync");
-    let children: BTreeSet<String> = client
-        .list_children("/tls-roll")
-        .await
-        .expect("list the writes")
-        .into_iter()
-        .collect();
-    let lost: Vec<&String> = acknowledged
-        .iter()
-        .filter(|w| !children.contains(*w))
-        .collect();
+    let lost = lost_writes(&zk.connect_string(), "/tls-roll", &acknowledged).await;
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     // Every member serves, under one leader.
     zk.wait_for_all_serving(STEP_TIMEOUT)

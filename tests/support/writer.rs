@@ -1,6 +1,7 @@
 //! A client that writes throughout a change to a local ensemble and records which writes were
-//! acknowledged, so that a test can read every one of them back afterwards.
+//! acknowledged, and the read-back that finds any of them lost.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -47,4 +48,29 @@ pub async fn write_until(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     (acknowledged, longest)
+}
+
+/// The acknowledged writes of `acknowledged` that are not among the children of `parent`, read
+/// in a new session through `connect_string` after a `sync` (the server it reaches may have
+/// been restarted and still be catching up).
+pub async fn lost_writes(
+    connect_string: &str,
+    parent: &str,
+    acknowledged: &[String],
+) -> Vec<String> {
+    let client = zk::Client::connect(connect_string)
+        .await
+        .expect("connect to read back");
+    client.sync(parent).await.expect("sync");
+    let written: BTreeSet<String> = client
+        .list_children(parent)
+        .await
+        .expect("list the writes")
+        .into_iter()
+        .collect();
+    acknowledged
+        .iter()
+        .filter(|w| !written.contains(*w))
+        .cloned()
+        .collect()
 }
