@@ -185,9 +185,39 @@ fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
 struct Candidate<'a> {
     member: &'a MemberStatus,
     failing_since: Timestamp,
-    reason: String,
+    /// What is wrong, without for how long.
+    what: String,
+    /// Whether the failure counts against the threshold (not a Failed pod, which goes at once).
+    timed: bool,
     /// Only worth it when the other voters hold a quorum (a Running pod that does not serve).
     needs_quorum_elsewhere: bool,
+}
+
+impl Candidate<'_> {
+    /// Why the pod is deleted now, for the Event: for how long it has failed.
+    fn reason(&self, now: Timestamp, threshold_s: u64) -> String {
+        if !self.timed {
+            return self.what.clone();
+        }
+        let failing_for = elapsed(self.failing_since, now).as_secs();
+        format!(
+            "{} for {failing_for} s (threshold {threshold_s} s)",
+            self.what
+        )
+    }
+
+    /// Why the pod would be deleted, in a refusal: the RestartHeld condition's message, so it
+    /// says since when, which does not change from one reconcile to the next (a count of
+    /// seconds would, and the status would be written every round).
+    fn held_reason(&self, threshold_s: u64) -> String {
+        if !self.timed {
+            return self.what.clone();
+        }
+        format!(
+            "{} since {} (threshold {threshold_s} s)",
+            self.what, self.failing_since
+        )
+    }
 }
 
 /// Decides which pod, if any, to delete now (see the module documentation).
@@ -263,7 +293,8 @@ pub fn decide_restart(
                     .map(|t| t.0)
                     .or(pod.created_at)
                     .unwrap_or(now),
-                reason: format!("pod {} has Failed", member.pod),
+                what: format!("pod {} has Failed", member.pod),
+                timed: false,
                 needs_quorum_elsewhere: false,
             });
             continue;
@@ -309,20 +340,22 @@ pub fn decide_restart(
             Candidate {
                 member,
                 failing_since,
-                reason: format!(
-                    "pod {} is crash-looping ({} restarts) and the member has not served for {failing_for} s (threshold {threshold_s} s)",
+                what: format!(
+                    "pod {} is crash-looping ({} restarts) and the member has not served",
                     member.pod, pod.restart_count
                 ),
+                timed: true,
                 needs_quorum_elsewhere: false,
             }
         } else {
             Candidate {
                 member,
                 failing_since,
-                reason: format!(
-                    "pod {} is Running but the member has been {what} for {failing_for} s (threshold {threshold_s} s)",
+                what: format!(
+                    "pod {} is Running but the member has been {what}",
                     member.pod
                 ),
+                timed: true,
                 needs_quorum_elsewhere: true,
             }
         };
@@ -349,7 +382,8 @@ pub fn decide_restart(
         }) {
             refused.push(format!(
                 "{}: pod {} was created less than {threshold_s} s ago and is not serving yet; members are restarted one at a time",
-                candidate.reason, young.pod
+                candidate.held_reason(threshold_s),
+                young.pod
             ));
             continue;
         }
@@ -363,14 +397,14 @@ pub fn decide_restart(
         if (candidate.needs_quorum_elsewhere || counted) && serving_others < quorum {
             refused.push(format!(
                 "{}, but the other voters do not hold a quorum without it ({serving_others} serving, {quorum} needed)",
-                candidate.reason
+                candidate.held_reason(threshold_s)
             ));
             continue;
         }
         return RestartDecision::Delete {
             pod: candidate.member.pod.clone(),
             myid,
-            reason: candidate.reason.clone(),
+            reason: candidate.reason(now, threshold_s),
         };
     }
 

@@ -378,6 +378,27 @@ fn restart_decisions() {
     }
 }
 
+/// A held restart's reason is the RestartHeld condition's message: while nothing changes it
+/// must read the same from one reconcile to the next, or the status is written every round.
+#[test]
+fn a_held_restart_reads_the_same_a_second_later() {
+    let members = with(3, &[(2, Unreachable, 600), (3, NotServing, 600)]);
+    let pods: BTreeMap<String, PodFacts> =
+        members.iter().map(|m| (m.pod.clone(), running())).collect();
+    let policy = RestartPolicy {
+        enabled: true,
+        threshold: Duration::from_secs(60),
+    };
+    let at = |now| decide_restart(&members, &pods, &policy, None, false, now);
+    match (at(now()), at(now() + jiff::SignedDuration::from_secs(1))) {
+        (RestartDecision::Held { why: first }, RestartDecision::Held { why: second }) => {
+            assert_eq!(first, second);
+            assert!(first.contains("since 2025-06-15T14:56:40Z"), "{first}");
+        }
+        other => panic!("expected two held restarts, got {other:?}"),
+    }
+}
+
 /// Whatever the mix, a delete never leaves fewer serving voters than a quorum when the
 /// deleted member was counted serving, and never happens while a pod terminates.
 #[test]
