@@ -31,8 +31,7 @@
 
 #[path = "end_to_end/formation.rs"]
 mod formation;
-#[path = "../tests/support/mod.rs"]
-mod support;
+use zooherd_test_support as support;
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! The fault-injection tier's long profile (tests/support/fault.rs): for each ensemble size,
+//! The fault-injection tier's long profile (tests/support/src/fault.rs): for each ensemble size,
 //! a real local ZooKeeper ensemble under a nemesis (SIGKILL of the leader or a follower,
 //! SIGTERM, SIGSTOP, two overlapping on 5 servers, one quorum loss) while 5 clients write,
 //! compare-and-set and read 3 registers; then the linearizability check of the history, and
@@ -14,8 +14,7 @@
 //! `ZOOHERD_FAULT_SEED` replays a seed. A violation ends the run with the checker's message,
 //! which names the history file.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use zooherd_test_support as support;
 
 use support::fault::{self, Profile};
 use support::linearizability::verify;

@@ -22,8 +22,7 @@
 //! death -> DEGRADED and return -> ACTIVE within 3 s. This is a measurement, not a test: it
 //! fails only when the ensemble does not reach a phase within a minute.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use zooherd_test_support as support;
 
 use std::time::{Duration, Instant};
 

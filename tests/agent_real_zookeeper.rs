@@ -8,7 +8,7 @@
 //! own address. The only liberty taken with the pod is `--data-dir`, because the servers share
 //! one filesystem. Run `bash tests/cluster/setup.sh` once first for the ZooKeeper home.
 
-mod support;
+use zooherd_test_support as support;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,4 +1,4 @@
-//! The Helm chart against a real API server (tests/support/control_plane.rs):
+//! The Helm chart against a real API server (tests/support/src/control_plane.rs):
 //! - `helm lint` is clean, and what `helm template` renders passes a server-side dry run, with
 //!   cluster-wide RBAC and with per-namespace RBAC;
 //! - the PodMonitor selects the server pods the operator builds, at their metrics port;
@@ -13,7 +13,7 @@
 //! The control plane has no node, so no pod runs: the ensemble stays PENDING, which is what its
 //! status must then say. Run `bash tests/cluster/setup.sh` once first (tests/run.sh does).
 
-mod support;
+use zooherd_test_support as support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -74,12 +74,13 @@ fn helm_lint(args: &[&str]) -> String {
 
 #[test]
 fn chart_lints_clean() {
-    let value_sets: [&[&str]; 6] = [
+    let value_sets: [&[&str]; 7] = [
         &[],
         &["--set", "watchNamespaces={team-a,team-b}"],
         &["--set", "serviceMonitor.enabled=true"],
         &["--set", "podMonitor.enabled=true"],
         &["--set", "prometheusRule.enabled=true"],
+        &["--set", "grafanaDashboard.enabled=true"],
         &[
             "--set",
             "replicaCount=1",

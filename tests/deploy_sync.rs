@@ -9,7 +9,7 @@
 //!
 //! Needs helm (`bash tests/cluster/setup.sh` installs it); no cluster.
 
-mod support;
+use zooherd_test_support as support;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -27,7 +27,7 @@
 //! control), and turning it back on closes the doors again. The later stories run with the
 //! default policy on, too.
 //!
-//! All along, a real Prometheus (built from the Prometheus Go module, tests/support/prometheus.rs)
+//! All along, a real Prometheus (built from the Prometheus Go module, tests/support/src/prometheus.rs)
 //! scrapes the operator and the servers through Kubernetes discovery and evaluates the chart's
 //! alert rules: every rule loads and evaluates without error, the servers' metrics come with
 //! their `ensemble` label, and ZooKeeperEnsembleDegraded (with ZooKeeperFaultToleranceExhausted)
@@ -35,14 +35,17 @@
 //! DEGRADED or DOWN, and inactive once it is ACTIVE again. The stories hold a phase for seconds,
 //! not for the rules' `for` durations (1 to 5 minutes), so an alert shows as pending: its
 //! expression holds, which is what the rule decides; `promtool test rules` covers the `for`
-//! durations (tests/alert_rules.rs).
+//! durations (tests/monitoring.rs). At the end of the three-server story, every query of the
+//! chart's Grafana dashboard returns series for that ensemble (tests/e2e/grafana.rs).
 //!
 //! The stories run one after the other in one test: they share the node, and cordoning it for
 //! one would stop the other's restarts.
 
 #[path = "e2e/drain.rs"]
 mod drain;
-mod support;
+#[path = "e2e/grafana.rs"]
+mod grafana;
+use zooherd_test_support as support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -505,6 +508,7 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client, prometheus
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
     let name = "zk";
 
+    let story_started = grafana::unix_now();
     let t = Instant::now();
     cluster.apply(&ns, THREE_SERVERS_EXAMPLE);
     let status = cluster
@@ -694,6 +698,9 @@ async fn three_servers(cluster: &LocalCluster, client: &kube::Client, prometheus
         created.as_deref().unwrap_or("?"),
         running.as_deref().unwrap_or("?")
     );
+
+    // The dashboard's every query answers for this ensemble, the writer still writing.
+    grafana::dashboard_answers(prometheus, &ns, name, story_started).await;
 
     // (d) Nothing acknowledged was lost.
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -1,9 +1,9 @@
-//! The fault-injection tier on real ZooKeeper (tests/support/fault.rs): 5 clients write,
+//! The fault-injection tier on real ZooKeeper (tests/support/src/fault.rs): 5 clients write,
 //! compare-and-set and read 3 registers of a local 3-server and then 5-server ensemble while
 //! a nemesis kills (SIGKILL), stops (SIGTERM) and freezes (SIGSTOP) members, the leader
 //! included, two at once on 5 servers, and once costs the quorum. Then every member must serve
 //! again, and the recorded history must pass the linearizability checker
-//! (tests/support/linearizability): the writes linearizable, every acknowledged write in the
+//! (tests/support/src/linearizability): the writes linearizable, every acknowledged write in the
 //! final reads, the reads within each session read-your-writes and monotonic. A network
 //! partition is not injected: the members share the loopback interface, and cutting links
 //! between them needs network namespaces.
@@ -14,7 +14,7 @@
 //! `cargo bench --bench fault_injection`). A failed check names the file with the history
 //! and the smallest failing window.
 
-mod support;
+use zooherd_test_support as support;
 
 use support::fault::{self, Profile};
 use support::linearizability::verify;

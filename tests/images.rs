@@ -267,6 +267,14 @@ struct Manifest {
     bench: Vec<Target>,
     #[serde(default)]
     example: Vec<Target>,
+    workspace: Option<Workspace>,
+}
+
+/// `[workspace]`: Cargo loads every member's manifest and targets before it builds anything.
+#[derive(serde::Deserialize)]
+struct Workspace {
+    #[serde(default)]
+    members: Vec<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -290,11 +298,13 @@ impl Manifest {
 }
 
 /// The source files of the targets Cargo.toml declares (`[[bin]]`, `[[test]]`, `[[bench]]`,
-/// `[[example]]`), and its build script: Cargo reads the manifest's every target before it
-/// builds any, so each must be in the build context.
+/// `[[example]]`), its build script and the workspace's other members: Cargo reads the
+/// manifest's every target and every member before it builds any, so each must be in the
+/// build context.
 fn declared_target_files(manifest: &str) -> BTreeSet<String> {
     let manifest = Manifest::parse(manifest);
     let mut found: BTreeSet<String> = manifest.package.build.into_iter().collect();
+    found.extend(manifest.workspace.into_iter().flat_map(|w| w.members));
     if repo().join("build.rs").exists() {
         found.insert("build.rs".to_owned());
     }

@@ -4,7 +4,7 @@
 //! makes the operator roll (one member, then every server, followers first and the leader
 //! last), and that it is refused while a restart would cost the quorum.
 
-mod support;
+use zooherd_test_support as support;
 
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
-//! The linearizability checker of tests/support/linearizability: known-good and known-bad
+//! The linearizability checker of tests/support/src/linearizability: known-good and known-bad
 //! histories, the read checks, the history format, generated histories of a correct register
 //! (they must always pass), and agreement with a brute-force checker on small random
 //! histories, good and mutated, including the windows reported for the failing ones.
 
-mod support;
+use zooherd_test_support as support;
 
 use std::collections::HashSet;
 

@@ -12,16 +12,23 @@
 //! - the chart's PrometheusRule (`prometheusRule.enabled`) carries exactly these rule groups,
 //!   so the chart ships what was tested.
 //!
+//! And the Grafana dashboard (`charts/zooherd/files/dashboard.json`): promtool parses every
+//! query, the operator has a row and every ensemble one of its own (repeated by the `ensemble`
+//! variable, every query in it filtered by that ensemble), and the chart's ConfigMap
+//! (`grafanaDashboard.enabled`) carries exactly this dashboard. The end-to-end tier runs the
+//! queries against a real Prometheus.
+//!
 //! Needs promtool and helm: run `bash tests/cluster/setup.sh` once first (tests/run.sh does).
 
-mod support;
+use zooherd_test_support as support;
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use serde_json::Value;
+use serde_json::{Value, json};
+use support::dashboard::{self, Variables};
 
 const RULES: &str = "charts/zooherd/files/alerts.yaml";
 const UNIT_TESTS: &str = "tests/alerts/alerts_test.yaml";
@@ -328,4 +335,162 @@ fn values_schema_refuses_unknown_prometheus_rule_keys() {
         "prometheusRule.enable (a typo) is accepted"
     );
     assert!(text.contains("enable"), "{text}");
+}
+
+/// The dashboard's variables, as the tests put them in.
+const VARIABLES: Variables = Variables {
+    namespace: "team-a",
+    ensemble: "zk",
+    rate_interval: "1m",
+};
+
+/// `promtool check rules` on a rule file with one recording rule per query: promtool parses
+/// PromQL offline only as part of a rule file.
+fn promtool_check_queries(exprs: &[String]) -> (Output, String) {
+    let rules = json!({"groups": [{
+        "name": "dashboard",
+        "rules": exprs
+            .iter()
+            .enumerate()
+            .map(|(i, expr)| json!({"record": format!("dashboard:query_{i}"), "expr": expr}))
+            .collect::<Vec<_>>(),
+    }]});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dashboard-queries.yaml");
+    fs::write(&path, serde_yaml::to_string(&rules).unwrap()).unwrap();
+    output(Command::new(promtool()).args(["check", "rules"]).arg(&path))
+}
+
+#[test]
+fn promtool_parses_every_dashboard_query() {
+    let board = dashboard::load();
+    let exprs: Vec<String> = dashboard::queries(&board, VARIABLES)
+        .into_iter()
+        .chain(dashboard::variable_queries(&board, VARIABLES))
+        .map(|q| q.expr)
+        .collect();
+    let (output, text) = promtool_check_queries(&exprs);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("SUCCESS: {} rules found", exprs.len())),
+        "{text}"
+    );
+
+    // The check can fail: one query with a parenthesis missing.
+    let mut broken = exprs.clone();
+    broken[0].pop();
+    let (output, text) = promtool_check_queries(&broken);
+    assert!(!output.status.success(), "a broken query passed: {text}");
+}
+
+#[test]
+fn dashboard_has_the_operator_and_a_row_per_ensemble() {
+    let board = dashboard::load();
+    let variables: Vec<(&str, &str)> = board["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap(), v["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        variables,
+        [
+            ("datasource", "datasource"),
+            ("namespace", "query"),
+            ("ensemble", "query")
+        ]
+    );
+
+    // The top-level panels in order: the operator's row, then the ensemble's, repeated.
+    let mut row = None;
+    let mut titles = BTreeSet::new();
+    for panel in board["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        if panel["type"] == "row" {
+            row = Some(panel);
+            continue;
+        }
+        titles.insert(title);
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{title}: reads the chosen data source"
+        );
+        assert!(
+            panel["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{title}: says what it shows"
+        );
+        let row = row.unwrap_or_else(|| panic!("{title}: is in no row"));
+        let per_ensemble = row["repeat"] == "ensemble";
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let filtered =
+                expr.contains(r#"name="$ensemble""#) || expr.contains(r#"ensemble="$ensemble""#);
+            assert_eq!(
+                filtered, per_ensemble,
+                "{title}: {expr}: a query in an ensemble's row reads that ensemble only, the operator's all"
+            );
+        }
+    }
+    for wanted in [
+        "Reconciles",
+        "Reconcile and probe round time (p50, p99)",
+        "Phase",
+        "Members",
+        "Leader changes",
+        "Request latency",
+        "Outstanding requests",
+        "Znodes",
+        "Watches",
+        "Connections",
+        "Data size",
+        "Follower sync",
+    ] {
+        assert!(titles.contains(wanted), "no panel {wanted:?}: {titles:?}");
+    }
+    assert!(
+        board["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["type"] == "row" && p["repeat"] == "ensemble"),
+        "a row repeated per ensemble"
+    );
+}
+
+#[test]
+fn chart_ships_exactly_the_dashboard() {
+    let rendered = helm_template(&[
+        "--set",
+        "grafanaDashboard.enabled=true",
+        "--set",
+        "grafanaDashboard.annotations.grafana_folder=ZooKeeper",
+        "--show-only",
+        "templates/grafana-dashboard.yaml",
+    ]);
+    let config_map: Value = serde_yaml::from_str(&rendered).expect("the ConfigMap is YAML");
+    assert_eq!(config_map["kind"], "ConfigMap");
+    assert_eq!(
+        config_map["metadata"]["labels"]["grafana_dashboard"], "1",
+        "the label Grafana's dashboard sidecar selects by default"
+    );
+    assert_eq!(
+        config_map["metadata"]["annotations"]["grafana_folder"],
+        "ZooKeeper"
+    );
+    let shipped: Value = serde_json::from_str(
+        config_map["data"]["zooherd.json"]
+            .as_str()
+            .expect("data.zooherd.json"),
+    )
+    .expect("the shipped dashboard is JSON");
+    assert_eq!(
+        shipped,
+        dashboard::load(),
+        "the chart's dashboard differs from {}",
+        dashboard::DASHBOARD
+    );
+    assert!(
+        !helm_template(&[]).contains("grafana_dashboard"),
+        "grafanaDashboard.enabled is off by default"
+    );
 }

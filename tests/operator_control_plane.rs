@@ -1,11 +1,11 @@
 //! The operator binary against a real API server (etcd, kube-apiserver, kube-controller-manager
-//! and kube-scheduler built from upstream; see tests/support/control_plane.rs).
+//! and kube-scheduler built from upstream; see tests/support/src/control_plane.rs).
 //!
 //! There is no kubelet here, so no server pod runs: these tests are about the objects the
 //! operator writes, the writes it does not make, and what the API server refuses. The quorum
 //! stories run on real ZooKeeper in tests/quorum_real_zookeeper.rs.
 
-mod support;
+use zooherd_test_support as support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

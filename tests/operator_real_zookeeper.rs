@@ -8,7 +8,7 @@
 //! their AdminServers. When the operator restarts a frozen member it evicts the pod, which is
 //! what the test observes (the StatefulSet controller recreates it, without an IP).
 
-mod support;
+use zooherd_test_support as support;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The prober (src/quorum/probe.rs), the status rule (src/quorum/rule.rs) and the restart
 //! decision (src/quorum/restart.rs) against real ZooKeeper ensembles on loopback addresses
-//! (tests/support/zookeeper.rs), driven the way the controller drives them: a probe round,
+//! (tests/support/src/zookeeper.rs), driven the way the controller drives them: a probe round,
 //! then the rule, every [`PROBE_INTERVAL`].
 //!
 //! Run `bash tests/cluster/setup.sh` once first (it fetches ZooKeeper into ~/.cache/zooherd),
@@ -9,7 +9,7 @@
 //! each phase with a generous deadline and never assert how long anything took: the figures
 //! are the benchmark's job (benches/quorum_status.rs).
 
-mod support;
+use zooherd_test_support as support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

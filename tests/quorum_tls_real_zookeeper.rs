@@ -1,4 +1,4 @@
-//! Quorum TLS on real ZooKeeper ensembles (tests/support/zookeeper.rs): the certificates of
+//! Quorum TLS on real ZooKeeper ensembles (tests/support/src/zookeeper.rs): the certificates of
 //! `zooherd::tls::issue` and the zoo.cfg keys of each stage of `QuorumTls`
 //! (src/build/quorum_tls.rs), as the operator renders them, with the files in each member's
 //! directory instead of the pod's mount. The tests prove that
@@ -17,7 +17,7 @@
 //! stage's duration and the longest time without an acknowledged write). The tests take turns
 //! (one ensemble at a time on a 2-core machine).
 
-mod support;
+use zooherd_test_support as support;
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};

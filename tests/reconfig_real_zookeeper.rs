@@ -1,4 +1,4 @@
-//! Scaling by dynamic reconfiguration on real ZooKeeper ensembles (tests/support/zookeeper.rs):
+//! Scaling by dynamic reconfiguration on real ZooKeeper ensembles (tests/support/src/zookeeper.rs):
 //! the planner (src/quorum/membership.rs) decides each step from the committed membership and
 //! what the members answer, and the reconfiguration client (src/quorum/reconfig.rs) makes it,
 //! as the superuser, the way the controller does; the test plays the StatefulSet (starting and
@@ -8,7 +8,7 @@
 //! The tests take turns (one ensemble at a time on a 2-core machine). Each add and remove step
 //! prints how long it took.
 
-mod support;
+use zooherd_test_support as support;
 
 use std::time::Duration;
 

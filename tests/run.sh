@@ -2,7 +2,8 @@
 # The project's test command: bash tests/run.sh
 #   1. tests/cluster/setup.sh: etcd, Kubernetes, kubectl, helm, promtool, prometheus and ZooKeeper into ~/.cache/zooherd
 #      (cached by version; the first run builds the control plane from source)
-#   2. cargo fmt --check; cargo clippy --all-targets -- -D warnings
+#   2. cargo fmt --all --check; cargo clippy --workspace --all-targets -- -D warnings (the package and
+#      tests/support, the tests' shared crate)
 #   3. one control plane for the whole run (ZOOHERD_TEST_KUBECONFIG); cargo test --all-targets
 # Arguments, if any, replace --all-targets in the cargo test command lines, e.g.
 # `bash tests/run.sh --test smoke_zookeeper --test smoke_control_plane`.
@@ -18,8 +19,8 @@ bash tests/cluster/setup.sh
 targets=("$@")
 [ $# -gt 0 ] || targets=(--all-targets)
 
-cargo fmt --check
-cargo clippy --all-targets -- -D warnings
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 # Build the tests before starting the control plane, so that it does not wait on the compiler.
 cargo test --no-run "${targets[@]}"
 

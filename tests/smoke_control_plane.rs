@@ -1,8 +1,8 @@
-//! Smoke tests of the real control plane (tests/support/control_plane.rs): the API server
+//! Smoke tests of the real control plane (tests/support/src/control_plane.rs): the API server
 //! serves custom resources to kube's Client and to kubectl, and the controller manager and
 //! the scheduler do their work. Run `bash tests/cluster/setup.sh` once first (tests/run.sh does).
 
-mod support;
+use zooherd_test_support as support;
 
 use std::process::Output;
 use std::time::{Duration, Instant};

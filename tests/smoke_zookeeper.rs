@@ -1,8 +1,8 @@
-//! Smoke tests of the real-ZooKeeper support (tests/support/zookeeper.rs): ensembles start,
+//! Smoke tests of the real-ZooKeeper support (tests/support/src/zookeeper.rs): ensembles start,
 //! elect a leader, survive the loss of one, and the process controls do what they say.
 //! Run `bash tests/cluster/setup.sh` once first (tests/run.sh does).
 
-mod support;
+use zooherd_test_support as support;
 
 use std::time::{Duration, Instant};
 

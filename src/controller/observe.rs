@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -139,6 +140,7 @@ pub async fn observe(
     let mut memory = ctx.memory_of(ensemble);
     let previous_phase = memory.rule.phase();
     let voter_list: Vec<Voter> = voters.iter().map(|(v, _)| v.clone()).collect();
+    let probing = Instant::now();
     let computed = quorum::observe(
         &ctx.prober,
         &voter_list,
@@ -146,6 +148,7 @@ pub async fn observe(
         &ctx.settings.rule,
     )
     .await;
+    ctx.metrics.probe_round(probing.elapsed());
     let now = Timestamp::now();
 
     let namespace = ensemble.namespace().unwrap_or_default();

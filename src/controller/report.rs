@@ -145,6 +145,7 @@ pub async fn report(
     ctx.metrics.phase(&namespace, &name, phase);
     ctx.metrics
         .fault_tolerance(&namespace, &name, computed.summary.fault_tolerance);
+    ctx.metrics.members(&namespace, &name, &status.members);
     if previous_phase != Some(phase) {
         publish_phase_event(ensemble, ctx, previous_phase, phase, &computed.message).await;
     }

@@ -1,9 +1,10 @@
 //! What the operator tells about itself: Prometheus metrics, and the /healthz, /readyz and
 //! /metrics endpoints that the Deployment's probes and a ServiceMonitor scrape.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,7 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::api::Phase;
+use crate::api::{MemberStatus, Phase};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum Outcome {
@@ -48,6 +49,17 @@ struct EnsembleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MemberLabels {
+    namespace: String,
+    name: String,
+    pod: String,
+    state: String,
+}
+
+/// The member_state series set for each ensemble.
+type MemberSeries = HashMap<EnsembleLabels, Vec<MemberLabels>>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     namespace: String,
     name: String,
@@ -65,6 +77,11 @@ pub struct Metrics {
     fault_tolerance: Family<EnsembleLabels, Gauge>,
     member_restarts: Family<EnsembleLabels, Counter>,
     quorum_certificate_expiry: Family<EnsembleLabels, Gauge>,
+    member_state: Family<MemberLabels, Gauge>,
+    /// The member_state series last set for each ensemble (namespace, name), so that a
+    /// member's old state goes when it changes: one series per member, not one per state.
+    member_series: Arc<Mutex<MemberSeries>>,
+    probe_round_duration: Histogram,
     leading: Gauge,
     registry: Arc<Registry>,
 }
@@ -121,6 +138,19 @@ impl Default for Metrics {
             "When the certificate each ensemble's servers present to each other expires (Unix time; .status.quorumTls.certificateNotAfter)",
             quorum_certificate_expiry.clone(),
         );
+        let member_state = Family::<MemberLabels, Gauge>::default();
+        registry.register(
+            "member_state",
+            "1 for each voter of each ensemble, labelled with its pod and its state in .status.members (leader, follower, not-serving, unreachable, ...)",
+            member_state.clone(),
+        );
+        let probe_round_duration =
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+        registry.register(
+            "probe_round_duration_seconds",
+            "Duration of one probe round: every voter of one ensemble asked, in parallel, what it is doing",
+            probe_round_duration.clone(),
+        );
         let leading = Gauge::default();
         registry.register(
             "leading",
@@ -136,6 +166,9 @@ impl Default for Metrics {
             fault_tolerance,
             member_restarts,
             quorum_certificate_expiry,
+            member_state,
+            member_series: Arc::default(),
+            probe_round_duration,
             leading,
             registry: Arc::new(registry),
         }
@@ -217,6 +250,36 @@ impl Metrics {
         }
     }
 
+    /// The voters' states, as `.status.members` lists them.
+    pub fn members(&self, namespace: &str, name: &str, members: &[MemberStatus]) {
+        let current: Vec<MemberLabels> = members
+            .iter()
+            .map(|m| MemberLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                pod: m.pod.clone(),
+                state: m.state.as_str().to_owned(),
+            })
+            .collect();
+        for labels in &current {
+            self.member_state.get_or_create(labels).set(1);
+        }
+        let key = EnsembleLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        let mut series = self.member_series.lock().expect("member series lock");
+        let previous = series.insert(key, current.clone()).unwrap_or_default();
+        for gone in previous.iter().filter(|l| !current.contains(l)) {
+            self.member_state.remove(gone);
+        }
+    }
+
+    /// How long one probe round of an ensemble's voters took.
+    pub fn probe_round(&self, took: Duration) {
+        self.probe_round_duration.observe(took.as_secs_f64());
+    }
+
     /// Whether this replica runs the controllers (holds the Lease, or runs without election).
     pub fn leading(&self, leading: bool) {
         self.leading.set(i64::from(leading));
@@ -238,6 +301,14 @@ impl Metrics {
         self.fault_tolerance.remove(&ensemble);
         self.member_restarts.remove(&ensemble);
         self.quorum_certificate_expiry.remove(&ensemble);
+        let members = self
+            .member_series
+            .lock()
+            .expect("member series lock")
+            .remove(&ensemble);
+        for labels in members.unwrap_or_default() {
+            self.member_state.remove(&labels);
+        }
     }
 
     pub fn member_restarted(&self, namespace: &str, name: &str) {
@@ -320,6 +391,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::MemberState;
 
     #[test]
     fn phase_gauge_marks_exactly_one_phase() {
@@ -396,6 +468,54 @@ mod tests {
                 .encode()
                 .contains("zooherd_quorum_certificate_expiry_timestamp_seconds{")
         );
+    }
+
+    #[test]
+    fn each_member_has_one_state_series_which_follows_it() {
+        let metrics = Metrics::default();
+        let member = |pod: &str, state| MemberStatus {
+            pod: pod.to_owned(),
+            myid: 1,
+            state,
+            reason: None,
+            zxid: None,
+            latency: None,
+            connections: None,
+            since: None,
+            restarts: 0,
+        };
+        metrics.members(
+            "ns",
+            "zk",
+            &[
+                member("zk-0", MemberState::Leader),
+                member("zk-1", MemberState::Follower),
+            ],
+        );
+        metrics.members(
+            "ns",
+            "zk",
+            &[
+                member("zk-0", MemberState::Unreachable),
+                member("zk-1", MemberState::Leader),
+            ],
+        );
+        let text = metrics.encode();
+        let mut series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("zooherd_member_state{"))
+            .collect();
+        series.sort();
+        assert_eq!(
+            series,
+            [
+                r#"zooherd_member_state{namespace="ns",name="zk",pod="zk-0",state="unreachable"} 1"#,
+                r#"zooherd_member_state{namespace="ns",name="zk",pod="zk-1",state="leader"} 1"#,
+            ],
+            "{text}"
+        );
+        metrics.forget_ensemble("ns", "zk");
+        assert!(!metrics.encode().contains("zooherd_member_state{"));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 # Builds promtool and the Prometheus server from the Prometheus Go module
 # (github.com/prometheus/prometheus, whose v0.3MM.P tags are Prometheus v3.MM.P) into
 # ~/.cache/zooherd/bin/prometheus-<module version>/, each once per version. The tests check and
-# unit-test the chart's alert rules with promtool (tests/alert_rules.rs); the end-to-end tier
-# runs the server against the local cluster (tests/support/prometheus.rs).
+# unit-test the chart's alert rules with promtool (tests/monitoring.rs); the end-to-end tier
+# runs the server against the local cluster (tests/support/src/prometheus.rs).
 #
 # A wrapper module requires the pinned Prometheus module, so that the build resolves with the
 # checksums `go mod tidy` recorded once, as build-control-plane.sh does for etcd and Kubernetes.

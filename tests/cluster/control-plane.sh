@@ -15,7 +15,7 @@
 #
 # Ports: the environment variables ZOOHERD_CP_ETCD_PORT, ZOOHERD_CP_ETCD_PEER_PORT,
 # ZOOHERD_CP_APISERVER_PORT, ZOOHERD_CP_KCM_PORT and ZOOHERD_CP_SCHEDULER_PORT choose them
-# (tests/support/control_plane.rs finds free ones by binding port 0); the ones unset are
+# (tests/support/src/control_plane.rs finds free ones by binding port 0); the ones unset are
 # picked here among ports no socket listens on. Everything listens on 127.0.0.1 only.
 #
 # ZOOHERD_CP_ADVERTISE_ADDRESS (optional): the address the API server publishes in the
@@ -170,7 +170,7 @@ tails() {
   done
 }
 
-# ZOOHERD_CP_QUIET=1 (set by tests/support/control_plane.rs, which reports the logs itself)
+# ZOOHERD_CP_QUIET=1 (set by tests/support/src/control_plane.rs, which reports the logs itself)
 # leaves out the tails.
 fail() {
   log "$*"

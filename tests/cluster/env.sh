@@ -14,7 +14,7 @@
 #   ZOOHERD_PROMETHEUS                 the Prometheus server (the end-to-end tier's alerts)
 #   ZOOHERD_ZOOKEEPER_HOME             ZooKeeper home (lib/*.jar, conf/logback.xml)
 #
-# tests/support/*.rs derives the same defaults when a variable is unset.
+# tests/support/src/*.rs derives the same defaults when a variable is unset.
 _zooherd_cluster_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=SCRIPTDIR/versions.env
 . "$_zooherd_cluster_dir/versions.env"

@@ -5,15 +5,15 @@
 //! scrapes the end-to-end cluster and evaluates the chart's alert rules ([`prometheus`]), and a
 //! client that writes throughout a change to a local ensemble ([`writer`]).
 //!
-//! Use it from a test file with `mod support;`. Every test binary uses a subset, hence the
-//! `dead_code` allowance.
+//! It is a crate of its own (`zooherd-test-support`, a dev-dependency), so it compiles once
+//! for every test binary and benchmark; a test file names it with
+//! `use zooherd_test_support as support;`.
 //!
 //! Everything is installed by `tests/cluster/setup.sh` into `~/.cache/zooherd`
 //! (`ZOOHERD_CACHE`); the paths can be overridden with the variables listed in
 //! `tests/cluster/env.sh`, which `tests/run.sh` exports.
-#![allow(dead_code)]
-
 pub mod control_plane;
+pub mod dashboard;
 pub mod fault;
 pub mod kubelet;
 pub mod linearizability;
@@ -40,7 +40,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 /// The pinned versions, from `tests/cluster/versions.env`.
-const VERSIONS_ENV: &str = include_str!("../cluster/versions.env");
+const VERSIONS_ENV: &str = include_str!("../../cluster/versions.env");
 
 /// The value of `key` in `tests/cluster/versions.env`.
 pub fn version(key: &str) -> String {
@@ -68,9 +68,38 @@ pub fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
     }
 }
 
-/// The repository's root directory.
+/// The repository's root directory (this crate lives in its `tests/support`).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root")
+}
+
+/// Cargo's profile directory of the running test or benchmark (`target/debug`,
+/// `target/release`): Cargo puts the test binary in its `deps/`, and the package's binaries,
+/// which it builds for every integration test and benchmark, in the directory itself.
+/// (`CARGO_BIN_EXE_*` would say the same, but Cargo sets it only for the test's own crate.)
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the running test's path");
+    exe.parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} is not in a Cargo profile's deps/", exe.display()))
+        .to_path_buf()
+}
+
+/// The `zooherd` binary built for this test run.
+pub fn zooherd_binary() -> PathBuf {
+    profile_dir().join("zooherd")
+}
+
+/// Cargo's directory for tests' temporary files (`CARGO_TARGET_TMPDIR`: `tmp/` in the target
+/// directory).
+pub fn target_tmp_dir() -> PathBuf {
+    profile_dir()
+        .parent()
+        .expect("the target directory")
+        .join("tmp")
 }
 
 /// The cache that `tests/cluster/setup.sh` fills: `ZOOHERD_CACHE`, by default `~/.cache/zooherd`.

@@ -80,7 +80,7 @@ impl LocalCluster {
             .arg(super::repo_root().join("tests/e2e/cluster.sh"))
             .arg("run")
             .arg(&dir)
-            .arg(env!("CARGO_BIN_EXE_zooherd"))
+            .arg(crate::zooherd_binary())
             .env("ZOOHERD_E2E_VOLUMES", volumes.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("cluster.log"))

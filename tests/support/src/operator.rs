@@ -112,7 +112,7 @@ pub async fn set_image_by_hand(
 
 /// Installs the CRDs exactly as `zooherd crd` prints them, and waits until they are served.
 pub fn install_crds(cp: &ControlPlane) {
-    let crds = Command::new(env!("CARGO_BIN_EXE_zooherd"))
+    let crds = Command::new(crate::zooherd_binary())
         .arg("crd")
         .output()
         .expect("running zooherd crd");
@@ -172,7 +172,7 @@ impl Operator {
             .unwrap()
             .port();
         let log = dir.path().join("operator.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_zooherd"));
+        let mut command = Command::new(crate::zooherd_binary());
         command
             .args(["operator", "--namespace", namespace])
             .args(["--http-address", &format!("127.0.0.1:{port}")])

@@ -197,6 +197,17 @@ impl Prometheus {
         data["result"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The result of a range query from `start` to `end` (Unix seconds), every `step` seconds.
+    pub async fn query_range(&self, promql: &str, start: f64, end: f64, step: f64) -> Vec<Value> {
+        let query: String = url_encode(promql);
+        let data = self
+            .api(&format!(
+                "query_range?query={query}&start={start:.3}&end={end:.3}&step={step}"
+            ))
+            .await;
+        data["result"].as_array().cloned().unwrap_or_default()
+    }
+
     /// The pending and firing alerts: (alertname, its labels, its state).
     pub async fn alerts(&self) -> Vec<(String, Value, String)> {
         let data = self.api("alerts").await;

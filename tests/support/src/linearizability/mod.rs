@@ -386,7 +386,7 @@ impl std::error::Error for Failed {}
 pub fn failure_dir() -> PathBuf {
     match std::env::var_os("ZOOHERD_LINEARIZABILITY_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("linearizability"),
+        None => crate::target_tmp_dir().join("linearizability"),
     }
 }
 
