@@ -51,7 +51,7 @@ rm -f "$dir/ready"
 
 for bin in "$ZOOHERD_ETCD" "$ZOOHERD_KUBE_APISERVER" "$ZOOHERD_KUBE_CONTROLLER_MANAGER" "$ZOOHERD_KUBE_SCHEDULER"; do
   if [ ! -x "$bin" ]; then
-    echo "control-plane: $bin is missing; run tests/cluster/setup.sh first" >&2
+    log "$bin is missing; run tests/cluster/setup.sh first"
     exit 1
   fi
 done
@@ -74,7 +74,7 @@ pick_port() {
       return 0
     fi
   done
-  echo "control-plane: found no free port" >&2
+  log "found no free port"
   return 1
 }
 etcd_port=${ZOOHERD_CP_ETCD_PORT:-}
@@ -114,7 +114,7 @@ subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kuberne
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out sa.key 2>>"$logs/pki.log" || exit 1
   openssl pkey -in sa.key -pubout -out sa.pub 2>>"$logs/pki.log" || exit 1
 ); then
-  echo "control-plane: generating the certificates with openssl failed:" >&2
+  log "generating the certificates with openssl failed:"
   cat "$logs/pki.log" >&2
   exit 1
 fi

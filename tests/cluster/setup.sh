@@ -23,7 +23,7 @@ for tool in go npm mvn java unzip openssl curl ss setpriv flock; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: missing tools: ${missing[*]} (bash .ci/run installs them)" >&2
+  log "missing tools: ${missing[*]} (bash .ci/run installs them)"
   exit 1
 fi
 

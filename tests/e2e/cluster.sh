@@ -64,7 +64,7 @@ recycle_released_volumes() {
         find "$path" -mindepth 1 -delete \
           && k patch pv "$name" --type json -p '[{"op":"remove","path":"/spec/claimRef"}]' \
             >/dev/null \
-          && echo "cluster: $name released, wiped and made Available" >&2
+          && log "$name released, wiped and made Available"
       done || true
     sleep 1
   done
@@ -93,7 +93,7 @@ run() {
       wait "$cp_pid" 2>/dev/null || true
     fi
     rm -f "$dir/cluster.pid"
-    echo "cluster: down" >&2
+    log "down"
   }
   trap 'teardown; exit 0' INT TERM HUP
   trap teardown EXIT
@@ -117,7 +117,7 @@ run() {
   fi
   printf 'ZOOHERD_E2E_SERVER_IMAGE=%s\nZOOHERD_E2E_OPERATOR_IMAGE=%s\n' "$server_ref" "$operator_ref" \
     > "$dir/images.env"
-  echo "cluster: images ready after $(elapsed_ms) ms" >&2
+  log "images ready after $(elapsed_ms) ms"
 
   # ---- control plane and node -----------------------------------------------------------
   ZOOHERD_CP_ADVERTISE_ADDRESS=$node_ip setpriv --pdeathsig KILL \
@@ -179,7 +179,7 @@ EOF
     || { k -n "$release_namespace" describe pods >&2 || true; die "helm install failed"; }
 
   touch "$dir/cluster-ready"
-  echo "cluster: ready in $(elapsed_ms) ms: kubectl --kubeconfig $dir/kubeconfig get zke -A" >&2
+  log "ready in $(elapsed_ms) ms: kubectl --kubeconfig $dir/kubeconfig get zke -A"
 
   # ---- stay up until a signal, or until the control plane or the node ends --------------
   while :; do

@@ -73,8 +73,8 @@ with_netpol=${ZOOHERD_NODE_NETPOL:-}
 service_range=10.0.0.0/24
 
 index=${ZOOHERD_NODE_INDEX:-0}
-case $index in '' | *[!0-9]*) echo "node: ZOOHERD_NODE_INDEX must be 0..250" >&2; exit 2 ;; esac
-[ "$index" -le 250 ] || { echo "node: ZOOHERD_NODE_INDEX must be 0..250" >&2; exit 2; }
+case $index in '' | *[!0-9]*) log "ZOOHERD_NODE_INDEX must be 0..250"; exit 2 ;; esac
+[ "$index" -le 250 ] || { log "ZOOHERD_NODE_INDEX must be 0..250"; exit 2; }
 host_ip=10.212.0.1
 hostbr=zhnodes
 node_ip=10.212.$index.2
