@@ -248,9 +248,13 @@ async fn rendered_chart_passes_a_server_side_dry_run() {
     ];
     let dir = tempfile::tempdir().unwrap();
 
+    // Per namespace, with the Grafana dashboard's ConfigMap (which the API server must take
+    // as it is: a valid label, under the object size limit).
     let per_namespace = vec![
         "--set".to_owned(),
         format!("watchNamespaces={{{}}}", watched.join(",")),
+        "--set".to_owned(),
+        "grafanaDashboard.enabled=true".to_owned(),
     ];
     for (mode, args) in [("cluster-wide", vec![]), ("per-namespace", per_namespace)] {
         let release = support::unique_name("dry-run");
@@ -265,6 +269,7 @@ async fn rendered_chart_passes_a_server_side_dry_run() {
         } else {
             // Only the one that reads nodes (cluster-scoped objects).
             assert_eq!((count("ClusterRole"), count("ClusterRoleBinding")), (1, 1));
+            assert_eq!(count("ConfigMap"), 1, "{mode}: the dashboard's ConfigMap");
             for ns in &watched {
                 for kind in ["Role", "RoleBinding"] {
                     assert!(
