@@ -66,6 +66,10 @@ struct PhaseLabels {
     phase: String,
 }
 
+/// The buckets of the duration histograms, in seconds: a reconcile or a probe round takes
+/// milliseconds when every member answers, up to the probe timeout when one does not.
+const DURATION_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
 /// The operator's metrics. Cheap to clone: every field is a shared handle.
 #[derive(Clone)]
 pub struct Metrics {
@@ -101,8 +105,7 @@ impl Default for Metrics {
             "Failed reconciliations by error kind",
             reconcile_errors.clone(),
         );
-        let reconcile_duration =
-            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+        let reconcile_duration = Histogram::new(DURATION_BUCKETS);
         registry.register(
             "reconcile_duration_seconds",
             "Duration of one reconciliation, probe round included",
@@ -144,8 +147,7 @@ impl Default for Metrics {
             "1 for each voter of each ensemble, labelled with its pod and its state in .status.members (leader, follower, not-serving, unreachable, ...)",
             member_state.clone(),
         );
-        let probe_round_duration =
-            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+        let probe_round_duration = Histogram::new(DURATION_BUCKETS);
         registry.register(
             "probe_round_duration_seconds",
             "Duration of one probe round: every voter of one ensemble asked, in parallel, what it is doing",

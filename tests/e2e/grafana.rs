@@ -64,6 +64,13 @@ pub(super) async fn dashboard_answers(
         secs(t)
     );
 
+    // The operator's phase metric follows the status it wrote: ACTIVE, as the story left it.
+    // A few seconds more, so that the saved answers show the end of the story too.
+    let active = format!(
+        r#"zooherd_ensemble_phase{{namespace="{namespace}",name="{name}",phase="ACTIVE"}} == 1"#
+    );
+    prometheus.wait_series(&active, 1, ANSWER_TIMEOUT).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let end = unix_now();
     let mut panels = Vec::new();
     for query in dashboard::queries(&board, variables) {
