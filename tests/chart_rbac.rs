@@ -731,6 +731,21 @@ async fn operator_runs_with_chart_rbac(rbac: Rbac) {
         // Nodes are read (a member on a node that is not Ready is never restarted), not changed.
         (vec!["list", "nodes"], true),
         (vec!["patch", "nodes"], false),
+        // A member's volume is read, and its claim deleted, to rebuild it off a lost node.
+        (vec!["get", "persistentvolumes"], true),
+        (vec!["delete", "persistentvolumes"], false),
+        (
+            vec!["get", "persistentvolumeclaims", "-n", &ensemble_ns],
+            true,
+        ),
+        (
+            vec!["delete", "persistentvolumeclaims", "-n", &ensemble_ns],
+            true,
+        ),
+        (
+            vec!["create", "persistentvolumeclaims", "-n", &ensemble_ns],
+            false,
+        ),
         (
             vec!["update", "customresourcedefinitions.apiextensions.k8s.io"],
             false,

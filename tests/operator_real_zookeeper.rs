@@ -739,6 +739,209 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
 
+/// Issue 15, item 3: a member on a lost node whose volume lives only there is rebuilt elsewhere,
+/// and only once the loss is confirmed. Voter 3's pod runs on a node whose local volume holds
+/// its data; the node stops reporting and its server is gone. Nothing is deleted while the node
+/// is merely NotReady. Once an administrator taints it `node.kubernetes.io/out-of-service`, the
+/// operator removes voter 3 by reconfiguration, deletes its claim and pod, and the new pod
+/// (started empty by the test, as the kubelet of another node would) joins and is added back
+/// as a voter. The operator leading at the first step is killed on the way. No write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_on_a_lost_node_is_rebuilt_elsewhere_once_the_loss_is_confirmed() {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use zookeeper_client as zk;
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "lostnode").await.unwrap();
+    let nodes = Api::<Node>::all(client.clone());
+    let node = format!("{ns}-node");
+    create_node(&nodes, &node).await;
+    set_node_ready(&nodes, &node, true).await;
+    // The local volume of server 3 (pod zk-2): usable on that node only, bound to its claim.
+    let class = format!("{ns}-local");
+    let volumes = Api::<PersistentVolume>::all(client.clone());
+    let volume_name = format!("{ns}-data-zk-2");
+    let volume: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": volume_name},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": class,
+            "persistentVolumeReclaimPolicy": "Retain",
+            "local": {"path": "/var/lib/zooherd-test"},
+            "claimRef": {"namespace": ns, "name": "data-zk-2"},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]},
+            ]}]}},
+        },
+    }))
+    .unwrap();
+    volumes
+        .create(&PostParams::default(), &volume)
+        .await
+        .unwrap();
+
+    let mut replicas = Replicas::start(cp, &ns);
+    let spec = json!({
+        "replicas": 3,
+        "failedMemberRestart": {"thresholdSeconds": 10},
+        "storage": {"data": {"size": "1Gi", "storageClassName": class}},
+    });
+    let (ensembles, mut zookeeper) = ensemble_with_superuser(&client, &ns, spec, 3).await;
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
+    let old_claim = eventually("claim data-zk-2 bound to the local volume", || async {
+        let claim = claims.get_opt("data-zk-2").await.unwrap()?;
+        (claim.status.as_ref()?.phase.as_deref() == Some("Bound")).then_some(claim)
+    })
+    .await;
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    eventually("pod zk-2", || async { pods.get_opt("zk-2").await.unwrap() }).await;
+    bind_to_node(&pods, "zk-2", &node).await;
+    let pods = start_three_voters(&client, &ns, &mut zookeeper).await;
+    status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
+    eventually("the ConfigMap to say the ensemble formed", || async {
+        let data = config_maps.get("zk-config").await.unwrap().data?;
+        (data.get(names::FORMED_KEY)? == "true").then_some(())
+    })
+    .await;
+    let cluster = zookeeper
+        .client_addresses(0..2)
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let writer = zk::Client::connect(&cluster).await.expect("a client");
+    let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    writer.create("/kept", b"yes", &create).await.unwrap();
+
+    // The node stops reporting, and its server with it.
+    zookeeper.stop(2).unwrap();
+    set_node_ready(&nodes, &node, false).await;
+    let old_uid = pods.get("zk-2").await.unwrap().uid().unwrap();
+    let held = status_where(&ensembles, "DEGRADED, the restart held for the node", |s| {
+        s.phase == Some(Phase::Degraded)
+            && condition(s, "RestartHeld").is_some_and(|c| c.message.contains(&node))
+    })
+    .await;
+    let message = &condition(&held, "RestartHeld").unwrap().message;
+    assert!(message.contains("zooherd.dev/replaceMember"), "{message}");
+    // Past the restart threshold, with the node only NotReady: nothing is deleted.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let pod = pods.get("zk-2").await.unwrap();
+    assert_eq!(pod.uid().as_deref(), Some(old_uid.as_str()), "pod replaced");
+    assert!(pod.metadata.deletion_timestamp.is_none(), "pod deleted");
+    let claim = claims.get("data-zk-2").await.unwrap();
+    assert_eq!(claim.uid(), old_claim.uid(), "claim replaced");
+    assert!(claim.metadata.deletion_timestamp.is_none(), "claim deleted");
+    let status = ensembles.get("zk").await.unwrap().status.unwrap();
+    assert_eq!(status.membership.unwrap().voters, [1, 2, 3]);
+    assert!(condition(&status_now(&ensembles).await, "MemberReplacement").is_none());
+
+    // An administrator confirms the node is gone (Kubernetes' non-graceful node shutdown).
+    let started = std::time::Instant::now();
+    let taints = json!([
+        {"key": "zooherd.test/no-kubelet", "effect": "NoSchedule"},
+        {"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"},
+        {"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"},
+    ]);
+    nodes
+        .patch(
+            &node,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"taints": taints}})),
+        )
+        .await
+        .unwrap();
+    let removing = status_where(&ensembles, "voter 3 removed", |s| {
+        s.membership.as_ref().is_some_and(|m| m.voters == [1, 2])
+    })
+    .await;
+    println!(
+        "lost voter 3 removed {:?} after the confirmation",
+        started.elapsed()
+    );
+    if let Some(c) = condition(&removing, "MemberReplacement") {
+        println!("MemberReplacement: {}", c.message);
+    }
+    let killed = replicas.kill_the_leader(&client).await;
+    println!("killed the leading {killed}");
+    eventually("claim data-zk-2 to be replaced", || async {
+        match claims.get_opt("data-zk-2").await.unwrap() {
+            None => Some(()),
+            Some(claim) => (claim.uid() != old_claim.uid()).then_some(()),
+        }
+    })
+    .await;
+    let new_pod = eventually("pod zk-2 to be replaced", || async {
+        let pod = pods.get_opt("zk-2").await.unwrap()?;
+        (pod.uid().as_deref() != Some(old_uid.as_str())).then_some(pod)
+    })
+    .await;
+    println!(
+        "the claim and the pod replaced {:?} after the confirmation",
+        started.elapsed()
+    );
+    assert_ne!(
+        new_pod.spec.as_ref().unwrap().node_name.as_deref(),
+        Some(node.as_str()),
+        "the new pod is on the lost node"
+    );
+    let events = Api::<Event>::namespaced(client.clone(), &ns);
+    let replacing = event_where(&events, "a ReplacingMember Event", |e| {
+        e.reason.as_deref() == Some("ReplacingMember")
+    })
+    .await;
+    println!("Event: {}", replacing.note.unwrap_or_default());
+
+    // Another node's kubelet: the new pod's server starts empty, joining as an observer.
+    let spec = zookeeper.member(2).spec().clone();
+    std::fs::remove_dir_all(&spec.data_dir).unwrap();
+    std::fs::create_dir_all(&spec.data_dir).unwrap();
+    std::fs::write(spec.data_dir.join("myid"), "3\n").unwrap();
+    std::fs::write(&spec.config_file, render_config(&spec, &[])).unwrap();
+    let lines: String = spec
+        .servers
+        .iter()
+        .map(|s| {
+            let line = server_line(s);
+            let line = if s.myid == 3 {
+                line.replace(":participant;", ":observer;")
+            } else {
+                line
+            };
+            format!("server.{}={line}\n", s.myid)
+        })
+        .collect();
+    std::fs::write(spec.dynamic_config_file.as_ref().unwrap(), lines).unwrap();
+    zookeeper.start_member(2).unwrap();
+    bind_pod(&pods, 2, zookeeper.member(2).ip()).await;
+    let status = status_where(&ensembles, "ACTIVE with voters 1-3 again", |s| {
+        voters_are(&[1, 2, 3])(s) && condition(s, "MemberReplacement").is_none()
+    })
+    .await;
+    println!(
+        "voter 3 back {:?} after the confirmation",
+        started.elapsed()
+    );
+    assert_eq!(status.ready.as_deref(), Some("3/3"));
+    let (data, _) = writer.get_data("/kept").await.unwrap();
+    assert_eq!(data, b"yes");
+    drop(replicas);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+    nodes.delete(&node, &Default::default()).await.unwrap();
+    volumes
+        .delete(&volume_name, &Default::default())
+        .await
+        .unwrap();
+}
+
+/// The ensemble's status as it is now.
+async fn status_now(ensembles: &Api<ZooKeeperEnsemble>) -> ZooKeeperEnsembleStatus {
+    ensembles.get("zk").await.unwrap().status.unwrap()
+}
+
 /// Issue 20, item 11: two replicas of the operator, and at every step of a roll the one that
 /// leads is killed with SIGKILL (as with its node lost: it cannot release the Lease). The
 /// standby takes the Lease over once it expires and goes on from what it observes: one server

@@ -1,5 +1,5 @@
 //! Annotations a user (or `kubectl zooherd restart`) puts on a `ZooKeeperEnsemble` to ask the
-//! operator for a restart.
+//! operator for a restart, or to confirm that a member's node is gone.
 //!
 //! A restart is a request, not an action: the operator carries it out with its own roll, one
 //! server at a time and only while every voter serves, so asking can never cost the quorum.
@@ -17,7 +17,14 @@ pub const RESTARTED_AT: &str = "zooherd.dev/restartedAt";
 /// done, so a request is carried out at most once and may stay on the object.
 pub const RESTART_MEMBER: &str = "zooherd.dev/restartMember";
 
-/// A request to restart one server, from the [`RESTART_MEMBER`] annotation.
+/// Confirm that one server's node is gone for good: `<pod>/<uid>`, in the same form as
+/// [`RESTART_MEMBER`], approves rebuilding that pod's member on another node (see
+/// `spec.lostNode`) while its node is not Ready. The uid ties the approval to the pod the
+/// administrator looked at: a later pod of the same name on another node is not covered by it.
+pub const REPLACE_MEMBER: &str = "zooherd.dev/replaceMember";
+
+/// A request about one server's pod, from the [`RESTART_MEMBER`] or [`REPLACE_MEMBER`]
+/// annotation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberRestart {
     pub pod: String,

@@ -252,6 +252,11 @@ pub struct ZooKeeperEnsembleSpec {
     #[serde(default)]
     pub failed_member_restart: FailedMemberRestartSpec,
 
+    /// What the operator does with a member whose node is lost: rebuild it on another node
+    /// once the loss is confirmed (see `lostNode.replacement`).
+    #[serde(default)]
+    pub lost_node: LostNodeSpec,
+
     /// Who may reach which server port: a NetworkPolicy named after the ensemble, on by
     /// default. Every port admits its owner only: the quorum and election ports (2888, 3888)
     /// the ensemble's own servers; the AdminServer (8080) the operator's pods and the
@@ -486,6 +491,58 @@ impl Default for FailedMemberRestartSpec {
             threshold_seconds: default_restart_threshold(),
         }
     }
+}
+
+/// `spec.lostNode`: rebuilding a member whose node is gone.
+///
+/// A pod on a node that stopped reporting may still run there, so nothing of it is deleted on
+/// a guess. Once the loss is confirmed, the operator rebuilds the member elsewhere, one at a
+/// time and only while the other voters keep a quorum: if its volume can only be used on the
+/// lost node (a local volume), it first removes the member from the voters by
+/// reconfiguration, then deletes its pod and its volume claims, lets the StatefulSet place it
+/// on another node with new volumes, and adds it back as a voter once it has synced; if its
+/// volume can follow it, it only deletes the pod, which comes back elsewhere with its data.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LostNodeSpec {
+    /// When a loss counts as confirmed. `Confirmed` (the default): only when the Node object
+    /// is deleted, the node is tainted `node.kubernetes.io/out-of-service` (Kubernetes'
+    /// non-graceful node shutdown), or the ensemble carries the annotation
+    /// `zooherd.dev/replaceMember: <pod>/<pod uid>`. `Automatic`: also once the node has been
+    /// NotReady for `afterSeconds`; choose it only if a node that stops reporting never comes
+    /// back on its own with the server still running (the rebuilt member then costs nothing
+    /// but a resync, but its old volume's data is deleted).
+    #[serde(default)]
+    pub replacement: LostNodeReplacement,
+
+    /// With `replacement: Automatic`, seconds a node must have been NotReady before its
+    /// members are rebuilt elsewhere.
+    #[serde(default = "default_lost_node_after")]
+    #[x_kube(validation = kube::core::Rule::new("self >= 60").message("spec.lostNode.afterSeconds must be at least 60; a node that restarts or loses its network briefly must not cost a member its data"))]
+    pub after_seconds: i32,
+}
+
+impl Default for LostNodeSpec {
+    fn default() -> Self {
+        Self {
+            replacement: LostNodeReplacement::default(),
+            after_seconds: default_lost_node_after(),
+        }
+    }
+}
+
+/// `spec.lostNode.replacement`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LostNodeReplacement {
+    /// Only once the loss is confirmed by an administrator or by Kubernetes.
+    #[default]
+    Confirmed,
+    /// Also after `afterSeconds` of NotReady.
+    Automatic,
+}
+
+fn default_lost_node_after() -> i32 {
+    300
 }
 
 /// `spec.networkPolicy` (its field's doc says what the policy admits; `build::network_policy`

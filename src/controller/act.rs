@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, EvictParams, Preconditions};
 use kube::runtime::events::EventType;
@@ -17,6 +17,7 @@ use super::{Context, Error};
 use crate::api::ZooKeeperEnsemble;
 use crate::build::{names, zoo_cfg};
 use crate::decide::Disruption;
+use crate::decide::lost_node::Claim;
 use crate::quorum::Myid;
 use crate::quorum::membership::{Membership, ScaleStep, list};
 
@@ -97,6 +98,38 @@ pub async fn act(
                 Removal::Refused(why) => return Ok(refused(pod, &why)),
             }
         }
+        Disruption::Replace {
+            pod,
+            uid,
+            claims,
+            reason,
+        } => {
+            // The claims first, then the pod (what Kubernetes' StatefulSet documentation asks
+            // of a manual recovery): a claim in use stays until its pod is gone, and the pod's
+            // replacement then waits for the claim the StatefulSet makes anew.
+            for claim in claims {
+                delete_claim(ensemble, ctx, claim).await?;
+            }
+            // Grace period 0: the node cannot run a shutdown, and the pod would stay
+            // Terminating until it answers, which a lost node never does.
+            match evict_pod(ensemble, ctx, pod, uid.clone(), Some(0)).await? {
+                Removal::Evicted | Removal::Gone => {
+                    tracing::warn!(%pod, %reason, "rebuilding a member on a lost node");
+                    let names: Vec<&str> = claims.iter().map(|c| c.name.as_str()).collect();
+                    let note = if names.is_empty() {
+                        format!("evicted pod {pod}: {reason}")
+                    } else {
+                        format!(
+                            "deleted claims {} and evicted pod {pod}: {reason}",
+                            names.join(", ")
+                        )
+                    };
+                    let (type_, reason) = (EventType::Warning, "ReplacingMember");
+                    publish(ensemble, ctx, type_, reason, "ReplaceMember", note).await;
+                }
+                Removal::Refused(why) => return Ok(refused(pod, &why)),
+            }
+        }
         Disruption::AddVoter(_) | Disruption::RemoveVoter(_) | Disruption::HandOver { .. } => {
             // The decision saw the committed membership, and a password: the spec was applied.
             if let (Some(Ok(committed)), Some(password)) = (&observation.scale.committed, password)
@@ -167,7 +200,10 @@ async fn change_voters(
             let reasons = ("HandedOverLead", "HandOverFailed");
             (result, reason.clone(), reasons, "Roll")
         }
-        Disruption::Nothing | Disruption::Restart { .. } | Disruption::Roll { .. } => {
+        Disruption::Nothing
+        | Disruption::Restart { .. }
+        | Disruption::Roll { .. }
+        | Disruption::Replace { .. } => {
             return Acted::default();
         }
     };
@@ -252,6 +288,37 @@ async fn evict_pod(
         Err(kube::Error::Api(status)) if status.code == 429 => Ok(Removal::Refused(status.message)),
         Err(source) => Err(Error::RemovePod {
             pod: pod.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Deletes a member's volume claim, while it is still the one the decision saw (its uid).
+async fn delete_claim(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    claim: &Claim,
+) -> Result<(), Error> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(
+        ctx.client.clone(),
+        &ensemble.namespace().unwrap_or_default(),
+    );
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: claim.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&claim.name, &params).await {
+        Ok(_) => {
+            ctx.metrics.api_write("PersistentVolumeClaim");
+            Ok(())
+        }
+        // Gone, or another claim of that name by now: what the deletion was for has happened.
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(source) => Err(Error::DeleteClaim {
+            claim: claim.name.clone(),
             source,
         }),
     }

@@ -18,6 +18,7 @@ mod act;
 mod apply;
 pub mod events;
 mod fence;
+mod lost_node;
 mod memory;
 mod observe;
 mod reconcile;
@@ -110,6 +111,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("deleting volume claim {claim}: {source}")]
+    DeleteClaim {
+        claim: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("not acting: {0}")]
     Fenced(#[from] FenceError),
     #[error(
@@ -127,6 +134,7 @@ impl Error {
             Self::ForeignChild { .. } => "foreign_child",
             Self::Status(_) => "status",
             Self::RemovePod { .. } => "remove_pod",
+            Self::DeleteClaim { .. } => "delete_claim",
             Self::Fenced(_) => "fenced",
             Self::Overran(_) => "overran",
             Self::Superuser { .. } | Self::SuperuserSecret { .. } => "superuser",

@@ -17,10 +17,11 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use super::memory::{Memory, recorded_membership};
-use super::{Context, scale};
-use crate::api::annotations::RESTART_MEMBER;
+use super::{Context, lost_node::node_loss, scale};
+use crate::api::annotations::{REPLACE_MEMBER, RESTART_MEMBER};
 use crate::api::{MembershipStatus, Phase, QuorumTlsStatus, ZooKeeperEnsemble};
 use crate::build::names::{self, CLIENT_PORT};
+use crate::decide::lost_node::{self, NodeLoss};
 use crate::decide::node;
 use crate::decide::restart::{PodFacts, RestartPolicy, pod_is_ready};
 use crate::decide::roll::PodRevision;
@@ -59,6 +60,11 @@ pub struct Observation {
     pub restart_policy: RestartPolicy,
     /// The ensemble's request to restart one member (`annotations::RESTART_MEMBER`).
     pub restart_request: Option<String>,
+    /// Servers on nodes that are not Ready (or waiting for a volume on one), by myid.
+    pub node_losses: BTreeMap<Myid, NodeLoss>,
+    pub lost_node_policy: lost_node::Policy,
+    /// The administrator's confirmation of a lost node (`annotations::REPLACE_MEMBER`).
+    pub replace_request: Option<String>,
 }
 
 impl Observation {
@@ -89,6 +95,9 @@ impl Observation {
             last_restart_at: self.memory.rule.last_restart_at(),
             scale: &self.scale,
             restart_request: self.restart_request.as_deref(),
+            node_losses: &self.node_losses,
+            lost_node_policy: &self.lost_node_policy,
+            replace_request: self.replace_request.as_deref(),
         }
     }
 }
@@ -188,10 +197,14 @@ pub async fn observe(
         .unwrap_or(0)
         .max(voter_ids.last().map_or(0, |&m| u32::from(m)));
     let mut revisions = BTreeMap::new();
+    let mut node_losses = BTreeMap::new();
     for myid in Myid::up_to(highest) {
         let (server, Some(pod)) = server(ensemble, ctx, myid) else {
             continue;
         };
+        if let Some(loss) = node_loss(ctx, &namespace, &pod).await {
+            node_losses.insert(myid, loss);
+        }
         if PodFacts::from_pod(&pod).refuses_empty_voter {
             scale.refusing_empty.insert(myid, server.pod.clone());
         }
@@ -217,7 +230,7 @@ pub async fn observe(
     let mut serving_addresses = Vec::new();
     if let Some(password) = password
         && has_quorum
-        && (scale.needs_reading() || rolling)
+        && (scale.needs_reading() || rolling || !node_losses.is_empty())
     {
         // The servers beyond the voters (joining, or leaving the StatefulSet) answer too.
         let others: Vec<Voter> = Myid::up_to(scale.servers.unwrap_or(0))
@@ -257,5 +270,8 @@ pub async fn observe(
         serving_addresses,
         restart_policy: RestartPolicy::from(&ensemble.spec.failed_member_restart),
         restart_request: ensemble.annotations().get(RESTART_MEMBER).cloned(),
+        node_losses,
+        lost_node_policy: lost_node::Policy::from(&ensemble.spec.lost_node),
+        replace_request: ensemble.annotations().get(REPLACE_MEMBER).cloned(),
     }
 }

@@ -53,6 +53,7 @@ pub async fn report(
     } = observation;
     let mut roll_step = decision.roll.clone();
     let mut scale_step = decision.scale.clone();
+    let mut replacing = decision.replacing.clone();
     // What did not happen is decided again at the next round; until then, say why.
     match (&decision.disruption, acted.failure) {
         (Disruption::Restart { myid, .. }, None) => {
@@ -70,6 +71,9 @@ pub async fn report(
             roll_step = Some(RollStep::Wait(format!(
                 "handing the lead over failed: {why}"
             )));
+        }
+        (Disruption::Replace { .. }, Some(why)) => {
+            replacing = replacing.map(|step| format!("{step}; this step failed: {why}"));
         }
         (Disruption::AddVoter(_) | Disruption::RemoveVoter(_), Some(error)) => {
             if let Some(step) = &decision.scale {
@@ -121,6 +125,7 @@ pub async fn report(
             roll: roll_step.as_ref(),
             scale: scale_step.as_ref(),
             restart_held: decision.restart_held.as_deref(),
+            replacing: replacing.as_deref(),
             generation: ensemble.meta().generation,
         },
         &previous_conditions,

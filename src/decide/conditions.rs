@@ -26,6 +26,9 @@ pub const SCALE_REFUSED: &str = "ScaleRefused";
 /// A failed member is not restarted because it would not be safe; the message says why and
 /// what an administrator may confirm.
 pub const RESTART_HELD: &str = "RestartHeld";
+/// A member on a lost node is being rebuilt elsewhere; the message says which, why, and the
+/// step it is at.
+pub const MEMBER_REPLACEMENT: &str = "MemberReplacement";
 
 /// What the conditions are computed from.
 pub struct Facts<'a> {
@@ -41,6 +44,8 @@ pub struct Facts<'a> {
     pub scale: Option<&'a ScaleStep>,
     /// Why a failed member is not restarted, when that is for safety.
     pub restart_held: Option<&'a str>,
+    /// Where the rebuild of a member on a lost node stands.
+    pub replacing: Option<&'a str>,
     pub generation: Option<i64>,
 }
 
@@ -214,6 +219,14 @@ fn desired(facts: &Facts) -> Vec<Desired> {
             message: why.to_owned(),
         });
     }
+    if let Some(step) = facts.replacing {
+        conditions.push(Desired {
+            type_: MEMBER_REPLACEMENT,
+            status: true,
+            reason: "ReplacingMember",
+            message: step.to_owned(),
+        });
+    }
     if facts.replicas % 2 == 0 {
         conditions.push(Desired {
             type_: EVEN_REPLICAS,
@@ -301,6 +314,7 @@ mod tests {
                 roll: None,
                 scale: None,
                 restart_held: None,
+                replacing: None,
                 generation: Some(4),
             };
             let c = conditions(&facts, &[], &time(10));
@@ -325,6 +339,7 @@ mod tests {
             roll: None,
             scale: None,
             restart_held: None,
+            replacing: None,
             generation: Some(1),
         };
         let first = conditions(&facts(Phase::Active), &[], &time(10));
@@ -354,6 +369,7 @@ mod tests {
             roll: None,
             scale: None,
             restart_held: None,
+            replacing: None,
             generation: Some(1),
         };
         let c = conditions(&facts, &[], &time(1));
@@ -399,6 +415,7 @@ mod tests {
             roll: Some(&step),
             scale: None,
             restart_held: None,
+            replacing: None,
             generation: Some(1),
         };
         let c = conditions(&facts, &[], &time(1));
@@ -432,6 +449,7 @@ mod tests {
             roll: Some(&RollStep::Done),
             scale: None,
             restart_held: Some(why),
+            replacing: None,
             generation: Some(1),
         };
         let held = conditions(&facts, &[], &time(1));
@@ -442,6 +460,7 @@ mod tests {
         );
         let cleared = Facts {
             restart_held: None,
+            replacing: None,
             ..facts
         };
         assert!(find(&conditions(&cleared, &held, &time(2)), RESTART_HELD).is_none());
@@ -460,6 +479,7 @@ mod tests {
             roll: Some(&RollStep::Done),
             scale: None,
             restart_held: None,
+            replacing: None,
             generation: Some(1),
         };
         let cases = [
@@ -516,6 +536,7 @@ mod tests {
             roll: None,
             scale: None,
             restart_held: None,
+            replacing: None,
             generation: Some(1),
         };
         let c = conditions(&facts, &[], &time(1));

@@ -14,17 +14,20 @@
 //! 2. a voter whose volume came back empty leaves the voters ([`empty_volume_step`]): it must
 //!    never vote without what it acknowledged, and until it leaves it counts against the
 //!    tolerance; once it is no longer a voter its pod is replaced, to start again as a joiner;
-//! 3. a failed member's restart ([`restart::decide_restart`]), which repairs the ensemble;
-//! 4. else the next step of a roll ([`roll::next_step`]): a non-voter first, then followers,
+//! 3. a member on a node whose loss is confirmed is rebuilt elsewhere ([`lost_node::step`]):
+//!    removed from the voters if its volume lives only there, then its pod and claims deleted;
+//! 4. a failed member's restart ([`restart::decide_restart`]), which repairs the ensemble;
+//! 5. else the next step of a roll ([`roll::next_step`]): a non-voter first, then followers,
 //!    the leader last (with 4 voters or more it hands the lead over by leaving the voters,
 //!    rather than forcing an election); once no pod is outdated, a restart of one member asked
 //!    for on the ensemble ([`roll::requested_restart`]), under the same conditions;
-//! 5. else, once no pod is outdated, the next step of a scale
+//! 6. else, once no pod is outdated, the next step of a scale
 //!    ([`crate::quorum::membership::next_step`]): one voter added or removed.
 //!
 //! The conditions the status shows are derived from the same decision ([`conditions`]).
 
 pub mod conditions;
+pub mod lost_node;
 pub mod node;
 pub mod quorum_tls;
 pub mod restart;
@@ -38,6 +41,7 @@ use crate::api::{MemberState, Phase};
 use crate::quorum::Myid;
 use crate::quorum::membership::{self, Membership, ScaleStep};
 use crate::quorum::rule::{ComputedStatus, is_serving_voter};
+use lost_node::NodeLoss;
 use restart::{PodFacts, RestartDecision, RestartPolicy, decide_restart};
 use roll::{PodRevision, RollStep};
 
@@ -106,6 +110,13 @@ pub struct Observed<'a> {
     pub scale: &'a ScaleView,
     /// The ensemble's [`crate::api::annotations::RESTART_MEMBER`] annotation, if any.
     pub restart_request: Option<&'a str>,
+    /// Servers (voters or not) whose pod is on a node that is not Ready, or waits for a volume
+    /// that lives only on such a node, by myid.
+    pub node_losses: &'a BTreeMap<Myid, NodeLoss>,
+    /// `spec.lostNode`.
+    pub lost_node_policy: &'a lost_node::Policy,
+    /// The ensemble's [`crate::api::annotations::REPLACE_MEMBER`] annotation, if any.
+    pub replace_request: Option<&'a str>,
 }
 
 /// The one disruptive action of a round.
@@ -128,6 +139,14 @@ pub enum Disruption {
     AddVoter(Myid),
     /// Remove this voter by reconfiguration.
     RemoveVoter(Myid),
+    /// Rebuild a member whose node is lost: evict its pod at once (the node cannot shut it
+    /// down) and delete these claims, so that the StatefulSet recreates both elsewhere.
+    Replace {
+        pod: String,
+        uid: Option<String>,
+        claims: Vec<lost_node::Claim>,
+        reason: String,
+    },
 }
 
 /// A round's decision: the action, and where the roll and the scale stand (for the status).
@@ -141,6 +160,8 @@ pub struct Decision {
     pub scale: Option<ScaleStep>,
     /// A failed member that is not restarted because it would not be safe, and why.
     pub restart_held: Option<String>,
+    /// Where the rebuild of a member on a lost node stands, while one is under way.
+    pub replacing: Option<String>,
 }
 
 /// Decides this round's single disruptive action (see the module documentation).
@@ -150,12 +171,27 @@ pub fn decide(observed: &Observed) -> Decision {
         roll: None,
         scale: None,
         restart_held: None,
+        replacing: None,
     };
     if !matches!(observed.spec, SpecOutcome::Applied { .. }) {
         return nothing;
     }
     if let Some(decision) = empty_volume_step(observed.scale) {
         return decision;
+    }
+    if let Some(replacement) = lost_node::step(
+        observed.node_losses,
+        observed.lost_node_policy,
+        observed.replace_request,
+        observed.scale,
+        observed.now,
+    ) {
+        return Decision {
+            disruption: replacement.disruption,
+            scale: replacement.scale,
+            replacing: Some(replacement.status),
+            ..nothing
+        };
     }
     let computed = observed.computed;
     let synced_voting_followers = computed
@@ -230,6 +266,7 @@ pub fn decide(observed: &Observed) -> Decision {
         roll: Some(roll),
         scale,
         restart_held,
+        replacing: None,
     }
 }
 
@@ -244,6 +281,7 @@ fn empty_volume_step(view: &ScaleView) -> Option<Decision> {
         roll: None,
         scale,
         restart_held: None,
+        replacing: None,
     };
     // Without the committed membership (no quorum to read it from) nothing can be removed;
     // the other steps go on: a failed member's restart may be what brings the quorum back.

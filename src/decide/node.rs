@@ -1,4 +1,5 @@
-//! What the decisions need to know about a pod's node: whether it is Ready.
+//! What the decisions need to know about a pod's node: whether it is Ready, whether an
+//! administrator has confirmed it gone, and whether a volume lives only on it.
 //!
 //! A node that stops reporting (kubelet dead, network cut, machine off) turns its Ready
 //! condition to Unknown; one whose kubelet reports a problem turns it to False. Kubernetes'
@@ -6,7 +7,18 @@
 //! `node.kubernetes.io/not-ready`. Either sign means the same for the operator: what runs there
 //! cannot be confirmed stopped, so nothing there is deleted on the operator's own judgement.
 
-use k8s_openapi::api::core::v1::Node;
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume};
+
+/// The taint of Kubernetes' non-graceful node shutdown: an administrator's word that the node
+/// is off and what ran there has stopped (Kubernetes then force-deletes its pods and detaches
+/// its volumes).
+pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
+
+/// The label the kubelet puts on its node, and the key local volumes' node affinity uses.
+const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
 /// The taints the node lifecycle controller puts on a node that is not Ready.
 const NOT_READY_TAINTS: [&str; 2] = [
@@ -54,6 +66,70 @@ pub fn not_ready(node: &Node) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// Whether an administrator tainted the node `node.kubernetes.io/out-of-service`.
+pub fn out_of_service(node: &Node) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|taints| taints.iter().any(|t| t.key == OUT_OF_SERVICE_TAINT))
+}
+
+/// When the node's Ready condition last changed: for a node that is not Ready, since when.
+pub fn ready_changed_at(node: &Node) -> Option<Timestamp> {
+    let conditions = node.status.as_ref()?.conditions.as_ref()?;
+    let ready = conditions.iter().find(|c| c.type_ == "Ready")?;
+    Some(ready.last_transition_time.as_ref()?.0)
+}
+
+/// The names a node goes by in a volume's node affinity: its name and its hostname label.
+pub fn names(node: &Node) -> BTreeSet<String> {
+    let labels = node.metadata.labels.iter().flatten();
+    let hostname = labels
+        .filter(|(key, _)| key.as_str() == HOSTNAME_LABEL)
+        .map(|(_, value)| value.clone());
+    node.metadata
+        .name
+        .clone()
+        .into_iter()
+        .chain(hostname)
+        .collect()
+}
+
+/// The nodes a volume can only be used on, when its node affinity pins it to named nodes (a
+/// local volume: `kubernetes.io/hostname In [...]` or `metadata.name In [...]` in every
+/// term, as local-volume provisioners write it); None when it may be used elsewhere (network
+/// or zonal storage) or its affinity is of another shape.
+pub fn pinned_nodes(volume: &PersistentVolume) -> Option<BTreeSet<String>> {
+    let terms = &volume
+        .spec
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required
+        .as_ref()?
+        .node_selector_terms;
+    let mut pinned = BTreeSet::new();
+    for term in terms {
+        let by_label = term
+            .match_expressions
+            .iter()
+            .flatten()
+            .filter(|e| e.key == HOSTNAME_LABEL);
+        let by_name = term
+            .match_fields
+            .iter()
+            .flatten()
+            .filter(|e| e.key == "metadata.name");
+        let names = by_label
+            .chain(by_name)
+            .find(|e| e.operator == "In")?
+            .values
+            .as_ref()?;
+        pinned.extend(names.iter().cloned());
+    }
+    (!pinned.is_empty()).then_some(pinned)
 }
 
 #[cfg(test)]
@@ -121,5 +197,63 @@ mod tests {
             None
         );
         assert!(not_ready(&node(None, None)).is_some_and(|why| why.contains("never reported")));
+    }
+
+    fn volume(affinity: serde_json::Value) -> PersistentVolume {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "pv"},
+            "spec": {"nodeAffinity": affinity},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_local_volume_is_pinned_to_the_nodes_it_names() {
+        let by_hostname = volume(serde_json::json!({"required": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n3"]}]},
+        ]}}));
+        assert_eq!(
+            pinned_nodes(&by_hostname),
+            Some(BTreeSet::from(["n3".into()]))
+        );
+        let by_name = volume(serde_json::json!({"required": {"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1", "n2"]}]},
+        ]}}));
+        assert_eq!(
+            pinned_nodes(&by_name),
+            Some(BTreeSet::from(["n1".into(), "n2".into()]))
+        );
+        // A zonal volume, a term that does not name nodes, and no affinity: not pinned.
+        for affinity in [
+            serde_json::json!({"required": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}]},
+            ]}}),
+            serde_json::json!({"required": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n3"]}]},
+                {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}]},
+            ]}}),
+            serde_json::json!({"required": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["n3"]}]},
+            ]}}),
+            serde_json::Value::Null,
+        ] {
+            assert_eq!(pinned_nodes(&volume(affinity.clone())), None, "{affinity}");
+        }
+    }
+
+    #[test]
+    fn a_node_goes_by_its_name_and_hostname_and_may_be_out_of_service() {
+        let mut n = node(
+            Some(("Unknown", "NodeStatusUnknown")),
+            Some(OUT_OF_SERVICE_TAINT),
+        );
+        n.metadata.labels =
+            Some([("kubernetes.io/hostname".to_owned(), "host-1".to_owned())].into());
+        assert_eq!(names(&n), BTreeSet::from(["n1".into(), "host-1".into()]));
+        assert!(out_of_service(&n));
+        assert!(!out_of_service(&node(
+            None,
+            Some("node.kubernetes.io/unreachable")
+        )));
     }
 }

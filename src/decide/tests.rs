@@ -193,6 +193,9 @@ impl Scenario {
             last_restart_at: None,
             scale: &scale,
             restart_request: self.restart_request,
+            node_losses: &BTreeMap::new(),
+            lost_node_policy: &Default::default(),
+            replace_request: None,
         })
     }
 }

@@ -112,6 +112,11 @@ The leader-election Lease is granted separately, in the release namespace only
 - apiGroups: [""]
   resources: ["pods/eviction"]
   verbs: ["create"]
+# A member on a lost node whose volume lives only there is rebuilt elsewhere: its claim is
+# deleted (spec.lostNode), only after the member has left the voters.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create"]

@@ -277,7 +277,7 @@ pub fn decide_restart(
         if let Some(node) = &pod.node_not_ready {
             if !is_serving_voter(member.state) {
                 refused.push(format!(
-                    "{} is {}, but its pod is on {node}: the server may still run there, so its pod is not restarted; if the node is gone for good, confirm it by deleting the Node object or tainting it node.kubernetes.io/out-of-service=nodeshutdown:NoExecute",
+                    "{} is {}, but its pod is on {node}: the server may still run there, so its pod is not restarted; if the node is gone for good, confirm it (delete the Node object, taint it node.kubernetes.io/out-of-service=nodeshutdown:NoExecute, or annotate the ensemble zooherd.dev/replaceMember=<pod>/<pod uid>) and the member is rebuilt on another node (spec.lostNode)",
                     member.pod,
                     describe_state(member)
                 ));
