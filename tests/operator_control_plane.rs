@@ -499,6 +499,10 @@ async fn api_server_rejects_invalid_manifests_naming_the_field() {
             "spec.replicas must be between 1 and 255",
         ),
         (
+            json!({"lostNode": {"replacement": "Automatic", "afterSeconds": 10}}),
+            "spec.lostNode.afterSeconds must be at least 60",
+        ),
+        (
             json!({"config": {"dataDir": "/tmp"}}),
             "spec.config: dataDir is managed by Zooherd",
         ),

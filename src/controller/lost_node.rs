@@ -92,7 +92,7 @@ async fn node_state(ctx: &Context, name: &str) -> Option<(NodeState, BTreeSet<St
         return Some((NodeState::OutOfService, names));
     }
     let why = node::not_ready(&node)?;
-    let since = node::ready_changed_at(&node);
+    let since = node::not_ready_since(&node);
     Some((NodeState::NotReady { why, since }, names))
 }
 

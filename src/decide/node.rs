@@ -76,11 +76,23 @@ pub fn out_of_service(node: &Node) -> bool {
         .is_some_and(|taints| taints.iter().any(|t| t.key == OUT_OF_SERVICE_TAINT))
 }
 
-/// When the node's Ready condition last changed: for a node that is not Ready, since when.
-pub fn ready_changed_at(node: &Node) -> Option<Timestamp> {
-    let conditions = node.status.as_ref()?.conditions.as_ref()?;
-    let ready = conditions.iter().find(|c| c.type_ == "Ready")?;
-    Some(ready.last_transition_time.as_ref()?.0)
+/// Since when a node that is not Ready has been so: when its Ready condition left True, or, while
+/// that still says True, when the lifecycle controller tainted it. None when not known (then no
+/// delay can be said to have passed).
+pub fn not_ready_since(node: &Node) -> Option<Timestamp> {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready"));
+    if let Some(ready) = ready.filter(|c| c.status != "True") {
+        return Some(ready.last_transition_time.as_ref()?.0);
+    }
+    let taints = node.spec.as_ref()?.taints.as_ref()?;
+    let taint = taints
+        .iter()
+        .find(|t| NOT_READY_TAINTS.contains(&t.key.as_str()))?;
+    Some(taint.time_added.as_ref()?.0)
 }
 
 /// The names a node goes by in a volume's node affinity: its name and its hostname label.
@@ -136,7 +148,7 @@ pub fn pinned_nodes(volume: &PersistentVolume) -> Option<BTreeSet<String>> {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus, Taint};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
     fn node(ready: Option<(&str, &str)>, taint: Option<&str>) -> Node {
         Node {
@@ -255,5 +267,30 @@ mod tests {
             None,
             Some("node.kubernetes.io/unreachable")
         )));
+    }
+
+    #[test]
+    fn a_node_is_not_ready_since_its_condition_left_true_or_its_taint() {
+        let at = |s| Some(Time(Timestamp::from_second(s).unwrap()));
+        let mut n = node(Some(("Unknown", "NodeStatusUnknown")), None);
+        n.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].last_transition_time = at(100);
+        assert_eq!(
+            not_ready_since(&n),
+            Some(Timestamp::from_second(100).unwrap())
+        );
+        // Still Ready=True (since long ago) by its last report, but tainted unreachable since
+        // 500: since 500, not since it last became Ready.
+        let mut n = node(
+            Some(("True", "KubeletReady")),
+            Some("node.kubernetes.io/unreachable"),
+        );
+        n.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].last_transition_time = at(1);
+        n.spec.as_mut().unwrap().taints.as_mut().unwrap()[0].time_added = at(500);
+        assert_eq!(
+            not_ready_since(&n),
+            Some(Timestamp::from_second(500).unwrap())
+        );
+        n.spec.as_mut().unwrap().taints.as_mut().unwrap()[0].time_added = None;
+        assert_eq!(not_ready_since(&n), None);
     }
 }
