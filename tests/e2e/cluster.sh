@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A local Kubernetes cluster that really runs Zooherd: the control plane of
-# tests/cluster/control-plane.sh, one node that runs pods (node.sh: kubelet, containerd, runc,
-# CNI bridge, kube-proxy, CoreDNS, kube-router enforcing NetworkPolicies), local
-# PersistentVolumes behind a default StorageClass, and the
+# tests/cluster/control-plane.sh, one node or more that run pods (node.sh: kubelet, containerd,
+# runc, CNI bridge, kube-proxy, CoreDNS, kube-router enforcing NetworkPolicies), local
+# PersistentVolumes behind a default StorageClass (spread over the nodes, each bound to its
+# node), and the
 # operator installed with Helm from charts/zooherd, with server and operator images built from a
 # zooherd binary (image.sh). Nothing is pulled from a registry.
 #
@@ -13,12 +14,15 @@
 #   bash tests/e2e/cluster.sh down DIR
 #       stops a `run` started in the background (DIR/cluster.pid) and waits until it is down.
 #
-# DIR receives kubeconfig (admin), logs (control-plane.log, node-0/logs, operator logs with
+# DIR receives kubeconfig (admin), logs (control-plane.log, node-<i>/logs, operator logs with
 # kubectl), pv/ (the volumes' directories; a Released volume is wiped and made Available again)
 # and images.env (the image references).
 #
-# Environment: ZOOHERD_E2E_VOLUMES (PersistentVolumes to create, default 24). Needs root (network
-# namespaces, cgroups, containerd) and what tests/cluster/setup.sh installs.
+# Environment: ZOOHERD_E2E_VOLUMES (PersistentVolumes to create, default 24), ZOOHERD_E2E_NODES
+# (nodes, default 1: node i is node.sh's index i, named 10.212.<i>.2 and labelled
+# topology.kubernetes.io/zone=zone-<i>; the operator runs on node 0, and only node 0's end ends
+# the cluster: a test may stop the others with `ZOOHERD_NODE_INDEX=<i> bash node.sh stop DIR`).
+# Needs root (network namespaces, cgroups, containerd) and what tests/cluster/setup.sh installs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -80,14 +84,19 @@ run() {
   dir=$(cd "$dir" && pwd)
   [ ! -f "$dir/cluster-ready" ] || die "$dir already holds a cluster"
   echo $$ > "$dir/cluster.pid"
-  cp_pid='' node_started=0 recycler_pid=''
+  cp_pid='' nodes_started=0 recycler_pid=''
+  node_count=${ZOOHERD_E2E_NODES:-1}
+  case $node_count in '' | *[!0-9]* | 0) die "ZOOHERD_E2E_NODES must be 1 or more" ;; esac
   started=$(date +%s%N)
 
   teardown() {
     trap - EXIT INT TERM HUP
     rm -f "$dir/cluster-ready"
     [ -z "$recycler_pid" ] || kill -TERM "$recycler_pid" 2>/dev/null || true
-    [ $node_started = 0 ] || bash "$here/node.sh" stop "$dir" >&2 || true
+    local i
+    for i in $(seq 0 $((nodes_started - 1))); do
+      ZOOHERD_NODE_INDEX=$i bash "$here/node.sh" stop "$dir" >&2 || true
+    done
     if [ -n "$cp_pid" ]; then
       kill -TERM "$cp_pid" 2>/dev/null || true
       wait "$cp_pid" 2>/dev/null || true
@@ -127,12 +136,16 @@ run() {
     kill -0 "$cp_pid" 2>/dev/null || { tail -n 40 "$dir/control-plane.log" >&2; die "the control plane exited"; }
     sleep 0.2
   done
-  node_started=1
-  ZOOHERD_NODE_INDEX=0 bash "$here/node.sh" start "$dir" "$pause_tar" \
-    "$images/zookeeper-$key.tar" "$images/operator-$key.tar" >&2
-  local node
-  node=$(k get nodes -o jsonpath='{.items[0].metadata.name}')
-  [ "$node" = "$node_ip" ] || die "unexpected node name '$node'"
+  local i nodes=()
+  for i in $(seq 0 $((node_count - 1))); do
+    nodes_started=$((i + 1))
+    ZOOHERD_NODE_INDEX=$i bash "$here/node.sh" start "$dir" "$pause_tar" \
+      "$images/zookeeper-$key.tar" "$images/operator-$key.tar" >&2
+    nodes+=("10.212.$i.2")
+    k get node "10.212.$i.2" >/dev/null || die "node $i did not register as 10.212.$i.2"
+    k label node "10.212.$i.2" "topology.kubernetes.io/zone=zone-$i" >/dev/null
+  done
+  log "$node_count node(s) ready after $(elapsed_ms) ms"
 
   # ---- storage: a default StorageClass without a provisioner, and local volumes ---------
   {
@@ -146,8 +159,9 @@ provisioner: kubernetes.io/no-provisioner
 volumeBindingMode: WaitForFirstConsumer
 reclaimPolicy: Retain
 EOF
-    local i
+    local node
     for i in $(seq 0 $((${ZOOHERD_E2E_VOLUMES:-24} - 1))); do
+      node=${nodes[$((i % node_count))]}
       mkdir -p "$dir/pv/pv-$i"
       cat <<EOF
 ---
@@ -175,6 +189,7 @@ EOF
     --namespace "$release_namespace" --create-namespace \
     --set "image.repository=${operator_ref%:*},image.tag=$key" \
     --set "serverImage.repository=${server_ref%:*},serverImage.tag=$key" \
+    --set-string "nodeSelector.kubernetes\.io/hostname=$node_ip" \
     --wait --timeout 5m >&2 \
     || { k -n "$release_namespace" describe pods >&2 || true; die "helm install failed"; }
 

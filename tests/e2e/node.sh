@@ -55,6 +55,8 @@
 #                            when the binary exists)
 #   ZOOHERD_NODE_NETPOL      1: enforce NetworkPolicies with kube-router (default 1 when the
 #                            binary exists)
+#   ZOOHERD_NODE_KEEP_OBJECT 1: stop leaves the Node object (a machine switched off); default 0,
+#                            stop deletes it
 #   ZOOHERD_KUBELET, ZOOHERD_KUBE_PROXY, ZOOHERD_COREDNS, ZOOHERD_KUBE_ROUTER   binaries
 #                            (default: tests/cluster/env.sh)
 set -euo pipefail
@@ -133,7 +135,9 @@ stop() {
   done
   # The last node removes the bridge.
   if ! ip netns list | grep -q '^zhnode'; then ip link del "$hostbr" 2>/dev/null || true; fi
-  if [ -f "$dir/kubeconfig" ]; then
+  # A machine switched off leaves its Node object behind (ZOOHERD_NODE_KEEP_OBJECT=1): the
+  # lost-node story needs the node NotReady, not gone.
+  if [ -f "$dir/kubeconfig" ] && [ "${ZOOHERD_NODE_KEEP_OBJECT:-0}" != 1 ]; then
     k delete node "$name" --wait=false --request-timeout=5s >/dev/null 2>&1 || true
   fi
   # The mount points of /run/containerd and /var/lib/cni: removing one while another node's

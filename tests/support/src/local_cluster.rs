@@ -1,5 +1,5 @@
-//! A local cluster whose node really runs pods, for the end-to-end tests: the control plane,
-//! one node (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS, kube-router enforcing
+//! A local cluster whose nodes really run pods, for the end-to-end tests: the control plane,
+//! one node or more (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS, kube-router enforcing
 //! NetworkPolicies) and the operator installed with Helm, all brought up by
 //! `tests/e2e/cluster.sh run` (see that script and tests/e2e/README.md).
 //!
@@ -53,6 +53,13 @@ impl LocalCluster {
     /// [`LocalCluster::start`] with `volumes` local PersistentVolumes (one per server; a
     /// volume whose claim is deleted is wiped and made Available again by cluster.sh).
     pub fn start_with_volumes(volumes: usize) -> LocalCluster {
+        Self::start_nodes(1, volumes)
+    }
+
+    /// A cluster of `nodes` nodes (node i is named 10.212.<i>.2 and labelled
+    /// `topology.kubernetes.io/zone=zone-<i>`; the operator runs on node 0) and `volumes` local
+    /// volumes spread over them, each usable on its node only.
+    pub fn start_nodes(nodes: usize, volumes: usize) -> LocalCluster {
         if let Some(dir) = std::env::var_os("ZOOHERD_E2E_DIR").filter(|d| !d.is_empty()) {
             let dir = PathBuf::from(dir);
             assert!(
@@ -82,6 +89,7 @@ impl LocalCluster {
             .arg(&dir)
             .arg(crate::zooherd_binary())
             .env("ZOOHERD_E2E_VOLUMES", volumes.to_string())
+            .env("ZOOHERD_E2E_NODES", nodes.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("cluster.log"))
             .stderr(log);
@@ -101,7 +109,7 @@ impl LocalCluster {
             );
         }
         eprintln!(
-            "local cluster (control plane, node, operator by Helm) ready in {:.1} s ({})",
+            "local cluster (control plane, {nodes} node(s), operator by Helm) ready in {:.1} s ({})",
             started.elapsed().as_secs_f64(),
             dir.display()
         );
@@ -120,6 +128,25 @@ impl LocalCluster {
     /// The cluster's directory (kubeconfig, logs, volumes).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Stops node `index` as a machine that is switched off: its kubelet, containerd and every
+    /// container die at once, and its network goes (tests/e2e/node.sh stop). Its Node object
+    /// stays, as with a real machine, until someone deletes it.
+    pub fn stop_node(&self, index: usize) {
+        let out = Command::new("bash")
+            .arg(super::repo_root().join("tests/e2e/node.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .env("ZOOHERD_NODE_INDEX", index.to_string())
+            .env("ZOOHERD_NODE_KEEP_OBJECT", "1")
+            .output()
+            .expect("running node.sh stop");
+        assert!(
+            out.status.success(),
+            "node.sh stop of node {index}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Marks the node unschedulable (`kubectl cordon`) or schedulable again: a deleted server's
