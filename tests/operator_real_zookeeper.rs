@@ -706,26 +706,8 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
     let killed = replicas.kill_the_leader(&client).await;
     println!("killed the leading {killed}");
 
-    // The kubelet's part: the new pod's server starts empty, with the membership in which it
-    // joins (the ConfigMap's, in this harness's address form).
-    std::fs::create_dir_all(&spec.data_dir).unwrap();
-    std::fs::write(spec.data_dir.join("myid"), "3\n").unwrap();
-    std::fs::write(&spec.config_file, render_config(&spec, &[])).unwrap();
-    let lines: String = spec
-        .servers
-        .iter()
-        .map(|s| {
-            let line = server_line(s);
-            let line = if s.myid == 3 {
-                line.replace(":participant;", ":observer;")
-            } else {
-                line
-            };
-            format!("server.{}={line}\n", s.myid)
-        })
-        .collect();
-    std::fs::write(spec.dynamic_config_file.as_ref().unwrap(), lines).unwrap();
-    zookeeper.start_member(2).unwrap();
+    // The kubelet's part: the new pod's server starts empty, joining.
+    start_empty_observer(&mut zookeeper, 2);
     bind_pod(&pods, 2, zookeeper.member(2).ip()).await;
     let status = status_where(&ensembles, "ACTIVE with voters 1-3 again", |s| {
         s.phase == Some(Phase::Active) && voters_are(&[1, 2, 3])(s)
@@ -895,27 +877,9 @@ async fn a_member_on_a_lost_node_is_rebuilt_elsewhere_once_the_loss_is_confirmed
     .await;
     println!("Event: {}", replacing.note.unwrap_or_default());
 
-    // Another node's kubelet: the new pod's server starts empty, joining as an observer.
-    let spec = zookeeper.member(2).spec().clone();
-    std::fs::remove_dir_all(&spec.data_dir).unwrap();
-    std::fs::create_dir_all(&spec.data_dir).unwrap();
-    std::fs::write(spec.data_dir.join("myid"), "3\n").unwrap();
-    std::fs::write(&spec.config_file, render_config(&spec, &[])).unwrap();
-    let lines: String = spec
-        .servers
-        .iter()
-        .map(|s| {
-            let line = server_line(s);
-            let line = if s.myid == 3 {
-                line.replace(":participant;", ":observer;")
-            } else {
-                line
-            };
-            format!("server.{}={line}\n", s.myid)
-        })
-        .collect();
-    std::fs::write(spec.dynamic_config_file.as_ref().unwrap(), lines).unwrap();
-    zookeeper.start_member(2).unwrap();
+    // Another node's kubelet: the new pod's server starts on an empty volume, joining.
+    std::fs::remove_dir_all(&zookeeper.member(2).spec().data_dir).unwrap();
+    start_empty_observer(&mut zookeeper, 2);
     bind_pod(&pods, 2, zookeeper.member(2).ip()).await;
     let status = status_where(&ensembles, "ACTIVE with voters 1-3 again", |s| {
         voters_are(&[1, 2, 3])(s) && condition(s, "MemberReplacement").is_none()
@@ -940,6 +904,30 @@ async fn a_member_on_a_lost_node_is_rebuilt_elsewhere_once_the_loss_is_confirmed
 /// The ensemble's status as it is now.
 async fn status_now(ensembles: &Api<ZooKeeperEnsemble>) -> ZooKeeperEnsembleStatus {
     ensembles.get("zk").await.unwrap().status.unwrap()
+}
+
+/// Starts member `i` on an empty data directory with the membership in which a rebuilt server
+/// joins: the ConfigMap's, in this harness's address form, listing it as an observer.
+fn start_empty_observer(zookeeper: &mut ZkEnsemble, i: usize) {
+    let spec = zookeeper.member(i).spec().clone();
+    std::fs::create_dir_all(&spec.data_dir).unwrap();
+    std::fs::write(spec.data_dir.join("myid"), format!("{}\n", spec.myid)).unwrap();
+    std::fs::write(&spec.config_file, render_config(&spec, &[])).unwrap();
+    let lines: String = spec
+        .servers
+        .iter()
+        .map(|s| {
+            let line = server_line(s);
+            let line = if s.myid == spec.myid {
+                line.replace(":participant;", ":observer;")
+            } else {
+                line
+            };
+            format!("server.{}={line}\n", s.myid)
+        })
+        .collect();
+    std::fs::write(spec.dynamic_config_file.as_ref().unwrap(), lines).unwrap();
+    zookeeper.start_member(i).unwrap();
 }
 
 /// Issue 20, item 11: two replicas of the operator, and at every step of a roll the one that

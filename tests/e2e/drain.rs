@@ -43,6 +43,22 @@ pub(super) struct Availability {
     pub below_quorum: Vec<(f64, usize)>,
 }
 
+impl Availability {
+    /// Prints what the sampler saw, as the story `story`; fails if fewer than `quorum` servers
+    /// were ever up at once.
+    pub fn print_and_check(&self, story: &str, quorum: usize) {
+        eprintln!(
+            "({story}) {} samples: fewest up {}, fewest serving {}; below a quorum serving at \
+             {:?} (s, serving)",
+            self.samples, self.fewest_up, self.fewest_serving, self.below_quorum
+        );
+        assert!(
+            self.fewest_up >= quorum,
+            "fewer than a quorum of servers were up at once: {self:?}"
+        );
+    }
+}
+
 /// Samples every server of the ensemble until `stop`; see the module docs. `quorum`: how many
 /// must serve.
 pub(super) async fn sample(
@@ -220,15 +236,7 @@ pub async fn drain_during_a_roll(cluster: &LocalCluster, client: &kube::Client) 
     );
     stop.store(true, Ordering::SeqCst);
     let seen = sampler.await.expect("the sampler");
-    eprintln!(
-        "(drain) {} samples: fewest up {}, fewest serving {}; below a quorum serving at {:?} \
-         (s, serving)",
-        seen.samples, seen.fewest_up, seen.fewest_serving, seen.below_quorum
-    );
-    assert!(
-        seen.fewest_up >= 2,
-        "fewer than a quorum of servers were up at once: {seen:?}"
-    );
+    seen.print_and_check("drain", 2);
     let report = writer.finish().await;
     eprintln!(
         "(drain) {}",

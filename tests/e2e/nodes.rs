@@ -162,15 +162,7 @@ pub async fn drain_each_node_in_turn(cluster: &LocalCluster, client: &kube::Clie
     }
     stop.store(true, Ordering::SeqCst);
     let seen = sampler.await.expect("the sampler");
-    eprintln!(
-        "(drains) {} samples: fewest up {}, fewest serving {}; below a quorum serving at {:?} \
-         (s, serving)",
-        seen.samples, seen.fewest_up, seen.fewest_serving, seen.below_quorum
-    );
-    assert!(
-        seen.fewest_up >= 2,
-        "fewer than a quorum of servers were up at once: {seen:?}"
-    );
+    seen.print_and_check("drains", 2);
     let report = writer.finish().await;
     eprintln!(
         "(drains) {}",
