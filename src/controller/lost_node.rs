@@ -22,32 +22,28 @@ use crate::decide::node;
 /// none of its volumes lives only on a node that is not Ready.
 pub async fn node_loss(ctx: &Context, namespace: &str, pod: &Pod) -> Option<NodeLoss> {
     let spec = pod.spec.as_ref()?;
-    match &spec.node_name {
+    let (node_name, on_node, (state, names), claims) = match &spec.node_name {
+        // The node first: a pod on a Ready node costs no read of its claims.
         Some(name) => {
-            let cached = ctx.stores.nodes.get(&ObjectRef::new(name));
-            if cached.is_some_and(|n| !node::out_of_service(&n) && node::not_ready(&n).is_none()) {
-                return None;
-            }
+            let state = node_state(ctx, name).await?;
+            let claims = read_claims(ctx, namespace, pod).await;
+            (name.clone(), true, state, claims)
         }
+        // Waiting to be scheduled: only a volume pinned to a node can hold it back there.
         None => {
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
             if phase != Some("Pending") {
                 return None;
             }
-        }
-    }
-    let claims = read_claims(ctx, namespace, pod).await;
-    let (node_name, on_node) = match &spec.node_name {
-        Some(name) => (name.clone(), true),
-        // Waiting to be scheduled: only a volume pinned to a node can hold it back there.
-        None => {
+            let claims = read_claims(ctx, namespace, pod).await;
             let pinned = claims
                 .iter()
-                .find_map(|(_, pinned)| pinned.as_ref()?.first());
-            (pinned?.clone(), false)
+                .find_map(|(_, pinned)| pinned.as_ref()?.first())?
+                .clone();
+            let state = node_state(ctx, &pinned).await?;
+            (pinned, false, state, claims)
         }
     };
-    let (state, names) = node_state(ctx, &node_name).await?;
     let claims = claims
         .into_iter()
         .map(|(claim, pinned)| Claim {
