@@ -81,6 +81,25 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// the operator's metrics are scraped and the rules evaluated every second.
 const ALERT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// deploy/examples/three-servers.yaml (the ensemble `zk`) applied in a namespace of its own,
+/// named from `prefix`, and ACTIVE 3/3: the namespace, and the ensembles' and pods' APIs there.
+async fn three_servers_active(
+    cluster: &LocalCluster,
+    client: &kube::Client,
+    prefix: &str,
+) -> (String, Api<ZooKeeperEnsemble>, Api<Pod>) {
+    let ns = cluster
+        .api()
+        .create_namespace(client, prefix)
+        .await
+        .unwrap();
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    cluster.apply(&ns, THREE_SERVERS_EXAMPLE);
+    active_3_of_3(cluster, &ensembles, "zk", FORM_TIMEOUT).await;
+    (ns, ensembles, pods)
+}
+
 /// The status once the ensemble shows ACTIVE 3/3, within `timeout`.
 async fn active_3_of_3(
     cluster: &LocalCluster,
@@ -1067,16 +1086,8 @@ async fn image_change_rolls(cluster: &LocalCluster, client: &kube::Client, ns: &
 /// lost and no container may restart. Prints each step's duration and the longest time the
 /// client went without an acknowledged write.
 async fn scaling(cluster: &LocalCluster, client: &kube::Client) {
-    let ns = cluster
-        .api()
-        .create_namespace(client, "e2e-scale")
-        .await
-        .unwrap();
-    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let (ns, ensembles, pods) = three_servers_active(cluster, client, "e2e-scale").await;
     let name = "zk";
-    cluster.apply(&ns, THREE_SERVERS_EXAMPLE);
-    active_3_of_3(cluster, &ensembles, name, FORM_TIMEOUT).await;
 
     let writer = Writer::start(pods.clone(), selector(name));
     writer.wait_for_writes("before scaling").await;

@@ -22,12 +22,11 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
-use zooherd::api::{Phase, ZooKeeperEnsemble};
+use zooherd::api::Phase;
 
 use super::support::local_cluster::{LocalCluster, srvr};
 use super::{
-    FORM_TIMEOUT, THREE_SERVERS_EXAMPLE, Writer, active_3_of_3, assert_not_restarted, events, secs,
-    selector, verify_writes,
+    Writer, assert_not_restarted, events, secs, selector, three_servers_active, verify_writes,
 };
 
 /// The node the single-node cluster runs (tests/e2e/node.sh: node 0).
@@ -142,16 +141,8 @@ fn run(mut command: Command) -> (bool, String) {
 }
 
 pub async fn drain_during_a_roll(cluster: &LocalCluster, client: &kube::Client) {
-    let ns = cluster
-        .api()
-        .create_namespace(client, "e2e-drain")
-        .await
-        .unwrap();
-    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let (ns, ensembles, pods) = three_servers_active(cluster, client, "e2e-drain").await;
     let name = "zk";
-    cluster.apply(&ns, THREE_SERVERS_EXAMPLE);
-    active_3_of_3(cluster, &ensembles, name, FORM_TIMEOUT).await;
 
     let writer = Writer::start(pods.clone(), selector(name));
     writer.wait_for_writes("before the roll").await;

@@ -30,8 +30,8 @@ use zooherd::api::{Phase, ZooKeeperEnsemble};
 
 use super::support::local_cluster::LocalCluster;
 use super::{
-    CHANGE_TIMEOUT, FORM_TIMEOUT, THREE_SERVERS_EXAMPLE, Writer, active_3_of_3, drain, events,
-    secs, selector, verify_writes,
+    CHANGE_TIMEOUT, FORM_TIMEOUT, Writer, active_3_of_3, drain, events, secs, selector,
+    three_servers_active, verify_writes,
 };
 
 /// The production example, as a user applies it (less its resources; see the module docs).
@@ -102,16 +102,8 @@ pub async fn five_servers_spread_over_zones(cluster: &LocalCluster, client: &kub
 
 /// Item 4: drains of every node in turn, each completed and undone before the next.
 pub async fn drain_each_node_in_turn(cluster: &LocalCluster, client: &kube::Client) {
-    let ns = cluster
-        .api()
-        .create_namespace(client, "e2e-drains")
-        .await
-        .unwrap();
-    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let (ns, ensembles, pods) = three_servers_active(cluster, client, "e2e-drains").await;
     let name = "zk";
-    cluster.apply(&ns, THREE_SERVERS_EXAMPLE);
-    active_3_of_3(cluster, &ensembles, name, FORM_TIMEOUT).await;
     let writer = Writer::start(pods.clone(), selector(name));
     writer.wait_for_writes("before the drains").await;
     let started = Instant::now();
@@ -172,18 +164,10 @@ pub async fn drain_each_node_in_turn(cluster: &LocalCluster, client: &kube::Clie
 }
 
 pub async fn a_lost_node_is_rebuilt_elsewhere(cluster: &LocalCluster, client: &kube::Client) {
-    let ns = cluster
-        .api()
-        .create_namespace(client, "e2e-lost")
-        .await
-        .unwrap();
-    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let t = Instant::now();
+    let (ns, ensembles, pods) = three_servers_active(cluster, client, "e2e-lost").await;
     let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
     let name = "zk";
-    let t = Instant::now();
-    cluster.apply(&ns, THREE_SERVERS_EXAMPLE);
-    active_3_of_3(cluster, &ensembles, name, FORM_TIMEOUT).await;
     eprintln!("(lost node) three-servers.yaml ACTIVE after {}", secs(t));
 
     // Item 1: the default placement puts the three servers on three nodes.
