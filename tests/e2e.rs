@@ -1192,7 +1192,7 @@ async fn network_policy(cluster: &LocalCluster, client: &kube::Client) {
         .patch(name, &PatchParams::default(), &Patch::Merge(peers))
         .await
         .unwrap();
-    let image = cluster.server_image();
+    let image = cluster.toolbox_image();
     let other = (rogue_ns.as_str(), "rogue");
     let same = (ns.as_str(), "rogue");
     let allowed = (allowed_ns.as_str(), "client");

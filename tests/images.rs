@@ -1,13 +1,14 @@
 //! Checks of the image definitions in deploy/images that need no container engine.
 //!
-//! This machine cannot build the images (no container registry for the base images, and no
-//! route to the ZooKeeper release archive), so these tests check what a build would trip over,
-//! and what would go wrong only at run time: every file a Dockerfile copies from the
-//! repository exists and is let through by its ignore file, every file the Rust build reads is
-//! in the build context, the RUN scripts parse, the ZooKeeper download step really refuses a
-//! release that does not match its published checksum (run against a local stand-in for the
-//! archive), the entrypoints are real `zooherd` subcommands, the pods the operator builds run
-//! on the server image, and the versions, ports and users match the rest of the repository.
+//! The images themselves are built from these Dockerfiles, unchanged, by the end-to-end tier
+//! (tests/e2e/dockerfiles.sh, with buildah) and run there. These tests check, in seconds, what
+//! a build would trip over and what would go wrong only at run time: every file a Dockerfile
+//! copies from the repository exists and is let through by its ignore file, every file the Rust
+//! build reads is in the build context, the RUN scripts parse, the ZooKeeper download step
+//! really refuses a release that does not match its published checksum (run against a local
+//! stand-in for the archive), the entrypoints are real `zooherd` subcommands, the pods the
+//! operator builds run on the server image, and the versions, ports and users match the rest
+//! of the repository.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -81,6 +82,32 @@ impl Image {
             .iter()
             .filter(move |i| i.keyword == keyword)
             .map(|i| i.rest.as_str())
+    }
+
+    /// The shell scripts of every RUN, without its flags (`--mount=...`).
+    fn run_scripts(&self) -> impl Iterator<Item = &str> {
+        self.all("RUN").map(|rest| {
+            let mut script = rest;
+            while let Some(flagged) = script.strip_prefix("--") {
+                script = flagged
+                    .split_once(char::is_whitespace)
+                    .map_or("", |(_, after)| after)
+                    .trim_start();
+            }
+            script
+        })
+    }
+
+    /// The value the last stage's ENV instructions give `name` (`ENV A=1 B=2` form).
+    fn final_env(&self, name: &str) -> Option<&str> {
+        self.final_stage()
+            .iter()
+            .filter(|i| i.keyword == "ENV")
+            .flat_map(|i| i.rest.split_whitespace())
+            .filter_map(|pair| pair.split_once('='))
+            .filter(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+            .next_back()
     }
 
     /// The instructions of the last stage (the image itself).
@@ -481,10 +508,18 @@ fn server_image_matches_the_repository() {
     assert_eq!(exposed, expected);
 
     assert_eq!(image.final_one("USER"), Some("1000:1000"));
-    let home = image
-        .final_one("ENV")
-        .and_then(|env| env.strip_prefix("ZOOKEEPER_HOME="));
-    assert_eq!(home, Some(zooherd::agent::server::DEFAULT_ZOOKEEPER_HOME));
+    assert_eq!(
+        image.final_env("ZOOKEEPER_HOME"),
+        Some(zooherd::agent::server::DEFAULT_ZOOKEEPER_HOME)
+    );
+    // The agent runs $JAVA_HOME/bin/java; the probes run `zooherd` from the PATH.
+    let java_home = image.final_env("JAVA_HOME").expect("ENV JAVA_HOME");
+    let path = image.final_env("PATH").expect("ENV PATH");
+    assert!(path.split(':').any(|dir| dir == "/usr/local/bin"), "{path}");
+    assert!(
+        path.split(':').any(|dir| dir == format!("{java_home}/bin")),
+        "{path}"
+    );
 }
 
 #[test]
@@ -546,7 +581,7 @@ fn dockerfile_parsing() {
 fn run_scripts_are_valid_shell() {
     for dir in IMAGES {
         let image = Image::load(dir);
-        for script in image.all("RUN") {
+        for script in image.run_scripts() {
             let output = Command::new("sh")
                 .args(["-n", "-c", script])
                 .output()

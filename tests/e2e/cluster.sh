@@ -4,10 +4,14 @@
 # runc, CNI bridge, kube-proxy, CoreDNS, kube-router enforcing NetworkPolicies), local
 # PersistentVolumes behind a default StorageClass (spread over the nodes, each bound to its
 # node), and the
-# operator installed with Helm from charts/zooherd, with server and operator images built from a
-# zooherd binary (image.sh). Nothing is pulled from a registry.
+# operator installed with Helm from charts/zooherd, with the server and operator images built
+# from deploy/images/*/Dockerfile (dockerfiles.sh, cached by their inputs). Nothing is pulled
+# from a registry.
 #
-#   bash tests/e2e/cluster.sh run DIR ZOOHERD-BINARY
+#   bash tests/e2e/cluster.sh images
+#       builds the images unless $ZOOHERD_CACHE/e2e-images has those of the same inputs
+#       (tests/run.sh does this before the tests, so that no test waits on a cold build)
+#   bash tests/e2e/cluster.sh run DIR
 #       brings it all up, writes DIR/cluster-ready, then stays in the foreground until SIGTERM,
 #       SIGINT or SIGHUP, or until the control plane or the node fails; then tears it all down
 #       (DIR stays). The end-to-end tests run it with a parent-death signal of SIGTERM.
@@ -16,7 +20,7 @@
 #
 # DIR receives kubeconfig (admin), logs (control-plane.log, node-<i>/logs, operator logs with
 # kubectl), pv/ (the volumes' directories; a Released volume is wiped and made Available again)
-# and images.env (the image references).
+# and images.env (the image references: server, operator, and the toolbox of image.sh).
 #
 # Environment: ZOOHERD_E2E_VOLUMES (PersistentVolumes to create, default 24), ZOOHERD_E2E_NODES
 # (nodes, default 1: node i is node.sh's index i, named 10.212.<i>.2 and labelled
@@ -32,7 +36,7 @@ repo=$(cd "$here/../.." && pwd)
 . "$here/../cluster/lib.sh"
 log_prefix=cluster
 
-usage() { die "usage: $0 run DIR ZOOHERD-BINARY | down DIR"; }
+usage() { die "usage: $0 run DIR | down DIR | images"; }
 
 # The node's address: the control plane advertises it for Service default/kubernetes, and
 # node.sh forwards it to the API server, so the operator's pods reach the API server.
@@ -74,12 +78,39 @@ recycle_released_volumes() {
   done
 }
 
+# image_key: the hash of everything the two images are built from.
+image_key() {
+  {
+    (cd "$repo" && find deploy/images Cargo.toml Cargo.lock src benches tests/support \
+      tests/e2e/dockerfiles.sh tests/cluster/versions.env -type f -not -path '*/target/*' \
+      | LC_ALL=C sort | xargs sha256sum)
+    rustc --version
+  } | sha256sum | cut -c1-12
+}
+
+# images: the pause image and the images of deploy/images/*/Dockerfile, built unless
+# $ZOOHERD_CACHE/e2e-images already has those of the same inputs (image_key).
+images() {
+  local images=$ZOOHERD_CACHE/e2e-images key
+  key=$(image_key)
+  mkdir -p "$images"
+  [ -f "$images/pause-$KUBERNETES_VERSION.tar" ] \
+    || bash "$here/image.sh" pause "$images/pause-$KUBERNETES_VERSION.tar"
+  [ -f "$images/toolbox.tar" ] || bash "$here/image.sh" toolbox "$images/toolbox.tar"
+  [ -f "$images/$key/report.txt" ] && return 0
+  # Keep only the images of these inputs: every change to the source makes new ones.
+  find "$images" -mindepth 1 -maxdepth 1 \( -type d -o -name 'zookeeper-*.tar' -o -name 'operator-*.tar' \) \
+    -exec rm -rf {} +
+  bash "$here/dockerfiles.sh" build "$images/$key.tmp" "zooherd.local/zookeeper:$key" \
+    "zooherd.local/zooherd:$key" >&2
+  mv "$images/$key.tmp" "$images/$key"
+}
+
 run() {
   # Globals, not locals: the EXIT trap's teardown runs after run() has returned or died, when
   # its locals are gone (set -u would then stop the teardown before it stops the node).
-  dir=$1 binary=$2
+  dir=$1
   [ "$(id -u)" = 0 ] || die "needs root: the node uses network namespaces, cgroups and containerd"
-  [ -x "$binary" ] || die "$binary is not an executable"
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   [ ! -f "$dir/cluster-ready" ] || die "$dir already holds a cluster"
@@ -107,25 +138,14 @@ run() {
   trap 'teardown; exit 0' INT TERM HUP
   trap teardown EXIT
 
-  # ---- images: cached by the binary's and the builder's content -------------------------
-  local images=$ZOOHERD_CACHE/e2e-images key stripped
-  mkdir -p "$images"
-  stripped=$dir/zooherd
-  cp "$binary" "$stripped"
-  strip "$stripped" 2>/dev/null || true
-  key=$(cat "$stripped" "$here/image.sh" "$repo/deploy/images/zookeeper/logback.xml" \
-    | sha256sum | cut -c1-12)
+  # ---- images: deploy/images/*/Dockerfile, built with buildah (cached by their inputs) ----
+  local images=$ZOOHERD_CACHE/e2e-images key
+  images
+  key=$(image_key)
   local pause_tar=$images/pause-$KUBERNETES_VERSION.tar
   local server_ref=zooherd.local/zookeeper:$key operator_ref=zooherd.local/zooherd:$key
-  [ -f "$pause_tar" ] || bash "$here/image.sh" pause "$pause_tar"
-  if [ ! -f "$images/zookeeper-$key.tar" ] || [ ! -f "$images/operator-$key.tar" ]; then
-    # Keep only the images of this binary: every build of zooherd makes new ones.
-    find "$images" -name 'zookeeper-*.tar' -o -name 'operator-*.tar' | xargs -r rm -f
-    bash "$here/image.sh" zookeeper "$images/zookeeper-$key.tar" "$server_ref" "$stripped"
-    bash "$here/image.sh" operator "$images/operator-$key.tar" "$operator_ref" "$stripped"
-  fi
-  printf 'ZOOHERD_E2E_SERVER_IMAGE=%s\nZOOHERD_E2E_OPERATOR_IMAGE=%s\n' "$server_ref" "$operator_ref" \
-    > "$dir/images.env"
+  printf 'ZOOHERD_E2E_SERVER_IMAGE=%s\nZOOHERD_E2E_OPERATOR_IMAGE=%s\nZOOHERD_E2E_TOOLBOX_IMAGE=%s\n' \
+    "$server_ref" "$operator_ref" zooherd.local/toolbox:busybox > "$dir/images.env"
   log "images ready after $(elapsed_ms) ms"
 
   # ---- control plane and node -----------------------------------------------------------
@@ -140,7 +160,7 @@ run() {
   for i in $(seq 0 $((node_count - 1))); do
     nodes_started=$((i + 1))
     ZOOHERD_NODE_INDEX=$i bash "$here/node.sh" start "$dir" "$pause_tar" \
-      "$images/zookeeper-$key.tar" "$images/operator-$key.tar" >&2
+      "$images/$key/zookeeper.tar" "$images/$key/operator.tar" "$images/toolbox.tar" >&2
     nodes+=("10.212.$i.2")
     k get node "10.212.$i.2" >/dev/null || die "node $i did not register as 10.212.$i.2"
     k label node "10.212.$i.2" "topology.kubernetes.io/zone=zone-$i" >/dev/null
@@ -207,7 +227,8 @@ EOF
 }
 
 case ${1:-} in
-  run) [ $# -eq 3 ] || usage; run "$2" "$3" ;;
+  run) [ $# -eq 2 ] || usage; run "$2" ;;
+  images) [ $# -eq 1 ] || usage; images ;;
   down) [ $# -eq 2 ] || usage; down "$2" ;;
   *) usage ;;
 esac

@@ -11,8 +11,8 @@
 #   --keep         leave the cluster running at the end and print how to use and stop it
 #
 # Needs root (network namespaces, cgroups, containerd). The first run installs Debian packages,
-# builds the cluster binaries from source (12-20 min on 2 cores) and Zooherd; later runs take
-# about a minute. Everything lives in ZOOHERD_DEMO_DIR (default /tmp/zooherd-demo).
+# builds the cluster binaries from source (12-20 min on 2 cores) and the images (about 10 min);
+# later runs take about a minute. Everything lives in ZOOHERD_DEMO_DIR (default /tmp/zooherd-demo).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -32,10 +32,8 @@ bash "$repo/tests/cluster/install-host-packages.sh"
 bash "$repo/tests/cluster/setup.sh"
 # shellcheck source=../cluster/env.sh
 . "$repo/tests/cluster/env.sh"
-say "building zooherd"
-(cd "$repo" && cargo build --bin zooherd)
-binary=$(cd "$repo" && cargo metadata --format-version 1 --no-deps \
-  | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug/zooherd
+say "images: deploy/images/*/Dockerfile built with buildah (cached by their inputs)"
+bash "$here/cluster.sh" images
 
 dir=${ZOOHERD_DEMO_DIR:-/tmp/zooherd-demo}
 if [ -f "$dir/cluster-ready" ]; then
@@ -45,7 +43,7 @@ fi
 rm -rf "$dir"
 mkdir -p "$dir"
 say "local cluster: control plane, node, operator by Helm (log: $dir/cluster.log)"
-setsid bash "$here/cluster.sh" run "$dir" "$binary" > "$dir/cluster.log" 2>&1 < /dev/null &
+setsid bash "$here/cluster.sh" run "$dir" > "$dir/cluster.log" 2>&1 < /dev/null &
 cluster_pid=$!
 stop_cluster() { [ $keep = 1 ] || bash "$here/cluster.sh" down "$dir"; }
 trap stop_cluster EXIT

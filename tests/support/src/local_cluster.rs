@@ -30,7 +30,9 @@ use super::control_plane::ControlPlane;
 use super::process;
 
 /// How long bringing the cluster up may take: images, control plane, node and Helm install.
-const START_TIMEOUT: Duration = Duration::from_secs(600);
+/// Building the images from cold (base images, the release build of zooherd, the JRE) takes
+/// about ten minutes of it; tests/run.sh builds them before the tests.
+const START_TIMEOUT: Duration = Duration::from_secs(1200);
 
 /// The node's cgroup root (node.sh: `cgroupRoot: /zhnode<index>`, index 0).
 const NODE_CGROUP: &str = "/sys/fs/cgroup/pids/zhnode0";
@@ -87,7 +89,6 @@ impl LocalCluster {
             .arg(super::repo_root().join("tests/e2e/cluster.sh"))
             .arg("run")
             .arg(&dir)
-            .arg(crate::zooherd_binary())
             .env("ZOOHERD_E2E_VOLUMES", volumes.to_string())
             .env("ZOOHERD_E2E_NODES", nodes.to_string())
             .stdin(Stdio::null())
@@ -280,10 +281,19 @@ impl LocalCluster {
 
     /// The server image the chart was installed with (tests/e2e/cluster.sh: images.env).
     pub fn server_image(&self) -> String {
+        self.image("ZOOHERD_E2E_SERVER_IMAGE")
+    }
+
+    /// An image with busybox, for pods that are not servers (tests/e2e/image.sh toolbox).
+    pub fn toolbox_image(&self) -> String {
+        self.image("ZOOHERD_E2E_TOOLBOX_IMAGE")
+    }
+
+    fn image(&self, variable: &str) -> String {
         let env = fs::read_to_string(self.dir.join("images.env")).expect("reading images.env");
         env.lines()
-            .find_map(|l| l.strip_prefix("ZOOHERD_E2E_SERVER_IMAGE="))
-            .expect("images.env names the server image")
+            .find_map(|l| l.strip_prefix(variable)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("images.env has no {variable}"))
             .to_string()
     }
 

@@ -1,7 +1,7 @@
 //! Rogue pods for the NetworkPolicy story: pods that are not members of an ensemble, nor the
 //! operator, and try every door of a server.
 //!
-//! A rogue pod runs the server image (it has busybox) doing nothing but `sleep`; the test then
+//! A rogue pod runs the toolbox image (static busybox) doing nothing but `sleep`; the test then
 //! runs one shell script in it with `kubectl exec`, which knocks on every door of one server at
 //! once and prints one line per door, `<door> open` or `<door> closed <why>`:
 //!
