@@ -375,6 +375,71 @@ async fn an_apply_error_is_a_condition_and_the_status_goes_on() {
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
 
+/// A `zooherd.dev/restartMember` or `zooherd.dev/replaceMember` annotation that cannot be read
+/// asks for nothing; the status says so, naming the annotation, its value and the fix, until it
+/// is corrected or removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_annotation_is_a_condition_naming_it() {
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp
+        .create_namespace(&client, "bad-annotation")
+        .await
+        .unwrap();
+    let operator = Operator::start(cp, &ns);
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let name = "zk";
+    ensembles
+        .create(&PostParams::default(), &example_ensemble(name))
+        .await
+        .unwrap();
+    let annotate = |value: serde_json::Value| {
+        let ensembles = ensembles.clone();
+        async move {
+            ensembles
+                .patch(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": {
+                        "zooherd.dev/restartMember": value
+                    }}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let condition = |zke: &ZooKeeperEnsemble| {
+        zke.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "InvalidAnnotation" && c.status == "True")
+            .cloned()
+    };
+    annotate(json!("zk-1")).await;
+    let shown = eventually("the InvalidAnnotation condition", || async {
+        condition(&ensembles.get(name).await.unwrap())
+    })
+    .await;
+    assert!(
+        shown
+            .message
+            .starts_with("annotation zooherd.dev/restartMember is \"zk-1\", not <pod>/<pod uid>"),
+        "{}",
+        shown.message
+    );
+    annotate(json!("zk-1/0d9c-11")).await;
+    eventually("the condition to clear once the value reads", || async {
+        condition(&ensembles.get(name).await.unwrap())
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    drop(operator);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
 /// Hand edits of the children (`kubectl set image` on the StatefulSet, `kubectl edit` of the
 /// ConfigMap, the PodDisruptionBudget and the NetworkPolicy) are put back to what the ensemble specifies, with a
 /// Warning Event. (`kubectl scale sts` is put back too once the committed voters are known;

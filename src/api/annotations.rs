@@ -7,6 +7,8 @@
 //! changes nothing the ensemble should be: it must not bump the generation nor show in
 //! `kubectl diff` of the manifest the user applies.
 
+use std::collections::BTreeMap;
+
 /// Restart every server: the value (any string; `kubectl zooherd restart` writes the time) is
 /// copied into the pod template, so a new value is a new revision that the operator rolls out,
 /// followers first and the leader last.
@@ -49,9 +51,65 @@ impl MemberRestart {
     }
 }
 
+/// What is wrong with the ensemble's [`RESTART_MEMBER`] and [`REPLACE_MEMBER`] annotations, one
+/// message per unreadable value, naming the annotation, its value and what to write instead. A
+/// value that cannot be read asks for nothing, so the operator does nothing on its strength;
+/// these messages are how the user learns that.
+pub fn problems(annotations: &BTreeMap<String, String>) -> Vec<String> {
+    [
+        (RESTART_MEMBER, "nothing is restarted", "kubectl zooherd restart <ensemble> <pod>"),
+        (
+            REPLACE_MEMBER,
+            "no member on a lost node is replaced on its strength",
+            "the RestartHeld condition names the pod and its uid",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, consequence, hint)| {
+        let value = annotations.get(key)?;
+        MemberRestart::parse(value).is_none().then(|| {
+            format!(
+                "annotation {key} is {value:?}, not <pod>/<pod uid>: {consequence}. Write the pod's \
+                 name and uid (kubectl get pod <pod> -o jsonpath='{{.metadata.uid}}'; {hint}), or \
+                 remove the annotation"
+            )
+        })
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_request_is_a_problem_that_names_the_annotation() {
+        let mut annotations = BTreeMap::from([
+            (RESTART_MEMBER.to_owned(), "zk-1/3f1c".to_owned()),
+            (REPLACE_MEMBER.to_owned(), "zk-2/u2".to_owned()),
+            (RESTARTED_AT.to_owned(), "anything".to_owned()),
+        ]);
+        assert!(problems(&annotations).is_empty());
+        annotations.insert(RESTART_MEMBER.to_owned(), "zk-1".to_owned());
+        annotations.insert(REPLACE_MEMBER.to_owned(), "zk-2/".to_owned());
+        let found = problems(&annotations);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with("annotation zooherd.dev/restartMember is \"zk-1\", not <pod>/<pod uid>: nothing is restarted"),
+            "{}",
+            found[0]
+        );
+        assert!(
+            found[1].starts_with("annotation zooherd.dev/replaceMember is \"zk-2/\""),
+            "{}",
+            found[1]
+        );
+        assert!(
+            found
+                .iter()
+                .all(|p| p.ends_with("or remove the annotation"))
+        );
+    }
 
     #[test]
     fn member_restart_round_trips_and_refuses_garbage() {

@@ -18,7 +18,9 @@ use super::act::Acted;
 use super::memory::Memory;
 use super::observe::Observation;
 use super::{Context, Error, FIELD_MANAGER, scale};
-use crate::api::{MembershipStatus, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
+use crate::api::{
+    MembershipStatus, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus, annotations,
+};
 use crate::build::names;
 use crate::decide::conditions::{self, Facts};
 use crate::decide::roll::RollStep;
@@ -115,6 +117,7 @@ pub async fn report(
         &ctx.settings.build.cluster_domain,
     ));
     status.observed_generation = ensemble.meta().generation;
+    let annotation_problems = annotations::problems(ensemble.annotations());
     status.conditions = conditions::conditions(
         &Facts {
             phase: computed.summary.phase,
@@ -126,6 +129,7 @@ pub async fn report(
             scale: scale_step.as_ref(),
             restart_held: decision.restart_held.as_deref(),
             replacing: replacing.as_deref(),
+            annotation_problems: &annotation_problems,
             generation: ensemble.meta().generation,
         },
         &previous_conditions,

@@ -29,6 +29,9 @@ pub const RESTART_HELD: &str = "RestartHeld";
 /// A member on a lost node is being rebuilt elsewhere; the message says which, why, and the
 /// step it is at.
 pub const MEMBER_REPLACEMENT: &str = "MemberReplacement";
+/// True while a `zooherd.dev/restartMember` or `zooherd.dev/replaceMember` annotation cannot
+/// be read (see `api::annotations::problems`).
+pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
 
 /// What the conditions are computed from.
 pub struct Facts<'a> {
@@ -46,6 +49,8 @@ pub struct Facts<'a> {
     pub restart_held: Option<&'a str>,
     /// Where the rebuild of a member on a lost node stands.
     pub replacing: Option<&'a str>,
+    /// The ensemble's annotations that cannot be read, each with the fix.
+    pub annotation_problems: &'a [String],
     pub generation: Option<i64>,
 }
 
@@ -227,6 +232,14 @@ fn desired(facts: &Facts) -> Vec<Desired> {
             message: step.to_owned(),
         });
     }
+    if !facts.annotation_problems.is_empty() {
+        conditions.push(Desired {
+            type_: INVALID_ANNOTATION,
+            status: true,
+            reason: "InvalidAnnotation",
+            message: facts.annotation_problems.join("; "),
+        });
+    }
     if facts.replicas % 2 == 0 {
         conditions.push(Desired {
             type_: EVEN_REPLICAS,
@@ -315,6 +328,7 @@ mod tests {
                 scale: None,
                 restart_held: None,
                 replacing: None,
+                annotation_problems: &[],
                 generation: Some(4),
             };
             let c = conditions(&facts, &[], &time(10));
@@ -340,6 +354,7 @@ mod tests {
             scale: None,
             restart_held: None,
             replacing: None,
+            annotation_problems: &[],
             generation: Some(1),
         };
         let first = conditions(&facts(Phase::Active), &[], &time(10));
@@ -370,6 +385,7 @@ mod tests {
             scale: None,
             restart_held: None,
             replacing: None,
+            annotation_problems: &[],
             generation: Some(1),
         };
         let c = conditions(&facts, &[], &time(1));
@@ -416,6 +432,7 @@ mod tests {
             scale: None,
             restart_held: None,
             replacing: None,
+            annotation_problems: &[],
             generation: Some(1),
         };
         let c = conditions(&facts, &[], &time(1));
@@ -450,6 +467,7 @@ mod tests {
             scale: None,
             restart_held: Some(why),
             replacing: None,
+            annotation_problems: &[],
             generation: Some(1),
         };
         let held = conditions(&facts, &[], &time(1));
@@ -467,6 +485,38 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_annotation_is_a_condition_until_it_is_fixed() {
+        let applied = SpecOutcome::Applied { changed: false };
+        let sts = settled_sts(3);
+        let problems = vec!["annotation zooherd.dev/restartMember is \"zk-1\", ...".to_owned()];
+        let facts = Facts {
+            phase: Phase::Active,
+            quorum_summary: "s",
+            spec: &applied,
+            replicas: 3,
+            stateful_set: Some(&sts),
+            roll: Some(&RollStep::Done),
+            scale: None,
+            restart_held: None,
+            replacing: None,
+            annotation_problems: &problems,
+            generation: Some(1),
+        };
+        let shown = conditions(&facts, &[], &time(1));
+        let condition = find(&shown, INVALID_ANNOTATION).unwrap();
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("True", "InvalidAnnotation")
+        );
+        assert_eq!(condition.message, problems[0]);
+        let fixed = Facts {
+            annotation_problems: &[],
+            ..facts
+        };
+        assert!(find(&conditions(&fixed, &shown, &time(2)), INVALID_ANNOTATION).is_none());
+    }
+
+    #[test]
     fn scaling_says_the_step_and_a_refusal() {
         let applied = SpecOutcome::Applied { changed: false };
         let sts = settled_sts(3);
@@ -480,6 +530,7 @@ mod tests {
             scale: None,
             restart_held: None,
             replacing: None,
+            annotation_problems: &[],
             generation: Some(1),
         };
         let cases = [
@@ -537,6 +588,7 @@ mod tests {
             scale: None,
             restart_held: None,
             replacing: None,
+            annotation_problems: &[],
             generation: Some(1),
         };
         let c = conditions(&facts, &[], &time(1));
