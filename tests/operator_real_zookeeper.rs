@@ -19,7 +19,9 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::control_plane::shared;
+use support::fault;
 use support::kubelet::{Running, bind_pod, next_replaced, roll_followers_first, run_ensemble};
+use support::linearizability::verify;
 use support::operator::{
     Operator, create_ensemble, eventually, install_crds, phase_is, server_image, set_image_by_hand,
     status_where,
@@ -930,10 +932,56 @@ fn start_empty_observer(zookeeper: &mut ZkEnsemble, i: usize) {
     zookeeper.start_member(i).unwrap();
 }
 
+/// Issue 13, operator-driven faults: the fault tier's workload (three clients, blind writes,
+/// compare-and-sets and reads on two registers, each in its own session) run through what the
+/// operator does, and its history checked by the linearizability checker: the writes
+/// linearizable, every acknowledged write in the final reads, reads monotonic.
+struct CheckedWorkload {
+    workload: fault::Workload,
+    name: &'static str,
+    seed: u64,
+}
+
+impl CheckedWorkload {
+    async fn start(connect_string: &str, name: &'static str) -> Self {
+        let seed = fault::seed();
+        println!(
+            "{name}: workload seed {seed} (replay with {}={seed})",
+            fault::SEED_VAR
+        );
+        let workload = fault::Workload::start(connect_string, 3, 2, seed).await;
+        CheckedWorkload {
+            workload,
+            name,
+            seed,
+        }
+    }
+
+    /// Stops the workload, reads the registers once more and checks the history; panics,
+    /// naming the history's file and the seed, if it is not linearizable.
+    async fn finish(self) {
+        let history = self.workload.finish().await;
+        println!("{}: {}", self.name, fault::summary(&history));
+        let report = verify(&history, self.name).unwrap_or_else(|failed| {
+            panic!(
+                "{}: seed {} ({}={} replays the workload): {failed}",
+                self.name,
+                self.seed,
+                fault::SEED_VAR,
+                self.seed
+            )
+        });
+        assert!(report.read_anomalies.is_empty());
+    }
+}
+
 /// Issue 20, item 11: two replicas of the operator, and at every step of a roll the one that
 /// leads is killed with SIGKILL (as with its node lost: it cannot release the Lease). The
 /// standby takes the Lease over once it expires and goes on from what it observes: one server
 /// at a time, followers first, the leader last, and the ensemble ACTIVE at the end.
+///
+/// Throughout, the fault tier's workload runs and its history is checked ([`CheckedWorkload`]):
+/// the roll and the operator's deaths lose no acknowledged write and break no linearizability.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_roll_finishes_though_the_operator_leader_is_killed_at_every_step() {
     let cp = shared();
@@ -949,6 +997,7 @@ async fn a_roll_finishes_though_the_operator_leader_is_killed_at_every_step() {
     } = run_ensemble(&client, &ns, json!({"replicas": 3})).await;
     status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
 
+    let workload = CheckedWorkload::start(&zookeeper.connect_string(), "operator-roll").await;
     let leader_before = zookeeper.leader().await.expect("a leader");
     ensembles
         .patch(
@@ -989,6 +1038,7 @@ async fn a_roll_finishes_though_the_operator_leader_is_killed_at_every_step() {
     .await;
     println!("roll finished after {:?}", started.elapsed());
     assert_eq!(status.ready.as_deref(), Some("3/3"));
+    workload.finish().await;
     drop(replicas);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
@@ -1100,7 +1150,9 @@ async fn a_replica_that_lost_the_lease_disrupts_nothing() {
 /// Issue 20, item 11, for scales: 3 -> 5 -> 3 voters, with the leading replica killed after
 /// every step (the StatefulSet grown, each voter added, then each voter removed and its server
 /// stopped); each time a fresh replica takes over and the scale goes on to the end, one step at a
-/// time, with voters and servers agreeing.
+/// time, with voters and servers agreeing. Throughout, the fault tier's workload runs on voters
+/// 1-3 and its history is checked ([`CheckedWorkload`]): the leader's removal by
+/// reconfiguration among them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scale_finishes_though_the_operator_leader_is_killed_at_every_step() {
     let cp = shared();
@@ -1115,6 +1167,10 @@ async fn a_scale_finishes_though_the_operator_leader_is_killed_at_every_step() {
         ensemble_with_superuser(&client, &ns, json!({"replicas": 3}), 5).await;
     let pods = start_three_voters(&client, &ns, &mut zookeeper).await;
     status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
+    let first_three: Vec<String> = (0..3)
+        .map(|i| zookeeper.member(i).client_address().to_string())
+        .collect();
+    let workload = CheckedWorkload::start(&first_three.join(","), "operator-scale").await;
     let stateful_sets =
         Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), &ns);
     // (the StatefulSet's replicas, the recorded voters)
@@ -1187,6 +1243,7 @@ async fn a_scale_finishes_though_the_operator_leader_is_killed_at_every_step() {
     let status = status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
     println!("3 -> 5 -> 3 finished after {:?}", started.elapsed());
     assert_eq!(status.ready.as_deref(), Some("3/3"));
+    workload.finish().await;
     drop(replicas);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }

@@ -27,7 +27,9 @@
 //!
 //! [`run`] returns the [`Run`]: the history, the faults with their windows, and
 //! [`Run::table`], the figures per kind of fault. The caller checks the history with
-//! [`super::linearizability::verify`].
+//! [`super::linearizability::verify`]. [`Workload`] is the workload alone, for tests whose
+//! disruptions come from the operator (tests/operator_real_zookeeper.rs); [`summary`] prints
+//! its history in one line.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -545,6 +547,68 @@ async fn final_read(shared: &Shared, key: &str) {
     );
 }
 
+/// The workload alone: its workers and the registers they work on. [`run`] puts it under the
+/// nemesis; a test whose disruptions come from elsewhere (the operator's rolls) starts one on
+/// its own ensemble and checks the history [`Workload::finish`] returns.
+pub struct Workload {
+    shared: Arc<Shared>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workload {
+    /// Creates `registers` registers (`/fault/r<i>`, value 0 at version 0) through
+    /// `connect_string` and starts `clients` workers on them; `seed` draws their choices.
+    pub async fn start(connect_string: &str, clients: u32, registers: usize, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let keys: Vec<String> = (0..registers).map(|r| format!("/fault/r{r}")).collect();
+        let client = connect(connect_string)
+            .await
+            .expect("a session to create the registers");
+        let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let parent = std::iter::once(("/fault", ""));
+        for (path, data) in parent.chain(keys.iter().map(|k| (k.as_str(), "0"))) {
+            let created = client.create(path, data.as_bytes(), &create).await;
+            created.unwrap_or_else(|e| panic!("create {path}: {e}"));
+        }
+        drop(client);
+        let initial = RegisterState {
+            value: 0,
+            version: 0,
+        };
+        let state: Vec<(&str, RegisterState)> =
+            keys.iter().map(|k| (k.as_str(), initial)).collect();
+        let shared = Arc::new(Shared {
+            recorder: Recorder::new(&state),
+            connect_string: connect_string.to_owned(),
+            keys,
+            stop: AtomicBool::new(false),
+            sessions: AtomicU64::new(1),
+        });
+        let workers = (1..=clients)
+            .map(|id| tokio::spawn(worker(shared.clone(), id, rng.next_u64())))
+            .collect();
+        Workload { shared, workers }
+    }
+
+    /// The history's clock, for recording when faults happen.
+    pub fn recorder(&self) -> &Recorder {
+        &self.shared.recorder
+    }
+
+    /// Stops the workers, then reads every register once more (retried until it succeeds, so
+    /// call it once the ensemble is expected to serve); returns the history.
+    pub async fn finish(self) -> History {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for worker in self.workers {
+            worker.await.expect("a worker panicked");
+        }
+        for key in &self.shared.keys {
+            final_read(&self.shared, key).await;
+        }
+        self.shared.recorder.finish()
+    }
+}
+
 /// Starts an ensemble, runs the workload under the nemesis, then the final reads; returns the
 /// history and the faults. Panics if the ensemble does not start or does not come back.
 pub async fn run(profile: Profile) -> Run {
@@ -565,57 +629,57 @@ pub async fn run(profile: Profile) -> Run {
     zk.wait_for_all_serving(START_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-
-    let keys: Vec<String> = (0..profile.registers)
-        .map(|r| format!("/fault/r{r}"))
-        .collect();
-    // The registers, created before the run: value 0 at version 0.
-    let client = connect(&zk.connect_string())
-        .await
-        .expect("a session to create the registers");
-    let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-    let parent = std::iter::once(("/fault", ""));
-    for (path, data) in parent.chain(keys.iter().map(|k| (k.as_str(), "0"))) {
-        let created = client.create(path, data.as_bytes(), &create).await;
-        created.unwrap_or_else(|e| panic!("create {path}: {e}"));
-    }
-    drop(client);
-    let initial = RegisterState {
-        value: 0,
-        version: 0,
-    };
-    let registers: Vec<(&str, RegisterState)> =
-        keys.iter().map(|k| (k.as_str(), initial)).collect();
-    let shared = Arc::new(Shared {
-        recorder: Recorder::new(&registers),
-        connect_string: zk.connect_string(),
-        keys: keys.clone(),
-        stop: AtomicBool::new(false),
-        sessions: AtomicU64::new(1),
-    });
-    let workers: Vec<_> = (1..=profile.clients)
-        .map(|id| tokio::spawn(worker(shared.clone(), id, rng.next_u64())))
-        .collect();
-
-    let faults = nemesis(&mut zk, &shared.recorder, &profile, &mut rng).await;
+    let workload = Workload::start(
+        &zk.connect_string(),
+        profile.clients,
+        profile.registers,
+        rng.next_u64(),
+    )
+    .await;
+    let faults = nemesis(&mut zk, workload.recorder(), &profile, &mut rng).await;
     tokio::time::sleep(QUIET_END).await;
-    shared.stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker.await.expect("a worker panicked");
-    }
     zk.wait_for_all_serving(RECOVERY_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("after the faults: {e}"));
-    for key in &keys {
-        final_read(&shared, key).await;
-    }
+    let history = workload.finish().await;
     Run {
         name: format!("fault-injection-{n}-servers-seed-{}", profile.seed),
         profile,
-        history: shared.recorder.finish(),
+        history,
         faults,
         elapsed: started.elapsed(),
     }
+}
+
+/// One line on a history without faults of its own: its operations by outcome, and the
+/// longest time without an acknowledged write.
+pub fn summary(history: &History) -> String {
+    let mut counts = Counts::default();
+    let mut acks = Vec::new();
+    let workload: Vec<&Op> = history
+        .ops
+        .iter()
+        .filter(|op| op.call != Call::FinalRead)
+        .collect();
+    for op in &workload {
+        counts.add(op);
+        if op.is_ok() && matches!(op.call, Call::Write { .. } | Call::Cas { .. }) {
+            acks.push(op.complete);
+        }
+    }
+    acks.sort_unstable();
+    let start = workload.iter().map(|op| op.invoke).min().unwrap_or(0);
+    let end = workload.iter().map(|op| op.complete).max().unwrap_or(0);
+    format!(
+        "{} operations: {} acknowledged ({} writes), {} failed, {} unknown; longest time \
+         without an acknowledged write {:.1} s",
+        counts.invoked,
+        counts.acknowledged,
+        counts.acknowledged_writes,
+        counts.failed,
+        counts.unknown,
+        longest_gap(&acks, start, end)
+    )
 }
 
 /// Operations counted by outcome.
