@@ -612,7 +612,8 @@ async fn the_operator_scales_by_reconfiguration_and_refuses_to_lose_the_quorum()
 ///
 /// Two replicas of the operator run, and the leading one is killed (SIGKILL) after each step
 /// of that flow (item 11): the standby must go on from what it observes, never re-adding the
-/// empty server as a voter before it has synced, and never stopping half-way.
+/// empty server as a voter before it has synced, and never stopping half-way. The fault tier's
+/// workload runs throughout ([`CheckedWorkload`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
     use zookeeper_client as zk;
@@ -644,15 +645,11 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
         (data.get(names::FORMED_KEY)? == "true").then_some(())
     })
     .await;
-    let to_1_and_2 = zookeeper.client_addresses(0..2);
-    let cluster = to_1_and_2
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let cluster = zookeeper.connect_string_of(0..2);
     let writer = zk::Client::connect(&cluster).await.expect("a client");
     let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     writer.create("/kept", b"yes", &create).await.unwrap();
+    let workload = CheckedWorkload::start(&cluster, "operator-empty-volume").await;
 
     // Voter 3's volume is lost; its agent refuses to start as a voter, and the kubelet says so.
     zookeeper.stop(2).unwrap();
@@ -719,6 +716,7 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
     assert_eq!(status.ready.as_deref(), Some("3/3"));
     let (data, _) = writer.get_data("/kept").await.unwrap();
     assert_eq!(data, b"yes");
+    workload.finish().await;
     drop(replicas);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
@@ -729,7 +727,8 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
 /// is merely NotReady. Once an administrator taints it `node.kubernetes.io/out-of-service`, the
 /// operator removes voter 3 by reconfiguration, deletes its claim and pod, and the new pod
 /// (started empty by the test, as the kubelet of another node would) joins and is added back
-/// as a voter. The operator leading at the first step is killed on the way. No write is lost.
+/// as a voter. The operator leading at the first step is killed on the way. No write is lost:
+/// the fault tier's workload runs throughout ([`CheckedWorkload`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_on_a_lost_node_is_rebuilt_elsewhere_once_the_loss_is_confirmed() {
     use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
@@ -790,15 +789,11 @@ async fn a_member_on_a_lost_node_is_rebuilt_elsewhere_once_the_loss_is_confirmed
         (data.get(names::FORMED_KEY)? == "true").then_some(())
     })
     .await;
-    let cluster = zookeeper
-        .client_addresses(0..2)
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let cluster = zookeeper.connect_string_of(0..2);
     let writer = zk::Client::connect(&cluster).await.expect("a client");
     let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     writer.create("/kept", b"yes", &create).await.unwrap();
+    let workload = CheckedWorkload::start(&cluster, "operator-lost-node").await;
 
     // The node stops reporting, and its server with it.
     zookeeper.stop(2).unwrap();
@@ -894,6 +889,7 @@ async fn a_member_on_a_lost_node_is_rebuilt_elsewhere_once_the_loss_is_confirmed
     assert_eq!(status.ready.as_deref(), Some("3/3"));
     let (data, _) = writer.get_data("/kept").await.unwrap();
     assert_eq!(data, b"yes");
+    workload.finish().await;
     drop(replicas);
     cp.delete_namespace(&client, &ns).await.unwrap();
     nodes.delete(&node, &Default::default()).await.unwrap();
@@ -1167,10 +1163,8 @@ async fn a_scale_finishes_though_the_operator_leader_is_killed_at_every_step() {
         ensemble_with_superuser(&client, &ns, json!({"replicas": 3}), 5).await;
     let pods = start_three_voters(&client, &ns, &mut zookeeper).await;
     status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
-    let first_three: Vec<String> = (0..3)
-        .map(|i| zookeeper.member(i).client_address().to_string())
-        .collect();
-    let workload = CheckedWorkload::start(&first_three.join(","), "operator-scale").await;
+    let workload =
+        CheckedWorkload::start(&zookeeper.connect_string_of(0..3), "operator-scale").await;
     let stateful_sets =
         Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), &ns);
     // (the StatefulSet's replicas, the recorded voters)

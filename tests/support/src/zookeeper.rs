@@ -800,9 +800,14 @@ impl ZkEnsemble {
 
     /// `ip:2181,ip:2181,...` for clients.
     pub fn connect_string(&self) -> String {
-        self.members
+        self.connect_string_of(0..self.members.len())
+    }
+
+    /// The connect string of some members only.
+    pub fn connect_string_of(&self, indices: impl IntoIterator<Item = usize>) -> String {
+        self.client_addresses(indices)
             .iter()
-            .map(|m| m.client_address().to_string())
+            .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(",")
     }
