@@ -16,7 +16,10 @@
 //! (followers first, the leader last) and scaling 3 -> 5 -> 3 -> 1 -> 3 by reconfiguration.
 //! Last, issue 20's drain story (tests/e2e/drain.rs): `kubectl drain` of the node while a roll
 //! has a server away is refused by the PodDisruptionBudget, and the roll finishes after the
-//! uncordon, with never fewer than a quorum of servers up.
+//! uncordon, with never fewer than a quorum of servers up. Then issue 13's partition
+//! (tests/e2e/partition.rs): the leader cut off from its peers in its own network namespace; the
+//! others elect a leader and keep acknowledging writes, the status shows DEGRADED, and after the
+//! heal ACTIVE 3/3 with no restart, the fault tier's workload linearizable throughout.
 //!
 //! First, the NetworkPolicy story of issue 14: the node enforces NetworkPolicies (kube-router,
 //! firewall only), and rogue pods in another namespace and in the ensemble's own try every door
@@ -51,6 +54,8 @@ mod drain;
 mod grafana;
 #[path = "e2e/nodes.rs"]
 mod nodes;
+#[path = "e2e/partition.rs"]
+mod partition;
 use zooherd_test_support as support;
 
 use std::collections::BTreeMap;
@@ -539,6 +544,7 @@ async fn seed_walkthroughs_on_a_real_node() {
     five_servers(&cluster, &client, &prometheus).await;
     scaling(&cluster, &client).await;
     drain::drain_during_a_roll(&cluster, &client).await;
+    partition::leader_cut_off_from_its_peers(&cluster, &client).await;
 }
 
 /// Walkthrough (a), one server stopped and started, and (c), a frozen member restarted by the

@@ -5,8 +5,8 @@
 //! again, and the recorded history must pass the linearizability checker
 //! (tests/support/src/linearizability): the writes linearizable, every acknowledged write in the
 //! final reads, the reads within each session read-your-writes and monotonic. A network
-//! partition is not injected: the members share the loopback interface, and cutting links
-//! between them needs network namespaces.
+//! partition is not injected here: the members share the loopback interface, and cutting links
+//! between them needs network namespaces (the end-to-end tier has them: tests/e2e/partition.rs).
 //!
 //! Run `bash tests/cluster/setup.sh` once first, then `cargo test --test fault_injection`
 //! (about 75 s of faults per ensemble). The seed is printed; `ZOOHERD_FAULT_SEED=<seed>`

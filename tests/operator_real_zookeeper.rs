@@ -21,7 +21,6 @@ use serde_json::json;
 use support::control_plane::shared;
 use support::fault;
 use support::kubelet::{Running, bind_pod, next_replaced, roll_followers_first, run_ensemble};
-use support::linearizability::verify;
 use support::operator::{
     Operator, create_ensemble, eventually, install_crds, phase_is, server_image, set_image_by_hand,
     status_where,
@@ -613,7 +612,7 @@ async fn the_operator_scales_by_reconfiguration_and_refuses_to_lose_the_quorum()
 /// Two replicas of the operator run, and the leading one is killed (SIGKILL) after each step
 /// of that flow (item 11): the standby must go on from what it observes, never re-adding the
 /// empty server as a voter before it has synced, and never stopping half-way. The fault tier's
-/// workload runs throughout ([`CheckedWorkload`]).
+/// workload runs throughout ([`fault::CheckedWorkload`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
     use zookeeper_client as zk;
@@ -649,7 +648,7 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
     let writer = zk::Client::connect(&cluster).await.expect("a client");
     let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     writer.create("/kept", b"yes", &create).await.unwrap();
-    let workload = CheckedWorkload::start(&cluster, "operator-empty-volume").await;
+    let workload = fault::CheckedWorkload::start(&cluster, "operator-empty-volume").await;
 
     // Voter 3's volume is lost; its agent refuses to start as a voter, and the kubelet says so.
     zookeeper.stop(2).unwrap();
@@ -728,7 +727,7 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
 /// operator removes voter 3 by reconfiguration, deletes its claim and pod, and the new pod
 /// (started empty by the test, as the kubelet of another node would) joins and is added back
 /// as a voter. The operator leading at the first step is killed on the way. No write is lost:
-/// the fault tier's workload runs throughout ([`CheckedWorkload`]).
+/// the fault tier's workload runs throughout ([`fault::CheckedWorkload`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_on_a_lost_node_is_rebuilt_elsewhere_once_the_loss_is_confirmed() {
     use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
@@ -793,7 +792,7 @@ async fn a_member_on_a_lost_node_is_rebuilt_elsewhere_once_the_loss_is_confirmed
     let writer = zk::Client::connect(&cluster).await.expect("a client");
     let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     writer.create("/kept", b"yes", &create).await.unwrap();
-    let workload = CheckedWorkload::start(&cluster, "operator-lost-node").await;
+    let workload = fault::CheckedWorkload::start(&cluster, "operator-lost-node").await;
 
     // The node stops reporting, and its server with it.
     zookeeper.stop(2).unwrap();
@@ -928,56 +927,14 @@ fn start_empty_observer(zookeeper: &mut ZkEnsemble, i: usize) {
     zookeeper.start_member(i).unwrap();
 }
 
-/// Issue 13, operator-driven faults: the fault tier's workload (three clients, blind writes,
-/// compare-and-sets and reads on two registers, each in its own session) run through what the
-/// operator does, and its history checked by the linearizability checker: the writes
-/// linearizable, every acknowledged write in the final reads, reads monotonic.
-struct CheckedWorkload {
-    workload: fault::Workload,
-    name: &'static str,
-    seed: u64,
-}
-
-impl CheckedWorkload {
-    async fn start(connect_string: &str, name: &'static str) -> Self {
-        let seed = fault::seed();
-        println!(
-            "{name}: workload seed {seed} (replay with {}={seed})",
-            fault::SEED_VAR
-        );
-        let workload = fault::Workload::start(connect_string, 3, 2, seed).await;
-        CheckedWorkload {
-            workload,
-            name,
-            seed,
-        }
-    }
-
-    /// Stops the workload, reads the registers once more and checks the history; panics,
-    /// naming the history's file and the seed, if it is not linearizable.
-    async fn finish(self) {
-        let history = self.workload.finish().await;
-        println!("{}: {}", self.name, fault::summary(&history));
-        let report = verify(&history, self.name).unwrap_or_else(|failed| {
-            panic!(
-                "{}: seed {} ({}={} replays the workload): {failed}",
-                self.name,
-                self.seed,
-                fault::SEED_VAR,
-                self.seed
-            )
-        });
-        assert!(report.read_anomalies.is_empty());
-    }
-}
-
 /// Issue 20, item 11: two replicas of the operator, and at every step of a roll the one that
 /// leads is killed with SIGKILL (as with its node lost: it cannot release the Lease). The
 /// standby takes the Lease over once it expires and goes on from what it observes: one server
 /// at a time, followers first, the leader last, and the ensemble ACTIVE at the end.
 ///
-/// Throughout, the fault tier's workload runs and its history is checked ([`CheckedWorkload`]):
-/// the roll and the operator's deaths lose no acknowledged write and break no linearizability.
+/// Throughout, the fault tier's workload runs and its history is checked
+/// ([`fault::CheckedWorkload`]): the roll and the operator's deaths lose no acknowledged write
+/// and break no linearizability.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_roll_finishes_though_the_operator_leader_is_killed_at_every_step() {
     let cp = shared();
@@ -993,7 +950,8 @@ async fn a_roll_finishes_though_the_operator_leader_is_killed_at_every_step() {
     } = run_ensemble(&client, &ns, json!({"replicas": 3})).await;
     status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
 
-    let workload = CheckedWorkload::start(&zookeeper.connect_string(), "operator-roll").await;
+    let workload =
+        fault::CheckedWorkload::start(&zookeeper.connect_string(), "operator-roll").await;
     let leader_before = zookeeper.leader().await.expect("a leader");
     ensembles
         .patch(
@@ -1147,7 +1105,7 @@ async fn a_replica_that_lost_the_lease_disrupts_nothing() {
 /// every step (the StatefulSet grown, each voter added, then each voter removed and its server
 /// stopped); each time a fresh replica takes over and the scale goes on to the end, one step at a
 /// time, with voters and servers agreeing. Throughout, the fault tier's workload runs on voters
-/// 1-3 and its history is checked ([`CheckedWorkload`]): the leader's removal by
+/// 1-3 and its history is checked ([`fault::CheckedWorkload`]): the leader's removal by
 /// reconfiguration among them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scale_finishes_though_the_operator_leader_is_killed_at_every_step() {
@@ -1164,7 +1122,7 @@ async fn a_scale_finishes_though_the_operator_leader_is_killed_at_every_step() {
     let pods = start_three_voters(&client, &ns, &mut zookeeper).await;
     status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
     let workload =
-        CheckedWorkload::start(&zookeeper.connect_string_of(0..3), "operator-scale").await;
+        fault::CheckedWorkload::start(&zookeeper.connect_string_of(0..3), "operator-scale").await;
     let stateful_sets =
         Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), &ns);
     // (the StatefulSet's replicas, the recorded voters)

@@ -20,16 +20,18 @@
 //!   them, SIGKILLed and restarted): the ensemble must come back, and every acknowledged
 //!   write with it. Each fault ends when every member serves again; the next starts after a
 //!   quiet second or two. A network partition needs network namespaces, which these tests
-//!   do not have (the members share the loopback interface): not injected.
+//!   do not have (the members share the loopback interface): the end-to-end tier injects one
+//!   (tests/e2e/partition.rs) and runs [`CheckedWorkload`] through it.
 //! - **Check.** After the last fault and every worker stopped, every member serving, one
 //!   final read of each register (`sync`, then `getData`, retried until it succeeds) that the
 //!   checker treats as linearizable: it must account for every acknowledged write.
 //!
 //! [`run`] returns the [`Run`]: the history, the faults with their windows, and
 //! [`Run::table`], the figures per kind of fault. The caller checks the history with
-//! [`super::linearizability::verify`]. [`Workload`] is the workload alone, for tests whose
-//! disruptions come from the operator (tests/operator_real_zookeeper.rs); [`summary`] prints
-//! its history in one line.
+//! [`super::linearizability::verify`]. [`Workload`] is the workload alone, and
+//! [`CheckedWorkload`] the workload with its check, for tests whose disruptions come from the
+//! operator or the cluster (tests/operator_real_zookeeper.rs, the end-to-end partition);
+//! [`summary`] prints a history in one line.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -41,6 +43,7 @@ use zookeeper_client as zk;
 
 use super::linearizability::generate::Rng;
 use super::linearizability::history::{Call, History, Op, Outcome, Recorder, RegisterState};
+use super::linearizability::verify;
 use super::zookeeper::{ZkEnsemble, quorum_size};
 
 /// Replays a run's faults and workload choices (the timings are the machine's).
@@ -606,6 +609,48 @@ impl Workload {
             final_read(&self.shared, key).await;
         }
         self.shared.recorder.finish()
+    }
+}
+
+/// Issue 13, operator-driven faults: the workload (three clients, blind writes, compare-and-sets
+/// and reads on two registers, each in its own session) run through what the operator does or
+/// meets, and its history checked by the linearizability checker: the writes linearizable,
+/// every acknowledged write in the final reads, reads monotonic.
+pub struct CheckedWorkload {
+    workload: Workload,
+    name: &'static str,
+    seed: u64,
+}
+
+impl CheckedWorkload {
+    /// Starts the workload through `connect_string`; `name` prefixes its lines and the
+    /// history's file.
+    pub async fn start(connect_string: &str, name: &'static str) -> Self {
+        let seed = seed();
+        println!(
+            "{name}: workload seed {seed} (replay with {}={seed})",
+            SEED_VAR
+        );
+        let workload = Workload::start(connect_string, 3, 2, seed).await;
+        CheckedWorkload {
+            workload,
+            name,
+            seed,
+        }
+    }
+
+    /// Stops the workload, reads the registers once more and checks the history; panics,
+    /// naming the history's file and the seed, if it is not linearizable.
+    pub async fn finish(self) {
+        let history = self.workload.finish().await;
+        println!("{}: {}", self.name, summary(&history));
+        let report = verify(&history, self.name).unwrap_or_else(|failed| {
+            panic!(
+                "{}: seed {} ({}={} replays the workload): {failed}",
+                self.name, self.seed, SEED_VAR, self.seed
+            )
+        });
+        assert!(report.read_anomalies.is_empty());
     }
 }
 

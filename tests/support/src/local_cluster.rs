@@ -202,6 +202,37 @@ impl LocalCluster {
         signalled
     }
 
+    /// Cuts the network between `pod` and the addresses `peers` (a partition: every packet
+    /// between them dropped, both ways), or heals it: iptables rules in the pod's own network
+    /// namespace (entered through its container's first process), so that nothing else on the
+    /// node is touched and the pod's other traffic (clients, the operator's probes) flows.
+    pub async fn cut_off(&self, pods: &Api<Pod>, pod: &str, peers: &[String], cut: bool) {
+        let pid = *self
+            .container_pids(pods, pod)
+            .await
+            .first()
+            .unwrap_or_else(|| panic!("pod {pod} has no process"));
+        let action = if cut { "-I" } else { "-D" };
+        for peer in peers {
+            for rule in [["INPUT", "-s"], ["OUTPUT", "-d"]] {
+                let out = Command::new("nsenter")
+                    .arg(format!("--net=/proc/{pid}/ns/net"))
+                    .args([
+                        "iptables", "-w", action, rule[0], rule[1], peer, "-j", "DROP",
+                    ])
+                    .output()
+                    .expect("running nsenter iptables");
+                assert!(
+                    out.status.success(),
+                    "iptables {action} {} {} {peer} in pod {pod}: {}",
+                    rule[0],
+                    rule[1],
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+
     /// Holds (SIGSTOP) or resumes (SIGCONT) the node's kubelet: while it is held, nothing
     /// restarts a container that dies, as with a server killed outside Kubernetes.
     pub fn hold_kubelet(&self, hold: bool) {
