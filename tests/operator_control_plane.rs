@@ -14,6 +14,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -30,6 +31,16 @@ fn example_ensemble(name: &str) -> ZooKeeperEnsemble {
         "spec": {"replicas": 3, "config": {"tickTime": "2000"}}
     }))
     .unwrap()
+}
+
+/// The ensemble's condition of `type_`, if it is True.
+fn true_condition(zke: &ZooKeeperEnsemble, type_: &str) -> Option<Condition> {
+    zke.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+        .cloned()
 }
 
 fn owned_by(object: &impl Resource, ensemble: &ZooKeeperEnsemble) -> bool {
@@ -304,14 +315,7 @@ async fn an_apply_error_is_a_condition_and_the_status_goes_on() {
         .create(&PostParams::default(), &example_ensemble(name))
         .await
         .unwrap();
-    let condition = |zke: &ZooKeeperEnsemble| {
-        zke.status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "ApplyFailed" && c.status == "True")
-            .cloned()
-    };
+    let condition = |zke: &ZooKeeperEnsemble| true_condition(zke, "ApplyFailed");
     let failed = eventually("the ApplyFailed condition", || async {
         condition(&ensembles.get(name).await.unwrap())
     })
@@ -409,14 +413,7 @@ async fn an_unreadable_annotation_is_a_condition_naming_it() {
                 .unwrap();
         }
     };
-    let condition = |zke: &ZooKeeperEnsemble| {
-        zke.status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "InvalidAnnotation" && c.status == "True")
-            .cloned()
-    };
+    let condition = |zke: &ZooKeeperEnsemble| true_condition(zke, "InvalidAnnotation");
     annotate(json!("zk-1")).await;
     let shown = eventually("the InvalidAnnotation condition", || async {
         condition(&ensembles.get(name).await.unwrap())

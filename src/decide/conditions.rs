@@ -308,6 +308,23 @@ mod tests {
         conditions.iter().find(|c| c.type_ == type_)
     }
 
+    /// An ACTIVE 3-voter ensemble whose spec is applied and whose StatefulSet is settled.
+    fn settled<'a>(spec: &'a SpecOutcome, sts: &'a StatefulSet) -> Facts<'a> {
+        Facts {
+            phase: Phase::Active,
+            quorum_summary: "s",
+            spec,
+            replicas: 3,
+            stateful_set: Some(sts),
+            roll: Some(&RollStep::Done),
+            scale: None,
+            restart_held: None,
+            replacing: None,
+            annotation_problems: &[],
+            generation: Some(1),
+        }
+    }
+
     #[test]
     fn phases_map_to_available_and_degraded() {
         let sts = settled_sts(3);
@@ -459,16 +476,8 @@ mod tests {
             "not restarting: zk-2 is unreachable, but its pod is on node n1, which is NotReady";
         let facts = Facts {
             phase: Phase::Degraded,
-            quorum_summary: "s",
-            spec: &applied,
-            replicas: 3,
-            stateful_set: Some(&sts),
-            roll: Some(&RollStep::Done),
-            scale: None,
             restart_held: Some(why),
-            replacing: None,
-            annotation_problems: &[],
-            generation: Some(1),
+            ..settled(&applied, &sts)
         };
         let held = conditions(&facts, &[], &time(1));
         let condition = find(&held, RESTART_HELD).unwrap();
@@ -490,17 +499,8 @@ mod tests {
         let sts = settled_sts(3);
         let problems = vec!["annotation zooherd.dev/restartMember is \"zk-1\", ...".to_owned()];
         let facts = Facts {
-            phase: Phase::Active,
-            quorum_summary: "s",
-            spec: &applied,
-            replicas: 3,
-            stateful_set: Some(&sts),
-            roll: Some(&RollStep::Done),
-            scale: None,
-            restart_held: None,
-            replacing: None,
             annotation_problems: &problems,
-            generation: Some(1),
+            ..settled(&applied, &sts)
         };
         let shown = conditions(&facts, &[], &time(1));
         let condition = find(&shown, INVALID_ANNOTATION).unwrap();
@@ -521,17 +521,8 @@ mod tests {
         let applied = SpecOutcome::Applied { changed: false };
         let sts = settled_sts(3);
         let facts = Facts {
-            phase: Phase::Active,
-            quorum_summary: "s",
-            spec: &applied,
             replicas: 1,
-            stateful_set: Some(&sts),
-            roll: Some(&RollStep::Done),
-            scale: None,
-            restart_held: None,
-            replacing: None,
-            annotation_problems: &[],
-            generation: Some(1),
+            ..settled(&applied, &sts)
         };
         let cases = [
             (
