@@ -1207,13 +1207,18 @@ async fn a_scale_finishes_though_the_operator_leader_is_killed_at_every_step() {
 /// names the stage and the certificate's expiry. (The servers here run the test's own zoo.cfg:
 /// this proves the operator's sequence; tests/quorum_tls_real_zookeeper.rs proves on real
 /// ZooKeeper that the stages' settings carry a running ensemble over without losing a write.)
+///
+/// Two replicas of the operator run, and the leading one is SIGKILLed each time a new stage is
+/// configured, in the middle of that stage's roll: a fresh replica must go on from what it
+/// observes, never configuring a stage before every server runs the one before. The fault
+/// tier's workload runs throughout ([`fault::CheckedWorkload`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_quorum_tls_on_rolls_one_stage_at_a_time() {
     let cp = shared();
     install_crds(cp);
     let client = cp.client().await;
     let ns = cp.create_namespace(&client, "tls").await.unwrap();
-    let operator = Operator::start(cp, &ns);
+    let mut replicas = Replicas::start(cp, &ns);
     let spec = json!({"replicas": 3, "tls": {"quorum": false}});
     let Running {
         mut zookeeper,
@@ -1239,6 +1244,8 @@ async fn switching_quorum_tls_on_rolls_one_stage_at_a_time() {
         secrets.get_opt("zk-zooherd-tls").await.unwrap().is_none(),
         "no certificates while quorum TLS is off"
     );
+    let workload =
+        fault::CheckedWorkload::start(&zookeeper.connect_string(), "operator-quorum-tls").await;
 
     ensembles
         .patch(
@@ -1257,7 +1264,11 @@ async fn switching_quorum_tls_on_rolls_one_stage_at_a_time() {
             .and_then(|stage| stage.parse().ok())
             .expect("the ConfigMap names a stage");
         if configured_stages.last() != Some(&configured) {
-            println!("{configured} configured after {:?}", started.elapsed());
+            let killed = replicas.kill_the_leader(&client).await;
+            println!(
+                "{configured} configured after {:?}; killed the leading {killed}",
+                started.elapsed()
+            );
             configured_stages.push(configured);
         }
         let mut running = Vec::new();
@@ -1317,6 +1328,7 @@ async fn switching_quorum_tls_on_rolls_one_stage_at_a_time() {
         let pod = pods.get(&format!("zk-{i}")).await.unwrap();
         assert_eq!(pod.uid().as_ref(), Some(uid), "zk-{i} replaced again");
     }
-    drop(operator);
+    workload.finish().await;
+    drop(replicas);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
