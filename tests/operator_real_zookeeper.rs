@@ -22,9 +22,10 @@ use support::control_plane::shared;
 use support::fault;
 use support::kubelet::{Running, bind_pod, next_replaced, roll_followers_first, run_ensemble};
 use support::operator::{
-    Operator, create_ensemble, eventually, install_crds, phase_is, server_image, set_image_by_hand,
-    status_where,
+    Operator, api_server_address, create_ensemble, eventually, install_crds, phase_is,
+    server_image, set_image_by_hand, status_where,
 };
+use support::proxy::Proxy;
 use support::zookeeper::{ZkEnsemble, render_config, server_line};
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use zooherd::build::names::{self, server_host};
@@ -994,6 +995,117 @@ async fn a_roll_finishes_though_the_operator_leader_is_killed_at_every_step() {
     assert_eq!(status.ready.as_deref(), Some("3/3"));
     workload.finish().await;
     drop(replicas);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
+/// Issue 13: a replica cut off from the API server (a partition between it and the control
+/// plane, while it still reaches the ZooKeeper servers) disrupts nothing. Replica A reaches the
+/// API server through a proxy and leads; a roll starts, and right after its first step A is cut
+/// off. Replica B takes the Lease over once A's expires and finishes the roll, one server at a
+/// time, followers first. Then the link heals: A, which may still hold what it saw before the
+/// cut, must exit without touching a member (no pod replaced after the roll, the voters
+/// unchanged). The fault tier's workload runs throughout ([`fault::CheckedWorkload`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_the_api_server_disrupts_nothing() {
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "cut-off").await.unwrap();
+    let proxy = Proxy::start(api_server_address(cp)).await;
+    let mut replica_a = Operator::start_through(cp, &ns, "replica-a", proxy.address());
+    let leases = Api::<Lease>::namespaced(client.clone(), &ns);
+    let holder = || async {
+        leases
+            .get_opt("zooherd-operator")
+            .await
+            .unwrap()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    eventually("replica-a to hold the Lease", || async {
+        (holder().await.as_deref() == Some("replica-a")).then_some(())
+    })
+    .await;
+    let replica_b = Operator::start_as(cp, &ns, "replica-b");
+    let Running {
+        mut zookeeper,
+        ensembles,
+        pods,
+        mut uids,
+    } = run_ensemble(&client, &ns, json!({"replicas": 3})).await;
+    status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
+    let workload =
+        fault::CheckedWorkload::start(&zookeeper.connect_string(), "operator-cut-off").await;
+
+    let leader_before = zookeeper.leader().await.expect("a leader");
+    ensembles
+        .patch(
+            "zk",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"config": {"maxClientCnxns": "100"}}})),
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut order = Vec::new();
+    while order.len() < 3 {
+        let replaced = next_replaced(&pods, &uids, &order).await;
+        order.push(replaced);
+        if order.len() == 1 {
+            proxy.set_cut(true);
+            println!(
+                "zk-{replaced} replaced after {:?}; replica-a ({:?} holds the Lease) cut off \
+                 from the API server",
+                started.elapsed(),
+                holder().await
+            );
+        } else {
+            println!("zk-{replaced} replaced after {:?}", started.elapsed());
+        }
+        zookeeper.restart(replaced).unwrap();
+        uids[replaced] = bind_pod(&pods, replaced, zookeeper.member(replaced).ip()).await;
+    }
+    let followers: Vec<usize> = (0..3).rev().filter(|&i| i != leader_before).collect();
+    assert_eq!(order[..2], followers[..], "followers first");
+    assert_eq!(order[2], leader_before, "the leader last");
+    status_where(&ensembles, "the roll to finish", |s| {
+        s.phase == Some(Phase::Active)
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Progressing" && c.status == "False")
+    })
+    .await;
+    assert_eq!(holder().await.as_deref(), Some("replica-b"));
+    println!("roll finished by replica-b after {:?}", started.elapsed());
+
+    proxy.set_cut(false);
+    let healed = std::time::Instant::now();
+    let exited = loop {
+        if let Some(status) = replica_a.exited() {
+            break status;
+        }
+        assert!(
+            healed.elapsed() < Duration::from_secs(60),
+            "replica-a still runs 60 s after the heal:\n{}",
+            replica_a.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "replica-a exited ({exited}) {:?} after the heal",
+        healed.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for (i, uid) in uids.iter().enumerate() {
+        let pod = pods.get(&format!("zk-{i}")).await.unwrap();
+        assert_eq!(
+            pod.uid().as_ref(),
+            Some(uid),
+            "zk-{i} replaced after the roll"
+        );
+    }
+    status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
+    workload.finish().await;
+    drop(replica_b);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
 

@@ -20,6 +20,7 @@ pub mod linearizability;
 pub mod local_cluster;
 pub mod operator;
 pub mod prometheus;
+pub mod proxy;
 pub mod rogue;
 pub mod scaling;
 pub mod status_loop;

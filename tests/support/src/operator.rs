@@ -150,6 +150,16 @@ pub fn install_crds(cp: &ControlPlane) {
     );
 }
 
+/// The API server's address, from the control plane's kubeconfig (`server: https://ip:port`).
+pub fn api_server_address(cp: &ControlPlane) -> std::net::SocketAddr {
+    let kubeconfig = std::fs::read_to_string(cp.kubeconfig()).unwrap();
+    kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://"))
+        .and_then(|address| address.trim().parse().ok())
+        .expect("the kubeconfig names the API server as https://ip:port")
+}
+
 /// The operator binary, watching one namespace, with its metrics on a free port.
 pub struct Operator {
     child: Child,
@@ -166,6 +176,36 @@ impl Operator {
     /// One replica of the operator with its own identity in the leader-election Lease.
     pub fn start_as(cp: &ControlPlane, namespace: &str, identity: &str) -> Operator {
         let dir = super::owned_temp_dir("zooherd-operator-").unwrap();
+        Self::spawn(dir, cp.kubeconfig(), namespace, identity)
+    }
+
+    /// [`Operator::start_as`], reaching the API server through `proxy` (a
+    /// [`super::proxy::Proxy`] to [`api_server_address`]), so that a test can cut it off.
+    pub fn start_through(
+        cp: &ControlPlane,
+        namespace: &str,
+        identity: &str,
+        proxy: std::net::SocketAddr,
+    ) -> Operator {
+        let dir = super::owned_temp_dir("zooherd-operator-").unwrap();
+        let original = std::fs::read_to_string(cp.kubeconfig()).unwrap();
+        let server = format!("https://{}", api_server_address(cp));
+        assert!(original.contains(&server), "{server} not in the kubeconfig");
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            original.replace(&server, &format!("https://{proxy}")),
+        )
+        .unwrap();
+        Self::spawn(dir, &kubeconfig, namespace, identity)
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        kubeconfig: &std::path::Path,
+        namespace: &str,
+        identity: &str,
+    ) -> Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -179,7 +219,7 @@ impl Operator {
             .args(["--lease-namespace", namespace])
             .args(["--server-image", "zooherd.test/zookeeper:test"])
             .args(["--probe-interval-ms", "500", "--admin-timeout-ms", "300"])
-            .env("KUBECONFIG", cp.kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", identity)
             .env("RUST_LOG", "info,zooherd=debug")
             .stdin(Stdio::null())
