@@ -89,21 +89,25 @@ image_key() {
 }
 
 # images: the pause image and the images of deploy/images/*/Dockerfile, built unless
-# $ZOOHERD_CACHE/e2e-images already has those of the same inputs (image_key).
+# $ZOOHERD_CACHE/e2e-images already has those of the same inputs (image_key). One build at a
+# time on this machine (test runs share buildah's storage): the lock is held in a subshell.
 images() {
   local images=$ZOOHERD_CACHE/e2e-images key
   key=$(image_key)
   mkdir -p "$images"
-  [ -f "$images/pause-$KUBERNETES_VERSION.tar" ] \
-    || bash "$here/image.sh" pause "$images/pause-$KUBERNETES_VERSION.tar"
-  [ -f "$images/toolbox.tar" ] || bash "$here/image.sh" toolbox "$images/toolbox.tar"
-  [ -f "$images/$key/report.txt" ] && return 0
-  # Keep only the images of these inputs: every change to the source makes new ones.
-  find "$images" -mindepth 1 -maxdepth 1 \( -type d -o -name 'zookeeper-*.tar' -o -name 'operator-*.tar' \) \
-    -exec rm -rf {} +
-  bash "$here/dockerfiles.sh" build "$images/$key.tmp" "zooherd.local/zookeeper:$key" \
-    "zooherd.local/zooherd:$key" >&2
-  mv "$images/$key.tmp" "$images/$key"
+  (
+    flock 9
+    [ -f "$images/pause-$KUBERNETES_VERSION.tar" ] \
+      || bash "$here/image.sh" pause "$images/pause-$KUBERNETES_VERSION.tar"
+    [ -f "$images/toolbox.tar" ] || bash "$here/image.sh" toolbox "$images/toolbox.tar"
+    [ -f "$images/$key/report.txt" ] && exit 0
+    # Keep only the images of these inputs: every change to the source makes new ones.
+    find "$images" -mindepth 1 -maxdepth 1 \( -type d -o -name 'zookeeper-*.tar' -o -name 'operator-*.tar' \) \
+      -exec rm -rf {} +
+    bash "$here/dockerfiles.sh" build "$images/$key.tmp" "zooherd.local/zookeeper:$key" \
+      "zooherd.local/zooherd:$key" >&2
+    mv "$images/$key.tmp" "$images/$key"
+  ) 9> "$images/.lock"
 }
 
 run() {
