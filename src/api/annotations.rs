@@ -57,7 +57,11 @@ impl MemberRestart {
 /// these messages are how the user learns that.
 pub fn problems(annotations: &BTreeMap<String, String>) -> Vec<String> {
     [
-        (RESTART_MEMBER, "nothing is restarted", "kubectl zooherd restart <ensemble> <pod>"),
+        (
+            RESTART_MEMBER,
+            "nothing is restarted",
+            "kubectl zooherd restart <ensemble> --member <pod> writes it",
+        ),
         (
             REPLACE_MEMBER,
             "no member on a lost node is replaced on its strength",
