@@ -53,6 +53,11 @@ pub struct OperatorArgs {
     #[arg(long, env = "ZOOHERD_ADMIN_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=30_000))]
     pub admin_timeout_ms: u64,
 
+    /// The longest, in milliseconds, a server that keeps failing its probes is left alone
+    /// (0: every server is asked every round).
+    #[arg(long, env = "ZOOHERD_PROBE_BACKOFF_MAX_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=300_000))]
+    pub probe_backoff_max_ms: u64,
+
     /// Run only while holding the Lease (needed with more than one replica).
     #[arg(long, env = "ZOOHERD_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,
@@ -98,6 +103,7 @@ impl OperatorArgs {
                 timeout: Duration::from_millis(self.admin_timeout_ms),
                 admin_port: u16::try_from(build::names::ADMIN_PORT)
                     .expect("the AdminServer port fits in 16 bits"),
+                backoff_max: Duration::from_millis(self.probe_backoff_max_ms),
                 ..ProbeSettings::default()
             },
             rule: RuleSettings::default(),
@@ -147,6 +153,16 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
+/// The client to the API server, every request counted in `metrics`.
+async fn client(metrics: &Metrics) -> Result<Client, kube::Error> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&controller::api_traffic::layer(metrics.clone()))
+        .build())
+}
+
 /// Resolves once `stop` turns true.
 async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
@@ -163,8 +179,8 @@ async fn termination() {
 }
 
 pub async fn run(args: OperatorArgs) -> Result<(), ServiceError> {
-    let client = Client::try_default().await.map_err(ServiceError::Client)?;
     let metrics = Metrics::default();
+    let client = client(&metrics).await.map_err(ServiceError::Client)?;
     let health = Health::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http = tokio::spawn(controller::telemetry::serve(

@@ -15,6 +15,7 @@
 //! but the watches.
 
 mod act;
+pub mod api_traffic;
 mod apply;
 pub mod events;
 mod fence;
@@ -195,6 +196,8 @@ pub struct Context {
     pub superusers: secrets::SecretReads<String>,
     /// When the ensembles' quorum certificates expire, as read from their Secrets.
     pub quorum_certificates: secrets::SecretReads<jiff::Timestamp>,
+    /// What each ensemble's last full apply started from.
+    pub applied: reconcile::LastApplied,
 }
 
 impl Context {
@@ -202,6 +205,7 @@ impl Context {
     pub(crate) fn forget(&self, namespace: &str, name: &str) {
         self.metrics.forget_ensemble(namespace, name);
         self.events.forget(namespace, name);
+        self.applied.forget(namespace, name);
         self.memory
             .lock()
             .expect("status memory lock")
@@ -242,7 +246,9 @@ where
 }
 
 /// A cached, label-filtered watch of one child kind: the store, and the stream that fills it
-/// (which also triggers reconciles).
+/// (which also triggers reconciles). Managed fields are dropped before caching: the operator
+/// never reads them, and they are often the largest part of an object (every writer of every
+/// field is listed), so they would be most of the cache's memory.
 fn reflect<K>(
     client: &Client,
     namespace: Option<&str>,
@@ -267,6 +273,7 @@ where
     let (store, writer) = reflector::store();
     let stream = watcher(scoped::<K>(client, namespace), managed)
         .default_backoff()
+        .modify(|object| object.managed_fields_mut().clear())
         .reflect(writer)
         .touched_objects();
     (store, stream)
@@ -367,7 +374,10 @@ async fn run_scope(
     let (pods, pod_stream) = reflect::<Pod>(client, ns);
     let ctx = Arc::new(Context {
         client: client.clone(),
-        prober: Prober::new(shared.settings.probe.clone()),
+        prober: Prober::counted(
+            shared.settings.probe.clone(),
+            shared.metrics.probe_traffic(),
+        ),
         events: EventPublisher::new(client.clone(), shared.reporter.clone()),
         settings: shared.settings.clone(),
         metrics: shared.metrics.clone(),
@@ -386,32 +396,45 @@ async fn run_scope(
         normalised: Mutex::default(),
         superusers: secrets::SecretReads::default(),
         quorum_certificates: secrets::SecretReads::default(),
+        applied: reconcile::LastApplied::default(),
     });
     let forgetter = ctx.clone();
     tracing::info!(namespace = ns.unwrap_or("<all>"), "starting controller");
-    Controller::new(
+    let (ensembles, ensemble_writer) = reflector::store();
+    let ensemble_stream = watcher(
         scoped::<ZooKeeperEnsemble>(client, ns),
         watcher::Config::default(),
     )
-    .owns_stream(sts_stream)
-    .owns_stream(cm_stream)
-    .owns_stream(svc_stream)
-    .owns_stream(pdb_stream)
-    .owns_stream(netpol_stream)
-    .watches_stream(pod_stream, ensemble_of_pod)
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile::reconcile, error_policy, ctx.clone())
-    .for_each(|result| {
-        match result {
-            // A deleted ensemble: drop what we remembered about it, and its metric series.
-            Err(kube::runtime::controller::Error::ObjectNotFound(gone)) => {
-                forgetter.forget(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
-            }
-            Err(error) => tracing::debug!(%error, "controller event"),
-            Ok(_) => {}
-        }
-        std::future::ready(())
+    .default_backoff()
+    .modify(|ensemble| {
+        // Neither is read; `kubectl apply`'s copy of the whole spec doubles its size.
+        ensemble.managed_fields_mut().clear();
+        ensemble
+            .annotations_mut()
+            .remove("kubectl.kubernetes.io/last-applied-configuration");
     })
-    .await;
+    .reflect(ensemble_writer)
+    .applied_objects();
+    Controller::for_stream(ensemble_stream, ensembles)
+        .owns_stream(sts_stream)
+        .owns_stream(cm_stream)
+        .owns_stream(svc_stream)
+        .owns_stream(pdb_stream)
+        .owns_stream(netpol_stream)
+        .watches_stream(pod_stream, ensemble_of_pod)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            match result {
+                // A deleted ensemble: drop what we remembered about it, and its metric series.
+                Err(kube::runtime::controller::Error::ObjectNotFound(gone)) => {
+                    forgetter.forget(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
+                }
+                Err(error) => tracing::debug!(%error, "controller event"),
+                Ok(_) => {}
+            }
+            std::future::ready(())
+        })
+        .await;
     tracing::info!(namespace = ns.unwrap_or("<all>"), "controller stopped");
 }

@@ -65,6 +65,9 @@ pub struct Observation {
     pub lost_node_policy: lost_node::Policy,
     /// The administrator's confirmation of a lost node (`annotations::REPLACE_MEMBER`).
     pub replace_request: Option<String>,
+    /// How long until a voter is to be probed again (zero: next round); `None` when no voter
+    /// has an address.
+    pub next_probe_in: Option<std::time::Duration>,
 }
 
 impl Observation {
@@ -121,6 +124,7 @@ pub fn server(
         myid,
         pod: pod_name,
         ip,
+        pod_version: pod.as_ref().and_then(|p| p.resource_version()),
     };
     (voter, pod)
 }
@@ -158,6 +162,7 @@ pub async fn observe(
     )
     .await;
     ctx.metrics.probe_round(probing.elapsed());
+    let next_probe_in = ctx.prober.due_in(&voter_list);
     let now = Timestamp::now();
 
     let namespace = ensemble.namespace().unwrap_or_default();
@@ -273,5 +278,6 @@ pub async fn observe(
         node_losses,
         lost_node_policy: lost_node::Policy::from(&ensemble.spec.lost_node),
         replace_request: ensemble.annotations().get(REPLACE_MEMBER).cloned(),
+        next_probe_in,
     }
 }

@@ -1,11 +1,21 @@
 //! One reconcile of one ensemble, read top to bottom as its pipeline:
 //! validate → build → apply (the children), then observe → decide → act → report (the members).
+//!
+//! Most reconciles are probe rounds: nothing the children are built from has changed. Building
+//! and comparing every child (the StatefulSet is serialised and hashed) would then be most of
+//! an idle operator's CPU, so the apply step runs only when one of its inputs changed (see
+//! [`ApplyInputs`]) and at least every [`FULL_APPLY_EVERY`]. The round itself follows the
+//! probes: every probe interval while a voter is to be asked, later when every voter is left
+//! alone for failing (`quorum::backoff`), and on a pod's change when none has an address.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::apply::{Applied, apply_child, delete_child};
@@ -21,7 +31,17 @@ use crate::decide::{SpecOutcome, decide};
 /// How long one reconcile may take. A round is a probe round (bounded by the AdminServer
 /// timeout), a few API calls and at most one reconfiguration (bounded by its own timeouts):
 /// seconds. Past this something hangs; the reconcile fails loudly and is retried.
-pub const RECONCILE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+pub const RECONCILE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The longest the children go without being built and compared. The inputs cover every
+/// object the operator watches; this bounds what they do not: a Secret changed (they are read
+/// again on the same schedule, `secrets::SecretReads::RECHECK`) or a certificate due for
+/// renewal.
+pub const FULL_APPLY_EVERY: Duration = super::secrets::SecretReads::<()>::RECHECK;
+
+/// The next round of an ensemble none of whose voters has an address: their pods' changes
+/// trigger one at once, so this only bounds the timers (a lost node's grace period).
+const UNADDRESSED_ROUND: Duration = Duration::from_secs(10);
 
 pub async fn reconcile(
     ensemble: Arc<ZooKeeperEnsemble>,
@@ -57,10 +77,18 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     let mut password = None;
     let mut quorum_tls = None;
     let mut stateful_set_written = false;
+    let mut unchanged = ctx.applied.unchanged(ensemble, ctx);
     let spec = match build::ValidatedEnsemble::new(ensemble) {
         Err(problem) => SpecOutcome::Invalid(problem.to_string()),
         Ok(_) if ensemble.spec.paused => SpecOutcome::Paused,
+        Ok(_) if unchanged.is_some() => {
+            let (superuser, tls) = unchanged.take().expect("checked by the guard");
+            password = Some(superuser);
+            quorum_tls = Some(tls);
+            SpecOutcome::Applied { changed: false }
+        }
         Ok(valid) => {
+            let inputs = ApplyInputs::of(ensemble, ctx);
             let tls_facts = tls::facts(ensemble, ctx);
             let tls_stage = crate::decide::quorum_tls::stage(&tls_facts);
             let topology = build::Topology {
@@ -71,6 +99,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
             let tls = (tls_stage, tls_facts.configured);
             match apply(ensemble, ctx, children, tls).await {
                 Ok((superuser, tls, written)) => {
+                    ctx.applied.record(ensemble, inputs, tls.clone());
                     password = Some(superuser);
                     quorum_tls = Some(tls);
                     stateful_set_written = written.stateful_set;
@@ -94,8 +123,87 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     observation.quorum_tls = quorum_tls;
     let decision = decide(&observation.facts(&spec));
     let acted = act::act(ensemble, ctx, &observation, &decision.disruption, password).await?;
+    let next_probe_in = observation.next_probe_in;
     report::report(ensemble, ctx, &spec, observation, &decision, acted).await?;
-    Ok(Action::requeue(ctx.settings.probe_interval))
+    let next_round = next_probe_in.map_or(UNADDRESSED_ROUND, |due| {
+        due.max(ctx.settings.probe_interval)
+    });
+    Ok(Action::requeue(next_round))
+}
+
+/// A fingerprint of everything the apply step reads from the cluster: the ensemble (spec,
+/// annotations and status: any write changes its resource version), each child as cached, the
+/// servers' pods (the quorum TLS stage follows them) and the voters the operator last recorded.
+/// Equal fingerprints mean that building and comparing the children again would find nothing
+/// to write, unless someone changed what is not watched (see [`FULL_APPLY_EVERY`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApplyInputs(u64);
+
+impl ApplyInputs {
+    fn of(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Self {
+        let namespace = ensemble.namespace().unwrap_or_default();
+        let stores = &ctx.stores;
+        let mut hasher = DefaultHasher::new();
+        fn version<K>(store: &Store<K>, name: String, namespace: &str) -> Option<String>
+        where
+            K: kube::Resource<DynamicType = ()> + Clone + 'static,
+        {
+            store
+                .get(&ObjectRef::new(&name).within(namespace))?
+                .resource_version()
+        }
+        ensemble.resource_version().hash(&mut hasher);
+        use build::names;
+        for child in [
+            version(&stores.config_maps, names::config_map(ensemble), &namespace),
+            version(
+                &stores.services,
+                names::headless_service(ensemble),
+                &namespace,
+            ),
+            version(
+                &stores.services,
+                names::client_service(ensemble),
+                &namespace,
+            ),
+            version(
+                &stores.stateful_sets,
+                names::stateful_set(ensemble),
+                &namespace,
+            ),
+            version(
+                &stores.pod_disruption_budgets,
+                names::pod_disruption_budget(ensemble),
+                &namespace,
+            ),
+            version(
+                &stores.network_policies,
+                names::network_policy(ensemble),
+                &namespace,
+            ),
+        ] {
+            child.hash(&mut hasher);
+        }
+        let recorded = recorded_membership(ensemble, ctx);
+        let voters = scale::recorded_voters(recorded.as_ref());
+        let servers = scale::stateful_set_replicas(stores, ensemble)
+            .unwrap_or(0)
+            .max(u32::try_from(ensemble.spec.replicas).unwrap_or(0))
+            .max(
+                voters
+                    .iter()
+                    .flatten()
+                    .map(|&m| u32::from(m))
+                    .max()
+                    .unwrap_or(0),
+            );
+        for ordinal in 0..servers {
+            let pod = build::names::pod(ensemble, ordinal);
+            version(&stores.pods, pod, &namespace).hash(&mut hasher);
+        }
+        voters.hash(&mut hasher);
+        Self(hasher.finish())
+    }
 }
 
 /// The servers and their roles for `replicas` voters: the StatefulSet's size and the bootstrap
@@ -221,4 +329,46 @@ async fn apply_children(
         network_policy,
     ];
     Ok(applied.into_iter().flatten().collect())
+}
+
+/// The last full apply of each ensemble: what it started from, when, and the quorum TLS status
+/// it configured.
+#[derive(Default)]
+pub struct LastApplied(
+    Mutex<HashMap<ObjectRef<ZooKeeperEnsemble>, (ApplyInputs, Instant, QuorumTlsStatus)>>,
+);
+
+impl LastApplied {
+    /// The superuser's password and the quorum TLS status, if the children need not be built
+    /// and compared this round: nothing they are built from changed since the last full apply,
+    /// which was less than [`FULL_APPLY_EVERY`] ago, and the password is fresh.
+    fn unchanged(
+        &self,
+        ensemble: &ZooKeeperEnsemble,
+        ctx: &Context,
+    ) -> Option<(String, QuorumTlsStatus)> {
+        let inputs = ApplyInputs::of(ensemble, ctx);
+        let tls = {
+            let applied = self.0.lock().expect("last applied lock");
+            let (was, at, tls) = applied.get(&ObjectRef::from(ensemble))?;
+            (*was == inputs && at.elapsed() < FULL_APPLY_EVERY).then(|| tls.clone())?
+        };
+        let password = ctx.superusers.fresh(&ensemble.uid()?)?;
+        Some((password, tls))
+    }
+
+    fn record(&self, ensemble: &ZooKeeperEnsemble, inputs: ApplyInputs, tls: QuorumTlsStatus) {
+        self.0
+            .lock()
+            .expect("last applied lock")
+            .insert(ObjectRef::from(ensemble), (inputs, Instant::now(), tls));
+    }
+
+    /// Forgets a deleted ensemble.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.0
+            .lock()
+            .expect("last applied lock")
+            .retain(|key, _| key.name != name || key.namespace.as_deref() != Some(namespace));
+    }
 }

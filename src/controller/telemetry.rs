@@ -20,6 +20,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::api::{MemberStatus, Phase};
+use crate::quorum::probe::ProbeTraffic;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum Outcome {
@@ -40,6 +41,12 @@ struct ErrorLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WriteLabels {
     kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    verb: &'static str,
+    resource: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,6 +93,8 @@ pub struct Metrics {
     /// member's old state goes when it changes: one series per member, not one per state.
     member_series: Arc<Mutex<MemberSeries>>,
     probe_round_duration: Histogram,
+    probe_traffic: ProbeTraffic,
+    api_requests: Family<RequestLabels, Counter>,
     leading: Gauge,
     registry: Arc<Registry>,
 }
@@ -153,6 +162,23 @@ impl Default for Metrics {
             "Duration of one probe round: every voter of one ensemble asked, in parallel, what it is doing",
             probe_round_duration.clone(),
         );
+        let probe_traffic = ProbeTraffic::default();
+        registry.register(
+            "probe_requests",
+            "AdminServer requests sent to the members (srvr, and mntr to leaders); members that keep failing are asked less often",
+            probe_traffic.requests.clone(),
+        );
+        registry.register(
+            "probe_requests_in_flight",
+            "AdminServer requests sent and not yet answered or timed out",
+            probe_traffic.in_flight.clone(),
+        );
+        let api_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Requests the operator sent to the Kubernetes API server, by verb and resource (watches counted when opened)",
+            api_requests.clone(),
+        );
         let leading = Gauge::default();
         registry.register(
             "leading",
@@ -171,6 +197,8 @@ impl Default for Metrics {
             member_state,
             member_series: Arc::default(),
             probe_round_duration,
+            probe_traffic,
+            api_requests,
             leading,
             registry: Arc::new(registry),
         }
@@ -278,6 +306,18 @@ impl Metrics {
     }
 
     /// How long one probe round of an ensemble's voters took.
+    /// The counters a prober counts its requests in.
+    pub fn probe_traffic(&self) -> ProbeTraffic {
+        self.probe_traffic.clone()
+    }
+
+    /// One request to the API server.
+    pub fn api_request(&self, verb: &'static str, resource: String) {
+        self.api_requests
+            .get_or_create(&RequestLabels { verb, resource })
+            .inc();
+    }
+
     pub fn probe_round(&self, took: Duration) {
         self.probe_round_duration.observe(took.as_secs_f64());
     }

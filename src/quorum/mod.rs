@@ -11,6 +11,7 @@
 //! [`Myid`].
 
 pub mod admin;
+pub mod backoff;
 pub mod membership;
 pub mod myid;
 pub mod probe;

@@ -9,14 +9,21 @@
 //! (at most the timeout). Only a member that says it leads is asked `mntr` as well (in the
 //! same concurrent branch), for what only the leader knows: how many followers are in sync,
 //! and the data size. A failed `mntr` never changes the member's classification.
+//!
+//! A member that keeps failing is asked less often ([`super::backoff`], when
+//! [`ProbeSettings::backoff_max`] is set): its last failure stands in between.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
 use super::Myid;
 use super::admin::{AdminClient, AdminError, ClientLoad, MonitorStats, ServerMode, SrvrAnswer};
+use super::backoff::Backoff;
 
 /// One voter to probe, as the controller knows it from the StatefulSet and its pods.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +32,9 @@ pub struct Voter {
     pub pod: String,
     /// The pod's IP; `None` when there is no pod or it has no IP yet.
     pub ip: Option<IpAddr>,
+    /// The pod's resource version: a member whose pod changed is asked at once, even if it
+    /// was being left alone for failing (see [`super::backoff`]).
+    pub pod_version: Option<String>,
 }
 
 /// How a round probes.
@@ -37,6 +47,9 @@ pub struct ProbeSettings {
     pub admin_port: u16,
     /// Ask the leader `mntr` too (synced followers, znode count). Default true.
     pub leader_details: bool,
+    /// The longest a member that keeps failing is left alone between two probes. Default
+    /// zero: every member is asked every round.
+    pub backoff_max: Duration,
 }
 
 impl Default for ProbeSettings {
@@ -45,6 +58,7 @@ impl Default for ProbeSettings {
             timeout: Duration::from_secs(1),
             admin_port: 8080,
             leader_details: true,
+            backoff_max: Duration::ZERO,
         }
     }
 }
@@ -92,29 +106,75 @@ pub struct ProbeRound {
     pub elapsed: Duration,
 }
 
-/// Asks voters' AdminServers what they are doing. Cheap to clone; keeps idle connections to
-/// the servers between rounds, so a steady-state round costs no TCP handshakes.
+/// What the probes cost, for the operator's metrics: requests sent, and requests waiting for
+/// an answer now.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeTraffic {
+    pub requests: Counter,
+    pub in_flight: Gauge,
+}
+
+/// Counts one request in flight while it lives.
+struct InFlight<'a>(&'a ProbeTraffic);
+
+impl<'a> InFlight<'a> {
+    fn start(traffic: &'a ProbeTraffic) -> Self {
+        traffic.requests.inc();
+        traffic.in_flight.inc();
+        Self(traffic)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+/// Asks voters' AdminServers what they are doing. Cheap to clone (clones share the connection
+/// pool and the backoff); keeps idle connections to the servers between rounds, so a
+/// steady-state round costs no TCP handshakes.
 ///
 /// Intended caller: the controller's status loop, once per probe interval per ensemble.
 #[derive(Clone, Debug)]
 pub struct Prober {
     client: AdminClient,
     settings: ProbeSettings,
+    backoff: Arc<Mutex<Backoff>>,
+    traffic: ProbeTraffic,
 }
 
 impl Prober {
     pub fn new(settings: ProbeSettings) -> Self {
+        Self::counted(settings, ProbeTraffic::default())
+    }
+
+    /// A prober that counts its requests in `traffic`.
+    pub fn counted(settings: ProbeSettings, traffic: ProbeTraffic) -> Self {
         Self {
             client: AdminClient::new(settings.timeout),
+            backoff: Arc::new(Mutex::new(Backoff::new(
+                settings.backoff_max,
+                Instant::now(),
+            ))),
             settings,
+            traffic,
         }
+    }
+
+    /// How long until one of `voters` is to be asked again (zero: now); `None` when none has
+    /// an address, so that there is nothing to ask until a pod changes.
+    pub fn due_in(&self, voters: &[Voter]) -> Option<Duration> {
+        self.backoff
+            .lock()
+            .expect("probe backoff lock")
+            .due_in(voters, Instant::now())
     }
 
     /// Probes every voter concurrently. Never fails: every problem is an [`Answer`].
     pub async fn probe(&self, voters: &[Voter]) -> ProbeRound {
         let started = Instant::now();
-        let answers =
-            futures::future::join_all(voters.iter().map(|voter| self.probe_voter(voter))).await;
+        let answers = futures::future::join_all(voters.iter().map(|voter| self.ask(voter))).await;
         let mut requests = 0;
         let observations = voters
             .iter()
@@ -136,6 +196,24 @@ impl Prober {
         }
     }
 
+    /// One voter's answer, unless it is being left alone (then its last failure stands).
+    async fn ask(&self, voter: &Voter) -> (Answer, usize, Timestamp) {
+        let standing = self
+            .backoff
+            .lock()
+            .expect("probe backoff lock")
+            .standing(voter, Instant::now());
+        if let Some(answer) = standing {
+            return (answer, 0, Timestamp::now());
+        }
+        let asked = self.probe_voter(voter).await;
+        self.backoff
+            .lock()
+            .expect("probe backoff lock")
+            .record(voter, &asked.0, Instant::now());
+        asked
+    }
+
     /// One voter's answer, the number of requests it took, and when it was taken.
     async fn probe_voter(&self, voter: &Voter) -> (Answer, usize, Timestamp) {
         let Some(ip) = voter.ip else {
@@ -146,10 +224,15 @@ impl Prober {
             return (Answer::Missing(reason), 0, Timestamp::now());
         };
         let base = admin_base(ip, self.settings.admin_port);
-        let (answer, requests) = match self.client.srvr(&base).await {
+        let srvr = {
+            let _counted = InFlight::start(&self.traffic);
+            self.client.srvr(&base).await
+        };
+        let (answer, requests) = match srvr {
             Ok(SrvrAnswer::Serving(stats)) => {
                 let leads = stats.mode == ServerMode::Leader;
                 let leader_details = if leads && self.settings.leader_details {
+                    let _counted = InFlight::start(&self.traffic);
                     self.client.mntr(&base).await.ok()
                 } else {
                     None
@@ -233,12 +316,13 @@ mod tests {
         let prober = Prober::new(ProbeSettings {
             timeout,
             admin_port: port,
-            leader_details: true,
+            ..ProbeSettings::default()
         });
         let voter = Voter {
             myid: crate::quorum::myid::id(1),
             pod: "zk-0".into(),
             ip,
+            pod_version: None,
         };
         let round = prober.probe(std::slice::from_ref(&voter)).await;
         assert_eq!(round.observations.len(), 1);
@@ -378,13 +462,14 @@ mod tests {
         let prober = Prober::new(ProbeSettings {
             timeout: Duration::from_millis(500),
             admin_port: port,
-            leader_details: true,
+            ..ProbeSettings::default()
         });
         let voters: Vec<Voter> = Myid::up_to(6)
             .map(|myid| Voter {
                 myid,
                 pod: format!("zk-{}", myid.ordinal()),
                 ip: Some(ip),
+                pod_version: None,
             })
             .collect();
         let round = prober.probe(&voters).await;
@@ -396,5 +481,46 @@ mod tests {
         assert_eq!(round.requests, 6);
         let myids: Vec<i32> = round.observations.iter().map(|o| o.myid.into()).collect();
         assert_eq!(myids, [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn a_member_that_keeps_timing_out_is_left_alone_and_counted() {
+        let (ip, port) = fake_admin_server(|_| None).await;
+        let traffic = ProbeTraffic::default();
+        let prober = Prober::counted(
+            ProbeSettings {
+                timeout: Duration::from_millis(100),
+                admin_port: port,
+                backoff_max: Duration::from_secs(10),
+                ..ProbeSettings::default()
+            },
+            traffic.clone(),
+        );
+        let voter = Voter {
+            myid: crate::quorum::myid::id(1),
+            pod: "zk-0".into(),
+            ip: Some(ip),
+            pod_version: Some("7".into()),
+        };
+        let voters = std::slice::from_ref(&voter);
+        let sent: Vec<usize> = [
+            prober.probe(voters).await,
+            prober.probe(voters).await,
+            prober.probe(voters).await,
+        ]
+        .iter()
+        .map(|round| round.requests)
+        .collect();
+        assert_eq!(sent, [1, 1, 0], "asked twice, then left alone");
+        assert_eq!(traffic.requests.get(), 2);
+        assert_eq!(traffic.in_flight.get(), 0);
+        let due = prober.due_in(voters).unwrap();
+        assert!(due > Duration::from_secs(1), "{due:?}");
+        // The pod changed: asked at once.
+        let restarted = Voter {
+            pod_version: Some("8".into()),
+            ..voter
+        };
+        assert_eq!(prober.probe(&[restarted]).await.requests, 1);
     }
 }

@@ -786,6 +786,7 @@ impl ZkEnsemble {
                 myid: m.myid(),
                 pod: format!("zk-{}", m.index()),
                 ip: Some(std::net::IpAddr::V4(m.ip())),
+                pod_version: None,
             })
             .collect()
     }
