@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, EvictParams, Preconditions};
 use kube::runtime::events::EventType;
 
-use super::observe::Observation;
+use super::observe::{self, Observation};
 use super::report::publish;
 use super::{Context, Error};
 use crate::api::ZooKeeperEnsemble;
@@ -62,7 +62,18 @@ pub async fn act(
     let uid = |pod: &str| observation.revisions.get(pod)?.uid.clone();
     match disruption {
         Disruption::Nothing => {}
-        Disruption::Restart { pod, reason, .. } => {
+        Disruption::Restart { pod, myid, reason } => {
+            // The failure may rest on an answer that stood in for a probe (the member was left
+            // alone for failing, `quorum::backoff`): ask it once more. One that serves again
+            // is not restarted.
+            let (member, _) = observe::server(ensemble, ctx, *myid);
+            let asked = ctx.prober.probe_now(std::slice::from_ref(&member)).await;
+            if let Some(now) = asked.observations.first()
+                && now.state().is_serving()
+            {
+                tracing::info!(%pod, "a failed member serves again; not restarted");
+                return Ok(Acted::default());
+            }
             let grace = Some(FAILED_MEMBER_GRACE_SECONDS);
             match evict_pod(ensemble, ctx, pod, uid(pod), grace).await? {
                 Removal::Evicted => {

@@ -10,13 +10,14 @@
 //! so the status follows the quorum even when no Kubernetes object changes; pod events trigger a
 //! reconcile at once.
 //!
-//! Reads come from informer caches (children and pods, filtered by the managed-by label; nodes,
-//! trimmed to their conditions and taints), so a steady ensemble costs the API server nothing
+//! Reads come from informer caches ([`caches`]: children and pods, filtered by the managed-by
+//! label and trimmed to what is read; nodes), so a steady ensemble costs the API server nothing
 //! but the watches.
 
 mod act;
 pub mod api_traffic;
 mod apply;
+mod caches;
 pub mod events;
 mod fence;
 mod lost_node;
@@ -39,13 +40,11 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::{Client, ResourceExt};
 
 use crate::api::ZooKeeperEnsemble;
 use crate::build;
@@ -55,6 +54,8 @@ use crate::quorum::rule::RuleSettings;
 use events::EventPublisher;
 
 pub use apply::FIELD_MANAGER;
+pub use caches::Stores;
+use caches::{reflect, reflect_nodes, scoped, trim_pod, whole};
 pub use fence::{Fence, FenceError};
 pub use telemetry::{Health, Metrics};
 
@@ -146,35 +147,6 @@ impl Error {
     }
 }
 
-/// Informer caches of what the operator manages, within one watch scope.
-#[derive(Clone)]
-pub struct Stores {
-    pub stateful_sets: Store<StatefulSet>,
-    pub config_maps: Store<ConfigMap>,
-    pub services: Store<Service>,
-    pub pod_disruption_budgets: Store<PodDisruptionBudget>,
-    pub network_policies: Store<NetworkPolicy>,
-    pub pods: Store<Pod>,
-    /// Every node, shared by the watch scopes: whether a member's node is Ready. Not waited
-    /// for: without it (no permission to list nodes) a pod's node is simply not known.
-    pub nodes: Store<Node>,
-}
-
-impl Stores {
-    async fn wait_until_ready(&self) {
-        // Until every cache has listed once, an absent child may only be absent from the cache:
-        // applying it then would be a needless write.
-        let _ = futures::join!(
-            self.stateful_sets.wait_until_ready(),
-            self.config_maps.wait_until_ready(),
-            self.services.wait_until_ready(),
-            self.pod_disruption_budgets.wait_until_ready(),
-            self.network_policies.wait_until_ready(),
-            self.pods.wait_until_ready(),
-        );
-    }
-}
-
 /// State shared by every reconcile in one watch scope.
 pub struct Context {
     pub client: Client,
@@ -233,77 +205,6 @@ fn error_policy(ensemble: Arc<ZooKeeperEnsemble>, error: &Error, ctx: Arc<Contex
         .await;
     });
     Action::requeue(Duration::from_secs(5))
-}
-
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// A cached, label-filtered watch of one child kind: the store, and the stream that fills it
-/// (which also triggers reconciles). Managed fields are dropped before caching: the operator
-/// never reads them, and they are often the largest part of an object (every writer of every
-/// field is listed), so they would be most of the cache's memory.
-fn reflect<K>(
-    client: &Client,
-    namespace: Option<&str>,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let managed = watcher::Config::default().labels(&format!(
-        "{}={}",
-        build::names::MANAGED_BY_LABEL,
-        build::names::MANAGED_BY
-    ));
-    let (store, writer) = reflector::store();
-    let stream = watcher(scoped::<K>(client, namespace), managed)
-        .default_backoff()
-        .modify(|object| object.managed_fields_mut().clear())
-        .reflect(writer)
-        .touched_objects();
-    (store, stream)
-}
-
-/// A cached watch of every node, keeping only what the operator reads (name, conditions,
-/// taints): a node's image list and managed fields are most of its size.
-fn reflect_nodes(
-    client: &Client,
-) -> (
-    Store<Node>,
-    impl futures::Stream<Item = Result<Node, watcher::Error>> + Send + 'static,
-) {
-    let (store, writer) = reflector::store();
-    let stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(|node| {
-            node.managed_fields_mut().clear();
-            node.annotations_mut().clear();
-            if let Some(status) = node.status.as_mut() {
-                let conditions = status.conditions.take();
-                *status = k8s_openapi::api::core::v1::NodeStatus {
-                    conditions,
-                    ..Default::default()
-                };
-            }
-        })
-        .reflect(writer)
-        .touched_objects();
-    (store, stream)
 }
 
 /// The ensemble a managed pod belongs to, from its labels.
@@ -366,12 +267,12 @@ async fn run_scope(
 ) {
     let client = &shared.client;
     let ns = namespace.as_deref();
-    let (stateful_sets, sts_stream) = reflect::<StatefulSet>(client, ns);
-    let (config_maps, cm_stream) = reflect::<ConfigMap>(client, ns);
-    let (services, svc_stream) = reflect::<Service>(client, ns);
-    let (pod_disruption_budgets, pdb_stream) = reflect::<PodDisruptionBudget>(client, ns);
-    let (network_policies, netpol_stream) = reflect::<NetworkPolicy>(client, ns);
-    let (pods, pod_stream) = reflect::<Pod>(client, ns);
+    let (stateful_sets, sts_stream) = reflect::<StatefulSet>(client, ns, whole);
+    let (config_maps, cm_stream) = reflect::<ConfigMap>(client, ns, whole);
+    let (services, svc_stream) = reflect::<Service>(client, ns, whole);
+    let (pod_disruption_budgets, pdb_stream) = reflect::<PodDisruptionBudget>(client, ns, whole);
+    let (network_policies, netpol_stream) = reflect::<NetworkPolicy>(client, ns, whole);
+    let (pods, pod_stream) = reflect::<Pod>(client, ns, trim_pod);
     let ctx = Arc::new(Context {
         client: client.clone(),
         prober: Prober::counted(

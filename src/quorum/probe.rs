@@ -171,10 +171,23 @@ impl Prober {
             .due_in(voters, Instant::now())
     }
 
-    /// Probes every voter concurrently. Never fails: every problem is an [`Answer`].
+    /// Probes every voter concurrently, except those left alone for failing (their last
+    /// failure stands). Never fails: every problem is an [`Answer`].
     pub async fn probe(&self, voters: &[Voter]) -> ProbeRound {
+        self.round(voters, true).await
+    }
+
+    /// Probes every voter now, whatever the backoff says: before a disruption decided on
+    /// their answers.
+    pub async fn probe_now(&self, voters: &[Voter]) -> ProbeRound {
+        self.round(voters, false).await
+    }
+
+    async fn round(&self, voters: &[Voter], backing_off: bool) -> ProbeRound {
         let started = Instant::now();
-        let answers = futures::future::join_all(voters.iter().map(|voter| self.ask(voter))).await;
+        let answers =
+            futures::future::join_all(voters.iter().map(|voter| self.ask(voter, backing_off)))
+                .await;
         let mut requests = 0;
         let observations = voters
             .iter()
@@ -196,13 +209,15 @@ impl Prober {
         }
     }
 
-    /// One voter's answer, unless it is being left alone (then its last failure stands).
-    async fn ask(&self, voter: &Voter) -> (Answer, usize, Timestamp) {
+    /// One voter's answer, unless `backing_off` and it is being left alone (then its last
+    /// failure stands).
+    async fn ask(&self, voter: &Voter, backing_off: bool) -> (Answer, usize, Timestamp) {
         let standing = self
             .backoff
             .lock()
             .expect("probe backoff lock")
-            .standing(voter, Instant::now());
+            .standing(voter, Instant::now())
+            .filter(|_| backing_off);
         if let Some(answer) = standing {
             return (answer, 0, Timestamp::now());
         }
@@ -484,7 +499,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_member_that_keeps_timing_out_is_left_alone_and_counted() {
+    async fn probes_are_counted_while_in_flight_and_after() {
         let (ip, port) = fake_admin_server(|_| None).await;
         let traffic = ProbeTraffic::default();
         let prober = Prober::counted(
@@ -503,24 +518,22 @@ mod tests {
             pod_version: Some("7".into()),
         };
         let voters = std::slice::from_ref(&voter);
-        let sent: Vec<usize> = [
-            prober.probe(voters).await,
-            prober.probe(voters).await,
-            prober.probe(voters).await,
-        ]
-        .iter()
-        .map(|round| round.requests)
-        .collect();
-        assert_eq!(sent, [1, 1, 0], "asked twice, then left alone");
+        let round = {
+            let round = prober.probe(voters);
+            tokio::pin!(round);
+            // Poll until the request is out, then look at the gauge.
+            tokio::select! {
+                _ = &mut round => unreachable!("a frozen server answers nothing"),
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            assert_eq!(traffic.in_flight.get(), 1);
+            round.await
+        };
+        assert_eq!(round.requests, 1);
+        assert_eq!(prober.probe_now(voters).await.requests, 1);
         assert_eq!(traffic.requests.get(), 2);
         assert_eq!(traffic.in_flight.get(), 0);
-        let due = prober.due_in(voters).unwrap();
-        assert!(due > Duration::from_secs(1), "{due:?}");
-        // The pod changed: asked at once.
-        let restarted = Voter {
-            pod_version: Some("8".into()),
-            ..voter
-        };
-        assert_eq!(prober.probe(&[restarted]).await.requests, 1);
+        // Failing for less than the backoff's start: asked next round.
+        assert_eq!(prober.due_in(voters), Some(Duration::ZERO));
     }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and for the end-to-end
 # node kubelet, kube-proxy, CoreDNS and kube-router, from the upstream Go modules into
-# ~/.cache/zooherd/bin/<component>-<version>/, once per version.
+# ~/.cache/zooherd/bin/<component>-<version>/, once per version. `build-control-plane.sh kwok`
+# builds KWOK instead (the scale benchmark's simulated nodes).
 #
 # Kubernetes' own go.mod replaces every k8s.io/<staging> module with ./staging/src/..., which
 # a consumer cannot use; the wrapper module below requires k8s.io/kubernetes and replaces each
@@ -111,7 +112,35 @@ build_kube_router() {
     "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@v$v"
 }
 
-build_etcd
-build_kubernetes
-build_coredns
-build_kube_router
+# KWOK, the scale benchmark's simulated nodes: `go install` at the pinned version, like
+# kube-router. Not part of the default build: only `build-control-plane.sh kwok` builds it.
+# KWOK does nothing without stages (what happens to a node or a pod, and when): stages.yaml
+# gathers the module's own "fast" ones (nodes Ready at once, heartbeats through their Lease;
+# pods Running and Ready at once, with an IP).
+build_kwok() {
+  local v=$KWOK_VERSION out="$cache/bin/kwok-$KWOK_VERSION"
+  [ -x "$out/kwok" ] && [ -s "$out/stages.yaml" ] && return 0
+  mkdir -p "$out"
+  echo "building kwok v$v" >&2
+  GOBIN=$out go install -p "$jobs" -trimpath -ldflags '-s -w' "sigs.k8s.io/kwok/cmd/kwok@v$v"
+  local module
+  module=$(go mod download -json "sigs.k8s.io/kwok@v$v" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  local stage
+  for stage in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+    pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    echo "---"
+    cat "$module/kustomize/stage/$stage.yaml"
+  done > "$out/stages.yaml.tmp"
+  mv "$out/stages.yaml.tmp" "$out/stages.yaml"
+}
+
+case "${1:-all}" in
+  kwok) build_kwok ;;
+  all)
+    build_etcd
+    build_kubernetes
+    build_coredns
+    build_kube_router
+    ;;
+  *) echo "usage: $0 [all|kwok]" >&2; exit 2 ;;
+esac

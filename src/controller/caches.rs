@@ -1,0 +1,166 @@
+//! The informer caches the operator reads instead of the API server: its children and their
+//! pods (filtered by the managed-by label) in each watch scope, and every node.
+//!
+//! Each cached object is trimmed to what the operator reads before it is stored. Managed fields
+//! are dropped everywhere: never read, they are often the largest part of an object (every
+//! writer of every field is listed). A pod keeps of its spec only its node and its volumes (the
+//! containers, affinity and the rest are the StatefulSet's, which is cached whole); a node only
+//! its conditions and taints. With thousands of members these caches are most of the
+//! operator's memory.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, PodSpec, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::build;
+
+/// Informer caches of what the operator manages, within one watch scope.
+#[derive(Clone)]
+pub struct Stores {
+    pub stateful_sets: Store<StatefulSet>,
+    pub config_maps: Store<ConfigMap>,
+    pub services: Store<Service>,
+    pub pod_disruption_budgets: Store<PodDisruptionBudget>,
+    pub network_policies: Store<NetworkPolicy>,
+    pub pods: Store<Pod>,
+    /// Every node, shared by the watch scopes: whether a member's node is Ready. Not waited
+    /// for: without it (no permission to list nodes) a pod's node is simply not known.
+    pub nodes: Store<Node>,
+}
+
+impl Stores {
+    pub(super) async fn wait_until_ready(&self) {
+        // Until every cache has listed once, an absent child may only be absent from the cache:
+        // applying it then would be a needless write.
+        let _ = futures::join!(
+            self.stateful_sets.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.pod_disruption_budgets.wait_until_ready(),
+            self.network_policies.wait_until_ready(),
+            self.pods.wait_until_ready(),
+        );
+    }
+}
+
+pub(super) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A cached, label-filtered watch of one child kind: the store, and the stream that fills it
+/// (which also triggers reconciles). Each object is stored without its managed fields, and
+/// with what `trim` leaves.
+pub(super) fn reflect<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    trim: fn(&mut K),
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let managed = watcher::Config::default().labels(&format!(
+        "{}={}",
+        build::names::MANAGED_BY_LABEL,
+        build::names::MANAGED_BY
+    ));
+    let (store, writer) = reflector::store();
+    let stream = watcher(scoped::<K>(client, namespace), managed)
+        .default_backoff()
+        .modify(move |object| {
+            object.managed_fields_mut().clear();
+            trim(object);
+        })
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
+}
+
+/// A cached watch of every node, keeping only what the operator reads (name, conditions,
+/// taints): a node's image list and managed fields are most of its size.
+pub(super) fn reflect_nodes(
+    client: &Client,
+) -> (
+    Store<Node>,
+    impl futures::Stream<Item = Result<Node, watcher::Error>> + Send + 'static,
+) {
+    let (store, writer) = reflector::store();
+    let stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|node| {
+            node.managed_fields_mut().clear();
+            node.annotations_mut().clear();
+            if let Some(status) = node.status.as_mut() {
+                let conditions = status.conditions.take();
+                *status = k8s_openapi::api::core::v1::NodeStatus {
+                    conditions,
+                    ..Default::default()
+                };
+            }
+        })
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
+}
+
+/// Keeps the whole object (its managed fields aside): what the apply step compares.
+pub(super) fn whole<K>(_: &mut K) {}
+
+/// Keeps of a pod's spec what the operator reads: its node, and its volumes (the claims a
+/// member on a lost node holds).
+pub(super) fn trim_pod(pod: &mut Pod) {
+    if let Some(spec) = pod.spec.as_mut() {
+        *spec = PodSpec {
+            node_name: spec.node_name.take(),
+            volumes: spec.volumes.take(),
+            ..PodSpec::default()
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_pod_keeps_its_node_and_volumes_only() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "zk-0", "labels": {"a": "b"}},
+            "spec": {
+                "nodeName": "node-1",
+                "containers": [{"name": "zookeeper", "image": "zk", "env": [{"name": "X", "value": "1"}]}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-zk-0"}}],
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+            },
+            "status": {"phase": "Running", "podIP": "10.0.0.1"},
+        }))
+        .unwrap();
+        trim_pod(&mut pod);
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("node-1"));
+        assert_eq!(spec.volumes.as_ref().unwrap()[0].name, "data");
+        assert!(spec.containers.is_empty() && spec.tolerations.is_none());
+        assert_eq!(pod.labels()["a"], "b");
+        assert_eq!(pod.status.unwrap().pod_ip.as_deref(), Some("10.0.0.1"));
+    }
+}
