@@ -101,6 +101,12 @@ fn enter_network_namespace() -> i32 {
             "ZOOHERD_CP_KCM_FLAGS",
             "--kube-api-qps=200 --kube-api-burst=400 --concurrent-statefulset-syncs=20",
         )
+        // Each ensemble's client Service takes a cluster IP: 254 would not do. They are only
+        // records here (no kube-proxy, and a network namespace of the benchmark's own).
+        .env(
+            "ZOOHERD_CP_APISERVER_FLAGS",
+            "--service-cluster-ip-range=10.0.0.0/20",
+        )
         .status()
         .expect("running unshare");
     status.code().unwrap_or(1)

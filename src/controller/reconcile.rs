@@ -39,6 +39,9 @@ pub const RECONCILE_DEADLINE: Duration = Duration::from_secs(60);
 /// renewal.
 pub const FULL_APPLY_EVERY: Duration = super::secrets::SecretReads::<()>::RECHECK;
 
+/// How soon an ensemble is reconciled again when the caches had not listed yet.
+const CACHES_NOT_READY: Duration = Duration::from_millis(200);
+
 /// The next round of an ensemble none of whose voters has an address: their pods' changes
 /// trigger one at once, so this only bounds the timers (a lost node's grace period).
 const UNADDRESSED_ROUND: Duration = Duration::from_secs(10);
@@ -71,7 +74,9 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
         ctx.forget(&namespace, &name);
         return Ok(Action::await_change());
     }
-    ctx.stores.wait_until_ready().await;
+    if !ctx.stores.ready() {
+        return Ok(Action::requeue(CACHES_NOT_READY));
+    }
 
     // Validated once: an invalid spec changes nothing that runs, and building cannot fail.
     let mut password = None;
