@@ -6,8 +6,11 @@
 //! cargo bench --bench quorum_status
 //! ```
 //!
-//! `ZOOHERD_BENCH_SIZES=3,5,7` (the default) chooses the ensemble sizes and
-//! `ZOOHERD_BENCH_REPEATS=3` how many deaths and returns each size goes through.
+//! `ZOOHERD_BENCH_SIZES=3,5,7` (the default) chooses the ensemble sizes,
+//! `ZOOHERD_BENCH_REPEATS=3` how many deaths and returns each size goes through, and
+//! `ZOOHERD_BENCH_TLS=0,1` (the default) whether the servers run quorum TLS (0: plaintext, the
+//! AdminServer in plain HTTP; 1: as the operator configures them by default, the AdminServer
+//! in HTTPS for clients with a certificate of the ensemble's CA, which the prober shows).
 //!
 //! For each size it starts an ensemble on loopback addresses (tests/support), then drives the
 //! prober and the status rule with their default settings the way the controller does, one
@@ -41,14 +44,17 @@ fn main() {
         return;
     }
     let sizes = support::env_list("ZOOHERD_BENCH_SIZES", &[3, 5, 7]);
+    let tls = support::env_list("ZOOHERD_BENCH_TLS", &[0, 1]);
     let repeats = support::env_list("ZOOHERD_BENCH_REPEATS", &[3])[0];
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async {
-        for size in sizes {
-            bench_size(size, repeats).await;
+        for &tls in &tls {
+            for &size in &sizes {
+                bench_size(size, repeats, tls != 0).await;
+            }
         }
     });
 }
@@ -63,9 +69,9 @@ async fn random_offset() {
     tokio::time::sleep(offset).await;
 }
 
-/// Polls one AdminServer every 50 ms until it answers serving; returns when it first did.
-async fn first_serving(base: String) -> Instant {
-    let client = AdminClient::new(Duration::from_millis(500));
+/// Polls one AdminServer every 50 ms with `client` until it answers serving; returns when it
+/// first did.
+async fn first_serving(client: AdminClient, base: String) -> Instant {
     loop {
         if let Ok(SrvrAnswer::Serving(_)) = client.srvr(&base).await {
             return Instant::now();
@@ -84,11 +90,25 @@ fn summary(values: &[Duration]) -> String {
     format!("{} (max {})", list.join(", "), seconds(max))
 }
 
-async fn bench_size(size: usize, repeats: usize) {
-    println!("== {size} servers ==");
-    let mut zk =
-        ZkEnsemble::start(size).unwrap_or_else(|e| panic!("start {size} ZooKeeper servers: {e}"));
+async fn bench_size(size: usize, repeats: usize, tls: bool) {
+    let timeout = Duration::from_millis(500);
+    let (mut zk, side_client, tls_client) = if tls {
+        println!(
+            "== {size} servers, quorum TLS (AdminServer in HTTPS with client certificates) =="
+        );
+        let (zk, operator) = ZkEnsemble::start_with_quorum_tls(size)
+            .unwrap_or_else(|e| panic!("start {size} ZooKeeper servers: {e}"));
+        let client = |timeout| AdminClient::with_tls(timeout, &operator).expect("a TLS client");
+        let prober_timeout = zooherd::quorum::probe::ProbeSettings::default().timeout;
+        (zk, client(timeout), Some(client(prober_timeout)))
+    } else {
+        println!("== {size} servers, plaintext ==");
+        let zk = ZkEnsemble::start(size)
+            .unwrap_or_else(|e| panic!("start {size} ZooKeeper servers: {e}"));
+        (zk, AdminClient::new(timeout), None)
+    };
     let mut status_loop = StatusLoop::new(&zk, PROBE_INTERVAL);
+    status_loop.prober = status_loop.prober.with_tls(tls_client);
     status_loop.until_phase(Phase::Active, PHASE_TIMEOUT).await;
 
     // The cost of a round, in the steady state.
@@ -143,7 +163,7 @@ async fn bench_size(size: usize, repeats: usize) {
         zk.start_member(follower).expect("start the follower again");
         let started = Instant::now();
         let base = zk.member(follower).admin_url();
-        let serving = tokio::spawn(first_serving(base));
+        let serving = tokio::spawn(first_serving(side_client.clone(), base));
         status_loop.until_phase(Phase::Active, PHASE_TIMEOUT).await;
         let active_at = Instant::now();
         start_to_active.push(active_at - started);

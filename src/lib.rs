@@ -12,6 +12,7 @@ pub mod api;
 pub mod build;
 pub mod controller;
 pub mod decide;
+pub mod http;
 pub mod operator;
 pub mod plugin;
 pub mod quorum;

@@ -10,6 +10,10 @@
 //! not something a server can rely on. The certificate still names the servers (wildcards over
 //! the headless Service's domains), for clients and tools that do check.
 //!
+//! The same CA admits clients to the servers' AdminServers (see [`crate::http`]): the operator
+//! issues itself a short-lived client certificate from it ([`admin_client`]), kept only in its
+//! memory, and each server's in-pod agent shows the servers' own certificate.
+//!
 //! Keys are ECDSA P-256 in PKCS#8 PEM, which ZooKeeper's PEM key store reads (`PemReader`
 //! tries RSA, then EC, on a `BEGIN PRIVATE KEY` block).
 
@@ -17,13 +21,19 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+
+use crate::http::AdminTls;
 
 /// How long the ensemble's CA is valid.
 pub const CA_VALIDITY_DAYS: i32 = 3650;
 /// How long the servers' certificate is valid.
 pub const SERVER_VALIDITY_DAYS: i32 = 1825;
+/// How long the operator's AdminServer client certificate is valid. It lives only in the
+/// operator's memory and is issued again each time the ensemble's Secret is read (every few
+/// minutes), so a few days cover any outage of the API server that leaves it in use.
+pub const ADMIN_CLIENT_VALIDITY_DAYS: i32 = 7;
 
 /// A new CA and the servers' certificate, all PEM.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,20 +75,12 @@ pub fn issue(
         source,
     };
     let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
-    let not_after = today
-        .checked_add(jiff::Span::new().days(SERVER_VALIDITY_DAYS))
-        .expect("a date within jiff's range");
 
     let mut ca = CertificateParams::default();
     ca.distinguished_name = subject(&format!("Zooherd quorum CA of {ensemble}"));
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let (y, m, d) = ymd(yesterday(today));
-    ca.not_before = rcgen::date_time_ymd(y, m, d);
-    let (y, m, d) = ymd(today
-        .checked_add(jiff::Span::new().days(CA_VALIDITY_DAYS))
-        .expect("a date within jiff's range"));
-    ca.not_after = rcgen::date_time_ymd(y, m, d);
+    valid_for(&mut ca, today, CA_VALIDITY_DAYS);
     let ca_key = KeyPair::generate().map_err(error)?;
     let ca_key_pem = ca_key.serialize_pem();
     let ca = CertifiedIssuer::self_signed(ca, ca_key).map_err(error)?;
@@ -98,10 +100,7 @@ pub fn issue(
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    let (y, m, d) = ymd(yesterday(today));
-    server.not_before = rcgen::date_time_ymd(y, m, d);
-    let (y, m, d) = ymd(not_after);
-    server.not_after = rcgen::date_time_ymd(y, m, d);
+    let not_after = valid_for(&mut server, today, SERVER_VALIDITY_DAYS);
     let key = KeyPair::generate().map_err(error)?;
     let certificate = server.signed_by(&key, &ca).map_err(error)?;
     Ok(QuorumCertificates {
@@ -116,11 +115,55 @@ pub fn issue(
     })
 }
 
+/// A client certificate for `holder`, signed by the ensemble's CA (its certificate and key,
+/// PEM, as the ensemble's Secret holds them), valid from a day before `now` for
+/// [`ADMIN_CLIENT_VALIDITY_DAYS`]: what the AdminServers of the ensemble admit.
+pub fn admin_client(
+    ensemble: &str,
+    ca_certificate: &str,
+    ca_key: &str,
+    holder: &str,
+    now: Timestamp,
+) -> Result<AdminTls, IssueError> {
+    let error = |source| IssueError {
+        ensemble: ensemble.to_owned(),
+        source,
+    };
+    let ca_key = KeyPair::from_pem(ca_key).map_err(error)?;
+    let ca = Issuer::from_ca_cert_pem(ca_certificate, ca_key).map_err(error)?;
+    let mut client = CertificateParams::default();
+    client.distinguished_name = subject(&format!("{holder} (AdminServer client of {ensemble})"));
+    client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    valid_for(&mut client, today, ADMIN_CLIENT_VALIDITY_DAYS);
+    let key = KeyPair::generate().map_err(error)?;
+    let certificate = client.signed_by(&key, &ca).map_err(error)?;
+    Ok(AdminTls {
+        ca_certificate: ca_certificate.to_owned(),
+        certificate: certificate.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
 fn subject(common_name: &str) -> DistinguishedName {
     let mut name = DistinguishedName::new();
     name.push(DnType::OrganizationName, "Zooherd");
     name.push(DnType::CommonName, common_name);
     name
+}
+
+/// Makes `params` valid from the day before `today` (clock skew between nodes) until `days`
+/// after it; returns that last day.
+fn valid_for(params: &mut CertificateParams, today: Date, days: i32) -> Date {
+    let (y, m, d) = ymd(yesterday(today));
+    params.not_before = rcgen::date_time_ymd(y, m, d);
+    let not_after = today
+        .checked_add(jiff::Span::new().days(days))
+        .expect("a date within jiff's range");
+    let (y, m, d) = ymd(not_after);
+    params.not_after = rcgen::date_time_ymd(y, m, d);
+    not_after
 }
 
 fn yesterday(today: Date) -> Date {
@@ -166,5 +209,36 @@ mod tests {
         );
         let other = issue("data/zk", &names, &[ip], now).unwrap();
         assert_ne!(issued.ca_key, other.ca_key, "every ensemble has its own CA");
+    }
+
+    #[test]
+    fn the_operator_issues_itself_a_client_certificate_from_the_ensembles_ca() {
+        let now: Timestamp = "2026-12-02T18:00:00Z".parse().unwrap();
+        let issued = issue("data/zk", &[], &[], now).unwrap();
+        let client = admin_client(
+            "data/zk",
+            &issued.ca_certificate,
+            &issued.ca_key,
+            "zooherd",
+            now,
+        )
+        .unwrap();
+        assert_eq!(client.ca_certificate, issued.ca_certificate);
+        assert!(
+            client
+                .certificate
+                .starts_with("-----BEGIN CERTIFICATE-----")
+        );
+        assert!(client.key.starts_with("-----BEGIN PRIVATE KEY-----"));
+        crate::http::admin_builder(&client)
+            .and_then(|b| b.build().map_err(|e| e.to_string()))
+            .expect("a client from the issued certificate");
+        let garbage = admin_client("data/zk", &issued.ca_certificate, "not a key", "x", now);
+        assert!(
+            garbage
+                .unwrap_err()
+                .to_string()
+                .starts_with("issuing the quorum certificates of data/zk failed"),
+        );
     }
 }

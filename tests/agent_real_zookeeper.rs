@@ -390,7 +390,7 @@ async fn the_admin_servers_snapshot_and_restore_are_switched_off() {
 
     // Any pod can send this: the digest provider accepts whatever user:password it is given,
     // and the commands check it against the ACL of /, which lets anyone do anything.
-    let http = reqwest::Client::builder()
+    let http = zooherd::http::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()

@@ -20,7 +20,9 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::control_plane::shared;
 use support::fault;
-use support::kubelet::{Running, bind_pod, next_replaced, roll_followers_first, run_ensemble};
+use support::kubelet::{
+    Running, bind_pod, next_replaced, plaintext_servers, roll_followers_first, run_ensemble,
+};
 use support::operator::{
     Operator, api_server_address, create_ensemble, eventually, install_crds, phase_is,
     server_image, set_image_by_hand, status_where,
@@ -44,7 +46,7 @@ async fn ensemble_with_superuser(
     size: usize,
 ) -> (Api<ZooKeeperEnsemble>, ZkEnsemble) {
     let voters = spec["replicas"].as_u64().expect("spec.replicas") as usize;
-    let ensembles = create_ensemble(client, ns, spec).await;
+    let ensembles = create_ensemble(client, ns, plaintext_servers(spec)).await;
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
     let secret = eventually("the superuser Secret", || async {
         secrets.get_opt("zk-zooherd-superuser").await.unwrap()
@@ -1312,13 +1314,42 @@ async fn a_scale_finishes_though_the_operator_leader_is_killed_at_every_step() {
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
 
+/// The kubelet's part for the quorum TLS Secret: its files where the servers read them (`dir`),
+/// and the test's own way into AdminServers that take only TLS (a client certificate from the
+/// Secret's CA, as the operator issues itself one).
+async fn mount_certificates(
+    secrets: &Api<Secret>,
+    dir: &std::path::Path,
+    zookeeper: &mut ZkEnsemble,
+) {
+    let data = secrets.get("zk-zooherd-tls").await.unwrap().data.unwrap();
+    let text = |key: &str| String::from_utf8(data[key].0.clone()).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    for key in ["ca.crt", "keystore.pem"] {
+        std::fs::write(dir.join(key), text(key)).unwrap();
+    }
+    let admin = zooherd::tls::admin_client(
+        "tests/zk",
+        &text("ca.crt"),
+        &text("ca.key"),
+        "tests",
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
+    zookeeper
+        .set_admin_tls(0..zookeeper.size(), &admin)
+        .unwrap();
+}
+
 /// Issue 14, item 2: switching quorum TLS on for a running ensemble takes three rolls, one
 /// stage at a time (accepting, connecting, on), and a stage is taken only once every server
 /// runs the one before, so that no two running servers are more than one stage apart. The
 /// ensemble's Secret with its CA is created before the first server needs it, and the status
-/// names the stage and the certificate's expiry. (The servers here run the test's own zoo.cfg:
-/// this proves the operator's sequence; tests/quorum_tls_real_zookeeper.rs proves on real
-/// ZooKeeper that the stages' settings carry a running ensemble over without losing a write.)
+/// names the stage and the certificate's expiry. Each replaced pod's server runs its pod's
+/// stage with the Secret's certificates, as the operator renders it: from the first TLS stage
+/// on, its AdminServer takes only HTTPS with a certificate of the ensemble's CA, so the
+/// operator's probes (over HTTPS for the pods of a TLS stage, plain HTTP for the others) must
+/// see every server serve before each next stage.
 ///
 /// Two replicas of the operator run, and the leading one is SIGKILLed each time a new stage is
 /// configured, in the middle of that stage's roll: a fresh replica must go on from what it
@@ -1358,6 +1389,7 @@ async fn switching_quorum_tls_on_rolls_one_stage_at_a_time() {
     );
     let workload =
         fault::CheckedWorkload::start(&zookeeper.connect_string(), "operator-quorum-tls").await;
+    let tls_dir = zookeeper.dir().join("tls");
 
     ensembles
         .patch(
@@ -1399,7 +1431,13 @@ async fn switching_quorum_tls_on_rolls_one_stage_at_a_time() {
             );
             running.push(stage);
             if pod.uid().as_ref() != Some(uid) && pod.metadata.deletion_timestamp.is_none() {
-                zookeeper.restart(i).unwrap();
+                // The new pod's server runs its stage, with the Secret's certificates.
+                if stage.uses_certificates() && !tls_dir.exists() {
+                    mount_certificates(&secrets, &tls_dir, &mut zookeeper).await;
+                }
+                zookeeper.stop(i).unwrap();
+                zookeeper.configure_quorum_tls(i, stage, &tls_dir).unwrap();
+                zookeeper.start_member(i).unwrap();
                 *uid = bind_pod(&pods, i, zookeeper.member(i).ip()).await;
             }
         }

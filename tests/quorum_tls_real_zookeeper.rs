@@ -9,6 +9,9 @@
 //! - a plaintext ensemble switches to TLS in three rolls (Accepting, Connecting, On), one server
 //!   at a time, without losing an acknowledged write; and that skipping a stage leaves the
 //!   restarted server out;
+//! - the AdminServer of a server with quorum TLS answers only HTTPS, and only a client with a
+//!   certificate of the ensemble's CA: the operator's prober and the pod's own probe get in;
+//!   plain HTTP, no certificate and another CA's certificate get no answer;
 //! - the TLS client port serves the ensemble's certificate beside the plaintext one: a client
 //!   that trusts the ensemble's CA writes over it, one that trusts another CA gets no session.
 //!
@@ -30,13 +33,13 @@ use std::time::{Duration, Instant};
 
 use support::writer::{lost_writes, write_until};
 use support::zookeeper::{
-    ELECTION_PORT, Probe, ServerState, ZkEnsemble, java_path, zookeeper_home,
+    ELECTION_PORT, Probe, ServerState, ZkEnsemble, certificates_in, java_path, zookeeper_home,
 };
 use tokio::sync::Mutex;
 use zooherd::build::names::SECURE_CLIENT_PORT;
-use zooherd::build::tls::{CA_KEY, DIR, KEY_STORE_KEY, QuorumTls, client_zoo_cfg_entries};
+use zooherd::build::tls::{CA_KEY, KEY_STORE_KEY, QuorumTls, client_zoo_cfg_entries};
 use zooherd::quorum::reconfig::super_digest;
-use zooherd::tls::{QuorumCertificates, issue};
+use zooherd::tls::{QuorumCertificates, admin_client, issue};
 use zookeeper_client as zk;
 
 const PASSWORD: &str = "quorum-tls-test-password";
@@ -57,7 +60,27 @@ fn certificates(zk: &ZkEnsemble) -> QuorumCertificates {
     issue("tests/quorum-tls", &[], &ips, jiff::Timestamp::now()).expect("issue certificates")
 }
 
-/// Member `i`'s copy of the Secret's files that a server pod mounts at [`DIR`].
+/// Lets the test into the AdminServers of members `indices` (quorum TLS secures them) with a
+/// client certificate of `certificates`' CA, as the operator has one.
+fn admit(
+    zk: &mut ZkEnsemble,
+    indices: impl IntoIterator<Item = usize>,
+    certificates: &QuorumCertificates,
+) {
+    let client = admin_client(
+        "tests/quorum-tls",
+        &certificates.ca_certificate,
+        &certificates.ca_key,
+        "quorum TLS tests",
+        jiff::Timestamp::now(),
+    )
+    .expect("issue a client certificate");
+    zk.set_admin_tls(indices, &client)
+        .expect("an AdminServer client");
+}
+
+/// Member `i`'s copy of the Secret's files that a server pod mounts at
+/// [`zooherd::build::tls::DIR`].
 fn tls_dir(zk: &ZkEnsemble, i: usize) -> PathBuf {
     zk.member(i).dir().join("tls")
 }
@@ -82,23 +105,14 @@ fn member_files(
     i: usize,
     entries: Vec<(&'static str, String)>,
 ) -> Vec<(String, Option<String>)> {
-    let dir = tls_dir(zk, i);
-    entries
-        .into_iter()
-        .map(|(key, value)| {
-            let value = match value.strip_prefix(DIR) {
-                Some(file) => format!("{}{file}", dir.display()),
-                None => value,
-            };
-            (key.to_owned(), Some(value))
-        })
-        .collect()
+    certificates_in(entries, &tls_dir(zk, i))
 }
 
 /// Starts the first `members` members with quorum TLS on and the certificates of a new CA, and
 /// waits until they serve; returns the certificates.
 async fn start_with_tls(zk: &mut ZkEnsemble, members: usize) -> QuorumCertificates {
     let certificates = certificates(zk);
+    admit(zk, 0..zk.size(), &certificates);
     for i in 0..members {
         install(zk, i, &certificates);
         restart_in(zk, i, QuorumTls::On);
@@ -254,6 +268,8 @@ async fn a_server_without_the_ensembles_certificate_cannot_join() {
     )
     .expect("issue certificates");
     install(&zk, 3, &another_ca);
+    // Asked as its own CA admits: what it says of itself must stay readable.
+    admit(&mut zk, [3], &another_ca);
     restart_in(&mut zk, 3, QuorumTls::On);
     left_out(&zk, 3, LEFT_OUT_FOR, "another CA's certificate").await;
     // Kept out by the certificates: the voters' do not chain to the CA it trusts.
@@ -273,6 +289,7 @@ async fn a_server_without_the_ensembles_certificate_cannot_join() {
 
     // With the ensemble's certificate it joins: nothing else kept it out.
     install(&zk, 3, &certificates);
+    admit(&mut zk, [3], &certificates);
     let started = Instant::now();
     restart_in(&mut zk, 3, QuorumTls::On);
     let state = zk
@@ -304,6 +321,7 @@ async fn a_running_ensemble_switches_to_tls_in_three_rolls_without_losing_a_writ
     // The check of the first test, on plaintext servers: it tells the two apart.
     assert_eq!(plaintext_peers(&zk).await, [PlaintextPeer::Kept; 3]);
     let certificates = certificates(&zk);
+    admit(&mut zk, 0..3, &certificates);
     for i in 0..3 {
         install(&zk, i, &certificates);
     }
@@ -367,6 +385,7 @@ async fn skipping_a_stage_leaves_a_server_that_cannot_join() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let certificates = certificates(&zk);
+    admit(&mut zk, 0..3, &certificates);
     let follower = (0..3).find(|&i| i != leader).unwrap();
     install(&zk, follower, &certificates);
 
@@ -410,12 +429,7 @@ fn java_tls_client(ca_file: &Path, ip: Ipv4Addr, command: &[&str]) -> (bool, Str
         .stdin(Stdio::null())
         .output()
         .expect("run ZooKeeperMain");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    support::outcome(&output)
 }
 
 /// Issue 14, item 3: the TLS client port (`spec.tls.client`) serves the ensemble's certificate
@@ -428,6 +442,7 @@ async fn clients_reach_the_tls_client_port_with_the_ensembles_ca() {
         .prepare()
         .expect("prepare the ensemble");
     let issued = certificates(&zk);
+    admit(&mut zk, 0..3, &issued);
     for i in 0..3 {
         install(&zk, i, &issued);
         let mut config = stage_config(&zk, i, QuorumTls::On);
@@ -480,4 +495,122 @@ async fn clients_reach_the_tls_client_port_with_the_ensembles_ca() {
         plain.get_data("/stranger").await.is_err(),
         "nothing was written by a client that trusts another CA"
     );
+}
+
+/// Runs curl with `args`; whether it exited 0, and what it printed (stdout, then stderr).
+fn curl(args: &[&str]) -> (bool, String) {
+    support::outcome(
+        &Command::new("curl")
+            .args(["-sS", "--max-time", "5"])
+            .args(args)
+            .output()
+            .expect("run curl"),
+    )
+}
+
+/// Issue 14, item 1: with quorum TLS, the AdminServer (`dump`, `connections`,
+/// `system_properties` and the rest) is shut to everyone without a certificate of the
+/// ensemble's CA, and open to the operator's prober and the pod's own probe.
+#[tokio::test]
+async fn the_admin_server_answers_only_clients_with_the_ensembles_certificate() {
+    use zooherd::agent::probe::{Args, Which, run};
+    use zooherd::quorum::admin::AdminClient;
+    use zooherd::quorum::probe::{Answer, ProbeSettings, Prober};
+
+    let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
+    let mut zk = ZkEnsemble::builder(3)
+        .prepare()
+        .expect("prepare the ensemble");
+    let certificates = start_with_tls(&mut zk, 3).await;
+
+    // The operator's way in: a client certificate it issues itself from the ensemble's CA.
+    let operator = admin_client(
+        "tests/quorum-tls",
+        &certificates.ca_certificate,
+        &certificates.ca_key,
+        "zooherd operator",
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
+    let timeout = Duration::from_secs(2);
+    let prober = Prober::new(ProbeSettings::default())
+        .with_tls(Some(AdminClient::with_tls(timeout, &operator).unwrap()));
+    let voters = zk.voters();
+    assert!(voters.iter().all(|v| v.admin_tls), "{voters:?}");
+    let started = Instant::now();
+    let round = prober.probe(&voters).await;
+    println!(
+        "a probe round of 3 AdminServers over HTTPS with a client certificate (new connections): {:?}",
+        started.elapsed()
+    );
+    for observation in &round.observations {
+        assert!(
+            matches!(observation.answer, Answer::Serving { .. }),
+            "{observation:?}"
+        );
+    }
+    // Without its certificate the operator asks nothing, and says why; such an answer never
+    // leads to a restart (see Answer::Missing).
+    let without = Prober::new(ProbeSettings::default()).probe(&voters).await;
+    assert!(
+        matches!(&without.observations[0].answer, Answer::Missing(why) if why.contains("certificate")),
+        "{:?}",
+        without.observations[0]
+    );
+
+    // The pod's own probe shows the servers' certificate from the mounted files.
+    let ip = zk.member(0).ip();
+    let base = format!("https://{ip}:8080");
+    let verdict = run(&Which::Ready(Args {
+        admin_url: Some(base.clone()),
+        tls_dir: Some(tls_dir(&zk, 0)),
+        timeout,
+    }))
+    .await;
+    assert!(verdict.pass, "{verdict}");
+
+    // Everyone else: plain HTTP, HTTPS without a certificate, another CA's certificate.
+    let files = tempfile::tempdir().unwrap();
+    let ca = files.path().join("ca.crt");
+    fs::write(&ca, &certificates.ca_certificate).unwrap();
+    let stranger = issue("tests/stranger", &[], &[], jiff::Timestamp::now()).unwrap();
+    let (cert, key) = (files.path().join("s.crt"), files.path().join("s.key"));
+    fs::write(&cert, &stranger.certificate).unwrap();
+    fs::write(&key, &stranger.key).unwrap();
+    let ca = ca.to_str().unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    for command in ["dump", "connections", "system_properties", "srvr"] {
+        let plain = format!("http://{ip}:8080/commands/{command}");
+        let secure = format!("{base}/commands/{command}");
+        let attempts = [
+            ("plain HTTP", curl(&[&plain])),
+            ("no certificate", curl(&["--cacert", ca, &secure])),
+            (
+                "another CA's certificate",
+                curl(&["--cacert", ca, "--cert", cert, "--key", key, &secure]),
+            ),
+        ];
+        for (who, (ok, output)) in attempts {
+            assert!(
+                !ok && !output.contains("\"command\""),
+                "{command} with {who} must get no answer:\n{output}"
+            );
+            println!("{command} with {who}: {}", output.trim());
+        }
+    }
+    // The operator's certificate gets the command answered: the refusals are for the
+    // certificate, not the command.
+    let (operator_cert, operator_key) = (files.path().join("o.crt"), files.path().join("o.key"));
+    fs::write(&operator_cert, &operator.certificate).unwrap();
+    fs::write(&operator_key, &operator.key).unwrap();
+    let (ok, output) = curl(&[
+        "--cacert",
+        ca,
+        "--cert",
+        operator_cert.to_str().unwrap(),
+        "--key",
+        operator_key.to_str().unwrap(),
+        &format!("{base}/commands/dump"),
+    ]);
+    assert!(ok && output.contains("\"command\" : \"dump\""), "{output}");
 }

@@ -188,7 +188,7 @@ async fn a_single_server_runs_standalone() {
     println!("mntr answered in {} ms", started.elapsed().as_millis());
 
     // The Prometheus metrics provider listens on the member's address, port 7000.
-    let http = reqwest::Client::builder()
+    let http = zooherd::http::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))
         .build()

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use zooherd::api::{Phase, ZooKeeperEnsemble};
 
-use super::support::local_cluster::{LocalCluster, srvr};
+use super::support::local_cluster::{AdminAccess, LocalCluster};
 use super::{FORM_TIMEOUT, manifest};
 
 const SERVERS: usize = 3;
@@ -95,6 +95,7 @@ async fn formation(
     let applied = Instant::now();
     cluster.apply(&ns, &manifest("zk", SERVERS));
     let mut reached: [Option<f64>; STEPS.len()] = [None; STEPS.len()];
+    let mut admin = AdminAccess::of(client, &ns, "zk").await;
     // Until every step has been seen: ACTIVE implies the others, but a poll may miss one (an
     // AdminServer slow to answer), and the next poll then sees it.
     while reached.iter().any(Option::is_none) {
@@ -103,7 +104,12 @@ async fn formation(
             "formation {index}: not ACTIVE after {FORM_TIMEOUT:?}; reached {reached:?}\n{}",
             cluster.operator_log()
         );
-        let now = steps_now(&pods, &ensembles).await;
+        // The servers' AdminServers take the certificate of the ensemble's CA, whose Secret the
+        // operator creates after the apply.
+        if !admin.is_tls() {
+            admin = AdminAccess::of(client, &ns, "zk").await;
+        }
+        let now = steps_now(&pods, &ensembles, &admin).await;
         let at = applied.elapsed().as_secs_f64();
         for (step, holds) in now.into_iter().enumerate() {
             if holds && reached[step].is_none() {
@@ -125,7 +131,11 @@ async fn formation(
 }
 
 /// Which of [`STEPS`] hold at this moment.
-async fn steps_now(pods: &Api<Pod>, ensembles: &Api<ZooKeeperEnsemble>) -> [bool; STEPS.len()] {
+async fn steps_now(
+    pods: &Api<Pod>,
+    ensembles: &Api<ZooKeeperEnsemble>,
+    admin: &AdminAccess,
+) -> [bool; STEPS.len()] {
     let pods = pods
         .list(&ListParams::default())
         .await
@@ -146,7 +156,7 @@ async fn steps_now(pods: &Api<Pod>, ensembles: &Api<ZooKeeperEnsemble>) -> [bool
         .iter()
         .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
         .collect();
-    let answers = futures::future::join_all(ips.iter().map(|ip| srvr(ip))).await;
+    let answers = futures::future::join_all(ips.iter().map(|ip| admin.srvr(ip))).await;
     let states: Vec<String> = answers
         .iter()
         .filter_map(|a| serde_json::from_str::<serde_json::Value>(a).ok())

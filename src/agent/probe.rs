@@ -9,6 +9,10 @@
 //!   quorum is alive and looking for its peers: restarting it would not bring the quorum back.
 //!   A JVM that is dead, hung or frozen answers nothing, and that is what a restart fixes.
 //!
+//! When the AdminServer takes only HTTPS with a client certificate of the ensemble's CA (quorum
+//! TLS; see [`crate::build::tls`]), the probe is given the certificates' directory
+//! (`--tls-dir`) and shows the servers' own certificate.
+//!
 //! Each probe is bounded by a timeout (default 3 s, under the StatefulSet's 4 s probe timeout)
 //! and ends with an exit code and one line on stdout, which `kubectl describe pod` shows when
 //! the probe fails. What the answer means is decided by the pure [`verdict`].
@@ -39,9 +43,14 @@ pub enum Which {
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
     /// The AdminServer's base URL [default: http://127.0.0.1:8080, or
-    /// http://$ZOOHERD_BIND_ADDRESS:8080 when that is set].
+    /// http://$ZOOHERD_BIND_ADDRESS:8080 when that is set; https:// with --tls-dir].
     #[arg(long, value_name = "URL")]
     pub admin_url: Option<String>,
+
+    /// Speak HTTPS, trusting DIR/ca.crt and showing the certificate and key of
+    /// DIR/keystore.pem (the servers' own, mounted from the ensemble's TLS Secret).
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<std::path::PathBuf>,
 
     /// Give up after this many seconds (keep it under the probe's timeoutSeconds).
     #[arg(long, value_name = "SECONDS", default_value = "3", value_parser = parse_timeout)]
@@ -83,13 +92,31 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
 }
 
 /// The AdminServer of this pod: on the bind address when one is set, else on loopback (the
-/// AdminServer listens on every interface).
-pub fn default_admin_url(bind_address: Option<&str>) -> String {
+/// AdminServer listens on every interface); `https` when it takes only TLS.
+pub fn default_admin_url(bind_address: Option<&str>, https: bool) -> String {
+    let scheme = if https { "https" } else { "http" };
     match bind_address.map(|a| (a, a.parse::<IpAddr>())) {
-        None => format!("http://127.0.0.1:{ADMIN_PORT}"),
-        Some((_, Ok(IpAddr::V6(v6)))) => format!("http://[{v6}]:{ADMIN_PORT}"),
-        Some((address, _)) => format!("http://{address}:{ADMIN_PORT}"),
+        None => format!("{scheme}://127.0.0.1:{ADMIN_PORT}"),
+        Some((_, Ok(IpAddr::V6(v6)))) => format!("{scheme}://[{v6}]:{ADMIN_PORT}"),
+        Some((address, _)) => format!("{scheme}://{address}:{ADMIN_PORT}"),
     }
+}
+
+/// The client that shows the servers' certificate from `dir` (see [`crate::build::tls`]'s
+/// file names); the reason, on one line, when the files cannot be read or used.
+pub fn servers_client(dir: &std::path::Path, timeout: Duration) -> Result<AdminClient, String> {
+    use crate::build::tls::{CA_KEY, KEY_STORE_KEY};
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let key_store = read(KEY_STORE_KEY)?;
+    let tls = crate::http::AdminTls {
+        ca_certificate: read(CA_KEY)?,
+        certificate: key_store.clone(),
+        key: key_store,
+    };
+    AdminClient::with_tls(timeout, &tls).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 /// What a server said, on one line.
@@ -142,10 +169,23 @@ pub async fn run(which: &Which) -> Verdict {
         Some(url) => url.clone(),
         None => {
             let bind = std::env::var(ENV_BIND_ADDRESS).ok();
-            default_admin_url(bind.as_deref().filter(|a| !a.is_empty()))
+            default_admin_url(
+                bind.as_deref().filter(|a| !a.is_empty()),
+                args.tls_dir.is_some(),
+            )
         }
     };
-    let answer = AdminClient::new(args.timeout).srvr(&url).await;
+    let client = match &args.tls_dir {
+        None => AdminClient::new(args.timeout),
+        Some(dir) => match servers_client(dir, args.timeout) {
+            Ok(client) => client,
+            Err(why) => {
+                let error = AdminError::Unreachable(format!("no TLS client: {why}"));
+                return verdict(kind, &url, &Err(error));
+            }
+        },
+    };
+    let answer = client.srvr(&url).await;
     verdict(kind, &url, &answer)
 }
 
@@ -270,12 +310,16 @@ mod tests {
 
     #[test]
     fn admin_url_follows_the_bind_address() {
-        assert_eq!(default_admin_url(None), "http://127.0.0.1:8080");
+        assert_eq!(default_admin_url(None, false), "http://127.0.0.1:8080");
+        assert_eq!(default_admin_url(None, true), "https://127.0.0.1:8080");
         assert_eq!(
-            default_admin_url(Some("127.3.4.5")),
+            default_admin_url(Some("127.3.4.5"), false),
             "http://127.3.4.5:8080"
         );
-        assert_eq!(default_admin_url(Some("fd00::5")), "http://[fd00::5]:8080");
+        assert_eq!(
+            default_admin_url(Some("fd00::5"), false),
+            "http://[fd00::5]:8080"
+        );
     }
 
     #[test]
@@ -295,6 +339,7 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let which = Which::Live(Args {
             admin_url: Some(url.clone()),
+            tls_dir: None,
             timeout: Duration::from_millis(300),
         });
         let started = Instant::now();
@@ -307,5 +352,22 @@ mod tests {
         assert_eq!(verdict.line, format!("not live: timed out ({url})"));
         assert!(!verdict.pass);
         drop(listener);
+    }
+
+    #[tokio::test]
+    async fn missing_certificates_fail_the_probe_and_say_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let which = Which::Ready(Args {
+            admin_url: None,
+            tls_dir: Some(dir.path().to_owned()),
+            timeout: Duration::from_millis(300),
+        });
+        let verdict = run(&which).await;
+        assert!(!verdict.pass);
+        let expected = format!(
+            "not ready: no TLS client: {}/keystore.pem: No such file or directory (os error 2) (https://127.0.0.1:8080)",
+            dir.path().display()
+        );
+        assert_eq!(verdict.line, expected);
     }
 }

@@ -131,7 +131,8 @@ pub enum MemberState {
     NotServing,
     /// The AdminServer refused, timed out, or gave an answer that could not be understood.
     Unreachable,
-    /// No pod, or a pod without an IP.
+    /// No pod, a pod without an IP, or no way to ask it (the operator holds no certificate
+    /// for its TLS-only AdminServer yet).
     Missing,
 }
 

@@ -44,6 +44,11 @@ pub const FORMED_KEY: &str = "formed";
 pub const QUORUM_TLS_KEY: &str = "quorumTls";
 /// Pod template annotation naming the quorum TLS stage the pod's servers run; absent: off.
 pub const QUORUM_TLS_ANNOTATION: &str = "zooherd.dev/quorum-tls";
+/// Pod template annotation, "true" when the pod's server started with an AdminServer that takes
+/// only HTTPS from clients with a certificate of the ensemble's CA. A pod of an older template
+/// (an operator from before, whose servers run the same quorum TLS stage with a plain HTTP
+/// AdminServer) does not carry it, and is asked in plain HTTP until the roll replaces it.
+pub const ADMIN_TLS_ANNOTATION: &str = "zooherd.dev/admin-tls";
 /// Full path of [`FORMED_KEY`] inside a server pod.
 pub const FORMED_PATH: &str = "/etc/zooherd/formed";
 /// Snapshots and `myid` (and the transaction log unless it has its own volume).

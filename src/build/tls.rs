@@ -70,6 +70,12 @@ impl QuorumTls {
         self != Self::Off
     }
 
+    /// Whether the AdminServer of a server at this stage speaks only HTTPS to clients with a
+    /// certificate of the ensemble's CA: in every stage that has the certificates.
+    pub fn secures_admin_server(self) -> bool {
+        self.uses_certificates()
+    }
+
     /// The zoo.cfg keys of this stage (none when off). ZooKeeper reads `sslQuorum` and
     /// `portUnification` itself and the `ssl.quorum.*` keys as the system properties
     /// `zookeeper.ssl.quorum.*` (unknown zoo.cfg keys become `zookeeper.<key>`).
@@ -92,6 +98,14 @@ impl QuorumTls {
             // The ensemble's own CA is the identity (see crate::tls): host name checks would
             // add a reverse lookup of every peer's pod IP, which a server cannot rely on.
             ("ssl.quorum.hostnameVerification", "false".to_owned()),
+            // The AdminServer answers only HTTPS, and only a client with a certificate of the
+            // same CA: the operator, the pod's own probes, its peers. ZooKeeper's Jetty
+            // AdminServer takes its key and trust stores from the ssl.quorum.* keys
+            // (JettyAdminServer, 3.9), so it is secured exactly when quorum TLS has them.
+            // Without this, dump, connections, watches_by_path and system_properties (which
+            // holds the superuser's digest) answer anyone who reaches port 8080.
+            ("admin.forceHttps", "true".to_owned()),
+            ("admin.needClientAuth", "true".to_owned()),
         ]
     }
 }
@@ -166,6 +180,13 @@ mod tests {
             "ssl.quorum.keyStore.location",
             "/etc/zooherd-tls/keystore.pem".to_owned()
         )));
+        for stage in [Accepting, Connecting, On] {
+            let entries = stage.zoo_cfg_entries();
+            assert!(entries.contains(&("admin.forceHttps", "true".to_owned())));
+            assert!(entries.contains(&("admin.needClientAuth", "true".to_owned())));
+            assert!(stage.secures_admin_server());
+        }
+        assert!(!Off.secures_admin_server());
         assert_eq!("connecting".parse::<QuorumTls>(), Ok(Connecting));
         assert_eq!(Accepting.to_string(), "accepting");
     }

@@ -254,6 +254,8 @@ mod tests {
 # Owned by the operator.
 4lw.commands.whitelist=srvr,mntr,ruok,conf,isro
 admin.enableServer=true
+admin.forceHttps=true
+admin.needClientAuth=true
 admin.restore.enabled=false
 admin.serverPort=8080
 admin.snapshot.enabled=false

@@ -67,7 +67,9 @@ pub async fn act(
             // alone for failing, `quorum::backoff`): ask it once more. One that serves again
             // is not restarted.
             let (member, _) = observe::server(ensemble, ctx, *myid);
-            let asked = ctx.prober.probe_now(std::slice::from_ref(&member)).await;
+            let asked = super::tls::prober(ensemble, ctx)
+                .probe_now(std::slice::from_ref(&member))
+                .await;
             if let Some(now) = asked.observations.first()
                 && now.state().is_serving()
             {

@@ -166,8 +166,9 @@ pub struct Context {
     pub normalised: Mutex<std::collections::HashSet<(String, String)>>,
     /// Superuser passwords read from the ensembles' Secrets.
     pub superusers: secrets::SecretReads<String>,
-    /// When the ensembles' quorum certificates expire, as read from their Secrets.
-    pub quorum_certificates: secrets::SecretReads<jiff::Timestamp>,
+    /// When the ensembles' quorum certificates expire, as read from their Secrets, and the
+    /// operator's client of their AdminServers.
+    pub quorum_certificates: secrets::SecretReads<tls::QuorumCredentials>,
     /// What each ensemble's last full apply started from.
     pub applied: reconcile::LastApplied,
 }

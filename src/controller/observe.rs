@@ -125,8 +125,19 @@ pub fn server(
         pod: pod_name,
         ip,
         pod_version: pod.as_ref().and_then(|p| p.resource_version()),
+        admin_tls: pod.as_deref().is_some_and(admin_tls),
     };
     (voter, pod)
+}
+
+/// Whether the pod's server started with an AdminServer that takes only TLS clients with a
+/// certificate of the ensemble's CA: its template says so ([`names::ADMIN_TLS_ANNOTATION`]).
+/// Not its quorum TLS stage: a pod of an operator from before runs the same stage with a plain
+/// HTTP AdminServer until the roll replaces it.
+fn admin_tls(pod: &Pod) -> bool {
+    pod.annotations()
+        .get(names::ADMIN_TLS_ANNOTATION)
+        .is_some_and(|value| value == "true")
 }
 
 /// The voters: the committed ones recorded, else (before the operator first read them)
@@ -153,14 +164,10 @@ pub async fn observe(
     let mut memory = ctx.memory_of(ensemble);
     let previous_phase = memory.rule.phase();
     let voter_list: Vec<Voter> = voters.iter().map(|(v, _)| v.clone()).collect();
+    let prober = super::tls::prober(ensemble, ctx);
     let probing = Instant::now();
-    let computed = quorum::observe(
-        &ctx.prober,
-        &voter_list,
-        &mut memory.rule,
-        &ctx.settings.rule,
-    )
-    .await;
+    let computed =
+        quorum::observe(&prober, &voter_list, &mut memory.rule, &ctx.settings.rule).await;
     ctx.metrics.probe_round(probing.elapsed());
     let next_probe_in = ctx.prober.due_in(&voter_list);
     let now = Timestamp::now();
@@ -242,7 +249,7 @@ pub async fn observe(
             .filter(|m| !voter_ids.contains(m))
             .map(|m| server(ensemble, ctx, m).0)
             .collect();
-        let round = ctx.prober.probe(&others).await;
+        let round = prober.probe(&others).await;
         for observation in &round.observations {
             scale.states.insert(observation.myid, observation.state());
         }
@@ -279,5 +286,34 @@ pub async fn observe(
         lost_node_policy: lost_node::Policy::from(&ensemble.spec.lost_node),
         replace_request: ensemble.annotations().get(REPLACE_MEMBER).cloned(),
         next_probe_in,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(annotations: &[(&str, &str)]) -> Pod {
+        let mut pod = Pod::default();
+        pod.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        pod
+    }
+
+    /// An operator upgraded under a running ensemble: its pods run quorum TLS, from a
+    /// template without a TLS-only AdminServer. Asking them in HTTPS would show every member
+    /// unreachable and stall the roll that brings the new AdminServer.
+    #[test]
+    fn a_pod_from_before_is_asked_in_plain_http_whatever_its_stage() {
+        assert!(!admin_tls(&pod(&[("zooherd.dev/quorum-tls", "on")])));
+        assert!(admin_tls(&pod(&[
+            ("zooherd.dev/quorum-tls", "on"),
+            ("zooherd.dev/admin-tls", "true"),
+        ])));
+        assert!(!admin_tls(&pod(&[])));
     }
 }

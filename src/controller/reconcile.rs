@@ -82,18 +82,16 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     let mut password = None;
     let mut quorum_tls = None;
     let mut stateful_set_written = false;
-    let mut unchanged = ctx.applied.unchanged(ensemble, ctx);
     let spec = match build::ValidatedEnsemble::new(ensemble) {
         Err(problem) => SpecOutcome::Invalid(problem.to_string()),
         Ok(_) if ensemble.spec.paused => SpecOutcome::Paused,
-        Ok(_) if unchanged.is_some() => {
-            let (superuser, tls) = unchanged.take().expect("checked by the guard");
-            password = Some(superuser);
-            quorum_tls = Some(tls);
-            SpecOutcome::Applied { changed: false }
-        }
-        Ok(valid) => {
+        Ok(valid) => 'applied: {
             let inputs = ApplyInputs::of(ensemble, ctx);
+            if let Some((superuser, tls)) = ctx.applied.unchanged(ensemble, ctx, &inputs) {
+                password = Some(superuser);
+                quorum_tls = Some(tls);
+                break 'applied SpecOutcome::Applied { changed: false };
+            }
             let tls_facts = tls::facts(ensemble, ctx);
             let tls_stage = crate::decide::quorum_tls::stage(&tls_facts);
             let topology = build::Topology {
@@ -101,7 +99,10 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
                 ..topology(ensemble, ctx, u32::from(valid.spec.replicas))
             };
             let children = build::children(&valid, &ctx.settings.build, Some(&topology));
-            let tls = (tls_stage, tls_facts.configured);
+            // The Secret is read while any server may use it: the ConfigMap's stage, or a pod's
+            // still (switching off), whose AdminServer takes only the operator's certificate.
+            let running = tls_facts.pods.iter().map(|&(stage, _)| stage).max();
+            let tls = (tls_stage, tls_facts.configured.max(running));
             match apply(ensemble, ctx, children, tls).await {
                 Ok((superuser, tls, written)) => {
                     ctx.applied.record(ensemble, inputs, tls.clone());
@@ -242,7 +243,7 @@ struct Written {
 /// Ensures the superuser and quorum TLS Secrets, then applies the children: the superuser's
 /// password, quorum TLS as the status shows it, and what was written. A child someone else
 /// changed is put back, with a Warning Event. `tls` is the quorum TLS stage the children
-/// configure and the one the ConfigMap holds now.
+/// configure and the highest one the ConfigMap or a pod holds now.
 async fn apply(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
@@ -347,16 +348,17 @@ impl LastApplied {
     /// The superuser's password and the quorum TLS status, if the children need not be built
     /// and compared this round: nothing they are built from changed since the last full apply,
     /// which was less than [`FULL_APPLY_EVERY`] ago, and the password is fresh.
+    /// `inputs` are the ensemble's now.
     fn unchanged(
         &self,
         ensemble: &ZooKeeperEnsemble,
         ctx: &Context,
+        inputs: &ApplyInputs,
     ) -> Option<(String, QuorumTlsStatus)> {
-        let inputs = ApplyInputs::of(ensemble, ctx);
         let tls = {
             let applied = self.0.lock().expect("last applied lock");
             let (was, at, tls) = applied.get(&ObjectRef::from(ensemble))?;
-            (*was == inputs && at.elapsed() < FULL_APPLY_EVERY).then(|| tls.clone())?
+            (was == inputs && at.elapsed() < FULL_APPLY_EVERY).then(|| tls.clone())?
         };
         let password = ctx.superusers.fresh(&ensemble.uid()?)?;
         Some((password, tls))

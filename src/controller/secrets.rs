@@ -33,6 +33,15 @@ impl<V: Clone> SecretReads<V> {
             .map(|(value, _)| value.clone())
     }
 
+    /// The value last read for the ensemble `uid`, however long ago.
+    pub fn last(&self, uid: &str) -> Option<V> {
+        self.0
+            .lock()
+            .expect("secret reads lock")
+            .get(uid)
+            .map(|(value, _)| value.clone())
+    }
+
     pub fn insert(&self, uid: &str, value: V) {
         self.0
             .lock()

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
@@ -23,7 +23,59 @@ use crate::build::tls::{self, QuorumTls};
 use crate::decide::quorum_tls::QuorumTlsFacts;
 use crate::decide::restart::pod_is_ready;
 use crate::quorum::Myid;
+use crate::quorum::admin::AdminClient;
+use crate::quorum::probe::Prober;
 use crate::tls::QuorumCertificates;
+
+/// What the operator took from an ensemble's quorum TLS Secret.
+#[derive(Clone, Debug)]
+pub struct QuorumCredentials {
+    /// When the servers' certificate expires.
+    pub not_after: Timestamp,
+    /// The operator's client of the ensemble's AdminServers (which take only clients with a
+    /// certificate of the ensemble's CA), with a certificate it issued itself from the CA.
+    pub admin: AdminClient,
+}
+
+/// The prober for `ensemble`'s voters: with the operator's client of its AdminServers, when
+/// the ensemble's TLS Secret has been read.
+pub fn prober(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Prober {
+    let uid = ensemble.uid().unwrap_or_default();
+    let admin = ctx.quorum_certificates.last(&uid).map(|read| read.admin);
+    ctx.prober.with_tls(admin)
+}
+
+/// The operator's client of the AdminServers of the ensemble whose quorum TLS Secret is
+/// `secret`: a client certificate issued now from the CA the Secret holds.
+fn admin_client(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    secret: &Secret,
+) -> Result<AdminClient, String> {
+    let text = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(key))
+            .and_then(|value| String::from_utf8(value.0.clone()).ok())
+            .ok_or_else(|| format!("has no key {key:?} (or it is not PEM text)"))
+    };
+    let ensemble_name = format!(
+        "{}/{}",
+        ensemble.namespace().unwrap_or_default(),
+        ensemble.name_any()
+    );
+    let issued = crate::tls::admin_client(
+        &ensemble_name,
+        &text(tls::CA_KEY)?,
+        &text(tls::CA_PRIVATE_KEY)?,
+        "zooherd operator",
+        Timestamp::now(),
+    )
+    .map_err(|e| e.to_string())?;
+    AdminClient::with_tls(ctx.settings.probe.timeout, &issued)
+        .map_err(|e| format!("cannot be used for the operator's AdminServer client: {e}"))
+}
 
 /// Annotation of the Secret: when its certificate expires (RFC 3339), as the operator issued it.
 pub const NOT_AFTER_ANNOTATION: &str = "zooherd.dev/not-after";
@@ -42,11 +94,7 @@ pub fn facts(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> QuorumTlsFacts {
     let pods = Myid::up_to(servers.unwrap_or(0))
         .filter_map(|myid| observe::server(ensemble, ctx, myid).1)
         .map(|pod| {
-            let stage = pod
-                .annotations()
-                .get(names::QUORUM_TLS_ANNOTATION)
-                .and_then(|stage| stage.parse().ok())
-                .unwrap_or(QuorumTls::Off);
+            let stage = pod_stage(&pod);
             let ready = pod_is_ready(&pod) && pod.meta().deletion_timestamp.is_none();
             (stage, ready)
         })
@@ -58,6 +106,14 @@ pub fn facts(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> QuorumTlsFacts {
         pods,
         phase: ensemble.status.as_ref().and_then(|status| status.phase),
     }
+}
+
+/// The quorum TLS stage a pod was created with (its annotation); Off when it has none.
+fn pod_stage(pod: &Pod) -> QuorumTls {
+    pod.annotations()
+        .get(names::QUORUM_TLS_ANNOTATION)
+        .and_then(|stage| stage.parse().ok())
+        .unwrap_or(QuorumTls::Off)
 }
 
 /// The stage a ConfigMap's data names; Off when it names none (written before quorum TLS).
@@ -123,9 +179,10 @@ fn server_names(ensemble: &ZooKeeperEnsemble, cluster_domain: &str) -> Vec<Strin
     ]
 }
 
-/// Ensures the quorum TLS Secret while the servers use (or are about to use) certificates:
-/// `stage` is the stage being applied, `configured` the one the ConfigMap holds now. Returns
-/// what the status shows.
+/// Ensures the quorum TLS Secret while the servers use (or are about to use) certificates, and
+/// the operator's client of their AdminServers: `stage` is the stage being applied,
+/// `configured` the highest one the ConfigMap or a server's pod holds now. Returns what the
+/// status shows.
 pub async fn ensure(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
@@ -141,8 +198,8 @@ pub async fn ensure(
         return Ok(status(None));
     }
     let uid = ensemble.uid().unwrap_or_default();
-    if let Some(not_after) = ctx.quorum_certificates.fresh(&uid) {
-        return Ok(status(Some(not_after)));
+    if let Some(read) = ctx.quorum_certificates.fresh(&uid) {
+        return Ok(status(Some(read.not_after)));
     }
     let name = names::tls_secret(ensemble);
     let new = || {
@@ -180,7 +237,14 @@ pub async fn ensure(
             "{problem}; the operator does not rewrite it (the servers trust the CA it holds): restore it from a backup"
         ),
     })?;
-    ctx.quorum_certificates.insert(&uid, not_after);
+    let admin = admin_client(ensemble, ctx, &existing).map_err(|problem| Error::QuorumTlsSecret {
+        name: name.clone(),
+        problem: format!(
+            "{problem}; the operator issues its AdminServer client certificate from the CA it holds: restore it from a backup"
+        ),
+    })?;
+    ctx.quorum_certificates
+        .insert(&uid, QuorumCredentials { not_after, admin });
     Ok(status(Some(not_after)))
 }
 

@@ -1,4 +1,5 @@
-//! Client of ZooKeeper's AdminServer (`http://<server>:8080/commands/<name>`).
+//! Client of ZooKeeper's AdminServer (`http://<server>:8080/commands/<name>`, or `https://`
+//! with a client certificate of the ensemble's CA when the servers run quorum TLS).
 //!
 //! The AdminServer is the one interface that tells whether a server is *in a quorum*: `srvr`
 //! answers with the server's mode, or with an "error" when the server is not serving. The 4lw
@@ -137,14 +138,25 @@ impl AdminClient {
     /// directly: an `HTTP_PROXY` meant for the operator's other traffic must not carry (or
     /// break) requests to pod IPs.
     pub fn new(timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
+        Self::from_builder(crate::http::builder(), timeout)
+            .expect("an HTTP client without proxies always builds")
+    }
+
+    /// A client of the AdminServers that take only TLS clients with a certificate of their
+    /// ensemble's CA (`https://` bases): shows `tls`'s certificate, trusts its CA alone.
+    pub fn with_tls(timeout: Duration, tls: &crate::http::AdminTls) -> Result<Self, String> {
+        Self::from_builder(crate::http::admin_builder(tls)?, timeout)
+    }
+
+    fn from_builder(builder: reqwest::ClientBuilder, timeout: Duration) -> Result<Self, String> {
+        let http = builder
             .no_proxy()
             .timeout(timeout)
             .connect_timeout(timeout)
             .pool_max_idle_per_host(1)
             .build()
-            .expect("an HTTP client without TLS or proxies always builds");
-        Self { http }
+            .map_err(|e| describe_request_error(&e))?;
+        Ok(Self { http })
     }
 
     /// `GET <base>/commands/srvr`. `base` is e.g. `http://10.0.0.7:8080`.

@@ -165,6 +165,7 @@ mod tests {
             pod: format!("zk-{ordinal}"),
             ip: Some(IpAddr::from([127, 0, 0, 1])),
             pod_version: Some(version.into()),
+            admin_tls: false,
         }
     }
 

@@ -35,6 +35,9 @@ pub struct Voter {
     /// The pod's resource version: a member whose pod changed is asked at once, even if it
     /// was being left alone for failing (see [`super::backoff`]).
     pub pod_version: Option<String>,
+    /// The pod's AdminServer takes only HTTPS, from a client with a certificate of the
+    /// ensemble's CA (the pod's quorum TLS stage says so).
+    pub admin_tls: bool,
 }
 
 /// How a round probes.
@@ -81,7 +84,9 @@ pub enum Answer {
     NotServing(String),
     /// Refused, timed out, or an answer that could not be understood; the reason.
     Unreachable(String),
-    /// Nothing to ask: no pod, or no pod IP.
+    /// Nothing to ask: no pod, no pod IP, or no client its AdminServer would answer (the
+    /// operator's certificate for a TLS-only AdminServer, not issued yet). Never a reason to
+    /// restart the member.
     Missing(String),
 }
 
@@ -139,6 +144,8 @@ impl Drop for InFlight<'_> {
 #[derive(Clone, Debug)]
 pub struct Prober {
     client: AdminClient,
+    /// The client of the AdminServers that take only TLS, for one ensemble ([`Self::with_tls`]).
+    tls_client: Option<AdminClient>,
     settings: ProbeSettings,
     backoff: Arc<Mutex<Backoff>>,
     traffic: ProbeTraffic,
@@ -153,12 +160,23 @@ impl Prober {
     pub fn counted(settings: ProbeSettings, traffic: ProbeTraffic) -> Self {
         Self {
             client: AdminClient::new(settings.timeout),
+            tls_client: None,
             backoff: Arc::new(Mutex::new(Backoff::new(
                 settings.backoff_max,
                 Instant::now(),
             ))),
             settings,
             traffic,
+        }
+    }
+
+    /// This prober, asking the voters whose AdminServer takes only TLS with `tls_client` (see
+    /// [`AdminClient::with_tls`]): one ensemble's, whose CA only its servers trust. Shares the
+    /// connection pool, the backoff and the counters.
+    pub fn with_tls(&self, tls_client: Option<AdminClient>) -> Self {
+        Self {
+            tls_client,
+            ..self.clone()
         }
     }
 
@@ -238,17 +256,30 @@ impl Prober {
             );
             return (Answer::Missing(reason), 0, Timestamp::now());
         };
-        let base = admin_base(ip, self.settings.admin_port);
+        let (client, base) = if voter.admin_tls {
+            let Some(client) = &self.tls_client else {
+                let reason = "its AdminServer takes only TLS clients with a certificate of the \
+                              ensemble's CA, and the operator has none yet (it issues one when \
+                              it reads the ensemble's TLS Secret)";
+                return (Answer::Missing(reason.to_owned()), 0, Timestamp::now());
+            };
+            (client, admin_base("https", ip, self.settings.admin_port))
+        } else {
+            (
+                &self.client,
+                admin_base("http", ip, self.settings.admin_port),
+            )
+        };
         let srvr = {
             let _counted = InFlight::start(&self.traffic);
-            self.client.srvr(&base).await
+            client.srvr(&base).await
         };
         let (answer, requests) = match srvr {
             Ok(SrvrAnswer::Serving(stats)) => {
                 let leads = stats.mode == ServerMode::Leader;
                 let leader_details = if leads && self.settings.leader_details {
                     let _counted = InFlight::start(&self.traffic);
-                    self.client.mntr(&base).await.ok()
+                    client.mntr(&base).await.ok()
                 } else {
                     None
                 };
@@ -276,9 +307,9 @@ impl Prober {
     }
 }
 
-/// `http://<ip>:<port>`, with an IPv6 address in brackets.
-fn admin_base(ip: IpAddr, port: u16) -> String {
-    format!("http://{}", SocketAddr::new(ip, port))
+/// `<scheme>://<ip>:<port>`, with an IPv6 address in brackets.
+fn admin_base(scheme: &str, ip: IpAddr, port: u16) -> String {
+    format!("{scheme}://{}", SocketAddr::new(ip, port))
 }
 
 #[cfg(test)]
@@ -338,6 +369,7 @@ mod tests {
             pod: "zk-0".into(),
             ip,
             pod_version: None,
+            admin_tls: false,
         };
         let round = prober.probe(std::slice::from_ref(&voter)).await;
         assert_eq!(round.observations.len(), 1);
@@ -460,12 +492,12 @@ mod tests {
     #[test]
     fn admin_urls() {
         assert_eq!(
-            admin_base("10.0.0.7".parse().unwrap(), 8080),
+            admin_base("http", "10.0.0.7".parse().unwrap(), 8080),
             "http://10.0.0.7:8080"
         );
         assert_eq!(
-            admin_base("fd00::7".parse().unwrap(), 8080),
-            "http://[fd00::7]:8080"
+            admin_base("https", "fd00::7".parse().unwrap(), 8080),
+            "https://[fd00::7]:8080"
         );
     }
 
@@ -485,6 +517,7 @@ mod tests {
                 pod: format!("zk-{}", myid.ordinal()),
                 ip: Some(ip),
                 pod_version: None,
+                admin_tls: false,
             })
             .collect();
         let round = prober.probe(&voters).await;
@@ -516,6 +549,7 @@ mod tests {
             pod: "zk-0".into(),
             ip: Some(ip),
             pod_version: Some("7".into()),
+            admin_tls: false,
         };
         let voters = std::slice::from_ref(&voter);
         let round = {

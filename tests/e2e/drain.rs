@@ -24,7 +24,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 use zooherd::api::Phase;
 
-use super::support::local_cluster::{LocalCluster, srvr};
+use super::support::local_cluster::{AdminAccess, LocalCluster};
 use super::{
     Writer, assert_not_restarted, events, secs, selector, three_servers_active, verify_writes,
 };
@@ -61,6 +61,7 @@ impl Availability {
 /// Samples every server of the ensemble until `stop`; see the module docs. `quorum`: how many
 /// must serve.
 pub(super) async fn sample(
+    admin: AdminAccess,
     pods: Api<Pod>,
     selector: String,
     quorum: usize,
@@ -82,7 +83,7 @@ pub(super) async fn sample(
             .iter()
             .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
             .collect();
-        let answers = futures::future::join_all(ips.iter().map(|ip| srvr(ip))).await;
+        let answers = futures::future::join_all(ips.iter().map(|ip| admin.srvr(ip))).await;
         let up = answers
             .iter()
             .filter(|a| !a.starts_with("unreachable"))
@@ -131,13 +132,7 @@ fn drain_command(cluster: &LocalCluster, selector: &str, timeout: Duration) -> C
 
 /// Runs a command to its end: its exit status and output.
 fn run(mut command: Command) -> (bool, String) {
-    let out = command.output().expect("running kubectl drain");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    super::support::outcome(&command.output().expect("running kubectl drain"))
 }
 
 pub async fn drain_during_a_roll(cluster: &LocalCluster, client: &kube::Client) {
@@ -151,7 +146,15 @@ pub async fn drain_during_a_roll(cluster: &LocalCluster, client: &kube::Client) 
     cluster.tag_image(&image, &rolled);
     let t = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = tokio::spawn(sample(pods.clone(), selector(name), 2, stop.clone(), t));
+    let admin = AdminAccess::of(client, &ns, name).await;
+    let sampler = tokio::spawn(sample(
+        admin,
+        pods.clone(),
+        selector(name),
+        2,
+        stop.clone(),
+        t,
+    ));
     ensembles
         .patch(
             name,

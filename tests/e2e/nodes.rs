@@ -28,7 +28,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use zooherd::api::{Phase, ZooKeeperEnsemble};
 
-use super::support::local_cluster::LocalCluster;
+use super::support::local_cluster::{AdminAccess, LocalCluster};
 use super::{
     CHANGE_TIMEOUT, FORM_TIMEOUT, Writer, active_3_of_3, drain, events, secs, selector,
     three_servers_active, verify_writes,
@@ -108,7 +108,9 @@ pub async fn drain_each_node_in_turn(cluster: &LocalCluster, client: &kube::Clie
     writer.wait_for_writes("before the drains").await;
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
+    let admin = AdminAccess::of(client, &ns, name).await;
     let sampler = tokio::spawn(drain::sample(
+        admin,
         pods.clone(),
         selector(name),
         2,

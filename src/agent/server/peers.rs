@@ -2,11 +2,17 @@
 //! ([`may_reinitialise`](super::may_reinitialise)), the other voters' AdminServers must show
 //! that they serve as a quorum without this one. One short round, with a timeout for each: a
 //! server that cannot be asked counts as not serving, so doubt keeps the data where it is.
+//!
+//! A peer whose AdminServer takes only HTTPS (quorum TLS) is asked with the servers' own
+//! certificate, when this pod has it; one that does not (the stage before, during a switch of
+//! quorum TLS) is asked in plain HTTP.
 
 use std::collections::BTreeMap;
 
 use crate::api::MemberState;
-use crate::build::names;
+use std::path::Path;
+
+use crate::build::{names, tls};
 use crate::quorum::Myid;
 use crate::quorum::admin::{AdminClient, SrvrAnswer};
 use crate::quorum::membership::Membership;
@@ -26,6 +32,7 @@ pub(super) fn peer_states(membership: &Membership, myid: Myid) -> BTreeMap<Myid,
         Err(_) => return BTreeMap::new(),
     };
     let client = AdminClient::new(PEER_TIMEOUT);
+    let tls_client = crate::agent::probe::servers_client(Path::new(tls::DIR), PEER_TIMEOUT).ok();
     let others: Vec<(Myid, String)> = membership
         .hosts()
         .filter(|&(m, _)| m != myid)
@@ -33,9 +40,16 @@ pub(super) fn peer_states(membership: &Membership, myid: Myid) -> BTreeMap<Myid,
         .collect();
     runtime.block_on(async {
         let answers = futures::future::join_all(others.iter().map(|(_, host)| {
-            let base = format!("http://{host}:{}", names::ADMIN_PORT);
-            let client = client.clone();
-            async move { client.srvr(&base).await }
+            let address = format!("{host}:{}", names::ADMIN_PORT);
+            let (client, tls_client) = (client.clone(), tls_client.clone());
+            async move {
+                if let Some(tls_client) = tls_client
+                    && let Ok(answer) = tls_client.srvr(&format!("https://{address}")).await
+                {
+                    return Ok(answer);
+                }
+                client.srvr(&format!("http://{address}")).await
+            }
         }))
         .await;
         others

@@ -77,6 +77,10 @@ pub(super) fn build(
             quorum_tls.to_string(),
         );
     }
+    // How the operator reaches the pod's AdminServer.
+    if quorum_tls.secures_admin_server() {
+        annotations.insert(names::ADMIN_TLS_ANNOTATION.to_owned(), "true".to_owned());
+    }
     // A restart asked for on the ensemble is a new template revision, rolled like any change.
     if let Some(at) = ensemble.annotations().get(annotations::RESTARTED_AT) {
         annotations.insert(annotations::RESTARTED_AT.to_owned(), at.clone());
@@ -251,7 +255,7 @@ fn container(
             period_seconds: Some(5),
             timeout_seconds: Some(4),
             failure_threshold: Some(2),
-            ..zooherd_probe("ready")
+            ..zooherd_probe("ready", quorum_tls)
         }),
         // Live means the server process answers, quorum or not: restarting servers because
         // the quorum is lost would only keep it lost.
@@ -260,7 +264,7 @@ fn container(
             period_seconds: Some(10),
             timeout_seconds: Some(4),
             failure_threshold: Some(6),
-            ..zooherd_probe("live")
+            ..zooherd_probe("live", quorum_tls)
         }),
         // Up to 5 minutes to start (a large snapshot takes a while to load) before liveness
         // applies.
@@ -268,7 +272,7 @@ fn container(
             period_seconds: Some(5),
             timeout_seconds: Some(4),
             failure_threshold: Some(60),
-            ..zooherd_probe("live")
+            ..zooherd_probe("live", quorum_tls)
         }),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
@@ -436,10 +440,16 @@ fn volume_claim(
     }
 }
 
-fn zooherd_probe(kind: &str) -> Probe {
+/// `zooherd probe <kind>`; over HTTPS with the servers' certificate when the AdminServer takes
+/// only that (the stage is the pod's own, fixed in its spec like this command).
+fn zooherd_probe(kind: &str, quorum_tls: QuorumTls) -> Probe {
+    let mut command = strings(&["zooherd", "probe", kind]);
+    if quorum_tls.secures_admin_server() {
+        command.extend(strings(&["--tls-dir", tls::DIR]));
+    }
     Probe {
         exec: Some(ExecAction {
-            command: Some(strings(&["zooherd", "probe", kind])),
+            command: Some(command),
         }),
         ..Probe::default()
     }

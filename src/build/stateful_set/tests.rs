@@ -131,9 +131,10 @@ fn pod_annotations_are_the_users_plus_the_config_hash() {
         "zooherd.dev/config-hash": "forged",
     }}}));
     let annotations = metadata.annotations.expect("annotations");
-    assert_eq!(annotations.len(), 3);
+    assert_eq!(annotations.len(), 4);
     assert_eq!(annotations["prometheus.io/scrape"], "true");
     assert_eq!(annotations[names::QUORUM_TLS_ANNOTATION], "on");
+    assert_eq!(annotations[names::ADMIN_TLS_ANNOTATION], "true");
     let hash = &annotations[names::CONFIG_HASH_ANNOTATION];
     assert_eq!(hash.len(), 64);
     assert!(
@@ -258,7 +259,19 @@ fn pod_is_locked_down() {
 
 #[test]
 fn probes_ask_zooherd() {
-    let container = server(json!({}));
+    // Quorum TLS (the default) secures the AdminServer: the probes show the servers'
+    // certificate.
+    let with_tls = server(json!({}));
+    let without = server(json!({"tls": {"quorum": false}}));
+    for (container, tls_args) in [
+        (with_tls, strings(&["--tls-dir", "/etc/zooherd-tls"])),
+        (without, Vec::new()),
+    ] {
+        probes_ask_zooherd_with(container, &tls_args);
+    }
+}
+
+fn probes_ask_zooherd_with(container: Container, tls_args: &[String]) {
     // (probe, command kind, initialDelay, period, timeout, failureThreshold)
     let cases = [
         (container.readiness_probe, "ready", None, 5, 4, 2),
@@ -268,7 +281,9 @@ fn probes_ask_zooherd() {
     for (probe, kind, delay, period, timeout, failures) in cases {
         let probe = probe.expect("probe");
         let command = probe.exec.and_then(|exec| exec.command);
-        assert_eq!(command, Some(strings(&["zooherd", "probe", kind])));
+        let mut expected = strings(&["zooherd", "probe", kind]);
+        expected.extend_from_slice(tls_args);
+        assert_eq!(command, Some(expected));
         assert_eq!(probe.initial_delay_seconds, delay, "{kind}");
         assert_eq!(probe.period_seconds, Some(period), "{kind}");
         assert_eq!(probe.timeout_seconds, Some(timeout), "{kind}");
@@ -580,6 +595,21 @@ fn a_tls_client_port_mounts_the_certificates_without_quorum_tls() {
     assert!(
         ports.contains(&("client-tls".to_owned(), 2281)),
         "{ports:?}"
+    );
+}
+
+#[test]
+fn the_pod_says_whether_its_admin_server_takes_only_tls() {
+    let (metadata, _) = pod(json!({}));
+    let annotations = metadata.annotations.expect("annotations");
+    assert_eq!(annotations["zooherd.dev/admin-tls"], "true");
+    assert_eq!(annotations["zooherd.dev/quorum-tls"], "on");
+    let (metadata, _) = pod(json!({"tls": {"quorum": false}}));
+    assert!(
+        !metadata
+            .annotations
+            .expect("annotations")
+            .contains_key("zooherd.dev/admin-tls")
     );
 }
 

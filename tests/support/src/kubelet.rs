@@ -23,13 +23,26 @@ pub struct Running {
     pub uids: Vec<String>,
 }
 
+/// `spec` with quorum TLS off unless it sets `tls`: the servers this kubelet starts run
+/// plaintext, as pods without the certificates would (the pods' stage annotation tells the
+/// operator how to reach their AdminServers). A test about quorum TLS sets `tls` and plays
+/// the certificates' part itself ([`ZkEnsemble::configure_quorum_tls`]).
+pub fn plaintext_servers(mut spec: serde_json::Value) -> serde_json::Value {
+    if spec.get("tls").is_none() {
+        spec["tls"] = json!({"quorum": false});
+    }
+    spec
+}
+
 /// Starts a 3-server ZooKeeper ensemble on loopback and waits until it serves, creates the
-/// ensemble `zk` with `spec` in `namespace`, and binds its pods to the servers.
+/// ensemble `zk` with `spec` in `namespace` (see [`plaintext_servers`]), and binds its pods
+/// to the servers.
 pub async fn run_ensemble(
     client: &kube::Client,
     namespace: &str,
     spec: serde_json::Value,
 ) -> Running {
+    let spec = plaintext_servers(spec);
     let zookeeper = ZkEnsemble::start(3).expect("starting ZooKeeper");
     zookeeper
         .wait_for_all_serving(Duration::from_secs(60))

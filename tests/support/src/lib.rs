@@ -212,6 +212,16 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{:x}-{n:x}-{:x}", std::process::id(), nanos >> 10)
 }
 
+/// Whether a finished command succeeded, and everything it printed (stdout, then stderr).
+pub fn outcome(output: &std::process::Output) -> (bool, String) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
 /// Starting child processes that cannot outlive the test process.
 ///
 /// Every process is spawned from one long-lived thread (PR_SET_PDEATHSIG fires when the thread

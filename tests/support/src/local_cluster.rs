@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::Api;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -428,17 +428,66 @@ fn find_process(arg: &str) -> io::Result<u32> {
     ))
 }
 
-/// The AdminServer's `srvr` answer of a pod, as text (the seeds read the same JSON), or
-/// "unreachable: ..." when it does not answer within 3 s.
-pub async fn srvr(pod_ip: &str) -> String {
-    let url = format!("http://{pod_ip}:8080/commands/srvr");
-    match reqwest::Client::new()
-        .get(&url)
-        .timeout(Duration::from_secs(3))
-        .send()
-        .await
-    {
-        Ok(response) => response.text().await.unwrap_or_default(),
-        Err(e) => format!("unreachable: {e}"),
+/// The tests' way into an ensemble's AdminServers, the operator's: over HTTPS with a client
+/// certificate issued from the ensemble's CA (in its TLS Secret) when the servers run quorum
+/// TLS, which secures the AdminServer; plain HTTP without the Secret.
+pub struct AdminAccess {
+    client: reqwest::Client,
+    scheme: &'static str,
+}
+
+impl AdminAccess {
+    /// Access to the AdminServers of ensemble `namespace/name`.
+    pub async fn of(client: &kube::Client, namespace: &str, name: &str) -> Self {
+        let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
+        let secret = secrets
+            .get_opt(&format!("{name}-zooherd-tls"))
+            .await
+            .expect("reading the ensemble's TLS Secret");
+        let Some(data) = secret.and_then(|s| s.data) else {
+            let client = zooherd::http::builder().build().expect("an HTTP client");
+            return Self {
+                client,
+                scheme: "http",
+            };
+        };
+        let text = |key: &str| String::from_utf8(data[key].0.clone()).expect("PEM text");
+        let tls = zooherd::tls::admin_client(
+            &format!("{namespace}/{name}"),
+            &text("ca.crt"),
+            &text("ca.key"),
+            "zooherd tests",
+            jiff::Timestamp::now(),
+        )
+        .expect("a client certificate from the ensemble's CA");
+        let client = zooherd::http::admin_builder(&tls)
+            .expect("a TLS client")
+            .build()
+            .expect("a TLS client");
+        Self {
+            client,
+            scheme: "https",
+        }
+    }
+
+    /// Whether it speaks TLS: false before the ensemble's TLS Secret exists.
+    pub fn is_tls(&self) -> bool {
+        self.scheme == "https"
+    }
+
+    /// The AdminServer's `srvr` answer of a pod, as text (the seeds read the same JSON), or
+    /// "unreachable: ..." when it does not answer within 3 s.
+    pub async fn srvr(&self, pod_ip: &str) -> String {
+        let url = format!("{}://{pod_ip}:8080/commands/srvr", self.scheme);
+        match self
+            .client
+            .get(&url)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+        {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(e) => format!("unreachable: {e}"),
+        }
     }
 }

@@ -15,18 +15,36 @@ use super::process;
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Polls `check` until it returns `Some`, or panics with `what` after [`TIMEOUT`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + TIMEOUT;
+    eventually_within(what, TIMEOUT, Duration::from_millis(200), check).await
+}
+
+/// Polls `check` every `period` until it returns `Some`, or panics with `what` after
+/// `timeout`.
+pub async fn eventually_within<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    period: Duration,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} ({timeout:?})"
+        );
+        tokio::time::sleep(period).await;
     }
 }
 
@@ -276,7 +294,10 @@ impl Operator {
 
     /// The text of its /metrics, or why there is none (not listening yet, say).
     pub async fn try_metrics(&self) -> Result<String, reqwest::Error> {
-        reqwest::get(&self.metrics_url)
+        zooherd::http::builder()
+            .build()?
+            .get(&self.metrics_url)
+            .send()
             .await?
             .error_for_status()?
             .text()

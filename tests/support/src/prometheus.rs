@@ -137,7 +137,7 @@ impl Prometheus {
         let mut prometheus = Prometheus {
             child,
             url: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
+            http: zooherd::http::builder().build().expect("an HTTP client"),
             dir,
         };
         let deadline = Instant::now() + START_TIMEOUT;

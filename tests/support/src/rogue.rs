@@ -5,9 +5,11 @@
 //! runs one shell script in it with `kubectl exec`, which knocks on every door of one server at
 //! once and prints one line per door, `<door> open` or `<door> closed <why>`:
 //!
-//! - the AdminServer's `snapshot`, `restore`, `dump` and `connections` commands (busybox `wget`):
-//!   open when an HTTP status line came back, whatever the status (ZooKeeper answers a
-//!   disabled `snapshot` too);
+//! - the AdminServer's `snapshot`, `restore`, `dump` and `connections` commands in plain HTTP
+//!   (busybox `wget`): open when an HTTP status line came back, whatever the status (ZooKeeper
+//!   answers a disabled `snapshot` too); with quorum TLS the AdminServer answers only HTTPS
+//!   with a certificate of the ensemble's CA, and a plaintext request gets no HTTP answer at
+//!   all ([`ADMIN_COMMANDS`]);
 //! - the AdminServer (8080), quorum (2888, only the leader listens), election (3888) and
 //!   metrics (7000) ports: a TCP connection (busybox `nc IP PORT -e PROG`, which exits 0 only
 //!   once connected), so that a door is closed only if no connection was made;
@@ -69,8 +71,24 @@ door=metrics-7000 report tcp 7000 &
 wait
 "#;
 
-/// What a door closed by the network answers: refused, unreachable or timed out.
-const REFUSALS: [&str; 4] = ["refused", "can't connect", "timed out", "unreachable"];
+/// The doors of the AdminServer's commands: shut by quorum TLS even where the network lets a
+/// knock through.
+pub const ADMIN_COMMANDS: [&str; 4] = [
+    "admin-snapshot",
+    "admin-restore",
+    "admin-dump",
+    "admin-connections",
+];
+
+/// What a door closed by the network answers: refused, unreachable or timed out; or, for the
+/// AdminServer's commands, no HTTP answer (TLS only: the plaintext request gets a TLS alert).
+const REFUSALS: [&str; 5] = [
+    "refused",
+    "can't connect",
+    "timed out",
+    "unreachable",
+    "error getting response",
+];
 
 /// Creates pod `name` in `namespace` running `image`, with `labels`, and waits until it runs.
 pub async fn start(client: &kube::Client, namespace: &str, name: &str, image: &str) {

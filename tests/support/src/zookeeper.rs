@@ -385,6 +385,8 @@ pub struct Member {
     spec: MemberSpec,
     child: Option<Child>,
     frozen: bool,
+    /// The client of its AdminServer when that takes only TLS ([`ZkEnsemble::set_admin_tls`]).
+    https: Option<reqwest::Client>,
 }
 
 impl Member {
@@ -416,9 +418,17 @@ impl Member {
     pub fn log_file(&self) -> &Path {
         &self.spec.log_file
     }
-    /// `http://<ip>:8080`; commands are under `/commands/<name>`.
+    /// `http://<ip>:8080`, or `https://` when its zoo.cfg secures the AdminServer; commands
+    /// are under `/commands/<name>`.
     pub fn admin_url(&self) -> String {
-        format!("http://{}:{ADMIN_PORT}", self.spec.ip)
+        let scheme = if self.admin_tls() { "https" } else { "http" };
+        format!("{scheme}://{}:{ADMIN_PORT}", self.spec.ip)
+    }
+    /// Whether its zoo.cfg (as last written) lets only TLS clients with a certificate into its
+    /// AdminServer (`admin.forceHttps`, which quorum TLS sets).
+    pub fn admin_tls(&self) -> bool {
+        fs::read_to_string(&self.spec.config_file)
+            .is_ok_and(|cfg| cfg.lines().any(|l| l.trim() == "admin.forceHttps=true"))
     }
     /// `http://<ip>:7000/metrics` (Prometheus).
     pub fn metrics_url(&self) -> String {
@@ -624,16 +634,10 @@ impl ZkEnsembleBuilder {
                 spec,
                 child: None,
                 frozen: false,
+                https: None,
             });
         }
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(2))
-            // A restarted server must not get requests on a dead pooled connection.
-            .pool_max_idle_per_host(0)
-            .build()
-            .map_err(io::Error::other)?;
+        let http = admin_client(zooherd::http::builder())?;
         Ok(ZkEnsemble {
             members,
             launcher: self.launcher,
@@ -653,6 +657,36 @@ impl ZkEnsembleBuilder {
         }
         Ok(ensemble)
     }
+}
+
+/// A client of the members' AdminServers from `builder`: short timeouts, no proxy, and no
+/// pooled connections (a restarted server must not get requests on a dead one).
+fn admin_client(builder: reqwest::ClientBuilder) -> io::Result<reqwest::Client> {
+    builder
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(2))
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(io::Error::other)
+}
+
+/// The zoo.cfg keys `entries` (the operator's), with the paths under the pod's certificate
+/// mount ([`zooherd::build::tls::DIR`]) moved to `dir`.
+pub fn certificates_in(
+    entries: Vec<(&'static str, String)>,
+    dir: &Path,
+) -> Vec<(String, Option<String>)> {
+    entries
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value.strip_prefix(zooherd::build::tls::DIR) {
+                Some(file) => format!("{}{file}", dir.display()),
+                None => value,
+            };
+            (key.to_owned(), Some(value))
+        })
+        .collect()
 }
 
 /// The zoo.cfg of one member: fast timings for tests, everything on the member's address,
@@ -755,6 +789,37 @@ impl ZkEnsemble {
         Self::builder(size).start()
     }
 
+    /// Starts `size` servers that run quorum TLS as the operator's pods do (stage on: mutual
+    /// TLS between them, an AdminServer for clients with a certificate of the ensemble's CA
+    /// only), with the certificates of a new CA. Returns the ensemble, which asks its
+    /// AdminServers with a client certificate of that CA, and the operator's credentials
+    /// ([`zooherd::tls::admin_client`]). Does not wait.
+    pub fn start_with_quorum_tls(size: usize) -> io::Result<(ZkEnsemble, zooherd::http::AdminTls)> {
+        use zooherd::build::tls::{CA_KEY, KEY_STORE_KEY, QuorumTls};
+        let mut zk = Self::builder(size).prepare()?;
+        let ips: Vec<std::net::IpAddr> = zk.members.iter().map(|m| m.ip().into()).collect();
+        let now = jiff::Timestamp::now();
+        let issued = zooherd::tls::issue("tests/zk", &[], &ips, now).map_err(io::Error::other)?;
+        let dir = zk.dir().join("tls");
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join(KEY_STORE_KEY), issued.key_store())?;
+        fs::write(dir.join(CA_KEY), &issued.ca_certificate)?;
+        let operator = zooherd::tls::admin_client(
+            "tests/zk",
+            &issued.ca_certificate,
+            &issued.ca_key,
+            "zooherd operator",
+            now,
+        )
+        .map_err(io::Error::other)?;
+        zk.set_admin_tls(0..size, &operator)?;
+        for i in 0..size {
+            zk.configure_quorum_tls(i, QuorumTls::On, &dir)?;
+            zk.start_member(i)?;
+        }
+        Ok((zk, operator))
+    }
+
     pub fn size(&self) -> usize {
         self.members.len()
     }
@@ -787,8 +852,23 @@ impl ZkEnsemble {
                 pod: format!("zk-{}", m.index()),
                 ip: Some(std::net::IpAddr::V4(m.ip())),
                 pod_version: None,
+                admin_tls: m.admin_tls(),
             })
             .collect()
+    }
+
+    /// Asks members `indices`, when their AdminServer takes only TLS (see
+    /// [`Member::admin_tls`]), with a client that shows `tls`'s certificate.
+    pub fn set_admin_tls(
+        &mut self,
+        indices: impl IntoIterator<Item = usize>,
+        tls: &zooherd::http::AdminTls,
+    ) -> io::Result<()> {
+        let client = admin_client(zooherd::http::admin_builder(tls).map_err(io::Error::other)?)?;
+        for i in indices {
+            self.members[i].https = Some(client.clone());
+        }
+        Ok(())
     }
 
     /// The client addresses of members `indices`.
@@ -860,6 +940,18 @@ impl ZkEnsemble {
         fs::write(&spec.config_file, render_config(spec, &keys))
     }
 
+    /// Rewrites member `i`'s zoo.cfg to run quorum TLS `stage` as the operator's pods do, with
+    /// the files of the pod's certificate mount read from `dir` (`ca.crt`, `keystore.pem`).
+    /// Takes effect at its next start.
+    pub fn configure_quorum_tls(
+        &self,
+        i: usize,
+        stage: zooherd::build::tls::QuorumTls,
+        dir: &Path,
+    ) -> io::Result<()> {
+        self.rewrite_config(i, &certificates_in(stage.zoo_cfg_entries(), dir))
+    }
+
     /// Whether member `i`'s process is alive (frozen counts as alive). Reaps it if it exited.
     pub fn is_running(&mut self, i: usize) -> bool {
         let member = &mut self.members[i];
@@ -923,13 +1015,18 @@ impl ZkEnsemble {
 
     /// GETs `/commands/<command>` from member `i`'s AdminServer and returns the JSON.
     pub async fn admin_command(&self, i: usize, command: &str) -> Result<Value, String> {
-        let url = format!("{}/commands/{command}", self.members[i].admin_url());
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| error_chain(&e))?;
+        let member = &self.members[i];
+        let url = format!("{}/commands/{command}", member.admin_url());
+        let client = match (member.admin_tls(), &member.https) {
+            (false, _) => &self.http,
+            (true, Some(https)) => https,
+            (true, None) => {
+                return Err(format!(
+                    "{url}: the AdminServer takes only TLS clients; set_admin_tls first"
+                ));
+            }
+        };
+        let response = client.get(&url).send().await.map_err(|e| error_chain(&e))?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("{url}: HTTP {status}"));
