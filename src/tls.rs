@@ -55,8 +55,9 @@ impl QuorumCertificates {
 
 /// Why certificates could not be issued.
 #[derive(Debug, thiserror::Error)]
-#[error("issuing the quorum certificates of {ensemble} failed: {source}")]
+#[error("issuing {what} of {ensemble} failed: {source}")]
 pub struct IssueError {
+    what: &'static str,
     ensemble: String,
     source: rcgen::Error,
 }
@@ -71,6 +72,7 @@ pub fn issue(
     now: Timestamp,
 ) -> Result<QuorumCertificates, IssueError> {
     let error = |source| IssueError {
+        what: "the quorum certificates",
         ensemble: ensemble.to_owned(),
         source,
     };
@@ -126,6 +128,7 @@ pub fn admin_client(
     now: Timestamp,
 ) -> Result<AdminTls, IssueError> {
     let error = |source| IssueError {
+        what: "an AdminServer client certificate",
         ensemble: ensemble.to_owned(),
         source,
     };
@@ -238,7 +241,7 @@ mod tests {
             garbage
                 .unwrap_err()
                 .to_string()
-                .starts_with("issuing the quorum certificates of data/zk failed"),
+                .starts_with("issuing an AdminServer client certificate of data/zk failed"),
         );
     }
 }

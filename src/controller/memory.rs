@@ -11,7 +11,8 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use super::Context;
-use crate::api::{MembershipStatus, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
+use super::reconcile::ApplyInputs;
+use crate::api::{MembershipStatus, QuorumTlsStatus, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use crate::quorum::rule::EnsembleMemory;
 
 /// What the operator remembers about one ensemble between reconciles.
@@ -23,6 +24,29 @@ pub struct Memory {
     /// The status last written, and when. The informer's copy of the ensemble can lag behind
     /// our own writes; comparing with it would write the same status twice.
     pub written: Option<(ZooKeeperEnsembleStatus, Instant)>,
+    /// The last full apply of the children (see `reconcile`).
+    pub applied: Option<LastApply>,
+}
+
+/// A full apply of an ensemble's children: what it started from, when, and the quorum TLS
+/// status it configured.
+#[derive(Clone, Debug)]
+pub struct LastApply {
+    pub inputs: ApplyInputs,
+    pub at: Instant,
+    pub tls: QuorumTlsStatus,
+}
+
+impl Memory {
+    /// A new ensemble's memory, started from its status.
+    fn fresh(ensemble: &ZooKeeperEnsemble) -> Self {
+        Self {
+            uid: ensemble.uid(),
+            rule: EnsembleMemory::from_status(&ensemble.status.clone().unwrap_or_default()),
+            written: None,
+            applied: None,
+        }
+    }
 }
 
 impl Context {
@@ -34,11 +58,32 @@ impl Context {
             .get(&ObjectRef::from(ensemble))
             .filter(|memory| memory.uid == ensemble.uid())
             .cloned()
-            .unwrap_or_else(|| Memory {
-                uid: ensemble.uid(),
-                rule: EnsembleMemory::from_status(&ensemble.status.clone().unwrap_or_default()),
-                written: None,
-            })
+            .unwrap_or_else(|| Memory::fresh(ensemble))
+    }
+
+    /// The last full apply of `ensemble`'s children, if one is remembered.
+    pub(crate) fn last_apply(&self, ensemble: &ZooKeeperEnsemble) -> Option<LastApply> {
+        self.memory
+            .lock()
+            .expect("status memory lock")
+            .get(&ObjectRef::from(ensemble))
+            .filter(|memory| memory.uid == ensemble.uid())?
+            .applied
+            .clone()
+    }
+
+    /// Remembers a full apply of `ensemble`'s children at once, in the stored memory: the
+    /// round's observe takes its copy after the apply, so the round remembers it again with
+    /// the rest, and a round that fails later keeps it too.
+    pub(crate) fn remember_apply(&self, ensemble: &ZooKeeperEnsemble, apply: LastApply) {
+        let mut memories = self.memory.lock().expect("status memory lock");
+        let memory = memories
+            .entry(ObjectRef::from(ensemble))
+            .or_insert_with(|| Memory::fresh(ensemble));
+        if memory.uid != ensemble.uid() {
+            *memory = Memory::fresh(ensemble);
+        }
+        memory.applied = Some(apply);
     }
 
     pub(crate) fn remember(&self, ensemble: &ZooKeeperEnsemble, memory: Memory) {

@@ -169,8 +169,6 @@ pub struct Context {
     /// When the ensembles' quorum certificates expire, as read from their Secrets, and the
     /// operator's client of their AdminServers.
     pub quorum_certificates: secrets::SecretReads<tls::QuorumCredentials>,
-    /// What each ensemble's last full apply started from.
-    pub applied: reconcile::LastApplied,
 }
 
 impl Context {
@@ -178,11 +176,21 @@ impl Context {
     pub(crate) fn forget(&self, namespace: &str, name: &str) {
         self.metrics.forget_ensemble(namespace, name);
         self.events.forget(namespace, name);
-        self.applied.forget(namespace, name);
-        self.memory
-            .lock()
-            .expect("status memory lock")
-            .retain(|key, _| key.name != name || key.namespace.as_deref() != Some(namespace));
+        let mut memory = self.memory.lock().expect("status memory lock");
+        let is_it = |key: &ObjectRef<ZooKeeperEnsemble>| {
+            key.name == name && key.namespace.as_deref() == Some(namespace)
+        };
+        // What was read from its Secrets is kept by uid, which only the memory still knows;
+        // the operator's AdminServer client among it holds a connection pool.
+        for uid in memory
+            .iter()
+            .filter(|(key, _)| is_it(key))
+            .filter_map(|(_, remembered)| remembered.uid.as_deref())
+        {
+            self.superusers.forget(uid);
+            self.quorum_certificates.forget(uid);
+        }
+        memory.retain(|key, _| !is_it(key));
     }
 }
 
@@ -298,7 +306,6 @@ async fn run_scope(
         normalised: Mutex::default(),
         superusers: secrets::SecretReads::default(),
         quorum_certificates: secrets::SecretReads::default(),
-        applied: reconcile::LastApplied::default(),
     });
     let forgetter = ctx.clone();
     tracing::info!(namespace = ns.unwrap_or("<all>"), "starting controller");

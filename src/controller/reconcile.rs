@@ -8,9 +8,8 @@
 //! probes: every probe interval while a voter is to be asked, later when every voter is left
 //! alone for failing (`quorum::backoff`), and on a pod's change when none has an address.
 
-use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::runtime::controller::Action;
@@ -19,7 +18,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::apply::{Applied, apply_child, delete_child};
-use super::memory::recorded_membership;
+use super::memory::{LastApply, recorded_membership};
 use super::report::publish;
 use super::telemetry::Outcome;
 use super::{Context, Error, act, observe, report, scale, superuser, tls};
@@ -87,7 +86,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
         Ok(_) if ensemble.spec.paused => SpecOutcome::Paused,
         Ok(valid) => 'applied: {
             let inputs = ApplyInputs::of(ensemble, ctx);
-            if let Some((superuser, tls)) = ctx.applied.unchanged(ensemble, ctx, &inputs) {
+            if let Some((superuser, tls)) = unchanged(ensemble, ctx, &inputs) {
                 password = Some(superuser);
                 quorum_tls = Some(tls);
                 break 'applied SpecOutcome::Applied { changed: false };
@@ -105,7 +104,14 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
             let tls = (tls_stage, tls_facts.configured.max(running));
             match apply(ensemble, ctx, children, tls).await {
                 Ok((superuser, tls, written)) => {
-                    ctx.applied.record(ensemble, inputs, tls.clone());
+                    ctx.remember_apply(
+                        ensemble,
+                        LastApply {
+                            inputs,
+                            at: Instant::now(),
+                            tls: tls.clone(),
+                        },
+                    );
                     password = Some(superuser);
                     quorum_tls = Some(tls);
                     stateful_set_written = written.stateful_set;
@@ -337,45 +343,19 @@ async fn apply_children(
     Ok(applied.into_iter().flatten().collect())
 }
 
-/// The last full apply of each ensemble: what it started from, when, and the quorum TLS status
-/// it configured.
-#[derive(Default)]
-pub struct LastApplied(
-    Mutex<HashMap<ObjectRef<ZooKeeperEnsemble>, (ApplyInputs, Instant, QuorumTlsStatus)>>,
-);
-
-impl LastApplied {
-    /// The superuser's password and the quorum TLS status, if the children need not be built
-    /// and compared this round: nothing they are built from changed since the last full apply,
-    /// which was less than [`FULL_APPLY_EVERY`] ago, and the password is fresh.
-    /// `inputs` are the ensemble's now.
-    fn unchanged(
-        &self,
-        ensemble: &ZooKeeperEnsemble,
-        ctx: &Context,
-        inputs: &ApplyInputs,
-    ) -> Option<(String, QuorumTlsStatus)> {
-        let tls = {
-            let applied = self.0.lock().expect("last applied lock");
-            let (was, at, tls) = applied.get(&ObjectRef::from(ensemble))?;
-            (was == inputs && at.elapsed() < FULL_APPLY_EVERY).then(|| tls.clone())?
-        };
-        let password = ctx.superusers.fresh(&ensemble.uid()?)?;
-        Some((password, tls))
+/// The superuser's password and the quorum TLS status, if the children need not be built and
+/// compared this round: nothing they are built from (`inputs`, the ensemble's now) changed
+/// since the last full apply, which was less than [`FULL_APPLY_EVERY`] ago, and the password is
+/// fresh.
+fn unchanged(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    inputs: &ApplyInputs,
+) -> Option<(String, QuorumTlsStatus)> {
+    let last = ctx.last_apply(ensemble)?;
+    if last.inputs != *inputs || last.at.elapsed() >= FULL_APPLY_EVERY {
+        return None;
     }
-
-    fn record(&self, ensemble: &ZooKeeperEnsemble, inputs: ApplyInputs, tls: QuorumTlsStatus) {
-        self.0
-            .lock()
-            .expect("last applied lock")
-            .insert(ObjectRef::from(ensemble), (inputs, Instant::now(), tls));
-    }
-
-    /// Forgets a deleted ensemble.
-    pub fn forget(&self, namespace: &str, name: &str) {
-        self.0
-            .lock()
-            .expect("last applied lock")
-            .retain(|key, _| key.name != name || key.namespace.as_deref() != Some(namespace));
-    }
+    let password = ctx.superusers.fresh(&ensemble.uid()?)?;
+    Some((password, last.tls))
 }

@@ -42,6 +42,11 @@ impl<V: Clone> SecretReads<V> {
             .map(|(value, _)| value.clone())
     }
 
+    /// Forgets what was read for the ensemble `uid` (deleted).
+    pub fn forget(&self, uid: &str) {
+        self.0.lock().expect("secret reads lock").remove(uid);
+    }
+
     pub fn insert(&self, uid: &str, value: V) {
         self.0
             .lock()
@@ -107,4 +112,20 @@ pub fn test_ensemble() -> ZooKeeperEnsemble {
     ensemble.metadata.namespace = Some("data".into());
     ensemble.metadata.uid = Some("uid-1".into());
     ensemble
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SecretReads;
+
+    #[test]
+    fn what_was_read_stays_until_the_ensemble_is_forgotten() {
+        let reads = SecretReads::<u32>::default();
+        reads.insert("uid-1", 1);
+        reads.insert("uid-2", 2);
+        assert_eq!(reads.fresh("uid-1"), Some(1));
+        reads.forget("uid-1");
+        assert_eq!(reads.last("uid-1"), None);
+        assert_eq!(reads.last("uid-2"), Some(2));
+    }
 }

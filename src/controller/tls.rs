@@ -46,11 +46,12 @@ pub fn prober(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Prober {
 }
 
 /// The operator's client of the AdminServers of the ensemble whose quorum TLS Secret is
-/// `secret`: a client certificate issued now from the CA the Secret holds.
+/// `secret`: a client certificate issued now from the CA the Secret holds; each request
+/// bounded by `timeout`. What is wrong with the Secret, when it cannot be.
 fn admin_client(
     ensemble: &ZooKeeperEnsemble,
-    ctx: &Context,
     secret: &Secret,
+    timeout: std::time::Duration,
 ) -> Result<AdminClient, String> {
     let text = |key: &str| {
         secret
@@ -73,7 +74,7 @@ fn admin_client(
         Timestamp::now(),
     )
     .map_err(|e| e.to_string())?;
-    AdminClient::with_tls(ctx.settings.probe.timeout, &issued)
+    AdminClient::with_tls(timeout, &issued)
         .map_err(|e| format!("cannot be used for the operator's AdminServer client: {e}"))
 }
 
@@ -237,7 +238,7 @@ pub async fn ensure(
             "{problem}; the operator does not rewrite it (the servers trust the CA it holds): restore it from a backup"
         ),
     })?;
-    let admin = admin_client(ensemble, ctx, &existing).map_err(|problem| Error::QuorumTlsSecret {
+    let admin = admin_client(ensemble, &existing, ctx.settings.probe.timeout).map_err(|problem| Error::QuorumTlsSecret {
         name: name.clone(),
         problem: format!(
             "{problem}; the operator issues its AdminServer client certificate from the CA it holds: restore it from a backup"
@@ -294,6 +295,32 @@ mod tests {
         assert_eq!(
             not_after(&secret),
             Err("has no valid annotation \"zooherd.dev/not-after\"".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_operators_admin_client_comes_from_the_secrets_ca_or_says_what_is_missing() {
+        let now: Timestamp = "2026-12-02T00:00:00Z".parse().unwrap();
+        let issued = crate::tls::issue("data/zk", &[], &[], now).unwrap();
+        let timeout = std::time::Duration::from_secs(1);
+        let secret = secret(&ensemble(), &issued);
+        assert!(admin_client(&ensemble(), &secret, timeout).is_ok());
+        let mut without_key = secret.clone();
+        without_key.data.as_mut().unwrap().remove("ca.key");
+        assert_eq!(
+            admin_client(&ensemble(), &without_key, timeout).unwrap_err(),
+            "has no key \"ca.key\" (or it is not PEM text)"
+        );
+        let mut garbage = secret;
+        garbage
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("ca.key".into(), ByteString(b"not a key".to_vec()));
+        let error = admin_client(&ensemble(), &garbage, timeout).unwrap_err();
+        assert!(
+            error.starts_with("issuing an AdminServer client certificate of data/zk failed"),
+            "{error}"
         );
     }
 
