@@ -55,6 +55,9 @@ struct Ensemble {
     /// The bootstrap membership the next server to start reads (the ConfigMap's `members`);
     /// `None`: the operator's for a new ensemble of `replicas`.
     members: Arc<std::sync::Mutex<Option<Membership>>>,
+    /// Where the servers find the quorum TLS certificates (the pod's mount): with one, the
+    /// operator's zoo.cfg runs quorum TLS (stage on, its AdminServer TLS-only).
+    tls_dir: Option<PathBuf>,
     /// What the ConfigMap's `formed` says to the next server to start.
     formed: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -67,20 +70,23 @@ impl Ensemble {
             replicas,
             members: Arc::default(),
             formed: Arc::default(),
+            tls_dir: None,
         }
     }
 
     /// zoo.cfg as the operator renders it for this ensemble, without quorum TLS (its
     /// certificates live at a path of the pod; tests/quorum_tls_real_zookeeper.rs covers it).
     fn operator_config(&self) -> String {
-        zoo_cfg::render(
-            self.name,
-            NAMESPACE,
-            &BTreeMap::new(),
-            false,
-            QuorumTls::Off,
-            false,
-        )
+        let stage = if self.tls_dir.is_some() {
+            QuorumTls::On
+        } else {
+            QuorumTls::Off
+        };
+        let cfg = zoo_cfg::render(self.name, NAMESPACE, &BTreeMap::new(), false, stage, false);
+        match &self.tls_dir {
+            Some(dir) => cfg.replace(zooherd::build::tls::DIR, &dir.display().to_string()),
+            None => cfg,
+        }
     }
 
     /// The bootstrap membership, as the ConfigMap holds it.
@@ -813,6 +819,82 @@ async fn a_volume_of_another_server_is_reinitialised_only_while_the_others_hold_
         "{line}"
     );
     assert_eq!(fs::read_to_string(swapped.join(MYID_FILE)).unwrap(), "3\n");
+}
+
+/// The check before moving another server's data aside under quorum TLS: this server's
+/// AdminServer, and its peers', take only HTTPS with a certificate of the ensemble's CA, and
+/// the agent asks them with the servers' certificate (the stores its zoo.cfg names). Without
+/// that, the peers would not answer and the copy would be kept, the server never starting.
+#[tokio::test]
+async fn under_quorum_tls_a_volume_of_another_server_is_reinitialised_too() {
+    let mut ensemble = Ensemble::new("reinit-tls", "7d3c1a52-0000-4000-8000-000000000009", 3);
+    let certificates_dir = tempfile::tempdir().unwrap();
+    let issued = zooherd::tls::issue("agents/reinit-tls", &[], &[], jiff::Timestamp::now())
+        .expect("issue certificates");
+    let dir = certificates_dir.path();
+    fs::write(dir.join("keystore.pem"), issued.key_store()).unwrap();
+    fs::write(dir.join("ca.crt"), &issued.ca_certificate).unwrap();
+    ensemble.tls_dir = Some(dir.to_owned());
+    let mut zookeeper = ensemble.builder().prepare().expect("prepare the servers");
+    // The test's own probes: HTTPS with a client certificate of the CA, as the operator's.
+    let operator = zooherd::tls::admin_client(
+        "agents/reinit-tls",
+        &issued.ca_certificate,
+        &issued.ca_key,
+        "tests",
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
+    for i in 0..3 {
+        zookeeper
+            .configure_quorum_tls(i, QuorumTls::On, dir)
+            .unwrap();
+    }
+    zookeeper.set_admin_tls(0..3, &operator).unwrap();
+    let lines: BTreeMap<Myid, String> = zookeeper
+        .members()
+        .iter()
+        .map(|m| {
+            (
+                m.myid(),
+                format!("{0}:2888:3888:participant;{0}:2181", m.ip()),
+            )
+        })
+        .collect();
+    let myids: Vec<Myid> = lines.keys().copied().collect();
+    *ensemble.members.lock().unwrap() = Some(bound_members(&lines, &myids, 0));
+    for i in 0..3 {
+        zookeeper.start_member(i).expect("start a server");
+    }
+    zookeeper
+        .wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Server 2's volume is replaced by a copy of server 3's (taken while 3 is stopped); servers
+    // 1 and 3 hold the quorum.
+    zookeeper.stop(1).unwrap();
+    zookeeper.stop(2).unwrap();
+    let data_2 = zookeeper.member(1).data_dir().to_owned();
+    fs::rename(&data_2, zookeeper.member(1).dir().join("data-of-server-2")).unwrap();
+    copy_dir(zookeeper.member(2).data_dir(), &data_2);
+    zookeeper.start_member(2).unwrap();
+    zookeeper
+        .wait_for_serving(2, QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    zookeeper.start_member(1).unwrap();
+    zookeeper
+        .wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let log = fs::read_to_string(zookeeper.member(1).log_file()).unwrap();
+    assert!(
+        log.contains("held myid 3, not 2 (pod reinit-tls-1); voters 1, 3 serve, a quorum of 1, 2, 3 without this server, so it was moved to"),
+        "{}",
+        support::tail(zookeeper.member(1).log_file(), 20)
+    );
+    assert_eq!(fs::read_to_string(data_2.join(MYID_FILE)).unwrap(), "2\n");
 }
 
 /// The servers' states while `window` runs, probed about every 200 ms: the first state a

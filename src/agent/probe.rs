@@ -19,6 +19,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use super::server::ENV_BIND_ADDRESS;
@@ -104,19 +105,27 @@ pub fn default_admin_url(bind_address: Option<&str>, https: bool) -> String {
 
 /// The client that shows the servers' certificate from `dir` (see [`crate::build::tls`]'s
 /// file names); the reason, on one line, when the files cannot be read or used.
-pub fn servers_client(dir: &std::path::Path, timeout: Duration) -> Result<AdminClient, String> {
+pub fn servers_client(dir: &Path, timeout: Duration) -> Result<AdminClient, String> {
     use crate::build::tls::{CA_KEY, KEY_STORE_KEY};
-    let read = |name: &str| {
-        let path = dir.join(name);
-        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
-    };
-    let key_store = read(KEY_STORE_KEY)?;
+    client_from_files(&dir.join(CA_KEY), &dir.join(KEY_STORE_KEY), timeout)
+}
+
+/// The client that trusts the CA in `ca` and shows the certificate and key of `key_store` (PEM,
+/// the key then the certificate, as ZooKeeper's PEM key store reads it).
+pub fn client_from_files(
+    ca: &Path,
+    key_store: &Path,
+    timeout: Duration,
+) -> Result<AdminClient, String> {
+    let read =
+        |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
+    let key_store_pem = read(key_store)?;
     let tls = crate::http::AdminTls {
-        ca_certificate: read(CA_KEY)?,
-        certificate: key_store.clone(),
-        key: key_store,
+        ca_certificate: read(ca)?,
+        certificate: key_store_pem.clone(),
+        key: key_store_pem,
     };
-    AdminClient::with_tls(timeout, &tls).map_err(|e| format!("{}: {e}", dir.display()))
+    AdminClient::with_tls(timeout, &tls).map_err(|e| format!("{}: {e}", key_store.display()))
 }
 
 /// What a server said, on one line.

@@ -162,7 +162,7 @@ pub(super) fn move_aside_if_foreign(
     else {
         return Ok(false);
     };
-    let peers = peer_states(&plan.membership, plan.identity.myid);
+    let peers = peer_states(&plan.membership, plan.identity.myid, &plan.runtime_config);
     match may_reinitialise(plan.identity.myid, &plan.membership, &peers) {
         Err(kept) => Err(StartError::ForeignMyid {
             data_dir: plan.data_dir.clone(),

@@ -3,16 +3,16 @@
 //! that they serve as a quorum without this one. One short round, with a timeout for each: a
 //! server that cannot be asked counts as not serving, so doubt keeps the data where it is.
 //!
-//! A peer whose AdminServer takes only HTTPS (quorum TLS) is asked with the servers' own
-//! certificate, when this pod has it; one that does not (the stage before, during a switch of
-//! quorum TLS) is asked in plain HTTP.
+//! When this server's own AdminServer takes only HTTPS (quorum TLS), a peer is asked with the
+//! servers' certificate, the key and trust stores its zoo.cfg names; one that answers only
+//! plain HTTP (the stage before, during a switch of quorum TLS) is asked that way.
 
 use std::collections::BTreeMap;
-
-use crate::api::MemberState;
 use std::path::Path;
 
-use crate::build::{names, tls};
+use super::config::config_value;
+use crate::api::MemberState;
+use crate::build::names;
 use crate::quorum::Myid;
 use crate::quorum::admin::{AdminClient, SrvrAnswer};
 use crate::quorum::membership::Membership;
@@ -21,9 +21,26 @@ use crate::quorum::membership::Membership;
 /// directory of another server may be moved aside.
 const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The client that shows this server's certificate to its peers' AdminServers, when its zoo.cfg
+/// (`config`, as the server runs it) secures its own: the quorum's key and trust stores, which
+/// the AdminServer uses too. None otherwise, or when they cannot be read.
+fn servers_client(config: &str) -> Option<AdminClient> {
+    if config_value(config, "admin.forceHttps") != Some("true") {
+        return None;
+    }
+    let ca = config_value(config, "ssl.quorum.trustStore.location")?;
+    let key_store = config_value(config, "ssl.quorum.keyStore.location")?;
+    crate::agent::probe::client_from_files(Path::new(ca), Path::new(key_store), PEER_TIMEOUT).ok()
+}
+
 /// What the other voters of `membership` answer (their AdminServers, at the hosts of their
-/// server lines). One short round: a server that cannot be asked counts as not serving.
-pub(super) fn peer_states(membership: &Membership, myid: Myid) -> BTreeMap<Myid, MemberState> {
+/// server lines), asked as this server's zoo.cfg `config` allows. One short round: a server
+/// that cannot be asked counts as not serving.
+pub(super) fn peer_states(
+    membership: &Membership,
+    myid: Myid,
+    config: &str,
+) -> BTreeMap<Myid, MemberState> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -32,7 +49,7 @@ pub(super) fn peer_states(membership: &Membership, myid: Myid) -> BTreeMap<Myid,
         Err(_) => return BTreeMap::new(),
     };
     let client = AdminClient::new(PEER_TIMEOUT);
-    let tls_client = crate::agent::probe::servers_client(Path::new(tls::DIR), PEER_TIMEOUT).ok();
+    let tls_client = servers_client(config);
     let others: Vec<(Myid, String)> = membership
         .hosts()
         .filter(|&(m, _)| m != myid)
