@@ -719,6 +719,27 @@ async fn scaling_to_one_and_back_and_restarting_on_the_newest_committed_membersh
 }
 
 /// Copies directory `from` to `to` (which must not exist), files and subdirectories.
+/// Replaces server 2's data directory by a copy of server 3's (both stopped for the copy), starts
+/// server 3 again, then server 2, and waits until all serve; returns server 2's data directory.
+async fn swap_in_a_copy_of_server_3(zookeeper: &mut ZkEnsemble) -> PathBuf {
+    zookeeper.stop(1).unwrap();
+    zookeeper.stop(2).unwrap();
+    let data_2 = zookeeper.member(1).data_dir().to_owned();
+    fs::rename(&data_2, zookeeper.member(1).dir().join("data-of-server-2")).unwrap();
+    copy_dir(zookeeper.member(2).data_dir(), &data_2);
+    zookeeper.start_member(2).unwrap();
+    zookeeper
+        .wait_for_serving(2, QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    zookeeper.start_member(1).unwrap();
+    zookeeper
+        .wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    data_2
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for entry in fs::read_dir(from).unwrap() {
@@ -752,24 +773,9 @@ async fn a_volume_of_another_server_is_reinitialised_only_while_the_others_hold_
         .expect("create /before");
     drop(client);
 
-    // Server 2's volume is replaced by a copy of server 3's (as if the volumes were swapped).
-    zookeeper.stop(1).unwrap();
-    zookeeper.stop(2).unwrap();
-    let data_2 = zookeeper.member(1).data_dir().to_owned();
-    fs::rename(&data_2, zookeeper.member(1).dir().join("data-of-server-2")).unwrap();
-    copy_dir(zookeeper.member(2).data_dir(), &data_2);
-    zookeeper.start_member(2).unwrap();
-    zookeeper
-        .wait_for_serving(2, QUORUM_TIMEOUT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-
-    // Servers 1 and 3 hold the quorum: server 2 moves the copy aside and syncs from the leader.
-    zookeeper.start_member(1).unwrap();
-    zookeeper
-        .wait_for_all_serving(QUORUM_TIMEOUT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    // Server 2's volume is replaced by a copy of server 3's (as if the volumes were swapped);
+    // servers 1 and 3 hold the quorum: server 2 moves the copy aside and syncs from the leader.
+    let data_2 = swap_in_a_copy_of_server_3(&mut zookeeper).await;
     let log = fs::read_to_string(zookeeper.member(1).log_file()).unwrap();
     assert!(
         log.contains(&format!(
@@ -871,23 +877,8 @@ async fn under_quorum_tls_a_volume_of_another_server_is_reinitialised_too() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
-    // Server 2's volume is replaced by a copy of server 3's (taken while 3 is stopped); servers
-    // 1 and 3 hold the quorum.
-    zookeeper.stop(1).unwrap();
-    zookeeper.stop(2).unwrap();
-    let data_2 = zookeeper.member(1).data_dir().to_owned();
-    fs::rename(&data_2, zookeeper.member(1).dir().join("data-of-server-2")).unwrap();
-    copy_dir(zookeeper.member(2).data_dir(), &data_2);
-    zookeeper.start_member(2).unwrap();
-    zookeeper
-        .wait_for_serving(2, QUORUM_TIMEOUT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    zookeeper.start_member(1).unwrap();
-    zookeeper
-        .wait_for_all_serving(QUORUM_TIMEOUT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    // Server 2's volume is replaced by a copy of server 3's; servers 1 and 3 hold the quorum.
+    let data_2 = swap_in_a_copy_of_server_3(&mut zookeeper).await;
     let log = fs::read_to_string(zookeeper.member(1).log_file()).unwrap();
     assert!(
         log.contains("held myid 3, not 2 (pod reinit-tls-1); voters 1, 3 serve, a quorum of 1, 2, 3 without this server, so it was moved to"),
