@@ -7,9 +7,15 @@
 //! caught it). So an Event joins a series only when its note is the one last published for
 //! that key; a different note starts a new Event. Each key has a recorder of its own, so
 //! starting anew is replacing that recorder.
+//!
+//! A recorder keeps the last Event it published (a few KB) for its series. A series not added
+//! to for [`SERIES_WINDOW`] is over (kube's recorder would start a new Event), so its recorder
+//! is dropped then ([`EventPublisher::drop_ended`], each publish and every minute): kept for
+//! ever, they held about 12 KB per ensemble (`cargo bench --bench scale`, heaptrack).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
@@ -25,12 +31,23 @@ struct SeriesKey {
     action: String,
 }
 
+/// How long kube's recorder folds an Event into the previous one of its series (its
+/// `CACHE_TTL`, counted from the last time it was published).
+pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+
+/// A series of Events with one key: the note last published, the recorder that holds the
+/// series, and when it was last published.
+struct Series {
+    note: String,
+    recorder: Recorder,
+    published: Instant,
+}
+
 /// Publishes Events; see the module documentation.
 pub struct EventPublisher {
     client: Client,
     reporter: Reporter,
-    /// Per key: the note last published, and the recorder that holds its series.
-    series: Mutex<HashMap<SeriesKey, (String, Recorder)>>,
+    series: Mutex<HashMap<SeriesKey, Series>>,
 }
 
 impl EventPublisher {
@@ -58,18 +75,37 @@ impl EventPublisher {
             action: event.action.clone(),
         };
         let note = event.note.clone().unwrap_or_default();
-        let recorder = {
-            let mut series = self.series.lock().expect("event series lock");
-            match series.get(&key) {
-                Some((last, recorder)) if *last == note => recorder.clone(),
-                _ => {
-                    let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-                    series.insert(key, (note, recorder.clone()));
-                    recorder
-                }
-            }
-        };
+        let recorder = self.recorder(key, note, Instant::now());
         recorder.publish(event, reference).await
+    }
+
+    /// Drops the series that are over at `now`.
+    pub fn drop_ended(&self, now: Instant) {
+        let mut series = self.series.lock().expect("event series lock");
+        drop_ended(&mut series, now);
+    }
+
+    /// The recorder of the series an Event with `key` and `note` joins at `now` (a new one if
+    /// the last note of that key was another), dropping the series that are over.
+    fn recorder(&self, key: SeriesKey, note: String, now: Instant) -> Recorder {
+        let mut series = self.series.lock().expect("event series lock");
+        drop_ended(&mut series, now);
+        match series.get_mut(&key) {
+            Some(same) if same.note == note => {
+                same.published = now;
+                same.recorder.clone()
+            }
+            _ => {
+                let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+                let new = Series {
+                    note,
+                    recorder: recorder.clone(),
+                    published: now,
+                };
+                series.insert(key, new);
+                recorder
+            }
+        }
     }
 
     /// Drops the series of a deleted object.
@@ -78,5 +114,67 @@ impl EventPublisher {
             .lock()
             .expect("event series lock")
             .retain(|key, _| key.namespace != namespace || key.name != name);
+    }
+}
+
+fn drop_ended(series: &mut HashMap<SeriesKey, Series>, now: Instant) {
+    series.retain(|_, series| now.saturating_duration_since(series.published) < SERIES_WINDOW);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> SeriesKey {
+        SeriesKey {
+            namespace: "ns".into(),
+            name: name.into(),
+            type_: "Normal",
+            reason: "PhaseChanged".into(),
+            action: "Reconcile".into(),
+        }
+    }
+
+    /// A publisher whose client is never called (it needs a runtime all the same): only the
+    /// series are looked at.
+    fn publisher() -> EventPublisher {
+        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, std::io::Error>(std::io::Error::other(
+                "no API server in this test",
+            ))
+        });
+        let client = Client::new(service, "default");
+        EventPublisher::new(client, "zooherd".into())
+    }
+
+    fn kept(publisher: &EventPublisher) -> Vec<String> {
+        let series = publisher.series.lock().unwrap();
+        let mut names: Vec<String> = series
+            .iter()
+            .map(|(key, series)| format!("{}: {}", key.name, series.note))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_series_is_dropped_once_kube_would_no_longer_add_to_it() {
+        let publisher = publisher();
+        let start = Instant::now();
+        let minutes = |m: u64| start + Duration::from_secs(m * 60);
+        publisher.recorder(key("a"), "ACTIVE".into(), minutes(0));
+        publisher.recorder(key("b"), "ACTIVE".into(), minutes(0));
+        // Added to within the window: the series of b goes on.
+        publisher.recorder(key("b"), "ACTIVE".into(), minutes(5));
+        publisher.recorder(key("c"), "DEGRADED".into(), minutes(6));
+        assert_eq!(kept(&publisher), ["b: ACTIVE", "c: DEGRADED"]);
+        // Another note starts another series of the same key.
+        publisher.recorder(key("c"), "ACTIVE".into(), minutes(7));
+        assert_eq!(kept(&publisher), ["b: ACTIVE", "c: ACTIVE"]);
+        // Nothing published for a while: the sweep drops what is over.
+        publisher.drop_ended(minutes(12));
+        assert_eq!(kept(&publisher), ["c: ACTIVE"]);
+        publisher.drop_ended(minutes(13));
+        assert!(kept(&publisher).is_empty());
     }
 }

@@ -308,6 +308,14 @@ async fn run_scope(
         quorum_certificates: secrets::SecretReads::default(),
     });
     let forgetter = ctx.clone();
+    let sweeper = ctx.clone();
+    let event_sweep = tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every_minute.tick().await;
+            sweeper.events.drop_ended(std::time::Instant::now());
+        }
+    });
     tracing::info!(namespace = ns.unwrap_or("<all>"), "starting controller");
     let (ensembles, ensemble_writer) = reflector::store();
     let ensemble_stream = watcher(
@@ -345,5 +353,6 @@ async fn run_scope(
             std::future::ready(())
         })
         .await;
+    event_sweep.abort();
     tracing::info!(namespace = ns.unwrap_or("<all>"), "controller stopped");
 }

@@ -4,7 +4,7 @@
 //! Most reconciles are probe rounds: nothing the children are built from has changed. Building
 //! and comparing every child (the StatefulSet is serialised and hashed) would then be most of
 //! an idle operator's CPU, so the apply step runs only when one of its inputs changed (see
-//! [`ApplyInputs`]) and at least every [`FULL_APPLY_EVERY`]. The round itself follows the
+//! [`ApplyInputs`]) and at least every [`full_apply_every`]. The round itself follows the
 //! probes: every probe interval while a voter is to be asked, later when every voter is left
 //! alone for failing (`quorum::backoff`), and on a pod's change when none has an address.
 
@@ -21,7 +21,7 @@ use super::apply::{Applied, apply_child, delete_child};
 use super::memory::{LastApply, recorded_membership};
 use super::report::publish;
 use super::telemetry::Outcome;
-use super::{Context, Error, act, observe, report, scale, superuser, tls};
+use super::{Context, Error, act, observe, report, scale, secrets, superuser, tls};
 use crate::api::{QuorumTlsStatus, ZooKeeperEnsemble};
 use crate::build;
 use crate::build::tls::QuorumTls;
@@ -32,11 +32,13 @@ use crate::decide::{SpecOutcome, decide};
 /// seconds. Past this something hangs; the reconcile fails loudly and is retried.
 pub const RECONCILE_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The longest the children go without being built and compared. The inputs cover every
-/// object the operator watches; this bounds what they do not: a Secret changed (they are read
-/// again on the same schedule, `secrets::SecretReads::RECHECK`) or a certificate due for
-/// renewal.
-pub const FULL_APPLY_EVERY: Duration = super::secrets::SecretReads::<()>::RECHECK;
+/// The longest the children of the ensemble `uid` go without being built and compared. The
+/// inputs cover every object the operator watches; this bounds what they do not: a Secret
+/// changed (they are read again on the same schedule, [`secrets::recheck_after`]) or a
+/// certificate due for renewal.
+fn full_apply_every(uid: &str) -> Duration {
+    secrets::recheck_after(uid)
+}
 
 /// How soon an ensemble is reconciled again when the caches had not listed yet.
 const CACHES_NOT_READY: Duration = Duration::from_millis(200);
@@ -102,7 +104,9 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
             // still (switching off), whose AdminServer takes only the operator's certificate.
             let running = tls_facts.pods.iter().map(|&(stage, _)| stage).max();
             let tls = (tls_stage, tls_facts.configured.max(running));
-            match apply(ensemble, ctx, children, tls).await {
+            // Boxed, as is `act`: most rounds take neither path, so a round's future (one per
+            // ensemble in flight) need not hold room for theirs. With both boxed it is 11.9 KB.
+            match Box::pin(apply(ensemble, ctx, children, tls)).await {
                 Ok((superuser, tls, written)) => {
                     ctx.remember_apply(
                         ensemble,
@@ -134,7 +138,14 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     observation.stateful_set_written = stateful_set_written;
     observation.quorum_tls = quorum_tls;
     let decision = decide(&observation.facts(&spec));
-    let acted = act::act(ensemble, ctx, &observation, &decision.disruption, password).await?;
+    let acted = Box::pin(act::act(
+        ensemble,
+        ctx,
+        &observation,
+        &decision.disruption,
+        password,
+    ))
+    .await?;
     let next_probe_in = observation.next_probe_in;
     report::report(ensemble, ctx, &spec, observation, &decision, acted).await?;
     let next_round = next_probe_in.map_or(UNADDRESSED_ROUND, |due| {
@@ -147,7 +158,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
 /// annotations and status: any write changes its resource version), each child as cached, the
 /// servers' pods (the quorum TLS stage follows them) and the voters the operator last recorded.
 /// Equal fingerprints mean that building and comparing the children again would find nothing
-/// to write, unless someone changed what is not watched (see [`FULL_APPLY_EVERY`]).
+/// to write, unless someone changed what is not watched (see [`full_apply_every`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ApplyInputs(u64);
 
@@ -345,7 +356,7 @@ async fn apply_children(
 
 /// The superuser's password and the quorum TLS status, if the children need not be built and
 /// compared this round: nothing they are built from (`inputs`, the ensemble's now) changed
-/// since the last full apply, which was less than [`FULL_APPLY_EVERY`] ago, and the password is
+/// since the last full apply, which was less than [`full_apply_every`] ago, and the password is
 /// fresh.
 fn unchanged(
     ensemble: &ZooKeeperEnsemble,
@@ -353,9 +364,10 @@ fn unchanged(
     inputs: &ApplyInputs,
 ) -> Option<(String, QuorumTlsStatus)> {
     let last = ctx.last_apply(ensemble)?;
-    if last.inputs != *inputs || last.at.elapsed() >= FULL_APPLY_EVERY {
+    let uid = ensemble.uid()?;
+    if last.inputs != *inputs || last.at.elapsed() >= full_apply_every(&uid) {
         return None;
     }
-    let password = ctx.superusers.fresh(&ensemble.uid()?)?;
+    let password = ctx.superusers.fresh(&uid)?;
     Some((password, last.tls))
 }
