@@ -237,6 +237,9 @@ async fn pod_ip(pods: &Api<Pod>, name: &str) -> String {
         .unwrap_or_else(|| panic!("pod {name} has no IP"))
 }
 
+/// How many acknowledged writes a story's check of them needs at least.
+const ENOUGH_WRITES: usize = 100;
+
 /// The writes a [`Writer`] saw acknowledged, and how long the ensemble took none.
 struct WriterReport {
     acknowledged: Vec<(String, u64)>,
@@ -282,7 +285,19 @@ impl Writer {
         }
     }
 
+    /// Stops the writer once it has had enough writes acknowledged for [`verify_writes`] to
+    /// mean something: a story whose faults pass quickly (three drains in 12 s, one election
+    /// among them) may end before it has.
     async fn finish(self) -> WriterReport {
+        let deadline = Instant::now() + CHANGE_TIMEOUT;
+        while self.acknowledged.load(Ordering::SeqCst) <= ENOUGH_WRITES as u64 {
+            assert!(
+                Instant::now() < deadline,
+                "only {} writes acknowledged",
+                self.acknowledged.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.expect("the writer panicked")
     }
@@ -373,7 +388,7 @@ async fn write_loop(
 /// Every acknowledged write is there, with its value. Returns the report's summary.
 async fn verify_writes(pods: &Api<Pod>, selector: &str, report: &WriterReport) -> String {
     assert!(
-        report.acknowledged.len() > 100,
+        report.acknowledged.len() > ENOUGH_WRITES,
         "too few writes were acknowledged ({}) for the check to mean anything",
         report.acknowledged.len()
     );
