@@ -278,28 +278,33 @@ impl Writer {
     /// Waits until the ensemble acknowledges more writes: it is serving clients.
     async fn wait_for_writes(&self, what: &str) {
         let before = self.acknowledged.load(Ordering::SeqCst);
-        let deadline = Instant::now() + CHANGE_TIMEOUT;
-        while self.acknowledged.load(Ordering::SeqCst) < before + 10 {
-            assert!(Instant::now() < deadline, "no writes acknowledged {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_until_acknowledged(before + 10, what).await;
     }
 
     /// Stops the writer once it has had enough writes acknowledged for [`verify_writes`] to
     /// mean something: a story whose faults pass quickly (three drains in 12 s, one election
     /// among them) may end before it has.
     async fn finish(self) -> WriterReport {
+        let enough = ENOUGH_WRITES as u64 + 1;
+        self.wait_until_acknowledged(enough, "for the check to mean anything")
+            .await;
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.expect("the writer panicked")
+    }
+
+    async fn wait_until_acknowledged(&self, at_least: u64, what: &str) {
         let deadline = Instant::now() + CHANGE_TIMEOUT;
-        while self.acknowledged.load(Ordering::SeqCst) <= ENOUGH_WRITES as u64 {
+        loop {
+            let acknowledged = self.acknowledged.load(Ordering::SeqCst);
+            if acknowledged >= at_least {
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
-                "only {} writes acknowledged",
-                self.acknowledged.load(Ordering::SeqCst)
+                "{acknowledged} writes acknowledged, {at_least} awaited {what}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        self.stop.store(true, Ordering::SeqCst);
-        self.task.await.expect("the writer panicked")
     }
 }
 

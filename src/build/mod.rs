@@ -333,7 +333,7 @@ impl<'a> ValidatedEnsemble<'a> {
 }
 
 #[cfg(test)]
-mod fixtures {
+pub(crate) mod fixtures {
     use super::*;
 
     pub const UID: &str = "6b1f4f5e-2a3c-4d8e-9f10-1234567890ab";

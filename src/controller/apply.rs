@@ -14,9 +14,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use super::cached::{Cached, Child};
 use super::{Context, Error};
 
 /// The field manager of every write the operator makes.
@@ -115,23 +115,18 @@ pub fn difference(live: &serde_json::Value, desired: &serde_json::Value) -> Opti
 
 /// Applies `desired` unless the cached live object makes that unnecessary. Returns what was
 /// written, if anything.
-pub async fn apply_child<K>(
+pub async fn apply_child<K: Child>(
     ctx: &Context,
-    store: &Store<K>,
+    store: &Store<Cached<K>>,
     owner_uid: &str,
     mut desired: K,
-) -> Result<Option<Applied>, Error>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned,
-{
+) -> Result<Option<Applied>, Error> {
     stamp(&mut desired);
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
-    let live = store.get(&ObjectRef::new(&name).within(&namespace));
+    let live = store
+        .get(&ObjectRef::new(&name).within(&namespace))
+        .map(|cached| cached.object());
     let kind = K::kind(&()).into_owned();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = (format!("{kind}/{namespace}/{name}"), stamp_of(&desired));
@@ -140,7 +135,7 @@ where
         .lock()
         .expect("normalised lock")
         .contains(&key);
-    let mut decision = decide(&desired, owner_uid, live.as_deref(), normalised);
+    let mut decision = decide(&desired, owner_uid, live.as_ref(), normalised);
     if live.is_none() {
         // The cache holds only objects with the managed-by label: an object of this name that
         // someone else made is invisible to it, and applying would take it over (and, through
@@ -197,19 +192,13 @@ where
 /// turned off), if the cache holds one this ensemble owns. A foreign object of that name is
 /// not in the cache and is left alone. The delete is conditional on the cached uid, so an
 /// object recreated meanwhile is not deleted in its place.
-pub async fn delete_child<K>(
+pub async fn delete_child<K: Child>(
     ctx: &Context,
-    store: &Store<K>,
+    store: &Store<Cached<K>>,
     owner_uid: &str,
     namespace: &str,
     name: &str,
-) -> Result<Option<Applied>, Error>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + DeserializeOwned,
-{
+) -> Result<Option<Applied>, Error> {
     let Some(live) = store.get(&ObjectRef::new(name).within(namespace)) else {
         return Ok(None);
     };

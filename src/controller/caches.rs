@@ -3,15 +3,17 @@
 //!
 //! Each cached object is trimmed to what the operator reads before it is stored. Managed fields
 //! are dropped everywhere: never read, they are often the largest part of an object (every
-//! writer of every field is listed). A pod keeps of its spec only its node and its claims (the
-//! containers, affinity and the rest are the StatefulSet's, which is cached whole), of its
-//! status only what the status rule and the restart decision read; a node only its conditions
-//! and taints. With thousands of members these caches are most of the operator's memory; the
-//! pods most of all, as they outnumber every other kind (`cargo bench --bench scale`, heaptrack:
-//! 16.7 KB of heap per cached pod before its volumes and container statuses were trimmed, 6.6
-//! KB after). A `Volume` is 3.2 KB however little of it is set (k8s-openapi keeps each of its
-//! thirty-odd sources inline), so the volumes a member's pod only mounts are not kept.
+//! writer of every field is listed). A child is kept compact ([`Cached`]): it is compared
+//! whole with what would be applied, but rarely. A pod keeps of its spec only its node (the
+//! containers, volumes and the rest are the StatefulSet's), of its status only what the status
+//! rule and the restart decision read; a node only its conditions and taints. With thousands
+//! of members these caches are most of the operator's memory; the pods most of all, as they
+//! outnumber every other kind (`cargo bench --bench scale`, heaptrack: 16.7 KB of heap per
+//! cached pod before its volumes and container statuses were trimmed, 6.6 KB after, 3.2 KB of
+//! which its one claim: a `Volume` is 3.2 KB however little of it is set, as k8s-openapi keeps
+//! each of its thirty-odd sources inline).
 
+use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ContainerStatus, Node, Pod, PodSpec, PodStatus, Service,
@@ -24,16 +26,17 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::cached::{Cached, Child};
 use crate::build;
 
 /// Informer caches of what the operator manages, within one watch scope.
 #[derive(Clone)]
 pub struct Stores {
-    pub stateful_sets: Store<StatefulSet>,
-    pub config_maps: Store<ConfigMap>,
-    pub services: Store<Service>,
-    pub pod_disruption_budgets: Store<PodDisruptionBudget>,
-    pub network_policies: Store<NetworkPolicy>,
+    pub stateful_sets: Store<Cached<StatefulSet>>,
+    pub config_maps: Store<Cached<ConfigMap>>,
+    pub services: Store<Cached<Service>>,
+    pub pod_disruption_budgets: Store<Cached<PodDisruptionBudget>>,
+    pub network_policies: Store<Cached<NetworkPolicy>>,
     pub pods: Store<Pod>,
     /// Every node, shared by the watch scopes: whether a member's node is Ready. Not waited
     /// for: without it (no permission to list nodes) a pod's node is simply not known.
@@ -75,24 +78,18 @@ where
     }
 }
 
-/// A cached, label-filtered watch of one child kind: the store, and the stream that fills it
-/// (which also triggers reconciles). Each object is stored without its managed fields, and
-/// with what `trim` leaves.
-pub(super) fn reflect<K>(
+/// A watch of what carries the managed-by label, of one kind, each object without its
+/// managed fields.
+fn watch_managed<K>(
     client: &Client,
     namespace: Option<&str>,
-    trim: fn(&mut K),
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + std::fmt::Debug
         + DeserializeOwned
         + Send
-        + Sync
         + 'static,
 {
     let managed = watcher::Config::default().labels(&format!(
@@ -100,13 +97,39 @@ where
         build::names::MANAGED_BY_LABEL,
         build::names::MANAGED_BY
     ));
-    let (store, writer) = reflector::store();
-    let stream = watcher(scoped::<K>(client, namespace), managed)
+    watcher(scoped::<K>(client, namespace), managed)
         .default_backoff()
-        .modify(move |object| {
-            object.managed_fields_mut().clear();
-            trim(object);
-        })
+        .modify(|object| object.managed_fields_mut().clear())
+}
+
+/// A cached watch of one kind of child: the store, and the stream that fills it (which also
+/// triggers reconciles). Each child is kept as a [`Cached`] one.
+pub(super) fn reflect_children<K: Child>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<Cached<K>>,
+    impl futures::Stream<Item = Result<Cached<K>, watcher::Error>> + Send + 'static,
+) {
+    let (store, writer) = reflector::store();
+    let stream = watch_managed::<K>(client, namespace)
+        .map_ok(Cached::event)
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
+}
+
+/// A cached watch of the members' pods, each trimmed by [`trim_pod`].
+pub(super) fn reflect_pods(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<Pod>,
+    impl futures::Stream<Item = Result<Pod, watcher::Error>> + Send + 'static,
+) {
+    let (store, writer) = reflector::store();
+    let stream = watch_managed::<Pod>(client, namespace)
+        .modify(trim_pod)
         .reflect(writer)
         .touched_objects();
     (store, stream)
@@ -139,23 +162,13 @@ pub(super) fn reflect_nodes(
     (store, stream)
 }
 
-/// Keeps the whole object (its managed fields aside): what the apply step compares.
-pub(super) fn whole<K>(_: &mut K) {}
-
-/// Keeps of a pod what the operator reads: of its spec its node and the volumes that are claims
-/// (what a member on a lost node holds); of its status its phase, IP, conditions and, of each
+/// Keeps of a pod what the operator reads: of its spec its node (its claims are named by the
+/// StatefulSet's claim templates, [`super::cached::claim_names`]); of its status its phase, IP, conditions and, of each
 /// container, its state, last state and restart count (`decide::restart::PodFacts`).
-pub(super) fn trim_pod(pod: &mut Pod) {
+fn trim_pod(pod: &mut Pod) {
     if let Some(spec) = pod.spec.as_mut() {
-        let claims = spec.volumes.take().map(|volumes| {
-            volumes
-                .into_iter()
-                .filter(|volume| volume.persistent_volume_claim.is_some())
-                .collect()
-        });
         *spec = PodSpec {
             node_name: spec.node_name.take(),
-            volumes: claims,
             ..PodSpec::default()
         };
     }
@@ -191,7 +204,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cached_pod_keeps_its_node_claims_and_what_its_status_is_read_for() {
+    fn a_cached_pod_keeps_its_node_and_what_its_status_is_read_for() {
         let mut pod: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "zk-0", "labels": {"a": "b"}},
             "spec": {
@@ -228,17 +241,8 @@ mod tests {
         trim_pod(&mut pod);
         let spec = pod.spec.as_ref().unwrap();
         assert_eq!(spec.node_name.as_deref(), Some("node-1"));
-        let volumes = spec.volumes.as_ref().unwrap();
-        assert_eq!(volumes.len(), 1);
-        assert_eq!(
-            volumes[0]
-                .persistent_volume_claim
-                .as_ref()
-                .unwrap()
-                .claim_name,
-            "data-zk-0"
-        );
         assert!(spec.containers.is_empty() && spec.tolerations.is_none());
+        assert!(spec.volumes.is_none());
         assert_eq!(pod.labels()["a"], "b");
         // What the restart decision reads is what it read before the trim.
         assert_eq!(

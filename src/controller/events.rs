@@ -10,8 +10,11 @@
 //!
 //! A recorder keeps the last Event it published (a few KB) for its series. A series not added
 //! to for [`SERIES_WINDOW`] is over (kube's recorder would start a new Event), so its recorder
-//! is dropped then ([`EventPublisher::drop_ended`], each publish and every minute): kept for
-//! ever, they held about 12 KB per ensemble (`cargo bench --bench scale`, heaptrack).
+//! is dropped then, by a sweep every minute ([`EventPublisher::drop_ended`]): kept for ever,
+//! they held about 12 KB per ensemble (`cargo bench --bench scale`, heaptrack). A publish does
+//! not sweep (a scan of every series for each Event, when a thousand ensembles change at
+//! once); a series over but not yet swept is harmless to add to, as its recorder then starts a
+//! new Event itself.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -82,14 +85,13 @@ impl EventPublisher {
     /// Drops the series that are over at `now`.
     pub fn drop_ended(&self, now: Instant) {
         let mut series = self.series.lock().expect("event series lock");
-        drop_ended(&mut series, now);
+        series.retain(|_, series| now.saturating_duration_since(series.published) < SERIES_WINDOW);
     }
 
     /// The recorder of the series an Event with `key` and `note` joins at `now` (a new one if
-    /// the last note of that key was another), dropping the series that are over.
+    /// the last note of that key was another).
     fn recorder(&self, key: SeriesKey, note: String, now: Instant) -> Recorder {
         let mut series = self.series.lock().expect("event series lock");
-        drop_ended(&mut series, now);
         match series.get_mut(&key) {
             Some(same) if same.note == note => {
                 same.published = now;
@@ -115,10 +117,6 @@ impl EventPublisher {
             .expect("event series lock")
             .retain(|key, _| key.namespace != namespace || key.name != name);
     }
-}
-
-fn drop_ended(series: &mut HashMap<SeriesKey, Series>, now: Instant) {
-    series.retain(|_, series| now.saturating_duration_since(series.published) < SERIES_WINDOW);
 }
 
 #[cfg(test)]
@@ -167,9 +165,11 @@ mod tests {
         // Added to within the window: the series of b goes on.
         publisher.recorder(key("b"), "ACTIVE".into(), minutes(5));
         publisher.recorder(key("c"), "DEGRADED".into(), minutes(6));
+        publisher.drop_ended(minutes(6));
         assert_eq!(kept(&publisher), ["b: ACTIVE", "c: DEGRADED"]);
         // Another note starts another series of the same key.
         publisher.recorder(key("c"), "ACTIVE".into(), minutes(7));
+        publisher.drop_ended(minutes(7));
         assert_eq!(kept(&publisher), ["b: ACTIVE", "c: ACTIVE"]);
         // Nothing published for a while: the sweep drops what is over.
         publisher.drop_ended(minutes(12));

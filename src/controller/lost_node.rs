@@ -18,15 +18,21 @@ use super::Context;
 use crate::decide::lost_node::{Claim, NodeLoss, NodeState};
 use crate::decide::node;
 
-/// What is lost of `pod`: None when its node is Ready (or unknown), or it is not scheduled and
-/// none of its volumes lives only on a node that is not Ready.
-pub async fn node_loss(ctx: &Context, namespace: &str, pod: &Pod) -> Option<NodeLoss> {
+/// What is lost of `pod`, whose volume claims `claims` names: None when its node is Ready (or
+/// unknown), or it is not scheduled and none of its volumes lives only on a node that is not
+/// Ready.
+pub async fn node_loss(
+    ctx: &Context,
+    namespace: &str,
+    pod: &Pod,
+    claims: &[String],
+) -> Option<NodeLoss> {
     let spec = pod.spec.as_ref()?;
     let (node_name, on_node, (state, names), claims) = match &spec.node_name {
         // The node first: a pod on a Ready node costs no read of its claims.
         Some(name) => {
             let state = node_state(ctx, name).await?;
-            let claims = read_claims(ctx, namespace, pod).await;
+            let claims = read_claims(ctx, namespace, claims).await;
             (name.clone(), true, state, claims)
         }
         // Waiting to be scheduled: only a volume pinned to a node can hold it back there.
@@ -35,7 +41,7 @@ pub async fn node_loss(ctx: &Context, namespace: &str, pod: &Pod) -> Option<Node
             if phase != Some("Pending") {
                 return None;
             }
-            let claims = read_claims(ctx, namespace, pod).await;
+            let claims = read_claims(ctx, namespace, claims).await;
             let pinned = claims
                 .iter()
                 .find_map(|(_, pinned)| pinned.as_ref()?.first())?
@@ -92,23 +98,18 @@ async fn node_state(ctx: &Context, name: &str) -> Option<(NodeState, BTreeSet<St
     Some((NodeState::NotReady { why, since }, names))
 }
 
-/// The pod's volume claims, each with the nodes its volume is pinned to (None: not pinned, not
-/// bound, or unreadable; `pinned` is left false for the caller to set).
+/// The volume claims `claim_names`, each with the nodes its volume is pinned to (None: not
+/// pinned, not bound, or unreadable; `pinned` is left false for the caller to set).
 async fn read_claims(
     ctx: &Context,
     namespace: &str,
-    pod: &Pod,
+    claim_names: &[String],
 ) -> Vec<(Claim, Option<BTreeSet<String>>)> {
-    let claim_names = pod
-        .spec
-        .iter()
-        .flat_map(|s| s.volumes.iter().flatten())
-        .filter_map(|v| Some(v.persistent_volume_claim.as_ref()?.claim_name.clone()));
     let claims_api = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), namespace);
     let volumes_api = Api::<PersistentVolume>::all(ctx.client.clone());
     let mut claims = Vec::new();
     for name in claim_names {
-        let claim = match claims_api.get_opt(&name).await {
+        let claim = match claims_api.get_opt(name).await {
             Ok(Some(claim)) => claim,
             Ok(None) => continue,
             Err(error) => {
@@ -128,7 +129,7 @@ async fn read_claims(
             None => None,
         };
         let entry = Claim {
-            name,
+            name: name.clone(),
             uid: claim.uid(),
             pinned: false,
             terminating: claim.metadata.deletion_timestamp.is_some(),

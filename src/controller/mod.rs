@@ -17,9 +17,11 @@
 mod act;
 pub mod api_traffic;
 mod apply;
+mod cached;
 mod caches;
 pub mod events;
 mod fence;
+mod heap;
 mod lost_node;
 mod memory;
 mod observe;
@@ -55,7 +57,7 @@ use events::EventPublisher;
 
 pub use apply::FIELD_MANAGER;
 pub use caches::Stores;
-use caches::{reflect, reflect_nodes, scoped, trim_pod, whole};
+use caches::{reflect_children, reflect_nodes, reflect_pods, scoped};
 pub use fence::{Fence, FenceError};
 pub use telemetry::{Health, Metrics};
 
@@ -252,10 +254,12 @@ pub async fn run(
         fence,
         nodes,
     };
+    let give_back = tokio::spawn(heap::give_back_freed_memory());
     let controllers = scopes
         .into_iter()
         .map(|scope| run_scope(&shared, scope, shutdown.clone()));
     futures::future::join_all(controllers).await;
+    give_back.abort();
     node_watch.abort();
 }
 
@@ -276,12 +280,12 @@ async fn run_scope(
 ) {
     let client = &shared.client;
     let ns = namespace.as_deref();
-    let (stateful_sets, sts_stream) = reflect::<StatefulSet>(client, ns, whole);
-    let (config_maps, cm_stream) = reflect::<ConfigMap>(client, ns, whole);
-    let (services, svc_stream) = reflect::<Service>(client, ns, whole);
-    let (pod_disruption_budgets, pdb_stream) = reflect::<PodDisruptionBudget>(client, ns, whole);
-    let (network_policies, netpol_stream) = reflect::<NetworkPolicy>(client, ns, whole);
-    let (pods, pod_stream) = reflect::<Pod>(client, ns, trim_pod);
+    let (stateful_sets, sts_stream) = reflect_children::<StatefulSet>(client, ns);
+    let (config_maps, cm_stream) = reflect_children::<ConfigMap>(client, ns);
+    let (services, svc_stream) = reflect_children::<Service>(client, ns);
+    let (pod_disruption_budgets, pdb_stream) = reflect_children::<PodDisruptionBudget>(client, ns);
+    let (network_policies, netpol_stream) = reflect_children::<NetworkPolicy>(client, ns);
+    let (pods, pod_stream) = reflect_pods(client, ns);
     let ctx = Arc::new(Context {
         client: client.clone(),
         prober: Prober::counted(

@@ -17,7 +17,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use super::memory::{Memory, recorded_membership};
-use super::{Context, lost_node::node_loss, scale};
+use super::{Context, cached, lost_node::node_loss, scale};
 use crate::api::annotations::{REPLACE_MEMBER, RESTART_MEMBER};
 use crate::api::{MembershipStatus, Phase, QuorumTlsStatus, ZooKeeperEnsemble};
 use crate::build::names::{self, CLIENT_PORT};
@@ -176,7 +176,8 @@ pub async fn observe(
     let stateful_set = ctx
         .stores
         .stateful_sets
-        .get(&ObjectRef::new(&names::stateful_set(ensemble)).within(&namespace));
+        .get(&ObjectRef::new(&names::stateful_set(ensemble)).within(&namespace))
+        .map(|cached| cached.facts.clone());
     let mut pods = BTreeMap::new();
     for (voter, pod) in &voters {
         let Some(pod) = pod else { continue };
@@ -214,8 +215,13 @@ pub async fn observe(
         let (server, Some(pod)) = server(ensemble, ctx, myid) else {
             continue;
         };
-        if let Some(loss) = node_loss(ctx, &namespace, &pod).await {
-            node_losses.insert(myid, loss);
+        // Without the StatefulSet the pod's claims are not known, and a member whose volume
+        // lives only on a lost node must not be taken for one whose volume can follow it.
+        if let Some(sts) = &stateful_set {
+            let claims = cached::claim_names(sts, &server.pod);
+            if let Some(loss) = node_loss(ctx, &namespace, &pod, &claims).await {
+                node_losses.insert(myid, loss);
+            }
         }
         if PodFacts::from_pod(&pod).refuses_empty_voter {
             scale.refusing_empty.insert(myid, server.pod.clone());

@@ -42,7 +42,7 @@ pub fn config_map_says_formed(stores: &Stores, ensemble: &ZooKeeperEnsemble) -> 
     stores
         .config_maps
         .get(&ObjectRef::new(&names::config_map(ensemble)).within(&namespace))
-        .and_then(|cm| cm.data.as_ref()?.get(names::FORMED_KEY).cloned())
+        .and_then(|config_map| config_map.facts.get(names::FORMED_KEY).cloned())
         .is_some_and(|formed| formed == "true")
 }
 
@@ -52,7 +52,7 @@ pub fn stateful_set_replicas(stores: &Stores, ensemble: &ZooKeeperEnsemble) -> O
     let stateful_set = stores
         .stateful_sets
         .get(&ObjectRef::new(&names::stateful_set(ensemble)).within(&namespace))?;
-    u32::try_from(stateful_set.spec.as_ref()?.replicas?).ok()
+    u32::try_from(stateful_set.facts.spec.as_ref()?.replicas?).ok()
 }
 
 /// `status.membership` for a committed membership and the step taken.

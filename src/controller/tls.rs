@@ -88,7 +88,7 @@ pub fn facts(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> QuorumTlsFacts {
     let configured = stores
         .config_maps
         .get(&ObjectRef::new(&names::config_map(ensemble)).within(&namespace))
-        .map(|config_map| configured_stage(config_map.data.as_ref()));
+        .map(|config_map| configured_stage(Some(&config_map.facts)));
     // The servers' pods by name, as the probe round finds them: a scan of every pod in the
     // cache would cost each reconcile the whole cluster's pods.
     let servers = scale::stateful_set_replicas(stores, ensemble);
