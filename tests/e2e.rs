@@ -82,6 +82,8 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(240);
 /// How long a status change may take to show: the operator's target is seconds; the margin is
 /// for a loaded 2-core machine.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the end-to-end writer looks for pods with new addresses.
+const ADDRESSES_CHECKED_EVERY: Duration = Duration::from_millis(500);
 /// How long an alert may take to become active or inactive once the status shows the phase:
 /// the operator's metrics are scraped and the rules evaluated every second.
 const ALERT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -250,8 +252,10 @@ struct WriterReport {
 }
 
 /// A ZooKeeper client that creates persistent sequential znodes under `/e2e-writes`, one
-/// every 20 ms, through the walkthrough. It connects to the servers' pod IPs, and after a
-/// failure reconnects to whichever pods exist then (a recreated pod may have a new IP).
+/// every 20 ms, through the walkthrough. It connects to the servers' pod IPs and keeps its
+/// session through failures as real clients do ([`support::writer::give_up_session`]); when
+/// the pods' addresses change (a recreated pod may have a new IP) it opens a session with the
+/// new ones beside the old, and moves over once it is open.
 struct Writer {
     stop: Arc<AtomicBool>,
     acknowledged: Arc<AtomicU64>,
@@ -322,13 +326,21 @@ async fn connect_string(pods: &Api<Pod>, selector: &str) -> String {
 }
 
 async fn connect(pods: &Api<Pod>, selector: &str) -> Option<zk::Client> {
-    let servers = connect_string(pods, selector).await;
+    open_session(connect_string(pods, selector).await, Duration::from_secs(2)).await
+}
+
+/// A writer's session, with the servers' addresses it was opened with.
+type WriterSession = (String, zk::Client);
+
+/// A session with the servers of `servers`, if one opens within 5 s; each server is given
+/// `connection_timeout` to answer.
+async fn open_session(servers: String, connection_timeout: Duration) -> Option<zk::Client> {
     if servers.is_empty() {
         return None;
     }
     let connector = zk::Client::connector()
         .with_session_timeout(Duration::from_secs(10))
-        .with_connection_timeout(Duration::from_secs(2));
+        .with_connection_timeout(connection_timeout);
     match tokio::time::timeout(Duration::from_secs(5), connector.connect(&servers)).await {
         Ok(Ok(client)) => Some(client),
         _ => None,
@@ -348,19 +360,41 @@ async fn write_loop(
         longest_gap: Duration::ZERO,
         long_gaps: Vec::new(),
     };
-    let mut client: Option<zk::Client> = None;
+    // The session in use, with the addresses it was opened with, and one being opened with
+    // newer addresses, which replaces it once open (the old one writes until then).
+    let mut session: Option<WriterSession> = None;
+    let mut opening: Option<tokio::task::JoinHandle<Option<WriterSession>>> = None;
+    let mut addresses_checked: Option<Instant> = None;
+    let mut failing_since: Option<Instant> = None;
     let mut last_ack = Instant::now();
     let mut value = 0u64;
     while !stop.load(Ordering::SeqCst) {
-        if client.is_none() {
-            client = connect(&pods, &selector).await;
-            if let Some(c) = &client {
-                let parent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-                let _ = c.create("/e2e-writes", b"", &parent).await;
+        if opening.as_ref().is_some_and(|task| task.is_finished()) {
+            let task = opening.take().expect("checked above");
+            if let Some(opened) = task.await.ok().flatten() {
+                session = Some(opened);
+                failing_since = None;
             }
         }
-        let Some(c) = &client else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let check_due = addresses_checked.is_none_or(|at| at.elapsed() >= ADDRESSES_CHECKED_EVERY);
+        if opening.is_none() && check_due {
+            addresses_checked = Some(Instant::now());
+            let servers = connect_string(&pods, &selector).await;
+            let moved = session
+                .as_ref()
+                .is_none_or(|(opened_with, _)| *opened_with != servers);
+            if moved && !servers.is_empty() {
+                opening = Some(tokio::spawn(async move {
+                    let client =
+                        open_session(servers.clone(), support::writer::CONNECTION_TIMEOUT).await?;
+                    let parent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+                    let _ = client.create("/e2e-writes", b"", &parent).await;
+                    Some((servers, client))
+                }));
+            }
+        }
+        let Some((_, c)) = &session else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         value += 1;
@@ -377,15 +411,24 @@ async fn write_loop(
                 }
                 acknowledged.fetch_add(1, Ordering::SeqCst);
                 last_ack = Instant::now();
+                failing_since = None;
             }
-            Ok(Err(_)) | Err(_) => {
+            outcome => {
+                // The outcome of this write is unknown; it is not counted.
                 report.failed += 1;
-                // The outcome of this write is unknown; it is not counted. Start afresh with
-                // the pods that exist now.
-                client = None;
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if support::writer::give_up_session(c, outcome.is_err(), since) {
+                    // Start afresh with the pods that exist now.
+                    session = None;
+                    addresses_checked = None;
+                    failing_since = None;
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(task) = opening {
+        task.abort();
     }
     report
 }
