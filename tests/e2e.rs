@@ -312,12 +312,13 @@ impl Writer {
     }
 }
 
+/// The servers' pod IPs with the client port, comma-separated; empty when the pods cannot be
+/// listed (the writer, which asks every 500 ms, then keeps the session it has).
 async fn connect_string(pods: &Api<Pod>, selector: &str) -> String {
-    let list = pods
-        .list(&ListParams::default().labels(selector))
-        .await
-        .expect("listing pods");
-    list.items
+    let listed = pods.list(&ListParams::default().labels(selector)).await;
+    listed
+        .map(|list| list.items)
+        .unwrap_or_default()
         .iter()
         .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
         .map(|ip| format!("{ip}:2181"))
