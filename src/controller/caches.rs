@@ -163,8 +163,9 @@ pub(super) fn reflect_nodes(
 }
 
 /// Keeps of a pod what the operator reads: of its spec its node (its claims are named by the
-/// StatefulSet's claim templates, [`super::cached::claim_names`]); of its status its phase, IP, conditions and, of each
-/// container, its state, last state and restart count (`decide::restart::PodFacts`).
+/// StatefulSet's claim templates, [`super::cached::claim_names`]); of its status its phase,
+/// IP, conditions and, of each container, its state, last state and restart count
+/// (`decide::restart::PodFacts`).
 fn trim_pod(pod: &mut Pod) {
     if let Some(spec) = pod.spec.as_mut() {
         *spec = PodSpec {

@@ -27,8 +27,8 @@ pub async fn give_back_freed_memory() {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn trim() {
-    // SAFETY: malloc_trim takes no pointer and only locks and walks glibc's own arenas; it
-    // is safe to call from any thread at any time (glibc manual, "Memory Allocation Tunables").
+    // SAFETY: malloc_trim takes no pointer and only locks and walks glibc's own arenas
+    // (malloc_trim(3) marks it MT-Safe), so it may be called from any thread at any time.
     unsafe {
         libc::malloc_trim(0);
     }

@@ -88,7 +88,7 @@ pub fn facts(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> QuorumTlsFacts {
     let configured = stores
         .config_maps
         .get(&ObjectRef::new(&names::config_map(ensemble)).within(&namespace))
-        .map(|config_map| configured_stage(Some(&config_map.facts)));
+        .map(|config_map| configured_stage(&config_map.facts));
     // The servers' pods by name, as the probe round finds them: a scan of every pod in the
     // cache would cost each reconcile the whole cluster's pods.
     let servers = scale::stateful_set_replicas(stores, ensemble);
@@ -118,8 +118,8 @@ fn pod_stage(pod: &Pod) -> QuorumTls {
 }
 
 /// The stage a ConfigMap's data names; Off when it names none (written before quorum TLS).
-fn configured_stage(data: Option<&BTreeMap<String, String>>) -> QuorumTls {
-    data.and_then(|data| data.get(names::QUORUM_TLS_KEY))
+fn configured_stage(data: &BTreeMap<String, String>) -> QuorumTls {
+    data.get(names::QUORUM_TLS_KEY)
         .and_then(|stage| stage.parse().ok())
         .unwrap_or(QuorumTls::Off)
 }
@@ -326,8 +326,8 @@ mod tests {
 
     #[test]
     fn a_config_map_without_a_stage_configures_none() {
-        assert_eq!(configured_stage(None), QuorumTls::Off);
+        assert_eq!(configured_stage(&BTreeMap::new()), QuorumTls::Off);
         let data = BTreeMap::from([("quorumTls".to_owned(), "accepting".to_owned())]);
-        assert_eq!(configured_stage(Some(&data)), QuorumTls::Accepting);
+        assert_eq!(configured_stage(&data), QuorumTls::Accepting);
     }
 }

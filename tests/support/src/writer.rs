@@ -12,7 +12,7 @@ use zookeeper_client as zk;
 /// keeps it, as real clients do: the client reconnects by itself to another server when its
 /// server goes away or drops its clients at a change of leader, and resuming a session is
 /// quicker than opening one (a new session is a write the new leader must commit).
-pub const SESSION_GIVEN_UP_AFTER: Duration = Duration::from_secs(2);
+const SESSION_GIVEN_UP_AFTER: Duration = Duration::from_secs(2);
 
 /// How long a writer's session waits for one server to take it (back) before it tries the
 /// next. Short, because a server that took the connection while its quorum changes leader
