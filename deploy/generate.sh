@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the generated files, from the API types and the Helm chart:
-#   1. the CRDs: `zooherd crd` (cargo run -q -- crd) into crds/zookeeperensembles.zooherd.dev.yaml
+#   1. the CRDs: `zooherd crd` (cargo run -q -- crd) into crds/zooherd.dev.yaml
 #      and the chart's copy, charts/zooherd/crds/ (tests/crd_drift.rs);
 #   2. OUT_DIR/operator.yaml (default: deploy/), i.e. the CRDs (charts/zooherd/crds/), a
 #      zooherd-system Namespace, then `helm template zooherd charts/zooherd --namespace
@@ -39,7 +39,7 @@ if [ -z "$helm" ]; then
   fi
 fi
 
-crd_file=zookeeperensembles.zooherd.dev.yaml
+crd_file=zooherd.dev.yaml
 if [ $# -eq 0 ]; then
   # Generate before writing anything, so that a failure leaves the old files in place.
   crd_tmp=$(mktemp "$repo/crds/.$crd_file.XXXXXX")

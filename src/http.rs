@@ -35,6 +35,22 @@ pub fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().tls_backend_preconfigured(config)
 }
 
+/// A reqwest client builder for an object storage endpoint: trusts the public web's CAs
+/// (webpki-roots), or, when `ca` (PEM) is given, that CA alone, as a private MinIO or Ceph
+/// with its own CA needs. Fails, saying why, on PEM that holds no certificate.
+pub fn object_storage_builder(ca: Option<&str>) -> Result<reqwest::ClientBuilder, String> {
+    let roots = match ca {
+        None => RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(pem) => roots(pem)?,
+    };
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports rustls' default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(config))
+}
+
 /// What a client shows and trusts to be let into an ensemble's AdminServer, all PEM: the
 /// ensemble's CA certificate, and a certificate it signed with its private key (`key` may be a
 /// file holding both, as the servers' `keystore.pem` does: only its key is read from it).
@@ -49,16 +65,7 @@ pub struct AdminTls {
 /// `tls` holds, showing `tls`'s certificate. Fails, saying which part, on PEM that does not
 /// hold a certificate or a key.
 pub fn admin_builder(tls: &AdminTls) -> Result<reqwest::ClientBuilder, String> {
-    let mut roots = RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(tls.ca_certificate.as_bytes()) {
-        let certificate = certificate.map_err(|e| format!("the CA certificate: {e}"))?;
-        roots
-            .add(certificate)
-            .map_err(|e| format!("the CA certificate: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err("the CA certificate: no PEM certificate".to_owned());
-    }
+    let roots = roots(&tls.ca_certificate)?;
     let chain = CertificateDer::pem_slice_iter(tls.certificate.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("the client certificate: {e}"))?;
@@ -82,6 +89,21 @@ pub fn admin_builder(tls: &AdminTls) -> Result<reqwest::ClientBuilder, String> {
     // ensemble's pods); an ensemble has a handful, and its connections are kept alive anyway.
     config.resumption = Resumption::in_memory_sessions(SESSIONS_PER_ENSEMBLE);
     Ok(reqwest::Client::builder().tls_backend_preconfigured(config))
+}
+
+/// The certificates of PEM text `ca`, as trust anchors; what is wrong with it otherwise.
+fn roots(ca: &str) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        let certificate = certificate.map_err(|e| format!("the CA certificate: {e}"))?;
+        roots
+            .add(certificate)
+            .map_err(|e| format!("the CA certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("the CA certificate: no PEM certificate".to_owned());
+    }
+    Ok(roots)
 }
 
 /// The TLS sessions an AdminServer client keeps for resumption: one per server of a 7-server

@@ -82,7 +82,15 @@ impl Ensemble {
         } else {
             QuorumTls::Off
         };
-        let cfg = zoo_cfg::render(self.name, NAMESPACE, &BTreeMap::new(), false, stage, false);
+        let cfg = zoo_cfg::render(
+            self.name,
+            NAMESPACE,
+            &BTreeMap::new(),
+            false,
+            stage,
+            false,
+            false,
+        );
         match &self.tls_dir {
             Some(dir) => cfg.replace(zooherd::build::tls::DIR, &dir.display().to_string()),
             None => cfg,

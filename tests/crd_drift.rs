@@ -19,8 +19,8 @@ fn committed_crds_match_zooherd_crd() {
     let generated = String::from_utf8(output.stdout).expect("zooherd crd prints UTF-8");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for committed in [
-        "crds/zookeeperensembles.zooherd.dev.yaml",
-        "charts/zooherd/crds/zookeeperensembles.zooherd.dev.yaml",
+        "crds/zooherd.dev.yaml",
+        "charts/zooherd/crds/zooherd.dev.yaml",
     ] {
         let text = std::fs::read_to_string(root.join(committed))
             .unwrap_or_else(|e| panic!("reading {committed}: {e}"));

@@ -81,6 +81,8 @@ fn operator_yaml_is_the_rendered_chart() {
     assert_eq!(
         kinds,
         [
+            // ZooKeeperEnsemble and ZooKeeperBackup.
+            "CustomResourceDefinition",
             "CustomResourceDefinition",
             "Namespace",
             "ServiceAccount",
@@ -125,7 +127,7 @@ fn chart_crds_are_the_generated_crds() {
         );
     }
     assert_eq!(
-        read(&chart_crds.join("zookeeperensembles.zooherd.dev.yaml")),
+        read(&chart_crds.join("zooherd.dev.yaml")),
         zooherd::api::crds_yaml(),
         "the chart's CRD is not what `zooherd crd` prints: run `bash deploy/generate.sh`"
     );

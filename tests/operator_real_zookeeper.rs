@@ -21,7 +21,8 @@ use serde_json::json;
 use support::control_plane::shared;
 use support::fault;
 use support::kubelet::{
-    Running, bind_pod, next_replaced, plaintext_servers, roll_followers_first, run_ensemble,
+    Running, bind_pod, mount_certificates, next_replaced, plaintext_servers, roll_followers_first,
+    run_ensemble,
 };
 use support::operator::{
     Operator, api_server_address, create_ensemble, eventually, install_crds, phase_is,
@@ -1312,33 +1313,6 @@ async fn a_scale_finishes_though_the_operator_leader_is_killed_at_every_step() {
     workload.finish().await;
     drop(replicas);
     cp.delete_namespace(&client, &ns).await.unwrap();
-}
-
-/// The kubelet's part for the quorum TLS Secret: its files where the servers read them (`dir`),
-/// and the test's own way into AdminServers that take only TLS (a client certificate from the
-/// Secret's CA, as the operator issues itself one).
-async fn mount_certificates(
-    secrets: &Api<Secret>,
-    dir: &std::path::Path,
-    zookeeper: &mut ZkEnsemble,
-) {
-    let data = secrets.get("zk-zooherd-tls").await.unwrap().data.unwrap();
-    let text = |key: &str| String::from_utf8(data[key].0.clone()).unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    for key in ["ca.crt", "keystore.pem"] {
-        std::fs::write(dir.join(key), text(key)).unwrap();
-    }
-    let admin = zooherd::tls::admin_client(
-        "tests/zk",
-        &text("ca.crt"),
-        &text("ca.key"),
-        "tests",
-        jiff::Timestamp::now(),
-    )
-    .unwrap();
-    zookeeper
-        .set_admin_tls(0..zookeeper.size(), &admin)
-        .unwrap();
 }
 
 /// Issue 14, item 2: switching quorum TLS on for a running ensemble takes three rolls, one

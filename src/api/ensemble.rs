@@ -190,6 +190,7 @@ fn name_length_rule() -> kube::core::Rule {
         priority = 1
     )
 )]
+#[x_kube(validation = kube::core::Rule::new("!has(self.backup) || !self.backup.enabled || !has(self.tls) || self.tls.quorum").message(super::validate::BACKUP_WITHOUT_QUORUM_TLS))]
 #[serde(rename_all = "camelCase")]
 pub struct ZooKeeperEnsembleSpec {
     /// Number of voting ZooKeeper servers, 1 to 255 (myids are 1..255). Use an odd number:
@@ -272,6 +273,10 @@ pub struct ZooKeeperEnsembleSpec {
     #[serde(default)]
     pub tls: TlsSpec,
 
+    /// Backups of the ensemble's data (ZooKeeperBackup resources).
+    #[serde(default)]
+    pub backup: BackupSpec,
+
     /// Stop changing the ensemble's children (for maintenance). Status is still reported.
     #[serde(default)]
     pub paused: bool,
@@ -318,6 +323,20 @@ impl Default for TlsSpec {
 
 fn enabled() -> bool {
     true
+}
+
+/// Backup settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// Let ZooKeeperBackups of this ensemble be taken (off by default). It turns on the
+    /// servers' AdminServer `snapshot` command, which streams the whole data tree, and needs
+    /// `tls.quorum`: the AdminServer then admits only clients with a certificate of the
+    /// ensemble's CA, which only the operator and the ensemble's own servers hold (the
+    /// operator authenticates as the ensemble's superuser, so an ACL on `/` does not stop
+    /// it). `restore` stays off. Changing it rolls the servers.
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, strum::Display)]

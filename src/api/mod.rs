@@ -6,11 +6,13 @@
 //! the field and the fix, before it can reach a running ensemble.
 
 pub mod annotations;
+mod backup;
 mod ensemble;
 pub mod security;
 mod status;
 pub mod validate;
 
+pub use backup::*;
 pub use ensemble::*;
 pub use status::*;
 
@@ -20,7 +22,7 @@ use kube::CustomResourceExt;
 pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
-    vec![ZooKeeperEnsemble::crd()]
+    vec![ZooKeeperEnsemble::crd(), ZooKeeperBackup::crd()]
 }
 
 /// The CRDs as one multi-document YAML stream, exactly as committed under `crds/`.

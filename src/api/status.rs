@@ -188,3 +188,20 @@ pub struct MemberStatus {
     #[serde(default)]
     pub restarts: i32,
 }
+
+impl MemberStatus {
+    /// Member `myid` (pod `pod`) in `state`, with nothing else known.
+    pub fn new(pod: String, myid: i32, state: MemberState) -> Self {
+        Self {
+            pod,
+            myid,
+            state,
+            reason: None,
+            zxid: None,
+            latency: None,
+            connections: None,
+            since: None,
+            restarts: 0,
+        }
+    }
+}

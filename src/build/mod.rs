@@ -225,6 +225,7 @@ pub fn children(
         spec.storage.transaction_log.is_some(),
         quorum_tls,
         spec.tls.client,
+        spec.backup.enabled,
     );
     let members = zoo_cfg::bootstrap_membership(
         &name,
@@ -439,6 +440,7 @@ mod tests {
             &ensemble.spec.config,
             false,
             tls::QuorumTls::On,
+            false,
             false,
         );
         let data = children.config_map.data.expect("data");

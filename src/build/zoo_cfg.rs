@@ -59,7 +59,7 @@ const PROMETHEUS_PROVIDER: &str =
 
 /// Renders the static zoo.cfg of an ensemble.
 ///
-/// `user_config` is `spec.config`. Keys the operator owns and entries that could not be written
+/// `user_config` is `spec.config`; `backups` is `spec.backup.enabled`. Keys the operator owns and entries that could not be written
 /// as one `key=value` line are skipped: the API server and [`crate::api::validate::validate`]
 /// refuse them, and the renderer must not be the one place where they slip through.
 pub fn render(
@@ -69,7 +69,13 @@ pub fn render(
     separate_log_dir: bool,
     quorum_tls: QuorumTls,
     client_tls: bool,
+    backups: bool,
 ) -> String {
+    // Backups stream the data tree through `snapshot`: on only while the AdminServer admits
+    // nothing but clients with a certificate of the ensemble's CA (the operator and the
+    // ensemble's servers). ZooKeeper 3.9 also authorizes the command against the ACL of `/`
+    // for the credentials sent; the operator sends the superuser's, which pass any ACL.
+    let snapshot = backups && quorum_tls.secures_admin_server();
     let mut owned = BTreeMap::from([
         ("dataDir", DATA_DIR.to_owned()),
         ("clientPort", CLIENT_PORT.to_string()),
@@ -78,12 +84,11 @@ pub fn render(
         // The AdminServer's `snapshot` streams the whole data tree and `restore` replaces a
         // server's database. ZooKeeper 3.9 enables both and authorizes them against the ACL of
         // `/` (anyone may do anything by default) with the digest provider, which accepts any
-        // user:password: any pod could read or overwrite the data. Nothing in Zooherd uses them
-        // yet; backups, when they come, will enable snapshot for the operator's own
-        // authenticated identity only. ZooKeeper reads these keys as the system properties
-        // `zookeeper.admin.{snapshot,restore}.enabled` at every request; a disabled command
-        // answers HTTP 503.
-        ("admin.snapshot.enabled", "false".to_owned()),
+        // user:password: any pod could read or overwrite the data. `restore` is never on;
+        // `snapshot` only for backups (above). ZooKeeper reads these keys as the system
+        // properties `zookeeper.admin.{snapshot,restore}.enabled` at every request; a disabled
+        // command answers HTTP 503.
+        ("admin.snapshot.enabled", snapshot.to_string()),
         ("admin.restore.enabled", "false".to_owned()),
         ("4lw.commands.whitelist", FOUR_LETTER_WORDS.to_owned()),
         // Even a single server runs as a quorum of one, never standalone: only a quorum can
@@ -242,7 +247,15 @@ mod tests {
     }
 
     fn render_default() -> String {
-        render("zk", "ns", &BTreeMap::new(), false, QuorumTls::On, false)
+        render(
+            "zk",
+            "ns",
+            &BTreeMap::new(),
+            false,
+            QuorumTls::On,
+            false,
+            false,
+        )
     }
 
     #[test]
@@ -286,8 +299,34 @@ tickTime=2000
     }
 
     #[test]
+    fn snapshot_is_on_only_for_backups_behind_the_tls_admin_server() {
+        let none = BTreeMap::new();
+        let snapshot = |quorum_tls, backups| {
+            let cfg = render("zk", "ns", &none, false, quorum_tls, false, backups);
+            assert_eq!(value(&cfg, "admin.restore.enabled"), Some("false"));
+            value(&cfg, "admin.snapshot.enabled").map(str::to_owned)
+        };
+        assert_eq!(snapshot(QuorumTls::On, true).as_deref(), Some("true"));
+        assert_eq!(
+            snapshot(QuorumTls::Accepting, true).as_deref(),
+            Some("true")
+        );
+        assert_eq!(snapshot(QuorumTls::On, false).as_deref(), Some("false"));
+        // Plain HTTP would answer anyone who reaches port 8080.
+        assert_eq!(snapshot(QuorumTls::Off, true).as_deref(), Some("false"));
+    }
+
+    #[test]
     fn a_tls_client_port_serves_the_ensembles_certificate_with_netty() {
-        let cfg = render("zk", "ns", &BTreeMap::new(), false, QuorumTls::Off, true);
+        let cfg = render(
+            "zk",
+            "ns",
+            &BTreeMap::new(),
+            false,
+            QuorumTls::Off,
+            true,
+            false,
+        );
         assert_eq!(value(&cfg, "secureClientPort"), Some("2281"));
         assert_eq!(value(&cfg, "clientPort"), Some("2181"), "plaintext stays");
         assert_eq!(
@@ -300,7 +339,15 @@ tickTime=2000
         );
         assert_eq!(value(&cfg, "ssl.clientAuth"), Some("none"));
         assert_eq!(value(&cfg, "sslQuorum"), None, "quorum TLS is off");
-        let plain = render("zk", "ns", &BTreeMap::new(), false, QuorumTls::Off, false);
+        let plain = render(
+            "zk",
+            "ns",
+            &BTreeMap::new(),
+            false,
+            QuorumTls::Off,
+            false,
+            false,
+        );
         assert_eq!(value(&plain, "secureClientPort"), None);
         assert_eq!(value(&plain, "ssl.keyStore.location"), None);
     }
@@ -356,7 +403,15 @@ tickTime=2000
     fn data_log_dir_only_with_a_separate_log_volume() {
         let cases = [(false, None), (true, Some("/var/lib/zookeeper/log"))];
         for (separate, want) in cases {
-            let cfg = render("zk", "ns", &BTreeMap::new(), separate, QuorumTls::On, false);
+            let cfg = render(
+                "zk",
+                "ns",
+                &BTreeMap::new(),
+                separate,
+                QuorumTls::On,
+                false,
+                false,
+            );
             assert_eq!(value(&cfg, "dataLogDir"), want);
             assert_eq!(value(&cfg, "dataDir"), Some("/var/lib/zookeeper/data"));
         }
@@ -370,7 +425,7 @@ tickTime=2000
             ("electionPortBindRetry", "100"),
             ("maxClientCnxns", "120"),
         ]);
-        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false);
+        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false, false);
         let cases = [
             ("tickTime", "3000"),
             ("initLimit", "10"),
@@ -400,7 +455,7 @@ tickTime=2000
             ("reconfigEnabled", "true"),
             ("maxClientCnxns", "10"),
         ]);
-        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false);
+        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false, false);
         let cases = [
             ("dataDir", Some("/var/lib/zookeeper/data")),
             ("clientPort", Some("2181")),
@@ -429,7 +484,7 @@ tickTime=2000
             ("#comment", "1"),
             ("maxClientCnxns", "60"),
         ]);
-        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false);
+        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false, false);
         assert_eq!(value(&cfg, "tickTime"), Some("2000"));
         assert_eq!(value(&cfg, "syncLimit"), Some("5"));
         assert_eq!(value(&cfg, "server.9"), None);
@@ -446,7 +501,7 @@ tickTime=2000
             // A security setting is never written, whatever slipped past validation.
             ("ssl.keyStore.location", "/tmp/k"),
         ]);
-        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false);
+        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false, false);
         assert_eq!(value(&cfg, "maxClientCnxns"), Some("60"));
         assert_eq!(
             value(&cfg, "snapshot.compression.method"),
@@ -459,7 +514,7 @@ tickTime=2000
     fn no_trailing_whitespace_and_a_final_newline() {
         let user = config(&[("maxClientCnxns", "60 \t"), ("globalOutstandingLimit", "")]);
         for separate in [false, true] {
-            let cfg = render("zk", "ns", &user, separate, QuorumTls::On, false);
+            let cfg = render("zk", "ns", &user, separate, QuorumTls::On, false, false);
             for line in cfg.lines() {
                 assert_eq!(line, line.trim_end(), "trailing whitespace in {line:?}");
             }
@@ -470,8 +525,8 @@ tickTime=2000
     #[test]
     fn rendering_is_deterministic() {
         let user = config(&[("tickTime", "3000"), ("maxClientCnxns", "60")]);
-        let first = render("zk", "ns", &user, true, QuorumTls::On, false);
-        let second = render("zk", "ns", &user.clone(), true, QuorumTls::On, false);
+        let first = render("zk", "ns", &user, true, QuorumTls::On, false, false);
+        let second = render("zk", "ns", &user.clone(), true, QuorumTls::On, false, false);
         assert_eq!(first, second);
     }
 }

@@ -29,9 +29,9 @@ mod reconcile;
 mod report;
 mod scale;
 mod secrets;
-mod superuser;
+pub(crate) mod superuser;
 pub mod telemetry;
-mod tls;
+pub(crate) mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -255,10 +255,27 @@ pub async fn run(
         nodes,
     };
     let give_back = tokio::spawn(heap::give_back_freed_memory());
+    let backups: Vec<_> = scopes
+        .iter()
+        .cloned()
+        .map(|scope| {
+            crate::backup::run(
+                shared.client.clone(),
+                scope,
+                shared.reporter.clone(),
+                shared.fence.clone(),
+                shared.metrics.clone(),
+                shutdown.clone(),
+            )
+        })
+        .collect();
     let controllers = scopes
         .into_iter()
         .map(|scope| run_scope(&shared, scope, shutdown.clone()));
-    futures::future::join_all(controllers).await;
+    futures::join!(
+        futures::future::join_all(controllers),
+        futures::future::join_all(backups)
+    );
     give_back.abort();
     node_watch.abort();
 }

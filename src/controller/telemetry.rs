@@ -88,6 +88,7 @@ pub struct Metrics {
     fault_tolerance: Family<EnsembleLabels, Gauge>,
     member_restarts: Family<EnsembleLabels, Counter>,
     quorum_certificate_expiry: Family<EnsembleLabels, Gauge>,
+    backup_last_success: Family<EnsembleLabels, Gauge>,
     member_state: Family<MemberLabels, Gauge>,
     /// The member_state series last set for each ensemble (namespace, name), so that a
     /// member's old state goes when it changes: one series per member, not one per state.
@@ -150,6 +151,12 @@ impl Default for Metrics {
             "When the certificate each ensemble's servers present to each other expires (Unix time; .status.quorumTls.certificateNotAfter)",
             quorum_certificate_expiry.clone(),
         );
+        let backup_last_success = Family::<EnsembleLabels, Gauge>::default();
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "When the newest successful ZooKeeperBackup of each ensemble completed (Unix time); its age is time() minus it",
+            backup_last_success.clone(),
+        );
         let member_state = Family::<MemberLabels, Gauge>::default();
         registry.register(
             "member_state",
@@ -194,6 +201,7 @@ impl Default for Metrics {
             fault_tolerance,
             member_restarts,
             quorum_certificate_expiry,
+            backup_last_success,
             member_state,
             member_series: Arc::default(),
             probe_round_duration,
@@ -280,6 +288,17 @@ impl Metrics {
         }
     }
 
+    /// A backup of the ensemble that completed at `completed_at`: kept when it is the newest.
+    pub fn backup_succeeded(&self, namespace: &str, name: &str, completed_at: jiff::Timestamp) {
+        let gauge = self.backup_last_success.get_or_create(&EnsembleLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        });
+        if gauge.get() < completed_at.as_second() {
+            gauge.set(completed_at.as_second());
+        }
+    }
+
     /// The voters' states, as `.status.members` lists them.
     pub fn members(&self, namespace: &str, name: &str, members: &[MemberStatus]) {
         let current: Vec<MemberLabels> = members
@@ -343,6 +362,7 @@ impl Metrics {
         self.fault_tolerance.remove(&ensemble);
         self.member_restarts.remove(&ensemble);
         self.quorum_certificate_expiry.remove(&ensemble);
+        self.backup_last_success.remove(&ensemble);
         let members = self
             .member_series
             .lock()
@@ -513,19 +533,27 @@ mod tests {
     }
 
     #[test]
+    fn the_newest_successful_backup_is_exported_until_the_ensemble_goes() {
+        let metrics = Metrics::default();
+        let newer: jiff::Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+        let older: jiff::Timestamp = "2026-12-04T12:00:00Z".parse().unwrap();
+        let series = "zooherd_backup_last_success_timestamp_seconds{namespace=\"ns\",name=\"zk\"}";
+        metrics.backup_succeeded("ns", "zk", newer);
+        // Seen in any order (at start every backup is), the newest stays.
+        metrics.backup_succeeded("ns", "zk", older);
+        let text = metrics.encode();
+        assert!(
+            text.contains(&format!("{series} {}\n", newer.as_second())),
+            "{text}"
+        );
+        metrics.forget_ensemble("ns", "zk");
+        assert!(!metrics.encode().contains(series));
+    }
+
+    #[test]
     fn each_member_has_one_state_series_which_follows_it() {
         let metrics = Metrics::default();
-        let member = |pod: &str, state| MemberStatus {
-            pod: pod.to_owned(),
-            myid: 1,
-            state,
-            reason: None,
-            zxid: None,
-            latency: None,
-            connections: None,
-            since: None,
-            restarts: 0,
-        };
+        let member = |pod: &str, state| MemberStatus::new(pod.to_owned(), 1, state);
         metrics.members(
             "ns",
             "zk",

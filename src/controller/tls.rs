@@ -53,6 +53,17 @@ fn admin_client(
     secret: &Secret,
     timeout: std::time::Duration,
 ) -> Result<AdminClient, String> {
+    AdminClient::with_tls(timeout, &admin_tls(ensemble, secret)?)
+        .map_err(|e| format!("cannot be used for the operator's AdminServer client: {e}"))
+}
+
+/// What the operator shows the AdminServers of the ensemble whose quorum TLS Secret is
+/// `secret`: a client certificate issued now from the CA the Secret holds. What is wrong with
+/// the Secret, when it cannot be.
+pub(crate) fn admin_tls(
+    ensemble: &ZooKeeperEnsemble,
+    secret: &Secret,
+) -> Result<crate::http::AdminTls, String> {
     let text = |key: &str| {
         secret
             .data
@@ -66,16 +77,14 @@ fn admin_client(
         ensemble.namespace().unwrap_or_default(),
         ensemble.name_any()
     );
-    let issued = crate::tls::admin_client(
+    crate::tls::admin_client(
         &ensemble_name,
         &text(tls::CA_KEY)?,
         &text(tls::CA_PRIVATE_KEY)?,
         "zooherd operator",
         Timestamp::now(),
     )
-    .map_err(|e| e.to_string())?;
-    AdminClient::with_tls(timeout, &issued)
-        .map_err(|e| format!("cannot be used for the operator's AdminServer client: {e}"))
+    .map_err(|e| e.to_string())
 }
 
 /// Annotation of the Secret: when its certificate expires (RFC 3339), as the operator issued it.

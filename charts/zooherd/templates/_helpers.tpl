@@ -94,6 +94,13 @@ The leader-election Lease is granted separately, in the release namespace only
 - apiGroups: ["zooherd.dev"]
   resources: ["zookeeperensembles/finalizers"]
   verbs: ["update"]
+# Backups: the operator takes each ZooKeeperBackup once and records it in the status.
+- apiGroups: ["zooherd.dev"]
+  resources: ["zookeeperbackups"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["zooherd.dev"]
+  resources: ["zookeeperbackups/status"]
+  verbs: ["get", "patch", "update"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]

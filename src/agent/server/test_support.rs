@@ -20,6 +20,7 @@ pub(super) fn operator_cfg() -> String {
         false,
         crate::build::tls::QuorumTls::On,
         false,
+        false,
     )
 }
 

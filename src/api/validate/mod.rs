@@ -51,6 +51,11 @@ const HEAP_SIZING_OPTIONS: &[&str] = &[
 /// Why an empty `spec.networkPolicy.clientFrom` is refused, here and by the CRD's CEL rule.
 pub const NO_CLIENT_PEERS: &str = "spec.networkPolicy.clientFrom must not be empty (it would admit no client); leave it unset to admit the pods of the ensemble's namespace, or list the peers to admit";
 
+/// Why `spec.backup.enabled` without `spec.tls.quorum` is refused, here and by the CRD's CEL
+/// rule: the snapshot command streams the whole data tree, and only an AdminServer that takes
+/// nothing but clients with a certificate of the ensemble's CA may offer it.
+pub const BACKUP_WITHOUT_QUORUM_TLS: &str = "spec.backup.enabled needs spec.tls.quorum: true (the AdminServer's snapshot command streams all data, and only the TLS AdminServer keeps everyone but the operator out); switch quorum TLS on, or backups off";
+
 /// Why an ensemble cannot be built; each message names the field and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
@@ -139,6 +144,9 @@ pub enum ValidationError {
     #[error("{NO_CLIENT_PEERS}")]
     NoClientPeers,
 
+    #[error("{BACKUP_WITHOUT_QUORUM_TLS}")]
+    BackupWithoutQuorumTls,
+
     #[error(
         "{field} sets none of podSelector, namespaceSelector and ipBlock; give one (a podSelector of {{}} means every pod of the ensemble's namespace)"
     )]
@@ -207,6 +215,9 @@ pub fn validate(ensemble: &ZooKeeperEnsemble) -> Result<Validated<'_>, Validatio
 
     let (heap, memory_limit) = validate_jvm(ensemble)?;
     validate_network_policy(ensemble)?;
+    if ensemble.spec.backup.enabled && !ensemble.spec.tls.quorum {
+        return Err(ValidationError::BackupWithoutQuorumTls);
+    }
     Ok(Validated {
         ensemble,
         replicas,

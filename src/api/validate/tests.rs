@@ -612,3 +612,21 @@ fn network_policy_peers_must_be_ones_a_network_policy_takes() {
         assert_eq!(error, want, "{spec}");
     }
 }
+
+#[test]
+fn backups_need_the_tls_admin_server() {
+    assert_eq!(validate_spec(json!({"backup": {"enabled": true}})), Ok(()));
+    assert_eq!(
+        validate_spec(json!({"backup": {"enabled": false}, "tls": {"quorum": false}})),
+        Ok(())
+    );
+    let error =
+        validate_spec(json!({"backup": {"enabled": true}, "tls": {"quorum": false}})).unwrap_err();
+    assert_eq!(error, ValidationError::BackupWithoutQuorumTls);
+    assert!(
+        error
+            .to_string()
+            .contains("spec.backup.enabled needs spec.tls.quorum"),
+        "{error}"
+    );
+}

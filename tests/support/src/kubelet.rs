@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -136,4 +136,31 @@ pub async fn roll_followers_first(
         "followers first, highest myid first"
     );
     assert_eq!(order.last(), Some(&leader), "the leader last");
+}
+
+/// The kubelet's part for the quorum TLS Secret: its files where the servers read them (`dir`),
+/// and the test's own way into AdminServers that take only TLS (a client certificate from the
+/// Secret's CA, as the operator issues itself one).
+pub async fn mount_certificates(
+    secrets: &Api<Secret>,
+    dir: &std::path::Path,
+    zookeeper: &mut ZkEnsemble,
+) {
+    let data = secrets.get("zk-zooherd-tls").await.unwrap().data.unwrap();
+    let text = |key: &str| String::from_utf8(data[key].0.clone()).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    for key in ["ca.crt", "keystore.pem"] {
+        std::fs::write(dir.join(key), text(key)).unwrap();
+    }
+    let admin = zooherd::tls::admin_client(
+        "tests/zk",
+        &text("ca.crt"),
+        &text("ca.key"),
+        "tests",
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
+    zookeeper
+        .set_admin_tls(0..zookeeper.size(), &admin)
+        .unwrap();
 }

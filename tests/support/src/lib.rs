@@ -22,6 +22,7 @@ pub mod operator;
 pub mod prometheus;
 pub mod proxy;
 pub mod rogue;
+pub mod s3;
 pub mod scaling;
 pub mod status_loop;
 pub mod writer;
