@@ -29,7 +29,7 @@ use support::zookeeper::{
 };
 use zooherd::agent::server::{
     ENSEMBLE_MARKER_FILE, EXIT_EXEC_FAILED, EXIT_FOREIGN_ENSEMBLE, EXIT_FOREIGN_MYID,
-    EXIT_INVALID_INPUT, EnsembleMarker, MYID_FILE, bind_client_address,
+    EXIT_INVALID_INPUT, EXIT_RESTORE_FAILED, EnsembleMarker, MYID_FILE, bind_client_address,
 };
 use zooherd::build::names::server_host;
 use zooherd::build::tls::QuorumTls;
@@ -60,6 +60,8 @@ struct Ensemble {
     tls_dir: Option<PathBuf>,
     /// What the ConfigMap's `formed` says to the next server to start.
     formed: Arc<std::sync::atomic::AtomicBool>,
+    /// The `ZOOHERD_RESTORE_*` variables the operator sets for spec.restore.
+    restore: Vec<(String, String)>,
 }
 
 impl Ensemble {
@@ -71,6 +73,7 @@ impl Ensemble {
             members: Arc::default(),
             formed: Arc::default(),
             tls_dir: None,
+            restore: Vec::new(),
         }
     }
 
@@ -185,7 +188,8 @@ impl Ensemble {
                 ),
             )
             .env_remove("ZOOHERD_MEMORY_LIMIT")
-            .env_remove("ZOOHERD_JVM_HEAP_PERCENT");
+            .env_remove("ZOOHERD_JVM_HEAP_PERCENT")
+            .envs(self.restore.iter().cloned());
         Ok(command)
     }
 }
@@ -457,14 +461,15 @@ async fn the_admin_servers_snapshot_and_restore_are_switched_off() {
 /// Runs `zooherd server` for pod `<name>-<ordinal>` of `ensemble` on `data_dir`, expecting it
 /// to exit before starting any JVM (JAVA_HOME points nowhere, so a wrongful exec fails fast).
 /// The ConfigMap says the ensemble has formed: the agent does not wait for the servers' names
-/// (which resolve nowhere here) before the exec.
+/// (which resolve nowhere here) before the exec. Not for a restore, which is only made before
+/// formation (and a refused one exits before that wait).
 fn refused_start(ensemble: &Ensemble, ordinal: u32, data_dir: &Path, dir: &Path) -> Output {
     let config = dir.join("zoo.cfg");
     let members = dir.join("members");
     let formed = dir.join("formed");
     fs::write(&config, ensemble.operator_config()).unwrap();
     fs::write(&members, ensemble.operator_members()).unwrap();
-    fs::write(&formed, "true").unwrap();
+    fs::write(&formed, ensemble.restore.is_empty().to_string()).unwrap();
     Command::new(ZOOHERD)
         .arg("server")
         .arg("--config")
@@ -481,6 +486,7 @@ fn refused_start(ensemble: &Ensemble, ordinal: u32, data_dir: &Path, dir: &Path)
         .env("POD_NAMESPACE", NAMESPACE)
         .env("ZOOHERD_ENSEMBLE_UID", ensemble.uid)
         .env("JAVA_HOME", dir.join("no-java"))
+        .envs(ensemble.restore.iter().cloned())
         .stdin(Stdio::null())
         .output()
         .expect("run zooherd server")
@@ -1317,4 +1323,192 @@ async fn a_leader_that_hands_over_rejoins_as_a_non_voter_and_no_write_is_lost() 
         election_gap.as_millis(),
         elected.len()
     );
+}
+
+/// The `ZOOHERD_RESTORE_*` variables for `key` in `s3`'s bucket `restores`, with the size,
+/// SHA-256 and zxid of `snapshot`, as the operator sets them from status.restore.
+fn restore_env(
+    s3: &support::s3::S3Server,
+    key: &str,
+    snapshot: &[u8],
+    zxid: u64,
+) -> Vec<(String, String)> {
+    use sha2::{Digest, Sha256};
+    [
+        ("ZOOHERD_RESTORE_ENDPOINT", s3.endpoint().to_owned()),
+        ("ZOOHERD_RESTORE_BUCKET", "restores".to_owned()),
+        ("ZOOHERD_RESTORE_KEY", key.to_owned()),
+        ("ZOOHERD_RESTORE_SIZE", snapshot.len().to_string()),
+        (
+            "ZOOHERD_RESTORE_SHA256",
+            const_hex::encode(Sha256::digest(snapshot)),
+        ),
+        ("ZOOHERD_RESTORE_ZXID", format!("{zxid:#x}")),
+        (
+            "ZOOHERD_RESTORE_ACCESS_KEY_ID",
+            support::s3::ACCESS_KEY_ID.to_owned(),
+        ),
+        (
+            "ZOOHERD_RESTORE_SECRET_ACCESS_KEY",
+            support::s3::SECRET_ACCESS_KEY.to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
+}
+
+/// Issue 16, item 2: a new ensemble whose servers are given a stored snapshot (as the operator
+/// gives them status.restore) starts from it: every server downloads it, checked, into its
+/// empty volume, and the ensemble serves every persistent znode of a Kafka-shaped tree with
+/// the same data, version, zxids and ACL, under its own membership. A truncated or corrupted
+/// object is refused with exit code 83 naming the object and the mismatch, and leaves nothing
+/// ZooKeeper would load. A server that restarts once it has data never downloads again (the
+/// store may be gone by then).
+#[tokio::test]
+async fn a_new_ensemble_starts_from_a_stored_snapshot_and_refuses_a_damaged_one() {
+    use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
+    use support::kafka_tree::{read_tree, write_tree};
+    use zookeeper_client as zk;
+
+    // The snapshot: a server's tree, taken as ZooKeeper takes one when it starts
+    // (ZooKeeperServer.loadData), so that it holds every write. (A plain server: the agent's
+    // wait for names before formation would cost each start here 30 s.)
+    let mut zookeeper = ZkEnsemble::builder(1)
+        .start()
+        .expect("start the source server");
+    zookeeper
+        .wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = zk::Client::connect(&zookeeper.connect_string())
+        .await
+        .expect("connect a client");
+    let paths = write_tree(&client).await;
+    let before = read_tree(&client, &paths).await;
+    drop(client);
+    zookeeper.restart(0).unwrap();
+    zookeeper
+        .wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let file = newest_snapshot(zookeeper.member(0).data_dir()).expect("a snapshot");
+    let zxid = file
+        .file_name()
+        .and_then(|name| name.to_str()?.strip_prefix("snapshot."))
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .expect("a snapshot named by its zxid");
+    let snapshot = fs::read(&file).unwrap();
+    drop(zookeeper);
+
+    // The store, with the snapshot and two damaged copies of it.
+    let s3 = support::s3::S3Server::start(&["restores"]).expect("start s3s-fs");
+    let location = zooherd::api::S3Location {
+        endpoint: s3.endpoint().to_owned(),
+        bucket: "restores".to_owned(),
+        prefix: String::new(),
+        region: "us-east-1".to_owned(),
+        virtual_hosted_style: false,
+        credentials_secret: String::new(),
+    };
+    let credentials = zooherd::backup::plan::S3Credentials {
+        access_key_id: support::s3::ACCESS_KEY_ID.to_owned(),
+        secret_access_key: support::s3::SECRET_ACCESS_KEY.to_owned(),
+        ca: None,
+    };
+    let store = zooherd::backup::take::object_store(&location, &credentials).unwrap();
+    let mut corrupted = snapshot.clone();
+    corrupted[snapshot.len() / 2] ^= 0xff;
+    let truncated = snapshot[..snapshot.len() / 2].to_vec();
+    for (key, bytes) in [
+        ("good.snapshot", snapshot.clone()),
+        ("corrupted.snapshot", corrupted),
+        ("truncated.snapshot", truncated),
+    ] {
+        store
+            .put(&ObjectPath::from(key), PutPayload::from(bytes))
+            .await
+            .expect("storing an object");
+    }
+
+    // Damaged: refused, and nothing left that ZooKeeper would load.
+    let tmp = tempfile::tempdir().unwrap();
+    for (key, expected) in [
+        ("corrupted.snapshot", "its SHA-256 is"),
+        (
+            "truncated.snapshot",
+            &*format!("bytes, the backup stored {}", snapshot.len()),
+        ),
+    ] {
+        let mut damaged = Ensemble::new("damaged", "7d3c1a52-0000-4000-8000-000000000017", 3);
+        damaged.restore = restore_env(&s3, key, &snapshot, zxid);
+        let data_dir = tmp.path().join(key);
+        let output = refused_start(&damaged, 0, &data_dir, tmp.path());
+        let line = stderr_line(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(i32::from(EXIT_RESTORE_FAILED)),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!(
+                "cannot restore s3://restores/{key} (spec.restore)"
+            )) && line.contains(expected),
+            "{line}"
+        );
+        let left: Vec<_> = fs::read_dir(data_dir.join("version-2"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{key} left {left:?}");
+    }
+
+    // Whole: three servers start from it and serve it under their own membership.
+    let mut restored = Ensemble::new("restored", "7d3c1a52-0000-4000-8000-000000000018", 3);
+    restored.restore = restore_env(&s3, "good.snapshot", &snapshot, zxid);
+    let mut zookeeper = restored.builder().start().expect("start 3 zooherd servers");
+    zookeeper
+        .wait_for_all_serving(QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..3 {
+        let log = fs::read_to_string(zookeeper.member(i).log_file()).unwrap_or_default();
+        assert!(
+            log.contains("zooherd server: restored s3://restores/good.snapshot"),
+            "member {i} did not restore: {}",
+            support::tail(zookeeper.member(i).log_file(), 20)
+        );
+    }
+    let client = zk::Client::connect(&zookeeper.connect_string())
+        .await
+        .expect("connect to the restored ensemble");
+    assert_eq!(read_tree(&client, &paths).await, before);
+    let (config, _) = client.get_config().await.expect("/zookeeper/config");
+    let config = String::from_utf8_lossy(&config);
+    for myid in 1..=3 {
+        assert!(config.contains(&restored.host(myid)), "{config}");
+    }
+    let servers = config.lines().filter(|line| line.starts_with("server."));
+    assert_eq!(servers.count(), 3, "{config}");
+    println!(
+        "{} znodes of a {}-byte snapshot restored on 3 servers",
+        before.len(),
+        snapshot.len()
+    );
+    drop(client);
+
+    // Once it has data, a server starts without the store.
+    drop(s3);
+    restored
+        .formed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    zookeeper.restart(1).unwrap();
+    zookeeper
+        .wait_for_serving(1, QUORUM_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = zk::Client::connect(&zookeeper.connect_string_of([1]))
+        .await
+        .expect("connect to the restarted server");
+    assert_eq!(read_tree(&client, &paths).await, before);
 }

@@ -11,74 +11,29 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::api::{Api, PostParams};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use support::control_plane::shared;
+use support::kafka_tree::{read_tree, write_tree};
 use support::kubelet::{bind_pod, mount_certificates};
 use support::operator::{
     Operator, create_ensemble, eventually, eventually_within, install_crds, phase_is, status_where,
 };
 use support::s3::S3Server;
 use support::zookeeper::ZkEnsemble;
-use zooherd::api::{BackupMetadata, BackupPhase, Phase, ZooKeeperBackup, ZooKeeperBackupStatus};
+use zooherd::api::{
+    BackupMetadata, BackupPhase, Phase, ZooKeeperBackup, ZooKeeperBackupStatus, ZooKeeperEnsemble,
+};
+use zooherd::backup::schedule::SCHEDULED_BY_LABEL;
 use zooherd::build::names::server_host;
 use zooherd::build::tls::QuorumTls;
 use zookeeper_client as zk;
 
 const BUCKET: &str = "zk-backups";
-
-/// The znodes the test writes, each with its data: a tree shaped like Kafka's (brokers,
-/// topics with partitions, config), data of every size up to 256 KB.
-fn tree() -> Vec<(String, Vec<u8>)> {
-    let mut nodes = vec![
-        ("/brokers".to_owned(), Vec::new()),
-        ("/brokers/topics".to_owned(), Vec::new()),
-        ("/config".to_owned(), b"{\"version\":1}".to_vec()),
-    ];
-    for topic in 0..40 {
-        let path = format!("/brokers/topics/topic-{topic}");
-        let assignment =
-            format!("{{\"version\":3,\"partitions\":{{\"0\":[1,2,3]}},\"topic\":{topic}}}");
-        nodes.push((path.clone(), assignment.into_bytes()));
-        nodes.push((format!("{path}/partitions"), Vec::new()));
-        for partition in 0..5 {
-            let size = (topic * 997 + partition * 131) % 4096;
-            nodes.push((
-                format!("{path}/partitions/{partition}"),
-                vec![b'a' + (partition as u8); size],
-            ));
-        }
-    }
-    nodes.push(("/large".to_owned(), vec![7u8; 256 << 10]));
-    nodes
-}
-
-/// What a znode is, as compared before and after a restore.
-#[derive(Debug, PartialEq)]
-struct Znode {
-    data: Vec<u8>,
-    version: i32,
-    czxid: i64,
-    mzxid: i64,
-    acl: String,
-}
-
-async fn read_znode(client: &zk::Client, path: &str) -> Znode {
-    let (data, stat) = client
-        .get_data(path)
-        .await
-        .unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    let (acl, _) = client.get_acl(path).await.unwrap();
-    Znode {
-        data,
-        version: stat.version,
-        czxid: stat.czxid,
-        mzxid: stat.mzxid,
-        acl: format!("{acl:?}"),
-    }
-}
 
 /// Issue 16, item 1 (and the restorability item 4 asks for): a ZooKeeperBackup of an ensemble
 /// with backups on streams a snapshot through the TLS AdminServer to S3, with its SHA-256,
@@ -134,6 +89,9 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
         .reconfig(&digest, 3)
         .config("admin.snapshot.enabled", "true")
         .config("admin.restore.enabled", "false")
+        // ZooKeeper allows one snapshot per server every 5 minutes; the schedule below runs
+        // every 3 seconds.
+        .config("admin.rateLimiterIntervalInMS", "1000")
         .prepare()
         .expect("preparing ZooKeeper");
     let tls_dir = zookeeper.dir().join("tls");
@@ -154,37 +112,12 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
     }
     status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
 
-    // Data, including a znode only a digest user may change, and znodes changed twice.
+    // A tree shaped like Kafka's: ACLs, sequential and ephemeral znodes, data up to 1 MB.
     let writer = zk::Client::connect(&zookeeper.connect_string())
         .await
         .expect("connecting");
-    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-    for (path, data) in tree() {
-        writer.create(&path, &data, &open).await.unwrap();
-    }
-    let guarded_acl = [
-        zk::Acl::new(
-            zk::Permission::ALL,
-            zk::AuthId::new("digest", "kafka:0y9b4uTSW4r6QrXnh1ch4CJtLc4="),
-        ),
-        zk::Acl::new(zk::Permission::READ, zk::AuthId::new("world", "anyone")),
-    ];
-    let guarded = zk::CreateMode::Persistent.with_acls(zk::Acls::new(&guarded_acl));
-    writer
-        .create("/config/users", b"SCRAM credentials", &guarded)
-        .await
-        .unwrap();
-    for topic in 0..5 {
-        let path = format!("/brokers/topics/topic-{topic}");
-        writer.set_data(&path, b"moved", None).await.unwrap();
-        writer.set_data(&path, b"moved again", None).await.unwrap();
-    }
-    let mut paths: Vec<String> = tree().into_iter().map(|(path, _)| path).collect();
-    paths.push("/config/users".to_owned());
-    let mut before = BTreeMap::new();
-    for path in &paths {
-        before.insert(path.clone(), read_znode(&writer, path).await);
-    }
+    let paths = write_tree(&writer).await;
+    let before = read_tree(&writer, &paths).await;
 
     secrets
         .create(
@@ -261,6 +194,7 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
 
     // Restore: the snapshot in an empty server's data directory, as a restore will put it.
     let mut restored = ZkEnsemble::builder(1)
+        .reconfig(&digest, 1)
         .prepare()
         .expect("preparing a server");
     let version_2 = restored.member(0).data_dir().join("version-2");
@@ -275,9 +209,21 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
     let reader = zk::Client::connect(&restored.connect_string())
         .await
         .expect("connecting to the restored server");
+    // The membership in the snapshot is the backed-up ensemble's; the restored server's
+    // first leader writes its own, which is the one the operator reads and reconfigures.
+    let (config, _) = reader
+        .get_config()
+        .await
+        .expect("reading /zookeeper/config");
+    let config = String::from_utf8_lossy(&config);
+    assert!(
+        config.contains(&format!("server.1={}", restored.member(0).host()))
+            && !config.contains("server.2="),
+        "the restored server's /zookeeper/config is its own: {config}"
+    );
     for (path, want) in &before {
         assert_eq!(
-            &read_znode(&reader, path).await,
+            &support::kafka_tree::read_znode(&reader, path).await,
             want,
             "{path} after a restore"
         );
@@ -333,6 +279,195 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
             .resource_version,
         version
     );
+
+    // spec.restore: never into an existing ensemble (the API server refuses the change) ...
+    let refused = ensembles
+        .patch(
+            "zk",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"restore": {"backup": "first"}}})),
+        )
+        .await
+        .expect_err("spec.restore added to a running ensemble");
+    assert!(
+        refused
+            .to_string()
+            .contains(zooherd::api::validate::RESTORE_ONLY_AT_CREATION),
+        "{refused}"
+    );
+    // ... only from a backup that succeeded: until then no server is created, and the
+    // condition says why ...
+    let restoring = |name: &str, backup: &str| {
+        serde_json::from_value::<ZooKeeperEnsemble>(json!({
+            "apiVersion": "zooherd.dev/v1beta1",
+            "kind": "ZooKeeperEnsemble",
+            "metadata": {"name": name},
+            "spec": {"replicas": 3, "restore": {"backup": backup}},
+        }))
+        .unwrap()
+    };
+    let post = PostParams::default();
+    ensembles
+        .create(&post, &restoring("from-nothing", "missing"))
+        .await
+        .unwrap();
+    let waiting = eventually("a restore that waits for its backup", || async {
+        let status = ensembles.get("from-nothing").await.unwrap().status?;
+        status
+            .conditions
+            .into_iter()
+            .find(|c| c.message.contains("spec.restore.backup"))
+    })
+    .await;
+    assert!(
+        waiting
+            .message
+            .contains("there is no ZooKeeperBackup missing in this namespace"),
+        "{waiting:?}"
+    );
+    // ... and from the snapshot the backup recorded: the status names it, and the servers
+    // get it with the figures to check it against and the backup's credentials.
+    ensembles
+        .create(&post, &restoring("from-first", "first"))
+        .await
+        .unwrap();
+    let stateful_sets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    let stateful_set = eventually("the restored ensemble's StatefulSet", || async {
+        stateful_sets.get_opt("from-first").await.unwrap()
+    })
+    .await;
+    let resolved = ensembles
+        .get("from-first")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.restore)
+        .expect("status.restore before the StatefulSet");
+    assert_eq!(
+        (
+            resolved.backup.as_str(),
+            Some(&resolved.location),
+            Some(&resolved.zxid),
+            Some(resolved.size_bytes),
+            Some(&resolved.sha256),
+        ),
+        (
+            "first",
+            status.location.as_ref(),
+            status.zxid.as_ref(),
+            status.size_bytes,
+            status.sha256.as_ref(),
+        )
+    );
+    let env = stateful_set.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let value = |name: &str| {
+        env.iter()
+            .find(|v| v.name == name)
+            .and_then(|v| v.value.clone())
+    };
+    assert_eq!(value("ZOOHERD_RESTORE_KEY"), Some(key.clone()));
+    assert_eq!(value("ZOOHERD_RESTORE_SHA256"), Some(sha256.clone()));
+    let credentials = env
+        .iter()
+        .find(|v| v.name == "ZOOHERD_RESTORE_SECRET_ACCESS_KEY")
+        .and_then(|v| v.value_from.clone()?.secret_key_ref)
+        .expect("the secret key from the backup's Secret");
+    assert_eq!(credentials.name, "s3");
+    assert!(
+        ensembles
+            .get("from-nothing")
+            .await
+            .unwrap()
+            .status
+            .is_none_or(|s| s.restore.is_none())
+    );
+    assert!(
+        stateful_sets
+            .get_opt("from-nothing")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Scheduled backups: a run every 3 s, two kept; the older ones go, objects first.
+    let scheduled_to = json!({
+        "endpoint": s3.endpoint(),
+        "bucket": BUCKET,
+        "prefix": "scheduled",
+        "credentialsSecret": "s3",
+    });
+    ensembles
+        .patch(
+            "zk",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"backup": {
+                "schedule": "*/3 * * * * *",
+                "keep": 2,
+                "s3": scheduled_to,
+            }}})),
+        )
+        .await
+        .unwrap();
+    let runs = || async {
+        let selector = format!("{SCHEDULED_BY_LABEL}=zk");
+        let mut runs: Vec<(String, ZooKeeperBackupStatus)> = backups
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|backup| {
+                let status = backup.status.clone()?;
+                (status.phase == Some(BackupPhase::Succeeded)).then(|| (backup.name_any(), status))
+            })
+            .collect();
+        runs.sort_by(|a, b| a.0.cmp(&b.0));
+        runs
+    };
+    let (oldest, oldest_status) = eventually("a scheduled backup that succeeded", || async {
+        runs().await.into_iter().next()
+    })
+    .await;
+    assert!(oldest.starts_with("zk-"), "{oldest}");
+    let oldest_key = oldest_status
+        .location
+        .as_deref()
+        .and_then(|l| l.strip_prefix(&format!("s3://{BUCKET}/")))
+        .expect("a location in the bucket")
+        .to_owned();
+    assert!(s3.object_file(BUCKET, &oldest_key).exists());
+    let kept = eventually_within(
+        "the oldest scheduled backup pruned, with its objects",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            let runs = runs().await;
+            let gone = backups.get_opt(&oldest).await.unwrap().is_none()
+                && !s3.object_file(BUCKET, &oldest_key).exists()
+                && !s3
+                    .object_file(BUCKET, &oldest_key.replace(".snapshot", ".json"))
+                    .exists();
+            (gone && runs.len() <= 2).then_some(runs)
+        },
+    )
+    .await;
+    println!(
+        "scheduled: {oldest} pruned; kept {:?}",
+        kept.iter().map(|(name, _)| name).collect::<Vec<_>>()
+    );
+    // Backups made by hand are never pruned.
+    assert!(backups.get_opt("first").await.unwrap().is_some());
+    ensembles
+        .patch(
+            "zk",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"backup": {"schedule": null}}})),
+        )
+        .await
+        .unwrap();
 
     drop(reader);
     drop(restored);

@@ -191,6 +191,7 @@ fn name_length_rule() -> kube::core::Rule {
     )
 )]
 #[x_kube(validation = kube::core::Rule::new("!has(self.backup) || !self.backup.enabled || !has(self.tls) || self.tls.quorum").message(super::validate::BACKUP_WITHOUT_QUORUM_TLS))]
+#[x_kube(validation = kube::core::Rule::new("has(self.restore) == has(oldSelf.restore) && (!has(self.restore) || self.restore == oldSelf.restore)").message(super::validate::RESTORE_ONLY_AT_CREATION))]
 #[serde(rename_all = "camelCase")]
 pub struct ZooKeeperEnsembleSpec {
     /// Number of voting ZooKeeper servers, 1 to 255 (myids are 1..255). Use an odd number:
@@ -277,6 +278,12 @@ pub struct ZooKeeperEnsembleSpec {
     #[serde(default)]
     pub backup: BackupSpec,
 
+    /// Start this new ensemble from a backup. Only when the ensemble is created: it cannot be
+    /// added to, changed on or removed from an existing one (restoring into a running ensemble
+    /// would replace the data it serves). status.restore shows the snapshot it starts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreSpec>,
+
     /// Stop changing the ensemble's children (for maintenance). Status is still reported.
     #[serde(default)]
     pub paused: bool,
@@ -326,7 +333,8 @@ fn enabled() -> bool {
 }
 
 /// Backup settings.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(validation = kube::core::Rule::new("!has(self.schedule) || (has(self.enabled) && self.enabled && has(self.s3))").message(super::validate::SCHEDULE_NEEDS))]
 #[serde(rename_all = "camelCase")]
 pub struct BackupSpec {
     /// Let ZooKeeperBackups of this ensemble be taken (off by default). It turns on the
@@ -337,6 +345,54 @@ pub struct BackupSpec {
     /// it). `restore` stays off. Changing it rolls the servers.
     #[serde(default)]
     pub enabled: bool,
+
+    /// Take a backup on this schedule: a cron pattern in UTC (`minute hour day-of-month month
+    /// day-of-week`, e.g. `0 3 * * *` for 03:00 every day; a leading seconds field is
+    /// accepted). Each run creates a ZooKeeperBackup `<ensemble>-<yyyymmdd-hhmmss>` to `s3`;
+    /// a run missed while the operator was down is taken once when it is back, not once per
+    /// missed run. ZooKeeper lets each server take one snapshot per 5 minutes, so schedules
+    /// more frequent than that fail. Needs `enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+
+    /// How many scheduled backups that succeeded to keep (default 7): older ones are deleted,
+    /// with their objects in the bucket. As many failed ones are kept, for their reason.
+    /// Backups created by hand are never deleted by the operator.
+    #[serde(default = "default_keep")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub keep: i32,
+
+    /// Where scheduled backups go (as a ZooKeeperBackup's spec.s3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<super::S3Location>,
+}
+
+impl Default for BackupSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            schedule: None,
+            keep: default_keep(),
+            s3: None,
+        }
+    }
+}
+
+fn default_keep() -> i32 {
+    7
+}
+
+/// The backup a new ensemble starts from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreSpec {
+    /// Name of a ZooKeeperBackup in this namespace whose phase is Succeeded. The operator
+    /// creates the servers once it has; before ZooKeeper first starts, each server downloads
+    /// the backup's snapshot with the credentials of the backup's Secret, checks its size and
+    /// SHA-256 against the backup's status, and starts from it. Servers added later, and any
+    /// server once the ensemble has formed, sync from the leader instead.
+    #[schemars(length(min = 1))]
+    pub backup: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, strum::Display)]

@@ -59,6 +59,11 @@ pub struct ZooKeeperEnsembleStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum_tls: Option<QuorumTlsStatus>,
 
+    /// The snapshot a restored ensemble (spec.restore) starts from, as the operator found it
+    /// before it created the servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
+
     /// Available, Degraded, Progressing, and errors the operator met.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -66,6 +71,28 @@ pub struct ZooKeeperEnsembleStatus {
     /// The spec generation this status was computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// The snapshot a restored ensemble starts from: the backup spec.restore names, resolved once,
+/// before the servers were created, and kept here so that the servers download exactly this
+/// object (and check exactly this size and SHA-256) even if the backup is deleted later.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreStatus {
+    /// The ZooKeeperBackup spec.restore names.
+    pub backup: String,
+    /// `s3://<bucket>/<key>` of the snapshot.
+    pub location: String,
+    /// Where the object is: the backup's spec.s3 (its Secret in this namespace).
+    pub s3: super::S3Location,
+    /// The snapshot object's key in the bucket.
+    pub key: String,
+    /// Last zxid the snapshot holds, hex: the servers start at it.
+    pub zxid: String,
+    /// Bytes of the snapshot.
+    pub size_bytes: i64,
+    /// SHA-256 of the snapshot, hex.
+    pub sha256: String,
 }
 
 /// The committed membership: the voters ZooKeeper's `/zookeeper/config` lists, and its version.

@@ -15,6 +15,9 @@
 //! leading replica runs this controller, and it checks its lease before every attempt.
 
 pub mod plan;
+pub mod schedule;
+mod scheduler;
+pub mod source;
 pub mod take;
 
 use std::sync::Arc;
@@ -50,6 +53,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("{what}: {source}")]
+    Write {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("writing the backup's status: {0}")]
     Status(#[source] kube::Error),
     #[error("not acting: {0}")]
@@ -70,8 +79,15 @@ pub async fn run(
     reporter: Reporter,
     fence: Fence,
     metrics: Metrics,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
+    let schedules = scheduler::run(
+        client.clone(),
+        namespace.clone(),
+        Recorder::new(client.clone(), reporter.clone()),
+        fence.clone(),
+        shutdown.clone(),
+    );
     let backups: Api<ZooKeeperBackup> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -82,7 +98,7 @@ pub async fn run(
         fence,
         metrics,
     });
-    Controller::new(backups, watcher::Config::default())
+    let backups = Controller::new(backups, watcher::Config::default())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
@@ -90,8 +106,8 @@ pub async fn run(
                 tracing::debug!(%error, "backup controller event");
             }
             std::future::ready(())
-        })
-        .await;
+        });
+    futures::join!(backups, schedules);
 }
 
 fn error_policy(backup: Arc<ZooKeeperBackup>, error: &Error, _ctx: Arc<Context>) -> Action {

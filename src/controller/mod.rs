@@ -27,6 +27,7 @@ mod memory;
 mod observe;
 mod reconcile;
 mod report;
+mod restore;
 mod scale;
 mod secrets;
 pub(crate) mod superuser;

@@ -21,7 +21,7 @@ use super::apply::{Applied, apply_child, delete_child};
 use super::memory::{LastApply, recorded_membership};
 use super::report::publish;
 use super::telemetry::Outcome;
-use super::{Context, Error, act, observe, report, scale, secrets, superuser, tls};
+use super::{Context, Error, act, observe, report, restore, scale, secrets, superuser, tls};
 use crate::api::{QuorumTlsStatus, ZooKeeperEnsemble};
 use crate::build;
 use crate::build::tls::QuorumTls;
@@ -87,6 +87,19 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
         Err(problem) => SpecOutcome::Invalid(problem.to_string()),
         Ok(_) if ensemble.spec.paused => SpecOutcome::Paused,
         Ok(valid) => 'applied: {
+            // A restored ensemble's servers are created once status.restore names the snapshot.
+            let resolved;
+            let (ensemble, valid) = match restore::resolve(ensemble, ctx).await {
+                Ok(None) => (ensemble, valid),
+                Ok(Some(patched)) => {
+                    resolved = patched;
+                    match build::ValidatedEnsemble::new(&resolved) {
+                        Ok(valid) => (&resolved, valid),
+                        Err(problem) => break 'applied SpecOutcome::Invalid(problem.to_string()),
+                    }
+                }
+                Err(problem) => break 'applied SpecOutcome::NotApplied(problem),
+            };
             let inputs = ApplyInputs::of(ensemble, ctx);
             if let Some((superuser, tls)) = unchanged(ensemble, ctx, &inputs) {
                 password = Some(superuser);

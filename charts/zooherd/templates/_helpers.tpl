@@ -94,10 +94,11 @@ The leader-election Lease is granted separately, in the release namespace only
 - apiGroups: ["zooherd.dev"]
   resources: ["zookeeperensembles/finalizers"]
   verbs: ["update"]
-# Backups: the operator takes each ZooKeeperBackup once and records it in the status.
+# Backups: the operator takes each ZooKeeperBackup once and records it in the status; it
+# creates an ensemble's scheduled ones and deletes those beyond spec.backup.keep.
 - apiGroups: ["zooherd.dev"]
   resources: ["zookeeperbackups"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: ["zooherd.dev"]
   resources: ["zookeeperbackups/status"]
   verbs: ["get", "patch", "update"]

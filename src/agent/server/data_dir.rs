@@ -243,6 +243,12 @@ pub(super) fn has_zookeeper_data(dir: &Path) -> Result<bool, StartError> {
     Ok(false)
 }
 
+/// Whether the server's volume holds ZooKeeper data: in the data directory, or in the
+/// transaction log directory when it has one of its own.
+pub(super) fn volume_has_data(plan: &Plan, log_dir: Option<&Path>) -> Result<bool, StartError> {
+    Ok(has_zookeeper_data(&plan.data_dir)? || log_dir.map_or(Ok(false), has_zookeeper_data)?)
+}
+
 /// Whether a server may start with `membership`: not as a voter (a participant in it) of an
 /// ensemble that has `formed` while its volume holds no ZooKeeper data (`has_data`).
 ///
@@ -264,9 +270,12 @@ pub(super) fn refuse_empty_voter(
     formed: bool,
     log_dir: Option<&Path>,
 ) -> Result<(), StartError> {
-    let has_data =
-        has_zookeeper_data(&plan.data_dir)? || log_dir.map_or(Ok(false), has_zookeeper_data)?;
-    if may_start(&plan.membership, plan.identity.myid, formed, has_data) {
+    if may_start(
+        &plan.membership,
+        plan.identity.myid,
+        formed,
+        volume_has_data(plan, log_dir)?,
+    ) {
         return Ok(());
     }
     Err(StartError::EmptyVoter {

@@ -21,6 +21,9 @@ pub const EXIT_FOREIGN_ENSEMBLE: u8 = 81;
 /// Exit code: the data volume holds no ZooKeeper data, but the ensemble has formed and lists
 /// this server as a voter (it must leave the voters and rejoin; the operator does that).
 pub const EXIT_EMPTY_VOTER: u8 = 82;
+/// The backup to start from (spec.restore) could not be downloaded, or was not the snapshot
+/// the backup stored; nothing was loaded.
+pub const EXIT_RESTORE_FAILED: u8 = 83;
 /// The JVM could not be started (no `java` at `$JAVA_HOME/bin` or on the PATH).
 pub const EXIT_EXEC_FAILED: u8 = 127;
 
@@ -102,6 +105,13 @@ pub enum StartError {
         pod: String,
     },
 
+    #[error(
+        "cannot restore {location} (spec.restore): {problem}; nothing was loaded and the server retries when it \
+         restarts: check the object and the backup's credentials Secret, or delete this ensemble and create it \
+         again naming another backup"
+    )]
+    Restore { location: String, problem: String },
+
     #[error("cannot {action} {path}: {error}")]
     Io {
         action: &'static str,
@@ -126,6 +136,7 @@ impl StartError {
             StartError::ForeignMyid { .. } => EXIT_FOREIGN_MYID,
             StartError::ForeignEnsemble { .. } => EXIT_FOREIGN_ENSEMBLE,
             StartError::EmptyVoter { .. } => EXIT_EMPTY_VOTER,
+            StartError::Restore { .. } => EXIT_RESTORE_FAILED,
             StartError::Io { .. } => EXIT_IO,
             StartError::Exec { .. } => EXIT_EXEC_FAILED,
         }

@@ -20,6 +20,10 @@
 //! - **Names before the first formation** (`formation.rs`): until the ensemble has formed, the
 //!   JVM starts only once every server's name resolves, so that no follower abandons its
 //!   leader over a DNS answer cached from before the names were published.
+//! - **A new ensemble from a backup** (`restore.rs`): with spec.restore, every initial server
+//!   downloads the backup's snapshot into its empty volume, checked against the size and
+//!   SHA-256 the backup recorded, before ZooKeeper first starts ([`EXIT_RESTORE_FAILED`]
+//!   otherwise); once the ensemble has formed, no server loads it again.
 //! - **Asking the other servers** (`peers.rs`): what the other voters' AdminServers answer,
 //!   which is what decides whether another server's data may be moved aside.
 //! - **A writable zoo.cfg, and the membership to start with** (`config.rs`). ZooKeeper rewrites
@@ -48,6 +52,7 @@ mod formation;
 mod identity;
 mod jvm;
 mod peers;
+mod restore;
 #[cfg(test)]
 mod test_support;
 
@@ -68,7 +73,7 @@ pub use data_dir::{
 };
 pub use error::{
     EXIT_EMPTY_VOTER, EXIT_EXEC_FAILED, EXIT_FOREIGN_ENSEMBLE, EXIT_FOREIGN_MYID,
-    EXIT_INVALID_INPUT, EXIT_IO, StartError,
+    EXIT_INVALID_INPUT, EXIT_IO, EXIT_RESTORE_FAILED, StartError,
 };
 pub use identity::{
     ENV_ENSEMBLE_UID, ENV_POD_NAME, ENV_POD_NAMESPACE, EnsembleMarker, Identity, identity,
@@ -78,6 +83,12 @@ pub use jvm::{
     ENV_JVM_HEAP_PERCENT, ENV_MEMORY_LIMIT, ENV_SUPER_DIGEST, ENV_ZOOKEEPER_HOME, Heap,
     JAVA_SECURITY_FILE, JAVA_SECURITY_PROPERTIES, MAIN_CLASS, MAX_HEAP_PERCENT, decide_heap,
     java_argv, java_program, parse_quantity,
+};
+pub use restore::{
+    ENV_RESTORE_ACCESS_KEY_ID, ENV_RESTORE_BUCKET, ENV_RESTORE_CA, ENV_RESTORE_ENDPOINT,
+    ENV_RESTORE_KEY, ENV_RESTORE_REGION, ENV_RESTORE_SECRET_ACCESS_KEY, ENV_RESTORE_SHA256,
+    ENV_RESTORE_SIZE, ENV_RESTORE_VIRTUAL_HOSTED_STYLE, ENV_RESTORE_ZXID, RestoreSource,
+    restore_source,
 };
 
 use clap::builder::TypedValueParser as _;
@@ -112,10 +123,14 @@ Environment:
   ZOOHERD_BIND_ADDRESS        bind every port to this address (default: all interfaces)
   ZOOHERD_SUPER_DIGEST        zooherd:<digest> of the superuser that may reconfigure the ensemble
   ZOOKEEPER_HOME, JAVA_HOME   ZooKeeper (default /opt/zookeeper) and the JRE (default: java on PATH)
+  ZOOHERD_RESTORE_*           a snapshot to start a new ensemble from (set by the operator for
+                              spec.restore): ENDPOINT, BUCKET, KEY, REGION, VIRTUAL_HOSTED_STYLE,
+                              SIZE, SHA256, ZXID, ACCESS_KEY_ID, SECRET_ACCESS_KEY, CA
 
 Exit codes (before ZooKeeper starts): 78 bad setting, 74 file error,
 80 data volume of another server, 81 data volume of another ensemble,
-82 empty data volume of a voter of a formed ensemble, 127 no java.")]
+82 empty data volume of a voter of a formed ensemble, 83 the backup to restore could not
+be downloaded or did not match, 127 no java.")]
 pub struct Args {
     /// zoo.cfg as the operator rendered it (the ConfigMap mount; only read).
     #[arg(long, value_name = "FILE", default_value = ZOO_CFG_PATH)]
@@ -259,6 +274,24 @@ pub fn run(args: &Args) -> Result<Infallible, StartError> {
     let formed = read_if_present(&args.formed)?.is_some_and(|text| text.trim() == "true");
     data_dir::refuse_empty_voter(&plan, formed, log_dir.as_deref())?;
     let state = claim_data_dir(&plan.data_dir, &plan.identity)?;
+    if let Some(source) = restore_source(&env)?
+        && restore::wanted(
+            formed,
+            data_dir::volume_has_data(&plan, log_dir.as_deref())?,
+        )
+    {
+        let started = std::time::Instant::now();
+        let snapshot = restore::fetch(&source, &plan.data_dir)?;
+        eprintln!(
+            "zooherd server: restored {location} ({size} bytes, SHA-256 {sha}, zxid {zxid:#x}) to {path} in {secs:.1} s",
+            location = source.location(),
+            size = source.size,
+            sha = source.sha256,
+            zxid = source.zxid,
+            path = snapshot.display(),
+            secs = started.elapsed().as_secs_f64(),
+        );
+    }
     write_atomically(&plan.dynamic_config_path, &plan.dynamic_config)?;
     write_atomically(&plan.runtime_config_path, &plan.runtime_config)?;
     write_atomically(

@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
 use super::security::{is_security_key, security_property};
-use super::{JvmSpec, ZooKeeperEnsemble, operator_owned_keys};
+use super::{JvmSpec, ZooKeeperEnsemble, ZooKeeperEnsembleSpec, operator_owned_keys};
 use crate::quorum::Myid;
 
 /// Longest ensemble name. The StatefulSet is named after the ensemble and labels its pods
@@ -54,6 +54,10 @@ pub const NO_CLIENT_PEERS: &str = "spec.networkPolicy.clientFrom must not be emp
 /// Why `spec.backup.enabled` without `spec.tls.quorum` is refused, here and by the CRD's CEL
 /// rule: the snapshot command streams the whole data tree, and only an AdminServer that takes
 /// nothing but clients with a certificate of the ensemble's CA may offer it.
+/// The CEL rule's message: spec.restore is set when the ensemble is created, and only then.
+pub const RESTORE_ONLY_AT_CREATION: &str = "spec.restore can only be given when the ensemble is created, and cannot change afterwards: restoring into an existing ensemble would replace the data it serves; create a new ZooKeeperEnsemble with spec.restore instead";
+/// The CEL rule's message: a schedule needs backups on and a destination.
+pub const SCHEDULE_NEEDS: &str = "spec.backup.schedule needs spec.backup.enabled: true and spec.backup.s3 (where the scheduled backups go)";
 pub const BACKUP_WITHOUT_QUORUM_TLS: &str = "spec.backup.enabled needs spec.tls.quorum: true (the AdminServer's snapshot command streams all data, and only the TLS AdminServer keeps everyone but the operator out); switch quorum TLS on, or backups off";
 
 /// Why an ensemble cannot be built; each message names the field and the fix.
@@ -147,6 +151,14 @@ pub enum ValidationError {
     #[error("{BACKUP_WITHOUT_QUORUM_TLS}")]
     BackupWithoutQuorumTls,
 
+    #[error("{SCHEDULE_NEEDS}")]
+    ScheduleNeeds,
+
+    #[error(
+        "spec.backup.schedule {schedule:?} is not a cron pattern ({problem}); write five fields, minute hour day-of-month month day-of-week, such as \"0 3 * * *\" for 03:00 UTC every day"
+    )]
+    InvalidSchedule { schedule: String, problem: String },
+
     #[error(
         "{field} sets none of podSelector, namespaceSelector and ipBlock; give one (a podSelector of {{}} means every pod of the ensemble's namespace)"
     )]
@@ -215,9 +227,7 @@ pub fn validate(ensemble: &ZooKeeperEnsemble) -> Result<Validated<'_>, Validatio
 
     let (heap, memory_limit) = validate_jvm(ensemble)?;
     validate_network_policy(ensemble)?;
-    if ensemble.spec.backup.enabled && !ensemble.spec.tls.quorum {
-        return Err(ValidationError::BackupWithoutQuorumTls);
-    }
+    validate_backup(&ensemble.spec)?;
     Ok(Validated {
         ensemble,
         replicas,
@@ -360,6 +370,26 @@ fn suffix_scale(suffix: &str) -> Result<(u32, i32), QuantityError> {
         }
     };
     Ok(scale)
+}
+
+fn validate_backup(spec: &ZooKeeperEnsembleSpec) -> Result<(), ValidationError> {
+    let backup = &spec.backup;
+    if backup.enabled && !spec.tls.quorum {
+        return Err(ValidationError::BackupWithoutQuorumTls);
+    }
+    let Some(schedule) = &backup.schedule else {
+        return Ok(());
+    };
+    if !backup.enabled || backup.s3.is_none() {
+        return Err(ValidationError::ScheduleNeeds);
+    }
+    crate::backup::schedule::parse(schedule).map_err(|problem| {
+        ValidationError::InvalidSchedule {
+            schedule: schedule.clone(),
+            problem,
+        }
+    })?;
+    Ok(())
 }
 
 fn validate_name(name: &str) -> Result<(), ValidationError> {

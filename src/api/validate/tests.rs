@@ -630,3 +630,33 @@ fn backups_need_the_tls_admin_server() {
         "{error}"
     );
 }
+
+#[test]
+fn a_backup_schedule_is_a_cron_pattern_with_backups_on_and_a_destination() {
+    let s3 =
+        json!({"endpoint": "http://s3:9000", "bucket": "zk-backups", "credentialsSecret": "s3"});
+    assert_eq!(
+        validate_spec(json!({"backup": {"enabled": true, "schedule": "0 3 * * *", "s3": s3}})),
+        Ok(())
+    );
+    assert_eq!(
+        validate_spec(json!({"backup": {"enabled": false, "schedule": "0 3 * * *", "s3": s3}})),
+        Err(ValidationError::ScheduleNeeds)
+    );
+    assert_eq!(
+        validate_spec(json!({"backup": {"enabled": true, "schedule": "0 3 * * *"}})),
+        Err(ValidationError::ScheduleNeeds)
+    );
+    let error = validate_spec(json!({"backup": {"enabled": true, "schedule": "daily", "s3": s3}}))
+        .unwrap_err();
+    assert!(
+        matches!(&error, ValidationError::InvalidSchedule { schedule, .. } if schedule == "daily"),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("spec.backup.schedule \"daily\" is not a cron pattern"),
+        "{error}"
+    );
+}

@@ -313,6 +313,7 @@ fn env(parent: &ValidatedEnsemble, jvm_env: Vec<EnvVar>) -> Vec<EnvVar> {
             }),
         },
     ];
+    env.extend(restore_env(parent));
     // Without a memory limit the downward API reports the node's memory, which must never be
     // mistaken for the container's: the variable is only set when there is a limit.
     if parent.spec.memory_limit.is_some() {
@@ -331,6 +332,55 @@ fn env(parent: &ValidatedEnsemble, jvm_env: Vec<EnvVar>) -> Vec<EnvVar> {
     }
     env.extend(jvm_env);
     env
+}
+
+/// The snapshot a restored ensemble starts from (see `agent::server::restore`), from
+/// `status.restore` as the operator resolved it, and the credentials from the backup's Secret.
+/// None for an ensemble without spec.restore; the operator creates a restored ensemble's
+/// StatefulSet only once the status has it.
+fn restore_env(parent: &ValidatedEnsemble) -> Vec<EnvVar> {
+    use crate::agent::server as agent;
+    let ensemble = parent.ensemble();
+    let resolved = ensemble.status.as_ref().and_then(|s| s.restore.as_ref());
+    let Some(restore) = ensemble.spec.restore.as_ref().and(resolved) else {
+        return Vec::new();
+    };
+    let secret = |name: &str, key: &str, optional: bool| EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: restore.s3.credentials_secret.clone(),
+                key: key.to_owned(),
+                optional: Some(optional),
+            }),
+            ..EnvVarSource::default()
+        }),
+    };
+    vec![
+        literal_env(agent::ENV_RESTORE_ENDPOINT, &restore.s3.endpoint),
+        literal_env(agent::ENV_RESTORE_BUCKET, &restore.s3.bucket),
+        literal_env(agent::ENV_RESTORE_KEY, &restore.key),
+        literal_env(agent::ENV_RESTORE_REGION, &restore.s3.region),
+        literal_env(
+            agent::ENV_RESTORE_VIRTUAL_HOSTED_STYLE,
+            &restore.s3.virtual_hosted_style.to_string(),
+        ),
+        literal_env(agent::ENV_RESTORE_SIZE, &restore.size_bytes.to_string()),
+        literal_env(agent::ENV_RESTORE_SHA256, &restore.sha256),
+        literal_env(agent::ENV_RESTORE_ZXID, &restore.zxid),
+        secret(
+            agent::ENV_RESTORE_ACCESS_KEY_ID,
+            crate::api::ACCESS_KEY_ID_KEY,
+            false,
+        ),
+        secret(
+            agent::ENV_RESTORE_SECRET_ACCESS_KEY,
+            crate::api::SECRET_ACCESS_KEY_KEY,
+            false,
+        ),
+        secret(agent::ENV_RESTORE_CA, crate::api::ENDPOINT_CA_KEY, true),
+    ]
 }
 
 /// The JVM settings, as literal variables `zooherd server` turns into JVM options:

@@ -681,3 +681,104 @@ fn placement_comes_from_the_spec() {
     );
     assert_eq!(pod.priority_class_name.as_deref(), Some("critical"));
 }
+
+#[test]
+fn a_restored_ensemble_passes_the_resolved_snapshot_that_the_agent_reads_back() {
+    use crate::agent::server::{ENV_RESTORE_KEY, RestoreSource, restore_source};
+    use crate::api::{RestoreStatus, S3Location, ZooKeeperEnsembleStatus};
+    let restore = RestoreStatus {
+        backup: "nightly".into(),
+        location: "s3://zk-backups/prod/data/zk/nightly-1.snapshot".into(),
+        s3: S3Location {
+            endpoint: "https://s3.storage:9000".into(),
+            bucket: "zk-backups".into(),
+            prefix: "prod".into(),
+            region: "eu-west-1".into(),
+            virtual_hosted_style: true,
+            credentials_secret: "s3-credentials".into(),
+        },
+        key: "prod/data/zk/nightly-1.snapshot".into(),
+        zxid: "0x10000012a".into(),
+        size_bytes: 694_006,
+        sha256: "8da067f68800ffb54a18d1cf633a6e89c25f74d9683708f2f95318a81aec2681".into(),
+    };
+    let container = |spec: Value, status: Option<RestoreStatus>| {
+        let mut ensemble = fixtures::ensemble(spec);
+        ensemble.status = Some(ZooKeeperEnsembleStatus {
+            restore: status,
+            ..ZooKeeperEnsembleStatus::default()
+        });
+        let children = fixtures::build(&ensemble, &fixtures::settings(), None);
+        let pod = children.stateful_set.spec.unwrap().template.spec.unwrap();
+        pod.containers.into_iter().next().unwrap()
+    };
+    let restoring = json!({"restore": {"backup": "nightly"}});
+    // Not before the operator resolved it, and never without spec.restore.
+    for server in [
+        container(restoring.clone(), None),
+        container(json!({}), Some(restore.clone())),
+    ] {
+        assert_eq!(env_value(&server, ENV_RESTORE_KEY), None);
+    }
+    let server = container(restoring, Some(restore.clone()));
+    // What the kubelet gives the agent: literals as they are, the Secret's keys by reference.
+    let env = server.env.unwrap();
+    let secret_keys: Vec<(&str, &str, bool)> = env
+        .iter()
+        .filter_map(|var| {
+            let selector = var.value_from.as_ref()?.secret_key_ref.as_ref()?;
+            (selector.name == "s3-credentials").then_some((
+                var.name.as_str(),
+                selector.key.as_str(),
+                selector.optional == Some(true),
+            ))
+        })
+        .collect();
+    assert_eq!(
+        secret_keys,
+        [
+            ("ZOOHERD_RESTORE_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID", false),
+            (
+                "ZOOHERD_RESTORE_SECRET_ACCESS_KEY",
+                "AWS_SECRET_ACCESS_KEY",
+                false
+            ),
+            ("ZOOHERD_RESTORE_CA", "ca.crt", true),
+        ]
+    );
+    let lookup = |name: &str| {
+        let var = env.iter().find(|var| var.name == name)?;
+        match &var.value_from {
+            Some(source) => source.secret_key_ref.as_ref().and_then(|selector| {
+                (selector.key != "ca.crt").then(|| format!("secret {}", selector.key))
+            }),
+            None => var.value.clone(),
+        }
+    };
+    let source: RestoreSource = restore_source(&lookup).unwrap().expect("a restore");
+    assert_eq!(source.location(), restore.location);
+    assert_eq!(source.s3.endpoint, restore.s3.endpoint);
+    assert_eq!(
+        (source.s3.region.as_str(), source.s3.virtual_hosted_style),
+        ("eu-west-1", true)
+    );
+    assert_eq!(
+        (source.size, source.sha256.as_str(), source.zxid),
+        (694_006, restore.sha256.as_str(), 0x1_0000_012a)
+    );
+    assert_eq!(source.credentials.access_key_id, "secret AWS_ACCESS_KEY_ID");
+}
+
+#[test]
+fn a_backup_schedule_changes_nothing_the_servers_run() {
+    let enabled = json!({"backup": {"enabled": true}});
+    let scheduled = json!({"backup": {
+        "enabled": true,
+        "schedule": "0 3 * * *",
+        "keep": 3,
+        "s3": {"endpoint": "http://s3:9000", "bucket": "zk-backups", "credentialsSecret": "s3"},
+    }});
+    let (enabled, scheduled) = (fixtures::children(enabled), fixtures::children(scheduled));
+    assert_eq!(enabled.stateful_set, scheduled.stateful_set);
+    assert_eq!(enabled.config_map, scheduled.config_map);
+}

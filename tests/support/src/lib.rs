@@ -15,6 +15,7 @@
 pub mod control_plane;
 pub mod dashboard;
 pub mod fault;
+pub mod kafka_tree;
 pub mod kubelet;
 pub mod linearizability;
 pub mod local_cluster;

@@ -1,0 +1,203 @@
+//! Scheduled backups, decided from what was read: no IO here.
+//!
+//! `spec.backup.schedule` is a cron pattern in UTC. Each run is one ZooKeeperBackup whose name
+//! comes from the run's time ([`backup_name`]), labelled with the ensemble
+//! ([`SCHEDULED_BY_LABEL`]) and annotated with the run's time ([`SCHEDULED_AT_ANNOTATION`]).
+//! The name makes creating a run idempotent: an operator that restarts, or a second replica,
+//! asks for the same name, and the API server keeps one. The run due is the latest occurrence
+//! of the pattern after the newest run there is ([`due`]), so runs missed while the operator
+//! was away are taken once, as a CronJob with `concurrencyPolicy: Forbid` would catch up.
+//!
+//! Retention ([`to_prune`]) keeps the `keep` newest runs that succeeded and as many failed
+//! ones; runs still in progress are never pruned, and neither are backups created by hand (they
+//! carry no label). The newest successful run is always kept, as `keep` is at least 1.
+
+use std::collections::BTreeMap;
+
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use kube::ResourceExt;
+
+use crate::api::{BackupPhase, ZooKeeperBackup};
+
+/// Label on a scheduled backup: the ensemble whose schedule created it.
+pub const SCHEDULED_BY_LABEL: &str = "zooherd.dev/scheduled-by";
+/// Annotation on a scheduled backup: the run's time (RFC 3339, UTC).
+pub const SCHEDULED_AT_ANNOTATION: &str = "zooherd.dev/scheduled-at";
+
+/// The pattern, parsed: five fields, or six with seconds first; no year.
+pub fn parse(schedule: &str) -> Result<Cron, String> {
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build()
+        .parse(schedule)
+        .map_err(|e| e.to_string())
+}
+
+/// The run due at `now`: the latest occurrence of `cron` at or before `now` and after `since`
+/// (the newest run's time, or the ensemble's creation). `None` when no run is due.
+pub fn due(cron: &Cron, since: Timestamp, now: Timestamp) -> Option<Timestamp> {
+    let now = now.to_zoned(TimeZone::UTC);
+    let latest = cron.find_previous_occurrence(&now, true).ok()?.timestamp();
+    (latest > since).then_some(latest)
+}
+
+/// The next occurrence of `cron` after `now`.
+pub fn next(cron: &Cron, now: Timestamp) -> Option<Timestamp> {
+    let now = now.to_zoned(TimeZone::UTC);
+    Some(cron.find_next_occurrence(&now, false).ok()?.timestamp())
+}
+
+/// The name of the run at `at` of `ensemble`'s schedule: `<ensemble>-<yyyymmdd-hhmmss>`.
+pub fn backup_name(ensemble: &str, at: Timestamp) -> String {
+    format!("{ensemble}-{}", at.strftime("%Y%m%d-%H%M%S"))
+}
+
+/// When a scheduled backup's run was, from its annotation.
+pub fn scheduled_at(backup: &ZooKeeperBackup) -> Option<Timestamp> {
+    backup
+        .annotations()
+        .get(SCHEDULED_AT_ANNOTATION)?
+        .parse()
+        .ok()
+}
+
+/// The newest run among `scheduled` (an ensemble's scheduled backups).
+pub fn newest_run(scheduled: &[ZooKeeperBackup]) -> Option<Timestamp> {
+    scheduled.iter().filter_map(scheduled_at).max()
+}
+
+/// The scheduled backups to delete: beyond the `keep` newest that succeeded, and beyond the
+/// `keep` newest that failed. Backups still pending or running stay.
+pub fn to_prune(scheduled: &[ZooKeeperBackup], keep: usize) -> Vec<&ZooKeeperBackup> {
+    let mut finished: BTreeMap<bool, Vec<(Timestamp, &ZooKeeperBackup)>> = BTreeMap::new();
+    for backup in scheduled {
+        let phase = backup.status.as_ref().and_then(|s| s.phase);
+        let Some(at) = scheduled_at(backup) else {
+            continue;
+        };
+        match phase {
+            Some(BackupPhase::Succeeded) => finished.entry(true).or_default().push((at, backup)),
+            Some(BackupPhase::Failed) => finished.entry(false).or_default().push((at, backup)),
+            _ => {}
+        }
+    }
+    let mut prune = Vec::new();
+    for mut runs in finished.into_values() {
+        runs.sort_by_key(|run| std::cmp::Reverse(run.0));
+        prune.extend(runs.into_iter().skip(keep.max(1)).map(|(_, backup)| backup));
+    }
+    prune
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{S3Location, ZooKeeperBackupSpec, ZooKeeperBackupStatus};
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn run(at_text: &str, phase: Option<BackupPhase>) -> ZooKeeperBackup {
+        let mut backup = ZooKeeperBackup::new(
+            &backup_name("zk", at(at_text)),
+            ZooKeeperBackupSpec {
+                ensemble: "zk".into(),
+                s3: S3Location {
+                    endpoint: "http://s3:9000".into(),
+                    bucket: "zk-backups".into(),
+                    prefix: String::new(),
+                    region: "us-east-1".into(),
+                    virtual_hosted_style: false,
+                    credentials_secret: "s3".into(),
+                },
+            },
+        );
+        backup
+            .annotations_mut()
+            .insert(SCHEDULED_AT_ANNOTATION.into(), at_text.into());
+        backup.status = Some(ZooKeeperBackupStatus {
+            phase,
+            ..ZooKeeperBackupStatus::default()
+        });
+        backup
+    }
+
+    #[test]
+    fn patterns_have_five_fields_or_six_with_seconds() {
+        assert!(parse("0 3 * * *").is_ok());
+        assert!(parse("*/10 * * * * *").is_ok());
+        for bad in ["", "every day", "0 3 * *", "61 * * * *", "0 0 3 * * * 2027"] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_run_due_is_the_latest_occurrence_after_the_newest_run() {
+        let daily = parse("0 3 * * *").unwrap();
+        let created = at("2026-12-01T10:00:00Z");
+        assert_eq!(due(&daily, created, at("2026-12-02T02:59:59Z")), None);
+        assert_eq!(
+            due(&daily, created, at("2026-12-02T03:00:00Z")),
+            Some(at("2026-12-02T03:00:00Z"))
+        );
+        // Taken: nothing more due until the next day.
+        let taken = at("2026-12-02T03:00:00Z");
+        assert_eq!(due(&daily, taken, at("2026-12-02T23:00:00Z")), None);
+        // An operator away for three days takes one run, the latest, not three.
+        assert_eq!(
+            due(&daily, taken, at("2026-12-05T12:00:00Z")),
+            Some(at("2026-12-05T03:00:00Z"))
+        );
+        assert_eq!(
+            next(&daily, at("2026-12-05T12:00:00Z")),
+            Some(at("2026-12-06T03:00:00Z"))
+        );
+        assert_eq!(
+            backup_name("zk", at("2026-12-05T03:00:00Z")),
+            "zk-20261205-030000"
+        );
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_that_succeeded_and_failed_and_every_unfinished_one() {
+        use BackupPhase::{Failed, Running, Succeeded};
+        let runs = [
+            run("2026-12-01T03:00:00Z", Some(Succeeded)),
+            run("2026-12-02T03:00:00Z", Some(Failed)),
+            run("2026-12-03T03:00:00Z", Some(Succeeded)),
+            run("2026-12-04T03:00:00Z", Some(Failed)),
+            run("2026-12-05T03:00:00Z", Some(Succeeded)),
+            run("2026-12-06T03:00:00Z", Some(Failed)),
+            run("2026-12-07T03:00:00Z", Some(Running)),
+            run("2026-11-01T03:00:00Z", None),
+        ];
+        let names = |keep| -> Vec<String> {
+            let mut names: Vec<String> =
+                to_prune(&runs, keep).iter().map(|b| b.name_any()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            names(2),
+            ["zk-20261201-030000", "zk-20261202-030000"],
+            "the oldest of each kind"
+        );
+        assert_eq!(names(3), Vec::<String>::new());
+        // keep is at least 1: the newest that succeeded always stays.
+        assert_eq!(
+            names(0),
+            [
+                "zk-20261201-030000",
+                "zk-20261202-030000",
+                "zk-20261203-030000",
+                "zk-20261204-030000"
+            ]
+        );
+        assert_eq!(newest_run(&runs), Some(at("2026-12-07T03:00:00Z")));
+    }
+}
