@@ -1416,7 +1416,7 @@ async fn a_new_ensemble_starts_from_a_stored_snapshot_and_refuses_a_damaged_one(
         secret_access_key: support::s3::SECRET_ACCESS_KEY.to_owned(),
         ca: None,
     };
-    let store = zooherd::backup::take::object_store(&location, &credentials).unwrap();
+    let store = zooherd::backup::take::object_store("s3", &location, &credentials).unwrap();
     let mut corrupted = snapshot.clone();
     corrupted[snapshot.len() / 2] ^= 0xff;
     let truncated = snapshot[..snapshot.len() / 2].to_vec();

@@ -26,7 +26,8 @@ use support::operator::{
 use support::s3::S3Server;
 use support::zookeeper::ZkEnsemble;
 use zooherd::api::{
-    BackupMetadata, BackupPhase, Phase, ZooKeeperBackup, ZooKeeperBackupStatus, ZooKeeperEnsemble,
+    BackupMetadata, BackupPhase, Phase, RestoreStatus, ZooKeeperBackup, ZooKeeperBackupStatus,
+    ZooKeeperEnsemble,
 };
 use zooherd::backup::schedule::SCHEDULED_BY_LABEL;
 use zooherd::build::names::server_host;
@@ -297,32 +298,24 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
     );
     // ... only from a backup that succeeded: until then no server is created, and the
     // condition says why ...
-    let restoring = |name: &str, backup: &str| {
+    let restoring_from = |name: &str, restore: serde_json::Value| {
         serde_json::from_value::<ZooKeeperEnsemble>(json!({
             "apiVersion": "zooherd.dev/v1beta1",
             "kind": "ZooKeeperEnsemble",
             "metadata": {"name": name},
-            "spec": {"replicas": 3, "restore": {"backup": backup}},
+            "spec": {"replicas": 3, "restore": restore},
         }))
         .unwrap()
     };
+    let restoring = |name: &str, backup: &str| restoring_from(name, json!({"backup": backup}));
     let post = PostParams::default();
     ensembles
         .create(&post, &restoring("from-nothing", "missing"))
         .await
         .unwrap();
-    let waiting = eventually("a restore that waits for its backup", || async {
-        let status = ensembles.get("from-nothing").await.unwrap().status?;
-        status
-            .conditions
-            .into_iter()
-            .find(|c| c.message.contains("spec.restore.backup"))
-    })
-    .await;
+    let waiting = condition_naming(&ensembles, "from-nothing", "spec.restore.backup").await;
     assert!(
-        waiting
-            .message
-            .contains("there is no ZooKeeperBackup missing in this namespace"),
+        waiting.contains("there is no ZooKeeperBackup missing in this namespace"),
         "{waiting:?}"
     );
     // ... and from the snapshot the backup recorded: the status names it, and the servers
@@ -332,27 +325,18 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
         .await
         .unwrap();
     let stateful_sets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
-    let stateful_set = eventually("the restored ensemble's StatefulSet", || async {
-        stateful_sets.get_opt("from-first").await.unwrap()
-    })
-    .await;
-    let resolved = ensembles
-        .get("from-first")
-        .await
-        .unwrap()
-        .status
-        .and_then(|s| s.restore)
-        .expect("status.restore before the StatefulSet");
+    let (stateful_set, resolved) =
+        restore_when_built(&ensembles, &stateful_sets, "from-first").await;
     assert_eq!(
         (
-            resolved.backup.as_str(),
+            resolved.backup.as_deref(),
             Some(&resolved.location),
             Some(&resolved.zxid),
             Some(resolved.size_bytes),
             Some(&resolved.sha256),
         ),
         (
-            "first",
+            Some("first"),
             status.location.as_ref(),
             status.zxid.as_ref(),
             status.size_bytes,
@@ -376,6 +360,64 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
         .and_then(|v| v.value_from.clone()?.secret_key_ref)
         .expect("the secret key from the backup's Secret");
     assert_eq!(credentials.name, "s3");
+
+    // ... or from the snapshot's place in the bucket, as after the loss of the cluster that
+    // took it: the figures come from the metadata object beside it.
+    let object = |key: &str| {
+        json!({"object": {
+            "s3": {"endpoint": s3.endpoint(), "bucket": BUCKET, "credentialsSecret": "s3"},
+            "key": key,
+        }})
+    };
+    let both = ensembles
+        .create(
+            &post,
+            &restoring_from(
+                "from-both",
+                json!({"backup": "first", "object": object(&key)["object"]}),
+            ),
+        )
+        .await
+        .expect_err("a restore naming a backup and an object");
+    assert!(
+        both.to_string()
+            .contains(zooherd::api::validate::RESTORE_NEEDS_ONE),
+        "{both}"
+    );
+    ensembles
+        .create(&post, &restoring_from("from-object", object(&key)))
+        .await
+        .unwrap();
+    ensembles
+        .create(
+            &post,
+            &restoring_from("from-elsewhere", object("prod/gone/zk/old-u.snapshot")),
+        )
+        .await
+        .unwrap();
+    let (_, from_object) = restore_when_built(&ensembles, &stateful_sets, "from-object").await;
+    assert_eq!(
+        from_object,
+        RestoreStatus {
+            backup: None,
+            s3: from_object.s3.clone(),
+            ..resolved.clone()
+        },
+        "the metadata object gives the figures the backup recorded"
+    );
+    let missing_object =
+        condition_naming(&ensembles, "from-elsewhere", "spec.restore.object.key").await;
+    assert!(
+        missing_object.contains("there is no metadata object prod/gone/zk/old-u.json"),
+        "{missing_object:?}"
+    );
+    assert!(
+        stateful_sets
+            .get_opt("from-elsewhere")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(
         ensembles
             .get("from-nothing")
@@ -533,6 +575,40 @@ async fn backup_where(
             check(&status).then_some(status)
         },
     )
+    .await
+}
+
+/// Ensemble `name`'s StatefulSet once it exists, and the restore its status had resolved by
+/// then (the operator writes status.restore before it builds anything).
+async fn restore_when_built(
+    ensembles: &Api<ZooKeeperEnsemble>,
+    stateful_sets: &Api<StatefulSet>,
+    name: &str,
+) -> (StatefulSet, RestoreStatus) {
+    let stateful_set = eventually(&format!("{name}: the StatefulSet"), || async {
+        stateful_sets.get_opt(name).await.unwrap()
+    })
+    .await;
+    let restore = ensembles
+        .get(name)
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.restore)
+        .expect("status.restore before the StatefulSet");
+    (stateful_set, restore)
+}
+
+/// The message of the first condition of ensemble `name` that names `field`, once there is one.
+async fn condition_naming(ensembles: &Api<ZooKeeperEnsemble>, name: &str, field: &str) -> String {
+    eventually(&format!("{name}: a condition naming {field}"), || async {
+        let status = ensembles.get(name).await.unwrap().status?;
+        status
+            .conditions
+            .into_iter()
+            .find(|c| c.message.contains(field))
+            .map(|c| c.message)
+    })
     .await
 }
 

@@ -31,7 +31,7 @@ pub const ENDPOINT_CA_KEY: &str = "ca.crt";
     category = "all",
     namespaced,
     status = "ZooKeeperBackupStatus",
-    doc = "One backup of a ZooKeeperEnsemble: a consistent snapshot streamed from a serving member to S3-compatible object storage, with its size, SHA-256 and last zxid.",
+    doc = "One backup of a ZooKeeperEnsemble: a snapshot streamed from a serving member to S3-compatible object storage, with its size, SHA-256 and zxid. ZooKeeper takes it while writes continue (a fuzzy snapshot): it holds every write acknowledged before it started.",
     printcolumn(
         name = "Ensemble",
         type_ = "string",
@@ -48,7 +48,7 @@ pub const ENDPOINT_CA_KEY: &str = "ca.crt";
         name = "Zxid",
         type_ = "string",
         json_path = ".status.zxid",
-        description = "Last zxid the snapshot holds"
+        description = "Zxid the server named the snapshot by (the last applied when it started)"
     ),
     printcolumn(
         name = "Size",
@@ -142,7 +142,7 @@ pub struct ZooKeeperBackupStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
 
-    /// Last zxid the snapshot holds, hex, as the server named its snapshot.
+    /// Zxid the server named the snapshot by (the last one applied when it started), hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zxid: Option<String>,
 

@@ -382,17 +382,41 @@ fn default_keep() -> i32 {
     7
 }
 
-/// The backup a new ensemble starts from.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+/// The backup a new ensemble starts from: a ZooKeeperBackup, or a snapshot in a bucket.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.backup) != has(self.object)").message(super::validate::RESTORE_NEEDS_ONE))]
 pub struct RestoreSpec {
     /// Name of a ZooKeeperBackup in this namespace whose phase is Succeeded. The operator
     /// creates the servers once it has; before ZooKeeper first starts, each server downloads
     /// the backup's snapshot with the credentials of the backup's Secret, checks its size and
     /// SHA-256 against the backup's status, and starts from it. Servers added later, and any
     /// server once the ensemble has formed, sync from the leader instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub backup: String,
+    pub backup: Option<String>,
+
+    /// A snapshot a Zooherd backup stored, named by its place in the bucket: for a backup
+    /// taken in another namespace or cluster, or whose ZooKeeperBackup is gone. The operator
+    /// reads the metadata object beside it (`.json` for `.snapshot`) and the servers check
+    /// the snapshot's size and SHA-256 against it, as for `backup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<RestoreObject>,
+}
+
+/// A stored snapshot: the bucket it is in and its key.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!has(self.s3.prefix) || self.s3.prefix == ''").message(super::validate::RESTORE_OBJECT_PREFIX))]
+pub struct RestoreObject {
+    /// The bucket and how to reach it; the credentials Secret is in this namespace and needs
+    /// only read access. `prefix` is not used: `key` is the whole key.
+    pub s3: super::S3Location,
+
+    /// The snapshot object's key, as a backup's status.location shows it after the bucket:
+    /// `<prefix>/<namespace>/<ensemble>/<backup>-<uid>.snapshot`.
+    #[schemars(length(min = 10, max = 1024), regex(pattern = r"^[^/].*\.snapshot$"))]
+    pub key: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, strum::Display)]

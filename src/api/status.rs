@@ -73,17 +73,19 @@ pub struct ZooKeeperEnsembleStatus {
     pub observed_generation: Option<i64>,
 }
 
-/// The snapshot a restored ensemble starts from: the backup spec.restore names, resolved once,
+/// The snapshot a restored ensemble starts from: what spec.restore names, resolved once,
 /// before the servers were created, and kept here so that the servers download exactly this
 /// object (and check exactly this size and SHA-256) even if the backup is deleted later.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreStatus {
-    /// The ZooKeeperBackup spec.restore names.
-    pub backup: String,
+    /// The ZooKeeperBackup spec.restore.backup names; absent for spec.restore.object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
     /// `s3://<bucket>/<key>` of the snapshot.
     pub location: String,
-    /// Where the object is: the backup's spec.s3 (its Secret in this namespace).
+    /// Where the object is: the backup's spec.s3, or spec.restore.object.s3 (the Secret is in
+    /// this namespace).
     pub s3: super::S3Location,
     /// The snapshot object's key in the bucket.
     pub key: String,

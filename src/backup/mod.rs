@@ -246,6 +246,7 @@ async fn gather(
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
     let credentials_secret = &backup.spec.s3.credentials_secret;
     let credentials = match plan::credentials(
+        "spec.s3",
         credentials_secret,
         read(&secrets, credentials_secret, "the credentials Secret")
             .await?
@@ -336,7 +337,7 @@ async fn attempt(
     key: &str,
     started_at: Timestamp,
 ) -> Result<Done, String> {
-    let store = take::object_store(&backup.spec.s3, &ready.credentials)?;
+    let store = take::object_store("spec.s3", &backup.spec.s3, &ready.credentials)?;
     let with_credentials = |e: take::TakeError| match e {
         take::TakeError::Storage(message) => format!(
             "object storage (endpoint {}, bucket {}, credentials from the Secret {}): {message}",

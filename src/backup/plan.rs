@@ -121,11 +121,15 @@ impl std::fmt::Debug for S3Credentials {
 }
 
 /// The credentials in `secret` (named `name`), or why it cannot give them.
-pub fn credentials(name: &str, secret: Option<&Secret>) -> Result<S3Credentials, Waiting> {
+pub fn credentials(
+    field: &str,
+    name: &str,
+    secret: Option<&Secret>,
+) -> Result<S3Credentials, Waiting> {
     let problem = |what: String| {
         Waiting::new(
             "CredentialsInvalid",
-            format!("the Secret {name} (spec.s3.credentialsSecret) {what}"),
+            format!("the Secret {name} ({field}.credentialsSecret) {what}"),
         )
     };
     let secret = secret.ok_or_else(|| {
@@ -281,7 +285,7 @@ mod tests {
             ("AWS_ACCESS_KEY_ID", b"id\n"),
             ("AWS_SECRET_ACCESS_KEY", b"key"),
         ]);
-        let read = credentials("s3", Some(&good)).unwrap();
+        let read = credentials("spec.s3", "s3", Some(&good)).unwrap();
         assert_eq!(
             read.access_key_id, "id",
             "a trailing newline is not part of it"
@@ -292,9 +296,13 @@ mod tests {
             "the secret is not printed"
         );
 
-        let missing = credentials("s3", None).unwrap_err();
+        let missing = credentials("spec.s3", "s3", None).unwrap_err();
         assert!(missing.message.contains("Secret s3"), "{missing:?}");
-        let partial = credentials("s3", Some(&secret(&[("AWS_ACCESS_KEY_ID", b"id")])));
+        let partial = credentials(
+            "spec.s3",
+            "s3",
+            Some(&secret(&[("AWS_ACCESS_KEY_ID", b"id")])),
+        );
         let partial = partial.unwrap_err();
         assert!(
             partial.message.contains("AWS_SECRET_ACCESS_KEY"),
@@ -305,7 +313,7 @@ mod tests {
             ("AWS_SECRET_ACCESS_KEY", b"key"),
         ]);
         assert!(
-            credentials("s3", Some(&binary))
+            credentials("spec.s3", "s3", Some(&binary))
                 .unwrap_err()
                 .message
                 .contains("not UTF-8")

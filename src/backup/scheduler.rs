@@ -211,8 +211,8 @@ async fn delete_objects(
     let secret = read(&secrets, name, "the credentials Secret")
         .await
         .map_err(|e| e.to_string())?;
-    let credentials = plan::credentials(name, secret.as_ref()).map_err(|w| w.message)?;
-    let store = take::object_store(&backup.spec.s3, &credentials)?;
+    let credentials = plan::credentials("spec.s3", name, secret.as_ref()).map_err(|w| w.message)?;
+    let store = take::object_store("spec.s3", &backup.spec.s3, &credentials)?;
     let snapshot = plan::snapshot_key(backup);
     for key in [plan::metadata_key(&snapshot), snapshot] {
         match store.delete(&ObjectPath::from(key.as_str())).await {

@@ -44,8 +44,9 @@ pub struct Stored {
     pub sha256: String,
 }
 
-/// An object store client for `location`, signing with `credentials`.
+/// An object store client for `location` (the spec field `field`), signing with `credentials`.
 pub fn object_store(
+    field: &str,
     location: &S3Location,
     credentials: &S3Credentials,
 ) -> Result<Arc<dyn ObjectStore>, String> {
@@ -66,7 +67,7 @@ pub fn object_store(
             ..RetryConfig::default()
         })
         .build()
-        .map_err(|e| format!("spec.s3: {e}"))?;
+        .map_err(|e| format!("{field}: {e}"))?;
     Ok(Arc::new(store))
 }
 

@@ -179,14 +179,27 @@ inner() {
     ctr --address "$sock" -n k8s.io images import "$img" >&2 || { echo "importing $img failed" >&2; exit 1; }
   done
   echo "images imported after $(elapsed_ms) ms" >&2
-  "${nsx[@]}" "$ZOOHERD_KUBELET" \
-    --config="$n/kubelet/config.yaml" \
-    --kubeconfig="$n/kubelet.kubeconfig" \
-    --root-dir="$n/kubelet/root" \
-    --cert-dir="$n/kubelet/pki" \
-    --hostname-override="$name" \
-    --node-ip="$node_ip" \
-    --v="${ZOOHERD_NODE_KUBELET_V:-2}" > "$n/logs/kubelet.log" 2>&1 &
+  # Supervised as systemd's kubelet.service (Restart=always) supervises it on a real node: the
+  # kubelet of k8s.io/kubernetes v1.35.4 has crashed here at start with "concurrent map
+  # iteration and map write" (cm.GetCapacity racing the DRA plugin manager's first node
+  # status; the race class of kubernetes/kubernetes#119637); a real node restarts it and so
+  # does this one, a few times, each crash logged.
+  (
+    for attempt in 1 2 3 4 5; do
+      "${nsx[@]}" "$ZOOHERD_KUBELET" \
+        --config="$n/kubelet/config.yaml" \
+        --kubeconfig="$n/kubelet.kubeconfig" \
+        --root-dir="$n/kubelet/root" \
+        --cert-dir="$n/kubelet/pki" \
+        --hostname-override="$name" \
+        --node-ip="$node_ip" \
+        --v="${ZOOHERD_NODE_KUBELET_V:-2}" >> "$n/logs/kubelet.log" 2>&1
+      echo "node: the kubelet exited ($?); restarting it (attempt $attempt of 5)" \
+        | tee -a "$n/logs/kubelet.log" >&2
+      sleep 1
+    done
+    exit 1
+  ) &
   if [ "$with_proxy" = 1 ]; then
     "${nsx[@]}" "$ZOOHERD_KUBE_PROXY" --config="$n/kube-proxy/config.yaml" --v=2 \
       > "$n/logs/kube-proxy.log" 2>&1 &

@@ -218,8 +218,9 @@ async fn download_to(
         location: source.location(),
         problem,
     };
-    let store = crate::backup::take::object_store(&source.s3, &source.credentials)
-        .map_err(|e| failed(format!("the object store: {e}")))?;
+    let store =
+        crate::backup::take::object_store("ZOOHERD_RESTORE_*", &source.s3, &source.credentials)
+            .map_err(|e| failed(format!("the object store: {e}")))?;
     let object = store
         .get(&ObjectPath::from(source.key.as_str()))
         .await

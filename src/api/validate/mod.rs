@@ -57,6 +57,8 @@ pub const NO_CLIENT_PEERS: &str = "spec.networkPolicy.clientFrom must not be emp
 /// The CEL rule's message: spec.restore is set when the ensemble is created, and only then.
 pub const RESTORE_ONLY_AT_CREATION: &str = "spec.restore can only be given when the ensemble is created, and cannot change afterwards: restoring into an existing ensemble would replace the data it serves; create a new ZooKeeperEnsemble with spec.restore instead";
 /// The CEL rule's message: a schedule needs backups on and a destination.
+pub const RESTORE_NEEDS_ONE: &str = "spec.restore: give either backup (a ZooKeeperBackup in this namespace) or object (a snapshot in a bucket), exactly one";
+pub const RESTORE_OBJECT_PREFIX: &str = "spec.restore.object.s3.prefix is not used for a restore; give the whole key of the snapshot in spec.restore.object.key";
 pub const SCHEDULE_NEEDS: &str = "spec.backup.schedule needs spec.backup.enabled: true and spec.backup.s3 (where the scheduled backups go)";
 pub const BACKUP_WITHOUT_QUORUM_TLS: &str = "spec.backup.enabled needs spec.tls.quorum: true (the AdminServer's snapshot command streams all data, and only the TLS AdminServer keeps everyone but the operator out); switch quorum TLS on, or backups off";
 
@@ -151,6 +153,12 @@ pub enum ValidationError {
     #[error("{BACKUP_WITHOUT_QUORUM_TLS}")]
     BackupWithoutQuorumTls,
 
+    #[error("{RESTORE_NEEDS_ONE}")]
+    RestoreNeedsOne,
+
+    #[error("{RESTORE_OBJECT_PREFIX}")]
+    RestoreObjectPrefix,
+
     #[error("{SCHEDULE_NEEDS}")]
     ScheduleNeeds,
 
@@ -228,6 +236,7 @@ pub fn validate(ensemble: &ZooKeeperEnsemble) -> Result<Validated<'_>, Validatio
     let (heap, memory_limit) = validate_jvm(ensemble)?;
     validate_network_policy(ensemble)?;
     validate_backup(&ensemble.spec)?;
+    validate_restore(&ensemble.spec)?;
     Ok(Validated {
         ensemble,
         replicas,
@@ -370,6 +379,18 @@ fn suffix_scale(suffix: &str) -> Result<(u32, i32), QuantityError> {
         }
     };
     Ok(scale)
+}
+
+fn validate_restore(spec: &ZooKeeperEnsembleSpec) -> Result<(), ValidationError> {
+    let Some(restore) = &spec.restore else {
+        return Ok(());
+    };
+    match (&restore.backup, &restore.object) {
+        (Some(_), None) => Ok(()),
+        (None, Some(object)) if object.s3.prefix.is_empty() => Ok(()),
+        (None, Some(_)) => Err(ValidationError::RestoreObjectPrefix),
+        _ => Err(ValidationError::RestoreNeedsOne),
+    }
 }
 
 fn validate_backup(spec: &ZooKeeperEnsembleSpec) -> Result<(), ValidationError> {

@@ -660,3 +660,37 @@ fn a_backup_schedule_is_a_cron_pattern_with_backups_on_and_a_destination() {
         "{error}"
     );
 }
+
+#[test]
+fn a_restore_names_a_backup_or_a_whole_object_key() {
+    let s3 =
+        json!({"endpoint": "http://s3:9000", "bucket": "zk-backups", "credentialsSecret": "s3"});
+    let key = "prod/data/zk/nightly-u-1.snapshot";
+    assert_eq!(
+        validate_spec(json!({"restore": {"backup": "nightly"}})),
+        Ok(())
+    );
+    assert_eq!(
+        validate_spec(json!({"restore": {"object": {"s3": s3, "key": key}}})),
+        Ok(())
+    );
+    assert_eq!(
+        validate_spec(json!({"restore": {}})),
+        Err(ValidationError::RestoreNeedsOne)
+    );
+    assert_eq!(
+        validate_spec(json!({"restore": {"backup": "nightly", "object": {"s3": s3, "key": key}}})),
+        Err(ValidationError::RestoreNeedsOne)
+    );
+    let mut prefixed = s3.clone();
+    prefixed["prefix"] = json!("prod");
+    let error =
+        validate_spec(json!({"restore": {"object": {"s3": prefixed, "key": key}}})).unwrap_err();
+    assert_eq!(error, ValidationError::RestoreObjectPrefix);
+    assert!(
+        error
+            .to_string()
+            .contains("give the whole key of the snapshot in spec.restore.object.key"),
+        "{error}"
+    );
+}

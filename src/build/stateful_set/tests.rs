@@ -687,7 +687,7 @@ fn a_restored_ensemble_passes_the_resolved_snapshot_that_the_agent_reads_back() 
     use crate::agent::server::{ENV_RESTORE_KEY, RestoreSource, restore_source};
     use crate::api::{RestoreStatus, S3Location, ZooKeeperEnsembleStatus};
     let restore = RestoreStatus {
-        backup: "nightly".into(),
+        backup: Some("nightly".into()),
         location: "s3://zk-backups/prod/data/zk/nightly-1.snapshot".into(),
         s3: S3Location {
             endpoint: "https://s3.storage:9000".into(),
