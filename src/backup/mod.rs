@@ -345,16 +345,7 @@ async fn attempt(
         ),
         member => member.to_string(),
     };
-    let http = crate::http::admin_builder(&ready.admin_tls)
-        .and_then(|builder| {
-            builder
-                .no_proxy()
-                .connect_timeout(Duration::from_secs(5))
-                .read_timeout(Duration::from_secs(60))
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .map_err(|e| format!("the operator's AdminServer client: {e}"))?;
+    let http = take::snapshot_client(&ready.admin_tls)?;
     let admin =
         crate::quorum::admin::AdminClient::with_tls(Duration::from_secs(5), &ready.admin_tls)?;
     let mut failures = Vec::new();

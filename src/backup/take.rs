@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::plan::S3Credentials;
 use crate::api::S3Location;
+use crate::http::AdminTls;
 use crate::quorum::reconfig::SUPERUSER;
 
 /// Bytes per uploaded part; S3 takes parts of 5 MiB and more (but the last).
@@ -111,6 +112,22 @@ pub enum TakeError {
     Storage(String),
 }
 
+/// The client that asks the AdminServers for snapshots, as the operator (`tls`): no overall
+/// timeout, since a large tree streams for minutes, but one on each read, so that a member
+/// frozen mid-stream fails the attempt instead of holding it for ever.
+pub fn snapshot_client(tls: &AdminTls) -> Result<reqwest::Client, String> {
+    crate::http::admin_builder(tls)
+        .and_then(|builder| {
+            builder
+                .no_proxy()
+                .connect_timeout(Duration::from_secs(5))
+                .read_timeout(Duration::from_secs(60))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| format!("the operator's AdminServer client: {e}"))
+}
+
 /// Streams a snapshot from the AdminServer at `base` (`https://<pod IP>:8080`) of `member` to
 /// `key` in `store`, with `password` the superuser's.
 pub async fn stream_snapshot(
@@ -158,6 +175,20 @@ enum Copy {
     Storage(String),
 }
 
+/// The request for a streamed snapshot from the AdminServer at `base`, as the superuser whose
+/// password is `password`.
+pub fn snapshot_request(
+    http: &reqwest::Client,
+    base: &str,
+    password: &str,
+) -> reqwest::RequestBuilder {
+    http.get(format!("{base}/commands/snapshot?streaming=true"))
+        .header(
+            reqwest::header::AUTHORIZATION,
+            format!("digest {SUPERUSER}:{password}"),
+        )
+}
+
 /// Asks the AdminServer at `base` for a snapshot and writes it into `upload`, hashing it.
 async fn copy(
     http: &reqwest::Client,
@@ -165,12 +196,7 @@ async fn copy(
     password: &str,
     upload: &mut WriteMultipart,
 ) -> Result<Stored, Copy> {
-    let response = http
-        .get(format!("{base}/commands/snapshot?streaming=true"))
-        .header(
-            reqwest::header::AUTHORIZATION,
-            format!("digest {SUPERUSER}:{password}"),
-        )
+    let response = snapshot_request(http, base, password)
         .send()
         .await
         .map_err(|e| Copy::Member(format!("asking for a snapshot: {e}")))?;

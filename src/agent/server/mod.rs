@@ -88,7 +88,7 @@ pub use restore::{
     ENV_RESTORE_ACCESS_KEY_ID, ENV_RESTORE_BUCKET, ENV_RESTORE_CA, ENV_RESTORE_ENDPOINT,
     ENV_RESTORE_KEY, ENV_RESTORE_REGION, ENV_RESTORE_SECRET_ACCESS_KEY, ENV_RESTORE_SHA256,
     ENV_RESTORE_SIZE, ENV_RESTORE_VIRTUAL_HOSTED_STYLE, ENV_RESTORE_ZXID, RestoreSource,
-    restore_source,
+    fetch_snapshot, restore_source,
 };
 
 use clap::builder::TypedValueParser as _;
@@ -281,7 +281,7 @@ pub fn run(args: &Args) -> Result<Infallible, StartError> {
         )
     {
         let started = std::time::Instant::now();
-        let snapshot = restore::fetch(&source, &plan.data_dir)?;
+        let snapshot = fetch_snapshot(&source, &plan.data_dir)?;
         eprintln!(
             "zooherd server: restored {location} ({size} bytes, SHA-256 {sha}, zxid {zxid:#x}) to {path} in {secs:.1} s",
             location = source.location(),

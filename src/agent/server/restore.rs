@@ -177,7 +177,7 @@ pub fn mismatch(source: &RestoreSource, size: u64, sha256: &str, head: &[u8]) ->
 
 /// Downloads the snapshot into `data_dir/version-2`, checked, under the name ZooKeeper loads;
 /// returns its path. Nothing ZooKeeper would load is left behind on failure.
-pub fn fetch(source: &RestoreSource, data_dir: &Path) -> Result<PathBuf, StartError> {
+pub fn fetch_snapshot(source: &RestoreSource, data_dir: &Path) -> Result<PathBuf, StartError> {
     let version_2 = data_dir.join("version-2");
     fs::create_dir_all(&version_2).map_err(|e| io_error("create", &version_2, &e))?;
     let download = version_2.join(DOWNLOAD_FILE);

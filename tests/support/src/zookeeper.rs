@@ -649,6 +649,38 @@ impl ZkEnsembleBuilder {
         })
     }
 
+    /// Starts the servers so that they run quorum TLS as the operator's pods do (stage on: mutual
+    /// TLS between them, an AdminServer for clients with a certificate of the ensemble's CA
+    /// only), with the certificates of a new CA. Returns the ensemble, which asks its
+    /// AdminServers with a client certificate of that CA, and the operator's credentials
+    /// ([`zooherd::tls::admin_client`]). Does not wait.
+    pub fn start_with_quorum_tls(self) -> io::Result<(ZkEnsemble, zooherd::http::AdminTls)> {
+        use zooherd::build::tls::{CA_KEY, KEY_STORE_KEY, QuorumTls};
+        let size = self.size;
+        let mut zk = self.prepare()?;
+        let ips: Vec<std::net::IpAddr> = zk.members.iter().map(|m| m.ip().into()).collect();
+        let now = jiff::Timestamp::now();
+        let issued = zooherd::tls::issue("tests/zk", &[], &ips, now).map_err(io::Error::other)?;
+        let dir = zk.dir().join("tls");
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join(KEY_STORE_KEY), issued.key_store())?;
+        fs::write(dir.join(CA_KEY), &issued.ca_certificate)?;
+        let operator = zooherd::tls::admin_client(
+            "tests/zk",
+            &issued.ca_certificate,
+            &issued.ca_key,
+            "zooherd operator",
+            now,
+        )
+        .map_err(io::Error::other)?;
+        zk.set_admin_tls(0..size, &operator)?;
+        for i in 0..size {
+            zk.configure_quorum_tls(i, QuorumTls::On, &dir)?;
+            zk.start_member(i)?;
+        }
+        Ok((zk, operator))
+    }
+
     /// [`prepare`](Self::prepare)s the ensemble and starts every member.
     pub fn start(self) -> io::Result<ZkEnsemble> {
         let mut ensemble = self.prepare()?;
@@ -789,35 +821,9 @@ impl ZkEnsemble {
         Self::builder(size).start()
     }
 
-    /// Starts `size` servers that run quorum TLS as the operator's pods do (stage on: mutual
-    /// TLS between them, an AdminServer for clients with a certificate of the ensemble's CA
-    /// only), with the certificates of a new CA. Returns the ensemble, which asks its
-    /// AdminServers with a client certificate of that CA, and the operator's credentials
-    /// ([`zooherd::tls::admin_client`]). Does not wait.
+    /// [`ZkEnsembleBuilder::start_with_quorum_tls`] with the defaults.
     pub fn start_with_quorum_tls(size: usize) -> io::Result<(ZkEnsemble, zooherd::http::AdminTls)> {
-        use zooherd::build::tls::{CA_KEY, KEY_STORE_KEY, QuorumTls};
-        let mut zk = Self::builder(size).prepare()?;
-        let ips: Vec<std::net::IpAddr> = zk.members.iter().map(|m| m.ip().into()).collect();
-        let now = jiff::Timestamp::now();
-        let issued = zooherd::tls::issue("tests/zk", &[], &ips, now).map_err(io::Error::other)?;
-        let dir = zk.dir().join("tls");
-        fs::create_dir_all(&dir)?;
-        fs::write(dir.join(KEY_STORE_KEY), issued.key_store())?;
-        fs::write(dir.join(CA_KEY), &issued.ca_certificate)?;
-        let operator = zooherd::tls::admin_client(
-            "tests/zk",
-            &issued.ca_certificate,
-            &issued.ca_key,
-            "zooherd operator",
-            now,
-        )
-        .map_err(io::Error::other)?;
-        zk.set_admin_tls(0..size, &operator)?;
-        for i in 0..size {
-            zk.configure_quorum_tls(i, QuorumTls::On, &dir)?;
-            zk.start_member(i)?;
-        }
-        Ok((zk, operator))
+        Self::builder(size).start_with_quorum_tls()
     }
 
     pub fn size(&self) -> usize {
