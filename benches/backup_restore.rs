@@ -155,7 +155,8 @@ async fn measure(s3: &S3Server, znodes: usize, bytes: usize) -> Row {
     .await;
     let snapshot_mb = stored.size_bytes as f64 / 1e6;
     println!(
-        "  backup: {snapshot_mb:.1} MB in {:.2} s (read and dropped: {:.2} s), last zxid {}",
+        "  backup: {snapshot_mb:.1} MB, {} znodes, in {:.2} s (read and dropped: {:.2} s), last zxid {}",
+        stored.contents.znodes,
         backup.as_secs_f64(),
         drain.as_secs_f64(),
         stored.zxid

@@ -172,6 +172,16 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
     assert_eq!(Some(&metadata.zxid), status.zxid.as_ref());
     assert_eq!(metadata.snapshot_key, key);
     assert_eq!(metadata.ensemble, "zk");
+    // Counted and checked on the way (the snapshot's own checksums), in both places.
+    assert_eq!(
+        metadata.znode_count.and_then(|n| i64::try_from(n).ok()),
+        status.znode_count
+    );
+    assert_eq!(metadata.tree_digest, status.tree_digest);
+    assert!(
+        status.tree_digest.is_some(),
+        "ZooKeeper 3.9 writes its tree digest into snapshots: {status:?}"
+    );
     assert!(
         metadata
             .zookeeper_version
@@ -207,6 +217,13 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
         .wait_for_quorum(Duration::from_secs(60))
         .await
         .expect("the restored server serves");
+    // Read at once, before the restored sessions expire and take their ephemeral znodes.
+    let mntr = restored.admin_command(0, "mntr").await.expect("mntr");
+    assert_eq!(
+        mntr["znode_count"].as_f64().map(|n| n as i64 - 1),
+        status.znode_count,
+        "the restored server holds the znodes counted in the snapshot (its count has the root twice)"
+    );
     let reader = zk::Client::connect(&restored.connect_string())
         .await
         .expect("connecting to the restored server");

@@ -57,6 +57,12 @@ pub const ENDPOINT_CA_KEY: &str = "ca.crt";
         description = "Bytes stored"
     ),
     printcolumn(
+        name = "Znodes",
+        type_ = "integer",
+        json_path = ".status.znodeCount",
+        description = "Znodes in the snapshot, the root included"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -146,6 +152,17 @@ pub struct ZooKeeperBackupStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zxid: Option<String>,
 
+    /// Znodes in the snapshot, the root included, as the operator counted them while it
+    /// checked the snapshot's own checksums. (ZooKeeper's `znode_count` metric counts the
+    /// root twice: one more.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub znode_count: Option<i64>,
+
+    /// The data-tree digest ZooKeeper wrote into the snapshot (absent when the server has
+    /// `zookeeper.digest.enabled` off, or had applied no transaction yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree_digest: Option<TreeDigest>,
+
     /// The pod whose server took the snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
@@ -187,6 +204,19 @@ impl BackupPhase {
     }
 }
 
+/// ZooKeeper's digest of its data tree after one transaction (`ZxidDigest`): two servers whose
+/// trees hold the same znodes have the same digest at the same zxid.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TreeDigest {
+    /// The transaction after which the tree had this digest, hex (`0x...`).
+    pub zxid: String,
+    /// The digest, hex.
+    pub value: String,
+    /// The version of ZooKeeper's digest calculation.
+    pub version: i32,
+}
+
 /// The metadata object stored beside a snapshot: what it is and where it came from, enough to
 /// check a download against (size, SHA-256) and to restore it knowingly.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -206,6 +236,12 @@ pub struct BackupMetadata {
     pub zxid: String,
     pub size_bytes: u64,
     pub sha256: String,
+    /// Znodes in the snapshot, the root included (absent in metadata written before it was
+    /// counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub znode_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree_digest: Option<TreeDigest>,
     /// The snapshot object's key.
     pub snapshot_key: String,
     pub started_at: Timestamp,

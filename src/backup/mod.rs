@@ -17,6 +17,7 @@
 pub mod plan;
 pub mod schedule;
 mod scheduler;
+pub mod snapshot_file;
 pub mod source;
 pub mod take;
 
@@ -176,8 +177,9 @@ async fn reconcile(backup: Arc<ZooKeeperBackup>, ctx: Arc<Context>) -> Result<Ac
     match result {
         Ok(done) => {
             let message = format!(
-                "stored {} bytes (zxid {}) from {} at {}",
+                "stored {} bytes ({} znodes, zxid {}) from {} at {}",
                 done.stored.size_bytes,
+                done.stored.contents.znodes,
                 done.stored.zxid,
                 done.member,
                 running.location.as_deref().unwrap_or_default()
@@ -188,6 +190,8 @@ async fn reconcile(backup: Arc<ZooKeeperBackup>, ctx: Arc<Context>) -> Result<Ac
                 size_bytes: i64::try_from(done.stored.size_bytes).ok(),
                 sha256: Some(done.stored.sha256),
                 zxid: Some(done.stored.zxid),
+                znode_count: i64::try_from(done.stored.contents.znodes).ok(),
+                tree_digest: done.stored.contents.digest.map(tree_digest),
                 member: Some(done.member),
                 zookeeper_version: done.version,
                 completed_at: Some(Time(completed_at)),
@@ -330,6 +334,15 @@ struct Done {
     version: Option<String>,
 }
 
+/// The digest as the status and the metadata show it.
+fn tree_digest(digest: snapshot_file::TreeDigest) -> crate::api::TreeDigest {
+    crate::api::TreeDigest {
+        zxid: format!("{:#x}", digest.zxid),
+        value: format!("{:#018x}", digest.value),
+        version: digest.version,
+    }
+}
+
 /// One attempt: each member in turn until one gives a snapshot; the metadata once stored.
 async fn attempt(
     backup: &ZooKeeperBackup,
@@ -378,6 +391,8 @@ async fn attempt(
                     zxid: stored.zxid.clone(),
                     size_bytes: stored.size_bytes,
                     sha256: stored.sha256.clone(),
+                    znode_count: Some(stored.contents.znodes),
+                    tree_digest: stored.contents.digest.map(tree_digest),
                     snapshot_key: key.to_owned(),
                     started_at,
                     completed_at: Timestamp::now(),

@@ -12,7 +12,9 @@
 //! The snapshot is uploaded in parts (S3 multipart, 8 MiB each, two in flight), so memory
 //! stays bounded whatever the data size; a part that fails aborts the upload, which leaves no
 //! object behind. The metadata object is written only after the snapshot completed and its
-//! length matched the header, so a metadata object always describes a whole snapshot.
+//! length matched the header and it passed ZooKeeper's own checksums (read on the way by
+//! [`super::snapshot_file`], which also counts its znodes), so a metadata object always
+//! describes a whole snapshot.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig, Writ
 use sha2::{Digest, Sha256};
 
 use super::plan::S3Credentials;
+use super::snapshot_file::{SnapshotReader, SnapshotSummary};
 use crate::api::S3Location;
 use crate::http::AdminTls;
 use crate::quorum::reconfig::SUPERUSER;
@@ -43,6 +46,8 @@ pub struct Stored {
     pub zxid: String,
     pub size_bytes: u64,
     pub sha256: String,
+    /// What the snapshot holds, read on the way.
+    pub contents: SnapshotSummary,
 }
 
 /// An object store client for `location` (the spec field `field`), signing with `credentials`.
@@ -226,6 +231,7 @@ async fn copy(
     let zxid = super::plan::zxid(header("last_zxid").as_deref()).map_err(Copy::Member)?;
     let announced: Option<u64> = header("snapshot_size").and_then(|size| size.parse().ok());
     let mut hash = Sha256::new();
+    let mut contents = SnapshotReader::default();
     let mut size_bytes = 0u64;
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
@@ -235,6 +241,7 @@ async fn copy(
             .await
             .map_err(|e| Copy::Storage(e.to_string()))?;
         hash.update(&chunk);
+        contents.push(&chunk);
         size_bytes += chunk.len() as u64;
         upload.put(chunk);
     }
@@ -246,10 +253,16 @@ async fn copy(
             "the snapshot ended after {size_bytes} of {announced} bytes"
         )));
     }
+    // A snapshot that is not whole by its own checksums (a server that broke off, a disk or
+    // a proxy that changed bytes) is never stored as a backup.
+    let contents = contents
+        .finish()
+        .map_err(|e| Copy::Member(format!("the snapshot it streamed is not whole: {e}")))?;
     Ok(Stored {
         zxid,
         size_bytes,
         sha256: const_hex::encode(hash.finalize()),
+        contents,
     })
 }
 
