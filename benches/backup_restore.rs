@@ -16,7 +16,9 @@
 //!   [`take::snapshot_client`]) streams a snapshot from a follower's TLS AdminServer to the
 //!   store in parts, hashing it on the way, as a `ZooKeeperBackup` does; beside it, the time
 //!   to read a snapshot from the same server and drop it (under the same writers), which is
-//!   what ZooKeeper and TLS cost without the store;
+//!   what ZooKeeper and TLS cost without the store; and, on its own, the time the snapshot
+//!   reader (which counts the znodes and checks ZooKeeper's seals on the way) takes over the
+//!   stored object;
 //! - **writers**: two clients write 100-byte `setData`s one after another, one connected to
 //!   the follower that streams (the worst place to be) and one to the leader; their latency is
 //!   measured for 5 s before the backup and for as long as the backup runs;
@@ -38,6 +40,7 @@ use support::zookeeper::{JavaLauncher, ZkEnsemble, ZkEnsembleBuilder};
 use zooherd::agent::server::{RestoreSource, fetch_snapshot};
 use zooherd::api::S3Location;
 use zooherd::backup::plan::S3Credentials;
+use zooherd::backup::snapshot_file::SnapshotReader;
 use zooherd::backup::take;
 use zooherd::quorum::reconfig::super_digest;
 use zookeeper_client as zk;
@@ -160,6 +163,22 @@ async fn measure(s3: &S3Server, znodes: usize, bytes: usize) -> Row {
         backup.as_secs_f64(),
         drain.as_secs_f64(),
         stored.zxid
+    );
+    // What reading the snapshot on the way costs the operator, on its own: the stored object
+    // through the reader in 64 KiB chunks.
+    let object = std::fs::read(s3.object_file(BUCKET, &key)).expect("the stored snapshot");
+    let reading = Instant::now();
+    let mut reader = SnapshotReader::default();
+    for chunk in object.chunks(64 << 10) {
+        reader.push(chunk);
+    }
+    let summary = reader.finish().expect("a whole snapshot");
+    let reading = reading.elapsed();
+    assert_eq!(summary, stored.contents);
+    println!(
+        "  the snapshot reader alone: {:.3} s ({:.0} MB/s)",
+        reading.as_secs_f64(),
+        snapshot_mb / reading.as_secs_f64()
     );
     drop(client);
     drop(zookeeper);

@@ -95,11 +95,12 @@ enum Part {
 #[derive(Debug)]
 pub struct SnapshotReader {
     part: Part,
-    /// Bytes not yet read as a whole item.
+    /// Bytes received and not yet dropped: `pending[read..]` is not yet read as a whole item.
     pending: Vec<u8>,
-    /// Offset of `pending[0]` in the stream.
+    read: usize,
+    /// Offset of `pending[read]` in the stream.
     offset: u64,
-    /// Adler-32 of every byte before `pending`.
+    /// Adler-32 of every byte before `pending[read]`.
     checksum: Adler32,
     znodes: u64,
     sessions: u64,
@@ -113,6 +114,7 @@ impl Default for SnapshotReader {
         SnapshotReader {
             part: Part::Header,
             pending: Vec::new(),
+            read: 0,
             offset: 0,
             checksum: Adler32::new(),
             znodes: 0,
@@ -186,25 +188,30 @@ impl SnapshotReader {
             match self.step() {
                 Ok(0) => break,
                 Ok(consumed) => {
-                    self.checksum.write_slice(&self.pending[..consumed]);
-                    self.pending.drain(..consumed);
+                    let item = &self.pending[self.read..self.read + consumed];
+                    self.checksum.write_slice(item);
+                    self.read += consumed;
                     self.offset += consumed as u64;
                 }
                 Err(Read::Short) => break,
                 Err(Read::Bad(error)) => {
                     self.failed = Some(error);
                     self.pending = Vec::new();
-                    break;
+                    self.read = 0;
+                    return;
                 }
             }
         }
+        // Once per chunk, not per item: the rest moves to the front.
+        self.pending.drain(..self.read);
+        self.read = 0;
     }
 
     /// Reads one item of the current part from `pending`; the bytes it used (0: the part ended
     /// without using any, or nothing is left to read).
     fn step(&mut self) -> Result<usize, Read> {
         let mut cursor = Cursor {
-            bytes: &self.pending,
+            bytes: &self.pending[self.read..],
             at: 0,
             base: self.offset,
         };
@@ -271,23 +278,24 @@ impl SnapshotReader {
                 // What comes before the next seal is known only once the seal is found: the
                 // digest (20 bytes) or the last zxid (8). A seal's checksum is the Adler-32 of
                 // all before it, which bytes of another shape match by chance only.
+                let unread = &self.pending[self.read..];
                 for len in [8, 20] {
                     let mut probe = Cursor {
-                        bytes: &self.pending,
+                        bytes: unread,
                         at: len,
                         base: self.offset,
                     };
                     let Ok(found) = probe.long() else { continue };
                     let mut computed = self.checksum;
-                    computed.write_slice(&self.pending[..len]);
+                    computed.write_slice(&unread[..len]);
                     if found == u64::from(computed.checksum()) && probe.bytes("seal").is_ok() {
                         self.trailer
-                            .push((self.pending[..len].to_vec(), self.offset + len as u64));
+                            .push((unread[..len].to_vec(), self.offset + len as u64));
                         return Ok(probe.at);
                     }
                 }
-                if self.pending.len() > LONGEST_SEALED_ITEM {
-                    return Err(Read::Bad(SnapshotError::Trailing(self.pending.len())));
+                if unread.len() > LONGEST_SEALED_ITEM {
+                    return Err(Read::Bad(SnapshotError::Trailing(unread.len())));
                 }
                 return Err(Read::Short);
             }
