@@ -104,8 +104,8 @@ pub struct SnapshotReader {
     checksum: Adler32,
     znodes: u64,
     sessions: u64,
-    /// The trailer's parts as read: (the longs and ints before a seal, the seal's offset).
-    trailer: Vec<(Vec<u8>, u64)>,
+    /// The tree digest, once its sealed trailer item is read.
+    digest: Option<TreeDigest>,
     failed: Option<SnapshotError>,
 }
 
@@ -119,7 +119,7 @@ impl Default for SnapshotReader {
             checksum: Adler32::new(),
             znodes: 0,
             sessions: 0,
-            trailer: Vec::new(),
+            digest: None,
             failed: None,
         }
     }
@@ -289,8 +289,20 @@ impl SnapshotReader {
                     let mut computed = self.checksum;
                     computed.write_slice(&unread[..len]);
                     if found == u64::from(computed.checksum()) && probe.bytes("seal").is_ok() {
-                        self.trailer
-                            .push((unread[..len].to_vec(), self.offset + len as u64));
+                        if len == 20 {
+                            self.digest = Some(TreeDigest {
+                                zxid: u64::from_be_bytes(unread[0..8].try_into().expect("8 bytes")),
+                                version: i32::from_be_bytes(
+                                    unread[8..12].try_into().expect("4 bytes"),
+                                ),
+                                value: u64::from_be_bytes(
+                                    unread[12..20].try_into().expect("8 bytes"),
+                                ),
+                            })
+                            // ZooKeeper writes an empty digest (zxid 0) before its first
+                            // transaction.
+                            .filter(|digest| digest.zxid != 0);
+                        }
                         return Ok(probe.at);
                     }
                 }
@@ -344,21 +356,10 @@ impl SnapshotReader {
         if !inside.is_empty() {
             return Err(SnapshotError::Truncated(end, inside));
         }
-        let digest = self
-            .trailer
-            .iter()
-            .find(|(fields, _)| fields.len() == 20)
-            .map(|(fields, _)| TreeDigest {
-                zxid: u64::from_be_bytes(fields[0..8].try_into().expect("8 bytes")),
-                version: i32::from_be_bytes(fields[8..12].try_into().expect("4 bytes")),
-                value: u64::from_be_bytes(fields[12..20].try_into().expect("8 bytes")),
-            })
-            // ZooKeeper writes an empty digest (zxid 0) before its first transaction.
-            .filter(|digest| digest.zxid != 0);
         Ok(SnapshotSummary {
             znodes: self.znodes,
             sessions: self.sessions,
-            digest,
+            digest: self.digest,
         })
     }
 }

@@ -126,7 +126,7 @@ pub fn snapshot_client(tls: &AdminTls) -> Result<reqwest::Client, String> {
             builder
                 .no_proxy()
                 .connect_timeout(Duration::from_secs(5))
-                .read_timeout(Duration::from_secs(60))
+                .read_timeout(READ_TIMEOUT)
                 .build()
                 .map_err(|e| e.to_string())
         })

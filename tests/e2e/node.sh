@@ -194,7 +194,7 @@ inner() {
         --hostname-override="$name" \
         --node-ip="$node_ip" \
         --v="${ZOOHERD_NODE_KUBELET_V:-2}" >> "$n/logs/kubelet.log" 2>&1
-      echo "node: the kubelet exited ($?); restarting it (attempt $attempt of 5)" \
+      echo "node: the kubelet exited ($?) after start $attempt of 5" \
         | tee -a "$n/logs/kubelet.log" >&2
       sleep 1
     done

@@ -56,9 +56,11 @@ pub const NO_CLIENT_PEERS: &str = "spec.networkPolicy.clientFrom must not be emp
 /// nothing but clients with a certificate of the ensemble's CA may offer it.
 /// The CEL rule's message: spec.restore is set when the ensemble is created, and only then.
 pub const RESTORE_ONLY_AT_CREATION: &str = "spec.restore can only be given when the ensemble is created, and cannot change afterwards: restoring into an existing ensemble would replace the data it serves; create a new ZooKeeperEnsemble with spec.restore instead";
-/// The CEL rule's message: a schedule needs backups on and a destination.
+/// The CEL rule's message: spec.restore names one source.
 pub const RESTORE_NEEDS_ONE: &str = "spec.restore: give either backup (a ZooKeeperBackup in this namespace) or object (a snapshot in a bucket), exactly one";
+/// The CEL rule's message: an object to restore is named by its whole key.
 pub const RESTORE_OBJECT_PREFIX: &str = "spec.restore.object.s3.prefix is not used for a restore; give the whole key of the snapshot in spec.restore.object.key";
+/// The CEL rule's message: a schedule needs backups on and a destination.
 pub const SCHEDULE_NEEDS: &str = "spec.backup.schedule needs spec.backup.enabled: true and spec.backup.s3 (where the scheduled backups go)";
 pub const BACKUP_WITHOUT_QUORUM_TLS: &str = "spec.backup.enabled needs spec.tls.quorum: true (the AdminServer's snapshot command streams all data, and only the TLS AdminServer keeps everyone but the operator out); switch quorum TLS on, or backups off";
 
