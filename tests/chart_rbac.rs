@@ -711,12 +711,13 @@ async fn operator_runs_with_chart_rbac(rbac: Rbac) {
             vec!["create", "leases.coordination.k8s.io", "-n", &ensemble_ns],
             false,
         ),
-        // The superuser Secret: read, or created once; nothing else.
+        // The superuser and quorum TLS Secrets: read, or created once, and the quorum TLS one
+        // updated to renew the servers' certificate; never listed, watched or deleted.
         (vec!["get", "secrets", "-n", &ensemble_ns], true),
         (vec!["create", "secrets", "-n", &ensemble_ns], true),
         (vec!["list", "secrets", "-n", &ensemble_ns], false),
         (vec!["watch", "secrets", "-n", &ensemble_ns], false),
-        (vec!["update", "secrets", "-n", &ensemble_ns], false),
+        (vec!["update", "secrets", "-n", &ensemble_ns], true),
         (vec!["delete", "secrets", "-n", &ensemble_ns], false),
         (vec!["create", "pods", "-n", &ensemble_ns], false),
         (

@@ -1098,14 +1098,7 @@ async fn a_replica_cut_off_from_the_api_server_disrupts_nothing() {
         healed.elapsed()
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
-    for (i, uid) in uids.iter().enumerate() {
-        let pod = pods.get(&format!("zk-{i}")).await.unwrap();
-        assert_eq!(
-            pod.uid().as_ref(),
-            Some(uid),
-            "zk-{i} replaced after the roll"
-        );
-    }
+    pods_are_still(&pods, &uids, "after the roll").await;
     status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
     workload.finish().await;
     drop(replica_b);
@@ -1330,7 +1323,7 @@ async fn a_scale_finishes_though_the_operator_leader_is_killed_at_every_step() {
 /// observes, never configuring a stage before every server runs the one before. The fault
 /// tier's workload runs throughout ([`fault::CheckedWorkload`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn switching_quorum_tls_on_rolls_one_stage_at_a_time() {
+async fn switching_quorum_tls_on_rolls_one_stage_at_a_time_and_a_renewal_rolls_once() {
     let cp = shared();
     install_crds(cp);
     let client = cp.client().await;
@@ -1448,11 +1441,134 @@ async fn switching_quorum_tls_on_rolls_one_stage_at_a_time() {
     );
     // Nothing more to roll: the pods stay.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    for (i, uid) in uids.iter().enumerate() {
-        let pod = pods.get(&format!("zk-{i}")).await.unwrap();
-        assert_eq!(pod.uid().as_ref(), Some(uid), "zk-{i} replaced again");
+    pods_are_still(&pods, &uids, "again").await;
+
+    // Issue 14, item 4: the servers' certificate comes due for renewal. The operator issued it
+    // for five years and reads its expiry from the Secret's annotation: set it to ten days from
+    // now, and fail the leading replica over so that the next one reads the Secret afresh.
+    let before = secrets.get("zk-zooherd-tls").await.unwrap();
+    let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(240);
+    let annotations =
+        json!({"metadata": {"annotations": {"zooherd.dev/not-after": soon.to_string()}}});
+    secrets
+        .patch(
+            "zk-zooherd-tls",
+            &PatchParams::default(),
+            &Patch::Merge(annotations),
+        )
+        .await
+        .unwrap();
+    replicas.kill_the_leader(&client).await;
+    let renewing = std::time::Instant::now();
+    let mut restarts = 0;
+    loop {
+        let mut renewed = 0;
+        for (i, uid) in uids.iter_mut().enumerate() {
+            let Some(pod) = pods.get_opt(&format!("zk-{i}")).await.unwrap() else {
+                continue;
+            };
+            if pod.uid().as_ref() != Some(uid) && pod.metadata.deletion_timestamp.is_none() {
+                // The kubelet mounts the Secret as it is when the new pod starts.
+                mount_certificates(&secrets, &tls_dir, &mut zookeeper).await;
+                zookeeper.stop(i).unwrap();
+                zookeeper.start_member(i).unwrap();
+                *uid = bind_pod(&pods, i, zookeeper.member(i).ip()).await;
+                restarts += 1;
+            }
+            let generation = pod
+                .annotations()
+                .get(names::CERTIFICATE_GENERATION_ANNOTATION);
+            if pod.uid().as_ref() == Some(uid) && generation.map(String::as_str) == Some("1") {
+                renewed += 1;
+            }
+        }
+        if renewed == 3 {
+            break;
+        }
+        assert!(
+            renewing.elapsed() < Duration::from_secs(300),
+            "the servers are not on the renewed certificate after 5 minutes ({renewed} of 3)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    println!(
+        "renewal: every server on the renewed certificate after {:?}, {restarts} server restarts",
+        renewing.elapsed()
+    );
+    let after = secrets.get("zk-zooherd-tls").await.unwrap();
+    let data = |secret: &Secret, key: &str| secret.data.as_ref().unwrap()[key].0.clone();
+    assert_eq!(data(&after, "ca.crt"), data(&before, "ca.crt"), "same CA");
+    assert_ne!(data(&after, "tls.crt"), data(&before, "tls.crt"));
+    let new_not_after: jiff::Timestamp = after.annotations()["zooherd.dev/not-after"]
+        .parse()
+        .unwrap();
+    assert!(new_not_after > jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 1800));
+    let certificate = String::from_utf8(data(&after, "tls.crt")).unwrap();
+    let shown = tempfile::tempdir().unwrap();
+    for key in ["tls.crt", "tls.key"] {
+        std::fs::write(shown.path().join(key), data(&after, key)).unwrap();
+    }
+    for i in 0..3 {
+        // The last server restarted may still be starting: asked until it answers.
+        let address = format!("{}:{}", zookeeper.member(i).ip(), names::ADMIN_PORT);
+        let presented = eventually(&format!("a certificate from {address}"), || async {
+            presented_certificate(&address, shown.path())
+        })
+        .await;
+        assert_eq!(
+            presented.trim(),
+            certificate.trim(),
+            "zk-{i}'s AdminServer presents the renewed certificate"
+        );
+    }
+    let events = Api::<Event>::namespaced(client.clone(), &ns);
+    event_where(&events, "the CertificateRenewed Event", |e| {
+        e.reason.as_deref() == Some("CertificateRenewed")
+    })
+    .await;
+    status_where(&ensembles, "ACTIVE with the new expiry", |s| {
+        s.phase == Some(Phase::Active)
+            && s.quorum_tls
+                .as_ref()
+                .and_then(|t| t.certificate_not_after.as_ref())
+                .is_some_and(|at| at.0 == new_not_after)
+    })
+    .await;
+    // Renewed once: a leader that reads the Secret afresh finds nothing due and rolls nothing.
+    replicas.kill_the_leader(&client).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let again = secrets.get("zk-zooherd-tls").await.unwrap();
+    assert_eq!(data(&again, "tls.crt"), data(&after, "tls.crt"));
+    pods_are_still(&pods, &uids, "after the renewal").await;
     workload.finish().await;
     drop(replicas);
     cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
+/// Asserts that the pods `zk-<i>` are the ones with `uids` (none replaced `when`).
+async fn pods_are_still(pods: &Api<Pod>, uids: &[String], when: &str) {
+    for (i, uid) in uids.iter().enumerate() {
+        let pod = pods.get(&format!("zk-{i}")).await.unwrap();
+        assert_eq!(pod.uid().as_ref(), Some(uid), "zk-{i} replaced {when}");
+    }
+}
+
+/// The certificate (PEM) the TLS server at `address` presents, as `openssl s_client` prints it,
+/// showing the certificate `tls.crt` with key `tls.key` in `client` (the AdminServer takes only
+/// clients with one of the ensemble's CA); None when it presents none (not listening).
+fn presented_certificate(address: &str, client: &std::path::Path) -> Option<String> {
+    let output = std::process::Command::new("timeout")
+        .args(["10", "openssl", "s_client", "-connect", address])
+        .arg("-cert")
+        .arg(client.join("tls.crt"))
+        .arg("-key")
+        .arg(client.join("tls.key"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let end_marker = "-----END CERTIFICATE-----";
+    let begin = text.find("-----BEGIN CERTIFICATE-----")?;
+    let end = text.find(end_marker)? + end_marker.len();
+    Some(text[begin..end].to_owned())
 }

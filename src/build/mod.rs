@@ -116,6 +116,9 @@ pub struct Topology {
     /// The quorum TLS stage the servers are to run, as [`crate::decide::quorum_tls`] decided
     /// it (None: a new ensemble's, the one `spec.tls.quorum` asks for).
     pub quorum_tls: Option<QuorumTls>,
+    /// How many times the servers' certificate has been renewed (see
+    /// [`names::CERTIFICATE_GENERATION_ANNOTATION`]); 0 for a new ensemble's.
+    pub certificate_generation: u32,
 }
 
 impl Topology {
@@ -166,6 +169,7 @@ impl Topology {
             joining,
             formed: false,
             quorum_tls: None,
+            certificate_generation: 0,
         }
     }
 }
@@ -250,6 +254,7 @@ pub fn children(
             &zoo_cfg,
             topology.servers,
             quorum_tls,
+            topology.certificate_generation,
         ),
         pod_disruption_budget: pod_disruption_budget::build(
             ensemble,

@@ -49,6 +49,11 @@ pub const QUORUM_TLS_ANNOTATION: &str = "zooherd.dev/quorum-tls";
 /// (an operator from before, whose servers run the same quorum TLS stage with a plain HTTP
 /// AdminServer) does not carry it, and is asked in plain HTTP until the roll replaces it.
 pub const ADMIN_TLS_ANNOTATION: &str = "zooherd.dev/admin-tls";
+/// Annotation of the quorum TLS Secret and of the pod template: how many times the servers'
+/// certificate has been renewed. Absent: never (a template without it is what every operator
+/// version before renewal wrote, so an upgrade rolls nothing). A renewal changes the template,
+/// so the servers are rolled onto the new certificate.
+pub const CERTIFICATE_GENERATION_ANNOTATION: &str = "zooherd.dev/certificate-generation";
 /// Full path of [`FORMED_KEY`] inside a server pod.
 pub const FORMED_PATH: &str = "/etc/zooherd/formed";
 /// Snapshots and `myid` (and the transaction log unless it has its own volume).

@@ -112,14 +112,13 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
                 quorum_tls: Some(tls_stage),
                 ..topology(ensemble, ctx, u32::from(valid.spec.replicas))
             };
-            let children = build::children(&valid, &ctx.settings.build, Some(&topology));
             // The Secret is read while any server may use it: the ConfigMap's stage, or a pod's
             // still (switching off), whose AdminServer takes only the operator's certificate.
             let running = tls_facts.pods.iter().map(|&(stage, _)| stage).max();
             let tls = (tls_stage, tls_facts.configured.max(running));
             // Boxed, as is `act`: most rounds take neither path, so a round's future (one per
             // ensemble in flight) need not hold room for theirs. With both boxed it is 11.9 KB.
-            match Box::pin(apply(ensemble, ctx, children, tls)).await {
+            match Box::pin(apply(ensemble, ctx, &valid, topology, tls)).await {
                 Ok((superuser, tls, written)) => {
                     ctx.remember_apply(
                         ensemble,
@@ -270,20 +269,28 @@ struct Written {
     stateful_set: bool,
 }
 
-/// Ensures the superuser and quorum TLS Secrets, then applies the children: the superuser's
-/// password, quorum TLS as the status shows it, and what was written. A child someone else
-/// changed is put back, with a Warning Event. `tls` is the quorum TLS stage the children
-/// configure and the highest one the ConfigMap or a pod holds now.
+/// Ensures the superuser and quorum TLS Secrets, then builds and applies the children of
+/// `valid` with `topology`: returns the superuser's password, quorum TLS as the status shows
+/// it, and what was written. A child someone else changed is put back, with a Warning Event.
+/// `tls` is the quorum TLS stage the children configure and the highest one the ConfigMap or a
+/// pod holds now.
 async fn apply(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
-    children: build::Children,
+    valid: &build::ValidatedEnsemble<'_>,
+    topology: build::Topology,
     tls: (QuorumTls, Option<QuorumTls>),
 ) -> Result<(String, QuorumTlsStatus, Written), Error> {
     // Before the StatefulSet: its pods take the superuser's digest and the quorum
-    // certificates from the Secrets.
+    // certificates from the Secrets, and its template the certificate's generation (a renewal
+    // rolls the servers).
     let password = superuser::ensure(ensemble, ctx).await?;
-    let quorum_tls = tls::ensure(ensemble, ctx, tls.0, tls.1).await?;
+    let (quorum_tls, certificate_generation) = tls::ensure(ensemble, ctx, tls.0, tls.1).await?;
+    let topology = build::Topology {
+        certificate_generation,
+        ..topology
+    };
+    let children = build::children(valid, &ctx.settings.build, Some(&topology));
     let applied = apply_children(ensemble, ctx, children).await?;
     let (mut written, mut reverted, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
     for child in &applied {

@@ -7,12 +7,23 @@
 //! reason a Secret that goes missing while the servers use it is reported, not created again,
 //! unless no server can hold the old CA yet (a new ensemble, or one still plaintext). The
 //! Secret is owned by the ensemble, so it goes with it.
+//!
+//! What the operator does rewrite is the servers' certificate, once it is due for renewal
+//! ([`crate::tls::renewal_due`]): a new one from the same CA, written with the Secret's
+//! resource version (another writer in between makes the write fail, and the next round
+//! decides again), and a new generation that rolls the servers onto it. The roll is needed:
+//! ZooKeeper 3.9 reloads quorum certificates only on a file event naming the key store itself
+//! (`X509Util`'s file watcher, `sslQuorumReloadCertFiles`), which a Secret volume's update (a
+//! swapped `..data` link) never raises, and its AdminServer reads its key store once, at start.
+//! Servers holding the old certificate and the new one are peers: both chain to the same CA.
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, PostParams};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
@@ -32,6 +43,8 @@ use crate::tls::QuorumCertificates;
 pub struct QuorumCredentials {
     /// When the servers' certificate expires.
     pub not_after: Timestamp,
+    /// How many times the servers' certificate has been renewed.
+    pub generation: u32,
     /// The operator's client of the ensemble's AdminServers (which take only clients with a
     /// certificate of the ensemble's CA), with a certificate it issued itself from the CA.
     pub admin: AdminClient,
@@ -64,27 +77,33 @@ pub(crate) fn admin_tls(
     ensemble: &ZooKeeperEnsemble,
     secret: &Secret,
 ) -> Result<crate::http::AdminTls, String> {
-    let text = |key: &str| {
-        secret
-            .data
-            .as_ref()
-            .and_then(|data| data.get(key))
-            .and_then(|value| String::from_utf8(value.0.clone()).ok())
-            .ok_or_else(|| format!("has no key {key:?} (or it is not PEM text)"))
-    };
-    let ensemble_name = format!(
-        "{}/{}",
-        ensemble.namespace().unwrap_or_default(),
-        ensemble.name_any()
-    );
     crate::tls::admin_client(
-        &ensemble_name,
-        &text(tls::CA_KEY)?,
-        &text(tls::CA_PRIVATE_KEY)?,
+        &ensemble_name(ensemble),
+        &pem_text(secret, tls::CA_KEY)?,
+        &pem_text(secret, tls::CA_PRIVATE_KEY)?,
         "zooherd operator",
         Timestamp::now(),
     )
     .map_err(|e| e.to_string())
+}
+
+/// The PEM text under `key` in the ensemble's TLS Secret, or what is wrong with it.
+fn pem_text(secret: &Secret, key: &str) -> Result<String, String> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(key))
+        .and_then(|value| String::from_utf8(value.0.clone()).ok())
+        .ok_or_else(|| format!("has no key {key:?} (or it is not PEM text)"))
+}
+
+/// `<namespace>/<name>`, as the certificates' subjects name the ensemble.
+fn ensemble_name(ensemble: &ZooKeeperEnsemble) -> String {
+    format!(
+        "{}/{}",
+        ensemble.namespace().unwrap_or_default(),
+        ensemble.name_any()
+    )
 }
 
 /// Annotation of the Secret: when its certificate expires (RFC 3339), as the operator issued it.
@@ -173,6 +192,57 @@ pub fn not_after(secret: &Secret) -> Result<Timestamp, String> {
         .ok_or_else(|| format!("has no valid annotation {NOT_AFTER_ANNOTATION:?}"))
 }
 
+/// How many times the certificate of a quorum TLS Secret has been renewed (0: never, or an
+/// annotation that is not a number, which only a hand could have written).
+fn generation(secret: &Secret) -> u32 {
+    secret
+        .annotations()
+        .get(names::CERTIFICATE_GENERATION_ANNOTATION)
+        .and_then(|generation| generation.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The quorum TLS Secret `secret` with the servers' certificate renewed, when it is due at
+/// `now` ([`crate::tls::renewal_due`]): the same CA, a new certificate and key, the new expiry
+/// and the next generation; the rest of the Secret (its resource version too) as it was. None
+/// when no renewal is due; what is wrong with the Secret, when it cannot be read.
+fn renewed(
+    ensemble: &ZooKeeperEnsemble,
+    secret: &Secret,
+    cluster_domain: &str,
+    now: Timestamp,
+) -> Result<Option<Secret>, String> {
+    let not_after = not_after(secret)?;
+    let subject = ensemble_name(ensemble);
+    let ca_certificate = pem_text(secret, tls::CA_KEY)?;
+    let ca_not_after = crate::tls::ca_not_after(&ca_certificate)
+        .map_err(|e| format!("has a CA certificate that cannot be read ({e})"))?;
+    if !crate::tls::renewal_due(not_after, ca_not_after, now) {
+        return Ok(None);
+    }
+    let issued = crate::tls::renew_servers(
+        &subject,
+        &ca_certificate,
+        &pem_text(secret, tls::CA_PRIVATE_KEY)?,
+        &server_names(ensemble, cluster_domain),
+        now,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut renewed = secret.clone();
+    let fresh = self::secret(ensemble, &issued);
+    renewed.data = fresh.data;
+    let annotations = renewed.annotations_mut();
+    annotations.insert(
+        NOT_AFTER_ANNOTATION.to_owned(),
+        issued.not_after.to_string(),
+    );
+    annotations.insert(
+        names::CERTIFICATE_GENERATION_ANNOTATION.to_owned(),
+        (generation(secret) + 1).to_string(),
+    );
+    Ok(Some(renewed))
+}
+
 /// The DNS names of the ensemble's servers, for the certificate: each server's (a wildcard
 /// over the headless Service) and the client Service's, so that the same certificate can serve
 /// clients that check the name they connected to.
@@ -191,25 +261,25 @@ fn server_names(ensemble: &ZooKeeperEnsemble, cluster_domain: &str) -> Vec<Strin
 
 /// Ensures the quorum TLS Secret while the servers use (or are about to use) certificates, and
 /// the operator's client of their AdminServers: `stage` is the stage being applied,
-/// `configured` the highest one the ConfigMap or a server's pod holds now. Returns what the
-/// status shows.
+/// `configured` the highest one the ConfigMap or a server's pod holds now. Renews the servers'
+/// certificate when it is due. Returns what the status shows and the certificate's generation.
 pub async fn ensure(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
     stage: QuorumTls,
     configured: Option<QuorumTls>,
-) -> Result<QuorumTlsStatus, Error> {
+) -> Result<(QuorumTlsStatus, u32), Error> {
     let status = |not_after: Option<Timestamp>| QuorumTlsStatus {
         stage: stage.to_string(),
         certificate_not_after: not_after.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
     };
     let in_use = configured.is_some_and(QuorumTls::uses_certificates);
     if !tls::uses_certificates(stage, ensemble.spec.tls.client) && !in_use {
-        return Ok(status(None));
+        return Ok((status(None), 0));
     }
     let uid = ensemble.uid().unwrap_or_default();
     if let Some(read) = ctx.quorum_certificates.fresh(&uid) {
-        return Ok(status(Some(read.not_after)));
+        return Ok((status(Some(read.not_after)), read.generation));
     }
     let name = names::tls_secret(ensemble);
     let new = || {
@@ -225,11 +295,7 @@ pub async fn ensure(
             });
         }
         let issued = crate::tls::issue(
-            &format!(
-                "{}/{}",
-                ensemble.namespace().unwrap_or_default(),
-                ensemble.name_any()
-            ),
+            &ensemble_name(ensemble),
             &server_names(ensemble, &ctx.settings.build.cluster_domain),
             &[],
             Timestamp::now(),
@@ -253,9 +319,72 @@ pub async fn ensure(
             "{problem}; the operator issues its AdminServer client certificate from the CA it holds: restore it from a backup"
         ),
     })?;
-    ctx.quorum_certificates
-        .insert(&uid, QuorumCredentials { not_after, admin });
-    Ok(status(Some(not_after)))
+    // The renewed Secret keeps the CA, so the client issued from it stays good.
+    let existing = renew_if_due(ensemble, ctx, existing).await?;
+    let not_after = self::not_after(&existing).unwrap_or(not_after);
+    let generation = generation(&existing);
+    ctx.quorum_certificates.insert(
+        &uid,
+        QuorumCredentials {
+            not_after,
+            generation,
+            admin,
+        },
+    );
+    Ok((status(Some(not_after)), generation))
+}
+
+/// The quorum TLS Secret `existing`, or the one written in its place when the servers'
+/// certificate was due for renewal.
+async fn renew_if_due(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    existing: Secret,
+) -> Result<Secret, Error> {
+    let name = existing.name_any();
+    let renewed = renewed(
+        ensemble,
+        &existing,
+        &ctx.settings.build.cluster_domain,
+        Timestamp::now(),
+    )
+    .map_err(|problem| Error::QuorumTlsSecret {
+        name: name.clone(),
+        problem: format!("{problem}: the servers' certificate cannot be renewed from it"),
+    })?;
+    let Some(renewed) = renewed else {
+        return Ok(existing);
+    };
+    // Written with the resource version it was read at: if anyone changed the Secret since,
+    // the API server refuses (409) and the next round decides from what is there then.
+    let api: Api<Secret> = Api::namespaced(
+        ctx.client.clone(),
+        &ensemble.namespace().unwrap_or_default(),
+    );
+    let written = api
+        .replace(&name, &PostParams::default(), &renewed)
+        .await
+        .map_err(|source| Error::QuorumTls {
+            name: name.clone(),
+            source,
+        })?;
+    ctx.metrics.api_write("Secret");
+    let at = |secret: &Secret| not_after(secret).map_or_else(|e| e, |at| at.to_string());
+    let note = format!(
+        "renewed the servers' certificate in Secret {name} (the old one expires {}, the new one {}; same CA); the servers are rolled onto it one at a time",
+        at(&existing),
+        at(&written)
+    );
+    super::report::publish(
+        ensemble,
+        ctx,
+        EventType::Normal,
+        "CertificateRenewed",
+        "RenewCertificate",
+        note,
+    )
+    .await;
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -287,6 +416,60 @@ mod tests {
         assert_eq!(data["keystore.pem"].0, issued.key_store().into_bytes());
         assert_eq!(data["ca.key"].0, issued.ca_key.clone().into_bytes());
         assert_eq!(not_after(&secret), Ok(issued.not_after));
+    }
+
+    #[test]
+    fn a_secret_due_for_renewal_gets_a_new_certificate_from_its_ca_and_the_next_generation() {
+        let issued_at: Timestamp = "2026-12-02T00:00:00Z".parse().unwrap();
+        let names = server_names(&ensemble(), "cluster.local");
+        let issued = crate::tls::issue("data/zk", &names, &[], issued_at).unwrap();
+        let mut secret = secret(&ensemble(), &issued);
+        secret.metadata.resource_version = Some("41".into());
+        secret
+            .annotations_mut()
+            .insert("team.example/owner".into(), "kept".into());
+        let renewed_from = |secret: &Secret, now: &str| {
+            renewed(&ensemble(), secret, "cluster.local", now.parse().unwrap()).unwrap()
+        };
+        assert_eq!(renewed_from(&secret, "2026-12-03T00:00:00Z"), None);
+        assert_eq!(generation(&secret), 0);
+
+        let renewed = renewed_from(&secret, "2030-06-01T00:00:00Z").expect("due");
+        let data = |s: &Secret, key: &str| s.data.as_ref().unwrap()[key].0.clone();
+        for key in ["ca.crt", "ca.key"] {
+            assert_eq!(data(&renewed, key), data(&secret, key), "{key} kept");
+        }
+        for key in ["tls.crt", "tls.key", "keystore.pem"] {
+            assert_ne!(data(&renewed, key), data(&secret, key), "{key} renewed");
+        }
+        let key_store = [data(&renewed, "tls.key"), data(&renewed, "tls.crt")].concat();
+        assert_eq!(data(&renewed, "keystore.pem"), key_store);
+        assert_eq!(
+            not_after(&renewed),
+            Ok("2035-05-31T00:00:00Z".parse().unwrap())
+        );
+        assert_eq!(generation(&renewed), 1);
+        assert_eq!(renewed.annotations()["team.example/owner"], "kept");
+        assert_eq!(
+            renewed.metadata.resource_version.as_deref(),
+            Some("41"),
+            "written only over the Secret it was decided from"
+        );
+        assert_eq!(renewed_from(&renewed, "2030-06-01T00:00:00Z"), None);
+        let again = renewed_from(&renewed, "2034-01-01T00:00:00Z").expect("due again");
+        assert_eq!(generation(&again), 2);
+
+        let mut foreign = secret.clone();
+        foreign
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("ca.crt".into(), ByteString(b"not PEM".to_vec()));
+        let error = super::renewed(&ensemble(), &foreign, "cluster.local", issued_at).unwrap_err();
+        assert!(
+            error.starts_with("has a CA certificate that cannot be read"),
+            "{error}"
+        );
     }
 
     #[test]

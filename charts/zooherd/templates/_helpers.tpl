@@ -125,9 +125,11 @@ The leader-election Lease is granted separately, in the release namespace only
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get", "delete"]
+# The superuser and quorum TLS Secrets: created once; the quorum TLS Secret updated to renew the
+# servers' certificate (only a Secret the ensemble owns, written over the version read).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create"]
+  verbs: ["get", "create", "update"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -59,6 +59,7 @@ pub(super) fn build(
     zoo_cfg: &str,
     servers: u32,
     quorum_tls: QuorumTls,
+    certificate_generation: u32,
 ) -> StatefulSet {
     let ensemble = parent.ensemble();
     let spec = &ensemble.spec;
@@ -80,6 +81,14 @@ pub(super) fn build(
     // How the operator reaches the pod's AdminServer.
     if quorum_tls.secures_admin_server() {
         annotations.insert(names::ADMIN_TLS_ANNOTATION.to_owned(), "true".to_owned());
+    }
+    // A renewed certificate is a new template revision: the pods take it from the Secret when
+    // they start, so the roll puts it in use one server at a time.
+    if tls::uses_certificates(quorum_tls, spec.tls.client) && certificate_generation > 0 {
+        annotations.insert(
+            names::CERTIFICATE_GENERATION_ANNOTATION.to_owned(),
+            certificate_generation.to_string(),
+        );
     }
     // A restart asked for on the ensemble is a new template revision, rolled like any change.
     if let Some(at) = ensemble.annotations().get(annotations::RESTARTED_AT) {

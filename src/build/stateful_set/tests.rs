@@ -145,6 +145,50 @@ fn pod_annotations_are_the_users_plus_the_config_hash() {
 }
 
 #[test]
+fn a_renewed_certificate_is_a_new_template_and_one_never_renewed_changes_nothing() {
+    let template = |spec: Value, certificate_generation: u32| {
+        let topology = crate::build::Topology {
+            certificate_generation,
+            ..crate::build::Topology::initial(3)
+        };
+        let children = fixtures::build(
+            &fixtures::ensemble(spec),
+            &fixtures::settings(),
+            Some(&topology),
+        );
+        children.stateful_set.spec.unwrap().template
+    };
+    // Never renewed: the template every operator before renewal wrote, so an upgrade rolls
+    // nothing.
+    let never = template(json!({}), 0)
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap();
+    assert!(!never.contains_key(names::CERTIFICATE_GENERATION_ANNOTATION));
+    let renewed = template(json!({}), 2)
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap();
+    assert_eq!(renewed[names::CERTIFICATE_GENERATION_ANNOTATION], "2");
+    assert_eq!(
+        renewed[names::CONFIG_HASH_ANNOTATION],
+        never[names::CONFIG_HASH_ANNOTATION],
+        "the servers' configuration is unchanged"
+    );
+    // Servers that use no certificate are not rolled for one.
+    let plain = json!({"tls": {"quorum": false}});
+    assert_eq!(template(plain.clone(), 2), template(plain, 0));
+    let client_only = json!({"tls": {"quorum": false, "client": true}});
+    let annotations = template(client_only, 1).metadata.unwrap().annotations;
+    assert_eq!(
+        annotations.unwrap()[names::CERTIFICATE_GENERATION_ANNOTATION],
+        "1"
+    );
+}
+
+#[test]
 fn a_restart_asked_on_the_ensemble_is_a_new_template() {
     let mut ensemble = fixtures::ensemble(json!({}));
     let template = |ensemble: &ZooKeeperEnsemble| {
