@@ -75,23 +75,47 @@ pub fn restore_source(
     })
 }
 
-/// The snapshot `object` names, from the metadata object beside it (`metadata`, `None` when
-/// there is none) and the snapshot's stored length (`snapshot_size`, `None` when there is no
-/// such object), or what is wrong, naming the field and what to do.
+/// Metadata objects are a few hundred bytes; anything far larger is not one, and is not read.
+pub const METADATA_LIMIT: u64 = 64 << 10;
+
+/// The metadata object beside a snapshot, as the store answered.
+#[derive(Clone, Copy, Debug)]
+pub enum StoredMetadata<'a> {
+    /// There is none.
+    Missing,
+    /// Its length, larger than [`METADATA_LIMIT`]: not read.
+    TooLarge(u64),
+    /// Its contents.
+    Read(&'a [u8]),
+}
+
+/// The snapshot `object` names, from the metadata object beside it and the snapshot's stored
+/// length (`snapshot_size`, `None` when there is no such object), or what is wrong, naming the
+/// field and what to do.
 pub fn object_source(
     object: &RestoreObject,
-    metadata: Option<&[u8]>,
+    metadata: StoredMetadata<'_>,
     snapshot_size: Option<u64>,
 ) -> Result<RestoreStatus, String> {
     let field = "spec.restore.object.key";
     let key = &object.key;
     let location = format!("s3://{}/{key}", object.s3.bucket);
     let metadata_key = super::plan::metadata_key(key);
-    let Some(metadata) = metadata else {
-        return Err(format!(
-            "{field}: there is no metadata object {metadata_key} beside {location}; \
-             name the .snapshot key of a backup Zooherd stored (its .json is written beside it)"
-        ));
+    let metadata = match metadata {
+        StoredMetadata::Read(metadata) => metadata,
+        StoredMetadata::Missing => {
+            return Err(format!(
+                "{field}: there is no metadata object {metadata_key} beside {location}; \
+                 name the .snapshot key of a backup Zooherd stored (its .json is written beside it)"
+            ));
+        }
+        StoredMetadata::TooLarge(size) => {
+            return Err(format!(
+                "{field}: the metadata object {metadata_key} holds {size} bytes, more than a \
+                 Zooherd backup's metadata ever does ({METADATA_LIMIT} at most), and was not read; \
+                 name the .snapshot key of a backup Zooherd stored"
+            ));
+        }
     };
     let metadata: BackupMetadata = serde_json::from_slice(metadata).map_err(|e| {
         format!(
@@ -272,7 +296,7 @@ mod tests {
     #[test]
     fn an_object_gives_the_figures_of_the_metadata_beside_it() {
         let json = serde_json::to_vec(&metadata()).unwrap();
-        let source = object_source(&object(), Some(&json), Some(694_006)).unwrap();
+        let source = object_source(&object(), StoredMetadata::Read(&json), Some(694_006)).unwrap();
         assert_eq!(source.backup, None);
         assert_eq!(source.location, format!("s3://zk-backups/{KEY}"));
         assert_eq!(
@@ -284,21 +308,26 @@ mod tests {
 
     #[test]
     fn an_object_without_sound_metadata_or_snapshot_is_named_with_what_to_do() {
+        use StoredMetadata::{Missing, Read, TooLarge};
         let with = |change: fn(&mut serde_json::Value)| {
             let mut metadata = metadata();
             change(&mut metadata);
             let json = serde_json::to_vec(&metadata).unwrap();
-            object_source(&object(), Some(&json), Some(694_006)).unwrap_err()
+            object_source(&object(), Read(&json), Some(694_006)).unwrap_err()
         };
         let json = serde_json::to_vec(&metadata()).unwrap();
         let cases = [
             (
-                object_source(&object(), None, Some(694_006)).unwrap_err(),
+                object_source(&object(), Missing, Some(694_006)).unwrap_err(),
                 "there is no metadata object prod/ns/zk/nightly-u.json",
             ),
             (
-                object_source(&object(), Some(b"{}"), Some(694_006)).unwrap_err(),
+                object_source(&object(), Read(b"{}"), Some(694_006)).unwrap_err(),
                 "is not a Zooherd backup's metadata",
+            ),
+            (
+                object_source(&object(), TooLarge(1 << 20), Some(694_006)).unwrap_err(),
+                "holds 1048576 bytes, more than a Zooherd backup's metadata ever does (65536 at most)",
             ),
             (
                 with(|m| m["format"] = "zooherd.dev/backup-metadata/v9".into()),
@@ -312,11 +341,11 @@ mod tests {
             (with(|m| m["sizeBytes"] = 0.into()), "has no valid size"),
             (with(|m| m["zxid"] = "7".into()), "has no valid zxid"),
             (
-                object_source(&object(), Some(&json), None).unwrap_err(),
+                object_source(&object(), Read(&json), None).unwrap_err(),
                 "there is no object s3://zk-backups/prod/ns/zk/nightly-u.snapshot",
             ),
             (
-                object_source(&object(), Some(&json), Some(5)).unwrap_err(),
+                object_source(&object(), Read(&json), Some(5)).unwrap_err(),
                 "holds 5 bytes, its metadata prod/ns/zk/nightly-u.json says 694006",
             ),
         ];

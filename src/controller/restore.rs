@@ -18,7 +18,7 @@ use serde_json::json;
 use super::report::publish;
 use super::{Context, scale};
 use crate::api::{RestoreObject, RestoreStatus, ZooKeeperBackup, ZooKeeperEnsemble};
-use crate::backup::source::{object_source, restore_source};
+use crate::backup::source::{METADATA_LIMIT, StoredMetadata, object_source, restore_source};
 use crate::backup::{plan, take};
 
 /// The field manager of `status.restore`.
@@ -92,9 +92,6 @@ pub(super) async fn resolve(
     Ok(Some(patched))
 }
 
-/// Metadata objects are a few hundred bytes; anything far larger is not one, and is not read.
-const METADATA_LIMIT: u64 = 64 << 10;
-
 /// The snapshot spec.restore.object names, as the metadata beside it describes it: reads the
 /// credentials Secret, the metadata object and the snapshot's length, and leaves the verdict
 /// to [`object_source`].
@@ -120,15 +117,14 @@ async fn stored_object(
     };
     let metadata_key = plan::metadata_key(&object.key);
     let metadata = match store.get(&metadata_key.as_str().into()).await {
-        Ok(answer) if answer.meta.size > METADATA_LIMIT => Some(Vec::new()),
-        Ok(answer) => Some(
+        Ok(answer) if answer.meta.size > METADATA_LIMIT => Err(answer.meta.size),
+        Ok(answer) => Ok(Some(
             answer
                 .bytes()
                 .await
-                .map_err(|e| storage(&metadata_key, e))?
-                .to_vec(),
-        ),
-        Err(object_store::Error::NotFound { .. }) => None,
+                .map_err(|e| storage(&metadata_key, e))?,
+        )),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => return Err(storage(&metadata_key, e)),
     };
     let snapshot_size = match store.head(&object.key.as_str().into()).await {
@@ -136,5 +132,10 @@ async fn stored_object(
         Err(object_store::Error::NotFound { .. }) => None,
         Err(e) => return Err(storage(&object.key, e)),
     };
-    object_source(object, metadata.as_deref(), snapshot_size)
+    let metadata = match &metadata {
+        Ok(Some(bytes)) => StoredMetadata::Read(bytes),
+        Ok(None) => StoredMetadata::Missing,
+        Err(size) => StoredMetadata::TooLarge(*size),
+    };
+    object_source(object, metadata, snapshot_size)
 }
