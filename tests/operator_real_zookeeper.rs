@@ -1526,7 +1526,7 @@ async fn switching_quorum_tls_on_rolls_one_stage_at_a_time_and_a_renewal_rolls_o
         e.reason.as_deref() == Some("CertificateRenewed")
     })
     .await;
-    status_where(&ensembles, "ACTIVE with the new expiry", |s| {
+    let status = status_where(&ensembles, "ACTIVE with the new expiry", |s| {
         s.phase == Some(Phase::Active)
             && s.quorum_tls
                 .as_ref()
@@ -1534,6 +1534,17 @@ async fn switching_quorum_tls_on_rolls_one_stage_at_a_time_and_a_renewal_rolls_o
                 .is_some_and(|at| at.0 == new_not_after)
     })
     .await;
+    // The CA's expiry too, later than the certificate's (five years and ten, issued together).
+    let ca_not_after = status
+        .quorum_tls
+        .unwrap()
+        .ca_not_after
+        .expect("caNotAfter")
+        .0;
+    assert!(
+        ca_not_after > new_not_after,
+        "{ca_not_after} {new_not_after}"
+    );
     // Renewed once: a leader that reads the Secret afresh finds nothing due and rolls nothing.
     replicas.kill_the_leader(&client).await;
     tokio::time::sleep(Duration::from_secs(10)).await;

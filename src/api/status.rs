@@ -123,9 +123,15 @@ pub struct QuorumTlsStatus {
     /// time, each rolled through every server before the next.
     pub stage: String,
 
-    /// When the servers' certificate expires (absent while off).
+    /// When the servers' certificate expires (absent while off). The operator renews it, from
+    /// the same CA, 608 days before then, and rolls the servers onto the new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_not_after: Option<Time>,
+
+    /// When the ensemble's CA expires (absent while off). A renewed certificate is valid no
+    /// longer than its CA, and the CA is not replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_not_after: Option<Time>,
 }
 
 /// The ensemble's quorum status.

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PostParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -43,6 +44,8 @@ use crate::tls::QuorumCertificates;
 pub struct QuorumCredentials {
     /// When the servers' certificate expires.
     pub not_after: Timestamp,
+    /// When the CA expires (None if its certificate cannot be read, which renewal reports).
+    pub ca_not_after: Option<Timestamp>,
     /// How many times the servers' certificate has been renewed.
     pub generation: u32,
     /// The operator's client of the ensemble's AdminServers (which take only clients with a
@@ -269,9 +272,10 @@ pub async fn ensure(
     stage: QuorumTls,
     configured: Option<QuorumTls>,
 ) -> Result<(QuorumTlsStatus, u32), Error> {
-    let status = |not_after: Option<Timestamp>| QuorumTlsStatus {
+    let status = |read: Option<&QuorumCredentials>| QuorumTlsStatus {
         stage: stage.to_string(),
-        certificate_not_after: not_after.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+        certificate_not_after: read.map(|read| Time(read.not_after)),
+        ca_not_after: read.and_then(|read| read.ca_not_after).map(Time),
     };
     let in_use = configured.is_some_and(QuorumTls::uses_certificates);
     if !tls::uses_certificates(stage, ensemble.spec.tls.client) && !in_use {
@@ -279,7 +283,7 @@ pub async fn ensure(
     }
     let uid = ensemble.uid().unwrap_or_default();
     if let Some(read) = ctx.quorum_certificates.fresh(&uid) {
-        return Ok((status(Some(read.not_after)), read.generation));
+        return Ok((status(Some(&read)), read.generation));
     }
     let name = names::tls_secret(ensemble);
     let new = || {
@@ -323,15 +327,17 @@ pub async fn ensure(
     let existing = renew_if_due(ensemble, ctx, existing).await?;
     let not_after = self::not_after(&existing).unwrap_or(not_after);
     let generation = generation(&existing);
-    ctx.quorum_certificates.insert(
-        &uid,
-        QuorumCredentials {
-            not_after,
-            generation,
-            admin,
-        },
-    );
-    Ok((status(Some(not_after)), generation))
+    let read = QuorumCredentials {
+        not_after,
+        ca_not_after: pem_text(&existing, tls::CA_KEY)
+            .ok()
+            .and_then(|ca| crate::tls::ca_not_after(&ca).ok()),
+        generation,
+        admin,
+    };
+    let shown = status(Some(&read));
+    ctx.quorum_certificates.insert(&uid, read);
+    Ok((shown, generation))
 }
 
 /// The quorum TLS Secret `existing`, or the one written in its place when the servers'
