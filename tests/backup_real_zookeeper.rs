@@ -19,7 +19,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use support::control_plane::shared;
 use support::kafka_tree::{read_tree, write_tree};
-use support::kubelet::{bind_pod, mount_certificates};
+use support::kubelet::{bind_named_pod, bind_pod, mount_certificates, mount_certificates_of};
 use support::operator::{
     Operator, create_ensemble, eventually, eventually_within, install_crds, phase_is, status_where,
 };
@@ -29,6 +29,7 @@ use zooherd::api::{
     BackupMetadata, BackupPhase, Phase, RestoreStatus, ZooKeeperBackup, ZooKeeperBackupStatus,
     ZooKeeperEnsemble,
 };
+use zooherd::backup::drill::{DRILL_OF_LABEL, VERIFIED};
 use zooherd::backup::schedule::SCHEDULED_BY_LABEL;
 use zooherd::build::names::server_host;
 use zooherd::build::tls::QuorumTls;
@@ -45,19 +46,14 @@ const BUCKET: &str = "zk-backups";
 /// one naming no ensemble waits and says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
-    let cp = shared();
-    install_crds(cp);
-    let client = cp.client().await;
-    let ns = cp.create_namespace(&client, "backup").await.unwrap();
-    let s3 = S3Server::start(&[BUCKET]).expect("starting s3s-fs");
-    let operator = Operator::start(cp, &ns);
-
-    let ensembles = create_ensemble(
-        &client,
-        &ns,
-        json!({"replicas": 3, "backup": {"enabled": true}}),
-    )
-    .await;
+    let Setup {
+        cp,
+        client,
+        ns,
+        s3,
+        operator,
+        ensembles,
+    } = setup("backup", 3).await;
     let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
     let superuser = eventually("the superuser Secret", || async {
         secrets.get_opt("zk-zooherd-superuser").await.unwrap()
@@ -532,6 +528,312 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
     drop(restored);
     drop(operator);
     cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
+/// Issue 16, item 3: a backup with `spec.verify` is restored into a throwaway one-server
+/// ensemble, whose snapshot the operator compares with the backup's persistent znodes: Verified
+/// True, and the drill ensemble deleted. A drill whose restored server does not hold the
+/// backup's tree (here: started from an older snapshot, as a restore that silently lost writes
+/// would be) is Verified False, naming both counts. The ephemeral znodes of the Kafka-shaped
+/// tree, which a restored server expires, do not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_drill_proves_a_backup_restores_and_catches_one_that_does_not() {
+    let Setup {
+        cp,
+        client,
+        ns,
+        s3,
+        operator,
+        ensembles,
+    } = setup("drill", 1).await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    secrets
+        .create(
+            &PostParams::default(),
+            &credentials_secret("s3", support::s3::SECRET_ACCESS_KEY),
+        )
+        .await
+        .unwrap();
+    // The kubelet's part, for the ensemble `name` with `myids` servers; `snapshot`: the file a
+    // restore puts into the data directory.
+    let start = |name: String, snapshot: Option<(String, Vec<u8>)>| {
+        let (secrets, pods, ns) = (secrets.clone(), pods.clone(), ns.clone());
+        async move {
+            let superuser = eventually(&format!("{name}: the superuser Secret"), || async {
+                secrets
+                    .get_opt(&format!("{name}-zooherd-superuser"))
+                    .await
+                    .unwrap()
+            })
+            .await;
+            let digest = String::from_utf8(superuser.data.unwrap()["digest"].0.clone()).unwrap();
+            eventually(&format!("{name}: the quorum TLS Secret"), || async {
+                secrets
+                    .get_opt(&format!("{name}-zooherd-tls"))
+                    .await
+                    .unwrap()
+            })
+            .await;
+            let (host_name, host_ns) = (name.clone(), ns.clone());
+            let mut zookeeper = ZkEnsemble::builder(1)
+                .hostnames(move |myid| {
+                    server_host(&host_name, &host_ns, u32::from(myid) - 1, "cluster.local")
+                })
+                .reconfig(&digest, 1)
+                .config("admin.snapshot.enabled", "true")
+                .config("admin.restore.enabled", "false")
+                .config("admin.rateLimiterIntervalInMS", "1000")
+                .prepare()
+                .expect("preparing ZooKeeper");
+            if let Some((zxid, bytes)) = snapshot {
+                let version_2 = zookeeper.member(0).data_dir().join("version-2");
+                std::fs::create_dir_all(&version_2).unwrap();
+                let zxid = zxid.trim_start_matches("0x");
+                std::fs::write(version_2.join(format!("snapshot.{zxid}")), bytes).unwrap();
+            }
+            let tls_dir = zookeeper.dir().join("tls");
+            mount_certificates_of(&secrets, &name, &tls_dir, &mut zookeeper).await;
+            zookeeper
+                .configure_quorum_tls(0, QuorumTls::On, &tls_dir)
+                .unwrap();
+            zookeeper.start_member(0).unwrap();
+            zookeeper
+                .wait_for_quorum(Duration::from_secs(90))
+                .await
+                .expect("a serving server");
+            bind_named_pod(&pods, &format!("{name}-0"), zookeeper.member(0).ip()).await;
+            zookeeper
+        }
+    };
+    let source = start("zk".to_owned(), None).await;
+    status_where(&ensembles, "ACTIVE", phase_is(Phase::Active)).await;
+    // A Kafka-shaped tree, ephemeral znodes among them, whose session stays open.
+    let writer = zk::Client::connect(&source.connect_string())
+        .await
+        .expect("connecting");
+    write_tree(&writer).await;
+
+    let backups = Api::<ZooKeeperBackup>::namespaced(client.clone(), &ns);
+    let drilled = |name: &str| {
+        serde_json::from_value::<ZooKeeperBackup>(json!({
+            "apiVersion": "zooherd.dev/v1beta1",
+            "kind": "ZooKeeperBackup",
+            "metadata": {"name": name},
+            "spec": {"ensemble": "zk", "verify": true, "s3": {
+                "endpoint": s3.endpoint(),
+                "bucket": BUCKET,
+                "prefix": "drills",
+                "credentialsSecret": "s3",
+            }},
+        }))
+        .unwrap()
+    };
+    let started = std::time::Instant::now();
+    backups
+        .create(&PostParams::default(), &drilled("checked"))
+        .await
+        .unwrap();
+    let stored = backup_where(&backups, "checked", "Succeeded", |s| {
+        s.phase == Some(BackupPhase::Succeeded)
+    })
+    .await;
+    let persistent = stored.persistent_znode_count.expect("persistentZnodeCount");
+    assert!(
+        persistent > 100 && Some(persistent) < stored.znode_count,
+        "the tree's persistent znodes, fewer than all: {stored:?}"
+    );
+    let key = stored.location.clone().unwrap();
+    let key = key.strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
+    let metadata: BackupMetadata = serde_json::from_slice(
+        &std::fs::read(s3.object_file(BUCKET, &key.replace(".snapshot", ".json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            metadata.persistent_znode_count,
+            metadata.content_hash.as_ref()
+        ),
+        (u64::try_from(persistent).ok(), stored.content_hash.as_ref())
+    );
+    let snapshot = std::fs::read(s3.object_file(BUCKET, key)).unwrap();
+
+    // The operator's drill ensemble: one server, restoring this backup, the backup's child.
+    let drill = drill_of(&backups, &ensembles, "checked").await;
+    let drill_name = drill.name_any();
+    assert_eq!(drill.spec.replicas, 1);
+    assert_eq!(drill.labels()[DRILL_OF_LABEL], "checked");
+    assert_eq!(
+        drill
+            .spec
+            .restore
+            .as_ref()
+            .and_then(|r| r.backup.as_deref()),
+        Some("checked")
+    );
+    // The kubelet starts its server as the restore does: from the stored snapshot.
+    let restored = start(
+        drill_name.clone(),
+        Some((stored.zxid.clone().unwrap(), snapshot.clone())),
+    )
+    .await;
+    let verified = verified_condition(&backups, "checked").await;
+    println!("drill verdict {:?} after {:?}", verified, started.elapsed());
+    assert_eq!(
+        (verified.status.as_str(), verified.reason.as_str()),
+        ("True", "Restored"),
+        "{verified:?}"
+    );
+    assert!(
+        verified
+            .message
+            .contains(&format!("{persistent} persistent znodes")),
+        "{verified:?}"
+    );
+    deleted(&ensembles, &drill_name).await;
+    // The backup's own condition stays beside the verdict.
+    let conditions = backups
+        .get("checked")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .conditions;
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == zooherd::backup::COMPLETE && c.status == "True"),
+        "{conditions:?}"
+    );
+    drop(restored);
+
+    // Writes after the first backup; the second's drill server starts from the first's
+    // snapshot, so it lacks them.
+    writer
+        .create(
+            "/drill-later",
+            b"x",
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    backups
+        .create(&PostParams::default(), &drilled("lossy"))
+        .await
+        .unwrap();
+    backup_where(&backups, "lossy", "Succeeded", |s| {
+        s.phase == Some(BackupPhase::Succeeded)
+    })
+    .await;
+    let lossy_drill = drill_of(&backups, &ensembles, "lossy").await.name_any();
+    let wrong = start(
+        lossy_drill.clone(),
+        Some((stored.zxid.clone().unwrap(), snapshot)),
+    )
+    .await;
+    let refuted = verified_condition(&backups, "lossy").await;
+    println!("lossy drill verdict {refuted:?}");
+    assert_eq!(
+        (refuted.status.as_str(), refuted.reason.as_str()),
+        ("False", "Mismatch"),
+        "{refuted:?}"
+    );
+    assert!(
+        refuted
+            .message
+            .contains(&format!("its server holds {persistent} persistent znodes"))
+            && refuted
+                .message
+                .contains(&format!("the backup {}", persistent + 1)),
+        "{refuted:?}"
+    );
+    deleted(&ensembles, &lossy_drill).await;
+
+    drop(wrong);
+    drop(writer);
+    drop(source);
+    drop(operator);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
+/// The drill ensemble of the backup `name`, once the operator has created it.
+async fn drill_of(
+    backups: &Api<ZooKeeperBackup>,
+    ensembles: &Api<ZooKeeperEnsemble>,
+    name: &str,
+) -> ZooKeeperEnsemble {
+    let drill_name = zooherd::backup::drill::drill_name(&backups.get(name).await.unwrap());
+    eventually(&format!("{name}: the drill ensemble"), || async {
+        ensembles.get_opt(&drill_name).await.unwrap()
+    })
+    .await
+}
+
+/// Waits until the ensemble `name` is gone.
+async fn deleted(ensembles: &Api<ZooKeeperEnsemble>, name: &str) {
+    eventually(&format!("{name} deleted"), || async {
+        ensembles
+            .get_opt(name)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+/// The backup's `Verified` condition once it has a verdict (True or False).
+async fn verified_condition(
+    backups: &Api<ZooKeeperBackup>,
+    name: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    eventually_within(
+        &format!("backup {name}: a drill verdict"),
+        Duration::from_secs(180),
+        Duration::from_millis(250),
+        || async {
+            let status = backups.get(name).await.unwrap().status.unwrap_or_default();
+            status
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == VERIFIED && c.status != "Unknown")
+        },
+    )
+    .await
+}
+
+/// A namespace with an S3 server, the operator, and the ensemble `zk` of `replicas` servers
+/// with backups on (its servers not started).
+struct Setup {
+    cp: &'static support::control_plane::ControlPlane,
+    client: kube::Client,
+    ns: String,
+    s3: S3Server,
+    operator: Operator,
+    ensembles: Api<ZooKeeperEnsemble>,
+}
+
+async fn setup(namespace: &str, replicas: usize) -> Setup {
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, namespace).await.unwrap();
+    let s3 = S3Server::start(&[BUCKET]).expect("starting s3s-fs");
+    let operator = Operator::start(cp, &ns);
+    let ensembles = create_ensemble(
+        &client,
+        &ns,
+        json!({"replicas": replicas, "backup": {"enabled": true}}),
+    )
+    .await;
+    Setup {
+        cp,
+        client,
+        ns,
+        s3,
+        operator,
+        ensembles,
+    }
 }
 
 fn credentials_secret(name: &str, secret_key: &str) -> Secret {

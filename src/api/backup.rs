@@ -63,6 +63,12 @@ pub const ENDPOINT_CA_KEY: &str = "ca.crt";
         description = "Znodes in the snapshot, the root included"
     ),
     printcolumn(
+        name = "Verified",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Verified\")].status",
+        description = "True once a restore drill restored it and found what it holds (spec.verify)"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -86,6 +92,16 @@ pub struct ZooKeeperBackupSpec {
 
     /// Where the snapshot goes.
     pub s3: S3Location,
+
+    /// Prove the backup restores, once it is stored (a restore drill): the operator creates a
+    /// throwaway one-server ZooKeeperEnsemble `<backup>-drill-<uid>` restored from it (with
+    /// the backed-up ensemble's image, resources and storage class), takes a snapshot of the
+    /// restored server, and compares its persistent znodes with the backup's
+    /// (`status.persistentZnodeCount`, `status.contentHash`); the `Verified` condition gives
+    /// the result, and the drill ensemble and its volume are deleted. Off by default: a drill
+    /// costs a pod and a volume for a minute or two.
+    #[serde(default)]
+    pub verify: bool,
 }
 
 /// A place in S3-compatible object storage.
@@ -163,6 +179,16 @@ pub struct ZooKeeperBackupStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree_digest: Option<TreeDigest>,
 
+    /// Persistent znodes in the snapshot outside `/zookeeper`: what a restore must bring back
+    /// (ephemeral znodes go with their sessions, which a restored server expires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_znode_count: Option<i64>,
+
+    /// A hash of those znodes (path, data, ACL, version, creation and last change), the same
+    /// for any tree that holds them: a restore drill compares the restored server's with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+
     /// The pod whose server took the snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
@@ -183,7 +209,8 @@ pub struct ZooKeeperBackupStatus {
     #[serde(default)]
     pub attempts: i32,
 
-    /// Complete (true once stored) and, while it is not, why.
+    /// Complete (true once stored) and, while it is not, why; with `spec.verify`, Verified
+    /// (Unknown while the drill runs, then True or False with what the drill found).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -242,6 +269,11 @@ pub struct BackupMetadata {
     pub znode_count: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree_digest: Option<TreeDigest>,
+    /// Persistent znodes outside `/zookeeper`, and their hash (see the backup's status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_znode_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
     /// The snapshot object's key.
     pub snapshot_key: String,
     pub started_at: Timestamp,

@@ -365,6 +365,11 @@ pub struct BackupSpec {
     /// Where scheduled backups go (as a ZooKeeperBackup's spec.s3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<super::S3Location>,
+
+    /// Restore each scheduled backup into a throwaway ensemble to prove it restores (a
+    /// ZooKeeperBackup's spec.verify). Off by default.
+    #[serde(default)]
+    pub verify: bool,
 }
 
 impl Default for BackupSpec {
@@ -374,6 +379,7 @@ impl Default for BackupSpec {
             schedule: None,
             keep: default_keep(),
             s3: None,
+            verify: false,
         }
     }
 }

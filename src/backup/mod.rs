@@ -14,6 +14,8 @@
 //! whose status write was lost is overwritten by a newer one, never left beside it. Only the
 //! leading replica runs this controller, and it checks its lease before every attempt.
 
+pub mod drill;
+mod drilling;
 pub mod plan;
 pub mod schedule;
 mod scheduler;
@@ -130,6 +132,9 @@ async fn reconcile(backup: Arc<ZooKeeperBackup>, ctx: Arc<Context>) -> Result<Ac
             ctx.metrics
                 .backup_succeeded(&namespace, &backup.spec.ensemble, completed_at.0);
         }
+        if backup.spec.verify {
+            return drilling::reconcile(&backup, &ctx).await;
+        }
         return Ok(Action::await_change());
     }
     // Read again: the cache may not have the status this controller wrote a moment ago, and
@@ -192,6 +197,8 @@ async fn reconcile(backup: Arc<ZooKeeperBackup>, ctx: Arc<Context>) -> Result<Ac
                 zxid: Some(done.stored.zxid),
                 znode_count: i64::try_from(done.stored.contents.znodes).ok(),
                 tree_digest: done.stored.contents.digest.map(tree_digest),
+                persistent_znode_count: i64::try_from(done.stored.contents.persistent.znodes).ok(),
+                content_hash: Some(done.stored.contents.persistent.hash_hex()),
                 member: Some(done.member),
                 zookeeper_version: done.version,
                 completed_at: Some(Time(completed_at)),
@@ -226,9 +233,14 @@ async fn reconcile(backup: Arc<ZooKeeperBackup>, ctx: Arc<Context>) -> Result<Ac
 /// What an attempt needs, all read.
 struct Ready {
     ensemble: ZooKeeperEnsemble,
-    /// The members to ask, best first, with their AdminServer's base URL.
-    members: Vec<(String, String)>,
+    members: Members,
     credentials: plan::S3Credentials,
+}
+
+/// The members of an ensemble to ask for a snapshot, and how to ask.
+struct Members {
+    /// Best first, with their AdminServer's base URL.
+    members: Vec<(String, String)>,
     admin_tls: crate::http::AdminTls,
     password: String,
 }
@@ -259,12 +271,30 @@ async fn gather(
         Ok(credentials) => credentials,
         Err(waiting) => return Ok(Err(waiting)),
     };
-    let tls_name = names::tls_secret(&ensemble);
+    Ok(members(&ensemble, pods_to_ask, ctx)
+        .await?
+        .map(|members| Ready {
+            ensemble,
+            members,
+            credentials,
+        }))
+}
+
+/// How to ask `pods_to_ask` of `ensemble` for a snapshot: the operator's AdminServer
+/// certificate, the superuser's password and the pods' IPs; or why not yet.
+async fn members(
+    ensemble: &ZooKeeperEnsemble,
+    pods_to_ask: Vec<String>,
+    ctx: &Context,
+) -> Result<Result<Members, Waiting>, Error> {
+    let namespace = ensemble.namespace().unwrap_or_default();
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+    let tls_name = names::tls_secret(ensemble);
     let admin_tls = read(&secrets, &tls_name, "the quorum TLS Secret")
         .await?
         .ok_or_else(|| "does not exist yet".to_owned())
-        .and_then(|secret| crate::controller::tls::admin_tls(&ensemble, &secret));
-    let superuser_name = names::superuser_secret(&ensemble);
+        .and_then(|secret| crate::controller::tls::admin_tls(ensemble, &secret));
+    let superuser_name = names::superuser_secret(ensemble);
     let password = read(&secrets, &superuser_name, "the superuser Secret")
         .await?
         .ok_or_else(|| "does not exist yet".to_owned())
@@ -278,7 +308,7 @@ async fn gather(
             return Ok(Err(ensemble_secret_problem(&superuser_name, &problem)));
         }
     };
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), namespace);
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace);
     let mut members = Vec::new();
     for pod_name in pods_to_ask {
         let ip = read(&pods, &pod_name, "a member's pod")
@@ -296,13 +326,14 @@ async fn gather(
     if members.is_empty() {
         return Ok(Err(Waiting {
             reason: "NoServingMember",
-            message: format!("no serving member of the ZooKeeperEnsemble {name} has a pod IP"),
+            message: format!(
+                "no serving member of the ZooKeeperEnsemble {} has a pod IP",
+                ensemble.name_any()
+            ),
         }));
     }
-    Ok(Ok(Ready {
-        ensemble,
+    Ok(Ok(Members {
         members,
-        credentials,
         admin_tls,
         password,
     }))
@@ -358,11 +389,15 @@ async fn attempt(
         ),
         member => member.to_string(),
     };
-    let http = take::snapshot_client(&ready.admin_tls)?;
-    let admin =
-        crate::quorum::admin::AdminClient::with_tls(Duration::from_secs(5), &ready.admin_tls)?;
+    let Members {
+        members,
+        admin_tls,
+        password,
+    } = &ready.members;
+    let http = take::snapshot_client(admin_tls)?;
+    let admin = crate::quorum::admin::AdminClient::with_tls(Duration::from_secs(5), admin_tls)?;
     let mut failures = Vec::new();
-    for (member, base) in &ready.members {
+    for (member, base) in members {
         // Asked first so that the metadata names the version that wrote the snapshot, and so
         // that a member that stopped serving since the status was written is passed over.
         let version = match admin.srvr(base).await {
@@ -376,8 +411,7 @@ async fn attempt(
                 continue;
             }
         };
-        match take::stream_snapshot(&http, member, base, &ready.password, store.as_ref(), key).await
-        {
+        match take::stream_snapshot(&http, member, base, password, store.as_ref(), key).await {
             Ok(stored) => {
                 let metadata = BackupMetadata {
                     format: BACKUP_METADATA_FORMAT.to_owned(),
@@ -393,6 +427,8 @@ async fn attempt(
                     sha256: stored.sha256.clone(),
                     znode_count: Some(stored.contents.znodes),
                     tree_digest: stored.contents.digest.map(tree_digest),
+                    persistent_znode_count: Some(stored.contents.persistent.znodes),
+                    content_hash: Some(stored.contents.persistent.hash_hex()),
                     snapshot_key: key.to_owned(),
                     started_at,
                     completed_at: Timestamp::now(),
@@ -488,6 +524,15 @@ async fn write_status(
     status: &ZooKeeperBackupStatus,
     ctx: &Context,
 ) -> Result<(), Error> {
+    merge_status(backup, json!(status), ctx).await
+}
+
+/// Merges `status` (JSON) into the backup's status.
+async fn merge_status(
+    backup: &ZooKeeperBackup,
+    status: serde_json::Value,
+    ctx: &Context,
+) -> Result<(), Error> {
     let api = Api::<ZooKeeperBackup>::namespaced(
         ctx.client.clone(),
         &backup.namespace().unwrap_or_default(),
@@ -500,6 +545,19 @@ async fn write_status(
     .await
     .map_err(Error::Status)?;
     Ok(())
+}
+
+/// Where the unit tests' backups go.
+#[cfg(test)]
+fn test_location(prefix: &str) -> crate::api::S3Location {
+    crate::api::S3Location {
+        endpoint: "http://s3:9000".into(),
+        bucket: "zk-backups".into(),
+        prefix: prefix.into(),
+        region: "us-east-1".into(),
+        virtual_hosted_style: false,
+        credentials_secret: "s3".into(),
+    }
 }
 
 async fn publish(

@@ -10,7 +10,9 @@
 //!
 //! Retention ([`to_prune`]) keeps the `keep` newest runs that succeeded and as many failed
 //! ones; runs still in progress are never pruned, and neither are backups created by hand (they
-//! carry no label). The newest successful run is always kept, as `keep` is at least 1.
+//! carry no label). The newest successful run is always kept, as `keep` is at least 1, and so
+//! is the newest one a restore drill verified, so that pruning never leaves only backups that
+//! are not known to restore when one was.
 
 use std::collections::BTreeMap;
 
@@ -70,8 +72,9 @@ pub fn newest_run(scheduled: &[ZooKeeperBackup]) -> Option<Timestamp> {
     scheduled.iter().filter_map(scheduled_at).max()
 }
 
-/// The scheduled backups to delete: beyond the `keep` newest that succeeded, and beyond the
-/// `keep` newest that failed. Backups still pending or running stay.
+/// The scheduled backups to delete: beyond the `keep` newest that succeeded (but for the newest
+/// verified one), and beyond the `keep` newest that failed. Backups still pending or running
+/// stay.
 pub fn to_prune(scheduled: &[ZooKeeperBackup], keep: usize) -> Vec<&ZooKeeperBackup> {
     let mut finished: BTreeMap<bool, Vec<(Timestamp, &ZooKeeperBackup)>> = BTreeMap::new();
     for backup in scheduled {
@@ -86,9 +89,18 @@ pub fn to_prune(scheduled: &[ZooKeeperBackup], keep: usize) -> Vec<&ZooKeeperBac
         }
     }
     let mut prune = Vec::new();
-    for mut runs in finished.into_values() {
+    for (succeeded, mut runs) in finished {
         runs.sort_by_key(|run| std::cmp::Reverse(run.0));
-        prune.extend(runs.into_iter().skip(keep.max(1)).map(|(_, backup)| backup));
+        let newest_verified = runs
+            .iter()
+            .position(|(_, backup)| succeeded && super::drill::verified(backup) == Some(true));
+        prune.extend(
+            runs.into_iter()
+                .enumerate()
+                .skip(keep.max(1))
+                .filter(|(i, _)| Some(*i) != newest_verified)
+                .map(|(_, (_, backup))| backup),
+        );
     }
     prune
 }
@@ -96,7 +108,7 @@ pub fn to_prune(scheduled: &[ZooKeeperBackup], keep: usize) -> Vec<&ZooKeeperBac
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{S3Location, ZooKeeperBackupSpec, ZooKeeperBackupStatus};
+    use crate::api::{ZooKeeperBackupSpec, ZooKeeperBackupStatus};
 
     fn at(text: &str) -> Timestamp {
         text.parse().unwrap()
@@ -107,14 +119,8 @@ mod tests {
             &backup_name("zk", at(at_text)),
             ZooKeeperBackupSpec {
                 ensemble: "zk".into(),
-                s3: S3Location {
-                    endpoint: "http://s3:9000".into(),
-                    bucket: "zk-backups".into(),
-                    prefix: String::new(),
-                    region: "us-east-1".into(),
-                    virtual_hosted_style: false,
-                    credentials_secret: "s3".into(),
-                },
+                s3: super::super::test_location(""),
+                verify: false,
             },
         );
         backup
@@ -199,5 +205,38 @@ mod tests {
             ]
         );
         assert_eq!(newest_run(&runs), Some(at("2026-12-07T03:00:00Z")));
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_verified_backup_beyond_keep() {
+        use BackupPhase::Succeeded;
+        let verified = |at_text: &str, result: &str| {
+            let mut backup = run(at_text, Some(Succeeded));
+            let status = backup.status.as_mut().unwrap();
+            status
+                .conditions
+                .push(super::super::drill::verified_condition(
+                    result,
+                    "Restored",
+                    String::new(),
+                ));
+            backup
+        };
+        let runs = [
+            verified("2026-12-01T03:00:00Z", "True"),
+            verified("2026-12-02T03:00:00Z", "True"),
+            verified("2026-12-03T03:00:00Z", "False"),
+            run("2026-12-04T03:00:00Z", Some(Succeeded)),
+        ];
+        let pruned: Vec<String> = to_prune(&runs, 2).iter().map(|b| b.name_any()).collect();
+        assert_eq!(
+            pruned,
+            ["zk-20261201-030000"],
+            "the newest verified one stays, an older one goes"
+        );
+        // Once a newer one is verified, the older one may go.
+        let runs = [runs[1].clone(), verified("2026-12-04T03:00:00Z", "True")];
+        let pruned: Vec<String> = to_prune(&runs, 1).iter().map(|b| b.name_any()).collect();
+        assert_eq!(pruned, ["zk-20261202-030000"]);
     }
 }

@@ -129,6 +129,7 @@ async fn reconcile(ensemble: Arc<ZooKeeperEnsemble>, ctx: Arc<Context>) -> Resul
             ZooKeeperBackupSpec {
                 ensemble: name.clone(),
                 s3: s3.clone(),
+                verify: backup.verify,
             },
         );
         run.labels_mut()

@@ -23,9 +23,17 @@
 //!   3.9, the last processed zxid (`long`) and a seal. Each seal covers everything before it.
 //!
 //! The reader keeps only the bytes of the item it is in (a znode's data is at most
-//! `jute.maxbuffer`), so its memory does not grow with the snapshot.
+//! `jute.maxbuffer`), and the ACL cache, so its memory does not grow with the snapshot.
+//!
+//! It also hashes what a restore must bring back ([`PersistentContents`]): ZooKeeper's own
+//! digest cannot tell, because it covers ephemeral znodes and their parents' child counters,
+//! which change on their own once a restored server expires the sessions the snapshot holds
+//! (DigestCalculator hashes the whole `StatPersisted`).
+
+use std::collections::HashMap;
 
 use adler2::Adler32;
+use sha2::{Digest, Sha256};
 
 /// What a whole snapshot holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +45,44 @@ pub struct SnapshotSummary {
     pub sessions: u64,
     /// The data tree's digest at the zxid it names, when the server computed digests.
     pub digest: Option<TreeDigest>,
+    /// The persistent znodes outside `/zookeeper`, hashed.
+    pub persistent: PersistentContents,
+}
+
+/// The persistent znodes of a tree outside `/zookeeper` (whose `config` is each ensemble's
+/// own), hashed so that two trees holding the same such znodes hash alike whatever order they
+/// are serialized in, and whatever ephemeral, container and TTL znodes they hold besides.
+///
+/// Each znode's SHA-256 covers its path, data, ACL (the entries, not the cache index, which
+/// is a server's own), czxid, mzxid, ctime, mtime, version and aversion; not cversion or
+/// pzxid, which change when an ephemeral child goes. The hash is the sum of the first 16 bytes
+/// of each, modulo 2^128 (an additive hash, as ZooKeeper's own digest).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PersistentContents {
+    pub znodes: u64,
+    pub hash: u128,
+}
+
+impl PersistentContents {
+    /// The hash as the status and the metadata show it: 32 hex digits.
+    pub fn hash_hex(&self) -> String {
+        format!("{:032x}", self.hash)
+    }
+
+    fn add(&mut self, path: &[u8], data: &[u8], acl: &[u8], stat: &[u8]) {
+        let mut node = Sha256::new();
+        for part in [path, data, acl] {
+            node.update((part.len() as u64).to_be_bytes());
+            node.update(part);
+        }
+        // czxid, mzxid, ctime, mtime (4 longs), version (int), then aversion after cversion.
+        node.update(&stat[..36]);
+        node.update(&stat[40..44]);
+        let digest = node.finalize();
+        let first = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
+        self.znodes += 1;
+        self.hash = self.hash.wrapping_add(first);
+    }
 }
 
 /// `ZxidDigest`: the data tree's digest after the transaction `zxid`.
@@ -104,6 +150,9 @@ pub struct SnapshotReader {
     checksum: Adler32,
     znodes: u64,
     sessions: u64,
+    /// The ACL cache: each index's ACL list as serialized (a few entries in practice).
+    acls: HashMap<u64, Vec<u8>>,
+    persistent: PersistentContents,
     /// The tree digest, once its sealed trailer item is read.
     digest: Option<TreeDigest>,
     failed: Option<SnapshotError>,
@@ -119,6 +168,8 @@ impl Default for SnapshotReader {
             checksum: Adler32::new(),
             znodes: 0,
             sessions: 0,
+            acls: HashMap::new(),
+            persistent: PersistentContents::default(),
             digest: None,
             failed: None,
         }
@@ -138,8 +189,8 @@ struct Cursor<'a> {
     base: u64,
 }
 
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], Read> {
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Read> {
         let end = self.at.checked_add(n).ok_or(Read::Short)?;
         let taken = self.bytes.get(self.at..end).ok_or(Read::Short)?;
         self.at = end;
@@ -171,7 +222,7 @@ impl Cursor<'_> {
     }
 
     /// A string or buffer.
-    fn bytes(&mut self, what: &'static str) -> Result<&[u8], Read> {
+    fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], Read> {
         let n = self.length(what)?;
         self.take(n)
     }
@@ -253,20 +304,35 @@ impl SnapshotReader {
                 return self.step();
             }
             Part::Acls(left) => {
-                cursor.long()?;
+                let index = cursor.long()?;
+                let start = cursor.at;
                 for _ in 0..cursor.length("ACL list")? {
                     cursor.int()?;
                     cursor.bytes("ACL scheme")?;
                     cursor.bytes("ACL id")?;
                 }
+                let list = cursor.bytes[start..cursor.at].to_vec();
+                self.acls.insert(index, list);
                 self.part = Part::Acls(left - 1);
             }
             Part::Znodes => {
-                if cursor.bytes("znode path")? == b"/" {
+                let path = cursor.bytes("znode path")?;
+                if path == b"/" {
                     self.part = Part::TreeSeal;
                 } else {
-                    cursor.bytes("znode data")?;
-                    cursor.take(NODE_TAIL)?;
+                    let data = cursor.bytes("znode data")?;
+                    let tail = cursor.take(NODE_TAIL)?;
+                    let (index, stat) = tail.split_at(8);
+                    let ephemeral_owner = &stat[44..52];
+                    let system = path == b"/zookeeper" || path.starts_with(b"/zookeeper/");
+                    if ephemeral_owner == [0; 8] && !system {
+                        // An index not in the cache (-1: world may do anything) is its own ACL.
+                        let acl = self
+                            .acls
+                            .get(&u64::from_be_bytes(index.try_into().expect("8 bytes")))
+                            .map_or(index, Vec::as_slice);
+                        self.persistent.add(path, data, acl, stat);
+                    }
                     self.znodes += 1;
                 }
             }
@@ -360,6 +426,7 @@ impl SnapshotReader {
             znodes: self.znodes,
             sessions: self.sessions,
             digest: self.digest,
+            persistent: self.persistent,
         })
     }
 }
@@ -390,7 +457,62 @@ mod tests {
                 version: 2,
                 value: 0x0003_289c_cdfa,
             }),
+            // The root, /brokers, /brokers/ids, /config and /acl.
+            persistent: PersistentContents {
+                znodes: 5,
+                hash: 0xdee9_a583_3a4f_2cf2_a1fc_5d99_cdc8_27b3,
+            },
         }
+    }
+
+    /// A `StatPersisted` with the given fields, the others distinct.
+    fn stat(version: i32, cversion: i32, aversion: i32, pzxid: u64) -> Vec<u8> {
+        let mut stat = Vec::new();
+        for long in [1u64, 2, 3, 4] {
+            stat.extend(long.to_be_bytes());
+        }
+        for int in [version, cversion, aversion] {
+            stat.extend(int.to_be_bytes());
+        }
+        stat.extend(0u64.to_be_bytes());
+        stat.extend(pzxid.to_be_bytes());
+        stat
+    }
+
+    #[test]
+    fn persistent_contents_hash_what_a_restore_keeps_in_any_order() {
+        let hashed = |nodes: &[(&str, &str, Vec<u8>)]| {
+            let mut contents = PersistentContents::default();
+            for (path, data, stat) in nodes {
+                contents.add(path.as_bytes(), data.as_bytes(), b"acl", stat);
+            }
+            contents
+        };
+        let a = ("/a", "1", stat(1, 1, 0, 9));
+        let b = ("/b", "2", stat(0, 0, 0, 9));
+        let tree = hashed(&[a.clone(), b.clone()]);
+        assert_eq!(tree.znodes, 2);
+        assert_eq!(
+            tree,
+            hashed(&[b.clone(), a.clone()]),
+            "order does not count"
+        );
+        // A child that came or went (cversion, pzxid): the same.
+        assert_eq!(tree, hashed(&[("/a", "1", stat(1, 7, 0, 12)), b.clone()]));
+        // Data, version, ACL version, path: another hash.
+        for changed in [
+            ("/a", "x", stat(1, 1, 0, 9)),
+            ("/a", "1", stat(2, 1, 0, 9)),
+            ("/a", "1", stat(1, 1, 1, 9)),
+            ("/c", "1", stat(1, 1, 0, 9)),
+        ] {
+            assert_ne!(tree, hashed(&[changed.clone(), b.clone()]), "{changed:?}");
+        }
+        // Path and data are length-prefixed: moving a byte between them shows.
+        assert_ne!(
+            hashed(&[("/ab", "", stat(0, 0, 0, 0))]),
+            hashed(&[("/a", "b", stat(0, 0, 0, 0))])
+        );
     }
 
     #[test]

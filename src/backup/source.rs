@@ -183,7 +183,7 @@ fn figures(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{S3Location, ZooKeeperBackupSpec, ZooKeeperBackupStatus};
+    use crate::api::{ZooKeeperBackupSpec, ZooKeeperBackupStatus};
 
     const SHA: &str = "8da067f68800ffb54a18d1cf633a6e89c25f74d9683708f2f95318a81aec2681";
 
@@ -192,14 +192,8 @@ mod tests {
             "nightly",
             ZooKeeperBackupSpec {
                 ensemble: "zk".into(),
-                s3: S3Location {
-                    endpoint: "http://s3.storage:9000".into(),
-                    bucket: "zk-backups".into(),
-                    prefix: "prod".into(),
-                    region: "us-east-1".into(),
-                    virtual_hosted_style: false,
-                    credentials_secret: "s3".into(),
-                },
+                s3: super::super::test_location("prod"),
+                verify: false,
             },
         );
         backup.status = Some(status);

@@ -150,7 +150,7 @@ pub async fn stream_snapshot(
         .await
         .map_err(|e| TakeError::Storage(e.to_string()))?;
     let mut upload = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-    match copy(http, base, password, &mut upload).await {
+    match copy(http, base, password, Some(&mut upload)).await {
         Ok(stored) => {
             upload
                 .finish()
@@ -163,21 +163,41 @@ pub async fn stream_snapshot(
             if let Err(abort) = upload.abort().await {
                 tracing::warn!(%key, error = %abort, "aborting the upload of a broken snapshot");
             }
-            Err(match error {
-                Copy::Member(message) => TakeError::Member {
-                    member: member.to_owned(),
-                    message,
-                },
-                Copy::Storage(message) => TakeError::Storage(message),
-            })
+            Err(error.of(member))
         }
     }
+}
+
+/// Reads a snapshot from the AdminServer at `base` of `member` as [`stream_snapshot`] does, and
+/// stores it nowhere: what a restore drill asks of the server it restored.
+pub async fn read_snapshot(
+    http: &reqwest::Client,
+    member: &str,
+    base: &str,
+    password: &str,
+) -> Result<Stored, TakeError> {
+    copy(http, base, password, None)
+        .await
+        .map_err(|error| error.of(member))
 }
 
 /// Why copying a snapshot into an upload stopped.
 enum Copy {
     Member(String),
     Storage(String),
+}
+
+impl Copy {
+    /// The error of an attempt on `member`.
+    fn of(self, member: &str) -> TakeError {
+        match self {
+            Copy::Member(message) => TakeError::Member {
+                member: member.to_owned(),
+                message,
+            },
+            Copy::Storage(message) => TakeError::Storage(message),
+        }
+    }
 }
 
 /// The request for a streamed snapshot from the AdminServer at `base`, as the superuser whose
@@ -194,12 +214,13 @@ pub fn snapshot_request(
         )
 }
 
-/// Asks the AdminServer at `base` for a snapshot and writes it into `upload`, hashing it.
+/// Asks the AdminServer at `base` for a snapshot and writes it into `upload`, if any, hashing
+/// it.
 async fn copy(
     http: &reqwest::Client,
     base: &str,
     password: &str,
-    upload: &mut WriteMultipart,
+    mut upload: Option<&mut WriteMultipart>,
 ) -> Result<Stored, Copy> {
     let response = snapshot_request(http, base, password)
         .send()
@@ -236,14 +257,16 @@ async fn copy(
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| Copy::Member(format!("reading the snapshot: {e}")))?;
-        upload
-            .wait_for_capacity(PARTS_IN_FLIGHT)
-            .await
-            .map_err(|e| Copy::Storage(e.to_string()))?;
         hash.update(&chunk);
         contents.push(&chunk);
         size_bytes += chunk.len() as u64;
-        upload.put(chunk);
+        if let Some(upload) = upload.as_deref_mut() {
+            upload
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(|e| Copy::Storage(e.to_string()))?;
+            upload.put(chunk);
+        }
     }
     if size_bytes == 0 {
         return Err(Copy::Member("the snapshot was empty".to_owned()));

@@ -77,14 +77,18 @@ What the operator does with the Kubernetes API, derived from src/controller/:
 - reads, or creates once, each ensemble's superuser Secret (<name>-zooherd-superuser), the
   identity it reconfigures the ensemble as; it never lists, watches, changes or deletes
   Secrets (the garbage collector deletes it with the ensemble);
+- takes ZooKeeperBackups, creates the scheduled ones and deletes those beyond keep; creates
+  and deletes the throwaway one-server ensemble of a restore drill (owned by its backup);
 - records Events (events.k8s.io; core/v1 events for clients that still use them).
 The leader-election Lease is granted separately, in the release namespace only
 (templates/leader-election-rbac.yaml). No nodes, no cluster-scoped objects.
 */}}
 {{- define "zooherd.rules" -}}
+# Restore drills (a backup's spec.verify): the operator creates a throwaway one-server
+# ensemble owned by the backup, and deletes it once the drill has a verdict.
 - apiGroups: ["zooherd.dev"]
   resources: ["zookeeperensembles"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: ["zooherd.dev"]
   resources: ["zookeeperensembles/status"]
   verbs: ["get", "patch", "update"]
@@ -102,6 +106,9 @@ The leader-election Lease is granted separately, in the release namespace only
 - apiGroups: ["zooherd.dev"]
   resources: ["zookeeperbackups/status"]
   verbs: ["get", "patch", "update"]
+- apiGroups: ["zooherd.dev"]
+  resources: ["zookeeperbackups/finalizers"]
+  verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]

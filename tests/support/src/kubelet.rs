@@ -65,7 +65,12 @@ pub async fn run_ensemble(
 /// Plays the kubelet: marks pod `zk-<i>` Running and Ready with the address of ZooKeeper
 /// member `i`; returns the pod's uid.
 pub async fn bind_pod(pods: &Api<Pod>, i: usize, ip: std::net::Ipv4Addr) -> String {
-    let name = format!("zk-{i}");
+    bind_named_pod(pods, &format!("zk-{i}"), ip).await
+}
+
+/// Plays the kubelet for the pod `name`, as [`bind_pod`] does.
+pub async fn bind_named_pod(pods: &Api<Pod>, name: &str, ip: std::net::Ipv4Addr) -> String {
+    let name = name.to_owned();
     let pod = eventually(&format!("pod {name}"), || async {
         pods.get_opt(&name).await.unwrap()
     })
@@ -146,14 +151,29 @@ pub async fn mount_certificates(
     dir: &std::path::Path,
     zookeeper: &mut ZkEnsemble,
 ) {
-    let data = secrets.get("zk-zooherd-tls").await.unwrap().data.unwrap();
+    mount_certificates_of(secrets, "zk", dir, zookeeper).await;
+}
+
+/// [`mount_certificates`] for the ensemble `ensemble`.
+pub async fn mount_certificates_of(
+    secrets: &Api<Secret>,
+    ensemble: &str,
+    dir: &std::path::Path,
+    zookeeper: &mut ZkEnsemble,
+) {
+    let data = secrets
+        .get(&format!("{ensemble}-zooherd-tls"))
+        .await
+        .unwrap()
+        .data
+        .unwrap();
     let text = |key: &str| String::from_utf8(data[key].0.clone()).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     for key in ["ca.crt", "keystore.pem"] {
         std::fs::write(dir.join(key), text(key)).unwrap();
     }
     let admin = zooherd::tls::admin_client(
-        "tests/zk",
+        &format!("tests/{ensemble}"),
         &text("ca.crt"),
         &text("ca.key"),
         "tests",

@@ -1,0 +1,271 @@
+//! Restore drills, decided from what was read: no IO here.
+//!
+//! A backup is known to restore only once it has been restored. With `spec.verify`, once a
+//! backup is stored the operator creates a throwaway one-server ZooKeeperEnsemble restored from
+//! it ([`drill_ensemble`]: the restore path a user's new ensemble takes, checksum check
+//! included), waits for it to serve, takes a snapshot of the restored server as a backup would,
+//! and compares its persistent znodes with the backup's ([`verdict`]). The result is the
+//! backup's `Verified` condition; then the drill ensemble is deleted, with its volume.
+//!
+//! The comparison is of the persistent znodes outside `/zookeeper`, by count and by an
+//! order-independent hash (`snapshot_file::PersistentContents`), not of ZooKeeper's own digest:
+//! a restored server holds the snapshot's sessions and expires them, which deletes their
+//! ephemeral znodes and changes their parents' child counters, so its tree digest moves on
+//! by itself within a session timeout; and `/zookeeper/config` is each ensemble's own.
+//!
+//! The drill ensemble is the backup's child (an owner reference), so deleting the backup
+//! deletes it. A ZooKeeperEnsemble of the drill's name that is not the backup's child is never
+//! used or deleted: the drill fails instead, naming it.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{Resource, ResourceExt};
+
+use super::snapshot_file::PersistentContents;
+use crate::api::validate::MAX_NAME_LENGTH;
+use crate::api::{
+    BackupPhase, BackupSpec, Phase, RestoreSpec, RetentionPolicy, ZooKeeperBackup,
+    ZooKeeperEnsemble,
+};
+
+/// The condition that says whether a drill restored the backup.
+pub const VERIFIED: &str = "Verified";
+/// The label that names the backup a drill ensemble restores.
+pub const DRILL_OF_LABEL: &str = "zooherd.dev/drill-of";
+/// How long a drill ensemble may take to serve: pulling an image, binding a volume, the
+/// download and ZooKeeper's start.
+pub const DRILL_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+/// What the drill of a backup needs next.
+#[derive(Debug)]
+pub enum DrillStep {
+    /// Nothing: no drill asked for, the backup not stored, or done with.
+    Nothing,
+    /// Create the drill ensemble.
+    Create(Box<ZooKeeperEnsemble>),
+    /// Wait for the drill ensemble to serve (why, for the condition).
+    Wait(String),
+    /// The drill ensemble serves: take its snapshot and compare.
+    Check,
+    /// Record the verdict without a check.
+    Conclude(Verdict),
+    /// The verdict is recorded: delete the drill ensemble.
+    Remove,
+}
+
+/// The result of a drill: the `Verified` condition's status, reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub verified: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The drill ensemble's name: `<backup>-drill-<first 8 of its uid>`, the backup's name cut to
+/// fit the ensemble name limit.
+pub fn drill_name(backup: &ZooKeeperBackup) -> String {
+    let uid = backup.uid().unwrap_or_default();
+    let suffix = format!("-drill-{}", &uid[..uid.len().min(8)]);
+    let name = backup.name_any();
+    let room = MAX_NAME_LENGTH.saturating_sub(suffix.len()).min(name.len());
+    format!("{}{suffix}", name[..room].trim_end_matches(['-', '.']))
+}
+
+/// The `Verified` condition's status (True: Some(true), False: Some(false)); None while no
+/// verdict is recorded (no condition, or Unknown while a drill runs).
+pub fn verified(backup: &ZooKeeperBackup) -> Option<bool> {
+    let condition = backup
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == VERIFIED)?;
+    match condition.status.as_str() {
+        "True" => Some(true),
+        "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// A `Verified` condition with `status` True, False or Unknown.
+pub fn verified_condition(status: &str, reason: &str, message: String) -> Condition {
+    Condition {
+        type_: VERIFIED.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        last_transition_time: Time(Timestamp::now()),
+        observed_generation: None,
+    }
+}
+
+/// What the drill of `backup` needs next, given the ensemble of the drill's name (`drill`) and
+/// the backed-up ensemble (`source`), at `now`.
+pub fn next_step(
+    backup: &ZooKeeperBackup,
+    drill: Option<&ZooKeeperEnsemble>,
+    source: Option<&ZooKeeperEnsemble>,
+    now: Timestamp,
+) -> DrillStep {
+    let status = backup.status.clone().unwrap_or_default();
+    if !backup.spec.verify || status.phase != Some(BackupPhase::Succeeded) {
+        return DrillStep::Nothing;
+    }
+    let ours = drill.filter(|drill| is_drill_of(drill, backup));
+    if verified(backup).is_some() {
+        return if ours.is_some() {
+            DrillStep::Remove
+        } else {
+            DrillStep::Nothing
+        };
+    }
+    let name = drill_name(backup);
+    if status.content_hash.is_none() || status.persistent_znode_count.is_none() {
+        return DrillStep::Conclude(Verdict {
+            verified: false,
+            reason: "NotHashed",
+            message: "the backup has no hash of its persistent znodes (the operator that took it \
+                      did not compute one), so a drill has nothing to compare with; take a new backup"
+                .to_owned(),
+        });
+    }
+    let Some(drill) = drill else {
+        let Some(source) = source else {
+            return DrillStep::Conclude(Verdict {
+                verified: false,
+                reason: "EnsembleNotFound",
+                message: format!(
+                    "the ZooKeeperEnsemble {} is gone; a drill runs with its image, resources \
+                     and storage class",
+                    backup.spec.ensemble
+                ),
+            });
+        };
+        return DrillStep::Create(Box::new(drill_ensemble(backup, source)));
+    };
+    if ours.is_none() {
+        return DrillStep::Conclude(Verdict {
+            verified: false,
+            reason: "NameTaken",
+            message: format!(
+                "a ZooKeeperEnsemble {name} exists that is not this backup's drill; the \
+                 operator neither uses nor deletes it"
+            ),
+        });
+    }
+    let drill_status = drill.status.clone().unwrap_or_default();
+    let created = drill
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .map_or(now, |t| t.0);
+    let waited = Duration::try_from(now.duration_since(created)).unwrap_or_default();
+    let state = drill_status
+        .conditions
+        .iter()
+        .find(|c| c.status == "False" && !c.message.is_empty())
+        .map_or_else(
+            || {
+                let phase = drill_status.phase.map_or("none", Phase::as_str);
+                format!("phase {phase}")
+            },
+            |c| format!("{}: {}", c.reason, c.message),
+        );
+    if waited > DRILL_LIMIT {
+        // A server that serves but gives no snapshot ends here too, with the last reason.
+        let last = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == VERIFIED && !c.message.is_empty())
+            .map_or(String::new(), |c| format!("; last: {}", c.message));
+        return DrillStep::Conclude(Verdict {
+            verified: false,
+            reason: "DrillTimedOut",
+            message: format!(
+                "the drill ensemble {name} did not serve a snapshot within {} minutes ({state}{last})",
+                DRILL_LIMIT.as_secs() / 60
+            ),
+        });
+    }
+    if drill_status.phase == Some(Phase::Active) && drill_status.restore.is_some() {
+        return DrillStep::Check;
+    }
+    DrillStep::Wait(format!(
+        "restoring into the drill ensemble {name}, which does not serve yet ({state})"
+    ))
+}
+
+fn is_drill_of(drill: &ZooKeeperEnsemble, backup: &ZooKeeperBackup) -> bool {
+    let uid = backup.uid();
+    uid.is_some()
+        && drill
+            .owner_references()
+            .iter()
+            .any(|owner| Some(&owner.uid) == uid.as_ref() && owner.kind == "ZooKeeperBackup")
+}
+
+/// The throwaway ensemble that restores `backup`: one server with `source`'s image, JVM,
+/// resources, storage and placement, its own CA and superuser, the snapshot command on (the
+/// drill takes a snapshot), no schedule, and its volume deleted with it.
+pub fn drill_ensemble(backup: &ZooKeeperBackup, source: &ZooKeeperEnsemble) -> ZooKeeperEnsemble {
+    let mut spec = source.spec.clone();
+    spec.replicas = 1;
+    spec.paused = false;
+    spec.restore = Some(RestoreSpec {
+        backup: Some(backup.name_any()),
+        object: None,
+    });
+    spec.backup = BackupSpec {
+        enabled: true,
+        ..BackupSpec::default()
+    };
+    spec.tls.quorum = true;
+    spec.storage.retention.when_deleted = RetentionPolicy::Delete;
+    let mut drill = ZooKeeperEnsemble::new(&drill_name(backup), spec);
+    drill.metadata.namespace = backup.namespace();
+    drill
+        .labels_mut()
+        .insert(DRILL_OF_LABEL.to_owned(), backup.name_any());
+    drill.metadata.owner_references = backup.controller_owner_ref(&()).map(|o| vec![o]);
+    drill
+}
+
+/// What the drill found: the restored server's snapshot (`restored`, at zxid `zxid`) against
+/// what the backup recorded.
+pub fn verdict(
+    backup: &ZooKeeperBackup,
+    drill: &str,
+    restored: &PersistentContents,
+    zxid: &str,
+) -> Verdict {
+    let status = backup.status.clone().unwrap_or_default();
+    let recorded_count = status.persistent_znode_count.unwrap_or(-1);
+    let recorded_hash = status.content_hash.unwrap_or_default();
+    let count = i64::try_from(restored.znodes).unwrap_or(i64::MAX);
+    let hash = restored.hash_hex();
+    if count == recorded_count && hash == recorded_hash {
+        Verdict {
+            verified: true,
+            reason: "Restored",
+            message: format!(
+                "restored into {drill}: its server holds the backup's {count} persistent znodes \
+                 (hash {hash}) at zxid {zxid}"
+            ),
+        }
+    } else {
+        Verdict {
+            verified: false,
+            reason: "Mismatch",
+            message: format!(
+                "restored into {drill}, its server holds {count} persistent znodes (hash {hash}), \
+                 the backup {recorded_count} (hash {recorded_hash}): the snapshot does not \
+                 restore what it holds"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

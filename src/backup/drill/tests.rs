@@ -1,0 +1,308 @@
+use super::*;
+use crate::api::{S3Location, ZooKeeperBackupSpec, ZooKeeperBackupStatus};
+use crate::api::{ZooKeeperEnsembleStatus, validate::validate};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+const UID: &str = "0d5e1c2a-77aa-4b1e-9c3f-5a6b7c8d9e0f";
+
+fn backup(name: &str, verify: bool, status: ZooKeeperBackupStatus) -> ZooKeeperBackup {
+    let mut backup = ZooKeeperBackup::new(
+        name,
+        ZooKeeperBackupSpec {
+            ensemble: "zk".into(),
+            s3: super::super::test_location(""),
+            verify,
+        },
+    );
+    backup.metadata.namespace = Some("data".into());
+    backup.metadata.uid = Some(UID.into());
+    backup.status = Some(status);
+    backup
+}
+
+fn stored() -> ZooKeeperBackupStatus {
+    ZooKeeperBackupStatus {
+        phase: Some(BackupPhase::Succeeded),
+        persistent_znode_count: Some(5),
+        content_hash: Some("dee9a5833a4f2cf2a1fc5d99cdc827b3".into()),
+        ..ZooKeeperBackupStatus::default()
+    }
+}
+
+fn source() -> ZooKeeperEnsemble {
+    let mut source: ZooKeeperEnsemble = serde_json::from_value(serde_json::json!({
+        "apiVersion": "zooherd.dev/v1beta1",
+        "kind": "ZooKeeperEnsemble",
+        "metadata": {"name": "zk", "namespace": "data"},
+        "spec": {
+            "replicas": 5,
+            "image": "registry.example/zooherd-server:3.9.4",
+            "storage": {"data": {"size": "20Gi", "storageClassName": "fast"}},
+            "backup": {"enabled": true, "schedule": "0 3 * * *", "keep": 3, "verify": true,
+                       "s3": {"endpoint": "http://s3:9000", "bucket": "b", "credentialsSecret": "s3"}},
+            "paused": true,
+        },
+    }))
+    .unwrap();
+    source.metadata.uid = Some("source-uid".into());
+    source
+}
+
+fn stored_backup_s3() -> S3Location {
+    backup("nightly", true, stored()).spec.s3
+}
+
+fn at(text: &str) -> Timestamp {
+    text.parse().unwrap()
+}
+
+/// The drill ensemble as the API server returns it, created at `created`, with `status`.
+fn created(
+    backup: &ZooKeeperBackup,
+    created: &str,
+    status: ZooKeeperEnsembleStatus,
+) -> ZooKeeperEnsemble {
+    let mut drill = drill_ensemble(backup, &source());
+    drill.metadata.creation_timestamp = Some(Time(at(created)));
+    drill.status = Some(status);
+    drill
+}
+
+#[test]
+fn the_drill_name_fits_the_ensemble_name_limit() {
+    let short = backup("nightly", true, stored());
+    assert_eq!(drill_name(&short), "nightly-drill-0d5e1c2a");
+    let long = backup(&format!("{}-x", "b".repeat(60)), true, stored());
+    let name = drill_name(&long);
+    assert_eq!(name.len(), MAX_NAME_LENGTH, "{name}");
+    assert!(name.ends_with("b-drill-0d5e1c2a"), "{name}");
+    // A cut that ends on a separator does not leave it doubled.
+    let cut = backup(
+        &format!("{}-{}", "c".repeat(36), "d".repeat(20)),
+        true,
+        stored(),
+    );
+    assert_eq!(
+        drill_name(&cut),
+        format!("{}-drill-0d5e1c2a", "c".repeat(36))
+    );
+}
+
+#[test]
+fn a_drill_ensemble_restores_the_backup_on_one_server_and_goes_with_it() {
+    let backup = backup("nightly", true, stored());
+    let DrillStep::Create(drill) =
+        next_step(&backup, None, Some(&source()), at("2026-12-06T10:00:00Z"))
+    else {
+        panic!("no drill ensemble to create");
+    };
+    assert_eq!(drill.name_any(), "nightly-drill-0d5e1c2a");
+    assert_eq!(drill.namespace().as_deref(), Some("data"));
+    assert_eq!(drill.labels()[DRILL_OF_LABEL], "nightly");
+    let owner = &drill.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+        ("ZooKeeperBackup", "nightly", UID)
+    );
+    let spec = &drill.spec;
+    assert_eq!(spec.replicas, 1);
+    assert!(!spec.paused, "a paused source does not pause its drill");
+    assert_eq!(
+        spec.restore.as_ref().unwrap().backup.as_deref(),
+        Some("nightly")
+    );
+    assert_eq!(
+        spec.backup,
+        BackupSpec {
+            enabled: true,
+            ..BackupSpec::default()
+        },
+        "the snapshot command on; no schedule, no drill of its own"
+    );
+    assert!(spec.tls.quorum);
+    assert_eq!(spec.storage.retention.when_deleted, RetentionPolicy::Delete);
+    assert_eq!(spec.image, source().spec.image, "the source's image");
+    assert_eq!(
+        spec.storage.data,
+        source().spec.storage.data,
+        "and storage class"
+    );
+    validate(&drill).expect("the drill ensemble is valid");
+}
+
+#[test]
+fn a_drill_waits_for_its_ensemble_to_serve_then_checks_then_removes_it() {
+    let backup_at = |status| backup("nightly", true, status);
+    let running = backup_at(stored());
+    let forming = ZooKeeperEnsembleStatus {
+        phase: Some(Phase::Down),
+        ..ZooKeeperEnsembleStatus::default()
+    };
+    let drill = created(&running, "2026-12-06T10:00:00Z", forming.clone());
+    let step = next_step(&running, Some(&drill), None, at("2026-12-06T10:02:00Z"));
+    assert!(
+        matches!(&step, DrillStep::Wait(why) if why.contains("nightly-drill-0d5e1c2a") && why.contains("phase DOWN")),
+        "{step:?}"
+    );
+    // ACTIVE is not enough until the restore is recorded: it is what was restored from.
+    let active = ZooKeeperEnsembleStatus {
+        phase: Some(Phase::Active),
+        ..forming.clone()
+    };
+    let drill = created(&running, "2026-12-06T10:00:00Z", active.clone());
+    assert!(matches!(
+        next_step(&running, Some(&drill), None, at("2026-12-06T10:02:00Z")),
+        DrillStep::Wait(_)
+    ));
+    let serving = ZooKeeperEnsembleStatus {
+        restore: Some(crate::api::RestoreStatus {
+            backup: Some("nightly".into()),
+            location: "s3://b/k".into(),
+            s3: stored_backup_s3(),
+            key: "k".into(),
+            zxid: "0x100000007".into(),
+            size_bytes: 100,
+            sha256: "00".into(),
+        }),
+        ..active
+    };
+    let drill = created(&running, "2026-12-06T10:00:00Z", serving);
+    assert!(matches!(
+        next_step(&running, Some(&drill), None, at("2026-12-06T10:02:00Z")),
+        DrillStep::Check
+    ));
+    // Too long without serving: a verdict, naming the drill and what its ensemble says.
+    let stuck = created(&running, "2026-12-06T10:00:00Z", forming);
+    let DrillStep::Conclude(timed_out) =
+        next_step(&running, Some(&stuck), None, at("2026-12-06T10:16:00Z"))
+    else {
+        panic!("no verdict after the drill limit");
+    };
+    assert!(!timed_out.verified);
+    assert_eq!(timed_out.reason, "DrillTimedOut");
+    assert!(
+        timed_out.message.contains("within 15 minutes"),
+        "{timed_out:?}"
+    );
+    // A verdict recorded: the drill ensemble goes, and then nothing is left to do.
+    let mut done = stored();
+    done.conditions
+        .push(verified_condition("True", "Restored", String::new()));
+    let done = backup_at(done);
+    assert!(matches!(
+        next_step(&done, Some(&drill), None, at("2026-12-06T10:03:00Z")),
+        DrillStep::Remove
+    ));
+    assert!(matches!(
+        next_step(&done, None, Some(&source()), at("2026-12-06T10:03:00Z")),
+        DrillStep::Nothing
+    ));
+    // While it runs, Unknown is no verdict.
+    let mut drilling = stored();
+    drilling
+        .conditions
+        .push(verified_condition("Unknown", "Drilling", String::new()));
+    assert!(matches!(
+        next_step(
+            &backup_at(drilling),
+            Some(&drill),
+            None,
+            at("2026-12-06T10:02:00Z")
+        ),
+        DrillStep::Check
+    ));
+}
+
+#[test]
+fn no_drill_unless_asked_for_and_stored_and_never_on_someone_elses_ensemble() {
+    let now = at("2026-12-06T10:00:00Z");
+    let not_asked = backup("nightly", false, stored());
+    assert!(matches!(
+        next_step(&not_asked, None, Some(&source()), now),
+        DrillStep::Nothing
+    ));
+    let running = backup(
+        "nightly",
+        true,
+        ZooKeeperBackupStatus {
+            phase: Some(BackupPhase::Running),
+            ..stored()
+        },
+    );
+    assert!(matches!(
+        next_step(&running, None, Some(&source()), now),
+        DrillStep::Nothing
+    ));
+    let stored_backup = backup("nightly", true, stored());
+    // An ensemble of the drill's name that is not the backup's child.
+    let mut theirs = drill_ensemble(&stored_backup, &source());
+    theirs.metadata.owner_references = Some(vec![OwnerReference {
+        kind: "ZooKeeperBackup".into(),
+        name: "nightly".into(),
+        uid: "another-uid".into(),
+        api_version: "zooherd.dev/v1beta1".into(),
+        ..OwnerReference::default()
+    }]);
+    let DrillStep::Conclude(taken) = next_step(&stored_backup, Some(&theirs), None, now) else {
+        panic!("a drill on another's ensemble");
+    };
+    assert_eq!((taken.verified, taken.reason), (false, "NameTaken"));
+    let mut done = stored();
+    done.conditions
+        .push(verified_condition("False", "NameTaken", String::new()));
+    assert!(
+        matches!(
+            next_step(&backup("nightly", true, done), Some(&theirs), None, now),
+            DrillStep::Nothing
+        ),
+        "and never deleted"
+    );
+    // The source gone: nothing to copy the image and storage from.
+    let DrillStep::Conclude(gone) = next_step(&stored_backup, None, None, now) else {
+        panic!("a drill without its source");
+    };
+    assert_eq!(gone.reason, "EnsembleNotFound");
+    // A backup without the hash: nothing to compare with.
+    let unhashed = backup(
+        "old",
+        true,
+        ZooKeeperBackupStatus {
+            content_hash: None,
+            ..stored()
+        },
+    );
+    let DrillStep::Conclude(old) = next_step(&unhashed, None, Some(&source()), now) else {
+        panic!("a drill of an unhashed backup");
+    };
+    assert_eq!(old.reason, "NotHashed");
+}
+
+#[test]
+fn the_verdict_compares_count_and_hash() {
+    let backup = backup("nightly", true, stored());
+    let same = PersistentContents {
+        znodes: 5,
+        hash: 0xdee9_a583_3a4f_2cf2_a1fc_5d99_cdc8_27b3,
+    };
+    let found = verdict(&backup, "nightly-drill-0d5e1c2a", &same, "0x200000001");
+    assert!(found.verified, "{found:?}");
+    assert_eq!(found.reason, "Restored");
+    assert!(found.message.contains("5 persistent znodes"), "{found:?}");
+    for other in [
+        PersistentContents { znodes: 4, ..same },
+        PersistentContents {
+            hash: same.hash + 1,
+            ..same
+        },
+    ] {
+        let found = verdict(&backup, "nightly-drill-0d5e1c2a", &other, "0x200000001");
+        assert!(!found.verified);
+        assert_eq!(found.reason, "Mismatch");
+        assert!(
+            found
+                .message
+                .contains("the backup 5 (hash dee9a5833a4f2cf2a1fc5d99cdc827b3)"),
+            "{found:?}"
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! The IO of restore drills: reads what [`super::drill::next_step`] decides from, and does what
+//! it says. Only the leading replica acts (the fence is checked before every change), and each
+//! step is found again from what is read, so an operator that restarts mid-drill goes on where
+//! it was: the drill ensemble's name is the backup's, and a verdict is recorded before the drill
+//! ensemble is deleted.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use serde_json::json;
+
+use super::drill::{self, DrillStep, Verdict};
+use super::{Context, Error, plan, read, take};
+use crate::api::{ZooKeeperBackup, ZooKeeperEnsemble};
+
+/// How often a running drill looks at its ensemble (the backup controller does not watch
+/// ensembles).
+const POLL: Duration = Duration::from_secs(5);
+
+/// One step of `backup`'s drill.
+pub(super) async fn reconcile(backup: &ZooKeeperBackup, ctx: &Context) -> Result<Action, Error> {
+    // Read again: a verdict written a moment ago may not be in the cache yet.
+    let namespace = backup.namespace().unwrap_or_default();
+    let backups = Api::<ZooKeeperBackup>::namespaced(ctx.client.clone(), &namespace);
+    let Some(backup) = read(&backups, &backup.name_any(), "the backup").await? else {
+        return Ok(Action::await_change());
+    };
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(ctx.client.clone(), &namespace);
+    let name = drill::drill_name(&backup);
+    let drill_ensemble = read(&ensembles, &name, "the drill ensemble").await?;
+    let source = match drill_ensemble {
+        Some(_) => None,
+        None => read(&ensembles, &backup.spec.ensemble, "the ZooKeeperEnsemble").await?,
+    };
+    match drill::next_step(
+        &backup,
+        drill_ensemble.as_ref(),
+        source.as_ref(),
+        Timestamp::now(),
+    ) {
+        DrillStep::Nothing => Ok(Action::await_change()),
+        DrillStep::Create(ensemble) => {
+            ctx.fence.check().await?;
+            match ensembles.create(&PostParams::default(), &ensemble).await {
+                Ok(_) => {}
+                // Created by this replica a moment ago, or by the one before it.
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(source) => {
+                    return Err(Error::Write {
+                        what: format!("creating the drill ensemble {name}"),
+                        source,
+                    });
+                }
+            }
+            let message = format!("restoring into the drill ensemble {name}");
+            super::publish(
+                &backup,
+                ctx,
+                EventType::Normal,
+                "DrillStarted",
+                message.clone(),
+            )
+            .await;
+            drilling(&backup, message, ctx).await?;
+            Ok(Action::requeue(POLL))
+        }
+        DrillStep::Wait(why) => {
+            drilling(&backup, why, ctx).await?;
+            Ok(Action::requeue(POLL))
+        }
+        DrillStep::Check => {
+            let drill_ensemble = drill_ensemble.expect("a check has a drill ensemble");
+            ctx.fence.check().await?;
+            match check(&backup, &drill_ensemble, ctx).await? {
+                Ok(verdict) => conclude(&backup, verdict, ctx).await,
+                Err(why) => {
+                    drilling(&backup, why, ctx).await?;
+                    Ok(Action::requeue(POLL))
+                }
+            }
+        }
+        DrillStep::Conclude(verdict) => conclude(&backup, verdict, ctx).await,
+        DrillStep::Remove => {
+            ctx.fence.check().await?;
+            match ensembles.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::Write {
+                        what: format!("deleting the drill ensemble {name}"),
+                        source,
+                    });
+                }
+            }
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// Takes a snapshot of the drill ensemble's restored server and compares it with the backup;
+/// or why it could not yet.
+async fn check(
+    backup: &ZooKeeperBackup,
+    drill_ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+) -> Result<Result<Verdict, String>, Error> {
+    let name = drill_ensemble.name_any();
+    let pods = match plan::members_to_ask(&name, Some(drill_ensemble)) {
+        Ok(pods) => pods,
+        Err(waiting) => return Ok(Err(waiting.message)),
+    };
+    let members = match super::members(drill_ensemble, pods, ctx).await? {
+        Ok(members) => members,
+        Err(waiting) => return Ok(Err(waiting.message)),
+    };
+    let http = match take::snapshot_client(&members.admin_tls) {
+        Ok(http) => http,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let mut failures = Vec::new();
+    for (member, base) in &members.members {
+        match take::read_snapshot(&http, member, base, &members.password).await {
+            Ok(restored) => {
+                return Ok(Ok(drill::verdict(
+                    backup,
+                    &name,
+                    &restored.contents.persistent,
+                    &restored.zxid,
+                )));
+            }
+            Err(error) => failures.push(error.to_string()),
+        }
+    }
+    Ok(Err(format!(
+        "the drill ensemble {name} gave no snapshot: {}",
+        failures.join("; ")
+    )))
+}
+
+/// Says that the drill runs, and why it waits (written only when that changes: every write
+/// wakes the controller).
+async fn drilling(backup: &ZooKeeperBackup, message: String, ctx: &Context) -> Result<(), Error> {
+    let said = backup.status.as_ref().is_some_and(|status| {
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == drill::VERIFIED && c.status == "Unknown" && c.message == message)
+    });
+    if said {
+        return Ok(());
+    }
+    write_verified(
+        backup,
+        drill::verified_condition("Unknown", "Drilling", message),
+        ctx,
+    )
+    .await
+}
+
+/// Records the verdict, with an Event; the next step deletes the drill ensemble.
+async fn conclude(
+    backup: &ZooKeeperBackup,
+    verdict: Verdict,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let (status, event_type, reason) = if verdict.verified {
+        ("True", EventType::Normal, "BackupVerified")
+    } else {
+        ("False", EventType::Warning, "BackupNotVerified")
+    };
+    let condition = drill::verified_condition(status, verdict.reason, verdict.message.clone());
+    write_verified(backup, condition, ctx).await?;
+    super::publish(backup, ctx, event_type, reason, verdict.message).await;
+    Ok(Action::requeue(POLL))
+}
+
+/// Replaces the backup's `Verified` condition, keeping the others.
+async fn write_verified(
+    backup: &ZooKeeperBackup,
+    condition: k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let mut conditions: Vec<_> = backup
+        .status
+        .as_ref()
+        .map(|status| status.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.type_ != drill::VERIFIED)
+        .collect();
+    conditions.push(condition);
+    super::merge_status(backup, json!({ "conditions": conditions }), ctx).await
+}
