@@ -41,6 +41,10 @@
 //! durations (tests/monitoring.rs). At the end of the three-server story, every query of the
 //! chart's Grafana dashboard returns series for that ensemble (tests/e2e/grafana.rs).
 //!
+//! Last, backups (tests/e2e/backups.rs): a backup of a three-server ensemble to a real
+//! S3-compatible server on the host, its restore drill on the node (Verified True), and the
+//! ensemble deleted and restored from the backup into a new one, znode for znode.
+//!
 //! The stories run one after the other in one test: they share the node, and cordoning it for
 //! one would stop the other's restarts.
 //!
@@ -48,6 +52,8 @@
 //! placement over zones, drains of every node in turn, and a lost node rebuilt elsewhere; the
 //! two clusters take turns, as they use the same node names.
 
+#[path = "e2e/backups.rs"]
+mod backups;
 #[path = "e2e/drain.rs"]
 mod drain;
 #[path = "e2e/grafana.rs"]
@@ -609,6 +615,7 @@ async fn seed_walkthroughs_on_a_real_node() {
     scaling(&cluster, &client).await;
     drain::drain_during_a_roll(&cluster, &client).await;
     partition::leader_cut_off_from_its_peers(&cluster, &client).await;
+    backups::backed_up_drilled_and_restored(&cluster, &client).await;
 }
 
 /// Walkthrough (a), one server stopped and started, and (c), a frozen member restarted by the

@@ -52,6 +52,10 @@ impl LocalCluster {
         Self::start_with_volumes(24)
     }
 
+    /// The host's address on the bridge its nodes hang off (tests/e2e/node.sh): what a pod
+    /// reaches a server the test runs on the host at (an S3-compatible store, say).
+    pub const HOST_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 212, 0, 1);
+
     /// [`LocalCluster::start`] with `volumes` local PersistentVolumes (one per server; a
     /// volume whose claim is deleted is wiped and made Available again by cluster.sh).
     pub fn start_with_volumes(volumes: usize) -> LocalCluster {

@@ -35,8 +35,15 @@ pub struct S3Server {
 }
 
 impl S3Server {
-    /// Starts a server with the buckets `buckets` (empty); returns once it accepts connections.
+    /// Starts a server with the buckets `buckets` (empty) on loopback; returns once it accepts
+    /// connections.
     pub fn start(buckets: &[&str]) -> std::io::Result<S3Server> {
+        Self::start_at(std::net::Ipv4Addr::LOCALHOST, buckets)
+    }
+
+    /// [`start`](Self::start) on the address `ip` of this host, e.g. its address on the local
+    /// cluster's bridge, which pods reach.
+    pub fn start_at(ip: std::net::Ipv4Addr, buckets: &[&str]) -> std::io::Result<S3Server> {
         let binary = s3s_fs_path();
         super::require_file(&binary, "s3s-fs (run tests/cluster/setup.sh)")?;
         let dir = super::owned_temp_dir("zooherd-s3-")?;
@@ -44,13 +51,11 @@ impl S3Server {
         for bucket in buckets {
             fs::create_dir_all(root.join(bucket))?;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = std::net::TcpListener::bind((ip, 0))?.local_addr()?.port();
         let log = fs::File::create(dir.path().join("s3s-fs.log"))?;
         let mut command = Command::new(&binary);
         command
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--host", &ip.to_string(), "--port", &port.to_string()])
             .args([
                 "--access-key",
                 ACCESS_KEY_ID,
@@ -64,11 +69,11 @@ impl S3Server {
         let child = process::spawn_with_death_signal(command, Signal::SIGKILL)?;
         let server = S3Server {
             child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: format!("http://{ip}:{port}"),
             dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect((ip, port)).is_err() {
             if Instant::now() > deadline {
                 return Err(std::io::Error::other(format!(
                     "s3s-fs did not listen on {port} within 30 s: {}",
@@ -80,7 +85,7 @@ impl S3Server {
         Ok(server)
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://<ip>:<port>`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
