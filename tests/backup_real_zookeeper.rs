@@ -691,6 +691,12 @@ async fn a_restore_drill_proves_a_backup_restores_and_catches_one_that_does_not(
         "{verified:?}"
     );
     deleted(&ensembles, &drill_name).await;
+    let series = format!(
+        "zooherd_backup_last_verified_timestamp_seconds{{namespace=\"{ns}\",name=\"zk\"}} {}\n",
+        stored.completed_at.as_ref().unwrap().0.as_second()
+    );
+    let metrics = operator.metrics().await;
+    assert!(metrics.contains(&series), "no {series} in {metrics}");
     // The backup's own condition stays beside the verdict.
     let conditions = backups
         .get("checked")

@@ -95,8 +95,9 @@ pub struct ZooKeeperBackupSpec {
 
     /// Prove the backup restores, once it is stored (a restore drill): the operator creates a
     /// throwaway one-server ZooKeeperEnsemble `<backup>-drill-<uid>` restored from it (with
-    /// the backed-up ensemble's image, resources and storage class), takes a snapshot of the
-    /// restored server, and compares its persistent znodes with the backup's
+    /// the backed-up ensemble's image, resources, storage class and placement, not its pod
+    /// labels, so that no Service selecting the servers by them reaches the drill), takes a
+    /// snapshot of the restored server, and compares its persistent znodes with the backup's
     /// (`status.persistentZnodeCount`, `status.contentHash`); the `Verified` condition gives
     /// the result, and the drill ensemble and its volume are deleted. Off by default: a drill
     /// costs a pod and a volume for a minute or two.

@@ -209,8 +209,13 @@ fn is_drill_of(drill: &ZooKeeperEnsemble, backup: &ZooKeeperBackup) -> bool {
 /// The throwaway ensemble that restores `backup`: one server with `source`'s image, JVM,
 /// resources, storage and placement, its own CA and superuser, the snapshot command on (the
 /// drill takes a snapshot), no schedule, and its volume deleted with it.
+///
+/// Not the source's pod labels: a Service of the user's that selects the source's servers by
+/// them would send clients to the drill's server too, which would acknowledge their writes and
+/// lose them with the drill. Zooherd's own Services select by the ensemble's name.
 pub fn drill_ensemble(backup: &ZooKeeperBackup, source: &ZooKeeperEnsemble) -> ZooKeeperEnsemble {
     let mut spec = source.spec.clone();
+    spec.placement.pod_labels.clear();
     spec.replicas = 1;
     spec.paused = false;
     spec.restore = Some(RestoreSpec {

@@ -174,6 +174,14 @@ async fn conclude(
     };
     let condition = drill::verified_condition(status, verdict.reason, verdict.message.clone());
     write_verified(backup, condition, ctx).await?;
+    let completed_at = backup.status.as_ref().and_then(|s| s.completed_at.as_ref());
+    if let (true, Some(completed_at)) = (verdict.verified, completed_at) {
+        ctx.metrics.backup_verified(
+            &backup.namespace().unwrap_or_default(),
+            &backup.spec.ensemble,
+            completed_at.0,
+        );
+    }
     super::publish(backup, ctx, event_type, reason, verdict.message).await;
     Ok(Action::requeue(POLL))
 }

@@ -131,6 +131,10 @@ async fn reconcile(backup: Arc<ZooKeeperBackup>, ctx: Arc<Context>) -> Result<Ac
             let namespace = backup.namespace().unwrap_or_default();
             ctx.metrics
                 .backup_succeeded(&namespace, &backup.spec.ensemble, completed_at.0);
+            if drill::verified(&backup) == Some(true) {
+                ctx.metrics
+                    .backup_verified(&namespace, &backup.spec.ensemble, completed_at.0);
+            }
         }
         if backup.spec.verify {
             return drilling::reconcile(&backup, &ctx).await;

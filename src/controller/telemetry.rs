@@ -89,6 +89,7 @@ pub struct Metrics {
     member_restarts: Family<EnsembleLabels, Counter>,
     quorum_certificate_expiry: Family<EnsembleLabels, Gauge>,
     backup_last_success: Family<EnsembleLabels, Gauge>,
+    backup_last_verified: Family<EnsembleLabels, Gauge>,
     member_state: Family<MemberLabels, Gauge>,
     /// The member_state series last set for each ensemble (namespace, name), so that a
     /// member's old state goes when it changes: one series per member, not one per state.
@@ -157,6 +158,12 @@ impl Default for Metrics {
             "When the newest successful ZooKeeperBackup of each ensemble completed (Unix time); its age is time() minus it",
             backup_last_success.clone(),
         );
+        let backup_last_verified = Family::<EnsembleLabels, Gauge>::default();
+        registry.register(
+            "backup_last_verified_timestamp_seconds",
+            "When the newest ZooKeeperBackup of each ensemble that a restore drill verified (spec.verify, condition Verified True) completed (Unix time)",
+            backup_last_verified.clone(),
+        );
         let member_state = Family::<MemberLabels, Gauge>::default();
         registry.register(
             "member_state",
@@ -202,6 +209,7 @@ impl Default for Metrics {
             member_restarts,
             quorum_certificate_expiry,
             backup_last_success,
+            backup_last_verified,
             member_state,
             member_series: Arc::default(),
             probe_round_duration,
@@ -290,13 +298,13 @@ impl Metrics {
 
     /// A backup of the ensemble that completed at `completed_at`: kept when it is the newest.
     pub fn backup_succeeded(&self, namespace: &str, name: &str, completed_at: jiff::Timestamp) {
-        let gauge = self.backup_last_success.get_or_create(&EnsembleLabels {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        });
-        if gauge.get() < completed_at.as_second() {
-            gauge.set(completed_at.as_second());
-        }
+        keep_newest(&self.backup_last_success, namespace, name, completed_at);
+    }
+
+    /// A backup of the ensemble, completed at `completed_at`, that a restore drill verified:
+    /// kept when it is the newest.
+    pub fn backup_verified(&self, namespace: &str, name: &str, completed_at: jiff::Timestamp) {
+        keep_newest(&self.backup_last_verified, namespace, name, completed_at);
     }
 
     /// The voters' states, as `.status.members` lists them.
@@ -363,6 +371,7 @@ impl Metrics {
         self.member_restarts.remove(&ensemble);
         self.quorum_certificate_expiry.remove(&ensemble);
         self.backup_last_success.remove(&ensemble);
+        self.backup_last_verified.remove(&ensemble);
         let members = self
             .member_series
             .lock()
@@ -448,6 +457,23 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Sets the ensemble's series of `family` to `at` unless it holds a later time: backups are
+/// seen in any order (at start, every one of them is).
+fn keep_newest(
+    family: &Family<EnsembleLabels, Gauge>,
+    namespace: &str,
+    name: &str,
+    at: jiff::Timestamp,
+) {
+    let gauge = family.get_or_create(&EnsembleLabels {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    });
+    if gauge.get() < at.as_second() {
+        gauge.set(at.as_second());
+    }
 }
 
 #[cfg(test)]
@@ -546,8 +572,19 @@ mod tests {
             text.contains(&format!("{series} {}\n", newer.as_second())),
             "{text}"
         );
+        // Verified ones apart: none yet.
+        let verified =
+            "zooherd_backup_last_verified_timestamp_seconds{namespace=\"ns\",name=\"zk\"}";
+        assert!(!text.contains(verified), "{text}");
+        metrics.backup_verified("ns", "zk", older);
+        assert!(
+            metrics
+                .encode()
+                .contains(&format!("{verified} {}\n", older.as_second()))
+        );
         metrics.forget_ensemble("ns", "zk");
-        assert!(!metrics.encode().contains(series));
+        let text = metrics.encode();
+        assert!(!text.contains(series) && !text.contains(verified), "{text}");
     }
 
     #[test]

@@ -41,6 +41,8 @@ fn source() -> ZooKeeperEnsemble {
             "backup": {"enabled": true, "schedule": "0 3 * * *", "keep": 3, "verify": true,
                        "s3": {"endpoint": "http://s3:9000", "bucket": "b", "credentialsSecret": "s3"}},
             "paused": true,
+            "placement": {"podLabels": {"app": "kafka-zookeeper"},
+                          "podAnnotations": {"example.com/team": "data"}},
         },
     }))
     .unwrap();
@@ -126,6 +128,12 @@ fn a_drill_ensemble_restores_the_backup_on_one_server_and_goes_with_it() {
         spec.storage.data,
         source().spec.storage.data,
         "and storage class"
+    );
+    // No client selecting the source's servers by their labels reaches the drill's.
+    assert!(spec.placement.pod_labels.is_empty());
+    assert_eq!(
+        spec.placement.pod_annotations,
+        source().spec.placement.pod_annotations
     );
     validate(&drill).expect("the drill ensemble is valid");
 }
