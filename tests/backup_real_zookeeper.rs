@@ -515,6 +515,28 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
     );
     // Backups made by hand are never pruned.
     assert!(backups.get_opt("first").await.unwrap().is_some());
+    // The latest run due is exported, for the missed-backup alert; and goes with the schedule.
+    let run_series = format!(
+        "zooherd_backup_last_scheduled_run_timestamp_seconds{{namespace=\"{ns}\",name=\"zk\"}}"
+    );
+    let metrics = operator.metrics().await;
+    let exported: i64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{run_series} ")))
+        .unwrap_or_else(|| panic!("no {run_series} in {metrics}"))
+        .parse()
+        .unwrap();
+    let newest_run = kept
+        .iter()
+        .filter_map(|(name, _)| name.strip_prefix("zk-"))
+        .max()
+        .unwrap()
+        .to_owned();
+    let exported = jiff::Timestamp::from_second(exported).unwrap();
+    assert!(
+        exported.strftime("%Y%m%d-%H%M%S").to_string() >= newest_run,
+        "{exported} before the newest kept run {newest_run}"
+    );
     ensembles
         .patch(
             "zk",
@@ -523,6 +545,11 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
         )
         .await
         .unwrap();
+    eventually(
+        "the scheduled-run series gone with the schedule",
+        || async { (!operator.metrics().await.contains(&run_series)).then_some(()) },
+    )
+    .await;
 
     drop(reader);
     drop(restored);
@@ -532,9 +559,10 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
 
 /// Issue 16, item 3: a backup with `spec.verify` is restored into a throwaway one-server
 /// ensemble, whose snapshot the operator compares with the backup's persistent znodes: Verified
-/// True, and the drill ensemble deleted. A drill whose restored server does not hold the
-/// backup's tree (here: started from an older snapshot, as a restore that silently lost writes
-/// would be) is Verified False, naming both counts. The ephemeral znodes of the Kafka-shaped
+/// True, and the drill ensemble deleted. The ensemble's `drillSchedule` drills it again in a
+/// new drill ensemble, the first verdict kept until the new one. A drill whose restored server
+/// does not hold the backup's tree (here: started from an older snapshot, as a restore that
+/// silently lost writes would be) is Verified False, naming both counts. The ephemeral znodes of the Kafka-shaped
 /// tree, which a restored server expires, do not count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_drill_proves_a_backup_restores_and_catches_one_that_does_not() {
@@ -713,6 +741,56 @@ async fn a_restore_drill_proves_a_backup_restores_and_catches_one_that_does_not(
     );
     drop(restored);
 
+    // A drill schedule asks for the newest successful backup to be drilled again: a new drill
+    // ensemble, the last verdict kept meanwhile, then the new verdict in its place.
+    let patch_drill_schedule = |schedule: serde_json::Value| {
+        let ensembles = ensembles.clone();
+        async move {
+            ensembles
+                .patch(
+                    "zk",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"backup": {"drillSchedule": schedule}}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // Every two seconds: a run in the second of the last verdict is answered by it.
+    patch_drill_schedule(json!("*/2 * * * * *")).await;
+    let redrill = drill_of(&backups, &ensembles, "checked").await;
+    patch_drill_schedule(serde_json::Value::Null).await;
+    assert_eq!(redrill.name_any(), drill_name);
+    let meanwhile = verified_condition(&backups, "checked").await;
+    assert_eq!(
+        meanwhile, verified,
+        "the last verdict stays while the drill runs"
+    );
+    let restored = start(
+        drill_name.clone(),
+        Some((stored.zxid.clone().unwrap(), snapshot.clone())),
+    )
+    .await;
+    let again = eventually("checked: the new verdict", || async {
+        let condition = verified_condition(&backups, "checked").await;
+        (condition.last_transition_time != verified.last_transition_time).then_some(condition)
+    })
+    .await;
+    let requested =
+        zooherd::backup::drill::drill_requested_at(&backups.get("checked").await.unwrap())
+            .expect("the schedule's request");
+    assert!(
+        again.last_transition_time.0 >= requested,
+        "{again:?} {requested}"
+    );
+    println!("scheduled drill verdict {again:?} (asked for at {requested})");
+    assert_eq!(
+        (again.status.as_str(), again.reason.as_str()),
+        ("True", "Restored")
+    );
+    deleted(&ensembles, &drill_name).await;
+    drop(restored);
+
     // Writes after the first backup; the second's drill server starts from the first's
     // snapshot, so it lacks them.
     writer
@@ -754,6 +832,10 @@ async fn a_restore_drill_proves_a_backup_restores_and_catches_one_that_does_not(
         "{refuted:?}"
     );
     deleted(&ensembles, &lossy_drill).await;
+    let drilled =
+        format!("zooherd_backup_last_drill_verified{{namespace=\"{ns}\",name=\"zk\"}} 0\n");
+    let metrics = operator.metrics().await;
+    assert!(metrics.contains(&drilled), "no {drilled} in {metrics}");
 
     drop(wrong);
     drop(writer);

@@ -667,6 +667,11 @@ async fn operator_runs_with_chart_rbac(rbac: Rbac) {
             true,
         ),
         (vec!["patch", "statefulsets.apps", "-n", &ensemble_ns], true),
+        // A drill schedule asks for a drill by annotating the backup.
+        (
+            vec!["patch", "zookeeperbackups.zooherd.dev", "-n", &ensemble_ns],
+            true,
+        ),
         (
             vec![
                 "delete",

@@ -335,6 +335,7 @@ fn enabled() -> bool {
 /// Backup settings.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[x_kube(validation = kube::core::Rule::new("!has(self.schedule) || (has(self.enabled) && self.enabled && has(self.s3))").message(super::validate::SCHEDULE_NEEDS))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.drillSchedule) || (has(self.enabled) && self.enabled)").message(super::validate::DRILL_SCHEDULE_NEEDS))]
 #[serde(rename_all = "camelCase")]
 pub struct BackupSpec {
     /// Let ZooKeeperBackups of this ensemble be taken (off by default). It turns on the
@@ -370,6 +371,18 @@ pub struct BackupSpec {
     /// ZooKeeperBackup's spec.verify). Off by default.
     #[serde(default)]
     pub verify: bool,
+
+    /// Restore the ensemble's newest successful ZooKeeperBackup (scheduled or created by hand)
+    /// into a throwaway ensemble on this schedule (a cron pattern in UTC, as `schedule`), even
+    /// if a drill verified it before: a stored snapshot can stop restoring (the object deleted
+    /// or damaged in the bucket, the credentials Secret changed, an image or storage class
+    /// that no longer works). The operator sets the backup's annotation
+    /// `zooherd.dev/drill-requested-at`, which can also be set by hand on any backup. The
+    /// backup's Verified condition keeps its last verdict while the drill runs, then takes
+    /// the new one (its lastTransitionTime is when that drill ended). A run missed while the
+    /// operator was down is drilled once when it is back. Needs `enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_schedule: Option<String>,
 }
 
 impl Default for BackupSpec {
@@ -380,6 +393,7 @@ impl Default for BackupSpec {
             keep: default_keep(),
             s3: None,
             verify: false,
+            drill_schedule: None,
         }
     }
 }

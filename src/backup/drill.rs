@@ -13,6 +13,14 @@
 //! ephemeral znodes and changes their parents' child counters, so its tree digest moves on
 //! by itself within a session timeout; and `/zookeeper/config` is each ensemble's own.
 //!
+//! A backup is drilled again when asked after its last verdict: the annotation
+//! [`DRILL_REQUESTED_ANNOTATION`] holds when (the ensemble's `spec.backup.drillSchedule` sets it
+//! on the newest successful backup; a user may set it by hand). A stored snapshot can stop
+//! restoring while its first verdict stands: the object deleted or damaged in the bucket, the
+//! credentials Secret changed, an image or storage class that no longer works. While such a
+//! drill runs the last verdict stays (it is still what the last drill found); the new one
+//! replaces it, its `lastTransitionTime` the time it was reached.
+//!
 //! The drill ensemble is the backup's child (an owner reference), so deleting the backup
 //! deletes it. A ZooKeeperEnsemble of the drill's name that is not the backup's child is never
 //! used or deleted: the drill fails instead, naming it.
@@ -32,6 +40,9 @@ use crate::api::{
 
 /// The condition that says whether a drill restored the backup.
 pub const VERIFIED: &str = "Verified";
+/// Annotation on a backup: drill it (again) if its last verdict is older than this time
+/// (RFC 3339).
+pub const DRILL_REQUESTED_ANNOTATION: &str = "zooherd.dev/drill-requested-at";
 /// The label that names the backup a drill ensemble restores.
 pub const DRILL_OF_LABEL: &str = "zooherd.dev/drill-of";
 /// How long a drill ensemble may take to serve: pulling an image, binding a volume, the
@@ -74,19 +85,54 @@ pub fn drill_name(backup: &ZooKeeperBackup) -> String {
 }
 
 /// The `Verified` condition's status (True: Some(true), False: Some(false)); None while no
-/// verdict is recorded (no condition, or Unknown while a drill runs).
+/// verdict is recorded (no condition, or Unknown while a first drill runs).
 pub fn verified(backup: &ZooKeeperBackup) -> Option<bool> {
-    let condition = backup
+    verdict_condition(backup).map(|c| c.status == "True")
+}
+
+/// When a drill was last asked for by annotation, if it was.
+pub fn drill_requested_at(backup: &ZooKeeperBackup) -> Option<Timestamp> {
+    backup
+        .annotations()
+        .get(DRILL_REQUESTED_ANNOTATION)?
+        .parse()
+        .ok()
+}
+
+/// Whether `backup` is ever drilled: its `spec.verify`, or a drill asked for by annotation.
+pub fn wanted(backup: &ZooKeeperBackup) -> bool {
+    backup.spec.verify || drill_requested_at(backup).is_some()
+}
+
+/// The `Verified` condition, if it holds a verdict (True or False) rather than progress.
+pub fn verdict_condition(backup: &ZooKeeperBackup) -> Option<&Condition> {
+    backup
         .status
         .as_ref()?
         .conditions
         .iter()
-        .find(|c| c.type_ == VERIFIED)?;
-    match condition.status.as_str() {
-        "True" => Some(true),
-        "False" => Some(false),
-        _ => None,
+        .find(|c| c.type_ == VERIFIED && c.status != "Unknown")
+}
+
+/// Whether a drill of `backup` is due: none reached a verdict yet, or one was asked for after
+/// the last verdict.
+fn due(backup: &ZooKeeperBackup) -> bool {
+    match (verdict_condition(backup), drill_requested_at(backup)) {
+        (None, _) => true,
+        (Some(verdict), Some(requested)) => requested > verdict.last_transition_time.0,
+        (Some(_), None) => false,
     }
+}
+
+/// The `Verified` condition that says a drill runs and why it waits; `None` when nothing is to
+/// be written: a drill that runs again keeps the last verdict, and the same message is not
+/// written twice (every write wakes the controller).
+pub fn progress(backup: &ZooKeeperBackup, message: String) -> Option<Condition> {
+    let conditions = &backup.status.as_ref()?.conditions;
+    let said = conditions
+        .iter()
+        .any(|c| c.type_ == VERIFIED && (c.status != "Unknown" || c.message == message));
+    (!said).then(|| verified_condition("Unknown", "Drilling", message))
 }
 
 /// A `Verified` condition with `status` True, False or Unknown.
@@ -110,11 +156,11 @@ pub fn next_step(
     now: Timestamp,
 ) -> DrillStep {
     let status = backup.status.clone().unwrap_or_default();
-    if !backup.spec.verify || status.phase != Some(BackupPhase::Succeeded) {
+    if !wanted(backup) || status.phase != Some(BackupPhase::Succeeded) {
         return DrillStep::Nothing;
     }
     let ours = drill.filter(|drill| is_drill_of(drill, backup));
-    if verified(backup).is_some() {
+    if !due(backup) {
         return if ours.is_some() {
             DrillStep::Remove
         } else {
@@ -155,6 +201,12 @@ pub fn next_step(
             ),
         });
     }
+    if drill.meta().deletion_timestamp.is_some() {
+        // The last drill's ensemble, still going: a new drill needs a new one.
+        return DrillStep::Wait(format!(
+            "waiting for the last drill's ensemble {name} to be deleted"
+        ));
+    }
     let drill_status = drill.status.clone().unwrap_or_default();
     let created = drill
         .meta()
@@ -178,7 +230,7 @@ pub fn next_step(
         let last = status
             .conditions
             .iter()
-            .find(|c| c.type_ == VERIFIED && !c.message.is_empty())
+            .find(|c| c.type_ == VERIFIED && c.status == "Unknown" && !c.message.is_empty())
             .map_or(String::new(), |c| format!("; last: {}", c.message));
         return DrillStep::Conclude(Verdict {
             verified: false,

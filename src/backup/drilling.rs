@@ -141,24 +141,12 @@ async fn check(
     )))
 }
 
-/// Says that the drill runs, and why it waits (written only when that changes: every write
-/// wakes the controller).
+/// Says that the drill runs, and why it waits, unless [`drill::progress`] keeps quiet.
 async fn drilling(backup: &ZooKeeperBackup, message: String, ctx: &Context) -> Result<(), Error> {
-    let said = backup.status.as_ref().is_some_and(|status| {
-        status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == drill::VERIFIED && c.status == "Unknown" && c.message == message)
-    });
-    if said {
-        return Ok(());
+    match drill::progress(backup, message) {
+        Some(condition) => write_verified(backup, condition, ctx).await,
+        None => Ok(()),
     }
-    write_verified(
-        backup,
-        drill::verified_condition("Unknown", "Drilling", message),
-        ctx,
-    )
-    .await
 }
 
 /// Records the verdict, with an Event; the next step deletes the drill ensemble.
@@ -173,15 +161,8 @@ async fn conclude(
         ("False", EventType::Warning, "BackupNotVerified")
     };
     let condition = drill::verified_condition(status, verdict.reason, verdict.message.clone());
+    // The metric follows when the written verdict comes back (super::reconcile).
     write_verified(backup, condition, ctx).await?;
-    let completed_at = backup.status.as_ref().and_then(|s| s.completed_at.as_ref());
-    if let (true, Some(completed_at)) = (verdict.verified, completed_at) {
-        ctx.metrics.backup_verified(
-            &backup.namespace().unwrap_or_default(),
-            &backup.spec.ensemble,
-            completed_at.0,
-        );
-    }
     super::publish(backup, ctx, event_type, reason, verdict.message).await;
     Ok(Action::requeue(POLL))
 }

@@ -89,6 +89,7 @@ pub async fn run(
         namespace.clone(),
         Recorder::new(client.clone(), reporter.clone()),
         fence.clone(),
+        metrics.clone(),
         shutdown.clone(),
     );
     let backups: Api<ZooKeeperBackup> = match &namespace {
@@ -128,15 +129,24 @@ async fn reconcile(backup: Arc<ZooKeeperBackup>, ctx: Arc<Context>) -> Result<Ac
         if let (Some(BackupPhase::Succeeded), Some(completed_at)) =
             (status.phase, &status.completed_at)
         {
-            let namespace = backup.namespace().unwrap_or_default();
+            let (namespace, ensemble) = (
+                backup.namespace().unwrap_or_default(),
+                &backup.spec.ensemble,
+            );
             ctx.metrics
-                .backup_succeeded(&namespace, &backup.spec.ensemble, completed_at.0);
-            if drill::verified(&backup) == Some(true) {
+                .backup_succeeded(&namespace, ensemble, completed_at.0);
+            if let Some(verdict) = drill::verdict_condition(&backup) {
+                let verified = verdict.status == "True";
+                let at = verdict.last_transition_time.0;
                 ctx.metrics
-                    .backup_verified(&namespace, &backup.spec.ensemble, completed_at.0);
+                    .drill_verdict(&namespace, ensemble, at, verified);
+                if verified {
+                    ctx.metrics
+                        .backup_verified(&namespace, ensemble, completed_at.0);
+                }
             }
         }
-        if backup.spec.verify {
+        if drill::wanted(&backup) {
             return drilling::reconcile(&backup, &ctx).await;
         }
         return Ok(Action::await_change());
@@ -571,14 +581,27 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
+    let regarding = backup.object_ref(&());
+    publish_event(&ctx.recorder, &regarding, type_, reason, "Backup", note).await;
+}
+
+/// Publishes an Event about `regarding`; a failure to is only logged.
+async fn publish_event(
+    recorder: &Recorder,
+    regarding: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
         note: Some(note),
-        action: "Backup".to_owned(),
+        action: action.to_owned(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &backup.object_ref(&())).await {
-        tracing::warn!(%error, backup = %backup.name_any(), "publishing an Event");
+    if let Err(error) = recorder.publish(&event, regarding).await {
+        tracing::warn!(%error, name = ?regarding.name, "publishing an Event");
     }
 }

@@ -8,6 +8,11 @@
 //! of the pattern after the newest run there is ([`due`]), so runs missed while the operator
 //! was away are taken once, as a CronJob with `concurrencyPolicy: Forbid` would catch up.
 //!
+//! `spec.backup.drillSchedule` is a second cron pattern: each run asks for a restore drill of the
+//! ensemble's newest successful backup ([`drill_due`]) by setting the backup's
+//! `zooherd.dev/drill-requested-at` to the run's time, which is also how the next round finds
+//! the newest run.
+//!
 //! Retention ([`to_prune`]) keeps the `keep` newest runs that succeeded and as many failed
 //! ones; runs still in progress are never pruned, and neither are backups created by hand (they
 //! carry no label). The newest successful run is always kept, as `keep` is at least 1, and so
@@ -72,6 +77,33 @@ pub fn newest_run(scheduled: &[ZooKeeperBackup]) -> Option<Timestamp> {
     scheduled.iter().filter_map(scheduled_at).max()
 }
 
+/// The drill run due at `now` among `backups` (all of one ensemble's, scheduled or not), with
+/// the backup to drill: its newest successful one, `None` when it has none. The newest run is
+/// the latest drill request on any of them (or `created`, the ensemble's creation).
+pub fn drill_due<'a>(
+    cron: &Cron,
+    backups: &'a [ZooKeeperBackup],
+    created: Timestamp,
+    now: Timestamp,
+) -> Option<(Timestamp, Option<&'a ZooKeeperBackup>)> {
+    let since = backups
+        .iter()
+        .filter_map(super::drill::drill_requested_at)
+        .max()
+        .unwrap_or(created);
+    let at = due(cron, since, now)?;
+    let newest = backups
+        .iter()
+        .filter_map(|backup| {
+            let status = backup.status.as_ref()?;
+            let completed = status.completed_at.as_ref()?.0;
+            (status.phase == Some(BackupPhase::Succeeded)).then_some((completed, backup))
+        })
+        .max_by_key(|(completed, _)| *completed)
+        .map(|(_, backup)| backup);
+    Some((at, newest))
+}
+
 /// The scheduled backups to delete: beyond the `keep` newest that succeeded (but for the newest
 /// verified one), and beyond the `keep` newest that failed. Backups still pending or running
 /// stay.
@@ -109,6 +141,7 @@ pub fn to_prune(scheduled: &[ZooKeeperBackup], keep: usize) -> Vec<&ZooKeeperBac
 mod tests {
     use super::*;
     use crate::api::{ZooKeeperBackupSpec, ZooKeeperBackupStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn at(text: &str) -> Timestamp {
         text.parse().unwrap()
@@ -205,6 +238,58 @@ mod tests {
             ]
         );
         assert_eq!(newest_run(&runs), Some(at("2026-12-07T03:00:00Z")));
+    }
+
+    #[test]
+    fn a_drill_run_asks_for_a_drill_of_the_newest_successful_backup_once() {
+        use super::super::drill::DRILL_REQUESTED_ANNOTATION;
+        use BackupPhase::{Failed, Succeeded};
+        let weekly = parse("0 5 * * 0").unwrap(); // Sundays 05:00
+        let created = at("2026-11-01T00:00:00Z");
+        let completed = |mut backup: ZooKeeperBackup, at_text: &str| {
+            backup.status.as_mut().unwrap().completed_at = Some(Time(at(at_text)));
+            backup
+        };
+        let mut backups = vec![
+            completed(
+                run("2026-12-04T03:00:00Z", Some(Succeeded)),
+                "2026-12-04T03:01:00Z",
+            ),
+            // By hand, newer than the scheduled ones.
+            completed(
+                run("2026-12-05T03:00:00Z", Some(Succeeded)),
+                "2026-12-05T09:30:00Z",
+            ),
+            completed(
+                run("2026-12-06T03:00:00Z", Some(Failed)),
+                "2026-12-06T03:05:00Z",
+            ),
+            run("2026-12-06T04:00:00Z", Some(BackupPhase::Running)),
+        ];
+        backups[1].annotations_mut().clear();
+        // The last Sunday's run, before these backups, was never asked for: it is due now.
+        assert_eq!(
+            drill_due(&weekly, &backups, created, at("2026-12-06T04:59:00Z")).map(|d| d.0),
+            Some(at("2026-11-29T05:00:00Z"))
+        );
+        let (run_at, target) =
+            drill_due(&weekly, &backups, created, at("2026-12-06T05:10:00Z")).unwrap();
+        assert_eq!(run_at, at("2026-12-06T05:00:00Z"));
+        assert_eq!(target.unwrap().name_any(), "zk-20261205-030000");
+        // Asked for: nothing more until next Sunday.
+        backups[1]
+            .annotations_mut()
+            .insert(DRILL_REQUESTED_ANNOTATION.into(), run_at.to_string());
+        assert!(drill_due(&weekly, &backups, created, at("2026-12-12T23:00:00Z")).is_none());
+        assert_eq!(
+            drill_due(&weekly, &backups, created, at("2026-12-13T05:00:00Z")).map(|d| d.0),
+            Some(at("2026-12-13T05:00:00Z"))
+        );
+        // No successful backup: the run is due with nothing to drill.
+        let failed = [backups[2].clone()];
+        let (_, nothing) =
+            drill_due(&weekly, &failed, created, at("2026-12-06T05:10:00Z")).unwrap();
+        assert!(nothing.is_none());
     }
 
     #[test]

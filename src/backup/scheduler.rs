@@ -1,6 +1,7 @@
 //! The schedule controller: a kube-runtime Controller over ZooKeeperEnsemble that creates each
 //! ensemble's scheduled ZooKeeperBackups when they are due and deletes those beyond
-//! `spec.backup.keep`, objects first (see [`schedule`] for the rules).
+//! `spec.backup.keep`, objects first, and asks for the drills of `spec.backup.drillSchedule`
+//! (see [`schedule`] for the rules).
 //!
 //! Each round lists the ensemble's scheduled backups (by label) from the API server rather than
 //! from a cache: a run it created a moment ago must be seen, or the next round would create it
@@ -15,24 +16,28 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use croner::Cron;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
+use serde_json::json;
 
+use super::drill::DRILL_REQUESTED_ANNOTATION;
 use super::schedule::{
-    SCHEDULED_AT_ANNOTATION, SCHEDULED_BY_LABEL, backup_name, due, newest_run, next, parse,
-    to_prune,
+    SCHEDULED_AT_ANNOTATION, SCHEDULED_BY_LABEL, backup_name, drill_due, due, newest_run, next,
+    parse, to_prune,
 };
-use super::{Error, plan, read, take};
-use crate::api::{ZooKeeperBackup, ZooKeeperBackupSpec, ZooKeeperEnsemble};
+use super::{Error, plan, publish_event, read, take};
+use crate::api::{S3Location, ZooKeeperBackup, ZooKeeperBackupSpec, ZooKeeperEnsemble};
 use crate::controller::Fence;
+use crate::controller::telemetry::Metrics;
 
 /// The longest a scheduled ensemble goes without a round: its schedule's next run may be
 /// further away, but a round also retries pruning that failed.
@@ -44,6 +49,7 @@ struct Context {
     client: Client,
     recorder: Recorder,
     fence: Fence,
+    metrics: Metrics,
 }
 
 /// Runs the schedule controller over the ensembles of `namespace` (all when `None`) until
@@ -53,6 +59,7 @@ pub async fn run(
     namespace: Option<String>,
     recorder: Recorder,
     fence: Fence,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ensembles: Api<ZooKeeperEnsemble> = match &namespace {
@@ -73,6 +80,7 @@ pub async fn run(
         client,
         recorder,
         fence,
+        metrics,
     });
     Controller::for_stream(stream, reader)
         .graceful_shutdown_on(shutdown)
@@ -93,16 +101,64 @@ fn error_policy(ensemble: Arc<ZooKeeperEnsemble>, error: &Error, _ctx: Arc<Conte
 
 async fn reconcile(ensemble: Arc<ZooKeeperEnsemble>, ctx: Arc<Context>) -> Result<Action, Error> {
     let backup = &ensemble.spec.backup;
-    let (Some(schedule), Some(s3), true) = (&backup.schedule, &backup.s3, backup.enabled) else {
-        return Ok(Action::await_change());
-    };
+    let live = backup.enabled && ensemble.meta().deletion_timestamp.is_none();
     // An invalid pattern is the ensemble's InvalidSpec condition; nothing to do until it changes.
-    let Ok(cron) = parse(schedule) else {
-        return Ok(Action::await_change());
-    };
-    if ensemble.meta().deletion_timestamp.is_some() {
+    let backups = backup
+        .schedule
+        .as_deref()
+        .zip(backup.s3.as_ref())
+        .and_then(|(schedule, s3)| Some((parse(schedule).ok()?, s3)))
+        .filter(|_| live);
+    let drills = backup
+        .drill_schedule
+        .as_deref()
+        .and_then(|s| parse(s).ok())
+        .filter(|_| live);
+    if backups.is_none() {
+        let namespace = ensemble.namespace().unwrap_or_default();
+        ctx.metrics
+            .backup_scheduled(&namespace, &ensemble.name_any(), None);
+    }
+    if backups.is_none() && drills.is_none() {
         return Ok(Action::await_change());
     }
+    let now = Timestamp::now();
+    let mut runs = Vec::new();
+    if let Some((cron, s3)) = backups {
+        backup_round(&ensemble, &cron, s3, &ctx, now).await?;
+        runs.extend(next(&cron, now));
+    }
+    if let Some(cron) = drills {
+        drill_round(&ensemble, &cron, &ctx, now).await?;
+        runs.extend(next(&cron, now));
+    }
+    let wait = runs
+        .into_iter()
+        .min()
+        .and_then(|at| Duration::try_from(at.duration_since(now)).ok())
+        .unwrap_or(LONGEST_WAIT);
+    Ok(Action::requeue(
+        wait.clamp(Duration::from_secs(1), LONGEST_WAIT),
+    ))
+}
+
+fn created(ensemble: &ZooKeeperEnsemble, now: Timestamp) -> Timestamp {
+    ensemble
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .map_or(now, |t| t.0)
+}
+
+/// Creates the backup run due, if one is, and prunes beyond `keep`.
+async fn backup_round(
+    ensemble: &ZooKeeperEnsemble,
+    cron: &Cron,
+    s3: &S3Location,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let backup = &ensemble.spec.backup;
     let namespace = ensemble.namespace().unwrap_or_default();
     let name = ensemble.name_any();
     let backups = Api::<ZooKeeperBackup>::namespaced(ctx.client.clone(), &namespace);
@@ -115,14 +171,11 @@ async fn reconcile(ensemble: Arc<ZooKeeperEnsemble>, ctx: Arc<Context>) -> Resul
             source,
         })?
         .items;
-    let now = Timestamp::now();
-    let created = ensemble
-        .meta()
-        .creation_timestamp
-        .as_ref()
-        .map_or(now, |t| t.0);
-    let since = newest_run(&scheduled).unwrap_or(created);
-    if let Some(at) = due(&cron, since, now) {
+    let newest = newest_run(&scheduled);
+    let run = due(cron, newest.unwrap_or_else(|| created(ensemble, now)), now);
+    ctx.metrics
+        .backup_scheduled(&namespace, &name, run.or(newest));
+    if let Some(at) = run {
         ctx.fence.check().await?;
         let mut run = ZooKeeperBackup::new(
             &backup_name(&name, at),
@@ -152,14 +205,57 @@ async fn reconcile(ensemble: Arc<ZooKeeperEnsemble>, ctx: Arc<Context>) -> Resul
     let keep = usize::try_from(backup.keep).unwrap_or(1);
     for old in to_prune(&scheduled, keep) {
         ctx.fence.check().await?;
-        prune(&backups, old, &namespace, &ctx).await?;
+        prune(&backups, old, &namespace, ctx).await?;
     }
-    let wait = next(&cron, now)
-        .and_then(|at| Duration::try_from(at.duration_since(now)).ok())
-        .unwrap_or(LONGEST_WAIT);
-    Ok(Action::requeue(
-        wait.clamp(Duration::from_secs(1), LONGEST_WAIT),
-    ))
+    Ok(())
+}
+
+/// Asks for the drill due, if one is, of the ensemble's newest successful backup; with none, a
+/// Warning Event on the ensemble says so.
+async fn drill_round(
+    ensemble: &ZooKeeperEnsemble,
+    cron: &Cron,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let namespace = ensemble.namespace().unwrap_or_default();
+    let name = ensemble.name_any();
+    let api = Api::<ZooKeeperBackup>::namespaced(ctx.client.clone(), &namespace);
+    let mut backups = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("the backups in {namespace}"),
+            source,
+        })?
+        .items;
+    backups.retain(|backup| backup.spec.ensemble == name);
+    let Some((at, target)) = drill_due(cron, &backups, created(ensemble, now), now) else {
+        return Ok(());
+    };
+    ctx.fence.check().await?;
+    let Some(target) = target else {
+        let note = format!(
+            "the drill run of {at} (spec.backup.drillSchedule) found no successful ZooKeeperBackup of {name} to restore"
+        );
+        let regarding = ensemble.object_ref(&());
+        let (warning, reason) = (EventType::Warning, "NothingToDrill");
+        publish_event(&ctx.recorder, &regarding, warning, reason, "Drill", note).await;
+        return Ok(());
+    };
+    let patch = json!({"metadata": {"annotations": {DRILL_REQUESTED_ANNOTATION: at.to_string()}}});
+    api.patch(
+        &target.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|source| Error::Write {
+        what: format!("asking for a drill of the backup {}", target.name_any()),
+        source,
+    })?;
+    tracing::info!(ensemble = %name, %namespace, backup = %target.name_any(), "scheduled drill asked for");
+    Ok(())
 }
 
 /// Deletes `backup`'s snapshot and metadata objects, then the backup; when the objects cannot
@@ -174,16 +270,9 @@ async fn prune(
         let note = format!(
             "not deleted beyond spec.backup.keep, retried later: deleting its objects failed: {problem}"
         );
-        let event = Event {
-            type_: EventType::Warning,
-            reason: "PruneFailed".into(),
-            note: Some(note),
-            action: "Prune".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &backup.object_ref(&())).await {
-            tracing::warn!(%error, "publishing an Event");
-        }
+        let regarding = backup.object_ref(&());
+        let (warning, reason) = (EventType::Warning, "PruneFailed");
+        publish_event(&ctx.recorder, &regarding, warning, reason, "Prune", note).await;
         return Ok(());
     }
     match backups

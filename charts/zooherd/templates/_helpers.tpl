@@ -99,10 +99,11 @@ The leader-election Lease is granted separately, in the release namespace only
   resources: ["zookeeperensembles/finalizers"]
   verbs: ["update"]
 # Backups: the operator takes each ZooKeeperBackup once and records it in the status; it
-# creates an ensemble's scheduled ones and deletes those beyond spec.backup.keep.
+# creates an ensemble's scheduled ones, deletes those beyond spec.backup.keep, and annotates
+# the one a drill schedule drills (patch).
 - apiGroups: ["zooherd.dev"]
   resources: ["zookeeperbackups"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["zooherd.dev"]
   resources: ["zookeeperbackups/status"]
   verbs: ["get", "patch", "update"]

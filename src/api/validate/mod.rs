@@ -62,6 +62,8 @@ pub const RESTORE_NEEDS_ONE: &str = "spec.restore: give either backup (a ZooKeep
 pub const RESTORE_OBJECT_PREFIX: &str = "spec.restore.object.s3.prefix is not used for a restore; give the whole key of the snapshot in spec.restore.object.key";
 /// The CEL rule's message: a schedule needs backups on and a destination.
 pub const SCHEDULE_NEEDS: &str = "spec.backup.schedule needs spec.backup.enabled: true and spec.backup.s3 (where the scheduled backups go)";
+/// The CEL rule's message: a drill schedule needs backups on.
+pub const DRILL_SCHEDULE_NEEDS: &str = "spec.backup.drillSchedule needs spec.backup.enabled: true (drills restore this ensemble's backups)";
 pub const BACKUP_WITHOUT_QUORUM_TLS: &str = "spec.backup.enabled needs spec.tls.quorum: true (the AdminServer's snapshot command streams all data, and only the TLS AdminServer keeps everyone but the operator out); switch quorum TLS on, or backups off";
 
 /// Why an ensemble cannot be built; each message names the field and the fix.
@@ -164,10 +166,17 @@ pub enum ValidationError {
     #[error("{SCHEDULE_NEEDS}")]
     ScheduleNeeds,
 
+    #[error("{DRILL_SCHEDULE_NEEDS}")]
+    DrillScheduleNeeds,
+
     #[error(
-        "spec.backup.schedule {schedule:?} is not a cron pattern ({problem}); write five fields, minute hour day-of-month month day-of-week, such as \"0 3 * * *\" for 03:00 UTC every day"
+        "{field} {schedule:?} is not a cron pattern ({problem}); write five fields, minute hour day-of-month month day-of-week, such as \"0 3 * * *\" for 03:00 UTC every day"
     )]
-    InvalidSchedule { schedule: String, problem: String },
+    InvalidSchedule {
+        field: &'static str,
+        schedule: String,
+        problem: String,
+    },
 
     #[error(
         "{field} sets none of podSelector, namespaceSelector and ipBlock; give one (a podSelector of {{}} means every pod of the ensemble's namespace)"
@@ -400,19 +409,29 @@ fn validate_backup(spec: &ZooKeeperEnsembleSpec) -> Result<(), ValidationError> 
     if backup.enabled && !spec.tls.quorum {
         return Err(ValidationError::BackupWithoutQuorumTls);
     }
-    let Some(schedule) = &backup.schedule else {
-        return Ok(());
-    };
-    if !backup.enabled || backup.s3.is_none() {
-        return Err(ValidationError::ScheduleNeeds);
-    }
-    crate::backup::schedule::parse(schedule).map_err(|problem| {
-        ValidationError::InvalidSchedule {
-            schedule: schedule.clone(),
-            problem,
+    if let Some(schedule) = &backup.schedule {
+        if !backup.enabled || backup.s3.is_none() {
+            return Err(ValidationError::ScheduleNeeds);
         }
-    })?;
+        parse_schedule("spec.backup.schedule", schedule)?;
+    }
+    if let Some(schedule) = &backup.drill_schedule {
+        if !backup.enabled {
+            return Err(ValidationError::DrillScheduleNeeds);
+        }
+        parse_schedule("spec.backup.drillSchedule", schedule)?;
+    }
     Ok(())
+}
+
+fn parse_schedule(field: &'static str, schedule: &str) -> Result<(), ValidationError> {
+    crate::backup::schedule::parse(schedule)
+        .map(drop)
+        .map_err(|problem| ValidationError::InvalidSchedule {
+            field,
+            schedule: schedule.to_owned(),
+            problem,
+        })
 }
 
 fn validate_name(name: &str) -> Result<(), ValidationError> {

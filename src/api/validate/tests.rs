@@ -662,6 +662,27 @@ fn a_backup_schedule_is_a_cron_pattern_with_backups_on_and_a_destination() {
 }
 
 #[test]
+fn a_drill_schedule_is_a_cron_pattern_with_backups_on() {
+    // Drills restore backups taken by hand too: no destination needed.
+    assert_eq!(
+        validate_spec(json!({"backup": {"enabled": true, "drillSchedule": "0 5 * * 0"}})),
+        Ok(())
+    );
+    assert_eq!(
+        validate_spec(json!({"backup": {"drillSchedule": "0 5 * * 0"}})),
+        Err(ValidationError::DrillScheduleNeeds)
+    );
+    let error =
+        validate_spec(json!({"backup": {"enabled": true, "drillSchedule": "weekly"}})).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("spec.backup.drillSchedule \"weekly\" is not a cron pattern"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_restore_names_a_backup_or_a_whole_object_key() {
     let s3 =
         json!({"endpoint": "http://s3:9000", "bucket": "zk-backups", "credentialsSecret": "s3"});

@@ -314,3 +314,93 @@ fn the_verdict_compares_count_and_hash() {
         );
     }
 }
+
+/// `backup`, with a verdict reached at `when` and a drill asked for at `requested`.
+fn drilled(backup: &mut ZooKeeperBackup, when: &str, requested: Option<&str>) {
+    let mut verdict = verified_condition("True", "Restored", "restored".into());
+    verdict.last_transition_time = Time(at(when));
+    backup.status.as_mut().unwrap().conditions = vec![verdict];
+    backup.annotations_mut().clear();
+    if let Some(requested) = requested {
+        backup
+            .annotations_mut()
+            .insert(DRILL_REQUESTED_ANNOTATION.into(), requested.into());
+    }
+}
+
+#[test]
+fn a_drill_asked_for_after_the_last_verdict_runs_again_and_keeps_that_verdict_meanwhile() {
+    // Not spec.verify: the annotation alone asks (a drill schedule, or by hand).
+    let mut backup = backup("nightly", false, stored());
+    let now = at("2026-12-13T05:00:10Z");
+    drilled(&mut backup, "2026-12-06T05:03:00Z", None);
+    let old_drill = created(&backup, "2026-12-06T05:00:00Z", Default::default());
+    assert!(matches!(
+        next_step(&backup, None, Some(&source()), now),
+        DrillStep::Nothing
+    ));
+    // Asked for before the verdict: that drill answered it.
+    drilled(
+        &mut backup,
+        "2026-12-06T05:03:00Z",
+        Some("2026-12-06T05:00:00Z"),
+    );
+    assert!(matches!(
+        next_step(&backup, Some(&old_drill), None, now),
+        DrillStep::Remove
+    ));
+    // Asked for after it: a new drill.
+    drilled(
+        &mut backup,
+        "2026-12-06T05:03:00Z",
+        Some("2026-12-13T05:00:00Z"),
+    );
+    assert!(wanted(&backup));
+    let DrillStep::Create(drill) = next_step(&backup, None, Some(&source()), now) else {
+        panic!("no new drill");
+    };
+    assert_eq!(drill.name_any(), "nightly-drill-0d5e1c2a");
+    // The last drill's ensemble still going: wait for it rather than check it.
+    let mut going = created(&backup, "2026-12-06T05:00:00Z", Default::default());
+    going.metadata.deletion_timestamp = Some(Time(at("2026-12-06T05:03:01Z")));
+    assert!(
+        matches!(next_step(&backup, Some(&going), None, now), DrillStep::Wait(why) if why.contains("to be deleted"))
+    );
+    // While it runs, the last verdict stays: no Unknown written over it.
+    assert_eq!(progress(&backup, "restoring".into()), None);
+    assert_eq!(verified(&backup), Some(true));
+    // A timeout names no old verdict as the last reason.
+    let stuck = created(&backup, "2026-12-13T05:00:10Z", Default::default());
+    let DrillStep::Conclude(timed_out) =
+        next_step(&backup, Some(&stuck), None, at("2026-12-13T05:16:00Z"))
+    else {
+        panic!("no verdict after the drill limit");
+    };
+    assert!(!timed_out.message.contains("last:"), "{timed_out:?}");
+    // The new verdict, reached after the request: done until asked again.
+    drilled(
+        &mut backup,
+        "2026-12-13T05:02:30Z",
+        Some("2026-12-13T05:00:00Z"),
+    );
+    assert!(matches!(
+        next_step(&backup, None, Some(&source()), now),
+        DrillStep::Nothing
+    ));
+}
+
+#[test]
+fn a_first_drill_says_it_runs_once_per_reason() {
+    let mut backup = backup("nightly", true, stored());
+    let first = progress(&backup, "restoring into nightly-drill-0d5e1c2a".into()).unwrap();
+    assert_eq!(
+        (first.status.as_str(), first.reason.as_str()),
+        ("Unknown", "Drilling")
+    );
+    backup.status.as_mut().unwrap().conditions = vec![first];
+    assert_eq!(
+        progress(&backup, "restoring into nightly-drill-0d5e1c2a".into()),
+        None
+    );
+    assert!(progress(&backup, "waiting for its volume".into()).is_some());
+}
