@@ -559,11 +559,12 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
 
 /// Issue 16, item 3: a backup with `spec.verify` is restored into a throwaway one-server
 /// ensemble, whose snapshot the operator compares with the backup's persistent znodes: Verified
-/// True, and the drill ensemble deleted. The ensemble's `drillSchedule` drills it again in a
-/// new drill ensemble, the first verdict kept until the new one. A drill whose restored server
-/// does not hold the backup's tree (here: started from an older snapshot, as a restore that
-/// silently lost writes would be) is Verified False, naming both counts. The ephemeral znodes of the Kafka-shaped
-/// tree, which a restored server expires, do not count.
+/// True (the operator restarted mid-drill), and the drill ensemble deleted. The ensemble's
+/// `drillSchedule` drills it again in a new drill ensemble, the first verdict kept until the
+/// new one. A drill whose restored server does not hold the backup's tree (here: started from
+/// an older snapshot, as a restore that silently lost writes would be) is Verified False,
+/// naming both counts. The ephemeral znodes of the Kafka-shaped tree, which a restored server
+/// expires, do not count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_drill_proves_a_backup_restores_and_catches_one_that_does_not() {
     let Setup {
@@ -699,6 +700,10 @@ async fn a_restore_drill_proves_a_backup_restores_and_catches_one_that_does_not(
             .and_then(|r| r.backup.as_deref()),
         Some("checked")
     );
+    // The operator restarts mid-drill: the next one finds the drill where it was, from what
+    // it reads (the drill ensemble of the backup's name, no verdict yet).
+    drop(operator);
+    let operator = Operator::start(cp, &ns);
     // The kubelet starts its server as the restore does: from the stored snapshot.
     let restored = start(
         drill_name.clone(),

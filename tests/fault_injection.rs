@@ -1,12 +1,12 @@
 //! The fault-injection tier on real ZooKeeper (tests/support/src/fault.rs): 5 clients write,
 //! compare-and-set and read 3 registers of a local 3-server and then 5-server ensemble while
-//! a nemesis kills (SIGKILL), stops (SIGTERM) and freezes (SIGSTOP) members, the leader
-//! included, two at once on 5 servers, and once costs the quorum. Then every member must serve
-//! again, and the recorded history must pass the linearizability checker
-//! (tests/support/src/linearizability): the writes linearizable, every acknowledged write in the
-//! final reads, the reads within each session read-your-writes and monotonic. A network
-//! partition is not injected here: the members share the loopback interface, and cutting links
-//! between them needs network namespaces (the end-to-end tier has them: tests/e2e/partition.rs).
+//! a nemesis kills (SIGKILL), stops (SIGTERM), freezes (SIGSTOP) and partitions members (each
+//! runs in its own network namespace; iptables in one member's namespace cuts it off from its
+//! peers while its clients stay connected), the leader included, two at once on 5 servers, and
+//! once costs the quorum. Then every member must serve again, and the recorded history must pass
+//! the linearizability checker (tests/support/src/linearizability): the writes linearizable,
+//! every acknowledged write in the final reads, the reads within each session read-your-writes
+//! and monotonic. Runs as root (network namespaces), as the end-to-end tier does.
 //!
 //! Run `bash tests/cluster/setup.sh` once first, then `cargo test --test fault_injection`
 //! (about 75 s of faults per ensemble). The seed is printed; `ZOOHERD_FAULT_SEED=<seed>`
@@ -62,4 +62,45 @@ async fn three_servers_under_faults_lose_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_servers_under_overlapping_faults_lose_no_acknowledged_write() {
     faults_keep_the_registers_linearizable(5).await;
+}
+
+/// The nemesis's partition cuts what it says: a leader cut off from its peers stops leading
+/// while its AdminServer (and its clients) still reach it, the other two elect a leader among
+/// themselves, and once healed it serves again as a follower. Without the cut (a rule that
+/// matched nothing) the leader would lead on and the wait for a new one would time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_cuts_a_member_off_from_its_peers_and_not_from_its_clients() {
+    use std::time::Duration;
+    use support::zookeeper::{Probe, ZkEnsemble};
+    let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
+    let zk = ZkEnsemble::builder(3)
+        .member_networks()
+        .start()
+        .expect("starting 3 servers in their own network namespaces");
+    let leader = zk
+        .wait_for_all_serving(Duration::from_secs(120))
+        .await
+        .unwrap();
+    let peers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    zk.partition(leader, &peers).unwrap();
+    let new = zk
+        .wait_for_new_leader(leader, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(peers.contains(&new), "{new} leads");
+    let isolated = zk
+        .wait_for(
+            "the isolated member not serving",
+            Duration::from_secs(30),
+            |probes| matches!(probes[leader], Probe::NotServing(_)).then_some(()),
+        )
+        .await;
+    assert!(isolated.is_ok(), "{isolated:?}");
+    zk.heal_partition(leader).unwrap();
+    let after = zk
+        .wait_for_all_serving(Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(after, new, "the healed member follows the new leader");
+    drop(zk);
 }

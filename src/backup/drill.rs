@@ -99,6 +99,18 @@ pub fn drill_requested_at(backup: &ZooKeeperBackup) -> Option<Timestamp> {
         .ok()
 }
 
+/// What is wrong with the drill annotation, when it is there and not a time.
+pub fn invalid_request(backup: &ZooKeeperBackup) -> Option<String> {
+    let value = backup.annotations().get(DRILL_REQUESTED_ANNOTATION)?;
+    value.parse::<Timestamp>().err().map(|problem| {
+        format!(
+            "the annotation {DRILL_REQUESTED_ANNOTATION} {value:?} is not an RFC 3339 time \
+             ({problem}), so no drill was asked for; set it to one in UTC, such as \
+             2026-12-06T05:00:00Z (`date -u +%FT%TZ`)"
+        )
+    })
+}
+
 /// Whether `backup` is ever drilled: its `spec.verify`, or a drill asked for by annotation.
 pub fn wanted(backup: &ZooKeeperBackup) -> bool {
     backup.spec.verify || drill_requested_at(backup).is_some()

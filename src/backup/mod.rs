@@ -146,6 +146,16 @@ async fn reconcile(backup: Arc<ZooKeeperBackup>, ctx: Arc<Context>) -> Result<Ac
                 }
             }
         }
+        if let Some(problem) = drill::invalid_request(&backup) {
+            publish(
+                &backup,
+                &ctx,
+                EventType::Warning,
+                "InvalidDrillRequest",
+                problem,
+            )
+            .await;
+        }
         if drill::wanted(&backup) {
             return drilling::reconcile(&backup, &ctx).await;
         }

@@ -404,3 +404,24 @@ fn a_first_drill_says_it_runs_once_per_reason() {
     );
     assert!(progress(&backup, "waiting for its volume".into()).is_some());
 }
+
+#[test]
+fn a_drill_request_that_is_not_a_time_is_named_and_asks_for_nothing() {
+    let mut backup = backup("nightly", false, stored());
+    assert_eq!(invalid_request(&backup), None);
+    backup
+        .annotations_mut()
+        .insert(DRILL_REQUESTED_ANNOTATION.into(), "now".into());
+    let problem = invalid_request(&backup).unwrap();
+    assert!(
+        problem.contains("zooherd.dev/drill-requested-at \"now\" is not an RFC 3339 time"),
+        "{problem}"
+    );
+    assert!(!wanted(&backup));
+    backup.annotations_mut().insert(
+        DRILL_REQUESTED_ANNOTATION.into(),
+        "2026-12-06T05:00:00Z".into(),
+    );
+    assert_eq!(invalid_request(&backup), None);
+    assert!(wanted(&backup));
+}

@@ -14,14 +14,16 @@
 //!   new session under a new number.
 //! - **Nemesis.** Faults drawn from [`Profile::seed`] ([`seed`]: `ZOOHERD_FAULT_SEED` replays
 //!   one): SIGKILL of the leader or of a follower then a restart, SIGSTOP of a member for a
-//!   few seconds then SIGCONT, SIGTERM then a restart, and on 5 servers or more two of these
-//!   overlapping on two members. Never more members down than the ensemble tolerates, except
+//!   few seconds then SIGCONT, SIGTERM then a restart, a network partition that cuts the
+//!   leader or a follower off from its peers for a few seconds while its clients stay
+//!   connected to it (each member runs in its own network namespace:
+//!   [`super::member_networks`]), and on 5 servers or more two of these overlapping on two
+//!   members. Never more members down than the ensemble tolerates, except
 //!   one explicit [`FaultKind::QuorumLoss`] midway (a quorum of members, the leader among
 //!   them, SIGKILLed and restarted): the ensemble must come back, and every acknowledged
 //!   write with it. Each fault ends when every member serves again; the next starts after a
-//!   quiet second or two. A network partition needs network namespaces, which these tests
-//!   do not have (the members share the loopback interface): the end-to-end tier injects one
-//!   (tests/e2e/partition.rs) and runs [`CheckedWorkload`] through it.
+//!   quiet second or two. The end-to-end tier partitions pods of a real ensemble the same
+//!   way (tests/e2e/partition.rs) and runs [`CheckedWorkload`] through it.
 //! - **Check.** After the last fault and every worker stopped, every member serving, one
 //!   final read of each register (`sync`, then `getData`, retried until it succeeds) that the
 //!   checker treats as linearizable: it must account for every acknowledged write.
@@ -122,6 +124,11 @@ pub enum FaultKind {
     Freeze,
     /// SIGTERM of any member (it shuts down), a restart a few seconds later.
     StopRestart,
+    /// The leader cut off from its peers (iptables in its network namespace) for 2–6 s, its
+    /// clients still connected to it, then healed.
+    PartitionLeader,
+    /// A follower cut off from its peers for 2–6 s, then healed.
+    PartitionFollower,
     /// Two of the above on two members, overlapping (5 servers or more).
     TwoOverlapping,
     /// A quorum of members, the leader among them, SIGKILLed, restarted a few seconds later.
@@ -129,11 +136,13 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::KillLeader,
         FaultKind::KillFollower,
         FaultKind::Freeze,
         FaultKind::StopRestart,
+        FaultKind::PartitionLeader,
+        FaultKind::PartitionFollower,
         FaultKind::TwoOverlapping,
         FaultKind::QuorumLoss,
     ];
@@ -144,6 +153,8 @@ impl FaultKind {
             FaultKind::KillFollower => "kill -9 follower",
             FaultKind::Freeze => "freeze (SIGSTOP)",
             FaultKind::StopRestart => "stop (SIGTERM)",
+            FaultKind::PartitionLeader => "partition leader",
+            FaultKind::PartitionFollower => "partition follower",
             FaultKind::TwoOverlapping => "two overlapping",
             FaultKind::QuorumLoss => "quorum loss",
         }
@@ -185,16 +196,19 @@ enum Blow {
     Kill,
     Freeze,
     Stop,
+    /// Cut off from every other member, both ways.
+    Partition,
 }
 
 impl Blow {
-    const ALL: [Blow; 3] = [Blow::Kill, Blow::Freeze, Blow::Stop];
+    const ALL: [Blow; 4] = [Blow::Kill, Blow::Freeze, Blow::Stop, Blow::Partition];
 
     fn verb(self) -> &'static str {
         match self {
             Blow::Kill => "kill -9",
             Blow::Freeze => "freeze",
             Blow::Stop => "stop",
+            Blow::Partition => "partition",
         }
     }
 
@@ -204,6 +218,7 @@ impl Blow {
             Blow::Kill => (1000, 4000),
             Blow::Freeze => (2000, 6000),
             Blow::Stop => (1000, 3000),
+            Blow::Partition => (2000, 6000),
         }
     }
 }
@@ -214,15 +229,20 @@ fn strike(zk: &mut ZkEnsemble, i: usize, blow: Blow) {
         Blow::Kill => zk.kill(i),
         Blow::Freeze => zk.freeze(i),
         Blow::Stop => zk.stop(i),
+        Blow::Partition => {
+            let peers: Vec<usize> = (0..zk.size()).filter(|&p| p != i).collect();
+            zk.partition(i, &peers)
+        }
     });
     result.unwrap_or_else(|e| panic!("{} member {i}: {e}", blow.verb()));
 }
 
-/// Undoes [`strike`]: SIGCONT, or a restart on the member's data directory.
+/// Undoes [`strike`]: SIGCONT, a restart on the member's data directory, or the links back.
 fn heal(zk: &mut ZkEnsemble, i: usize, blow: Blow) {
     let result = tokio::task::block_in_place(|| match blow {
         Blow::Freeze => zk.thaw(i),
         Blow::Kill | Blow::Stop => zk.start_member(i),
+        Blow::Partition => zk.heal_partition(i),
     });
     result.unwrap_or_else(|e| panic!("healing member {i} after {}: {e}", blow.verb()));
 }
@@ -261,13 +281,15 @@ async fn inject(zk: &mut ZkEnsemble, kind: FaultKind, leader: usize, rng: &mut R
         FaultKind::KillLeader
         | FaultKind::KillFollower
         | FaultKind::Freeze
-        | FaultKind::StopRestart => {
+        | FaultKind::StopRestart
+        | FaultKind::PartitionLeader
+        | FaultKind::PartitionFollower => {
+            let follower = |rng: &mut Rng| (leader + 1 + rng.below(n as u64 - 1) as usize) % n;
             let (blow, i) = match kind {
                 FaultKind::KillLeader => (Blow::Kill, leader),
-                FaultKind::KillFollower => {
-                    let other = 1 + rng.below(n as u64 - 1) as usize;
-                    (Blow::Kill, (leader + other) % n)
-                }
+                FaultKind::KillFollower => (Blow::Kill, follower(rng)),
+                FaultKind::PartitionLeader => (Blow::Partition, leader),
+                FaultKind::PartitionFollower => (Blow::Partition, follower(rng)),
                 FaultKind::Freeze => (Blow::Freeze, rng.below(n as u64) as usize),
                 _ => (Blow::Stop, rng.below(n as u64) as usize),
             };
@@ -280,8 +302,8 @@ async fn inject(zk: &mut ZkEnsemble, kind: FaultKind, leader: usize, rng: &mut R
         FaultKind::TwoOverlapping => {
             let members = pick(rng, n, 2, None);
             let blows = [
-                Blow::ALL[rng.below(3) as usize],
-                Blow::ALL[rng.below(3) as usize],
+                Blow::ALL[rng.below(Blow::ALL.len() as u64) as usize],
+                Blow::ALL[rng.below(Blow::ALL.len() as u64) as usize],
             ];
             strike(zk, members[0], blows[0]);
             let lead = pause(rng, 500, 2500).await;
@@ -327,6 +349,8 @@ async fn nemesis(
         FaultKind::KillFollower,
         FaultKind::Freeze,
         FaultKind::StopRestart,
+        FaultKind::PartitionLeader,
+        FaultKind::PartitionFollower,
     ];
     if zk.size() >= 5 {
         kinds.push(FaultKind::TwoOverlapping);
@@ -669,8 +693,10 @@ pub async fn run(profile: Profile) -> Run {
         profile.seed
     );
     let mut rng = Rng::new(profile.seed ^ (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let mut zk =
-        ZkEnsemble::start(n).unwrap_or_else(|e| panic!("start {n} ZooKeeper servers: {e}"));
+    let mut zk = ZkEnsemble::builder(n)
+        .member_networks()
+        .start()
+        .unwrap_or_else(|e| panic!("start {n} ZooKeeper servers: {e}"));
     zk.wait_for_all_serving(START_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -19,6 +19,7 @@ pub mod kafka_tree;
 pub mod kubelet;
 pub mod linearizability;
 pub mod local_cluster;
+pub mod member_networks;
 pub mod operator;
 pub mod prometheus;
 pub mod proxy;

@@ -37,6 +37,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use zooherd::quorum::Myid;
 
+use super::member_networks::{self, MemberNetworks};
 use super::process;
 
 pub const CLIENT_PORT: u16 = 2181;
@@ -455,20 +456,21 @@ struct IpBlock {
 }
 
 impl IpBlock {
+    const FIRST_A: u8 = 100;
+
     fn ip(&self, myid: u8) -> Ipv4Addr {
         Ipv4Addr::new(127, self.a, self.b, myid)
     }
 
     /// Claims a block whose first `size` addresses have all the ports free.
     fn claim(size: usize) -> io::Result<IpBlock> {
-        const FIRST_A: u32 = 100;
         const ATTEMPTS: u32 = 256;
         let dir = std::env::temp_dir().join("zooherd-zk-ips");
         fs::create_dir_all(&dir)?;
         // Scan from the first block: the lock files stay few, one per concurrent ensemble.
         let mut last_problem = String::from("every block was locked");
         for n in 0..ATTEMPTS {
-            let (a, b) = ((FIRST_A + n / 256) as u8, (n % 256) as u8);
+            let (a, b) = ((u32::from(Self::FIRST_A) + n / 256) as u8, (n % 256) as u8);
             let file = OpenOptions::new()
                 .create(true)
                 .truncate(false)
@@ -507,6 +509,7 @@ pub struct ZkEnsembleBuilder {
     hostnames: Option<Box<dyn Fn(u8) -> String + Send + Sync>>,
     config: Vec<(String, Option<String>)>,
     reconfig: Option<Reconfig>,
+    member_networks: bool,
 }
 
 /// Dynamic reconfiguration settings of an ensemble.
@@ -550,6 +553,15 @@ impl ZkEnsembleBuilder {
         self
     }
 
+    /// Runs each member in its own network namespace, on the address
+    /// `10.213.<block>.<myid>` instead of a loopback one, so that
+    /// [`ZkEnsemble::partition`] can cut members off from each other (see
+    /// [`super::member_networks`]). Needs root and `ip`/`iptables`.
+    pub fn member_networks(mut self) -> Self {
+        self.member_networks = true;
+        self
+    }
+
     /// Leaves a key out of zoo.cfg (e.g. `metricsProvider.className`).
     pub fn without_config(mut self, key: &str) -> Self {
         self.config.push((key.to_string(), None));
@@ -567,15 +579,27 @@ impl ZkEnsembleBuilder {
             ));
         }
         let block = IpBlock::claim(size)?;
+        let myids: Vec<u8> = (1..=size as u8).collect();
+        let networks = match self.member_networks {
+            // The loopback block's lock holds the namespaces' names and addresses too.
+            true if block.a == IpBlock::FIRST_A => Some(MemberNetworks::create(block.b, &myids)?),
+            true => return Err(io::Error::other("no free block for member networks")),
+            false => None,
+        };
+        let ip = |myid| match networks {
+            Some(_) => member_networks::member_ip(block.b, myid),
+            None => block.ip(myid),
+        };
         let dir = super::owned_temp_dir("zooherd-zk-ensemble-")?;
-        let servers: Vec<ServerAddress> = (1..=size as u8)
-            .map(|myid| ServerAddress {
+        let servers: Vec<ServerAddress> = myids
+            .iter()
+            .map(|&myid| ServerAddress {
                 myid,
                 host: match &self.hostnames {
                     Some(name) => name(myid),
-                    None => block.ip(myid).to_string(),
+                    None => ip(myid).to_string(),
                 },
-                ip: block.ip(myid),
+                ip: ip(myid),
             })
             .collect();
         let hosts_file = match &self.hostnames {
@@ -645,6 +669,7 @@ impl ZkEnsembleBuilder {
             config: self.config,
             http,
             dir,
+            networks,
             _block: block,
         })
     }
@@ -800,6 +825,8 @@ pub struct ZkEnsemble {
     config: Vec<(String, Option<String>)>,
     http: reqwest::Client,
     dir: TempDir,
+    /// With [`ZkEnsembleBuilder::member_networks`]; deleted once every process is gone.
+    networks: Option<MemberNetworks>,
     /// Dropped last: the addresses stay claimed until every process is gone.
     _block: IpBlock,
 }
@@ -813,6 +840,7 @@ impl ZkEnsemble {
             hostnames: None,
             config: Vec::new(),
             reconfig: None,
+            member_networks: false,
         }
     }
 
@@ -906,6 +934,9 @@ impl ZkEnsemble {
         }
         let spec = self.members[i].spec.clone();
         let mut command = self.launcher.command(&spec)?;
+        if let Some(networks) = &self.networks {
+            command = networks.wrap(spec.myid, &command);
+        }
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -992,6 +1023,25 @@ impl ZkEnsemble {
             process::terminate(&mut child, signal, grace)?;
         }
         Ok(())
+    }
+
+    /// Cuts member `i` off from members `peers`, both ways, leaving its clients connected
+    /// (needs [`ZkEnsembleBuilder::member_networks`]); [`Self::heal_partition`] undoes it.
+    pub fn partition(&self, i: usize, peers: &[usize]) -> io::Result<()> {
+        let peers: Vec<u8> = peers.iter().map(|&p| self.members[p].spec.myid).collect();
+        self.member_networks()?
+            .cut(self.members[i].spec.myid, &peers)
+    }
+
+    /// Undoes every [`Self::partition`] of member `i`.
+    pub fn heal_partition(&self, i: usize) -> io::Result<()> {
+        self.member_networks()?.heal(self.members[i].spec.myid)
+    }
+
+    fn member_networks(&self) -> io::Result<&MemberNetworks> {
+        self.networks.as_ref().ok_or_else(|| {
+            io::Error::other("a partition needs an ensemble built with member_networks()")
+        })
     }
 
     /// Freezes member `i` with SIGSTOP: the process stays, but answers nothing. Returns once
