@@ -1,6 +1,7 @@
 //! The fault-injection tier's long profile (tests/support/src/fault.rs): for each ensemble size,
 //! a real local ZooKeeper ensemble under a nemesis (SIGKILL of the leader or a follower,
-//! SIGTERM, SIGSTOP, two overlapping on 5 servers, one quorum loss) while 5 clients write,
+//! SIGTERM, SIGSTOP, the leader or a follower partitioned from its peers, two overlapping on 5
+//! servers, one quorum loss) while 5 clients write,
 //! compare-and-set and read 3 registers; then the linearizability check of the history, and
 //! per kind of fault the count, the operations during them by outcome, and the longest time
 //! without an acknowledged write. Run it with:

@@ -134,15 +134,18 @@ async fn reconcile(backup: Arc<ZooKeeperBackup>, ctx: Arc<Context>) -> Result<Ac
                 &backup.spec.ensemble,
             );
             ctx.metrics
-                .backup_succeeded(&namespace, ensemble, completed_at.0);
+                .backups
+                .succeeded(&namespace, ensemble, completed_at.0);
             if let Some(verdict) = drill::verdict_condition(&backup) {
                 let verified = verdict.status == "True";
                 let at = verdict.last_transition_time.0;
                 ctx.metrics
+                    .backups
                     .drill_verdict(&namespace, ensemble, at, verified);
                 if verified {
                     ctx.metrics
-                        .backup_verified(&namespace, ensemble, completed_at.0);
+                        .backups
+                        .verified(&namespace, ensemble, completed_at.0);
                 }
             }
         }
@@ -231,7 +234,8 @@ async fn reconcile(backup: Arc<ZooKeeperBackup>, ctx: Arc<Context>) -> Result<Ac
             };
             write_status(&backup, &succeeded, &ctx).await?;
             ctx.metrics
-                .backup_succeeded(&namespace, &backup.spec.ensemble, completed_at);
+                .backups
+                .succeeded(&namespace, &backup.spec.ensemble, completed_at);
             publish(&backup, &ctx, EventType::Normal, "BackupSucceeded", message).await;
             Ok(Action::await_change())
         }

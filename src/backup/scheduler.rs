@@ -117,7 +117,8 @@ async fn reconcile(ensemble: Arc<ZooKeeperEnsemble>, ctx: Arc<Context>) -> Resul
     if backups.is_none() {
         let namespace = ensemble.namespace().unwrap_or_default();
         ctx.metrics
-            .backup_scheduled(&namespace, &ensemble.name_any(), None);
+            .backups
+            .scheduled(&namespace, &ensemble.name_any(), None);
     }
     if backups.is_none() && drills.is_none() {
         return Ok(Action::await_change());
@@ -174,7 +175,8 @@ async fn backup_round(
     let newest = newest_run(&scheduled);
     let run = due(cron, newest.unwrap_or_else(|| created(ensemble, now)), now);
     ctx.metrics
-        .backup_scheduled(&namespace, &name, run.or(newest));
+        .backups
+        .scheduled(&namespace, &name, run.or(newest));
     if let Some(at) = run {
         ctx.fence.check().await?;
         let mut run = ZooKeeperBackup::new(

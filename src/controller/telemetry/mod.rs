@@ -1,6 +1,8 @@
 //! What the operator tells about itself: Prometheus metrics, and the /healthz, /readyz and
 //! /metrics endpoints that the Deployment's probes and a ServiceMonitor scrape.
 
+mod backups;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +23,7 @@ use prometheus_client::registry::Registry;
 
 use crate::api::{MemberStatus, Phase};
 use crate::quorum::probe::ProbeTraffic;
+pub use backups::BackupMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum Outcome {
@@ -88,13 +91,8 @@ pub struct Metrics {
     fault_tolerance: Family<EnsembleLabels, Gauge>,
     member_restarts: Family<EnsembleLabels, Counter>,
     quorum_certificate_expiry: Family<EnsembleLabels, Gauge>,
-    backup_last_success: Family<EnsembleLabels, Gauge>,
-    backup_last_verified: Family<EnsembleLabels, Gauge>,
-    backup_last_scheduled_run: Family<EnsembleLabels, Gauge>,
-    backup_last_drill_verified: Family<EnsembleLabels, Gauge>,
-    /// When the verdict that backup_last_drill_verified shows for each ensemble was reached:
-    /// backups are seen in any order, and the latest verdict wins.
-    last_drill_at: Arc<Mutex<HashMap<EnsembleLabels, i64>>>,
+    /// The series of ZooKeeperBackups and their drills.
+    pub backups: BackupMetrics,
     member_state: Family<MemberLabels, Gauge>,
     /// The member_state series last set for each ensemble (namespace, name), so that a
     /// member's old state goes when it changes: one series per member, not one per state.
@@ -157,30 +155,7 @@ impl Default for Metrics {
             "When the certificate each ensemble's servers present to each other expires (Unix time; .status.quorumTls.certificateNotAfter)",
             quorum_certificate_expiry.clone(),
         );
-        let backup_last_success = Family::<EnsembleLabels, Gauge>::default();
-        registry.register(
-            "backup_last_success_timestamp_seconds",
-            "When the newest successful ZooKeeperBackup of each ensemble completed (Unix time); its age is time() minus it",
-            backup_last_success.clone(),
-        );
-        let backup_last_verified = Family::<EnsembleLabels, Gauge>::default();
-        registry.register(
-            "backup_last_verified_timestamp_seconds",
-            "When the newest ZooKeeperBackup of each ensemble that a restore drill verified (spec.verify, condition Verified True) completed (Unix time)",
-            backup_last_verified.clone(),
-        );
-        let backup_last_scheduled_run = Family::<EnsembleLabels, Gauge>::default();
-        registry.register(
-            "backup_last_scheduled_run_timestamp_seconds",
-            "When the latest run of each ensemble's spec.backup.schedule was due (Unix time); a run succeeded once backup_last_success_timestamp_seconds is later",
-            backup_last_scheduled_run.clone(),
-        );
-        let backup_last_drill_verified = Family::<EnsembleLabels, Gauge>::default();
-        registry.register(
-            "backup_last_drill_verified",
-            "1 when the latest restore drill of each ensemble's backups restored its backup (Verified True), 0 when it did not (Verified False)",
-            backup_last_drill_verified.clone(),
-        );
+        let backups = BackupMetrics::register(&mut registry);
         let member_state = Family::<MemberLabels, Gauge>::default();
         registry.register(
             "member_state",
@@ -225,11 +200,7 @@ impl Default for Metrics {
             fault_tolerance,
             member_restarts,
             quorum_certificate_expiry,
-            backup_last_success,
-            backup_last_verified,
-            backup_last_scheduled_run,
-            backup_last_drill_verified,
-            last_drill_at: Arc::default(),
+            backups,
             member_state,
             member_series: Arc::default(),
             probe_round_duration,
@@ -316,46 +287,6 @@ impl Metrics {
         }
     }
 
-    /// A backup of the ensemble that completed at `completed_at`: kept when it is the newest.
-    pub fn backup_succeeded(&self, namespace: &str, name: &str, completed_at: jiff::Timestamp) {
-        keep_newest(&self.backup_last_success, namespace, name, completed_at);
-    }
-
-    /// A backup of the ensemble, completed at `completed_at`, that a restore drill verified:
-    /// kept when it is the newest.
-    pub fn backup_verified(&self, namespace: &str, name: &str, completed_at: jiff::Timestamp) {
-        keep_newest(&self.backup_last_verified, namespace, name, completed_at);
-    }
-
-    /// The time the latest run of the ensemble's backup schedule was due; `None` without one.
-    pub fn backup_scheduled(&self, namespace: &str, name: &str, at: Option<jiff::Timestamp>) {
-        let ensemble = ensemble_labels(namespace, name);
-        match at {
-            Some(at) => {
-                self.backup_last_scheduled_run
-                    .get_or_create(&ensemble)
-                    .set(at.as_second());
-            }
-            None => {
-                self.backup_last_scheduled_run.remove(&ensemble);
-            }
-        }
-    }
-
-    /// A drill of one of the ensemble's backups reached a verdict at `at`: shown when it is the
-    /// latest.
-    pub fn drill_verdict(&self, namespace: &str, name: &str, at: jiff::Timestamp, verified: bool) {
-        let ensemble = ensemble_labels(namespace, name);
-        let mut latest = self.last_drill_at.lock().expect("drill verdicts lock");
-        let seen = latest.entry(ensemble.clone()).or_insert(i64::MIN);
-        if *seen <= at.as_second() {
-            *seen = at.as_second();
-            self.backup_last_drill_verified
-                .get_or_create(&ensemble)
-                .set(i64::from(verified));
-        }
-    }
-
     /// The voters' states, as `.status.members` lists them.
     pub fn members(&self, namespace: &str, name: &str, members: &[MemberStatus]) {
         let current: Vec<MemberLabels> = members
@@ -419,14 +350,7 @@ impl Metrics {
         self.fault_tolerance.remove(&ensemble);
         self.member_restarts.remove(&ensemble);
         self.quorum_certificate_expiry.remove(&ensemble);
-        self.backup_last_success.remove(&ensemble);
-        self.backup_last_verified.remove(&ensemble);
-        self.backup_last_scheduled_run.remove(&ensemble);
-        self.backup_last_drill_verified.remove(&ensemble);
-        self.last_drill_at
-            .lock()
-            .expect("drill verdicts lock")
-            .remove(&ensemble);
+        self.backups.forget(&ensemble);
         let members = self
             .member_series
             .lock()
@@ -514,27 +438,6 @@ pub async fn serve(
         .await
 }
 
-/// Sets the ensemble's series of `family` to `at` unless it holds a later time: backups are
-/// seen in any order (at start, every one of them is).
-fn ensemble_labels(namespace: &str, name: &str) -> EnsembleLabels {
-    EnsembleLabels {
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-    }
-}
-
-fn keep_newest(
-    family: &Family<EnsembleLabels, Gauge>,
-    namespace: &str,
-    name: &str,
-    at: jiff::Timestamp,
-) {
-    let gauge = family.get_or_create(&ensemble_labels(namespace, name));
-    if gauge.get() < at.as_second() {
-        gauge.set(at.as_second());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -615,63 +518,6 @@ mod tests {
                 .encode()
                 .contains("zooherd_quorum_certificate_expiry_timestamp_seconds{")
         );
-    }
-
-    #[test]
-    fn the_newest_successful_backup_is_exported_until_the_ensemble_goes() {
-        let metrics = Metrics::default();
-        let newer: jiff::Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
-        let older: jiff::Timestamp = "2026-12-04T12:00:00Z".parse().unwrap();
-        let series = "zooherd_backup_last_success_timestamp_seconds{namespace=\"ns\",name=\"zk\"}";
-        metrics.backup_succeeded("ns", "zk", newer);
-        // Seen in any order (at start every backup is), the newest stays.
-        metrics.backup_succeeded("ns", "zk", older);
-        let text = metrics.encode();
-        assert!(
-            text.contains(&format!("{series} {}\n", newer.as_second())),
-            "{text}"
-        );
-        // Verified ones apart: none yet.
-        let verified =
-            "zooherd_backup_last_verified_timestamp_seconds{namespace=\"ns\",name=\"zk\"}";
-        assert!(!text.contains(verified), "{text}");
-        metrics.backup_verified("ns", "zk", older);
-        assert!(
-            metrics
-                .encode()
-                .contains(&format!("{verified} {}\n", older.as_second()))
-        );
-        metrics.forget_ensemble("ns", "zk");
-        let text = metrics.encode();
-        assert!(!text.contains(series) && !text.contains(verified), "{text}");
-    }
-
-    #[test]
-    fn the_latest_drill_verdict_and_scheduled_run_are_exported_until_they_go() {
-        let metrics = Metrics::default();
-        let at = |text: &str| text.parse::<jiff::Timestamp>().unwrap();
-        let drilled = "zooherd_backup_last_drill_verified{namespace=\"ns\",name=\"zk\"}";
-        metrics.drill_verdict("ns", "zk", at("2026-12-06T05:00:00Z"), false);
-        // An older verdict seen later (at start, backups come in any order) does not hide it.
-        metrics.drill_verdict("ns", "zk", at("2026-12-05T05:00:00Z"), true);
-        assert!(metrics.encode().contains(&format!("{drilled} 0\n")));
-        metrics.drill_verdict("ns", "zk", at("2026-12-07T05:00:00Z"), true);
-        assert!(metrics.encode().contains(&format!("{drilled} 1\n")));
-        let run =
-            "zooherd_backup_last_scheduled_run_timestamp_seconds{namespace=\"ns\",name=\"zk\"}";
-        let due = at("2026-12-07T03:00:00Z");
-        metrics.backup_scheduled("ns", "zk", Some(due));
-        assert!(
-            metrics
-                .encode()
-                .contains(&format!("{run} {}\n", due.as_second()))
-        );
-        metrics.backup_scheduled("ns", "zk", None);
-        assert!(!metrics.encode().contains(run));
-        metrics.backup_scheduled("ns", "zk", Some(due));
-        metrics.forget_ensemble("ns", "zk");
-        let text = metrics.encode();
-        assert!(!text.contains(run) && !text.contains(drilled), "{text}");
     }
 
     #[test]
