@@ -49,6 +49,13 @@ fn run(args: &[&str]) -> io::Result<()> {
 impl MemberNetworks {
     /// Creates the bridge and one namespace per member of `myids`.
     pub fn create(block: u8, myids: &[u8]) -> io::Result<MemberNetworks> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "member networks need root (network namespaces, veths, iptables in them): run \
+                 the fault-injection tier as root, e.g. through `bash tests/run.sh` in CI",
+            ));
+        }
         if let Some(bad) = myids.iter().find(|&&m| m == 0 || m >= HOST) {
             return Err(io::Error::other(format!(
                 "myid {bad}: member networks hold myids 1 to {}",
