@@ -48,6 +48,10 @@ pub const DRILL_OF_LABEL: &str = "zooherd.dev/drill-of";
 /// How long a drill ensemble may take to serve: pulling an image, binding a volume, the
 /// download and ZooKeeper's start.
 pub const DRILL_LIMIT: Duration = Duration::from_secs(15 * 60);
+/// How far ahead of the operator's clock a drill request may be (a skewed clock of the one who
+/// set it). A request later than that is not honoured once a verdict exists: every verdict
+/// would be older than it, and the backup would be drilled over and over until then.
+const REQUEST_SKEW: Duration = Duration::from_secs(60);
 
 /// What the drill of a backup needs next.
 #[derive(Debug)]
@@ -100,15 +104,26 @@ pub fn drill_requested_at(backup: &ZooKeeperBackup) -> Option<Timestamp> {
 }
 
 /// What is wrong with the drill annotation, when it is there and not a time.
-pub fn invalid_request(backup: &ZooKeeperBackup) -> Option<String> {
+pub fn invalid_request(backup: &ZooKeeperBackup, now: Timestamp) -> Option<String> {
     let value = backup.annotations().get(DRILL_REQUESTED_ANNOTATION)?;
-    value.parse::<Timestamp>().err().map(|problem| {
-        format!(
+    match value.parse::<Timestamp>() {
+        Err(problem) => Some(format!(
             "the annotation {DRILL_REQUESTED_ANNOTATION} {value:?} is not an RFC 3339 time \
              ({problem}), so no drill was asked for; set it to one in UTC, such as \
              2026-12-06T05:00:00Z (`date -u +%FT%TZ`)"
-        )
-    })
+        )),
+        Ok(at) if ahead(at, now) => Some(format!(
+            "the annotation {DRILL_REQUESTED_ANNOTATION} {value:?} is in the future (the \
+             operator's clock says {now}), so it asks for no drill beyond the first; set it \
+             to the current time (`date -u +%FT%TZ`)"
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// Whether a request at `at` is further ahead of `now` than a skewed clock explains.
+fn ahead(at: Timestamp, now: Timestamp) -> bool {
+    Duration::try_from(at.duration_since(now)).is_ok_and(|ahead| ahead > REQUEST_SKEW)
 }
 
 /// Whether `backup` is ever drilled: its `spec.verify`, or a drill asked for by annotation.
@@ -126,10 +141,11 @@ pub fn verdict_condition(backup: &ZooKeeperBackup) -> Option<&Condition> {
         .find(|c| c.type_ == VERIFIED && c.status != "Unknown")
 }
 
-/// Whether a drill of `backup` is due: none reached a verdict yet, or one was asked for after
-/// the last verdict.
-fn due(backup: &ZooKeeperBackup) -> bool {
-    match (verdict_condition(backup), drill_requested_at(backup)) {
+/// Whether a drill of `backup` is due at `now`: none reached a verdict yet, or one was asked for
+/// after the last verdict (and not in the future: see [`REQUEST_SKEW`]).
+fn due(backup: &ZooKeeperBackup, now: Timestamp) -> bool {
+    let requested = drill_requested_at(backup).filter(|&at| !ahead(at, now));
+    match (verdict_condition(backup), requested) {
         (None, _) => true,
         (Some(verdict), Some(requested)) => requested > verdict.last_transition_time.0,
         (Some(_), None) => false,
@@ -172,7 +188,7 @@ pub fn next_step(
         return DrillStep::Nothing;
     }
     let ours = drill.filter(|drill| is_drill_of(drill, backup));
-    if !due(backup) {
+    if !due(backup, now) {
         return if ours.is_some() {
             DrillStep::Remove
         } else {

@@ -149,7 +149,7 @@ async fn reconcile(backup: Arc<ZooKeeperBackup>, ctx: Arc<Context>) -> Result<Ac
                 }
             }
         }
-        if let Some(problem) = drill::invalid_request(&backup) {
+        if let Some(problem) = drill::invalid_request(&backup, Timestamp::now()) {
             publish(
                 &backup,
                 &ctx,

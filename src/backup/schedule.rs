@@ -86,9 +86,12 @@ pub fn drill_due<'a>(
     created: Timestamp,
     now: Timestamp,
 ) -> Option<(Timestamp, Option<&'a ZooKeeperBackup>)> {
+    // A request set by hand in the future is no run of the schedule: it must not hold the
+    // schedule's runs back until then.
     let since = backups
         .iter()
         .filter_map(super::drill::drill_requested_at)
+        .filter(|&at| at <= now)
         .max()
         .unwrap_or(created);
     let at = due(cron, since, now)?;
@@ -281,6 +284,15 @@ mod tests {
             .annotations_mut()
             .insert(DRILL_REQUESTED_ANNOTATION.into(), run_at.to_string());
         assert!(drill_due(&weekly, &backups, created, at("2026-12-12T23:00:00Z")).is_none());
+        assert_eq!(
+            drill_due(&weekly, &backups, created, at("2026-12-13T05:00:00Z")).map(|d| d.0),
+            Some(at("2026-12-13T05:00:00Z"))
+        );
+        // A request set by hand far ahead does not hold the schedule back.
+        backups[1].annotations_mut().insert(
+            DRILL_REQUESTED_ANNOTATION.into(),
+            "2030-01-01T00:00:00Z".into(),
+        );
         assert_eq!(
             drill_due(&weekly, &backups, created, at("2026-12-13T05:00:00Z")).map(|d| d.0),
             Some(at("2026-12-13T05:00:00Z"))

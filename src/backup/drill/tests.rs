@@ -407,12 +407,13 @@ fn a_first_drill_says_it_runs_once_per_reason() {
 
 #[test]
 fn a_drill_request_that_is_not_a_time_is_named_and_asks_for_nothing() {
+    let now = at("2026-12-06T05:10:00Z");
     let mut backup = backup("nightly", false, stored());
-    assert_eq!(invalid_request(&backup), None);
+    assert_eq!(invalid_request(&backup, now), None);
     backup
         .annotations_mut()
         .insert(DRILL_REQUESTED_ANNOTATION.into(), "now".into());
-    let problem = invalid_request(&backup).unwrap();
+    let problem = invalid_request(&backup, now).unwrap();
     assert!(
         problem.contains("zooherd.dev/drill-requested-at \"now\" is not an RFC 3339 time"),
         "{problem}"
@@ -422,6 +423,35 @@ fn a_drill_request_that_is_not_a_time_is_named_and_asks_for_nothing() {
         DRILL_REQUESTED_ANNOTATION.into(),
         "2026-12-06T05:00:00Z".into(),
     );
-    assert_eq!(invalid_request(&backup), None);
+    assert_eq!(invalid_request(&backup, now), None);
     assert!(wanted(&backup));
+}
+
+#[test]
+fn a_drill_requested_in_the_future_runs_once_not_until_then() {
+    let now = at("2026-12-13T05:30:00Z");
+    let mut backup = backup("nightly", false, stored());
+    drilled(
+        &mut backup,
+        "2026-12-13T05:20:00Z",
+        Some("2030-01-01T00:00:00Z"),
+    );
+    // Every verdict is older than 2030: honoured, the request would drill for ever.
+    assert!(matches!(
+        next_step(&backup, None, Some(&source()), now),
+        DrillStep::Nothing
+    ));
+    let problem = invalid_request(&backup, now).unwrap();
+    assert!(problem.contains("is in the future"), "{problem}");
+    // A clock a few seconds ahead is not the future.
+    drilled(
+        &mut backup,
+        "2026-12-13T05:20:00Z",
+        Some("2026-12-13T05:30:30Z"),
+    );
+    assert!(matches!(
+        next_step(&backup, None, Some(&source()), now),
+        DrillStep::Create(_)
+    ));
+    assert_eq!(invalid_request(&backup, now), None);
 }
