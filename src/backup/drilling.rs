@@ -16,6 +16,8 @@ use serde_json::json;
 use super::drill::{self, DrillStep, Verdict};
 use super::{Context, Error, plan, read, take};
 use crate::api::{ZooKeeperBackup, ZooKeeperEnsemble};
+use crate::build::names;
+use k8s_openapi::api::core::v1::Secret;
 
 /// How often a running drill looks at its ensemble (the backup controller does not watch
 /// ensembles).
@@ -44,6 +46,14 @@ pub(super) async fn reconcile(backup: &ZooKeeperBackup, ctx: &Context) -> Result
     ) {
         DrillStep::Nothing => Ok(Action::await_change()),
         DrillStep::Create(ensemble) => {
+            // A drill again under the same name: the last drill ensemble's Secrets go with it
+            // by garbage collection, some time after it. Until then the new one would find them
+            // (not its own, so refused), so wait for them.
+            if let Some(leftover) = leftover_secret(&ensemble, &namespace, ctx).await? {
+                let why = format!("waiting for the last drill's Secret {leftover} to be deleted");
+                drilling(&backup, why, ctx).await?;
+                return Ok(Action::requeue(POLL));
+            }
             ctx.fence.check().await?;
             match ensembles.create(&PostParams::default(), &ensemble).await {
                 Ok(_) => {}
@@ -99,6 +109,27 @@ pub(super) async fn reconcile(backup: &ZooKeeperBackup, ctx: &Context) -> Result
             Ok(Action::await_change())
         }
     }
+}
+
+/// A Secret of the drill ensemble's names that exists before the ensemble does.
+async fn leftover_secret(
+    drill_ensemble: &ZooKeeperEnsemble,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<Option<String>, Error> {
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
+    for name in [
+        names::superuser_secret(drill_ensemble),
+        names::tls_secret(drill_ensemble),
+    ] {
+        if read(&secrets, &name, "a Secret of the drill ensemble")
+            .await?
+            .is_some()
+        {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
 }
 
 /// Takes a snapshot of the drill ensemble's restored server and compares it with the backup;
