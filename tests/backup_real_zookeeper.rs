@@ -765,14 +765,18 @@ async fn a_restore_drill_proves_a_backup_restores_and_catches_one_that_does_not(
     patch_drill_schedule(json!("*/2 * * * * *")).await;
     let redrill = drill_of(&backups, &ensembles, "checked").await;
     patch_drill_schedule(serde_json::Value::Null).await;
-    assert_eq!(redrill.name_any(), drill_name);
+    let redrill_name = redrill.name_any();
+    assert_ne!(
+        redrill_name, drill_name,
+        "a drill of its own, never the last one's volume or Secrets"
+    );
     let meanwhile = verified_condition(&backups, "checked").await;
     assert_eq!(
         meanwhile, verified,
         "the last verdict stays while the drill runs"
     );
     let restored = start(
-        drill_name.clone(),
+        redrill_name.clone(),
         Some((stored.zxid.clone().unwrap(), snapshot.clone())),
     )
     .await;
@@ -793,7 +797,7 @@ async fn a_restore_drill_proves_a_backup_restores_and_catches_one_that_does_not(
         (again.status.as_str(), again.reason.as_str()),
         ("True", "Restored")
     );
-    deleted(&ensembles, &drill_name).await;
+    deleted(&ensembles, &redrill_name).await;
     drop(restored);
 
     // Writes after the first backup; the second's drill server starts from the first's
@@ -855,9 +859,17 @@ async fn drill_of(
     ensembles: &Api<ZooKeeperEnsemble>,
     name: &str,
 ) -> ZooKeeperEnsemble {
-    let drill_name = zooherd::backup::drill::drill_name(&backups.get(name).await.unwrap());
+    let backup = backups.get(name).await.unwrap();
+    let selector = format!("{DRILL_OF_LABEL}={name}");
     eventually(&format!("{name}: the drill ensemble"), || async {
-        ensembles.get_opt(&drill_name).await.unwrap()
+        let drills = ensembles
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .unwrap();
+        drills.items.into_iter().find(|drill| {
+            drill.metadata.deletion_timestamp.is_none()
+                && drill.owner_references()[0].uid == backup.uid().unwrap()
+        })
     })
     .await
 }

@@ -21,21 +21,28 @@
 //! drill runs the last verdict stays (it is still what the last drill found); the new one
 //! replaces it, its `lastTransitionTime` the time it was reached.
 //!
-//! The drill ensemble is the backup's child (an owner reference), so deleting the backup
-//! deletes it. A ZooKeeperEnsemble of the drill's name that is not the backup's child is never
-//! used or deleted: the drill fails instead, naming it.
+//! Each drill has its own ensemble name, from the backup's uid and the request it answers
+//! ([`drill_name`]): a drill never meets the volume claim or Secrets of the one before, which go
+//! some time after their ensemble (garbage collection), and a drill ensemble of an earlier
+//! request is removed, not checked. The drill ensemble is the backup's child (an owner
+//! reference), so deleting the backup deletes it. A ZooKeeperEnsemble of the drill's name that
+//! is not the backup's child is never used or deleted: the drill fails instead, naming it.
+//!
+//! A backup outlives its ensemble, and one whose ensemble is gone is the one a restore may need
+//! most: its drill runs with the defaults a new ensemble gets (image, resources, storage class).
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
 
 use super::snapshot_file::PersistentContents;
 use crate::api::validate::MAX_NAME_LENGTH;
 use crate::api::{
     BackupPhase, BackupSpec, Phase, RestoreSpec, RetentionPolicy, ZooKeeperBackup,
-    ZooKeeperEnsemble,
+    ZooKeeperEnsemble, ZooKeeperEnsembleSpec,
 };
 
 /// The condition that says whether a drill restored the backup.
@@ -62,12 +69,13 @@ pub enum DrillStep {
     Create(Box<ZooKeeperEnsemble>),
     /// Wait for the drill ensemble to serve (why, for the condition).
     Wait(String),
-    /// The drill ensemble serves: take its snapshot and compare.
-    Check,
+    /// The drill ensemble of this name serves: take its snapshot and compare.
+    Check(String),
     /// Record the verdict without a check.
     Conclude(Verdict),
-    /// The verdict is recorded: delete the drill ensemble.
-    Remove,
+    /// Delete these drill ensembles of the backup: the verdict is recorded, or they answer an
+    /// earlier request.
+    Remove(Vec<String>),
 }
 
 /// The result of a drill: the `Verified` condition's status, reason and message.
@@ -78,11 +86,15 @@ pub struct Verdict {
     pub message: String,
 }
 
-/// The drill ensemble's name: `<backup>-drill-<first 8 of its uid>`, the backup's name cut to
-/// fit the ensemble name limit.
-pub fn drill_name(backup: &ZooKeeperBackup) -> String {
+/// The name of the ensemble of the drill due at `now`: `<backup>-drill-<8 hex digits>`, the
+/// digits from a hash of the backup's uid and the request the drill answers (none for a first
+/// drill), the backup's name cut to fit the ensemble name limit.
+pub fn drill_name(backup: &ZooKeeperBackup, now: Timestamp) -> String {
     let uid = backup.uid().unwrap_or_default();
-    let suffix = format!("-drill-{}", &uid[..uid.len().min(8)]);
+    let request = honoured_request(backup, now).map_or("", |(text, _)| text);
+    let digest = Sha256::digest(format!("{uid}\n{request}"));
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let suffix = format!("-drill-{hex}");
     let name = backup.name_any();
     let room = MAX_NAME_LENGTH.saturating_sub(suffix.len()).min(name.len());
     format!("{}{suffix}", name[..room].trim_end_matches(['-', '.']))
@@ -141,10 +153,18 @@ pub fn verdict_condition(backup: &ZooKeeperBackup) -> Option<&Condition> {
         .find(|c| c.type_ == VERIFIED && c.status != "Unknown")
 }
 
+/// The drill request (the annotation's text and time) that is honoured at `now`: one that is a
+/// time and not in the future (see [`REQUEST_SKEW`]).
+fn honoured_request(backup: &ZooKeeperBackup, now: Timestamp) -> Option<(&str, Timestamp)> {
+    let text = backup.annotations().get(DRILL_REQUESTED_ANNOTATION)?;
+    let at = text.parse().ok().filter(|&at| !ahead(at, now))?;
+    Some((text, at))
+}
+
 /// Whether a drill of `backup` is due at `now`: none reached a verdict yet, or one was asked for
-/// after the last verdict (and not in the future: see [`REQUEST_SKEW`]).
+/// after the last verdict.
 fn due(backup: &ZooKeeperBackup, now: Timestamp) -> bool {
-    let requested = drill_requested_at(backup).filter(|&at| !ahead(at, now));
+    let requested = honoured_request(backup, now).map(|(_, at)| at);
     match (verdict_condition(backup), requested) {
         (None, _) => true,
         (Some(verdict), Some(requested)) => requested > verdict.last_transition_time.0,
@@ -175,11 +195,12 @@ pub fn verified_condition(status: &str, reason: &str, message: String) -> Condit
     }
 }
 
-/// What the drill of `backup` needs next, given the ensemble of the drill's name (`drill`) and
-/// the backed-up ensemble (`source`), at `now`.
+/// What the drill of `backup` needs next at `now`, given its drill ensembles (those labelled as
+/// its drills, and the ensemble of the due drill's name if there is one) and the backed-up
+/// ensemble (`source`; only read when a drill ensemble is to be created).
 pub fn next_step(
     backup: &ZooKeeperBackup,
-    drill: Option<&ZooKeeperEnsemble>,
+    drills: &[ZooKeeperEnsemble],
     source: Option<&ZooKeeperEnsemble>,
     now: Timestamp,
 ) -> DrillStep {
@@ -187,15 +208,41 @@ pub fn next_step(
     if !wanted(backup) || status.phase != Some(BackupPhase::Succeeded) {
         return DrillStep::Nothing;
     }
-    let ours = drill.filter(|drill| is_drill_of(drill, backup));
-    if !due(backup, now) {
-        return if ours.is_some() {
-            DrillStep::Remove
-        } else {
-            DrillStep::Nothing
-        };
+    let due = due(backup, now);
+    let created = |drill: &ZooKeeperEnsemble| {
+        drill
+            .meta()
+            .creation_timestamp
+            .as_ref()
+            .map_or(now, |t| t.0)
+    };
+    let mut ours: Vec<&ZooKeeperEnsemble> = drills
+        .iter()
+        .filter(|drill| is_drill_of(drill, backup) && drill.meta().deletion_timestamp.is_none())
+        .collect();
+    ours.sort_by_key(|drill| created(drill));
+    // The drill that runs: the first one created since the last verdict. It answers every
+    // request made while it runs, as its verdict comes after them (a drill schedule more
+    // frequent than a drill takes must not start it over and over).
+    let last_verdict = verdict_condition(backup).map(|c| c.last_transition_time.0);
+    let running = ours
+        .iter()
+        .copied()
+        .filter(|_| due)
+        .find(|drill| last_verdict.is_none_or(|verdict| created(drill) >= verdict));
+    // Every other one is done with: its verdict is recorded, or it restored before the
+    // request that is due was made (removed, never checked).
+    let done: Vec<String> = ours
+        .iter()
+        .filter(|drill| running.is_none_or(|running| running.name_any() != drill.name_any()))
+        .map(|drill| drill.name_any())
+        .collect();
+    if !done.is_empty() {
+        return DrillStep::Remove(done);
     }
-    let name = drill_name(backup);
+    if !due {
+        return DrillStep::Nothing;
+    }
     if status.content_hash.is_none() || status.persistent_znode_count.is_none() {
         return DrillStep::Conclude(Verdict {
             verified: false,
@@ -205,42 +252,27 @@ pub fn next_step(
                 .to_owned(),
         });
     }
-    let Some(drill) = drill else {
-        let Some(source) = source else {
-            return DrillStep::Conclude(Verdict {
+    let Some(drill) = running else {
+        let name = drill_name(backup, now);
+        return match drills.iter().find(|drill| drill.name_any() == name) {
+            None => DrillStep::Create(Box::new(drill_ensemble(backup, source, &name))),
+            Some(drill) if !is_drill_of(drill, backup) => DrillStep::Conclude(Verdict {
                 verified: false,
-                reason: "EnsembleNotFound",
+                reason: "NameTaken",
                 message: format!(
-                    "the ZooKeeperEnsemble {} is gone; a drill runs with its image, resources \
-                     and storage class",
-                    backup.spec.ensemble
+                    "a ZooKeeperEnsemble {name} exists that is not this backup's drill; the \
+                     operator neither uses nor deletes it"
                 ),
-            });
+            }),
+            // Ours and on its way (deleted by hand mid-drill): a new one once it is gone.
+            Some(_) => DrillStep::Wait(format!(
+                "waiting for the drill ensemble {name}, deleted mid-drill, to be gone"
+            )),
         };
-        return DrillStep::Create(Box::new(drill_ensemble(backup, source)));
     };
-    if ours.is_none() {
-        return DrillStep::Conclude(Verdict {
-            verified: false,
-            reason: "NameTaken",
-            message: format!(
-                "a ZooKeeperEnsemble {name} exists that is not this backup's drill; the \
-                 operator neither uses nor deletes it"
-            ),
-        });
-    }
-    if drill.meta().deletion_timestamp.is_some() {
-        // The last drill's ensemble, still going: a new drill needs a new one.
-        return DrillStep::Wait(format!(
-            "waiting for the last drill's ensemble {name} to be deleted"
-        ));
-    }
+    let name = drill.name_any();
     let drill_status = drill.status.clone().unwrap_or_default();
-    let created = drill
-        .meta()
-        .creation_timestamp
-        .as_ref()
-        .map_or(now, |t| t.0);
+    let created = created(drill);
     let waited = Duration::try_from(now.duration_since(created)).unwrap_or_default();
     let state = drill_status
         .conditions
@@ -270,7 +302,7 @@ pub fn next_step(
         });
     }
     if drill_status.phase == Some(Phase::Active) && drill_status.restore.is_some() {
-        return DrillStep::Check;
+        return DrillStep::Check(name);
     }
     DrillStep::Wait(format!(
         "restoring into the drill ensemble {name}, which does not serve yet ({state})"
@@ -286,15 +318,26 @@ fn is_drill_of(drill: &ZooKeeperEnsemble, backup: &ZooKeeperBackup) -> bool {
             .any(|owner| Some(&owner.uid) == uid.as_ref() && owner.kind == "ZooKeeperBackup")
 }
 
-/// The throwaway ensemble that restores `backup`: one server with `source`'s image, JVM,
-/// resources, storage and placement, its own CA and superuser, the snapshot command on (the
-/// drill takes a snapshot), no schedule, and its volume deleted with it.
+/// The throwaway ensemble `name` that restores `backup`: one server with `source`'s image, JVM,
+/// resources, storage and placement (a new ensemble's defaults when the source is gone), its own
+/// CA and superuser, the snapshot command on (the drill takes a snapshot), no schedule, and its
+/// volume deleted with it.
 ///
 /// Not the source's pod labels: a Service of the user's that selects the source's servers by
 /// them would send clients to the drill's server too, which would acknowledge their writes and
 /// lose them with the drill. Zooherd's own Services select by the ensemble's name.
-pub fn drill_ensemble(backup: &ZooKeeperBackup, source: &ZooKeeperEnsemble) -> ZooKeeperEnsemble {
-    let mut spec = source.spec.clone();
+pub fn drill_ensemble(
+    backup: &ZooKeeperBackup,
+    source: Option<&ZooKeeperEnsemble>,
+    name: &str,
+) -> ZooKeeperEnsemble {
+    let mut spec = source.map_or_else(
+        || {
+            serde_json::from_value::<ZooKeeperEnsembleSpec>(serde_json::json!({}))
+                .expect("every field of an ensemble's spec has a default")
+        },
+        |source| source.spec.clone(),
+    );
     spec.placement.pod_labels.clear();
     spec.replicas = 1;
     spec.paused = false;
@@ -308,7 +351,7 @@ pub fn drill_ensemble(backup: &ZooKeeperBackup, source: &ZooKeeperEnsemble) -> Z
     };
     spec.tls.quorum = true;
     spec.storage.retention.when_deleted = RetentionPolicy::Delete;
-    let mut drill = ZooKeeperEnsemble::new(&drill_name(backup), spec);
+    let mut drill = ZooKeeperEnsemble::new(name, spec);
     drill.metadata.namespace = backup.namespace();
     drill
         .labels_mut()

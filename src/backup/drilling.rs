@@ -1,14 +1,14 @@
 //! The IO of restore drills: reads what [`super::drill::next_step`] decides from, and does what
 //! it says. Only the leading replica acts (the fence is checked before every change), and each
 //! step is found again from what is read, so an operator that restarts mid-drill goes on where
-//! it was: the drill ensemble's name is the backup's, and a verdict is recorded before the drill
-//! ensemble is deleted.
+//! it was: the drill ensemble's name follows from the backup and its request, its label names
+//! the backup, and a verdict is recorded before the drill ensemble is deleted.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::json;
@@ -17,7 +17,7 @@ use super::drill::{self, DrillStep, Verdict};
 use super::{Context, Error, plan, read, take};
 use crate::api::{ZooKeeperBackup, ZooKeeperEnsemble};
 use crate::build::names;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 
 /// How often a running drill looks at its ensemble (the backup controller does not watch
 /// ensembles).
@@ -32,25 +32,25 @@ pub(super) async fn reconcile(backup: &ZooKeeperBackup, ctx: &Context) -> Result
         return Ok(Action::await_change());
     };
     let ensembles = Api::<ZooKeeperEnsemble>::namespaced(ctx.client.clone(), &namespace);
-    let name = drill::drill_name(&backup);
-    let drill_ensemble = read(&ensembles, &name, "the drill ensemble").await?;
-    let source = match drill_ensemble {
-        Some(_) => None,
-        None => read(&ensembles, &backup.spec.ensemble, "the ZooKeeperEnsemble").await?,
+    let now = Timestamp::now();
+    let name = drill::drill_name(&backup, now);
+    let drills = drill_ensembles(&ensembles, &backup, &name).await?;
+    // Only a drill ensemble to create needs it: none of the backup's runs.
+    let source = match drills
+        .iter()
+        .any(|drill| drill.metadata.deletion_timestamp.is_none())
+    {
+        true => None,
+        false => read(&ensembles, &backup.spec.ensemble, "the ZooKeeperEnsemble").await?,
     };
-    match drill::next_step(
-        &backup,
-        drill_ensemble.as_ref(),
-        source.as_ref(),
-        Timestamp::now(),
-    ) {
+    match drill::next_step(&backup, &drills, source.as_ref(), now) {
         DrillStep::Nothing => Ok(Action::await_change()),
         DrillStep::Create(ensemble) => {
-            // A drill again under the same name: the last drill ensemble's Secrets go with it
-            // by garbage collection, some time after it. Until then the new one would find them
-            // (not its own, so refused), so wait for them.
-            if let Some(leftover) = leftover_secret(&ensemble, &namespace, ctx).await? {
-                let why = format!("waiting for the last drill's Secret {leftover} to be deleted");
+            // A drill ensemble of this name deleted mid-drill (by hand): its Secrets and volume
+            // claim go some time after it. Until then the new one would find them: Secrets not
+            // its own (refused), or a claim holding the last restore instead of a fresh one.
+            if let Some(leftover) = leftover(&ensemble, &namespace, ctx).await? {
+                let why = format!("waiting for the deleted drill's {leftover} to be gone");
                 drilling(&backup, why, ctx).await?;
                 return Ok(Action::requeue(POLL));
             }
@@ -66,7 +66,14 @@ pub(super) async fn reconcile(backup: &ZooKeeperBackup, ctx: &Context) -> Result
                     });
                 }
             }
-            let message = format!("restoring into the drill ensemble {name}");
+            let message = match source {
+                Some(_) => format!("restoring into the drill ensemble {name}"),
+                None => format!(
+                    "restoring into the drill ensemble {name}, with a new ensemble's defaults \
+                     (image, resources, storage class): the ZooKeeperEnsemble {} is gone",
+                    backup.spec.ensemble
+                ),
+            };
             super::publish(
                 &backup,
                 ctx,
@@ -82,10 +89,13 @@ pub(super) async fn reconcile(backup: &ZooKeeperBackup, ctx: &Context) -> Result
             drilling(&backup, why, ctx).await?;
             Ok(Action::requeue(POLL))
         }
-        DrillStep::Check => {
-            let drill_ensemble = drill_ensemble.expect("a check has a drill ensemble");
+        DrillStep::Check(name) => {
+            let drill_ensemble = drills
+                .iter()
+                .find(|drill| drill.name_any() == name)
+                .expect("a drill ensemble that was read");
             ctx.fence.check().await?;
-            match check(&backup, &drill_ensemble, ctx).await? {
+            match check(&backup, drill_ensemble, ctx).await? {
                 Ok(verdict) => conclude(&backup, verdict, ctx).await,
                 Err(why) => {
                     drilling(&backup, why, ctx).await?;
@@ -94,25 +104,51 @@ pub(super) async fn reconcile(backup: &ZooKeeperBackup, ctx: &Context) -> Result
             }
         }
         DrillStep::Conclude(verdict) => conclude(&backup, verdict, ctx).await,
-        DrillStep::Remove => {
+        DrillStep::Remove(done) => {
             ctx.fence.check().await?;
-            match ensembles.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(source) => {
-                    return Err(Error::Write {
-                        what: format!("deleting the drill ensemble {name}"),
-                        source,
-                    });
+            for name in done {
+                match ensembles.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(source) => {
+                        return Err(Error::Write {
+                            what: format!("deleting the drill ensemble {name}"),
+                            source,
+                        });
+                    }
                 }
             }
-            Ok(Action::await_change())
+            // Looked at again: a drill that is due goes on once they are on their way.
+            Ok(Action::requeue(POLL))
         }
     }
 }
 
-/// A Secret of the drill ensemble's names that exists before the ensemble does.
-async fn leftover_secret(
+/// The ensembles labelled as `backup`'s drills, and the one named `name` if it is not labelled
+/// so (someone else's, which the drill must not take for its own).
+async fn drill_ensembles(
+    ensembles: &Api<ZooKeeperEnsemble>,
+    backup: &ZooKeeperBackup,
+    name: &str,
+) -> Result<Vec<ZooKeeperEnsemble>, Error> {
+    let selector = format!("{}={}", drill::DRILL_OF_LABEL, backup.name_any());
+    let mut drills = ensembles
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("the ZooKeeperEnsembles labelled {selector}"),
+            source,
+        })?
+        .items;
+    if !drills.iter().any(|drill| drill.name_any() == name) {
+        drills.extend(read(ensembles, name, "the drill ensemble").await?);
+    }
+    Ok(drills)
+}
+
+/// A Secret or the volume claim of the drill ensemble's names that exists before the ensemble
+/// does ("Secret <name>", "PersistentVolumeClaim <name>").
+async fn leftover(
     drill_ensemble: &ZooKeeperEnsemble,
     namespace: &str,
     ctx: &Context,
@@ -126,10 +162,14 @@ async fn leftover_secret(
             .await?
             .is_some()
         {
-            return Ok(Some(name));
+            return Ok(Some(format!("Secret {name}")));
         }
     }
-    Ok(None)
+    let claims = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), namespace);
+    let claim = names::data_claim(drill_ensemble, 0);
+    Ok(read(&claims, &claim, "the drill ensemble's volume claim")
+        .await?
+        .map(|_| format!("PersistentVolumeClaim {claim}")))
 }
 
 /// Takes a snapshot of the drill ensemble's restored server and compares it with the backup;

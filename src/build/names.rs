@@ -114,6 +114,9 @@ pub const SUPERUSER_DIGEST_KEY: &str = "digest";
 /// The server's environment variable holding the superuser's digest (from the Secret).
 pub const SUPER_DIGEST_ENV: &str = "ZOOHERD_SUPER_DIGEST";
 
+/// The claim template of the servers' data volume.
+pub const DATA_VOLUME: &str = "data";
+
 /// StatefulSet of the servers: the ensemble's own name, so pods are `<name>-<ordinal>`.
 pub fn stateful_set(ensemble: &ZooKeeperEnsemble) -> String {
     ensemble.name_any()
@@ -132,6 +135,12 @@ pub fn network_policy(ensemble: &ZooKeeperEnsemble) -> String {
 /// Pod of the server at `ordinal`, as the StatefulSet names it.
 pub fn pod(ensemble: &ZooKeeperEnsemble, ordinal: u32) -> String {
     format!("{}-{ordinal}", stateful_set(ensemble))
+}
+
+/// The data volume claim of the server at `ordinal`, as the StatefulSet names it
+/// (`<claim template>-<set>-<ordinal>`).
+pub fn data_claim(ensemble: &ZooKeeperEnsemble, ordinal: u32) -> String {
+    format!("{DATA_VOLUME}-{}", pod(ensemble, ordinal))
 }
 
 /// Ordinal of a StatefulSet pod, from the number after its last `-`; `None` when the name does
@@ -244,6 +253,7 @@ mod tests {
         for ordinal in 0..255 {
             assert_eq!(ordinal_from_pod_name(&pod(&zk, ordinal)), Some(ordinal));
         }
+        assert_eq!(data_claim(&zk, 2), "data-zk-prod-2");
     }
 
     #[test]

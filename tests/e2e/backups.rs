@@ -125,7 +125,10 @@ pub async fn backed_up_drilled_and_restored(cluster: &LocalCluster, client: &kub
         stored.member,
         secs(t)
     );
-    let drill = drill_name(&backups.get("before-upgrade").await.unwrap());
+    let drill = drill_name(
+        &backups.get("before-upgrade").await.unwrap(),
+        jiff::Timestamp::now(),
+    );
     let t = Instant::now();
     let verified = backup_where(&backups, "a drill verdict", |s| {
         s.conditions

@@ -129,7 +129,8 @@ The leader-election Lease is granted separately, in the release namespace only
   resources: ["pods/eviction"]
   verbs: ["create"]
 # A member on a lost node whose volume lives only there is rebuilt elsewhere: its claim is
-# deleted (spec.lostNode), only after the member has left the voters.
+# deleted (spec.lostNode), only after the member has left the voters. A drill ensemble deleted
+# by hand mid-drill is created again only once its claim is gone (get).
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get", "delete"]

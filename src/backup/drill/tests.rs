@@ -64,29 +64,64 @@ fn created(
     created: &str,
     status: ZooKeeperEnsembleStatus,
 ) -> ZooKeeperEnsemble {
-    let mut drill = drill_ensemble(backup, &source());
+    let name = drill_name(backup, at(created));
+    let mut drill = drill_ensemble(backup, Some(&source()), &name);
     drill.metadata.creation_timestamp = Some(Time(at(created)));
     drill.status = Some(status);
     drill
 }
 
 #[test]
-fn the_drill_name_fits_the_ensemble_name_limit() {
-    let short = backup("nightly", true, stored());
-    assert_eq!(drill_name(&short), "nightly-drill-0d5e1c2a");
+fn a_drill_name_fits_the_ensemble_name_limit_and_is_new_for_each_request() {
+    let now = at("2026-12-06T10:00:00Z");
+    let mut short = backup("nightly", true, stored());
+    let first = drill_name(&short, now);
+    let suffix = first.strip_prefix("nightly-drill-").expect(&first);
+    assert!(
+        suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{first}"
+    );
+    assert_eq!(
+        drill_name(&short, now),
+        first,
+        "the same drill, the same name"
+    );
+    short.annotations_mut().insert(
+        DRILL_REQUESTED_ANNOTATION.into(),
+        "2026-12-06T09:00:00Z".into(),
+    );
+    let asked = drill_name(&short, now);
+    assert_ne!(asked, first, "a drill asked for by annotation");
+    short.annotations_mut().insert(
+        DRILL_REQUESTED_ANNOTATION.into(),
+        "2026-12-06T09:30:00Z".into(),
+    );
+    assert_ne!(drill_name(&short, now), asked, "asked for again");
+    // A request in the future is not honoured: it names no drill.
+    short.annotations_mut().insert(
+        DRILL_REQUESTED_ANNOTATION.into(),
+        "2030-01-01T00:00:00Z".into(),
+    );
+    assert_eq!(drill_name(&short, now), first);
+    // Another backup of the same name (deleted and created again): another drill.
+    let mut again = backup("nightly", true, stored());
+    again.metadata.uid = Some("another-uid".into());
+    assert_ne!(drill_name(&again, now), first);
+
     let long = backup(&format!("{}-x", "b".repeat(60)), true, stored());
-    let name = drill_name(&long);
+    let name = drill_name(&long, now);
     assert_eq!(name.len(), MAX_NAME_LENGTH, "{name}");
-    assert!(name.ends_with("b-drill-0d5e1c2a"), "{name}");
+    assert!(name.contains("b-drill-"), "{name}");
     // A cut that ends on a separator does not leave it doubled.
     let cut = backup(
         &format!("{}-{}", "c".repeat(36), "d".repeat(20)),
         true,
         stored(),
     );
-    assert_eq!(
-        drill_name(&cut),
-        format!("{}-drill-0d5e1c2a", "c".repeat(36))
+    let name = drill_name(&cut, now);
+    assert!(
+        name.starts_with(&format!("{}-drill-", "c".repeat(36))),
+        "{name}"
     );
 }
 
@@ -94,11 +129,14 @@ fn the_drill_name_fits_the_ensemble_name_limit() {
 fn a_drill_ensemble_restores_the_backup_on_one_server_and_goes_with_it() {
     let backup = backup("nightly", true, stored());
     let DrillStep::Create(drill) =
-        next_step(&backup, None, Some(&source()), at("2026-12-06T10:00:00Z"))
+        next_step(&backup, &[], Some(&source()), at("2026-12-06T10:00:00Z"))
     else {
         panic!("no drill ensemble to create");
     };
-    assert_eq!(drill.name_any(), "nightly-drill-0d5e1c2a");
+    assert_eq!(
+        drill.name_any(),
+        drill_name(&backup, at("2026-12-06T10:00:00Z"))
+    );
     assert_eq!(drill.namespace().as_deref(), Some("data"));
     assert_eq!(drill.labels()[DRILL_OF_LABEL], "nightly");
     let owner = &drill.owner_references()[0];
@@ -147,9 +185,14 @@ fn a_drill_waits_for_its_ensemble_to_serve_then_checks_then_removes_it() {
         ..ZooKeeperEnsembleStatus::default()
     };
     let drill = created(&running, "2026-12-06T10:00:00Z", forming.clone());
-    let step = next_step(&running, Some(&drill), None, at("2026-12-06T10:02:00Z"));
+    let step = next_step(
+        &running,
+        std::slice::from_ref(&drill),
+        None,
+        at("2026-12-06T10:02:00Z"),
+    );
     assert!(
-        matches!(&step, DrillStep::Wait(why) if why.contains("nightly-drill-0d5e1c2a") && why.contains("phase DOWN")),
+        matches!(&step, DrillStep::Wait(why) if why.contains(&drill.name_any()) && why.contains("phase DOWN")),
         "{step:?}"
     );
     // ACTIVE is not enough until the restore is recorded: it is what was restored from.
@@ -159,7 +202,12 @@ fn a_drill_waits_for_its_ensemble_to_serve_then_checks_then_removes_it() {
     };
     let drill = created(&running, "2026-12-06T10:00:00Z", active.clone());
     assert!(matches!(
-        next_step(&running, Some(&drill), None, at("2026-12-06T10:02:00Z")),
+        next_step(
+            &running,
+            std::slice::from_ref(&drill),
+            None,
+            at("2026-12-06T10:02:00Z")
+        ),
         DrillStep::Wait(_)
     ));
     let serving = ZooKeeperEnsembleStatus {
@@ -176,14 +224,22 @@ fn a_drill_waits_for_its_ensemble_to_serve_then_checks_then_removes_it() {
     };
     let drill = created(&running, "2026-12-06T10:00:00Z", serving);
     assert!(matches!(
-        next_step(&running, Some(&drill), None, at("2026-12-06T10:02:00Z")),
-        DrillStep::Check
+        next_step(
+            &running,
+            std::slice::from_ref(&drill),
+            None,
+            at("2026-12-06T10:02:00Z")
+        ),
+        DrillStep::Check(_)
     ));
     // Too long without serving: a verdict, naming the drill and what its ensemble says.
     let stuck = created(&running, "2026-12-06T10:00:00Z", forming);
-    let DrillStep::Conclude(timed_out) =
-        next_step(&running, Some(&stuck), None, at("2026-12-06T10:16:00Z"))
-    else {
+    let DrillStep::Conclude(timed_out) = next_step(
+        &running,
+        std::slice::from_ref(&stuck),
+        None,
+        at("2026-12-06T10:16:00Z"),
+    ) else {
         panic!("no verdict after the drill limit");
     };
     assert!(!timed_out.verified);
@@ -197,12 +253,25 @@ fn a_drill_waits_for_its_ensemble_to_serve_then_checks_then_removes_it() {
     done.conditions
         .push(verified_condition("True", "Restored", String::new()));
     let done = backup_at(done);
+    let step = next_step(
+        &done,
+        std::slice::from_ref(&drill),
+        None,
+        at("2026-12-06T10:03:00Z"),
+    );
+    assert!(
+        matches!(&step, DrillStep::Remove(names) if *names == [drill.name_any()]),
+        "{step:?}"
+    );
+    // On its way: nothing more.
+    let mut going = drill.clone();
+    going.metadata.deletion_timestamp = Some(Time(at("2026-12-06T10:03:01Z")));
     assert!(matches!(
-        next_step(&done, Some(&drill), None, at("2026-12-06T10:03:00Z")),
-        DrillStep::Remove
+        next_step(&done, &[going], None, at("2026-12-06T10:03:05Z")),
+        DrillStep::Nothing
     ));
     assert!(matches!(
-        next_step(&done, None, Some(&source()), at("2026-12-06T10:03:00Z")),
+        next_step(&done, &[], Some(&source()), at("2026-12-06T10:03:00Z")),
         DrillStep::Nothing
     ));
     // While it runs, Unknown is no verdict.
@@ -213,11 +282,11 @@ fn a_drill_waits_for_its_ensemble_to_serve_then_checks_then_removes_it() {
     assert!(matches!(
         next_step(
             &backup_at(drilling),
-            Some(&drill),
+            std::slice::from_ref(&drill),
             None,
             at("2026-12-06T10:02:00Z")
         ),
-        DrillStep::Check
+        DrillStep::Check(_)
     ));
 }
 
@@ -226,7 +295,7 @@ fn no_drill_unless_asked_for_and_stored_and_never_on_someone_elses_ensemble() {
     let now = at("2026-12-06T10:00:00Z");
     let not_asked = backup("nightly", false, stored());
     assert!(matches!(
-        next_step(&not_asked, None, Some(&source()), now),
+        next_step(&not_asked, &[], Some(&source()), now),
         DrillStep::Nothing
     ));
     let running = backup(
@@ -238,12 +307,16 @@ fn no_drill_unless_asked_for_and_stored_and_never_on_someone_elses_ensemble() {
         },
     );
     assert!(matches!(
-        next_step(&running, None, Some(&source()), now),
+        next_step(&running, &[], Some(&source()), now),
         DrillStep::Nothing
     ));
     let stored_backup = backup("nightly", true, stored());
     // An ensemble of the drill's name that is not the backup's child.
-    let mut theirs = drill_ensemble(&stored_backup, &source());
+    let mut theirs = drill_ensemble(
+        &stored_backup,
+        Some(&source()),
+        &drill_name(&stored_backup, now),
+    );
     theirs.metadata.owner_references = Some(vec![OwnerReference {
         kind: "ZooKeeperBackup".into(),
         name: "nightly".into(),
@@ -251,7 +324,9 @@ fn no_drill_unless_asked_for_and_stored_and_never_on_someone_elses_ensemble() {
         api_version: "zooherd.dev/v1beta1".into(),
         ..OwnerReference::default()
     }]);
-    let DrillStep::Conclude(taken) = next_step(&stored_backup, Some(&theirs), None, now) else {
+    let DrillStep::Conclude(taken) =
+        next_step(&stored_backup, std::slice::from_ref(&theirs), None, now)
+    else {
         panic!("a drill on another's ensemble");
     };
     assert_eq!((taken.verified, taken.reason), (false, "NameTaken"));
@@ -260,16 +335,28 @@ fn no_drill_unless_asked_for_and_stored_and_never_on_someone_elses_ensemble() {
         .push(verified_condition("False", "NameTaken", String::new()));
     assert!(
         matches!(
-            next_step(&backup("nightly", true, done), Some(&theirs), None, now),
+            next_step(
+                &backup("nightly", true, done),
+                std::slice::from_ref(&theirs),
+                None,
+                now
+            ),
             DrillStep::Nothing
         ),
         "and never deleted"
     );
-    // The source gone: nothing to copy the image and storage from.
-    let DrillStep::Conclude(gone) = next_step(&stored_backup, None, None, now) else {
-        panic!("a drill without its source");
+    // The source gone: a drill with a new ensemble's defaults (a restore of it would need them).
+    let DrillStep::Create(orphan) = next_step(&stored_backup, &[], None, now) else {
+        panic!("no drill of a backup whose ensemble is gone");
     };
-    assert_eq!(gone.reason, "EnsembleNotFound");
+    assert_eq!(orphan.spec.image, None, "the operator's default image");
+    assert_eq!(orphan.spec.storage.data.storage_class_name, None);
+    assert_eq!(orphan.spec.replicas, 1);
+    assert_eq!(
+        orphan.spec.restore.as_ref().unwrap().backup.as_deref(),
+        Some("nightly")
+    );
+    validate(&orphan).expect("the drill ensemble is valid");
     // A backup without the hash: nothing to compare with.
     let unhashed = backup(
         "old",
@@ -279,7 +366,7 @@ fn no_drill_unless_asked_for_and_stored_and_never_on_someone_elses_ensemble() {
             ..stored()
         },
     );
-    let DrillStep::Conclude(old) = next_step(&unhashed, None, Some(&source()), now) else {
+    let DrillStep::Conclude(old) = next_step(&unhashed, &[], Some(&source()), now) else {
         panic!("a drill of an unhashed backup");
     };
     assert_eq!(old.reason, "NotHashed");
@@ -336,7 +423,7 @@ fn a_drill_asked_for_after_the_last_verdict_runs_again_and_keeps_that_verdict_me
     drilled(&mut backup, "2026-12-06T05:03:00Z", None);
     let old_drill = created(&backup, "2026-12-06T05:00:00Z", Default::default());
     assert!(matches!(
-        next_step(&backup, None, Some(&source()), now),
+        next_step(&backup, &[], Some(&source()), now),
         DrillStep::Nothing
     ));
     // Asked for before the verdict: that drill answered it.
@@ -346,8 +433,8 @@ fn a_drill_asked_for_after_the_last_verdict_runs_again_and_keeps_that_verdict_me
         Some("2026-12-06T05:00:00Z"),
     );
     assert!(matches!(
-        next_step(&backup, Some(&old_drill), None, now),
-        DrillStep::Remove
+        next_step(&backup, std::slice::from_ref(&old_drill), None, now),
+        DrillStep::Remove(_)
     ));
     // Asked for after it: a new drill.
     drilled(
@@ -356,24 +443,58 @@ fn a_drill_asked_for_after_the_last_verdict_runs_again_and_keeps_that_verdict_me
         Some("2026-12-13T05:00:00Z"),
     );
     assert!(wanted(&backup));
-    let DrillStep::Create(drill) = next_step(&backup, None, Some(&source()), now) else {
+    let DrillStep::Create(drill) = next_step(&backup, &[], Some(&source()), now) else {
         panic!("no new drill");
     };
-    assert_eq!(drill.name_any(), "nightly-drill-0d5e1c2a");
-    // The last drill's ensemble still going: wait for it rather than check it.
-    let mut going = created(&backup, "2026-12-06T05:00:00Z", Default::default());
+    assert_ne!(
+        drill.name_any(),
+        old_drill.name_any(),
+        "a new drill, a new ensemble: never the last one's volume or Secrets"
+    );
+    // The last drill's ensemble still going: no matter, the new one goes ahead.
+    let mut going = old_drill.clone();
     going.metadata.deletion_timestamp = Some(Time(at("2026-12-06T05:03:01Z")));
+    assert!(matches!(
+        next_step(&backup, std::slice::from_ref(&going), Some(&source()), now),
+        DrillStep::Create(_)
+    ));
+    // Not yet removed (the operator restarted after the request): removed first, not checked.
+    let serving = created(&backup, "2026-12-13T05:00:05Z", Default::default());
+    let step = next_step(&backup, &[old_drill.clone(), serving.clone()], None, now);
     assert!(
-        matches!(next_step(&backup, Some(&going), None, now), DrillStep::Wait(why) if why.contains("to be deleted"))
+        matches!(&step, DrillStep::Remove(names) if *names == [old_drill.name_any()]),
+        "{step:?}"
+    );
+    // Asked for again while it runs (a frequent drill schedule): it answers that request too,
+    // its verdict coming after it, rather than starting over.
+    let mut asked_again = backup.clone();
+    asked_again.annotations_mut().insert(
+        DRILL_REQUESTED_ANNOTATION.into(),
+        "2026-12-13T05:00:08Z".into(),
+    );
+    assert_ne!(drill_name(&asked_again, now), serving.name_any());
+    let step = next_step(&asked_again, std::slice::from_ref(&serving), None, now);
+    assert!(
+        matches!(&step, DrillStep::Wait(why) if why.contains(&serving.name_any())),
+        "{step:?}"
+    );
+    // The new one deleted by hand mid-drill: wait for it to be gone.
+    let mut deleted = serving;
+    deleted.metadata.deletion_timestamp = Some(Time(at("2026-12-13T05:00:08Z")));
+    assert!(
+        matches!(next_step(&backup, std::slice::from_ref(&deleted), None, now), DrillStep::Wait(why) if why.contains("deleted mid-drill"))
     );
     // While it runs, the last verdict stays: no Unknown written over it.
     assert_eq!(progress(&backup, "restoring".into()), None);
     assert_eq!(verified(&backup), Some(true));
     // A timeout names no old verdict as the last reason.
     let stuck = created(&backup, "2026-12-13T05:00:10Z", Default::default());
-    let DrillStep::Conclude(timed_out) =
-        next_step(&backup, Some(&stuck), None, at("2026-12-13T05:16:00Z"))
-    else {
+    let DrillStep::Conclude(timed_out) = next_step(
+        &backup,
+        std::slice::from_ref(&stuck),
+        None,
+        at("2026-12-13T05:16:00Z"),
+    ) else {
         panic!("no verdict after the drill limit");
     };
     assert!(!timed_out.message.contains("last:"), "{timed_out:?}");
@@ -384,7 +505,7 @@ fn a_drill_asked_for_after_the_last_verdict_runs_again_and_keeps_that_verdict_me
         Some("2026-12-13T05:00:00Z"),
     );
     assert!(matches!(
-        next_step(&backup, None, Some(&source()), now),
+        next_step(&backup, &[], Some(&source()), now),
         DrillStep::Nothing
     ));
 }
@@ -438,7 +559,7 @@ fn a_drill_requested_in_the_future_runs_once_not_until_then() {
     );
     // Every verdict is older than 2030: honoured, the request would drill for ever.
     assert!(matches!(
-        next_step(&backup, None, Some(&source()), now),
+        next_step(&backup, &[], Some(&source()), now),
         DrillStep::Nothing
     ));
     let problem = invalid_request(&backup, now).unwrap();
@@ -450,7 +571,7 @@ fn a_drill_requested_in_the_future_runs_once_not_until_then() {
         Some("2026-12-13T05:30:30Z"),
     );
     assert!(matches!(
-        next_step(&backup, None, Some(&source()), now),
+        next_step(&backup, &[], Some(&source()), now),
         DrillStep::Create(_)
     ));
     assert_eq!(invalid_request(&backup, now), None);

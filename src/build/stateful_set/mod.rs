@@ -45,8 +45,7 @@ const SERVER_UID: i64 = 1000;
 /// (documented on `spec.jvm.heapPercent`).
 const DEFAULT_HEAP_PERCENT: i32 = 50;
 
-/// Volume names: the claim templates, the ConfigMap, and the scratch directory.
-const DATA_VOLUME: &str = "data";
+/// Volume names: the log claim template, the ConfigMap, and the scratch directory.
 const LOG_VOLUME: &str = "log";
 const CONFIG_VOLUME: &str = "config";
 const TMP_VOLUME: &str = "tmp";
@@ -98,7 +97,7 @@ pub(super) fn build(
     let mut pod_labels = spec.placement.pod_labels.clone();
     pod_labels.extend(parent.labels.clone());
 
-    let mut claims = vec![volume_claim(parent, DATA_VOLUME, &storage.data)];
+    let mut claims = vec![volume_claim(parent, names::DATA_VOLUME, &storage.data)];
     if let Some(log) = &storage.transaction_log {
         claims.push(volume_claim(parent, LOG_VOLUME, log));
     }
@@ -228,7 +227,7 @@ fn container(
     let spec = &parent.ensemble().spec;
     let mut volume_mounts = vec![
         mount(CONFIG_VOLUME, names::CONFIG_DIR, true),
-        mount(DATA_VOLUME, names::DATA_DIR, false),
+        mount(names::DATA_VOLUME, names::DATA_DIR, false),
     ];
     if spec.storage.transaction_log.is_some() {
         volume_mounts.push(mount(LOG_VOLUME, names::LOG_DIR, false));
