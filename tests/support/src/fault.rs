@@ -663,10 +663,29 @@ impl CheckedWorkload {
         }
     }
 
+    /// The workload's clock (nanoseconds since it started), to mark windows of its history.
+    pub fn clock(&self) -> u64 {
+        self.workload.recorder().now()
+    }
+
     /// Stops the workload, reads the registers once more and checks the history; panics,
     /// naming the history's file and the seed, if it is not linearizable.
     pub async fn finish(self) {
+        self.finish_with_windows(&[]).await;
+    }
+
+    /// [`Self::finish`], printing first the longest time without an acknowledged write in each
+    /// of `windows` (a name, and its start and end on [`Self::clock`]).
+    pub async fn finish_with_windows(self, windows: &[(String, u64, u64)]) {
         let history = self.workload.finish().await;
+        let acks = acknowledged_writes(&history);
+        for (window, from, to) in windows {
+            println!(
+                "{}: {window}: longest time without an acknowledged write {:.1} s",
+                self.name,
+                longest_gap(&acks, *from, *to)
+            );
+        }
         println!("{}: {}", self.name, summary(&history));
         let report = verify(&history, self.name).unwrap_or_else(|failed| {
             panic!(
@@ -676,6 +695,22 @@ impl CheckedWorkload {
         });
         assert!(report.read_anomalies.is_empty());
     }
+}
+
+/// When each acknowledged write completed, in order.
+fn acknowledged_writes(history: &History) -> Vec<u64> {
+    let mut acks: Vec<u64> = history
+        .ops
+        .iter()
+        .filter(|op| {
+            op.call != Call::FinalRead
+                && op.is_ok()
+                && matches!(op.call, Call::Write { .. } | Call::Cas { .. })
+        })
+        .map(|op| op.complete)
+        .collect();
+    acks.sort_unstable();
+    acks
 }
 
 /// Starts an ensemble, runs the workload under the nemesis, then the final reads; returns the
@@ -726,7 +761,6 @@ pub async fn run(profile: Profile) -> Run {
 /// longest time without an acknowledged write.
 pub fn summary(history: &History) -> String {
     let mut counts = Counts::default();
-    let mut acks = Vec::new();
     let workload: Vec<&Op> = history
         .ops
         .iter()
@@ -734,11 +768,8 @@ pub fn summary(history: &History) -> String {
         .collect();
     for op in &workload {
         counts.add(op);
-        if op.is_ok() && matches!(op.call, Call::Write { .. } | Call::Cas { .. }) {
-            acks.push(op.complete);
-        }
     }
-    acks.sort_unstable();
+    let acks = acknowledged_writes(history);
     let start = workload.iter().map(|op| op.invoke).min().unwrap_or(0);
     let end = workload.iter().map(|op| op.complete).max().unwrap_or(0);
     format!(
