@@ -2,7 +2,8 @@
 //! compare-and-set and read 3 registers of a local 3-server and then 5-server ensemble while
 //! a nemesis kills (SIGKILL), stops (SIGTERM), freezes (SIGSTOP) and partitions members (each
 //! runs in its own network namespace; iptables in one member's namespace cuts it off from its
-//! peers while its clients stay connected), the leader included, two at once on 5 servers, and
+//! peers while its clients stay connected, or from its clients while its peers still reach it,
+//! so that their connections hang with writes in flight), the leader included, two at once on 5 servers, and
 //! once costs the quorum. Then every member must serve again, and the recorded history must pass
 //! the linearizability checker (tests/support/src/linearizability): the writes linearizable,
 //! every acknowledged write in the final reads, the reads within each session read-your-writes
@@ -103,4 +104,51 @@ async fn a_partition_cuts_a_member_off_from_its_peers_and_not_from_its_clients()
         .unwrap();
     assert_eq!(after, new, "the healed member follows the new leader");
     drop(zk);
+}
+
+/// The nemesis's client cut cuts what it says: a client that knows only one member loses its
+/// connection to it (an operation fails rather than being answered) while that member still
+/// serves its peers and answers its AdminServer; once healed, clients get in again.
+/// Without the cut the operation would succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cut_keeps_a_member_serving_and_its_clients_out() {
+    use std::time::Duration;
+    use support::zookeeper::ZkEnsemble;
+    use zookeeper_client as zk;
+    let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
+    let ensemble = ZkEnsemble::builder(3)
+        .member_networks()
+        .start()
+        .expect("starting 3 servers in their own network namespaces");
+    ensemble
+        .wait_for_all_serving(Duration::from_secs(120))
+        .await
+        .unwrap();
+    let client = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(20))
+        .connect(&ensemble.connect_string_of(0..1))
+        .await
+        .expect("a session with member 0");
+    client.get_data("/zookeeper").await.unwrap();
+    ensemble.cut_clients(0).unwrap();
+    let cut = tokio::time::timeout(Duration::from_secs(30), client.get_data("/zookeeper")).await;
+    assert!(
+        !matches!(cut, Ok(Ok(_))),
+        "answered through the cut: {cut:?}"
+    );
+    assert!(
+        ensemble.probe(0).await.is_serving(),
+        "member 0 serves its peers and answers its AdminServer"
+    );
+    ensemble.heal_partition(0).unwrap();
+    // A new session: the first may have expired during the cut.
+    let healed = tokio::time::timeout(Duration::from_secs(30), async {
+        let client = zk::Client::connect(&ensemble.connect_string_of(0..1)).await?;
+        client.get_data("/zookeeper").await
+    })
+    .await;
+    assert!(
+        matches!(healed, Ok(Ok(_))),
+        "no answer 30 s after the heal: {healed:?}"
+    );
 }

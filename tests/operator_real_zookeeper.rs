@@ -21,68 +21,19 @@ use serde_json::json;
 use support::control_plane::shared;
 use support::fault;
 use support::kubelet::{
-    Running, bind_pod, mount_certificates, next_replaced, plaintext_servers, roll_followers_first,
-    run_ensemble,
+    Running, bind_pod, ensemble_with_superuser, mount_certificates, next_replaced,
+    roll_followers_first, run_ensemble, start_empty_observer, start_three_voters,
 };
 use support::operator::{
-    Operator, api_server_address, create_ensemble, eventually, install_crds, phase_is,
-    server_image, set_image_by_hand, status_where,
+    Operator, api_server_address, eventually, install_crds, phase_is, server_image,
+    set_image_by_hand, status_where,
 };
 use support::proxy::Proxy;
-use support::zookeeper::{ZkEnsemble, render_config, server_line};
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
-use zooherd::build::names::{self, server_host};
+use zooherd::build::names;
 use zooherd::build::tls::QuorumTls;
 use zooherd::quorum::Myid;
 use zooherd::quorum::membership::Membership;
-
-/// Creates the ensemble `zk` with `spec` and prepares (without starting) a ZooKeeper
-/// ensemble of `size` members for it, the first `spec.replicas` of them its voters: the
-/// servers run with the digest of the superuser the operator created, under the names the
-/// operator gives them (mapped to their addresses for the JVMs).
-async fn ensemble_with_superuser(
-    client: &kube::Client,
-    ns: &str,
-    spec: serde_json::Value,
-    size: usize,
-) -> (Api<ZooKeeperEnsemble>, ZkEnsemble) {
-    let voters = spec["replicas"].as_u64().expect("spec.replicas") as usize;
-    let ensembles = create_ensemble(client, ns, plaintext_servers(spec)).await;
-    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
-    let secret = eventually("the superuser Secret", || async {
-        secrets.get_opt("zk-zooherd-superuser").await.unwrap()
-    })
-    .await;
-    let digest = String::from_utf8(secret.data.unwrap()["digest"].0.clone()).unwrap();
-    let names_ns = ns.to_owned();
-    let zookeeper = ZkEnsemble::builder(size)
-        .hostnames(move |myid| server_host("zk", &names_ns, u32::from(myid) - 1, "cluster.local"))
-        .reconfig(&digest, voters)
-        .prepare()
-        .expect("preparing ZooKeeper");
-    (ensembles, zookeeper)
-}
-
-/// The kubelet's part for voters 1-3 of an ensemble from [`ensemble_with_superuser`]: starts
-/// their servers, waits for a quorum, and binds pods zk-0..zk-2 to them.
-async fn start_three_voters(
-    client: &kube::Client,
-    ns: &str,
-    zookeeper: &mut ZkEnsemble,
-) -> Api<Pod> {
-    for i in 0..3 {
-        zookeeper.start_member(i).expect("starting a server");
-    }
-    zookeeper
-        .wait_for_quorum(Duration::from_secs(90))
-        .await
-        .expect("a quorum");
-    let pods = Api::<Pod>::namespaced(client.clone(), ns);
-    for i in 0..3 {
-        bind_pod(&pods, i, zookeeper.member(i).ip()).await;
-    }
-    pods
-}
 
 /// Two replicas of the operator; the leading one can be killed and replaced by a fresh standby.
 struct Replicas<'a> {
@@ -905,30 +856,6 @@ async fn a_member_on_a_lost_node_is_rebuilt_elsewhere_once_the_loss_is_confirmed
 /// The ensemble's status as it is now.
 async fn status_now(ensembles: &Api<ZooKeeperEnsemble>) -> ZooKeeperEnsembleStatus {
     ensembles.get("zk").await.unwrap().status.unwrap()
-}
-
-/// Starts member `i` on an empty data directory with the membership in which a rebuilt server
-/// joins: the ConfigMap's, in this harness's address form, listing it as an observer.
-fn start_empty_observer(zookeeper: &mut ZkEnsemble, i: usize) {
-    let spec = zookeeper.member(i).spec().clone();
-    std::fs::create_dir_all(&spec.data_dir).unwrap();
-    std::fs::write(spec.data_dir.join("myid"), format!("{}\n", spec.myid)).unwrap();
-    std::fs::write(&spec.config_file, render_config(&spec, &[])).unwrap();
-    let lines: String = spec
-        .servers
-        .iter()
-        .map(|s| {
-            let line = server_line(s);
-            let line = if s.myid == spec.myid {
-                line.replace(":participant;", ":observer;")
-            } else {
-                line
-            };
-            format!("server.{}={line}\n", s.myid)
-        })
-        .collect();
-    std::fs::write(spec.dynamic_config_file.as_ref().unwrap(), lines).unwrap();
-    zookeeper.start_member(i).unwrap();
 }
 
 /// Issue 20, item 11: two replicas of the operator, and at every step of a roll the one that

@@ -129,6 +129,10 @@ pub enum FaultKind {
     PartitionLeader,
     /// A follower cut off from its peers for 2–6 s, then healed.
     PartitionFollower,
+    /// Any member (the leader too) cut off from its clients for 3–8 s, its peers still
+    /// reaching it: the clients' connections hang (packets dropped, not reset) until their own
+    /// timeout moves their sessions to another server, with writes in flight.
+    CutClients,
     /// Two of the above on two members, overlapping (5 servers or more).
     TwoOverlapping,
     /// A quorum of members, the leader among them, SIGKILLed, restarted a few seconds later.
@@ -136,13 +140,14 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::KillLeader,
         FaultKind::KillFollower,
         FaultKind::Freeze,
         FaultKind::StopRestart,
         FaultKind::PartitionLeader,
         FaultKind::PartitionFollower,
+        FaultKind::CutClients,
         FaultKind::TwoOverlapping,
         FaultKind::QuorumLoss,
     ];
@@ -155,6 +160,7 @@ impl FaultKind {
             FaultKind::StopRestart => "stop (SIGTERM)",
             FaultKind::PartitionLeader => "partition leader",
             FaultKind::PartitionFollower => "partition follower",
+            FaultKind::CutClients => "clients cut off",
             FaultKind::TwoOverlapping => "two overlapping",
             FaultKind::QuorumLoss => "quorum loss",
         }
@@ -198,10 +204,18 @@ enum Blow {
     Stop,
     /// Cut off from every other member, both ways.
     Partition,
+    /// Cut off from its clients.
+    CutClients,
 }
 
 impl Blow {
-    const ALL: [Blow; 4] = [Blow::Kill, Blow::Freeze, Blow::Stop, Blow::Partition];
+    const ALL: [Blow; 5] = [
+        Blow::Kill,
+        Blow::Freeze,
+        Blow::Stop,
+        Blow::Partition,
+        Blow::CutClients,
+    ];
 
     fn verb(self) -> &'static str {
         match self {
@@ -209,16 +223,21 @@ impl Blow {
             Blow::Freeze => "freeze",
             Blow::Stop => "stop",
             Blow::Partition => "partition",
+            Blow::CutClients => "cut the clients of",
         }
     }
 
-    /// How long a member stays down (ms): a few seconds, past the 2.5 s sync limit.
+    /// How long a member stays down (ms): a few seconds, past the 2.5 s sync limit; a cut from
+    /// the clients past their connection timeout (zookeeper-client: 2/5 of the 6 s session
+    /// timeout), so that they give the connection up and move their sessions, and sometimes
+    /// past the session timeout itself.
     fn downtime_ms(self) -> (u64, u64) {
         match self {
             Blow::Kill => (1000, 4000),
             Blow::Freeze => (2000, 6000),
             Blow::Stop => (1000, 3000),
             Blow::Partition => (2000, 6000),
+            Blow::CutClients => (3000, 8000),
         }
     }
 }
@@ -233,6 +252,7 @@ fn strike(zk: &mut ZkEnsemble, i: usize, blow: Blow) {
             let peers: Vec<usize> = (0..zk.size()).filter(|&p| p != i).collect();
             zk.partition(i, &peers)
         }
+        Blow::CutClients => zk.cut_clients(i),
     });
     result.unwrap_or_else(|e| panic!("{} member {i}: {e}", blow.verb()));
 }
@@ -242,7 +262,7 @@ fn heal(zk: &mut ZkEnsemble, i: usize, blow: Blow) {
     let result = tokio::task::block_in_place(|| match blow {
         Blow::Freeze => zk.thaw(i),
         Blow::Kill | Blow::Stop => zk.start_member(i),
-        Blow::Partition => zk.heal_partition(i),
+        Blow::Partition | Blow::CutClients => zk.heal_partition(i),
     });
     result.unwrap_or_else(|e| panic!("healing member {i} after {}: {e}", blow.verb()));
 }
@@ -283,7 +303,8 @@ async fn inject(zk: &mut ZkEnsemble, kind: FaultKind, leader: usize, rng: &mut R
         | FaultKind::Freeze
         | FaultKind::StopRestart
         | FaultKind::PartitionLeader
-        | FaultKind::PartitionFollower => {
+        | FaultKind::PartitionFollower
+        | FaultKind::CutClients => {
             let follower = |rng: &mut Rng| (leader + 1 + rng.below(n as u64 - 1) as usize) % n;
             let (blow, i) = match kind {
                 FaultKind::KillLeader => (Blow::Kill, leader),
@@ -291,6 +312,7 @@ async fn inject(zk: &mut ZkEnsemble, kind: FaultKind, leader: usize, rng: &mut R
                 FaultKind::PartitionLeader => (Blow::Partition, leader),
                 FaultKind::PartitionFollower => (Blow::Partition, follower(rng)),
                 FaultKind::Freeze => (Blow::Freeze, rng.below(n as u64) as usize),
+                FaultKind::CutClients => (Blow::CutClients, rng.below(n as u64) as usize),
                 _ => (Blow::Stop, rng.below(n as u64) as usize),
             };
             let (min, max) = blow.downtime_ms();
@@ -351,6 +373,7 @@ async fn nemesis(
         FaultKind::StopRestart,
         FaultKind::PartitionLeader,
         FaultKind::PartitionFollower,
+        FaultKind::CutClients,
     ];
     if zk.size() >= 5 {
         kinds.push(FaultKind::TwoOverlapping);

@@ -12,7 +12,8 @@ use serde_json::json;
 use zooherd::api::ZooKeeperEnsemble;
 
 use super::operator::{create_ensemble, eventually};
-use super::zookeeper::ZkEnsemble;
+use super::zookeeper::{ZkEnsemble, render_config, server_line};
+use zooherd::build::names::server_host;
 
 /// The ensemble `zk` run by real servers: what [`run_ensemble`] started.
 pub struct Running {
@@ -183,4 +184,76 @@ pub async fn mount_certificates_of(
     zookeeper
         .set_admin_tls(0..zookeeper.size(), &admin)
         .unwrap();
+}
+
+/// Creates the ensemble `zk` with `spec` and prepares (without starting) a ZooKeeper
+/// ensemble of `size` members for it, the first `spec.replicas` of them its voters: the
+/// servers run with the digest of the superuser the operator created, under the names the
+/// operator gives them (mapped to their addresses for the JVMs).
+pub async fn ensemble_with_superuser(
+    client: &kube::Client,
+    ns: &str,
+    spec: serde_json::Value,
+    size: usize,
+) -> (Api<ZooKeeperEnsemble>, ZkEnsemble) {
+    let voters = spec["replicas"].as_u64().expect("spec.replicas") as usize;
+    let ensembles = create_ensemble(client, ns, plaintext_servers(spec)).await;
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
+    let secret = eventually("the superuser Secret", || async {
+        secrets.get_opt("zk-zooherd-superuser").await.unwrap()
+    })
+    .await;
+    let digest = String::from_utf8(secret.data.unwrap()["digest"].0.clone()).unwrap();
+    let names_ns = ns.to_owned();
+    let zookeeper = ZkEnsemble::builder(size)
+        .hostnames(move |myid| server_host("zk", &names_ns, u32::from(myid) - 1, "cluster.local"))
+        .reconfig(&digest, voters)
+        .prepare()
+        .expect("preparing ZooKeeper");
+    (ensembles, zookeeper)
+}
+
+/// The kubelet's part for voters 1-3 of an ensemble from [`ensemble_with_superuser`]: starts
+/// their servers, waits for a quorum, and binds pods zk-0..zk-2 to them.
+pub async fn start_three_voters(
+    client: &kube::Client,
+    ns: &str,
+    zookeeper: &mut ZkEnsemble,
+) -> Api<Pod> {
+    for i in 0..3 {
+        zookeeper.start_member(i).expect("starting a server");
+    }
+    zookeeper
+        .wait_for_quorum(Duration::from_secs(90))
+        .await
+        .expect("a quorum");
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    for i in 0..3 {
+        bind_pod(&pods, i, zookeeper.member(i).ip()).await;
+    }
+    pods
+}
+
+/// Starts member `i` on an empty data directory with the membership in which a rebuilt server
+/// joins: the ConfigMap's, in this harness's address form, listing it as an observer.
+pub fn start_empty_observer(zookeeper: &mut ZkEnsemble, i: usize) {
+    let spec = zookeeper.member(i).spec().clone();
+    std::fs::create_dir_all(&spec.data_dir).unwrap();
+    std::fs::write(spec.data_dir.join("myid"), format!("{}\n", spec.myid)).unwrap();
+    std::fs::write(&spec.config_file, render_config(&spec, &[])).unwrap();
+    let lines: String = spec
+        .servers
+        .iter()
+        .map(|s| {
+            let line = server_line(s);
+            let line = if s.myid == spec.myid {
+                line.replace(":participant;", ":observer;")
+            } else {
+                line
+            };
+            format!("server.{}={line}\n", s.myid)
+        })
+        .collect();
+    std::fs::write(spec.dynamic_config_file.as_ref().unwrap(), lines).unwrap();
+    zookeeper.start_member(i).unwrap();
 }

@@ -133,7 +133,27 @@ impl MemberNetworks {
         Ok(())
     }
 
-    /// Undoes every [`cut`](Self::cut) of member `myid`.
+    /// Cuts member `myid` off from its clients on `port` (the host's connections, both ways:
+    /// packets dropped, so a client's connection hangs rather than being reset), while its peers
+    /// and its AdminServer still reach it.
+    pub fn cut_clients(&self, myid: u8, port: u16) -> io::Result<()> {
+        let host = member_ip(self.block, HOST).to_string();
+        let port = port.to_string();
+        self.iptables(
+            myid,
+            &[
+                "-A", "INPUT", "-s", &host, "-p", "tcp", "--dport", &port, "-j", "DROP",
+            ],
+        )?;
+        self.iptables(
+            myid,
+            &[
+                "-A", "OUTPUT", "-d", &host, "-p", "tcp", "--sport", &port, "-j", "DROP",
+            ],
+        )
+    }
+
+    /// Undoes every [`cut`](Self::cut) and [`cut_clients`](Self::cut_clients) of member `myid`.
     pub fn heal(&self, myid: u8) -> io::Result<()> {
         self.iptables(myid, &["-F", "INPUT"])?;
         self.iptables(myid, &["-F", "OUTPUT"])

@@ -1033,7 +1033,16 @@ impl ZkEnsemble {
             .cut(self.members[i].spec.myid, &peers)
     }
 
-    /// Undoes every [`Self::partition`] of member `i`.
+    /// Cuts member `i` off from its clients on this machine (their connections hang), while its
+    /// peers and its AdminServer still reach it (needs [`ZkEnsembleBuilder::member_networks`]);
+    /// [`Self::heal_partition`] undoes it.
+    pub fn cut_clients(&self, i: usize) -> io::Result<()> {
+        let member = &self.members[i];
+        self.member_networks()?
+            .cut_clients(member.spec.myid, member.client_address().port())
+    }
+
+    /// Undoes every [`Self::partition`] and [`Self::cut_clients`] of member `i`.
     pub fn heal_partition(&self, i: usize) -> io::Result<()> {
         self.member_networks()?.heal(self.members[i].spec.myid)
     }
