@@ -99,7 +99,7 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
     let connect_string = zookeeper.connect_string_of(0..3);
     let zookeeper = Arc::new(Mutex::new(zookeeper));
     let stop = Arc::new(AtomicBool::new(false));
-    let replaced = Arc::new(AtomicUsize::new(0));
+    let deleted = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let kubelet = tokio::spawn(play_kubelet(
         started,
@@ -108,7 +108,7 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
         zookeeper.clone(),
         uids,
         stop.clone(),
-        replaced.clone(),
+        deleted.clone(),
     ));
     settled(&ensembles, &client, &ns, &zookeeper).await;
     let workload = fault::CheckedWorkload::start(&connect_string, "operator-nemesis").await;
@@ -120,7 +120,7 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
         let round_started = workload.clock();
         let at = |what: &str| println!("  {:>6.1} s  {what}", started.elapsed().as_secs_f64());
         println!("round {round}:");
-        let replaced_before = replaced.load(Ordering::Relaxed);
+        let deleted_before = deleted.load(Ordering::Relaxed);
         // What the operator does this round: a roll (a new value of a key that rolls every
         // server), a scale 3 -> 5 -> 3, or nothing.
         let disruption_kind = rng.below(4);
@@ -209,8 +209,9 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
                     // The kubelet restarts the container in place, after a back-off, unless
                     // the pod was deleted meanwhile (then the new pod starts it).
                     tokio::time::sleep(Duration::from_millis(1_000 + frozen_for % 2_000)).await;
+                    let same_pod = pod().await == before;
                     let mut zookeeper = zookeeper.lock().await;
-                    if pod().await == before && !zookeeper.is_running(victim) {
+                    if same_pod && !zookeeper.is_running(victim) {
                         zookeeper.start_member(victim).unwrap();
                         at(&format!("member: zk-{victim}'s container restarted"));
                     }
@@ -251,7 +252,7 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
         at(&format!(
             "settled: ACTIVE 3/3, voters 1-3, at the StatefulSet's revision; {} pods deleted \
              this round",
-            replaced.load(Ordering::Relaxed) - replaced_before
+            deleted.load(Ordering::Relaxed) - deleted_before
         ));
     }
     println!(
@@ -259,7 +260,7 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
          scale-downs); drawn: {:?}",
         rounds(),
         started.elapsed().as_secs_f64(),
-        replaced.load(Ordering::Relaxed),
+        deleted.load(Ordering::Relaxed),
         drawn.lock().unwrap()
     );
     workload.finish_with_windows(&windows).await;
@@ -365,7 +366,7 @@ async fn play_kubelet(
     zookeeper: Arc<Mutex<ZkEnsemble>>,
     mut uids: Vec<Option<String>>,
     stop: Arc<AtomicBool>,
-    replaced: Arc<AtomicUsize>,
+    deleted: Arc<AtomicUsize>,
 ) {
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
     let sets = Api::<StatefulSet>::namespaced(client, &ns);
@@ -413,7 +414,7 @@ async fn play_kubelet(
                 let _ = std::fs::remove_dir_all(&zookeeper.member(i).spec().data_dir);
             }
             uids[i] = None;
-            replaced.fetch_add(1, Ordering::Relaxed);
+            deleted.fetch_add(1, Ordering::Relaxed);
             say(format!("zk-{i}'s pod deleted, its server stopped"));
         }
         for i in new {

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::json;
 
 use super::drill::{self, DrillStep, Verdict};
-use super::{Context, Error, plan, read, take};
+use super::{Context, Error, delete_if_present, list_labelled, plan, read, take};
 use crate::api::{ZooKeeperBackup, ZooKeeperEnsemble};
 use crate::build::names;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
@@ -107,16 +107,7 @@ pub(super) async fn reconcile(backup: &ZooKeeperBackup, ctx: &Context) -> Result
         DrillStep::Remove(done) => {
             ctx.fence.check().await?;
             for name in done {
-                match ensembles.delete(&name, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 => {}
-                    Err(source) => {
-                        return Err(Error::Write {
-                            what: format!("deleting the drill ensemble {name}"),
-                            source,
-                        });
-                    }
-                }
+                delete_if_present(&ensembles, &name, "the drill ensemble").await?;
             }
             // Looked at again: a drill that is due goes on once they are on their way.
             Ok(Action::requeue(POLL))
@@ -132,14 +123,8 @@ async fn drill_ensembles(
     name: &str,
 ) -> Result<Vec<ZooKeeperEnsemble>, Error> {
     let selector = format!("{}={}", drill::DRILL_OF_LABEL, backup.name_any());
-    let mut drills = ensembles
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("the ZooKeeperEnsembles labelled {selector}"),
-            source,
-        })?
-        .items;
+    let what = format!("the ZooKeeperEnsembles labelled {selector}");
+    let mut drills = list_labelled(ensembles, &selector, &what).await?;
     if !drills.iter().any(|drill| drill.name_any() == name) {
         drills.extend(read(ensembles, name, "the drill ensemble").await?);
     }

@@ -30,7 +30,7 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
@@ -384,6 +384,35 @@ where
         what: format!("{what} {name}"),
         source,
     })
+}
+
+/// The objects `api` holds with the labels `selector`; `what` names them in an error.
+async fn list_labelled<K>(api: &Api<K>, selector: &str, what: &str) -> Result<Vec<K>, Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&ListParams::default().labels(selector))
+        .await
+        .map(|list| list.items)
+        .map_err(|source| Error::Read {
+            what: what.to_owned(),
+            source,
+        })
+}
+
+/// Deletes `what` `name`, if it is still there: whether this call deleted it.
+async fn delete_if_present<K>(api: &Api<K>, name: &str, what: &str) -> Result<bool, Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
+        Err(source) => Err(Error::Write {
+            what: format!("deleting {what} {name}"),
+            source,
+        }),
+    }
 }
 
 /// A stored snapshot and where it came from.

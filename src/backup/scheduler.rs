@@ -20,7 +20,7 @@ use croner::Cron;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
@@ -34,7 +34,7 @@ use super::schedule::{
     SCHEDULED_AT_ANNOTATION, SCHEDULED_BY_LABEL, backup_name, drill_due, due, newest_run, next,
     parse, to_prune,
 };
-use super::{Error, plan, publish_event, read, take};
+use super::{Error, delete_if_present, list_labelled, plan, publish_event, read, take};
 use crate::api::{S3Location, ZooKeeperBackup, ZooKeeperBackupSpec, ZooKeeperEnsemble};
 use crate::controller::Fence;
 use crate::controller::telemetry::Metrics;
@@ -164,14 +164,12 @@ async fn backup_round(
     let name = ensemble.name_any();
     let backups = Api::<ZooKeeperBackup>::namespaced(ctx.client.clone(), &namespace);
     let selector = format!("{SCHEDULED_BY_LABEL}={name}");
-    let scheduled = backups
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("the scheduled backups of {name}"),
-            source,
-        })?
-        .items;
+    let scheduled = list_labelled(
+        &backups,
+        &selector,
+        &format!("the scheduled backups of {name}"),
+    )
+    .await?;
     let newest = newest_run(&scheduled);
     let run = due(cron, newest.unwrap_or_else(|| created(ensemble, now)), now);
     ctx.metrics
@@ -277,20 +275,10 @@ async fn prune(
         publish_event(&ctx.recorder, &regarding, warning, reason, "Prune", note).await;
         return Ok(());
     }
-    match backups
-        .delete(&backup.name_any(), &DeleteParams::default())
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(backup = %backup.name_any(), %namespace, "scheduled backup pruned");
-            Ok(())
-        }
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
-        Err(source) => Err(Error::Write {
-            what: format!("deleting the backup {}", backup.name_any()),
-            source,
-        }),
+    if delete_if_present(backups, &backup.name_any(), "the backup").await? {
+        tracing::info!(backup = %backup.name_any(), %namespace, "scheduled backup pruned");
     }
+    Ok(())
 }
 
 async fn delete_objects(
