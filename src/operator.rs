@@ -158,6 +158,21 @@ async fn client(metrics: &Metrics) -> Result<Client, kube::Error> {
     let config = kube::Config::infer()
         .await
         .map_err(kube::Error::InferConfig)?;
+    api_client(config, metrics)
+}
+
+/// The operator's client for `config`, every request counted in `metrics`, and none retried
+/// by the client itself.
+///
+/// kube's default policy retries an answer of 429, 503 or 504 up to 15 times, with a backoff
+/// that grows to minutes and follows the server's Retry-After. The eviction API answers a
+/// PodDisruptionBudget's refusal with 429: an eviction would be sent again and again for
+/// minutes, holding the reconcile past its deadline and its status unwritten, and could land
+/// long after the Lease was checked (the fence) and after what it was decided
+/// from changed. Every request here is decided from a fresh observation; the reconcile that
+/// fails is run again, and decides again.
+pub fn api_client(mut config: kube::Config, metrics: &Metrics) -> Result<Client, kube::Error> {
+    config.default_retry = false;
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&controller::api_traffic::layer(metrics.clone()))
         .build())

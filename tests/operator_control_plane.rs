@@ -752,3 +752,69 @@ async fn events_join_a_series_only_when_they_say_the_same() {
     );
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
+
+/// Found by the operator nemesis (issue 13): an eviction the PodDisruptionBudget refused hung
+/// the reconcile for its whole 60 s deadline, twice, because kube's default client retries the
+/// eviction API's 429 for minutes. The operator's client must hand the refusal back at once
+/// (the reconcile decides again from a fresh observation, and checks its Lease again).
+#[tokio::test]
+async fn an_eviction_the_disruption_budget_refuses_comes_back_at_once() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::EvictParams;
+    let cp = shared();
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "evict").await.unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "guarded", "labels": {"app": "guarded"}},
+        "spec": {"containers": [{"name": "main", "image": "example.invalid/none"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    // Healthy, as a kubelet would report it: the budget protects it.
+    pods.patch_status(
+        "guarded",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }})),
+    )
+    .await
+    .unwrap();
+    let budgets = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns);
+    let budget: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": "guarded"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+    }))
+    .unwrap();
+    budgets
+        .create(&PostParams::default(), &budget)
+        .await
+        .unwrap();
+    eventually("the disruption controller to count the pod", || async {
+        let budget = budgets.get("guarded").await.unwrap();
+        let status = budget.status?;
+        (status.observed_generation == budget.metadata.generation && status.current_healthy == 1)
+            .then_some(())
+    })
+    .await;
+
+    let operator_client =
+        zooherd::operator::api_client(cp.config().await, &Default::default()).unwrap();
+    let started = std::time::Instant::now();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(20),
+        Api::<Pod>::namespaced(operator_client, &ns).evict("guarded", &EvictParams::default()),
+    )
+    .await
+    .expect("the eviction to come back within 20 s")
+    .expect_err("the budget refusing the eviction");
+    assert!(
+        matches!(&refused, kube::Error::Api(status) if status.code == 429),
+        "{refused}"
+    );
+    println!("refused in {:?}: {refused}", started.elapsed());
+    assert!(pods.get_opt("guarded").await.unwrap().is_some());
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}

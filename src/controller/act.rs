@@ -58,6 +58,7 @@ pub async fn act(
     }
     // Checked right before the step, not at the start of the reconcile: a probe round and the
     // membership read may have taken seconds.
+    super::progress::at("checking the leader-election Lease");
     ctx.fence.check().await?;
     let uid = |pod: &str| observation.revisions.get(pod)?.uid.clone();
     match disruption {
@@ -67,6 +68,7 @@ pub async fn act(
             // alone for failing, `quorum::backoff`): ask it once more. One that serves again
             // is not restarted.
             let (member, _) = observe::server(ensemble, ctx, *myid);
+            super::progress::at("asking a failed member once more");
             let asked = super::tls::prober(ensemble, ctx)
                 .probe_now(std::slice::from_ref(&member))
                 .await;
@@ -181,6 +183,7 @@ async fn change_voters(
 ) -> Acted {
     let addresses = &observation.serving_addresses;
     let started = Instant::now();
+    super::progress::at("changing the voters");
     // (outcome, what was asked, the Event's reason when done and when failed, its action)
     let (result, what, (done, failed), action) = match disruption {
         Disruption::AddVoter(myid) => {
@@ -290,6 +293,7 @@ async fn evict_pod(
         }),
         ..EvictParams::default()
     };
+    super::progress::at("evicting a pod");
     match api.evict(pod, &params).await {
         Ok(_) => {
             ctx.metrics.api_write("Pod");
@@ -323,6 +327,7 @@ async fn delete_claim(
         }),
         ..DeleteParams::default()
     };
+    super::progress::at("deleting a volume claim");
     match api.delete(&claim.name, &params).await {
         Ok(_) => {
             ctx.metrics.api_write("PersistentVolumeClaim");

@@ -25,6 +25,7 @@ mod heap;
 mod lost_node;
 mod memory;
 mod observe;
+mod progress;
 mod reconcile;
 mod report;
 mod restore;
@@ -125,10 +126,10 @@ pub enum Error {
     #[error("not acting: {0}")]
     Fenced(#[from] FenceError),
     #[error(
-        "the reconcile did not finish within {} s and was abandoned; it is retried",
-        .0.as_secs()
+        "the reconcile did not finish within {} s and was abandoned while {step}; it is retried",
+        .after.as_secs()
     )]
-    Overran(Duration),
+    Overran { after: Duration, step: &'static str },
 }
 
 impl Error {
@@ -141,7 +142,7 @@ impl Error {
             Self::RemovePod { .. } => "remove_pod",
             Self::DeleteClaim { .. } => "delete_claim",
             Self::Fenced(_) => "fenced",
-            Self::Overran(_) => "overran",
+            Self::Overran { .. } => "overran",
             Self::Superuser { .. } | Self::SuperuserSecret { .. } => "superuser",
             Self::QuorumTls { .. } | Self::QuorumTlsSecret { .. } | Self::QuorumCertificates(_) => {
                 "quorum_tls"

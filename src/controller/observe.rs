@@ -166,6 +166,7 @@ pub async fn observe(
     let voter_list: Vec<Voter> = voters.iter().map(|(v, _)| v.clone()).collect();
     let prober = super::tls::prober(ensemble, ctx);
     let probing = Instant::now();
+    super::progress::at("probing the voters");
     let computed =
         quorum::observe(&prober, &voter_list, &mut memory.rule, &ctx.settings.rule).await;
     ctx.metrics.probe_round(probing.elapsed());
@@ -219,6 +220,7 @@ pub async fn observe(
         // lives only on a lost node must not be taken for one whose volume can follow it.
         if let Some(sts) = &stateful_set {
             let claims = cached::claim_names(sts, &server.pod);
+            super::progress::at("reading a member's volume claims for a lost node");
             if let Some(loss) = node_loss(ctx, &namespace, &pod, &claims).await {
                 node_losses.insert(myid, loss);
             }
@@ -255,6 +257,7 @@ pub async fn observe(
             .filter(|m| !voter_ids.contains(m))
             .map(|m| server(ensemble, ctx, m).0)
             .collect();
+        super::progress::at("probing the servers beyond the voters");
         let round = prober.probe(&others).await;
         for observation in &round.observations {
             scale.states.insert(observation.myid, observation.state());
@@ -266,6 +269,7 @@ pub async fn observe(
             .filter_map(|(&m, _)| server(ensemble, ctx, m).0.ip)
             .map(|ip: IpAddr| SocketAddr::new(ip, CLIENT_PORT as u16))
             .collect();
+        super::progress::at("reading the committed membership");
         scale.committed = Some(
             ctx.reconfigurer
                 .committed(&serving_addresses, password)

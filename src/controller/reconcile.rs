@@ -19,6 +19,7 @@ use kube::{Resource, ResourceExt};
 
 use super::apply::{Applied, apply_child, delete_child};
 use super::memory::{LastApply, recorded_membership};
+use super::progress::{self, Progress};
 use super::report::publish;
 use super::telemetry::Outcome;
 use super::{Context, Error, act, observe, report, restore, scale, secrets, superuser, tls};
@@ -55,9 +56,18 @@ pub async fn reconcile(
     // Every await below is bounded by this deadline: a reconcile that hangs (a half-open
     // connection, a server that accepts but never answers) would otherwise keep this ensemble
     // from ever being reconciled again, since the controller runs one reconcile per object.
-    let result = tokio::time::timeout(RECONCILE_DEADLINE, reconcile_ensemble(&ensemble, &ctx))
-        .await
-        .unwrap_or(Err(Error::Overran(RECONCILE_DEADLINE)));
+    let progress = Progress::default();
+    let result = tokio::time::timeout(
+        RECONCILE_DEADLINE,
+        progress.track(reconcile_ensemble(&ensemble, &ctx)),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(Error::Overran {
+            after: RECONCILE_DEADLINE,
+            step: progress.step(),
+        })
+    });
     let outcome = if result.is_ok() {
         Outcome::Success
     } else {
@@ -89,6 +99,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
         Ok(valid) => 'applied: {
             // A restored ensemble's servers are created once status.restore names the snapshot.
             let resolved;
+            progress::at("resolving the restore source");
             let (ensemble, valid) = match restore::resolve(ensemble, ctx).await {
                 Ok(None) => (ensemble, valid),
                 Ok(Some(patched)) => {
@@ -146,10 +157,12 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
         }
     };
     let password = password.as_deref();
+    progress::at("observing the servers");
     let mut observation = observe::observe(ensemble, ctx, password).await;
     observation.stateful_set_written = stateful_set_written;
     observation.quorum_tls = quorum_tls;
     let decision = decide(&observation.facts(&spec));
+    progress::at("acting");
     let acted = Box::pin(act::act(
         ensemble,
         ctx,
@@ -159,6 +172,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     ))
     .await?;
     let next_probe_in = observation.next_probe_in;
+    progress::at("reporting");
     report::report(ensemble, ctx, &spec, observation, &decision, acted).await?;
     let next_round = next_probe_in.map_or(UNADDRESSED_ROUND, |due| {
         due.max(ctx.settings.probe_interval)
@@ -284,13 +298,16 @@ async fn apply(
     // Before the StatefulSet: its pods take the superuser's digest and the quorum
     // certificates from the Secrets, and its template the certificate's generation (a renewal
     // rolls the servers).
+    progress::at("ensuring the superuser Secret");
     let password = superuser::ensure(ensemble, ctx).await?;
+    progress::at("ensuring the quorum TLS Secret");
     let (quorum_tls, certificate_generation) = tls::ensure(ensemble, ctx, tls.0, tls.1).await?;
     let topology = build::Topology {
         certificate_generation,
         ..topology
     };
     let children = build::children(valid, &ctx.settings.build, Some(&topology));
+    progress::at("applying the children");
     let applied = apply_children(ensemble, ctx, children).await?;
     let (mut written, mut reverted, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
     for child in &applied {

@@ -143,6 +143,7 @@ pub async fn report(
             .map(|s| (s, Instant::now() - ZXID_ONLY_WRITE_INTERVAL))
     });
     let written = if should_write(&status, baseline.as_ref(), Instant::now()) {
+        super::progress::at("writing the status");
         write_status(ensemble, ctx, &status).await?;
         Some((status.clone(), Instant::now()))
     } else {
@@ -323,6 +324,7 @@ pub async fn publish(
         action: action.to_owned(),
         secondary: None,
     };
+    super::progress::at("publishing an Event");
     if let Err(error) = ctx.events.publish(&event, &ensemble.object_ref(&())).await {
         tracing::warn!(%error, reason, "could not publish an Event");
     }

@@ -160,13 +160,17 @@ impl ControlPlane {
 
     /// A new client for this control plane. Build one per test (per tokio runtime).
     pub async fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.config().await)
+            .unwrap_or_else(|e| panic!("building a client: {e}"))
+    }
+
+    /// The admin kubeconfig's client configuration.
+    pub async fn config(&self) -> kube::Config {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
             .unwrap_or_else(|e| panic!("reading {}: {e}", self.kubeconfig.display()));
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .unwrap_or_else(|e| panic!("loading {}: {e}", self.kubeconfig.display()));
-        kube::Client::try_from(config).unwrap_or_else(|e| panic!("building a client: {e}"))
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("loading {}: {e}", self.kubeconfig.display()))
     }
 
     /// `kubectl --kubeconfig <admin kubeconfig>`, ready for more arguments.
