@@ -22,7 +22,9 @@
 //!    rather than forcing an election); once no pod is outdated, a restart of one member asked
 //!    for on the ensemble ([`roll::requested_restart`]), under the same conditions;
 //! 6. else, once no pod is outdated, the next step of a scale
-//!    ([`crate::quorum::membership::next_step`]): one voter added or removed.
+//!    ([`crate::quorum::membership::next_step`]): one voter added or removed. Except when
+//!    fewer than three voters are committed and the spec asks for more ([`voters_first`]): a
+//!    roll step would then cost the quorum, so the voters are added first and the roll waits.
 //!
 //! The conditions the status shows are derived from the same decision ([`conditions`]).
 
@@ -241,8 +243,23 @@ pub fn decide(observed: &Observed) -> Decision {
         ),
         step => step,
     };
+    let voters_first = voters_first(committed_voters.as_ref(), observed.scale.desired);
+    let roll = match (&voters_first, &roll) {
+        (Some(why), RollStep::Delete { pod, .. })
+            if observed.revisions.get(pod).is_some_and(|p| {
+                committed_voters
+                    .as_ref()
+                    .is_some_and(|v| v.contains(&p.myid))
+            }) =>
+        {
+            RollStep::Wait(why.clone())
+        }
+        (Some(why), RollStep::HandOver { .. }) => RollStep::Wait(why.clone()),
+        _ => roll,
+    };
     let scale = match roll {
         RollStep::Done => scale_step(computed.summary.phase, observed.scale),
+        _ if voters_first.is_some() => scale_step(computed.summary.phase, observed.scale),
         _ => observed
             .scale
             .needs_reading()
@@ -312,6 +329,24 @@ fn empty_volume_step(view: &ScaleView) -> Option<Decision> {
             ),
         },
     )
+}
+
+/// Why the roll must wait for the scale, if it must: a roll step takes a voter down, and with
+/// fewer than three voters committed that costs the quorum. When the spec asks for more voters
+/// (a member being rebuilt, its volume lost: it left the voters and joins again; or a scale
+/// up), they are added first. Otherwise the roll would wait on the PodDisruptionBudget, which
+/// allows no disruption then, while the scale waited for the roll. An ensemble of one or two
+/// voters by its spec has no such way out, and rolls as before.
+fn voters_first(committed: Option<&BTreeSet<Myid>>, desired: u32) -> Option<String> {
+    let voters = committed?;
+    let count = u32::try_from(voters.len()).unwrap_or(u32::MAX);
+    (count < 3 && count < desired).then(|| {
+        format!(
+            "voters {} cannot lose one and keep a quorum: the {} voters the spec asks for are added first",
+            membership::list(voters.iter().copied()),
+            desired
+        )
+    })
 }
 
 /// The roll's hand-over of the lead, as a voter change: only from the committed membership read

@@ -592,3 +592,59 @@ fn the_lead_is_not_handed_over_when_the_voters_left_would_have_no_quorum_serving
     assert_eq!(decision.disruption, Disruption::Nothing, "{decision:?}");
     assert!(matches!(decision.roll, Some(RollStep::Wait(_))));
 }
+
+/// Found by the operator nemesis (issue 13): a volume wiped during a roll. Voter 3 left the
+/// voters and joined again; the roll's last step, the leader, waited on the
+/// PodDisruptionBudget (two voters tolerate no fault, so it allowed none) while the scale that
+/// would add voter 3 back waited for the roll. The voters the spec asks for come first.
+#[test]
+fn with_two_voters_left_of_three_the_missing_voter_is_added_before_the_roll_goes_on() {
+    let mut scenario = Scenario::steady();
+    scenario.voters = vec![(F, PodPhase::Running, CURRENT), (L, PodPhase::Running, OLD)];
+    scenario.committed = Some(Ok(&[1, 2]));
+    scenario.non_voter_pods = vec![(3, CURRENT)];
+    scenario.joiners = vec![(3, F)];
+    let decision = scenario.decide();
+    assert_eq!(
+        decision.disruption,
+        Disruption::AddVoter(id(3)),
+        "{decision:?}"
+    );
+    assert!(
+        matches!(&decision.roll, Some(RollStep::Wait(why)) if why.contains("voters 1, 2 cannot lose one")),
+        "{decision:?}"
+    );
+
+    // Not synced yet: nothing is taken down meanwhile, and the scale says what it waits for.
+    scenario.joiners = vec![(3, N)];
+    let decision = scenario.decide();
+    assert_eq!(decision.disruption, Disruption::Nothing, "{decision:?}");
+    assert!(
+        matches!(decision.roll, Some(RollStep::Wait(_))),
+        "{decision:?}"
+    );
+    assert!(
+        matches!(decision.scale, Some(ScaleStep::Wait(_))),
+        "{decision:?}"
+    );
+
+    // Two voters by the spec: nothing to add, the roll goes on as before.
+    scenario.desired = 2;
+    scenario.servers = 2;
+    scenario.non_voter_pods.clear();
+    scenario.joiners.clear();
+    let decision = scenario.decide();
+    assert!(
+        !matches!(decision.roll, Some(RollStep::Wait(_))),
+        "{decision:?}"
+    );
+
+    // Three voters committed: the roll goes first, as ever.
+    let mut scenario = Scenario::steady();
+    scenario.voters[1].2 = OLD;
+    scenario.desired = 5;
+    scenario.servers = 5;
+    scenario.committed = Some(Ok(&[1, 2, 3]));
+    scenario.joiners = vec![(4, F), (5, F)];
+    assert_eq!(roll_delete(&scenario.decide()), Some("zk-1"));
+}
