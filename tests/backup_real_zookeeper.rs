@@ -551,6 +551,53 @@ async fn a_backup_stores_a_snapshot_that_restores_every_znode() {
     )
     .await;
 
+    // A deleted ensemble's backup series go with it, and its backups, which outlive it, do
+    // not bring them back when the operator restarts and sees every backup again; an ensemble
+    // that exists gets its series back.
+    let success_series = |name: &str| {
+        format!(
+            "zooherd_backup_last_success_timestamp_seconds{{namespace=\"{ns}\",name=\"{name}\"}}"
+        )
+    };
+    ensembles.delete("zk", &Default::default()).await.unwrap();
+    eventually("zk's backup series gone with it", || async {
+        (!operator.metrics().await.contains(&success_series("zk"))).then_some(())
+    })
+    .await;
+    drop(operator);
+    create_backup(&backups, "of-from-first", "from-first", &s3, "s3").await;
+    let stored = json!({"status": {
+        "phase": "Succeeded",
+        "completedAt": "2026-01-02T03:04:05Z",
+        "conditions": [],
+    }});
+    backups
+        .patch_status(
+            "of-from-first",
+            &PatchParams::default(),
+            &Patch::Merge(stored),
+        )
+        .await
+        .unwrap();
+    let operator = Operator::start(cp, &ns);
+    eventually(
+        "the backup series of an ensemble that exists, after a restart",
+        || async {
+            let metrics = operator.try_metrics().await.ok()?;
+            metrics
+                .contains(&success_series("from-first"))
+                .then_some(())
+        },
+    )
+    .await;
+    // Backups are reconciled in no particular order: give zk's a moment more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = operator.metrics().await;
+    assert!(
+        !metrics.contains(&success_series("zk")),
+        "the deleted ensemble's series came back: {metrics}"
+    );
+
     drop(reader);
     drop(restored);
     drop(operator);

@@ -126,13 +126,18 @@ async fn reconcile(backup: Arc<ZooKeeperBackup>, ctx: Arc<Context>) -> Result<Ac
         .filter(|s| s.phase.is_some_and(BackupPhase::is_final))
     {
         // Every backup is seen at start: the metric of the newest success survives restarts.
+        // Only while its ensemble exists: a deleted ensemble's series went with it
+        // (`Metrics::forget_ensemble`), and its backups, kept on purpose, must not bring them
+        // back at the next start, where the stale-backup alert would fire for an ensemble that
+        // is gone.
+        let (namespace, ensemble) = (
+            backup.namespace().unwrap_or_default(),
+            &backup.spec.ensemble,
+        );
         if let (Some(BackupPhase::Succeeded), Some(completed_at)) =
             (status.phase, &status.completed_at)
+            && ensemble_exists(&ctx, &namespace, ensemble).await?
         {
-            let (namespace, ensemble) = (
-                backup.namespace().unwrap_or_default(),
-                &backup.spec.ensemble,
-            );
             ctx.metrics
                 .backups
                 .succeeded(&namespace, ensemble, completed_at.0);
@@ -384,6 +389,18 @@ where
         what: format!("{what} {name}"),
         source,
     })
+}
+
+/// Whether the ensemble `name` exists (its metadata is read, not the whole object).
+async fn ensemble_exists(ctx: &Context, namespace: &str, name: &str) -> Result<bool, Error> {
+    let api = Api::<ZooKeeperEnsemble>::namespaced(ctx.client.clone(), namespace);
+    match api.get_metadata_opt(name).await {
+        Ok(found) => Ok(found.is_some()),
+        Err(source) => Err(Error::Read {
+            what: format!("the ensemble {name}"),
+            source,
+        }),
+    }
 }
 
 /// The objects `api` holds with the labels `selector`; `what` names them in an error.
