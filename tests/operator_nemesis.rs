@@ -4,11 +4,13 @@
 //!
 //! The fixed stories of `operator_real_zookeeper.rs` each place one fault at one point of a
 //! roll. Here a seeded nemesis draws, round after round, whether a roll runs (a change of
-//! `spec.config`) or a scale 3 -> 5 -> 3 (by reconfiguration, one voter at a time), whether an
-//! operator fault lands during it (the leading replica killed with
+//! `spec.config`) or a scale 3 -> 5 -> 3 or 3 -> 7 -> 3 (by reconfiguration, one voter at a
+//! time), whether an operator fault lands during it (the leading replica killed with
 //! SIGKILL, or a replica cut off from the API server and healed), and whether a member fault
-//! lands too (`kill -9` of a server, which its container restarts, or a freeze past the
-//! failed-member threshold, which the operator answers by evicting the pod). Each draw and its
+//! lands too (`kill -9` of a server, which its container restarts; a freeze past the
+//! failed-member threshold, which the operator answers by evicting the pod; or its volume
+//! wiped, which its agent refuses to start a voter on, and the operator answers by taking it
+//! out of the voters, replacing its pod and adding it back once synced). Each draw and its
 //! time is printed with the seed; `ZOOHERD_FAULT_SEED=<seed>` replays the draws. After each round
 //! the ensemble must come back by itself: ACTIVE 3/3 with voters 1-3, every pod at the
 //! StatefulSet's revision.
@@ -25,14 +27,15 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use support::control_plane::{ControlPlane, shared};
 use support::fault;
 use support::kubelet::{
-    bind_pod, ensemble_with_superuser, start_empty_observer, start_three_voters,
+    bind_pod, ensemble_with_superuser, refuse_empty_voter, start_empty_observer, start_on_volume,
+    start_three_voters,
 };
 use support::linearizability::generate::Rng;
 use support::operator::{Operator, api_server_address, install_crds};
@@ -40,6 +43,9 @@ use support::proxy::Proxy;
 use support::zookeeper::ZkEnsemble;
 use tokio::sync::Mutex;
 use zooherd::api::{Phase, ZooKeeperEnsemble};
+use zooherd::build::names;
+use zooherd::quorum::Myid;
+use zooherd::quorum::membership::Membership;
 
 /// Rounds of the nemesis (`ZOOHERD_NEMESIS_ROUNDS`; 6 in the CI profile, about two minutes).
 fn rounds() -> u64 {
@@ -59,8 +65,8 @@ const SETTLE: Duration = Duration::from_secs(600);
 /// A round longer than this prints the operator replicas' last log lines.
 const SLOW_ROUND: Duration = Duration::from_secs(60);
 
-/// Servers prepared: three voters, and two more for a scale to 5.
-const SERVERS: usize = 5;
+/// Servers prepared: three voters, and four more for a scale to 7.
+const SERVERS: usize = 7;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_loses_no_write() {
@@ -76,7 +82,7 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
     let ns = cp.create_namespace(&client, "nemesis").await.unwrap();
     let proxy = Proxy::start(api_server_address(cp)).await;
     let mut replicas = Replicas::start(cp, &ns, &proxy);
-    // Five servers prepared, three started: a scale to 5 starts the other two.
+    // Seven servers prepared, three started: a scale starts the others it needs.
     let (ensembles, mut zookeeper) = ensemble_with_superuser(
         &client,
         &ns,
@@ -122,8 +128,9 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
         println!("round {round}:");
         let deleted_before = deleted.load(Ordering::Relaxed);
         // What the operator does this round: a roll (a new value of a key that rolls every
-        // server), a scale 3 -> 5 -> 3, or nothing.
+        // server), a scale 3 -> 5 -> 3 or 3 -> 7 -> 3, or nothing.
         let disruption_kind = rng.below(4);
+        let scale_to: u8 = if rng.below(2) == 0 { 5 } else { 7 };
         let disruption = async {
             let patch = |spec: serde_json::Value| {
                 let ensembles = ensembles.clone();
@@ -147,18 +154,23 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
                     count("roll");
                 }
                 _ => {
-                    patch(json!({"replicas": 5})).await;
-                    at("scale: 3 -> 5");
-                    count("scale 3 -> 5 -> 3");
-                    voters_are(&ensembles, &[1, 2, 3, 4, 5]).await;
-                    at("scale: voters 1-5; 5 -> 3");
+                    patch(json!({"replicas": scale_to})).await;
+                    at(&format!("scale: 3 -> {scale_to}"));
+                    count(if scale_to == 5 {
+                        "scale 3 -> 5 -> 3"
+                    } else {
+                        "scale 3 -> 7 -> 3"
+                    });
+                    let voters: Vec<i32> = (1..=i32::from(scale_to)).collect();
+                    voters_are(&ensembles, &voters).await;
+                    at(&format!("scale: voters 1-{scale_to}; {scale_to} -> 3"));
                     patch(json!({"replicas": 3})).await;
                 }
             }
         };
         // The faults, each at a random time into the round.
         let operator_fault = rng.below(3);
-        let member_fault = rng.below(3);
+        let member_fault = rng.below(4);
         // One of the three that are always there.
         let victim = rng.below(3) as usize;
         let (operator_at, member_at) = (rng.below(8_000), rng.below(8_000));
@@ -212,9 +224,35 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
                     let same_pod = pod().await == before;
                     let mut zookeeper = zookeeper.lock().await;
                     if same_pod && !zookeeper.is_running(victim) {
-                        zookeeper.start_member(victim).unwrap();
+                        start_on_volume(&mut zookeeper, victim).unwrap();
                         at(&format!("member: zk-{victim}'s container restarted"));
                     }
+                }
+                3 => {
+                    // The volume lost (a disk replaced, say): the server stops, its data is
+                    // gone, and its agent refuses to start it again as a voter.
+                    let mut zookeeper = zookeeper.lock().await;
+                    let Some(uid) = pod().await.filter(|_| zookeeper.is_running(victim)) else {
+                        at(&format!("member: zk-{victim} not running, not wiped"));
+                        return;
+                    };
+                    if zookeeper.member(victim).is_frozen() {
+                        zookeeper.kill(victim).unwrap();
+                    }
+                    zookeeper.stop(victim).unwrap();
+                    let _ = std::fs::remove_dir_all(&zookeeper.member(victim).spec().data_dir);
+                    let ip = zookeeper.member(victim).ip();
+                    // Its pod replaced meanwhile: the kubelet finds the new one's volume empty.
+                    let refused = refuse_empty_voter(&pods, victim, &uid, ip).await.is_ok();
+                    at(&format!(
+                        "member: zk-{victim}'s volume wiped{}",
+                        if refused {
+                            "; its agent refuses to start it as a voter"
+                        } else {
+                            " as its pod was replaced"
+                        }
+                    ));
+                    count("member: volume wiped");
                 }
                 _ => {
                     // Stopped by the kubelet since it was looked at: nothing to freeze.
@@ -369,6 +407,7 @@ async fn play_kubelet(
     deleted: Arc<AtomicUsize>,
 ) {
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
     let sets = Api::<StatefulSet>::namespaced(client, &ns);
     let say = |what: String| {
         println!(
@@ -377,13 +416,6 @@ async fn play_kubelet(
         )
     };
     while !stop.load(Ordering::Relaxed) {
-        let replicas = sets
-            .get("zk")
-            .await
-            .unwrap()
-            .spec
-            .and_then(|s| s.replicas)
-            .unwrap_or(3) as usize;
         let (mut gone, mut new) = (Vec::new(), Vec::new());
         for (i, known) in uids.iter().enumerate() {
             let pod = pods.get_opt(&format!("zk-{i}")).await.unwrap();
@@ -397,6 +429,16 @@ async fn play_kubelet(
                 new.push(i);
             }
         }
+        // Read after the pods: a pod the StatefulSet controller deleted for a scale-down was
+        // deleted after its replicas went down, so this sees them down (read before, a
+        // scale-down between the two reads kept the claim, and the server came back on it).
+        let replicas = sets
+            .get("zk")
+            .await
+            .unwrap()
+            .spec
+            .and_then(|s| s.replicas)
+            .unwrap_or(3) as usize;
         let serving_gone: Vec<_> = gone.iter().filter(|&&i| i < replicas).collect();
         assert!(
             serving_gone.len() <= 1,
@@ -427,10 +469,31 @@ async fn play_kubelet(
                     .join("version-2")
                     .exists()
                 {
-                    zookeeper.start_member(i).unwrap();
+                    start_on_volume(&mut zookeeper, i).unwrap();
                     say(format!(
                         "zk-{i}'s new pod: its server started on its volume"
                     ));
+                } else if listed_as_voter(&config_maps, i).await {
+                    // The agent's rule: once formed, a voter never starts on an empty volume
+                    // (it would vote without the data it acknowledged); the operator has to
+                    // take it out of the voters first.
+                    let ip = zookeeper.member(i).ip();
+                    let pod = pods.get_opt(&format!("zk-{i}")).await.unwrap();
+                    let Some(uid) = pod.and_then(|p| p.uid()) else {
+                        continue;
+                    };
+                    match refuse_empty_voter(&pods, i, &uid, ip).await {
+                        Ok(()) => {
+                            say(format!(
+                                "zk-{i}'s new pod: its volume is empty and it is still a voter: \
+                                 its agent refuses to start"
+                            ));
+                            uids[i] = Some(uid);
+                        }
+                        // Replaced meanwhile: the next pass looks at the new one.
+                        Err(_) => uids[i] = None,
+                    }
+                    continue;
                 } else {
                     start_empty_observer(&mut zookeeper, i);
                     say(format!(
@@ -443,6 +506,15 @@ async fn play_kubelet(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Whether the ConfigMap's membership (what a new pod's agent starts with when its volume holds
+/// none) lists server `i` (its ordinal) as a voter.
+async fn listed_as_voter(config_maps: &Api<ConfigMap>, i: usize) -> bool {
+    let data = config_maps.get("zk-config").await.unwrap().data.unwrap();
+    let members = Membership::parse(&data[names::MEMBERS_KEY]).unwrap();
+    let myid = Myid::try_from(i32::try_from(i + 1).unwrap()).unwrap();
+    members.voters().contains(&myid)
 }
 
 /// Two replicas of the operator: one reaching the API server through the proxy (the one a cut

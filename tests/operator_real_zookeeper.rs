@@ -22,7 +22,8 @@ use support::control_plane::shared;
 use support::fault;
 use support::kubelet::{
     Running, bind_pod, ensemble_with_superuser, mount_certificates, next_replaced,
-    roll_followers_first, run_ensemble, start_empty_observer, start_three_voters,
+    refuse_empty_voter, roll_followers_first, run_ensemble, start_empty_observer,
+    start_three_voters,
 };
 use support::operator::{
     Operator, api_server_address, eventually, install_crds, phase_is, server_image,
@@ -610,21 +611,9 @@ async fn a_voter_whose_volume_came_back_empty_rejoins_before_it_votes() {
     let spec = zookeeper.member(2).spec().clone();
     std::fs::remove_dir_all(&spec.data_dir).unwrap();
     let old_uid = pods.get("zk-2").await.unwrap().uid().unwrap();
-    pods.patch_status(
-        "zk-2",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {
-            "conditions": [{"type": "Ready", "status": "False"}],
-            "containerStatuses": [{
-                "name": "zookeeper", "image": "zookeeper", "imageID": "", "ready": false,
-                "restartCount": 2,
-                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                "lastState": {"terminated": {"exitCode": 82, "reason": "Error"}},
-            }],
-        }})),
-    )
-    .await
-    .unwrap();
+    refuse_empty_voter(&pods, 2, &old_uid, zookeeper.member(2).ip())
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     status_where(&ensembles, "voter 3 removed", |s| {
         s.membership.as_ref().is_some_and(|m| m.voters == [1, 2])

@@ -9,10 +9,11 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
+use zooherd::agent::server::EXIT_EMPTY_VOTER;
 use zooherd::api::ZooKeeperEnsemble;
 
 use super::operator::{create_ensemble, eventually};
-use super::zookeeper::{ZkEnsemble, render_config, server_line};
+use super::zookeeper::{CLIENT_PORT, ZkEnsemble, quorum_leader, render_config, server_line};
 use zooherd::build::names::server_host;
 
 /// The ensemble `zk` run by real servers: what [`run_ensemble`] started.
@@ -89,6 +90,38 @@ pub async fn bind_named_pod(pods: &Api<Pod>, name: &str, ip: std::net::Ipv4Addr)
     .await
     .unwrap();
     pod.uid().unwrap()
+}
+
+/// Plays the kubelet for pod `zk-<i>` (of uid `uid`: the patch fails with a conflict if the pod
+/// was replaced) whose agent refused to start a voter on an empty volume: its container exited
+/// with [`EXIT_EMPTY_VOTER`] and is in CrashLoopBackOff, the pod not Ready, at address `ip`.
+pub async fn refuse_empty_voter(
+    pods: &Api<Pod>,
+    i: usize,
+    uid: &str,
+    ip: std::net::Ipv4Addr,
+) -> Result<(), kube::Error> {
+    pods.patch_status(
+        &format!("zk-{i}"),
+        &PatchParams::default(),
+        &Patch::Merge(json!({
+            "metadata": {"uid": uid},
+            "status": {
+                "phase": "Running",
+                "podIP": ip.to_string(),
+                "podIPs": [{"ip": ip.to_string()}],
+                "conditions": [{"type": "Ready", "status": "False"}],
+                "containerStatuses": [{
+                    "name": "zookeeper", "image": "zookeeper", "imageID": "", "ready": false,
+                    "restartCount": 2,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": EXIT_EMPTY_VOTER, "reason": "Error"}},
+                }],
+            },
+        })),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Waits until a roll replaces one of the pods whose uids are `uids`; returns its ordinal.
@@ -223,8 +256,13 @@ pub async fn start_three_voters(
     for i in 0..3 {
         zookeeper.start_member(i).expect("starting a server");
     }
+    // A quorum of the three voters (the other prepared servers are not members yet).
     zookeeper
-        .wait_for_quorum(Duration::from_secs(90))
+        .wait_for(
+            "a quorum of voters 1-3",
+            Duration::from_secs(90),
+            |probes| quorum_leader(&probes[..3]),
+        )
         .await
         .expect("a quorum");
     let pods = Api::<Pod>::namespaced(client.clone(), ns);
@@ -232,6 +270,34 @@ pub async fn start_three_voters(
         bind_pod(&pods, i, zookeeper.member(i).ip()).await;
     }
     pods
+}
+
+/// Starts member `i` on its volume as its agent would: in the dynamic configuration ZooKeeper
+/// last wrote (the one its zoo.cfg names), its own server line's client address becomes its
+/// own address. The operator adds a voter back (a roll's leader step, a rebuilt member) with
+/// the client address `0.0.0.0`, right in a pod of its own; on this shared host that address
+/// collides with the other servers' client ports, and the server would exit at start.
+pub fn start_on_volume(zookeeper: &mut ZkEnsemble, i: usize) -> std::io::Result<()> {
+    let spec = zookeeper.member(i).spec().clone();
+    let config = std::fs::read_to_string(&spec.config_file)?;
+    let dynamic = config
+        .lines()
+        .find_map(|line| line.strip_prefix("dynamicConfigFile="))
+        .map(|path| std::path::PathBuf::from(path.trim()));
+    if let Some(dynamic) = dynamic {
+        let own = format!("server.{}=", spec.myid);
+        let lines: String = std::fs::read_to_string(&dynamic)?
+            .lines()
+            .map(|line| match line.split_once(';') {
+                Some((server, _)) if line.starts_with(&own) => {
+                    format!("{server};{}:{CLIENT_PORT}\n", spec.ip)
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        std::fs::write(&dynamic, lines)?;
+    }
+    zookeeper.start_member(i)
 }
 
 /// Starts member `i` on an empty data directory with the membership in which a rebuilt server
