@@ -34,7 +34,7 @@ use serde_json::json;
 use support::control_plane::{ControlPlane, shared};
 use support::fault;
 use support::kubelet::{
-    bind_pod, ensemble_with_superuser, refuse_empty_voter, start_empty_observer, start_on_volume,
+    bind_pod, ensemble_with_superuser_built, refuse_empty_voter, start_empty_observer,
     start_three_voters,
 };
 use support::linearizability::generate::Rng;
@@ -83,11 +83,16 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
     let proxy = Proxy::start(api_server_address(cp)).await;
     let mut replicas = Replicas::start(cp, &ns, &proxy);
     // Seven servers prepared, three started: a scale starts the others it needs.
-    let (ensembles, mut zookeeper) = ensemble_with_superuser(
+    // Each server in a network of its own, as a pod is: the operator adds a voter with the
+    // client address 0.0.0.0, and on a shared loopback a server whose own line it becomes
+    // rebinds its client port there, fails (the others hold 2181 on their addresses) and takes
+    // no more clients.
+    let (ensembles, mut zookeeper) = ensemble_with_superuser_built(
         &client,
         &ns,
         json!({"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}}),
         SERVERS,
+        |builder| builder.member_networks(),
     )
     .await;
     let pods = start_three_voters(&client, &ns, &mut zookeeper).await;
@@ -100,8 +105,7 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
                 .and_then(|p| p.uid()),
         );
     }
-    // The workload's clients reach the first three: a server added by reconfiguration on this
-    // machine stops taking clients (see operator_real_zookeeper.rs, the scale story).
+    // The workload's clients reach the three servers that are always there.
     let connect_string = zookeeper.connect_string_of(0..3);
     let zookeeper = Arc::new(Mutex::new(zookeeper));
     let stop = Arc::new(AtomicBool::new(false));
@@ -224,7 +228,7 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
                     let same_pod = pod().await == before;
                     let mut zookeeper = zookeeper.lock().await;
                     if same_pod && !zookeeper.is_running(victim) {
-                        start_on_volume(&mut zookeeper, victim).unwrap();
+                        zookeeper.start_member(victim).unwrap();
                         at(&format!("member: zk-{victim}'s container restarted"));
                     }
                 }
@@ -469,7 +473,7 @@ async fn play_kubelet(
                     .join("version-2")
                     .exists()
                 {
-                    start_on_volume(&mut zookeeper, i).unwrap();
+                    zookeeper.start_member(i).unwrap();
                     say(format!(
                         "zk-{i}'s new pod: its server started on its volume"
                     ));

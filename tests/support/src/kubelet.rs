@@ -13,7 +13,7 @@ use zooherd::agent::server::EXIT_EMPTY_VOTER;
 use zooherd::api::ZooKeeperEnsemble;
 
 use super::operator::{create_ensemble, eventually};
-use super::zookeeper::{CLIENT_PORT, ZkEnsemble, quorum_leader, render_config, server_line};
+use super::zookeeper::{ZkEnsemble, ZkEnsembleBuilder, quorum_leader, render_config, server_line};
 use zooherd::build::names::server_host;
 
 /// The ensemble `zk` run by real servers: what [`run_ensemble`] started.
@@ -229,6 +229,19 @@ pub async fn ensemble_with_superuser(
     spec: serde_json::Value,
     size: usize,
 ) -> (Api<ZooKeeperEnsemble>, ZkEnsemble) {
+    ensemble_with_superuser_built(client, ns, spec, size, |builder| builder).await
+}
+
+/// [`ensemble_with_superuser`], with `customize` applied to the ZooKeeper ensemble's builder
+/// (e.g. [`ZkEnsembleBuilder::member_networks`], so that each server has a network of its own,
+/// as a pod does).
+pub async fn ensemble_with_superuser_built(
+    client: &kube::Client,
+    ns: &str,
+    spec: serde_json::Value,
+    size: usize,
+    customize: impl FnOnce(ZkEnsembleBuilder) -> ZkEnsembleBuilder,
+) -> (Api<ZooKeeperEnsemble>, ZkEnsemble) {
     let voters = spec["replicas"].as_u64().expect("spec.replicas") as usize;
     let ensembles = create_ensemble(client, ns, plaintext_servers(spec)).await;
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
@@ -238,11 +251,10 @@ pub async fn ensemble_with_superuser(
     .await;
     let digest = String::from_utf8(secret.data.unwrap()["digest"].0.clone()).unwrap();
     let names_ns = ns.to_owned();
-    let zookeeper = ZkEnsemble::builder(size)
+    let builder = ZkEnsemble::builder(size)
         .hostnames(move |myid| server_host("zk", &names_ns, u32::from(myid) - 1, "cluster.local"))
-        .reconfig(&digest, voters)
-        .prepare()
-        .expect("preparing ZooKeeper");
+        .reconfig(&digest, voters);
+    let zookeeper = customize(builder).prepare().expect("preparing ZooKeeper");
     (ensembles, zookeeper)
 }
 
@@ -270,34 +282,6 @@ pub async fn start_three_voters(
         bind_pod(&pods, i, zookeeper.member(i).ip()).await;
     }
     pods
-}
-
-/// Starts member `i` on its volume as its agent would: in the dynamic configuration ZooKeeper
-/// last wrote (the one its zoo.cfg names), its own server line's client address becomes its
-/// own address. The operator adds a voter back (a roll's leader step, a rebuilt member) with
-/// the client address `0.0.0.0`, right in a pod of its own; on this shared host that address
-/// collides with the other servers' client ports, and the server would exit at start.
-pub fn start_on_volume(zookeeper: &mut ZkEnsemble, i: usize) -> std::io::Result<()> {
-    let spec = zookeeper.member(i).spec().clone();
-    let config = std::fs::read_to_string(&spec.config_file)?;
-    let dynamic = config
-        .lines()
-        .find_map(|line| line.strip_prefix("dynamicConfigFile="))
-        .map(|path| std::path::PathBuf::from(path.trim()));
-    if let Some(dynamic) = dynamic {
-        let own = format!("server.{}=", spec.myid);
-        let lines: String = std::fs::read_to_string(&dynamic)?
-            .lines()
-            .map(|line| match line.split_once(';') {
-                Some((server, _)) if line.starts_with(&own) => {
-                    format!("{server};{}:{CLIENT_PORT}\n", spec.ip)
-                }
-                _ => format!("{line}\n"),
-            })
-            .collect();
-        std::fs::write(&dynamic, lines)?;
-    }
-    zookeeper.start_member(i)
 }
 
 /// Starts member `i` on an empty data directory with the membership in which a rebuilt server
