@@ -17,7 +17,7 @@
 //!
 //! There is no kubelet in this cluster (see `operator_real_zookeeper.rs`): a task here plays it
 //! ([`play_kubelet`]), stopping a server when its pod is deleted and starting one for each new
-//! pod.
+//! pod. Each server runs in a network namespace of its own, as in a pod, so it runs as root.
 
 use zooherd_test_support as support;
 
