@@ -36,7 +36,7 @@ use zooherd::build::tls::QuorumTls;
 use zooherd::build::{Topology, zoo_cfg};
 use zooherd::quorum::Myid;
 use zooherd::quorum::membership::Membership;
-use zooherd::quorum::reconfig::super_digest;
+use zooherd::quorum::reconfig::{Login, super_digest};
 
 const ZOOHERD: &str = env!("CARGO_BIN_EXE_zooherd");
 const NAMESPACE: &str = "agents";
@@ -62,6 +62,10 @@ struct Ensemble {
     formed: Arc<std::sync::atomic::AtomicBool>,
     /// The `ZOOHERD_RESTORE_*` variables the operator sets for spec.restore.
     restore: Vec<(String, String)>,
+    /// The mounted SASL users Secret (spec.clientAuthentication.saslUsersSecret), and whether
+    /// the servers refuse clients without a SASL login (its `enforce`).
+    sasl_users: Option<PathBuf>,
+    enforce_auth: bool,
 }
 
 impl Ensemble {
@@ -74,6 +78,8 @@ impl Ensemble {
             formed: Arc::default(),
             tls_dir: None,
             restore: Vec::new(),
+            sasl_users: None,
+            enforce_auth: false,
         }
     }
 
@@ -190,6 +196,12 @@ impl Ensemble {
             .env_remove("ZOOHERD_MEMORY_LIMIT")
             .env_remove("ZOOHERD_JVM_HEAP_PERCENT")
             .envs(self.restore.iter().cloned());
+        if let Some(users) = &self.sasl_users {
+            command.arg("--sasl-users").arg(users);
+        }
+        if self.enforce_auth {
+            command.arg("--enforce-auth");
+        }
         Ok(command)
     }
 }
@@ -456,6 +468,117 @@ async fn the_admin_servers_snapshot_and_restore_are_switched_off() {
         Some(&b"kept"[..]),
         "/kept after the restore: {kept:?}"
     );
+}
+
+#[tokio::test]
+async fn enforced_sasl_admits_the_secrets_users_and_the_operator_and_nobody_else() {
+    use std::os::unix::fs::PermissionsExt;
+    use zookeeper_client as zk;
+    let users = tempfile::tempdir().unwrap();
+    // The Secret's volume: one file per key, and the kubelet's dot entries beside them.
+    fs::write(users.path().join("kafka"), "kafka-secret").unwrap();
+    fs::create_dir(users.path().join("..2026_12_07_00_00_00.000000001")).unwrap();
+    let mut ensemble = Ensemble::new("sasl", "7d3c1a52-0000-4000-8000-000000000019", 3);
+    ensemble.sasl_users = Some(users.path().to_owned());
+    ensemble.enforce_auth = true;
+    // Under quorum TLS, as an ensemble runs by default: SASL switches ZooKeeper's FIPS mode
+    // off, which changes how it checks its peers' certificates.
+    let (zookeeper, _certificates) = start_under_quorum_tls(&mut ensemble).await;
+
+    // The login file holds passwords: the server's user alone reads it.
+    for member in zookeeper.members().iter() {
+        let jaas = member.data_dir().join("zooherd/jaas.conf");
+        let mode = fs::metadata(&jaas).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", jaas.display());
+        let argv = cmdline(member.pid().expect("running"));
+        let login = format!("-Djava.security.auth.login.config={}", jaas.display());
+        assert!(argv.contains(&login), "{argv:?}");
+    }
+
+    let servers = zookeeper.connect_string();
+    let connect = |sasl: Option<(&str, &str)>| {
+        let mut connector = zk::Client::connector().with_session_timeout(Duration::from_secs(10));
+        if let Some((user, password)) = sasl {
+            connector = connector.with_sasl(zk::SaslOptions::digest_md5(
+                user.to_owned(),
+                password.to_owned(),
+            ));
+        }
+        let servers = servers.clone();
+        async move { connector.connect(&servers).await }
+    };
+    let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+
+    let kafka = connect(Some(("kafka", "kafka-secret")))
+        .await
+        .expect("kafka logs in");
+    kafka
+        .create("/kafka", b"brokers", &create)
+        .await
+        .expect("kafka writes");
+
+    // Without a login the session opens, and every request is refused.
+    let anonymous = connect(None).await;
+    let anonymous_read = match &anonymous {
+        Ok(client) => client.get_data("/kafka").await.map(|_| ()),
+        Err(e) => Err(e.clone()),
+    };
+    let wrong = connect(Some(("kafka", "guess"))).await.map(|_| ());
+    let stranger = connect(Some(("mallory", "kafka-secret"))).await.map(|_| ());
+    // The digest scheme is no way around it: enforce.auth.schemes names sasl alone.
+    let digest = {
+        let connector = zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .with_auth("digest", b"anyone:anything");
+        match connector.connect(&servers).await {
+            Ok(client) => client.get_data("/kafka").await.map(|_| ()),
+            Err(e) => Err(e),
+        }
+    };
+    println!(
+        "anonymous: {anonymous_read:?}; wrong password: {wrong:?}; unknown user: {stranger:?}; digest: {digest:?}"
+    );
+    // The server closes each such session as it refuses it (AUTHFAILED).
+    for (who, outcome) in [
+        ("an anonymous client", &anonymous_read),
+        ("a wrong password", &wrong),
+        ("a user the Secret does not name", &stranger),
+        ("a digest client", &digest),
+    ] {
+        assert!(
+            matches!(outcome, Err(zk::Error::AuthFailed)),
+            "{who}: {outcome:?}"
+        );
+    }
+
+    // The operator's user, whose password is the superuser's digest, reads the membership;
+    // without SASL, the operator would be refused as any other client.
+    let addresses: Vec<_> = zookeeper
+        .members()
+        .iter()
+        .map(|member| member.client_address())
+        .collect();
+    let reconfigurer = zooherd::quorum::reconfig::Reconfigurer::default();
+    let membership = reconfigurer
+        .committed(&addresses, Login::superuser_with_sasl(PASSWORD))
+        .await
+        .expect("the operator reads the membership over SASL");
+    assert_eq!(membership.voters(), Myid::up_to(3).collect());
+    let without = reconfigurer
+        .committed(&addresses, Login::superuser(PASSWORD))
+        .await;
+    println!("the operator without SASL: {without:?}");
+    assert!(
+        matches!(
+            without,
+            Err(zooherd::quorum::reconfig::ReconfigError::Connect {
+                source: zk::Error::AuthFailed,
+                ..
+            })
+        ),
+        "{without:?}"
+    );
+    drop(kafka);
 }
 
 /// Runs `zooherd server` for pod `<name>-<ordinal>` of `ensemble` on `data_dir`, expecting it
@@ -845,20 +968,21 @@ async fn a_volume_of_another_server_is_reinitialised_only_while_the_others_hold_
 /// AdminServer, and its peers', take only HTTPS with a certificate of the ensemble's CA, and
 /// the agent asks them with the servers' certificate (the stores its zoo.cfg names). Without
 /// that, the peers would not answer and the copy would be kept, the server never starting.
-#[tokio::test]
-async fn under_quorum_tls_a_volume_of_another_server_is_reinitialised_too() {
-    let mut ensemble = Ensemble::new("reinit-tls", "7d3c1a52-0000-4000-8000-000000000009", 3);
+/// Starts the three servers of `ensemble` with quorum TLS on (the stage a new ensemble starts
+/// at), from certificates the operator's code issues into the returned directory; the
+/// harness's probes speak HTTPS with a client certificate of the CA, as the operator's.
+async fn start_under_quorum_tls(ensemble: &mut Ensemble) -> (ZkEnsemble, tempfile::TempDir) {
     let certificates_dir = tempfile::tempdir().unwrap();
-    let issued = zooherd::tls::issue("agents/reinit-tls", &[], &[], jiff::Timestamp::now())
-        .expect("issue certificates");
+    let owner = format!("{NAMESPACE}/{}", ensemble.name);
+    let issued =
+        zooherd::tls::issue(&owner, &[], &[], jiff::Timestamp::now()).expect("issue certificates");
     let dir = certificates_dir.path();
     fs::write(dir.join("keystore.pem"), issued.key_store()).unwrap();
     fs::write(dir.join("ca.crt"), &issued.ca_certificate).unwrap();
     ensemble.tls_dir = Some(dir.to_owned());
     let mut zookeeper = ensemble.builder().prepare().expect("prepare the servers");
-    // The test's own probes: HTTPS with a client certificate of the CA, as the operator's.
     let operator = zooherd::tls::admin_client(
-        "agents/reinit-tls",
+        &owner,
         &issued.ca_certificate,
         &issued.ca_key,
         "tests",
@@ -890,6 +1014,13 @@ async fn under_quorum_tls_a_volume_of_another_server_is_reinitialised_too() {
         .wait_for_all_serving(QUORUM_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    (zookeeper, certificates_dir)
+}
+
+#[tokio::test]
+async fn under_quorum_tls_a_volume_of_another_server_is_reinitialised_too() {
+    let mut ensemble = Ensemble::new("reinit-tls", "7d3c1a52-0000-4000-8000-000000000009", 3);
+    let (mut zookeeper, _certificates) = start_under_quorum_tls(&mut ensemble).await;
 
     // Server 2's volume is replaced by a copy of server 3's; servers 1 and 3 hold the quorum.
     let data_2 = swap_in_a_copy_of_server_3(&mut zookeeper).await;
@@ -1234,7 +1365,7 @@ async fn a_leader_that_hands_over_rejoins_as_a_non_voter_and_no_write_is_lost() 
     let from = committed(&zookeeper, 5, PASSWORD).await;
     let started = Instant::now();
     let without = reconfigurer
-        .remove_voter(&all, PASSWORD, &from, myid)
+        .remove_voter(&all, Login::superuser(PASSWORD), &from, myid)
         .await
         .unwrap_or_else(|e| panic!("removing the leader {myid}: {e}"));
     let removal = started.elapsed();
@@ -1274,7 +1405,7 @@ async fn a_leader_that_hands_over_rejoins_as_a_non_voter_and_no_write_is_lost() 
     );
     let line = &lines[&myid];
     let back = reconfigurer
-        .add_voter(&all, PASSWORD, &without, myid, line)
+        .add_voter(&all, Login::superuser(PASSWORD), &without, myid, line)
         .await
         .unwrap_or_else(|e| panic!("adding {myid} back: {e}"));
     assert_eq!(back.voters(), Myid::up_to(5).collect());

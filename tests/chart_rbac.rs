@@ -198,14 +198,7 @@ fn apply_crds(cp: &ControlPlane) {
         .args(["apply", "--server-side", "--force-conflicts", "-f"])
         .arg(chart().join("crds"));
     run(apply);
-    let mut wait = cp.kubectl();
-    wait.args([
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        &format!("crd/{CRD}"),
-    ]);
-    run(wait);
+    support::operator::wait_established(cp, CRD);
 }
 
 /// `helm template <release> charts/zooherd --namespace <namespace> <args>`.

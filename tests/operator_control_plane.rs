@@ -379,6 +379,133 @@ async fn an_apply_error_is_a_condition_and_the_status_goes_on() {
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
 
+/// The SASL users Secret is the user's: a missing or unusable one is the ApplyFailed condition,
+/// naming it and the fix, and nothing is written; a usable one is mounted, and its contents
+/// are in the pod template, so that changed users roll the servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_users_come_from_the_users_secret_and_a_bad_one_is_a_condition() {
+    use k8s_openapi::api::core::v1::Secret;
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "sasl-users").await.unwrap();
+    let operator = Operator::start(cp, &ns);
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let stateful_sets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    let name = "zk";
+    let mut ensemble = example_ensemble(name);
+    ensemble.spec.client_authentication.sasl_users_secret = Some("zk-users".to_owned());
+    ensemble.spec.client_authentication.enforce = true;
+    ensembles
+        .create(&PostParams::default(), &ensemble)
+        .await
+        .unwrap();
+    let failed = |expected: &'static str| {
+        let ensembles = ensembles.clone();
+        async move {
+            eventually(expected, || async {
+                let condition = true_condition(&ensembles.get(name).await.unwrap(), "ApplyFailed")?;
+                condition
+                    .message
+                    .contains(expected)
+                    .then_some(condition.message)
+            })
+            .await
+        }
+    };
+    let message = failed("does not exist").await;
+    assert!(
+        message.starts_with(
+            "the SASL users Secret zk-users (spec.clientAuthentication.saslUsersSecret) does not exist"
+        ),
+        "{message}"
+    );
+    assert!(stateful_sets.get_opt(name).await.unwrap().is_none());
+
+    // `echo kafka-secret > password` leaves a line break the servers would take as part of it.
+    let users = |password: &str| -> Secret {
+        serde_json::from_value(json!({
+            "metadata": {"name": "zk-users"},
+            "stringData": {"kafka": password}
+        }))
+        .unwrap()
+    };
+    secrets
+        .create(&PostParams::default(), &users("kafka-secret\n"))
+        .await
+        .unwrap();
+    let message = failed("ends with a line break").await;
+    assert!(
+        message.contains("--from-literal=kafka=<password>"),
+        "{message}"
+    );
+    assert!(stateful_sets.get_opt(name).await.unwrap().is_none());
+
+    secrets
+        .replace("zk-users", &PostParams::default(), &users("kafka-secret"))
+        .await
+        .unwrap();
+    let sts = eventually("the StatefulSet", || async {
+        stateful_sets.get_opt(name).await.unwrap()
+    })
+    .await;
+    let template = sts.spec.unwrap().template;
+    let first =
+        template.metadata.unwrap().annotations.unwrap()["zooherd.dev/client-sasl-users"].clone();
+    let pod = template.spec.unwrap();
+    let args = pod.containers[0].args.clone().unwrap();
+    assert!(
+        args.ends_with(&[
+            "--sasl-users".to_owned(),
+            "/etc/zooherd-sasl-users".to_owned(),
+            "--enforce-auth".to_owned()
+        ]),
+        "{args:?}"
+    );
+    let volume = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "sasl-users")
+        .unwrap();
+    assert_eq!(
+        volume.secret.unwrap().secret_name.as_deref(),
+        Some("zk-users")
+    );
+    eventually("the ApplyFailed condition to clear", || async {
+        true_condition(&ensembles.get(name).await.unwrap(), "ApplyFailed")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    // A new password: read at the next full apply, which any change of the ensemble brings
+    // forward; a new template revision, which the operator rolls.
+    secrets
+        .replace("zk-users", &PostParams::default(), &users("rotated"))
+        .await
+        .unwrap();
+    ensembles
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"example.com/rotated": "now"}}})),
+        )
+        .await
+        .unwrap();
+    let second = eventually("a new users hash in the template", || async {
+        let sts = stateful_sets.get(name).await.unwrap();
+        let annotations = sts.spec?.template.metadata?.annotations?;
+        let hash = annotations.get("zooherd.dev/client-sasl-users")?.clone();
+        (hash != first).then_some(hash)
+    })
+    .await;
+    assert_eq!(second.len(), 16, "{second}");
+    drop(operator);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
 /// A `zooherd.dev/restartMember` or `zooherd.dev/replaceMember` annotation that cannot be read
 /// asks for nothing; the status says so, naming the annotation, its value and the fix, until it
 /// is corrected or removed.
@@ -595,6 +722,10 @@ async fn api_server_rejects_invalid_manifests_naming_the_field() {
         (
             json!({"networkPolicy": {"clientFrom": []}}),
             zooherd::api::validate::NO_CLIENT_PEERS,
+        ),
+        (
+            json!({"clientAuthentication": {"enforce": true}}),
+            zooherd::api::validate::ENFORCE_NEEDS_USERS,
         ),
     ] {
         let message = rejection(&ensembles, spec.clone()).await;

@@ -17,7 +17,7 @@ use support::zookeeper::{ZkEnsemble, server_line};
 use tokio::sync::Mutex;
 use zooherd::quorum::Myid;
 use zooherd::quorum::membership::{Membership, ScaleFacts, ScaleStep, next_step};
-use zooherd::quorum::reconfig::{BARRIER_PATH, Reconfigurer, SUPERUSER, super_digest};
+use zooherd::quorum::reconfig::{BARRIER_PATH, Login, Reconfigurer, SUPERUSER, super_digest};
 
 const PASSWORD: &str = "test-superuser-password";
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -159,7 +159,7 @@ async fn a_step_that_would_lose_the_quorum_is_refused() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let before = Reconfigurer::default()
-        .committed(&zk.client_addresses([0, 2]), PASSWORD)
+        .committed(&zk.client_addresses([0, 2]), Login::superuser(PASSWORD))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let states = states(&zk, 3).await;
@@ -177,7 +177,7 @@ async fn a_step_that_would_lose_the_quorum_is_refused() {
         )
     );
     let after = Reconfigurer::default()
-        .committed(&zk.client_addresses([0, 2]), PASSWORD)
+        .committed(&zk.client_addresses([0, 2]), Login::superuser(PASSWORD))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(after, before, "nothing changed");
@@ -192,7 +192,7 @@ async fn a_change_without_the_superuser_is_refused_by_zookeeper() {
     let error = Reconfigurer::default()
         .remove_voter(
             &servers,
-            "wrong-password",
+            Login::superuser("wrong-password"),
             &committed,
             Myid::try_from(3).unwrap(),
         )

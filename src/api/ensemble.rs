@@ -274,6 +274,11 @@ pub struct ZooKeeperEnsembleSpec {
     #[serde(default)]
     pub tls: TlsSpec,
 
+    /// Who clients must prove to be: SASL DIGEST-MD5 users from a Secret, optionally
+    /// required of every client session.
+    #[serde(default)]
+    pub client_authentication: ClientAuthenticationSpec,
+
     /// Backups of the ensemble's data (ZooKeeperBackup resources).
     #[serde(default)]
     pub backup: BackupSpec,
@@ -330,6 +335,33 @@ impl Default for TlsSpec {
 
 fn enabled() -> bool {
     true
+}
+
+/// Client authentication settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[x_kube(validation = kube::core::Rule::new("!has(self.enforce) || !self.enforce || has(self.saslUsersSecret)").message(super::validate::ENFORCE_NEEDS_USERS))]
+#[serde(rename_all = "camelCase")]
+pub struct ClientAuthenticationSpec {
+    /// A Secret in the ensemble's namespace whose keys are SASL DIGEST-MD5 user names and
+    /// whose values are their passwords (`kubectl create secret generic zk-users
+    /// --from-literal=kafka=<password>`). The servers accept these users (Java clients: a JAAS
+    /// `Client` section with `org.apache.zookeeper.server.auth.DigestLoginModule`); a client
+    /// that logs in gets the identity `sasl:<user>` for ACLs. The name `zooherd` is the
+    /// operator's own. Servers read the users at start: setting, removing or changing the
+    /// Secret's contents rolls the servers one at a time (the operator does not watch Secrets;
+    /// it reads this one again within about seven minutes, or at once when the ensemble
+    /// changes). A missing Secret, or a user or password that cannot be used, is reported in
+    /// the ApplyFailed condition and changes nothing on the running servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub sasl_users_secret: Option<String>,
+
+    /// Refuse every request of a client session that has not logged in as one of those users
+    /// (ZooKeeper's `enforce.auth.enabled`, with the scheme `sasl` only: the digest scheme
+    /// accepts any name and password, so it does not count). Needs `saslUsersSecret`.
+    /// Changing it rolls the servers.
+    #[serde(default)]
+    pub enforce: bool,
 }
 
 /// Backup settings.

@@ -62,6 +62,63 @@ pub fn security_property(option: &str) -> Option<&str> {
     owned.then_some(key)
 }
 
+/// The SASL user the operator authenticates as when `spec.clientAuthentication` turns SASL on
+/// (so that it still reaches the servers once authentication is enforced). Its password is
+/// the digest the servers already hold for the superuser, which only the operator can compute
+/// from the password in its Secret; as a SASL user it has no rights of its own.
+pub const OPERATOR_SASL_USER: &str = "zooherd";
+
+/// What is wrong with a user of `spec.clientAuthentication.saslUsersSecret` (the Secret's key
+/// is the user, its value the password), if anything. The users go into the servers' JAAS
+/// login file, whose parser ends a quoted value at a line break and expands `${...}` in it;
+/// Kubernetes already limits keys to letters, digits, `-`, `_` and `.`, which that parser reads
+/// as one word.
+pub fn sasl_user_problem(user: &str, password: &[u8]) -> Option<String> {
+    let word = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if user.is_empty() || !user.chars().all(word) {
+        return Some(format!(
+            "user {user:?} is not a valid name: use letters, digits, '-', '_' and '.'"
+        ));
+    }
+    if user == OPERATOR_SASL_USER {
+        return Some(format!(
+            "user {user:?} is the operator's own: choose another name"
+        ));
+    }
+    let Ok(password) = std::str::from_utf8(password) else {
+        return Some(format!("the password of user {user:?} is not UTF-8 text"));
+    };
+    if password.is_empty() {
+        return Some(format!("the password of user {user:?} is empty"));
+    }
+    if password.ends_with(['\n', '\r']) {
+        return Some(format!(
+            "the password of user {user:?} ends with a line break (as `echo` writes one): \
+             create the Secret with --from-literal={user}=<password>"
+        ));
+    }
+    if password.chars().any(char::is_control) {
+        return Some(format!(
+            "the password of user {user:?} holds a control character (a line break or tab)"
+        ));
+    }
+    if password.contains("${") {
+        return Some(format!(
+            "the password of user {user:?} holds \"${{\", which the JAAS login file would expand"
+        ));
+    }
+    None
+}
+
+/// `password` as a quoted value of a JAAS login file (whose parser takes `\\` and `\"` as
+/// escapes); [`sasl_user_problem`] has refused what cannot be quoted.
+pub fn jaas_quoted(password: &str) -> String {
+    format!(
+        "\"{}\"",
+        password.replace('\\', "\\\\").replace('"', "\\\"")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,6 +119,9 @@ pub struct Topology {
     /// How many times the servers' certificate has been renewed (see
     /// [`names::CERTIFICATE_GENERATION_ANNOTATION`]); 0 for a new ensemble's.
     pub certificate_generation: u32,
+    /// The hash of the SASL users Secret's contents (see [`names::CLIENT_SASL_ANNOTATION`]),
+    /// when `spec.clientAuthentication.saslUsersSecret` names one and it was read.
+    pub client_sasl_users: Option<String>,
 }
 
 impl Topology {
@@ -170,6 +173,7 @@ impl Topology {
             formed: false,
             quorum_tls: None,
             certificate_generation: 0,
+            client_sasl_users: None,
         }
     }
 }
@@ -255,6 +259,7 @@ pub fn children(
             topology.servers,
             quorum_tls,
             topology.certificate_generation,
+            topology.client_sasl_users.as_deref(),
         ),
         pod_disruption_budget: pod_disruption_budget::build(
             ensemble,

@@ -49,6 +49,13 @@ pub const QUORUM_TLS_ANNOTATION: &str = "zooherd.dev/quorum-tls";
 /// (an operator from before, whose servers run the same quorum TLS stage with a plain HTTP
 /// AdminServer) does not carry it, and is asked in plain HTTP until the roll replaces it.
 pub const ADMIN_TLS_ANNOTATION: &str = "zooherd.dev/admin-tls";
+/// Annotation of the pod template when its servers run SASL client authentication
+/// (`spec.clientAuthentication`): the value is a hash of the users Secret's contents, so that
+/// a changed Secret rolls the servers (ZooKeeper reads its users once, at start). The operator
+/// logs in with SASL to the servers of pods that carry it, and without to the others.
+pub const CLIENT_SASL_ANNOTATION: &str = "zooherd.dev/client-sasl-users";
+/// Where a server's container mounts the users Secret.
+pub const SASL_USERS_DIR: &str = "/etc/zooherd-sasl-users";
 /// Annotation of the quorum TLS Secret and of the pod template: how many times the servers'
 /// certificate has been renewed. Absent: never (a template without it is what every operator
 /// version before renewal wrote, so an upgrade rolls nothing). A renewal changes the template,

@@ -20,6 +20,7 @@ use crate::decide::Disruption;
 use crate::decide::lost_node::Claim;
 use crate::quorum::Myid;
 use crate::quorum::membership::{Membership, ScaleStep, list};
+use crate::quorum::reconfig::Login;
 
 /// How long a failed member gets to exit when the operator restarts it. A frozen or wedged
 /// JVM would only use up the pod's whole grace period (30 s) before the kubelet kills it, and
@@ -182,6 +183,10 @@ async fn change_voters(
     password: &str,
 ) -> Acted {
     let addresses = &observation.serving_addresses;
+    let login = Login {
+        password,
+        sasl: observation.serving_sasl,
+    };
     let started = Instant::now();
     super::progress::at("changing the voters");
     // (outcome, what was asked, the Event's reason when done and when failed, its action)
@@ -195,7 +200,7 @@ async fn change_voters(
             );
             let result = ctx
                 .reconfigurer
-                .add_voter(addresses, password, committed, *myid, &line)
+                .add_voter(addresses, login, committed, *myid, &line)
                 .await;
             let what = voter_change(ensemble, &ScaleStep::AddVoter(*myid), *myid);
             (result, what, ("AddedVoter", "ScaleFailed"), "AddVoter")
@@ -203,7 +208,7 @@ async fn change_voters(
         Disruption::RemoveVoter(myid) => {
             let result = ctx
                 .reconfigurer
-                .remove_voter(addresses, password, committed, *myid)
+                .remove_voter(addresses, login, committed, *myid)
                 .await;
             let what = voter_change(ensemble, &ScaleStep::RemoveVoter(*myid), *myid);
             (result, what, ("RemovedVoter", "ScaleFailed"), "RemoveVoter")
@@ -211,7 +216,7 @@ async fn change_voters(
         Disruption::HandOver { myid, reason } => {
             let result = ctx
                 .reconfigurer
-                .remove_voter(addresses, password, committed, *myid)
+                .remove_voter(addresses, login, committed, *myid)
                 .await;
             let reasons = ("HandedOverLead", "HandOverFailed");
             (result, reason.clone(), reasons, "Roll")

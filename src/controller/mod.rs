@@ -29,6 +29,7 @@ mod progress;
 mod reconcile;
 mod report;
 mod restore;
+mod sasl_users;
 mod scale;
 mod secrets;
 pub(crate) mod superuser;
@@ -111,6 +112,18 @@ pub enum Error {
     QuorumTlsSecret { name: String, problem: String },
     #[error(transparent)]
     QuorumCertificates(#[from] crate::tls::IssueError),
+    #[error(
+        "reading the SASL users Secret {name} (spec.clientAuthentication.saslUsersSecret): {source}"
+    )]
+    SaslUsers {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "the SASL users Secret {name} (spec.clientAuthentication.saslUsersSecret) {problem}; the servers keep the users they run with"
+    )]
+    SaslUsersSecret { name: String, problem: String },
     #[error("removing pod {pod}: {source}")]
     RemovePod {
         pod: String,
@@ -144,6 +157,7 @@ impl Error {
             Self::Fenced(_) => "fenced",
             Self::Overran { .. } => "overran",
             Self::Superuser { .. } | Self::SuperuserSecret { .. } => "superuser",
+            Self::SaslUsers { .. } | Self::SaslUsersSecret { .. } => "sasl_users",
             Self::QuorumTls { .. } | Self::QuorumTlsSecret { .. } | Self::QuorumCertificates(_) => {
                 "quorum_tls"
             }

@@ -27,6 +27,7 @@ use crate::decide::restart::{PodFacts, RestartPolicy, pod_is_ready};
 use crate::decide::roll::PodRevision;
 use crate::decide::{Observed, ScaleView, SpecOutcome};
 use crate::quorum::probe::Voter;
+use crate::quorum::reconfig::Login;
 use crate::quorum::rule::ComputedStatus;
 use crate::quorum::{self, Myid};
 
@@ -57,6 +58,8 @@ pub struct Observation {
     pub scale: ScaleView,
     /// The serving servers' client addresses: the membership is read and changed through them.
     pub serving_addresses: Vec<SocketAddr>,
+    /// Whether those servers take the operator's SASL login ([`membership_access`]).
+    pub serving_sasl: bool,
     pub restart_policy: RestartPolicy,
     /// The ensemble's request to restart one member (`annotations::RESTART_MEMBER`).
     pub restart_request: Option<String>,
@@ -138,6 +141,28 @@ fn admin_tls(pod: &Pod) -> bool {
     pod.annotations()
         .get(names::ADMIN_TLS_ANNOTATION)
         .is_some_and(|value| value == "true")
+}
+
+/// Whether the pod's server runs SASL client authentication ([`names::CLIENT_SASL_ANNOTATION`]).
+fn client_sasl(pod: &Pod) -> bool {
+    pod.annotations()
+        .contains_key(names::CLIENT_SASL_ANNOTATION)
+}
+
+/// The servers (of `serving`: client address, runs SASL) to read and change the membership
+/// through, and whether to log in with SASL. One session logs in one way: a server with SASL
+/// authentication may refuse a session without it (when enforced), and a server without a
+/// login configuration cannot answer a SASL exchange. While a roll switches SASL on or off both
+/// kinds serve: the kind the spec asks for (`wanted`) is used when one serves, else the other.
+fn membership_access(serving: &[(SocketAddr, bool)], wanted: bool) -> (Vec<SocketAddr>, bool) {
+    let others_only = !serving.is_empty() && serving.iter().all(|&(_, sasl)| sasl != wanted);
+    let sasl = wanted != others_only;
+    let addresses = serving
+        .iter()
+        .filter(|&&(_, s)| s == sasl)
+        .map(|&(address, _)| address)
+        .collect();
+    (addresses, sasl)
 }
 
 /// The voters: the committed ones recorded, else (before the operator first read them)
@@ -248,6 +273,7 @@ pub async fn observe(
         .any(|p| p.revision.is_some() && p.revision != update_revision);
     let has_quorum = matches!(computed.summary.phase, Phase::Active | Phase::Degraded);
     let mut serving_addresses = Vec::new();
+    let mut serving_sasl = false;
     if let Some(password) = password
         && has_quorum
         && (scale.needs_reading() || rolling || !node_losses.is_empty())
@@ -262,17 +288,31 @@ pub async fn observe(
         for observation in &round.observations {
             scale.states.insert(observation.myid, observation.state());
         }
-        serving_addresses = scale
+        let serving: Vec<(SocketAddr, bool)> = scale
             .states
             .iter()
             .filter(|(_, state)| state.is_serving())
-            .filter_map(|(&m, _)| server(ensemble, ctx, m).0.ip)
-            .map(|ip: IpAddr| SocketAddr::new(ip, CLIENT_PORT as u16))
+            .filter_map(|(&m, _)| {
+                let (voter, pod) = server(ensemble, ctx, m);
+                let ip: IpAddr = voter.ip?;
+                let sasl = pod.as_deref().is_some_and(client_sasl);
+                Some((SocketAddr::new(ip, CLIENT_PORT as u16), sasl))
+            })
             .collect();
+        let wanted = ensemble
+            .spec
+            .client_authentication
+            .sasl_users_secret
+            .is_some();
+        (serving_addresses, serving_sasl) = membership_access(&serving, wanted);
         super::progress::at("reading the committed membership");
+        let login = Login {
+            password,
+            sasl: serving_sasl,
+        };
         scale.committed = Some(
             ctx.reconfigurer
-                .committed(&serving_addresses, password)
+                .committed(&serving_addresses, login)
                 .await
                 .map_err(|error| error.to_string()),
         );
@@ -290,6 +330,7 @@ pub async fn observe(
         revisions,
         scale,
         serving_addresses,
+        serving_sasl,
         restart_policy: RestartPolicy::from(&ensemble.spec.failed_member_restart),
         restart_request: ensemble.annotations().get(RESTART_MEMBER).cloned(),
         node_losses,
@@ -325,5 +366,22 @@ mod tests {
             ("zooherd.dev/admin-tls", "true"),
         ])));
         assert!(!admin_tls(&pod(&[])));
+    }
+
+    /// A roll that switches SASL on: the servers already started with it are asked (the spec
+    /// may enforce it); until one of them serves, the old ones, without SASL.
+    #[test]
+    fn the_membership_is_read_through_servers_that_take_the_wanted_login() {
+        let a: SocketAddr = "10.0.0.1:2181".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:2181".parse().unwrap();
+        let c: SocketAddr = "10.0.0.3:2181".parse().unwrap();
+        let mixed = [(a, true), (b, false), (c, false)];
+        assert_eq!(membership_access(&mixed, true), (vec![a], true));
+        assert_eq!(membership_access(&mixed, false), (vec![b, c], false));
+        let old = [(b, false), (c, false)];
+        assert_eq!(membership_access(&old, true), (vec![b, c], false));
+        let new = [(a, true)];
+        assert_eq!(membership_access(&new, false), (vec![a], true));
+        assert_eq!(membership_access(&[], true), (vec![], true));
     }
 }

@@ -22,7 +22,9 @@ use super::memory::{LastApply, recorded_membership};
 use super::progress::{self, Progress};
 use super::report::publish;
 use super::telemetry::Outcome;
-use super::{Context, Error, act, observe, report, restore, scale, secrets, superuser, tls};
+use super::{
+    Context, Error, act, observe, report, restore, sasl_users, scale, secrets, superuser, tls,
+};
 use crate::api::{QuorumTlsStatus, ZooKeeperEnsemble};
 use crate::build;
 use crate::build::tls::QuorumTls;
@@ -302,8 +304,11 @@ async fn apply(
     let password = superuser::ensure(ensemble, ctx).await?;
     progress::at("ensuring the quorum TLS Secret");
     let (quorum_tls, certificate_generation) = tls::ensure(ensemble, ctx, tls.0, tls.1).await?;
+    progress::at("reading the SASL users Secret");
+    let client_sasl_users = sasl_users::users_hash(ensemble, ctx).await?;
     let topology = build::Topology {
         certificate_generation,
+        client_sasl_users,
         ..topology
     };
     let children = build::children(valid, &ctx.settings.build, Some(&topology));

@@ -20,6 +20,7 @@ use zookeeper_client as zk;
 
 use super::Myid;
 use super::membership::{Membership, ParseError};
+use crate::api::security::OPERATOR_SASL_USER;
 
 /// The superuser's name in the digest scheme.
 pub const SUPERUSER: &str = "zooherd";
@@ -35,6 +36,35 @@ pub fn super_digest(password: &str) -> String {
         "{SUPERUSER}:{}",
         base64::engine::general_purpose::STANDARD.encode(hash)
     )
+}
+
+/// How the operator's sessions log in: always as the digest superuser (with the password of
+/// the ensemble's superuser Secret), and, when the servers run with SASL client authentication
+/// (`spec.clientAuthentication`), also as the SASL user [`OPERATOR_SASL_USER`], whose password
+/// is the superuser's digest (see `agent::server::sasl`): without it, servers that enforce
+/// authentication would refuse every request of the session.
+#[derive(Clone, Copy, Debug)]
+pub struct Login<'a> {
+    pub password: &'a str,
+    pub sasl: bool,
+}
+
+impl<'a> Login<'a> {
+    /// The superuser only (servers without SASL).
+    pub fn superuser(password: &'a str) -> Self {
+        Login {
+            password,
+            sasl: false,
+        }
+    }
+
+    /// The superuser, and SASL as the operator's user.
+    pub fn superuser_with_sasl(password: &'a str) -> Self {
+        Login {
+            password,
+            sasl: true,
+        }
+    }
 }
 
 /// Why the membership could not be read or changed.
@@ -106,7 +136,7 @@ impl Reconfigurer {
     async fn session(
         &self,
         servers: &[SocketAddr],
-        password: &str,
+        login: Login<'_>,
     ) -> Result<zk::Client, ReconfigError> {
         if servers.is_empty() {
             return Err(ReconfigError::NoServers);
@@ -116,12 +146,20 @@ impl Reconfigurer {
             .map(SocketAddr::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let auth = format!("{SUPERUSER}:{password}");
-        let connect = zk::Client::connector()
+        let auth = format!("{SUPERUSER}:{}", login.password);
+        let mut connector = zk::Client::connector()
             .with_session_timeout(self.timeout)
             .with_connection_timeout(self.connect_timeout)
-            .with_auth("digest", auth.as_bytes())
-            .connect(&cluster);
+            .with_auth("digest", auth.as_bytes());
+        if login.sasl {
+            let digest = super_digest(login.password);
+            let (_, hash) = digest.split_once(':').expect("user:hash");
+            connector = connector.with_sasl(zk::SaslOptions::digest_md5(
+                OPERATOR_SASL_USER,
+                hash.to_owned(),
+            ));
+        }
+        let connect = connector.connect(&cluster);
         self.bounded(format!("connecting to {cluster}"), connect)
             .await?
             .map_err(|source| ReconfigError::Connect {
@@ -160,9 +198,9 @@ impl Reconfigurer {
     pub async fn committed(
         &self,
         servers: &[SocketAddr],
-        password: &str,
+        login: Login<'_>,
     ) -> Result<Membership, ReconfigError> {
-        let client = self.session(servers, password).await?;
+        let client = self.session(servers, login).await?;
         self.read(&client).await
     }
 
@@ -171,7 +209,7 @@ impl Reconfigurer {
     pub async fn add_voter(
         &self,
         servers: &[SocketAddr],
-        password: &str,
+        login: Login<'_>,
         from: &Membership,
         myid: Myid,
         line: &str,
@@ -182,7 +220,7 @@ impl Reconfigurer {
             leavings: Vec::new().into_iter(),
         };
         let change = format!("adding server {myid} as a voter");
-        self.change(servers, password, from, change, update, |m| {
+        self.change(servers, login, from, change, update, |m| {
             m.voters().contains(&myid)
         })
         .await
@@ -193,7 +231,7 @@ impl Reconfigurer {
     pub async fn remove_voter(
         &self,
         servers: &[SocketAddr],
-        password: &str,
+        login: Login<'_>,
         from: &Membership,
         myid: Myid,
     ) -> Result<Membership, ReconfigError> {
@@ -204,11 +242,11 @@ impl Reconfigurer {
         };
         let change = format!("removing voter {myid}");
         let committed = self
-            .change(servers, password, from, change, update, |m| {
+            .change(servers, login, from, change, update, |m| {
                 !m.servers.contains_key(&myid)
             })
             .await?;
-        self.commit_barrier(servers, password).await?;
+        self.commit_barrier(servers, login).await?;
         Ok(committed)
     }
 
@@ -221,9 +259,9 @@ impl Reconfigurer {
     async fn commit_barrier(
         &self,
         servers: &[SocketAddr],
-        password: &str,
+        login: Login<'_>,
     ) -> Result<(), ReconfigError> {
-        let client = self.session(servers, password).await?;
+        let client = self.session(servers, login).await?;
         let what = format!("committing a write to {BARRIER_PATH} after the change");
         let stamp = jiff::Timestamp::now().to_string();
         let written = self
@@ -253,13 +291,13 @@ impl Reconfigurer {
     async fn change<'a, I: Iterator<Item = &'a str> + Clone>(
         &self,
         servers: &[SocketAddr],
-        password: &str,
+        login: Login<'_>,
         from: &Membership,
         change: String,
         update: zk::EnsembleUpdate<'a, I>,
         done: impl Fn(&Membership) -> bool,
     ) -> Result<Membership, ReconfigError> {
-        let client = self.session(servers, password).await?;
+        let client = self.session(servers, login).await?;
         let version = i64::try_from(from.version).unwrap_or(-1);
         let answer = self
             .bounded(
@@ -288,7 +326,7 @@ impl Reconfigurer {
         // Read back through a new session, until the change shows or the timeout.
         let started = tokio::time::Instant::now();
         loop {
-            let read = match self.session(servers, password).await {
+            let read = match self.session(servers, login).await {
                 Ok(client) => self.read(&client).await,
                 Err(error) => Err(error),
             };

@@ -112,6 +112,11 @@ pub enum StartError {
     )]
     Restore { location: String, problem: String },
 
+    #[error(
+        "the SASL users in {path} cannot be used: {problem}; fix the Secret spec.clientAuthentication.saslUsersSecret names"
+    )]
+    SaslUsers { path: PathBuf, problem: String },
+
     #[error("cannot {action} {path}: {error}")]
     Io {
         action: &'static str,
@@ -132,7 +137,8 @@ impl StartError {
             | StartError::UnreadableConfig { .. }
             | StartError::NotAMember { .. }
             | StartError::BadMembership { .. }
-            | StartError::NoDataDir { .. } => EXIT_INVALID_INPUT,
+            | StartError::NoDataDir { .. }
+            | StartError::SaslUsers { .. } => EXIT_INVALID_INPUT,
             StartError::ForeignMyid { .. } => EXIT_FOREIGN_MYID,
             StartError::ForeignEnsemble { .. } => EXIT_FOREIGN_ENSEMBLE,
             StartError::EmptyVoter { .. } => EXIT_EMPTY_VOTER,

@@ -240,15 +240,32 @@ pub fn java_argv(
     argv
 }
 
+/// ZooKeeper's switch for FIPS mode, a system property only.
+const FIPS_MODE_PROPERTY: &str = "zookeeper.fips-mode";
+
 /// The JVM's command line for `heap` and the runtime zoo.cfg at `config`, with what the
 /// environment adds: the superuser's digest ([`ENV_SUPER_DIGEST`], as a system property),
-/// [`ENV_JVM_EXTRA_OPTS`], ZooKeeper's home and the JRE.
+/// [`ENV_JVM_EXTRA_OPTS`], ZooKeeper's home and the JRE; with `sasl`, the JAAS login file
+/// beside `config`.
 pub(super) fn command_line(
     env: Env,
     heap: &Heap,
     config: &Path,
+    sasl: bool,
 ) -> Result<Vec<OsString>, StartError> {
     let mut jvm_options = Vec::new();
+    if sasl {
+        jvm_options.push(format!(
+            "-Djava.security.auth.login.config={}",
+            config.with_file_name(super::sasl::JAAS_FILE).display()
+        ));
+        // ZooKeeper 3.9 runs in FIPS mode by default, which refuses DIGEST-MD5, the only SASL
+        // mechanism of a login file (ZOOKEEPER-5043; "zookeeper.fips-mode" in the
+        // administrator's guide). Off, ZooKeeper also wraps TLS trust in its ZKTrustManager,
+        // which would check peers' host names: zoo.cfg switches that off for the quorum
+        // (`ssl.quorum.hostnameVerification=false`, see build::tls), the CA being the identity.
+        jvm_options.push(format!("-D{FIPS_MODE_PROPERTY}=false"));
+    }
     if let Some(digest) = env(ENV_SUPER_DIGEST) {
         if !digest.starts_with(&format!("{SUPERUSER}:")) || digest.contains(char::is_whitespace) {
             return Err(invalid(

@@ -53,6 +53,7 @@ mod identity;
 mod jvm;
 mod peers;
 mod restore;
+mod sasl;
 #[cfg(test)]
 mod test_support;
 
@@ -90,6 +91,7 @@ pub use restore::{
     ENV_RESTORE_SIZE, ENV_RESTORE_VIRTUAL_HOSTED_STYLE, ENV_RESTORE_ZXID, RestoreSource,
     fetch_snapshot, restore_source,
 };
+pub use sasl::{ClientAuth, JAAS_FILE};
 
 use clap::builder::TypedValueParser as _;
 
@@ -159,6 +161,16 @@ pub struct Args {
     /// that share a filesystem, as the tests' do.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// Turn on SASL DIGEST-MD5 client authentication with the users in this directory (the
+    /// mount of the Secret spec.clientAuthentication.saslUsersSecret names: one file per user,
+    /// holding the password).
+    #[arg(long, value_name = "DIR")]
+    pub sasl_users: Option<PathBuf>,
+
+    /// Refuse every client session that has not authenticated with SASL (needs --sasl-users).
+    #[arg(long, requires = "sasl_users")]
+    pub enforce_auth: bool,
 }
 
 /// Environment lookup: the value of a variable, `None` when unset or empty.
@@ -180,17 +192,22 @@ pub struct Plan {
     pub membership_source: MembershipSource,
     pub dynamic_config_path: PathBuf,
     pub dynamic_config: String,
+    /// The client authentication the server runs with (its JAAS file is written beside the
+    /// runtime zoo.cfg), `None` without `--sasl-users`.
+    pub client_auth: Option<ClientAuth>,
     pub argv: Vec<OsString>,
 }
 
 /// Decides everything from the arguments, the environment, the operator's zoo.cfg and
-/// bootstrap membership (`members`), and the dynamic configuration files on the volume.
+/// bootstrap membership (`members`), the dynamic configuration files on the volume, and the
+/// SASL users read from `--sasl-users`.
 pub fn plan(
     args: &Args,
     env: Env,
     config: &str,
     members: &str,
     on_volume: &[Membership],
+    client_auth: Option<ClientAuth>,
 ) -> Result<Plan, StartError> {
     let identity = identity(args.myid, env)?;
     let parse_ip = |var: &'static str| -> Result<Option<IpAddr>, StartError> {
@@ -231,9 +248,10 @@ pub fn plan(
     let heap = decide_heap(env)?;
     let dynamic_config_path = dynamic_config_path(&runtime_config_path, &membership);
     let dynamic_config = dynamic_config(&membership, identity.myid, bind);
-    let settings = per_pod_settings(bind, args.data_dir.as_deref(), &dynamic_config_path);
+    let mut settings = per_pod_settings(bind, args.data_dir.as_deref(), &dynamic_config_path);
+    settings.extend(client_auth.iter().flat_map(ClientAuth::settings));
     let runtime_config = runtime_config(config, &settings, &identity.pod_name);
-    let argv = jvm::command_line(env, &heap, &runtime_config_path)?;
+    let argv = jvm::command_line(env, &heap, &runtime_config_path, client_auth.is_some())?;
     Ok(Plan {
         identity,
         pod_ip,
@@ -245,6 +263,7 @@ pub fn plan(
         membership_source,
         dynamic_config_path,
         dynamic_config,
+        client_auth,
         argv,
     })
 }
@@ -264,12 +283,24 @@ pub fn run(args: &Args) -> Result<Infallible, StartError> {
     identity(args.myid, &env)?;
     let members = read(&args.members)?;
     let on_volume = read_dynamic_configs(&runtime_config_path(args, &config)?)?;
-    let mut plan = plan(args, &env, &config, &members, &on_volume)?;
+    let client_auth = args
+        .sasl_users
+        .as_deref()
+        .map(|dir| sasl::read_users(dir, env(ENV_SUPER_DIGEST).as_deref(), args.enforce_auth))
+        .transpose()?;
+    let mut plan = plan(
+        args,
+        &env,
+        &config,
+        &members,
+        &on_volume,
+        client_auth.clone(),
+    )?;
     let log_dir = config_value(&config, "dataLogDir").map(PathBuf::from);
     // A volume of another server is moved aside when the ensemble serves without this one:
     // the server then starts empty and syncs from the leader (see may_reinitialise).
     if data_dir::move_aside_if_foreign(&plan, log_dir.as_deref())? {
-        plan = self::plan(args, &env, &config, &members, &[])?;
+        plan = self::plan(args, &env, &config, &members, &[], client_auth)?;
     }
     let formed = read_if_present(&args.formed)?.is_some_and(|text| text.trim() == "true");
     data_dir::refuse_empty_voter(&plan, formed, log_dir.as_deref())?;
@@ -297,6 +328,10 @@ pub fn run(args: &Args) -> Result<Infallible, StartError> {
     write_atomically(
         &plan.runtime_config_path.with_file_name(JAVA_SECURITY_FILE),
         JAVA_SECURITY_PROPERTIES,
+    )?;
+    sasl::write_or_remove(
+        &plan.runtime_config_path.with_file_name(sasl::JAAS_FILE),
+        plan.client_auth.as_ref(),
     )?;
     let names = formation::names_to_wait_for(&plan.membership, formed);
     if !names.is_empty() {
@@ -411,6 +446,7 @@ mod tests {
                 &operator_cfg(),
                 &bootstrap.render(),
                 volume,
+                None,
             )
             .unwrap();
             assert_eq!(plan.membership_source, MembershipSource::Bootstrap);
@@ -436,7 +472,15 @@ mod tests {
         ]);
         pairs.push((ENV_SUPER_DIGEST, "zooherd:u/lJX/7cIAvZtP9PqwTdm6krtSQ="));
         let bootstrap = members(&[1, 2, 3], 0).render();
-        let plan = plan(&args(), &env_of(&pairs), &operator_cfg(), &bootstrap, &[]).unwrap();
+        let plan = plan(
+            &args(),
+            &env_of(&pairs),
+            &operator_cfg(),
+            &bootstrap,
+            &[],
+            None,
+        )
+        .unwrap();
         assert_eq!(plan.identity.myid, id(3));
         assert_eq!(plan.pod_ip, Some("10.1.2.3".parse().unwrap()));
         assert_eq!(plan.data_dir, Path::new("/var/lib/zookeeper/data"));
@@ -476,6 +520,41 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_with_sasl_users_turns_the_provider_on_and_names_the_login_file() {
+        let auth = ClientAuth {
+            users: [("kafka".to_owned(), "pw".to_owned())].into(),
+            enforce: true,
+        };
+        let bootstrap = members(&[1, 2, 3], 0).render();
+        let env = env_of(&pod_env("zk-0"));
+        let plan = plan(&args(), &env, &operator_cfg(), &bootstrap, &[], Some(auth)).unwrap();
+        let cfg = &plan.runtime_config;
+        assert_eq!(
+            config_value(cfg, "authProvider.sasl"),
+            Some("org.apache.zookeeper.server.auth.SASLAuthenticationProvider")
+        );
+        assert_eq!(config_value(cfg, "enforce.auth.enabled"), Some("true"));
+        assert_eq!(config_value(cfg, "enforce.auth.schemes"), Some("sasl"));
+        let login = "-Djava.security.auth.login.config=/var/lib/zookeeper/data/zooherd/jaas.conf";
+        assert!(plan.argv.iter().any(|a| a == login), "{:?}", plan.argv);
+        // DIGEST-MD5 is refused in ZooKeeper 3.9's default FIPS mode.
+        let fips = "-Dzookeeper.fips-mode=false";
+        assert!(plan.argv.iter().any(|a| a == fips), "{:?}", plan.argv);
+        let plain = self::plan(&args(), &env, &operator_cfg(), &bootstrap, &[], None).unwrap();
+        assert_eq!(
+            config_value(&plain.runtime_config, "authProvider.sasl"),
+            None
+        );
+        assert!(
+            !plain
+                .argv
+                .iter()
+                .any(|a| a.to_string_lossy().contains("login.config")
+                    || a.to_string_lossy().contains("fips-mode"))
+        );
+    }
+
+    #[test]
     fn plan_with_overrides() {
         let mut pairs = pod_env("zk-0");
         pairs.extend([(ENV_BIND_ADDRESS, "127.0.0.9"), (ENV_ZOOKEEPER_HOME, "/zk")]);
@@ -485,7 +564,15 @@ mod tests {
             ..args()
         };
         let bootstrap = members(&[1, 2, 3], 0).render();
-        let plan = plan(&args, &env_of(&pairs), &operator_cfg(), &bootstrap, &[]).unwrap();
+        let plan = plan(
+            &args,
+            &env_of(&pairs),
+            &operator_cfg(),
+            &bootstrap,
+            &[],
+            None,
+        )
+        .unwrap();
         assert_eq!(plan.data_dir, Path::new("/scratch/data"));
         assert_eq!(
             config_value(&plan.runtime_config, "dataDir"),
@@ -547,7 +634,7 @@ mod tests {
         ];
         let bootstrap = members(&[1, 2, 3], 0).render();
         for (pairs, cfg, want) in cases {
-            let error = plan(&args(), &env_of(&pairs), &cfg, &bootstrap, &[]).unwrap_err();
+            let error = plan(&args(), &env_of(&pairs), &cfg, &bootstrap, &[], None).unwrap_err();
             let line = error.to_string();
             assert!(line.starts_with(want), "{line}");
             assert!(!line.contains('\n'), "{line}");

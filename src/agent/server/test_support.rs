@@ -65,6 +65,8 @@ pub(super) fn args() -> Args {
         runtime_config: None,
         myid: None,
         data_dir: None,
+        sasl_users: None,
+        enforce_auth: false,
     }
 }
 

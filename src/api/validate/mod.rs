@@ -64,6 +64,8 @@ pub const RESTORE_OBJECT_PREFIX: &str = "spec.restore.object.s3.prefix is not us
 pub const SCHEDULE_NEEDS: &str = "spec.backup.schedule needs spec.backup.enabled: true and spec.backup.s3 (where the scheduled backups go)";
 /// The CEL rule's message: a drill schedule needs backups on.
 pub const DRILL_SCHEDULE_NEEDS: &str = "spec.backup.drillSchedule needs spec.backup.enabled: true (drills restore this ensemble's backups)";
+/// The CEL rule's message: enforced authentication needs users to log in as.
+pub const ENFORCE_NEEDS_USERS: &str = "spec.clientAuthentication.enforce needs spec.clientAuthentication.saslUsersSecret (the users clients log in as); name the Secret, or switch enforce off";
 pub const BACKUP_WITHOUT_QUORUM_TLS: &str = "spec.backup.enabled needs spec.tls.quorum: true (the AdminServer's snapshot command streams all data, and only the TLS AdminServer keeps everyone but the operator out); switch quorum TLS on, or backups off";
 
 /// Why an ensemble cannot be built; each message names the field and the fix.
@@ -157,6 +159,9 @@ pub enum ValidationError {
     #[error("{BACKUP_WITHOUT_QUORUM_TLS}")]
     BackupWithoutQuorumTls,
 
+    #[error("{ENFORCE_NEEDS_USERS}")]
+    EnforceNeedsUsers,
+
     #[error("{RESTORE_NEEDS_ONE}")]
     RestoreNeedsOne,
 
@@ -247,6 +252,10 @@ pub fn validate(ensemble: &ZooKeeperEnsemble) -> Result<Validated<'_>, Validatio
     let (heap, memory_limit) = validate_jvm(ensemble)?;
     validate_network_policy(ensemble)?;
     validate_backup(&ensemble.spec)?;
+    let auth = &ensemble.spec.client_authentication;
+    if auth.enforce && auth.sasl_users_secret.is_none() {
+        return Err(ValidationError::EnforceNeedsUsers);
+    }
     validate_restore(&ensemble.spec)?;
     Ok(Validated {
         ensemble,

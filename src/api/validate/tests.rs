@@ -715,3 +715,21 @@ fn a_restore_names_a_backup_or_a_whole_object_key() {
         "{error}"
     );
 }
+
+#[test]
+fn enforced_client_authentication_needs_users() {
+    let refused = validate_spec(json!({"clientAuthentication": {"enforce": true}}));
+    assert_eq!(refused, Err(ValidationError::EnforceNeedsUsers));
+    let message = refused.unwrap_err().to_string();
+    assert!(
+        message.contains("spec.clientAuthentication.saslUsersSecret"),
+        "{message}"
+    );
+    for spec in [
+        json!({"clientAuthentication": {"saslUsersSecret": "users", "enforce": true}}),
+        json!({"clientAuthentication": {"saslUsersSecret": "users"}}),
+        json!({"clientAuthentication": {}}),
+    ] {
+        assert_eq!(validate_spec(spec.clone()), Ok(()), "{spec}");
+    }
+}

@@ -45,11 +45,13 @@ const SERVER_UID: i64 = 1000;
 /// (documented on `spec.jvm.heapPercent`).
 const DEFAULT_HEAP_PERCENT: i32 = 50;
 
-/// Volume names: the log claim template, the ConfigMap, and the scratch directory.
+/// Volume names: the log claim template, the ConfigMap, the scratch directory, the TLS
+/// certificates and the SASL users.
 const LOG_VOLUME: &str = "log";
 const CONFIG_VOLUME: &str = "config";
 const TMP_VOLUME: &str = "tmp";
 const TLS_VOLUME: &str = "tls";
+const SASL_USERS_VOLUME: &str = "sasl-users";
 
 /// `<name>`: `replicas` servers, one pod and one set of volumes each.
 pub(super) fn build(
@@ -59,6 +61,7 @@ pub(super) fn build(
     servers: u32,
     quorum_tls: QuorumTls,
     certificate_generation: u32,
+    client_sasl_users: Option<&str>,
 ) -> StatefulSet {
     let ensemble = parent.ensemble();
     let spec = &ensemble.spec;
@@ -87,6 +90,13 @@ pub(super) fn build(
         annotations.insert(
             names::CERTIFICATE_GENERATION_ANNOTATION.to_owned(),
             certificate_generation.to_string(),
+        );
+    }
+    // The users the servers read at start: changed users are a new template revision.
+    if spec.client_authentication.sasl_users_secret.is_some() {
+        annotations.insert(
+            names::CLIENT_SASL_ANNOTATION.to_owned(),
+            client_sasl_users.unwrap_or_default().to_owned(),
         );
     }
     // A restart asked for on the ensemble is a new template revision, rolled like any change.
@@ -159,6 +169,18 @@ fn pod_spec(
     ];
     if tls::uses_certificates(quorum_tls, spec.tls.client) {
         volumes.push(tls_volume(parent));
+    }
+    if let Some(secret) = &spec.client_authentication.sasl_users_secret {
+        volumes.push(Volume {
+            name: SASL_USERS_VOLUME.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                default_mode: Some(0o440),
+                optional: Some(false),
+                items: None,
+            }),
+            ..Volume::default()
+        });
     }
     PodSpec {
         containers: vec![container(parent, settings, jvm_env, quorum_tls)],
@@ -236,6 +258,15 @@ fn container(
     if tls::uses_certificates(quorum_tls, spec.tls.client) {
         volume_mounts.push(mount(TLS_VOLUME, tls::DIR, true));
     }
+    let mut args = strings(&["server", "--config", names::ZOO_CFG_PATH]);
+    let auth = &spec.client_authentication;
+    if auth.sasl_users_secret.is_some() {
+        volume_mounts.push(mount(SASL_USERS_VOLUME, names::SASL_USERS_DIR, true));
+        args.extend(strings(&["--sasl-users", names::SASL_USERS_DIR]));
+        if auth.enforce {
+            args.push("--enforce-auth".to_owned());
+        }
+    }
 
     Container {
         name: names::CONTAINER.to_owned(),
@@ -245,7 +276,7 @@ fn container(
                 .unwrap_or_else(|| settings.default_image.clone()),
         ),
         image_pull_policy: spec.image_pull_policy.map(|p| p.to_string()),
-        args: Some(strings(&["server", "--config", names::ZOO_CFG_PATH])),
+        args: Some(args),
         env: Some(env(parent, jvm_env)),
         ports: Some(
             server_ports(spec)

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::super::fixtures;
 use super::*;
 use crate::api::{PlacementSpec, ZooKeeperEnsemble};
+use crate::build::Topology;
 
 fn stateful_set(spec: Value) -> StatefulSetSpec {
     fixtures::children(spec).stateful_set.spec.expect("spec")
@@ -825,4 +826,92 @@ fn a_backup_schedule_changes_nothing_the_servers_run() {
     let (enabled, scheduled) = (fixtures::children(enabled), fixtures::children(scheduled));
     assert_eq!(enabled.stateful_set, scheduled.stateful_set);
     assert_eq!(enabled.config_map, scheduled.config_map);
+}
+
+/// The pod of ensemble `spec` whose SASL users Secret hashed to `users`.
+fn pod_with_sasl_users(spec: Value, users: Option<&str>) -> (ObjectMeta, PodSpec) {
+    let ensemble = fixtures::ensemble(spec);
+    let topology = Topology {
+        client_sasl_users: users.map(str::to_owned),
+        ..Topology::initial(3)
+    };
+    let template = fixtures::build(&ensemble, &fixtures::settings(), Some(&topology))
+        .stateful_set
+        .spec
+        .expect("spec")
+        .template;
+    (template.metadata.unwrap(), template.spec.unwrap())
+}
+
+#[test]
+fn a_sasl_users_secret_is_mounted_read_only_and_its_contents_roll_the_servers() {
+    let spec = json!({"clientAuthentication": {"saslUsersSecret": "kafka-users", "enforce": true}});
+    let (metadata, pod) = pod_with_sasl_users(spec.clone(), Some("0123456789abcdef"));
+    assert_eq!(
+        metadata.annotations.unwrap()[names::CLIENT_SASL_ANNOTATION],
+        "0123456789abcdef"
+    );
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "sasl-users")
+        .expect("a sasl-users volume");
+    let secret = volume.secret.as_ref().expect("from a Secret");
+    assert_eq!(secret.secret_name.as_deref(), Some("kafka-users"));
+    assert_eq!(secret.default_mode, Some(0o440), "readable by fsGroup only");
+    assert_eq!(secret.optional, Some(false), "no server starts without it");
+    let container = &pod.containers[0];
+    let mount = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "sasl-users")
+        .expect("mounted");
+    assert_eq!(mount.mount_path, names::SASL_USERS_DIR);
+    assert_eq!(mount.read_only, Some(true));
+    let args = container.args.clone().unwrap();
+    assert!(
+        args.ends_with(&strings(&[
+            "--sasl-users",
+            names::SASL_USERS_DIR,
+            "--enforce-auth"
+        ])),
+        "{args:?}"
+    );
+
+    // Other contents, another template revision.
+    let (other, _) = pod_with_sasl_users(spec, Some("fedcba9876543210"));
+    assert_eq!(
+        other.annotations.unwrap()[names::CLIENT_SASL_ANNOTATION],
+        "fedcba9876543210"
+    );
+
+    // Users without enforcement: SASL is offered, anonymous clients still served.
+    let (_, pod) = pod_with_sasl_users(
+        json!({"clientAuthentication": {"saslUsersSecret": "kafka-users"}}),
+        Some("0123456789abcdef"),
+    );
+    let args = pod.containers[0].args.clone().unwrap();
+    assert!(args.contains(&"--sasl-users".to_owned()), "{args:?}");
+    assert!(!args.contains(&"--enforce-auth".to_owned()), "{args:?}");
+}
+
+#[test]
+fn without_client_authentication_the_pod_has_no_users() {
+    let (metadata, pod) = pod_with_sasl_users(json!({}), None);
+    assert!(
+        !metadata
+            .annotations
+            .unwrap()
+            .contains_key(names::CLIENT_SASL_ANNOTATION)
+    );
+    assert!(pod.volumes.iter().flatten().all(|v| v.name != "sasl-users"));
+    let container = &pod.containers[0];
+    let args = container.args.clone().unwrap();
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.starts_with("--sasl") || a == "--enforce-auth")
+    );
 }

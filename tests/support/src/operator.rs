@@ -151,21 +151,33 @@ pub fn install_crds(cp: &ControlPlane) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let wait = cp
-        .kubectl()
-        .args([
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/zookeeperensembles.zooherd.dev",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        wait.status.success(),
-        "{}",
-        String::from_utf8_lossy(&wait.stderr)
-    );
+    wait_established(cp, "zookeeperensembles.zooherd.dev");
+}
+
+/// Waits until the CRD `name` is served. A CRD just created has no status.conditions until the
+/// API server's CRD controllers write them, and `kubectl wait --for=condition` fails at once
+/// on that ("<nil> is of the type <nil>") instead of waiting: it is asked again then.
+pub fn wait_established(cp: &ControlPlane, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let wait = cp
+            .kubectl()
+            .args(["wait", "--for=condition=Established", "--timeout=60s"])
+            .arg(format!("crd/{name}"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("running kubectl wait");
+        if wait.status.success() {
+            return;
+        }
+        let stderr = String::from_utf8_lossy(&wait.stderr);
+        assert!(
+            stderr.contains("accessor error") && Instant::now() < deadline,
+            "kubectl wait for crd/{name} ({}): {stderr}",
+            wait.status
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The API server's address, from the control plane's kubeconfig (`server: https://ip:port`).

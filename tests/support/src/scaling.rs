@@ -10,7 +10,7 @@ use zooherd::api::MemberState;
 use zooherd::quorum::Myid;
 use zooherd::quorum::membership::{Membership, ScaleFacts, ScaleStep, next_step};
 use zooherd::quorum::probe::{ProbeSettings, Prober};
-use zooherd::quorum::reconfig::Reconfigurer;
+use zooherd::quorum::reconfig::{Login, Reconfigurer};
 
 use super::zookeeper::{ADMIN_PORT, ZkEnsemble};
 
@@ -36,7 +36,10 @@ pub async fn states(zk: &ZkEnsemble, replicas: usize) -> BTreeMap<Myid, MemberSt
 /// The committed membership, read through the first `replicas` members.
 pub async fn committed(zk: &ZkEnsemble, replicas: usize, password: &str) -> Membership {
     Reconfigurer::default()
-        .committed(&zk.client_addresses(0..replicas), password)
+        .committed(
+            &zk.client_addresses(0..replicas),
+            Login::superuser(password),
+        )
         .await
         .unwrap_or_else(|e| panic!("reading the committed membership: {e}"))
 }
@@ -101,7 +104,13 @@ impl Scaler<'_> {
                 ScaleStep::AddVoter(myid) => {
                     let line = (self.line)(zk, *myid);
                     let now = reconfigurer
-                        .add_voter(&servers, self.password, &committed, *myid, &line)
+                        .add_voter(
+                            &servers,
+                            Login::superuser(self.password),
+                            &committed,
+                            *myid,
+                            &line,
+                        )
                         .await
                         .unwrap_or_else(|e| panic!("{e}"));
                     assert!(now.voters().contains(myid));
@@ -109,7 +118,7 @@ impl Scaler<'_> {
                 }
                 ScaleStep::RemoveVoter(myid) => {
                     let now = reconfigurer
-                        .remove_voter(&servers, self.password, &committed, *myid)
+                        .remove_voter(&servers, Login::superuser(self.password), &committed, *myid)
                         .await
                         .unwrap_or_else(|e| panic!("{e}"));
                     assert!(!now.servers.contains_key(myid));
