@@ -21,8 +21,8 @@ use serde_json::json;
 use support::control_plane::shared;
 use support::fault;
 use support::kubelet::{
-    Running, bind_pod, ensemble_with_superuser, mount_certificates, next_replaced,
-    refuse_empty_voter, roll_followers_first, run_ensemble, start_empty_observer,
+    Running, bind_pod, ensemble_with_superuser, ensemble_with_superuser_built, mount_certificates,
+    next_replaced, refuse_empty_voter, roll_followers_first, run_ensemble, start_empty_observer,
     start_three_voters,
 };
 use support::operator::{
@@ -394,6 +394,25 @@ fn voters_are(want: &'static [i32]) -> impl Fn(&ZooKeeperEnsembleStatus) -> bool
     }
 }
 
+/// The kubelet's part in a 3 -> 5 scale: starts servers 4 and 5 for pods zk-3 and zk-4;
+/// returns the status once the operator has added them as voters.
+async fn start_servers_4_and_5(
+    zookeeper: &mut support::zookeeper::ZkEnsemble,
+    pods: &Api<Pod>,
+    ensembles: &Api<ZooKeeperEnsemble>,
+) -> ZooKeeperEnsembleStatus {
+    for i in 3..5 {
+        zookeeper.start_member(i).expect("starting a new server");
+        bind_pod(pods, i, zookeeper.member(i).ip()).await;
+    }
+    status_where(
+        ensembles,
+        "ACTIVE with voters 1-5",
+        voters_are(&[1, 2, 3, 4, 5]),
+    )
+    .await
+}
+
 /// Scaling by reconfiguration through the operator: 3 -> 5 (servers started, then added as
 /// voters one at a time), 5 -> 3 (voters removed, the leader among them, then the StatefulSet
 /// shrunk), a refused 3 -> 1 while a member is down, finished when it is back.
@@ -440,16 +459,7 @@ async fn the_operator_scales_by_reconfiguration_and_refuses_to_lose_the_quorum()
         "{}",
         bootstrap.render()
     );
-    for i in 3..5 {
-        zookeeper.start_member(i).expect("starting a new server");
-        bind_pod(&pods, i, zookeeper.member(i).ip()).await;
-    }
-    let status = status_where(
-        &ensembles,
-        "ACTIVE with voters 1-5",
-        voters_are(&[1, 2, 3, 4, 5]),
-    )
-    .await;
+    let status = start_servers_4_and_5(&mut zookeeper, &pods, &ensembles).await;
     println!("3 -> 5 voters committed after {:?}", started.elapsed());
     assert_eq!(status.ready.as_deref(), Some("5/5"));
     assert_eq!(status.quorum, Some(3));
@@ -555,6 +565,122 @@ async fn the_operator_scales_by_reconfiguration_and_refuses_to_lose_the_quorum()
         condition(&status, "Scaling").map(|c| c.status.as_str()),
         Some("False")
     );
+    drop(operator);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
+/// Issue 14, item 3, through the operator: with client authentication enforced, a session
+/// that has not logged in with SASL is refused every request, the operator's included. The
+/// operator logs in as its own user (the agent adds it to the servers' login file, its password
+/// the superuser's digest) on pods that run SASL, and so still reads and changes the
+/// membership: a 3 -> 5 scale adds two voters by reconfiguration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_client_authentication_enforced_the_operator_scales_through_its_own_login() {
+    use zooherd::agent::server::{ClientAuth, JAAS_FILE, read_users};
+    use zookeeper_client as zk;
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "sasl").await.unwrap();
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let users: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "zk-users"},
+        "stringData": {"kafka": "kafka-secret"}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &users)
+        .await
+        .unwrap();
+    let operator = Operator::start(cp, &ns);
+
+    // The servers run as the agent starts them with --sasl-users and --enforce-auth: its zoo.cfg
+    // keys, its login file (written below, once the superuser's digest is known) and the JVM
+    // options that read it.
+    let login_dir = tempfile::tempdir().unwrap();
+    let jaas = login_dir.path().join(JAAS_FILE);
+    let enforced = ClientAuth {
+        users: Default::default(),
+        enforce: true,
+    };
+    let mut launcher = support::zookeeper::JavaLauncher::default();
+    launcher.jvm_options.extend([
+        format!("-Djava.security.auth.login.config={}", jaas.display()),
+        "-Dzookeeper.fips-mode=false".to_owned(),
+    ]);
+    let spec = json!({
+        "replicas": 3,
+        "clientAuthentication": {"saslUsersSecret": "zk-users", "enforce": true},
+    });
+    let (ensembles, mut zookeeper) =
+        ensemble_with_superuser_built(&client, &ns, spec, 5, |builder| {
+            enforced
+                .settings()
+                .iter()
+                .fold(builder.launcher(launcher), |builder, (key, value)| {
+                    builder.config(key, value)
+                })
+        })
+        .await;
+    // The kubelet's mount of the users Secret, and the agent's login file from it.
+    let mounted = tempfile::tempdir().unwrap();
+    std::fs::write(mounted.path().join("kafka"), "kafka-secret").unwrap();
+    let superuser = secrets.get("zk-zooherd-superuser").await.unwrap();
+    let digest = String::from_utf8(superuser.data.unwrap()["digest"].0.clone()).unwrap();
+    let auth = read_users(mounted.path(), Some(&digest), true).expect("the users");
+    std::fs::write(&jaas, auth.jaas()).unwrap();
+
+    let pods = start_three_voters(&client, &ns, &mut zookeeper).await;
+    let status = status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;
+    assert_eq!(status.ready.as_deref(), Some("3/3"));
+    let pod = pods.get("zk-0").await.unwrap();
+    assert!(
+        pod.annotations()
+            .contains_key(names::CLIENT_SASL_ANNOTATION),
+        "the pods say they run SASL"
+    );
+
+    // Enforced indeed: a session without a login is refused; kafka's is served.
+    let servers = zookeeper.connect_string_of(0..3);
+    let anonymous = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .connect(&servers)
+        .await;
+    let read = match &anonymous {
+        Ok(session) => session.get_children("/").await.map(|_| ()),
+        Err(e) => Err(e.clone()),
+    };
+    assert!(matches!(read, Err(zk::Error::AuthFailed)), "{read:?}");
+    let kafka = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .with_sasl(zk::SaslOptions::digest_md5("kafka", "kafka-secret"))
+        .connect(&servers)
+        .await
+        .expect("kafka logs in");
+    kafka.get_children("/").await.expect("kafka reads");
+
+    let started = std::time::Instant::now();
+    ensembles
+        .patch(
+            "zk",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    eventually("pods zk-3 and zk-4", || async {
+        let three = pods.get_opt("zk-3").await.unwrap();
+        let four = pods.get_opt("zk-4").await.unwrap();
+        (three.is_some() && four.is_some()).then_some(())
+    })
+    .await;
+    let status = start_servers_4_and_5(&mut zookeeper, &pods, &ensembles).await;
+    println!(
+        "3 -> 5 voters committed over SASL after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.ready.as_deref(), Some("5/5"));
+    drop(kafka);
     drop(operator);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }

@@ -91,7 +91,7 @@ pub use restore::{
     ENV_RESTORE_SIZE, ENV_RESTORE_VIRTUAL_HOSTED_STYLE, ENV_RESTORE_ZXID, RestoreSource,
     fetch_snapshot, restore_source,
 };
-pub use sasl::{ClientAuth, JAAS_FILE};
+pub use sasl::{ClientAuth, JAAS_FILE, read_users};
 
 use clap::builder::TypedValueParser as _;
 
