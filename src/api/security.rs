@@ -68,6 +68,16 @@ pub fn security_property(option: &str) -> Option<&str> {
 /// from the password in its Secret; as a SASL user it has no rights of its own.
 pub const OPERATOR_SASL_USER: &str = "zooherd";
 
+/// The password of [`OPERATOR_SASL_USER`]: the hash part of the superuser's digest
+/// (`zooherd:<hash>`, as `quorum::reconfig::super_digest` makes it), or `None` for a value
+/// that is not a digest.
+pub fn operator_sasl_password(super_digest: &str) -> Option<&str> {
+    super_digest
+        .split_once(':')
+        .map(|(_, hash)| hash)
+        .filter(|hash| !hash.is_empty())
+}
+
 /// What is wrong with a user of `spec.clientAuthentication.saslUsersSecret` (the Secret's key
 /// is the user, its value the password), if anything. The users go into the servers' JAAS
 /// login file, whose parser ends a quoted value at a line break and expands `${...}` in it;
@@ -122,6 +132,13 @@ pub fn jaas_quoted(password: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operator_logs_in_with_the_hash_part_of_the_superuser_digest() {
+        assert_eq!(operator_sasl_password("zooherd:abc="), Some("abc="));
+        assert_eq!(operator_sasl_password("zooherd:"), None);
+        assert_eq!(operator_sasl_password("no-colon"), None);
+    }
 
     #[test]
     fn security_keys_and_their_properties() {

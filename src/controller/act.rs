@@ -20,7 +20,6 @@ use crate::decide::Disruption;
 use crate::decide::lost_node::Claim;
 use crate::quorum::Myid;
 use crate::quorum::membership::{Membership, ScaleStep, list};
-use crate::quorum::reconfig::Login;
 
 /// How long a failed member gets to exit when the operator restarts it. A frozen or wedged
 /// JVM would only use up the pod's whole grace period (30 s) before the kubelet kills it, and
@@ -182,11 +181,8 @@ async fn change_voters(
     committed: &Membership,
     password: &str,
 ) -> Acted {
-    let addresses = &observation.serving_addresses;
-    let login = Login {
-        password,
-        sasl: observation.serving_sasl,
-    };
+    let addresses = &observation.membership_access.addresses;
+    let login = observation.membership_access.login(password);
     let started = Instant::now();
     super::progress::at("changing the voters");
     // (outcome, what was asked, the Event's reason when done and when failed, its action)

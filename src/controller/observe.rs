@@ -56,10 +56,8 @@ pub struct Observation {
     /// Every server's pod's revision and uid (voters and the servers beyond them), by pod name.
     pub revisions: BTreeMap<String, PodRevision>,
     pub scale: ScaleView,
-    /// The serving servers' client addresses: the membership is read and changed through them.
-    pub serving_addresses: Vec<SocketAddr>,
-    /// Whether those servers take the operator's SASL login ([`membership_access`]).
-    pub serving_sasl: bool,
+    /// The serving servers the membership is read and changed through, and how to log in.
+    pub membership_access: MembershipAccess,
     pub restart_policy: RestartPolicy,
     /// The ensemble's request to restart one member (`annotations::RESTART_MEMBER`).
     pub restart_request: Option<String>,
@@ -149,20 +147,38 @@ fn client_sasl(pod: &Pod) -> bool {
         .contains_key(names::CLIENT_SASL_ANNOTATION)
 }
 
-/// The servers (of `serving`: client address, runs SASL) to read and change the membership
-/// through, and whether to log in with SASL. One session logs in one way: a server with SASL
-/// authentication may refuse a session without it (when enforced), and a server without a
-/// login configuration cannot answer a SASL exchange. While a roll switches SASL on or off both
-/// kinds serve: the kind the spec asks for (`wanted`) is used when one serves, else the other.
-fn membership_access(serving: &[(SocketAddr, bool)], wanted: bool) -> (Vec<SocketAddr>, bool) {
-    let others_only = !serving.is_empty() && serving.iter().all(|&(_, sasl)| sasl != wanted);
-    let sasl = wanted != others_only;
-    let addresses = serving
-        .iter()
-        .filter(|&&(_, s)| s == sasl)
-        .map(|&(address, _)| address)
-        .collect();
-    (addresses, sasl)
+/// The servers to read and change the membership through (client addresses), and whether
+/// they take the operator's SASL login.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MembershipAccess {
+    pub addresses: Vec<SocketAddr>,
+    pub sasl: bool,
+}
+
+impl MembershipAccess {
+    /// The servers of `serving` (client address, runs SASL) to use, and how to log in. One
+    /// session logs in one way: a server with SASL authentication may refuse a session without
+    /// it (when enforced), and a server without a login configuration cannot answer a SASL
+    /// exchange. While a roll switches SASL on or off both kinds serve: the kind the spec asks
+    /// for (`wanted`) is used when one serves, else the other.
+    fn choose(serving: &[(SocketAddr, bool)], wanted: bool) -> Self {
+        let others_only = !serving.is_empty() && serving.iter().all(|&(_, sasl)| sasl != wanted);
+        let sasl = wanted != others_only;
+        let addresses = serving
+            .iter()
+            .filter(|&&(_, s)| s == sasl)
+            .map(|&(address, _)| address)
+            .collect();
+        MembershipAccess { addresses, sasl }
+    }
+
+    /// The operator's login to these servers, with the superuser's `password`.
+    pub fn login<'a>(&self, password: &'a str) -> Login<'a> {
+        Login {
+            password,
+            sasl: self.sasl,
+        }
+    }
 }
 
 /// The voters: the committed ones recorded, else (before the operator first read them)
@@ -272,8 +288,7 @@ pub async fn observe(
         .values()
         .any(|p| p.revision.is_some() && p.revision != update_revision);
     let has_quorum = matches!(computed.summary.phase, Phase::Active | Phase::Degraded);
-    let mut serving_addresses = Vec::new();
-    let mut serving_sasl = false;
+    let mut membership_access = MembershipAccess::default();
     if let Some(password) = password
         && has_quorum
         && (scale.needs_reading() || rolling || !node_losses.is_empty())
@@ -304,15 +319,14 @@ pub async fn observe(
             .client_authentication
             .sasl_users_secret
             .is_some();
-        (serving_addresses, serving_sasl) = membership_access(&serving, wanted);
+        membership_access = MembershipAccess::choose(&serving, wanted);
         super::progress::at("reading the committed membership");
-        let login = Login {
-            password,
-            sasl: serving_sasl,
-        };
         scale.committed = Some(
             ctx.reconfigurer
-                .committed(&serving_addresses, login)
+                .committed(
+                    &membership_access.addresses,
+                    membership_access.login(password),
+                )
                 .await
                 .map_err(|error| error.to_string()),
         );
@@ -329,8 +343,7 @@ pub async fn observe(
         pods,
         revisions,
         scale,
-        serving_addresses,
-        serving_sasl,
+        membership_access,
         restart_policy: RestartPolicy::from(&ensemble.spec.failed_member_restart),
         restart_request: ensemble.annotations().get(RESTART_MEMBER).cloned(),
         node_losses,
@@ -375,13 +388,23 @@ mod tests {
         let a: SocketAddr = "10.0.0.1:2181".parse().unwrap();
         let b: SocketAddr = "10.0.0.2:2181".parse().unwrap();
         let c: SocketAddr = "10.0.0.3:2181".parse().unwrap();
+        let access = |addresses, sasl| MembershipAccess { addresses, sasl };
         let mixed = [(a, true), (b, false), (c, false)];
-        assert_eq!(membership_access(&mixed, true), (vec![a], true));
-        assert_eq!(membership_access(&mixed, false), (vec![b, c], false));
+        assert_eq!(
+            MembershipAccess::choose(&mixed, true),
+            access(vec![a], true)
+        );
+        assert_eq!(
+            MembershipAccess::choose(&mixed, false),
+            access(vec![b, c], false)
+        );
         let old = [(b, false), (c, false)];
-        assert_eq!(membership_access(&old, true), (vec![b, c], false));
+        assert_eq!(
+            MembershipAccess::choose(&old, true),
+            access(vec![b, c], false)
+        );
         let new = [(a, true)];
-        assert_eq!(membership_access(&new, false), (vec![a], true));
-        assert_eq!(membership_access(&[], true), (vec![], true));
+        assert_eq!(MembershipAccess::choose(&new, false), access(vec![a], true));
+        assert_eq!(MembershipAccess::choose(&[], true), access(vec![], true));
     }
 }

@@ -20,7 +20,7 @@ use zookeeper_client as zk;
 
 use super::Myid;
 use super::membership::{Membership, ParseError};
-use crate::api::security::OPERATOR_SASL_USER;
+use crate::api::security::{OPERATOR_SASL_USER, operator_sasl_password};
 
 /// The superuser's name in the digest scheme.
 pub const SUPERUSER: &str = "zooherd";
@@ -153,7 +153,7 @@ impl Reconfigurer {
             .with_auth("digest", auth.as_bytes());
         if login.sasl {
             let digest = super_digest(login.password);
-            let (_, hash) = digest.split_once(':').expect("user:hash");
+            let hash = operator_sasl_password(&digest).expect("super_digest makes user:hash");
             connector = connector.with_sasl(zk::SaslOptions::digest_md5(
                 OPERATOR_SASL_USER,
                 hash.to_owned(),

@@ -21,7 +21,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::error::{StartError, io_error};
-use crate::api::security::{OPERATOR_SASL_USER, jaas_quoted, sasl_user_problem};
+use crate::api::security::{
+    OPERATOR_SASL_USER, jaas_quoted, operator_sasl_password, sasl_user_problem,
+};
 
 /// The JAAS login file, beside the runtime zoo.cfg.
 pub const JAAS_FILE: &str = "jaas.conf";
@@ -91,10 +93,7 @@ pub fn read_users(
     if users.is_empty() {
         return Err(refused("holds no user".to_owned()));
     }
-    let Some(hash) = super_digest
-        .and_then(|digest| digest.split_once(':'))
-        .map(|(_, h)| h)
-    else {
+    let Some(hash) = super_digest.and_then(operator_sasl_password) else {
         return Err(refused(
             "the operator's user needs the superuser's digest (ZOOHERD_SUPER_DIGEST), which is not set"
                 .to_owned(),
