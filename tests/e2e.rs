@@ -19,7 +19,10 @@
 //! uncordon, with never fewer than a quorum of servers up. Then issue 13's partition
 //! (tests/e2e/partition.rs): the leader cut off from its peers in its own network namespace; the
 //! others elect a leader and keep acknowledging writes, the status shows DEGRADED, and after the
-//! heal ACTIVE 3/3 with no restart, the fault tier's workload linearizable throughout.
+//! heal ACTIVE 3/3 with no restart, the fault tier's workload linearizable throughout. Then
+//! issue 14's client authentication (tests/e2e/client_auth.rs): SASL users from a Secret, then
+//! enforced, each a roll with a writer through it (anonymous, then logged in), and once enforced
+//! every server refuses an anonymous session and a wrong password.
 //!
 //! First, the NetworkPolicy story of issue 14: the node enforces NetworkPolicies (kube-router,
 //! firewall only), and rogue pods in another namespace and in the ensemble's own try every door
@@ -54,6 +57,8 @@
 
 #[path = "e2e/backups.rs"]
 mod backups;
+#[path = "e2e/client_auth.rs"]
+mod client_auth;
 #[path = "e2e/drain.rs"]
 mod drain;
 #[path = "e2e/grafana.rs"]
@@ -248,8 +253,17 @@ async fn pod_ip(pods: &Api<Pod>, name: &str) -> String {
 /// How many acknowledged writes a story's check of them needs at least.
 const ENOUGH_WRITES: usize = 100;
 
+/// A client's SASL DIGEST-MD5 login, for an ensemble with `spec.clientAuthentication`.
+#[derive(Clone, Debug)]
+struct SaslLogin {
+    user: String,
+    password: String,
+}
+
 /// The writes a [`Writer`] saw acknowledged, and how long the ensemble took none.
 struct WriterReport {
+    /// How the writer logged in: [`verify_writes`] reads back the same way.
+    login: Option<SaslLogin>,
     acknowledged: Vec<(String, u64)>,
     failed: u64,
     longest_gap: Duration,
@@ -261,7 +275,8 @@ struct WriterReport {
 /// every 20 ms, through the walkthrough. It connects to the servers' pod IPs and keeps its
 /// session through failures as real clients do ([`support::writer::give_up_session`]); when
 /// the pods' addresses change (a recreated pod may have a new IP) it opens a session with the
-/// new ones beside the old, and moves over once it is open.
+/// new ones beside the old, and moves over once it is open. Its sessions log in with SASL when
+/// it is given a login ([`Writer::start_as`]).
 struct Writer {
     stop: Arc<AtomicBool>,
     acknowledged: Arc<AtomicU64>,
@@ -270,11 +285,16 @@ struct Writer {
 
 impl Writer {
     fn start(pods: Api<Pod>, selector: String) -> Writer {
+        Writer::start_as(pods, selector, None)
+    }
+
+    fn start_as(pods: Api<Pod>, selector: String, login: Option<SaslLogin>) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let acknowledged = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn(write_loop(
             pods,
             selector,
+            login,
             stop.clone(),
             acknowledged.clone(),
         ));
@@ -332,8 +352,9 @@ async fn connect_string(pods: &Api<Pod>, selector: &str) -> String {
         .join(",")
 }
 
-async fn connect(pods: &Api<Pod>, selector: &str) -> Option<zk::Client> {
-    open_session(connect_string(pods, selector).await, Duration::from_secs(2)).await
+async fn connect(pods: &Api<Pod>, selector: &str, login: Option<&SaslLogin>) -> Option<zk::Client> {
+    let servers = connect_string(pods, selector).await;
+    open_session(servers, Duration::from_secs(2), login).await
 }
 
 /// A writer's session, with the servers' addresses it was opened with.
@@ -341,13 +362,23 @@ type WriterSession = (String, zk::Client);
 
 /// A session with the servers of `servers`, if one opens within 5 s; each server is given
 /// `connection_timeout` to answer.
-async fn open_session(servers: String, connection_timeout: Duration) -> Option<zk::Client> {
+async fn open_session(
+    servers: String,
+    connection_timeout: Duration,
+    login: Option<&SaslLogin>,
+) -> Option<zk::Client> {
     if servers.is_empty() {
         return None;
     }
-    let connector = zk::Client::connector()
+    let mut connector = zk::Client::connector()
         .with_session_timeout(Duration::from_secs(10))
         .with_connection_timeout(connection_timeout);
+    if let Some(login) = login {
+        connector = connector.with_sasl(zk::SaslOptions::digest_md5(
+            login.user.clone(),
+            login.password.clone(),
+        ));
+    }
     match tokio::time::timeout(Duration::from_secs(5), connector.connect(&servers)).await {
         Ok(Ok(client)) => Some(client),
         _ => None,
@@ -357,11 +388,13 @@ async fn open_session(servers: String, connection_timeout: Duration) -> Option<z
 async fn write_loop(
     pods: Api<Pod>,
     selector: String,
+    login: Option<SaslLogin>,
     stop: Arc<AtomicBool>,
     acknowledged: Arc<AtomicU64>,
 ) -> WriterReport {
     let mode = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
     let mut report = WriterReport {
+        login: login.clone(),
         acknowledged: Vec::new(),
         failed: 0,
         longest_gap: Duration::ZERO,
@@ -391,9 +424,10 @@ async fn write_loop(
                 .as_ref()
                 .is_none_or(|(opened_with, _)| *opened_with != servers);
             if moved && !servers.is_empty() {
+                let login = login.clone();
                 opening = Some(tokio::spawn(async move {
-                    let client =
-                        open_session(servers.clone(), support::writer::CONNECTION_TIMEOUT).await?;
+                    let timeout = support::writer::CONNECTION_TIMEOUT;
+                    let client = open_session(servers.clone(), timeout, login.as_ref()).await?;
                     let parent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
                     let _ = client.create("/e2e-writes", b"", &parent).await;
                     Some((servers, client))
@@ -447,7 +481,7 @@ async fn verify_writes(pods: &Api<Pod>, selector: &str, report: &WriterReport) -
         "too few writes were acknowledged ({}) for the check to mean anything",
         report.acknowledged.len()
     );
-    let client = connect(pods, selector)
+    let client = connect(pods, selector, report.login.as_ref())
         .await
         .expect("connecting to read the writes back");
     let children: std::collections::BTreeSet<String> = client
@@ -615,6 +649,7 @@ async fn seed_walkthroughs_on_a_real_node() {
     scaling(&cluster, &client).await;
     drain::drain_during_a_roll(&cluster, &client).await;
     partition::leader_cut_off_from_its_peers(&cluster, &client).await;
+    client_auth::sasl_switched_on_then_enforced(&cluster, &client).await;
     backups::backed_up_drilled_and_restored(&cluster, &client).await;
 }
 

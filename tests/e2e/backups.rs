@@ -60,7 +60,7 @@ pub async fn backed_up_drilled_and_restored(cluster: &LocalCluster, client: &kub
          spec: {replicas: 3, backup: {enabled: true}, storage: {retention: {whenDeleted: Delete}}}\n",
     );
     active_3_of_3(cluster, &ensembles, "zk", FORM_TIMEOUT).await;
-    let writer = connect(&pods, &selector("zk"))
+    let writer = connect(&pods, &selector("zk"), None)
         .await
         .expect("a session with the ensemble");
     let paths = write_tree(&writer).await;
@@ -172,7 +172,7 @@ pub async fn backed_up_drilled_and_restored(cluster: &LocalCluster, client: &kub
         stored.zxid.as_ref()
     );
     assert_eq!(status.phase, Some(Phase::Active));
-    let reader = connect(&pods, &selector("zk-restored"))
+    let reader = connect(&pods, &selector("zk-restored"), None)
         .await
         .expect("a session with the restored ensemble");
     assert_eq!(read_tree(&reader, &paths).await, before);

@@ -373,6 +373,17 @@ impl LocalCluster {
             .expect("running kubectl");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// The last lines of a pod's log, for failure messages.
+    pub fn pod_log(&self, namespace: &str, pod: &str) -> String {
+        let out = self
+            .api
+            .kubectl()
+            .args(["-n", namespace, "logs", pod, "--tail=80"])
+            .output()
+            .expect("running kubectl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 impl Drop for LocalCluster {

@@ -1,0 +1,203 @@
+//! Issue 14: SASL client authentication switched on for a running ensemble on a real node, the
+//! way the README tells users to: the users first (`saslUsersSecret`, one roll: clients may now
+//! log in, anonymous ones still work), then `enforce` (a second roll: only logged-in sessions are
+//! served). A writer runs through each roll, anonymous through the first and logged in as the
+//! Secret's user through the second, and every write it saw acknowledged must be there after.
+//!
+//! What only a real node shows: the kubelet mounts the users Secret where the agent reads it, with
+//! modes the server's user can read (a server that cannot would crash-loop, and the roll stop);
+//! the operator's own SASL login (it reads the membership through the servers during each roll)
+//! works through the Service network; and, once enforced, an anonymous session or a wrong
+//! password is refused by every server while the user's session is served.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use zookeeper_client as zk;
+
+use zooherd::api::{Phase, ZooKeeperEnsemble};
+use zooherd::build::names::CLIENT_SASL_ANNOTATION;
+
+use super::drain::is_ready;
+use super::support::local_cluster::LocalCluster;
+use super::{
+    SaslLogin, Writer, assert_not_restarted, secs, selector, three_servers_active, verify_writes,
+};
+
+/// How long one roll of three servers may take on a loaded 2-core machine.
+const ROLL_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub async fn sasl_switched_on_then_enforced(cluster: &LocalCluster, client: &kube::Client) {
+    let story = Instant::now();
+    let (ns, ensembles, pods) = three_servers_active(cluster, client, "e2e-sasl").await;
+    let name = "zk";
+    let kafka = SaslLogin {
+        user: "kafka".to_owned(),
+        password: "kafka-e2e-password".to_owned(),
+    };
+    let users: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "zk-users"},
+        "stringData": {&kafka.user: &kafka.password},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &users)
+        .await
+        .unwrap();
+
+    // The users, not enforced: an anonymous writer keeps writing through the roll.
+    let writer = Writer::start(pods.clone(), selector(name));
+    writer.wait_for_writes("before the users").await;
+    let t = Instant::now();
+    let spec = json!({"spec": {"clientAuthentication": {"saslUsersSecret": "zk-users"}}});
+    ensembles
+        .patch(name, &PatchParams::default(), &Patch::Merge(spec))
+        .await
+        .unwrap();
+    let with_users = |pod: &Pod| {
+        pod.metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(CLIENT_SASL_ANNOTATION))
+    };
+    rolled(cluster, &ensembles, &pods, name, with_users).await;
+    eprintln!(
+        "(sasl) users from the Secret: every server restarted with them, ACTIVE 3/3 after {}",
+        secs(t)
+    );
+    let report = writer.finish().await;
+    eprintln!(
+        "(sasl) anonymous writer through the roll: {}",
+        verify_writes(&pods, &selector(name), &report).await
+    );
+
+    // Enforced, with a writer logged in as the Secret's user through the roll.
+    let writer = Writer::start_as(pods.clone(), selector(name), Some(kafka.clone()));
+    writer.wait_for_writes("logged in as kafka").await;
+    let t = Instant::now();
+    let spec = json!({"spec": {"clientAuthentication": {"enforce": true}}});
+    ensembles
+        .patch(name, &PatchParams::default(), &Patch::Merge(spec))
+        .await
+        .unwrap();
+    let enforcing = |pod: &Pod| {
+        pod.spec.as_ref().is_some_and(|spec| {
+            let args = spec.containers[0].args.as_deref().unwrap_or_default();
+            args.iter().any(|arg| arg == "--enforce-auth")
+        })
+    };
+    rolled(cluster, &ensembles, &pods, name, enforcing).await;
+    eprintln!(
+        "(sasl) enforced: every server restarted enforcing, ACTIVE 3/3 after {}",
+        secs(t)
+    );
+    let report = writer.finish().await;
+    eprintln!(
+        "(sasl) writer logged in as kafka through the roll: {}",
+        verify_writes(&pods, &selector(name), &report).await
+    );
+
+    // Every server, asked alone: the user is served, an anonymous session and a wrong password
+    // are not.
+    let wrong = SaslLogin {
+        password: "not-the-password".to_owned(),
+        ..kafka.clone()
+    };
+    let list = pods
+        .list(&ListParams::default().labels(&selector(name)))
+        .await
+        .unwrap();
+    for pod in &list.items {
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap();
+        let server = format!("{ip}:2181");
+        let served = read_as(&server, Some(&kafka)).await;
+        assert!(
+            matches!(served, Ok(n) if n > 0),
+            "{pod_name} ({server}): kafka: {served:?}\n{}",
+            cluster.pod_log(&ns, &pod_name)
+        );
+        let anonymous = read_as(&server, None).await;
+        assert!(anonymous.is_err(), "{server}: anonymous: {anonymous:?}");
+        let wrong = read_as(&server, Some(&wrong)).await;
+        assert!(wrong.is_err(), "{server}: a wrong password: {wrong:?}");
+        eprintln!(
+            "(sasl) {pod_name}: kafka served; anonymous refused ({}); a wrong password refused ({})",
+            anonymous.unwrap_err(),
+            wrong.unwrap_err()
+        );
+    }
+    eprintln!("(sasl) the story took {}", secs(story));
+    cluster.api().delete_namespace(client, &ns).await.unwrap();
+}
+
+/// How many znodes `/e2e-writes` has, read in a session with `server` alone, logged in as
+/// `login`; or why not.
+async fn read_as(server: &str, login: Option<&SaslLogin>) -> Result<usize, String> {
+    let mut connector = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .with_connection_timeout(Duration::from_secs(5));
+    if let Some(login) = login {
+        connector = connector.with_sasl(zk::SaslOptions::digest_md5(
+            login.user.clone(),
+            login.password.clone(),
+        ));
+    }
+    let session = tokio::time::timeout(Duration::from_secs(10), connector.connect(server))
+        .await
+        .map_err(|_| "no session within 10 s".to_owned())?
+        .map_err(|e| format!("session refused: {e}"))?;
+    let children = session.list_children("/e2e-writes").await;
+    children
+        .map(|c| c.len())
+        .map_err(|e| format!("read refused: {e}"))
+}
+
+/// Waits until the ensemble's three servers run in pods that `done` says are rolled, none being
+/// deleted or ever restarted (a server that cannot read its users would crash-loop), every one
+/// Ready (serving: see `agent::probe`), and the ensemble shows ACTIVE 3/3. The pods' readiness
+/// counts too because the status may still be the one written before the last pod went.
+async fn rolled(
+    cluster: &LocalCluster,
+    ensembles: &Api<ZooKeeperEnsemble>,
+    pods: &Api<Pod>,
+    name: &str,
+    done: impl Fn(&Pod) -> bool,
+) {
+    let deadline = Instant::now() + ROLL_TIMEOUT;
+    loop {
+        let list = pods
+            .list(&ListParams::default().labels(&selector(name)))
+            .await
+            .unwrap();
+        for pod in &list.items {
+            assert_not_restarted(pod, "during the roll");
+        }
+        let all_rolled = list.items.len() == 3
+            && list
+                .items
+                .iter()
+                .all(|p| done(p) && p.metadata.deletion_timestamp.is_none() && is_ready(p));
+        let status = ensembles
+            .get(name)
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default();
+        if all_rolled
+            && status.phase == Some(Phase::Active)
+            && status.ready.as_deref() == Some("3/3")
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the roll did not finish: {status:?}\n{}",
+            cluster.operator_log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
