@@ -4,8 +4,8 @@
 //!
 //! The fixed stories of `operator_real_zookeeper.rs` each place one fault at one point of a
 //! roll. Here a seeded nemesis draws, round after round, whether a roll runs (a change of
-//! `spec.config`) or a scale 3 -> 5 -> 3 or 3 -> 7 -> 3 (by reconfiguration, one voter at a
-//! time), whether an operator fault lands during it (the leading replica killed with
+//! `spec.config`) or a scale 3 -> 1 -> 3, 3 -> 5 -> 3 or 3 -> 7 -> 3 (by reconfiguration, one
+//! voter at a time), whether an operator fault lands during it (the leading replica killed with
 //! SIGKILL, or a replica cut off from the API server and healed), and whether a member fault
 //! lands too (`kill -9` of a server, which its container restarts; a freeze past the
 //! failed-member threshold, which the operator answers by evicting the pod; or its volume
@@ -132,9 +132,10 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
         println!("round {round}:");
         let deleted_before = deleted.load(Ordering::Relaxed);
         // What the operator does this round: a roll (a new value of a key that rolls every
-        // server), a scale 3 -> 5 -> 3 or 3 -> 7 -> 3, or nothing.
+        // server), a scale 3 -> 1 -> 3, 3 -> 5 -> 3 or 3 -> 7 -> 3, or nothing.
         let disruption_kind = rng.below(4);
-        let scale_to: u8 = if rng.below(2) == 0 { 5 } else { 7 };
+        let scale_to: u8 = [1, 5, 7][rng.below(3) as usize];
+        let to_one = disruption_kind == 3 && scale_to == 1;
         let disruption = async {
             let patch = |spec: serde_json::Value| {
                 let ensembles = ensembles.clone();
@@ -160,10 +161,10 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
                 _ => {
                     patch(json!({"replicas": scale_to})).await;
                     at(&format!("scale: 3 -> {scale_to}"));
-                    count(if scale_to == 5 {
-                        "scale 3 -> 5 -> 3"
-                    } else {
-                        "scale 3 -> 7 -> 3"
+                    count(match scale_to {
+                        1 => "scale 3 -> 1 -> 3",
+                        5 => "scale 3 -> 5 -> 3",
+                        _ => "scale 3 -> 7 -> 3",
                     });
                     let voters: Vec<i32> = (1..=i32::from(scale_to)).collect();
                     voters_are(&ensembles, &voters).await;
@@ -234,7 +235,16 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
                 }
                 3 => {
                     // The volume lost (a disk replaced, say): the server stops, its data is
-                    // gone, and its agent refuses to start it again as a voter.
+                    // gone, and its agent refuses to start it again as a voter. Not during a
+                    // 3 -> 1 -> 3 scale: with one or two voters a lost volume is beyond the
+                    // fault tolerance (with one, the only copy; with two, the other cannot
+                    // commit its removal), which no operator can undo.
+                    if to_one {
+                        at(&format!(
+                            "member: zk-{victim} not wiped: fewer than three voters this round"
+                        ));
+                        return;
+                    }
                     let mut zookeeper = zookeeper.lock().await;
                     let Some(uid) = pod().await.filter(|_| zookeeper.is_running(victim)) else {
                         at(&format!("member: zk-{victim} not running, not wiped"));
