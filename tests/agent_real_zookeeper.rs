@@ -97,7 +97,7 @@ impl Ensemble {
             &BTreeMap::new(),
             false,
             stage,
-            false,
+            zooherd::build::tls::ClientTls::Off,
             false,
         );
         match &self.tls_dir {

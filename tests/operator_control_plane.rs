@@ -379,6 +379,116 @@ async fn an_apply_error_is_a_condition_and_the_status_goes_on() {
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
 
+/// The message of the ensemble's ApplyFailed condition, once it is true and contains
+/// `expected`.
+async fn apply_failed_with(
+    ensembles: &Api<ZooKeeperEnsemble>,
+    name: &str,
+    expected: &'static str,
+) -> String {
+    eventually(expected, || async {
+        let condition = true_condition(&ensembles.get(name).await.unwrap(), "ApplyFailed")?;
+        condition
+            .message
+            .contains(expected)
+            .then_some(condition.message)
+    })
+    .await
+}
+
+/// Waits until the ensemble's ApplyFailed condition is not true.
+async fn apply_failed_cleared(ensembles: &Api<ZooKeeperEnsemble>, name: &str) {
+    eventually("the ApplyFailed condition to clear", || async {
+        true_condition(&ensembles.get(name).await.unwrap(), "ApplyFailed")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+/// The Secret the pod's volume `volume` comes from.
+fn secret_of_volume(pod: &k8s_openapi::api::core::v1::PodSpec, volume: &str) -> Option<String> {
+    pod.volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == volume)?
+        .secret
+        .as_ref()?
+        .secret_name
+        .clone()
+}
+
+/// The client CA Secret is the user's too (a cert-manager CA Issuer's, say): a missing one, or
+/// one without a CA certificate under `ca.crt`, is the ApplyFailed condition naming it, and
+/// nothing is written; a usable one is mounted (its `ca.crt` only) and hashed into the pod
+/// template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_ca_comes_from_the_users_secret_and_a_bad_one_is_a_condition() {
+    use k8s_openapi::api::core::v1::Secret;
+    let cp = shared();
+    install_crds(cp);
+    let client = cp.client().await;
+    let ns = cp.create_namespace(&client, "client-ca").await.unwrap();
+    let operator = Operator::start(cp, &ns);
+    let ensembles = Api::<ZooKeeperEnsemble>::namespaced(client.clone(), &ns);
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let stateful_sets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    let name = "zk";
+    let mut ensemble = example_ensemble(name);
+    ensemble.spec.tls.client = true;
+    ensemble.spec.client_authentication.x509_client_ca_secret = Some("clients-ca".to_owned());
+    ensembles
+        .create(&PostParams::default(), &ensemble)
+        .await
+        .unwrap();
+    let failed = |expected: &'static str| apply_failed_with(&ensembles, name, expected);
+    let message = failed("does not exist").await;
+    assert!(
+        message.starts_with(
+            "the client CA Secret clients-ca (spec.clientAuthentication.x509ClientCaSecret) does not exist"
+        ),
+        "{message}"
+    );
+    assert!(stateful_sets.get_opt(name).await.unwrap().is_none());
+
+    let ca = zooherd::tls::issue("clients", &[], &[], jiff::Timestamp::now())
+        .unwrap()
+        .ca_certificate;
+    let secret = |key: &str| -> Secret {
+        serde_json::from_value(json!({
+            "metadata": {"name": "clients-ca"},
+            "stringData": {key: ca},
+        }))
+        .unwrap()
+    };
+    secrets
+        .create(&PostParams::default(), &secret("tls.crt"))
+        .await
+        .unwrap();
+    failed("has no key ca.crt").await;
+    assert!(stateful_sets.get_opt(name).await.unwrap().is_none());
+
+    secrets
+        .replace("clients-ca", &PostParams::default(), &secret("ca.crt"))
+        .await
+        .unwrap();
+    let sts = eventually("the StatefulSet", || async {
+        stateful_sets.get_opt(name).await.unwrap()
+    })
+    .await;
+    let template = sts.spec.unwrap().template;
+    let annotations = template.metadata.unwrap().annotations.unwrap();
+    assert_eq!(annotations["zooherd.dev/client-x509-ca"].len(), 16);
+    let pod = template.spec.unwrap();
+    assert_eq!(
+        secret_of_volume(&pod, "client-ca").as_deref(),
+        Some("clients-ca")
+    );
+    apply_failed_cleared(&ensembles, name).await;
+    drop(operator);
+    cp.delete_namespace(&client, &ns).await.unwrap();
+}
+
 /// The SASL users Secret is the user's: a missing or unusable one is the ApplyFailed condition,
 /// naming it and the fix, and nothing is written; a usable one is mounted, and its contents
 /// are in the pod template, so that changed users roll the servers.
@@ -401,19 +511,7 @@ async fn sasl_users_come_from_the_users_secret_and_a_bad_one_is_a_condition() {
         .create(&PostParams::default(), &ensemble)
         .await
         .unwrap();
-    let failed = |expected: &'static str| {
-        let ensembles = ensembles.clone();
-        async move {
-            eventually(expected, || async {
-                let condition = true_condition(&ensembles.get(name).await.unwrap(), "ApplyFailed")?;
-                condition
-                    .message
-                    .contains(expected)
-                    .then_some(condition.message)
-            })
-            .await
-        }
-    };
+    let failed = |expected: &'static str| apply_failed_with(&ensembles, name, expected);
     let message = failed("does not exist").await;
     assert!(
         message.starts_with(
@@ -463,22 +561,11 @@ async fn sasl_users_come_from_the_users_secret_and_a_bad_one_is_a_condition() {
         ]),
         "{args:?}"
     );
-    let volume = pod
-        .volumes
-        .unwrap()
-        .into_iter()
-        .find(|v| v.name == "sasl-users")
-        .unwrap();
     assert_eq!(
-        volume.secret.unwrap().secret_name.as_deref(),
+        secret_of_volume(&pod, "sasl-users").as_deref(),
         Some("zk-users")
     );
-    eventually("the ApplyFailed condition to clear", || async {
-        true_condition(&ensembles.get(name).await.unwrap(), "ApplyFailed")
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    apply_failed_cleared(&ensembles, name).await;
 
     // A new password: read at the next full apply, which any change of the ensemble brings
     // forward; a new template revision, which the operator rolls.
@@ -726,6 +813,10 @@ async fn api_server_rejects_invalid_manifests_naming_the_field() {
         (
             json!({"clientAuthentication": {"enforce": true}}),
             zooherd::api::validate::ENFORCE_NEEDS_USERS,
+        ),
+        (
+            json!({"clientAuthentication": {"x509ClientCaSecret": "clients-ca"}}),
+            zooherd::api::validate::X509_NEEDS_CLIENT_TLS,
         ),
     ] {
         let message = rejection(&ensembles, spec.clone()).await;

@@ -602,6 +602,7 @@ async fn with_client_authentication_enforced_the_operator_scales_through_its_own
     let enforced = ClientAuth {
         users: Default::default(),
         enforce: true,
+        x509: false,
     };
     let mut launcher = support::zookeeper::JavaLauncher::default();
     launcher.jvm_options.extend([

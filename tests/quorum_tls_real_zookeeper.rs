@@ -13,7 +13,10 @@
 //!   certificate of the ensemble's CA: the operator's prober and the pod's own probe get in;
 //!   plain HTTP, no certificate and another CA's certificate get no answer;
 //! - the TLS client port serves the ensemble's certificate beside the plaintext one: a client
-//!   that trusts the ensemble's CA writes over it, one that trusts another CA gets no session.
+//!   that trusts the ensemble's CA writes over it, one that trusts another CA gets no session;
+//! - with client certificates of the user's CA and authentication enforced, a client with such
+//!   a certificate is logged in as `x509:<subject DN>` and served; one with no certificate,
+//!   one with another CA's certificate, or on the plaintext port, is refused every request.
 //!
 //! Run `bash tests/cluster/setup.sh` once first, then
 //! `cargo test --test quorum_tls_real_zookeeper -- --nocapture` to see the figures (each
@@ -37,7 +40,7 @@ use support::zookeeper::{
 };
 use tokio::sync::Mutex;
 use zooherd::build::names::SECURE_CLIENT_PORT;
-use zooherd::build::tls::{CA_KEY, KEY_STORE_KEY, QuorumTls, client_zoo_cfg_entries};
+use zooherd::build::tls::{CA_KEY, ClientTls, KEY_STORE_KEY, QuorumTls};
 use zooherd::quorum::reconfig::super_digest;
 use zooherd::tls::{QuorumCertificates, admin_client, issue};
 use zookeeper_client as zk;
@@ -403,15 +406,21 @@ async fn skipping_a_stage_leaves_a_server_that_cannot_join() {
 /// Runs ZooKeeper's own command-line client (`ZooKeeperMain`, what `zkCli.sh` runs) with
 /// `command` against the TLS client port of `ip`, as a Java client configured for TLS does:
 /// the Netty socket, `zookeeper.client.secure`, and a trust store holding only `ca_file`, with
-/// host name verification on (the test certificates name the members' addresses). Returns
+/// host name verification on (the test certificates name the members' addresses); with
+/// `identity` (a PEM key store: key and certificate), it presents that certificate. Returns
 /// whether it succeeded, and what it printed.
-fn java_tls_client(ca_file: &Path, ip: Ipv4Addr, command: &[&str]) -> (bool, String) {
+fn java_tls_client(
+    ca_file: &Path,
+    identity: Option<&Path>,
+    ip: Ipv4Addr,
+    command: &[&str],
+) -> (bool, String) {
     let home = zookeeper_home();
     let mut class_path = home.join("lib").into_os_string();
     class_path.push("/*:");
     class_path.push(home.join("conf"));
-    let output = Command::new("timeout")
-        .arg("30")
+    let mut java = Command::new("timeout");
+    java.arg("30")
         .arg(java_path())
         .arg("-cp")
         .arg(class_path)
@@ -421,7 +430,15 @@ fn java_tls_client(ca_file: &Path, ip: Ipv4Addr, command: &[&str]) -> (bool, Str
             "-Dzookeeper.ssl.trustStore.location={}",
             ca_file.display()
         ))
-        .arg("-Dzookeeper.ssl.trustStore.type=PEM")
+        .arg("-Dzookeeper.ssl.trustStore.type=PEM");
+    if let Some(key_store) = identity {
+        java.arg(format!(
+            "-Dzookeeper.ssl.keyStore.location={}",
+            key_store.display()
+        ))
+        .arg("-Dzookeeper.ssl.keyStore.type=PEM");
+    }
+    let output = java
         .arg("org.apache.zookeeper.ZooKeeperMain")
         .args(["-timeout", "5000", "-server"])
         .arg(format!("{ip}:{SECURE_CLIENT_PORT}"))
@@ -430,6 +447,33 @@ fn java_tls_client(ca_file: &Path, ip: Ipv4Addr, command: &[&str]) -> (bool, Str
         .output()
         .expect("run ZooKeeperMain");
     support::outcome(&output)
+}
+
+/// Starts three members with quorum TLS on, `issued`'s certificates and the TLS client port
+/// as `client_tls` renders it, each listening on its own address as each pod does; `adjust`
+/// changes member `i`'s zoo.cfg keys before it starts. Waits until they serve.
+async fn start_with_client_port(
+    zk: &mut ZkEnsemble,
+    issued: &QuorumCertificates,
+    client_tls: ClientTls,
+    adjust: impl Fn(&mut Vec<(String, Option<String>)>, usize),
+) {
+    admit(zk, 0..3, issued);
+    for i in 0..3 {
+        install(zk, i, issued);
+        let mut config = stage_config(zk, i, QuorumTls::On);
+        config.extend(member_files(zk, i, client_tls.zoo_cfg_entries()));
+        config.push((
+            "secureClientPortAddress".to_owned(),
+            Some(zk.member(i).ip().to_string()),
+        ));
+        adjust(&mut config, i);
+        zk.rewrite_config(i, &config).expect("rewrite zoo.cfg");
+        zk.start_member(i).expect("start a member");
+    }
+    zk.wait_for_all_serving(START_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Issue 14, item 3: the TLS client port (`spec.tls.client`) serves the ensemble's certificate
@@ -442,29 +486,14 @@ async fn clients_reach_the_tls_client_port_with_the_ensembles_ca() {
         .prepare()
         .expect("prepare the ensemble");
     let issued = certificates(&zk);
-    admit(&mut zk, 0..3, &issued);
-    for i in 0..3 {
-        install(&zk, i, &issued);
-        let mut config = stage_config(&zk, i, QuorumTls::On);
-        config.extend(member_files(&zk, i, client_zoo_cfg_entries()));
-        // Every member listens on its own loopback address, as each pod has its own.
-        config.push((
-            "secureClientPortAddress".to_owned(),
-            Some(zk.member(i).ip().to_string()),
-        ));
-        zk.rewrite_config(i, &config).expect("rewrite zoo.cfg");
-        zk.start_member(i).expect("start a member");
-    }
-    zk.wait_for_all_serving(START_TIMEOUT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    start_with_client_port(&mut zk, &issued, ClientTls::On, |_, _| ()).await;
 
     let ip = zk.member(0).ip();
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.crt");
     fs::write(&ca_file, &issued.ca_certificate).unwrap();
     let started = Instant::now();
-    let (ok, output) = java_tls_client(&ca_file, ip, &["create", "/over-tls", "secret"]);
+    let (ok, output) = java_tls_client(&ca_file, None, ip, &["create", "/over-tls", "secret"]);
     assert!(ok, "a write over TLS with the ensemble's CA:\n{output}");
     println!(
         "ZooKeeperMain wrote over TLS to {ip}:{SECURE_CLIENT_PORT} in {:?}",
@@ -480,7 +509,7 @@ async fn clients_reach_the_tls_client_port_with_the_ensembles_ca() {
 
     let stranger = dir.path().join("stranger.crt");
     fs::write(&stranger, certificates(&zk).ca_certificate).unwrap();
-    let (ok, output) = java_tls_client(&stranger, ip, &["create", "/stranger", "x"]);
+    let (ok, output) = java_tls_client(&stranger, None, ip, &["create", "/stranger", "x"]);
     // Refused for the certificate, not for anything else.
     let refusal = output.lines().find(|line| line.contains("PKIX"));
     assert!(
@@ -495,6 +524,114 @@ async fn clients_reach_the_tls_client_port_with_the_ensembles_ca() {
         plain.get_data("/stranger").await.is_err(),
         "nothing was written by a client that trusts another CA"
     );
+}
+
+/// Issue 14, item 3: client certificates (`spec.clientAuthentication.x509ClientCaSecret`) on
+/// the TLS client port, with authentication enforced (`enforce: true`), as the operator renders
+/// them: a client with a certificate of the user's CA is logged in as `x509:<subject DN>` and
+/// writes; without a certificate, with another CA's, or on the plaintext port, every request
+/// is refused.
+#[tokio::test]
+async fn clients_with_a_certificate_of_the_users_ca_log_in_as_x509() {
+    use zooherd::agent::server::ClientAuth;
+    use zooherd::build::names::X509_CLIENT_CA_DIR;
+
+    let _turn = ONE_ENSEMBLE_AT_A_TIME.lock().await;
+    let mut zk = ZkEnsemble::builder(3)
+        .prepare()
+        .expect("prepare the ensemble");
+    let issued = certificates(&zk);
+    // The user's CA for clients (a cert-manager CA Issuer's, say), a client certificate from
+    // it, and one from a CA the servers were not given.
+    let dir = tempfile::tempdir().unwrap();
+    let now = jiff::Timestamp::now();
+    let users_ca = issue("clients", &[], &[], now).expect("the users' CA");
+    let users_ca_file = dir.path().join("users-ca.crt");
+    fs::write(&users_ca_file, &users_ca.ca_certificate).unwrap();
+    let key_store = |ca: &QuorumCertificates, holder: &str| {
+        let client = admin_client("clients", &ca.ca_certificate, &ca.ca_key, holder, now).unwrap();
+        let path = dir.path().join(format!("{holder}.pem"));
+        fs::write(&path, format!("{}{}", client.key, client.certificate)).unwrap();
+        path
+    };
+    let kafka = key_store(&users_ca, "kafka");
+    let mallory = key_store(&issue("elsewhere", &[], &[], now).unwrap(), "mallory");
+    // Enforced, with the schemes the agent sets when the pod takes client certificates.
+    let enforced = ClientAuth {
+        users: Default::default(),
+        enforce: true,
+        x509: true,
+    };
+    let users_ca_mount = format!("{X509_CLIENT_CA_DIR}/{CA_KEY}");
+    let pod_files = |config: &mut Vec<(String, Option<String>)>, _: usize| {
+        for (_, value) in config.iter_mut() {
+            if value.as_deref() == Some(users_ca_mount.as_str()) {
+                *value = Some(users_ca_file.display().to_string());
+            }
+        }
+        config.extend(enforced.settings().into_iter().map(|(k, v)| (k, Some(v))));
+    };
+    start_with_client_port(&mut zk, &issued, ClientTls::ClientCertificates, pod_files).await;
+    let ip = zk.member(0).ip();
+    let ca_file = dir.path().join("ca.crt");
+    fs::write(&ca_file, &issued.ca_certificate).unwrap();
+
+    let started = Instant::now();
+    let (_, output) = java_tls_client(
+        &ca_file,
+        Some(&kafka),
+        ip,
+        &["create", "/x509", "written with a certificate"],
+    );
+    assert!(
+        output.contains("Created /x509"),
+        "a client with a certificate of the users' CA:\n{output}"
+    );
+    println!(
+        "ZooKeeperMain with a client certificate wrote over TLS in {:?}",
+        started.elapsed()
+    );
+    let (_, output) = java_tls_client(&ca_file, Some(&kafka), ip, &["whoami"]);
+    let identity = output.lines().find(|l| l.contains("x509"));
+    assert!(
+        identity.is_some_and(|l| l.contains("CN=kafka")),
+        "logged in as x509:<subject DN>:\n{output}"
+    );
+    println!("whoami: {}", identity.unwrap().trim());
+
+    // No certificate: the handshake takes it (clientAuth=want), enforcement refuses it.
+    let (_, output) = java_tls_client(&ca_file, None, ip, &["create", "/anonymous", "x"]);
+    assert!(
+        !output.contains("Created /anonymous") && output.contains("failed to authenticate"),
+        "a TLS client without a certificate:\n{output}"
+    );
+    // Another CA's certificate: no login (ZooKeeper's X509AuthenticationProvider checks it
+    // against the users' CA), so refused as the one without.
+    let (_, output) = java_tls_client(&ca_file, Some(&mallory), ip, &["create", "/mallory", "x"]);
+    assert!(
+        !output.contains("Created /mallory") && output.contains("failed to authenticate"),
+        "a client with another CA's certificate:\n{output}"
+    );
+    // Nothing was written by those two.
+    let (_, output) = java_tls_client(&ca_file, Some(&kafka), ip, &["ls", "/"]);
+    let root = output
+        .lines()
+        .find(|l| l.starts_with('['))
+        .unwrap_or_default();
+    assert!(
+        root.contains("x509") && !root.contains("anonymous") && !root.contains("mallory"),
+        "the root's children: {root:?}\n{output}"
+    );
+    // The plaintext port, anonymous: refused.
+    let plain = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .connect(&zk.member(1).client_address().to_string())
+        .await;
+    let read = match &plain {
+        Ok(session) => session.get_data("/x509").await.map(|_| ()),
+        Err(e) => Err(e.clone()),
+    };
+    assert!(matches!(read, Err(zk::Error::AuthFailed)), "{read:?}");
 }
 
 /// Runs curl with `args`; whether it exited 0, and what it printed (stdout, then stderr).

@@ -191,6 +191,7 @@ fn name_length_rule() -> kube::core::Rule {
     )
 )]
 #[x_kube(validation = kube::core::Rule::new("!has(self.backup) || !self.backup.enabled || !has(self.tls) || self.tls.quorum").message(super::validate::BACKUP_WITHOUT_QUORUM_TLS))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.clientAuthentication) || !has(self.clientAuthentication.x509ClientCaSecret) || (has(self.tls) && has(self.tls.client) && self.tls.client)").message(super::validate::X509_NEEDS_CLIENT_TLS))]
 #[x_kube(validation = kube::core::Rule::new("has(self.restore) == has(oldSelf.restore) && (!has(self.restore) || self.restore == oldSelf.restore)").message(super::validate::RESTORE_ONLY_AT_CREATION))]
 #[serde(rename_all = "camelCase")]
 pub struct ZooKeeperEnsembleSpec {
@@ -356,9 +357,24 @@ pub struct ClientAuthenticationSpec {
     #[schemars(length(min = 1, max = 253))]
     pub sasl_users_secret: Option<String>,
 
+    /// A Secret in the ensemble's namespace whose key `ca.crt` holds the CA certificate(s)
+    /// (PEM) of client certificates: the layout cert-manager writes, so a CA Issuer's Secret
+    /// works unchanged. On the TLS client port (needs `tls.client: true`) the servers ask each
+    /// client for a certificate; one signed by this CA logs the session in as
+    /// `x509:<subject DN>` for ACLs (`setAcl /kafka x509:CN=kafka:cdrwa`); a client with
+    /// none, or with another CA's, is not logged in by it and connects as before.
+    /// With `enforce`, such a login counts as one. Servers read the CA at start: setting it,
+    /// removing it or changing the certificate rolls the servers one at a time. A missing
+    /// Secret, or no PEM certificate under `ca.crt`, is reported in the ApplyFailed
+    /// condition and changes nothing on the running servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub x509_client_ca_secret: Option<String>,
+
     /// Refuse every request of a client session that has not logged in as one of those users
-    /// (ZooKeeper's `enforce.auth.enabled`, with the scheme `sasl` only: the digest scheme
-    /// accepts any name and password, so it does not count). Needs `saslUsersSecret`.
+    /// or with a certificate of `x509ClientCaSecret` (ZooKeeper's `enforce.auth.enabled`, with
+    /// the schemes `sasl` and `x509` only: the digest scheme accepts any name and password, so
+    /// it does not count). Needs `saslUsersSecret`, which the operator's own login needs too.
     /// Changing it rolls the servers.
     #[serde(default)]
     pub enforce: bool,

@@ -119,9 +119,19 @@ pub struct Topology {
     /// How many times the servers' certificate has been renewed (see
     /// [`names::CERTIFICATE_GENERATION_ANNOTATION`]); 0 for a new ensemble's.
     pub certificate_generation: u32,
-    /// The hash of the SASL users Secret's contents (see [`names::CLIENT_SASL_ANNOTATION`]),
-    /// when `spec.clientAuthentication.saslUsersSecret` names one and it was read.
-    pub client_sasl_users: Option<String>,
+    /// What was read from the user's client authentication Secrets.
+    pub client_secrets: ClientSecrets,
+}
+
+/// Hashes of the contents of the user's Secrets the servers read at start, so that a change
+/// rolls them: each when the spec names the Secret and it was read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientSecrets {
+    /// `spec.clientAuthentication.saslUsersSecret` (see [`names::CLIENT_SASL_ANNOTATION`]).
+    pub sasl_users: Option<String>,
+    /// `spec.clientAuthentication.x509ClientCaSecret` (see
+    /// [`names::CLIENT_X509_CA_ANNOTATION`]).
+    pub x509_ca: Option<String>,
 }
 
 impl Topology {
@@ -173,7 +183,7 @@ impl Topology {
             formed: false,
             quorum_tls: None,
             certificate_generation: 0,
-            client_sasl_users: None,
+            client_secrets: ClientSecrets::default(),
         }
     }
 }
@@ -232,7 +242,7 @@ pub fn children(
         &spec.config,
         spec.storage.transaction_log.is_some(),
         quorum_tls,
-        spec.tls.client,
+        tls::ClientTls::of(spec),
         spec.backup.enabled,
     );
     let members = zoo_cfg::bootstrap_membership(
@@ -259,7 +269,7 @@ pub fn children(
             topology.servers,
             quorum_tls,
             topology.certificate_generation,
-            topology.client_sasl_users.as_deref(),
+            &topology.client_secrets,
         ),
         pod_disruption_budget: pod_disruption_budget::build(
             ensemble,
@@ -450,7 +460,7 @@ mod tests {
             &ensemble.spec.config,
             false,
             tls::QuorumTls::On,
-            false,
+            tls::ClientTls::Off,
             false,
         );
         let data = children.config_map.data.expect("data");

@@ -56,6 +56,12 @@ pub const ADMIN_TLS_ANNOTATION: &str = "zooherd.dev/admin-tls";
 pub const CLIENT_SASL_ANNOTATION: &str = "zooherd.dev/client-sasl-users";
 /// Where a server's container mounts the users Secret.
 pub const SASL_USERS_DIR: &str = "/etc/zooherd-sasl-users";
+/// Annotation of the pod template when its servers take client certificates
+/// (`spec.clientAuthentication.x509ClientCaSecret`): a hash of the CA certificate(s), so that
+/// a changed CA rolls the servers (ZooKeeper reads its trust store at start).
+pub const CLIENT_X509_CA_ANNOTATION: &str = "zooherd.dev/client-x509-ca";
+/// Where a server's container mounts the client CA Secret's `ca.crt`.
+pub const X509_CLIENT_CA_DIR: &str = "/etc/zooherd-client-ca";
 /// Annotation of the quorum TLS Secret and of the pod template: how many times the servers'
 /// certificate has been renewed. Absent: never (a template without it is what every operator
 /// version before renewal wrote, so an upgrade rolls nothing). A renewal changes the template,

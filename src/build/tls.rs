@@ -19,6 +19,8 @@
 
 use strum::{Display, EnumString};
 
+use crate::api::ZooKeeperEnsembleSpec;
+
 /// Where the quorum certificates are mounted in a server pod.
 pub const DIR: &str = "/etc/zooherd-tls";
 /// Key of the CA certificate in the Secret; the servers' trust store.
@@ -116,26 +118,79 @@ pub fn uses_certificates(quorum: QuorumTls, client: bool) -> bool {
     quorum.uses_certificates() || client
 }
 
-/// The zoo.cfg keys of the TLS client port. Only the Netty connection factory speaks TLS;
-/// clients are not asked for a certificate (`ssl.clientAuth=none`): the port encrypts and
-/// proves the servers' identity, and who a client is stays a matter of ZooKeeper
-/// authentication. ZooKeeper reads the `ssl.*` keys as `zookeeper.ssl.*` system properties.
-pub fn client_zoo_cfg_entries() -> Vec<(&'static str, String)> {
-    vec![
-        (
-            "secureClientPort",
-            super::names::SECURE_CLIENT_PORT.to_string(),
-        ),
-        (
-            "serverCnxnFactory",
-            "org.apache.zookeeper.server.NettyServerCnxnFactory".to_owned(),
-        ),
-        ("ssl.keyStore.location", format!("{DIR}/{KEY_STORE_KEY}")),
-        ("ssl.keyStore.type", "PEM".to_owned()),
-        ("ssl.trustStore.location", format!("{DIR}/{CA_KEY}")),
-        ("ssl.trustStore.type", "PEM".to_owned()),
-        ("ssl.clientAuth", "none".to_owned()),
-    ]
+/// The TLS client port (`spec.tls.client`), and whether it takes client certificates
+/// (`spec.clientAuthentication.x509ClientCaSecret`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientTls {
+    Off,
+    /// Clients are not asked for a certificate: the port encrypts and proves the servers'
+    /// identity, and who a client is stays a matter of ZooKeeper authentication.
+    On,
+    /// Clients are asked for a certificate of the user's CA, which logs them in as
+    /// `x509:<subject DN>`.
+    ClientCertificates,
+}
+
+impl ClientTls {
+    pub fn of(spec: &ZooKeeperEnsembleSpec) -> Self {
+        match (
+            spec.tls.client,
+            spec.client_authentication.x509_client_ca_secret.is_some(),
+        ) {
+            (false, _) => Self::Off,
+            (true, false) => Self::On,
+            (true, true) => Self::ClientCertificates,
+        }
+    }
+
+    /// The zoo.cfg keys of the port (none when off). Only the Netty connection factory speaks
+    /// TLS. ZooKeeper reads the `ssl.*` keys as `zookeeper.ssl.*` system properties; they are
+    /// the secure client port's alone (the quorum and the AdminServer use `ssl.quorum.*`).
+    ///
+    /// With client certificates, clients are asked for one (`ssl.clientAuth=want`: a client
+    /// without one still connects, and `enforce.auth` decides what it may do), and ZooKeeper's
+    /// `X509AuthenticationProvider`, built from the same `zookeeper.ssl.*` keys, logs in as
+    /// `x509:<subject DN>` a client whose certificate chains to the trust store, the user's CA
+    /// only (administrator's guide, "Authentication"); another CA's certificate logs nobody
+    /// in (tests/quorum_tls_real_zookeeper.rs). Clients check the servers against the
+    /// ensemble's CA, which the servers' key store chains to; the servers need not trust it
+    /// for that.
+    pub fn zoo_cfg_entries(self) -> Vec<(&'static str, String)> {
+        let (trust_store, client_auth) = match self {
+            Self::Off => return Vec::new(),
+            Self::On => (format!("{DIR}/{CA_KEY}"), "none"),
+            Self::ClientCertificates => (
+                format!("{}/{CA_KEY}", super::names::X509_CLIENT_CA_DIR),
+                "want",
+            ),
+        };
+        let mut entries = vec![
+            (
+                "secureClientPort",
+                super::names::SECURE_CLIENT_PORT.to_string(),
+            ),
+            (
+                "serverCnxnFactory",
+                "org.apache.zookeeper.server.NettyServerCnxnFactory".to_owned(),
+            ),
+            ("ssl.keyStore.location", format!("{DIR}/{KEY_STORE_KEY}")),
+            ("ssl.keyStore.type", "PEM".to_owned()),
+            ("ssl.trustStore.location", trust_store),
+            ("ssl.trustStore.type", "PEM".to_owned()),
+            ("ssl.clientAuth", client_auth.to_owned()),
+        ];
+        if self == Self::ClientCertificates {
+            entries.push((
+                "authProvider.x509",
+                "org.apache.zookeeper.server.auth.X509AuthenticationProvider".to_owned(),
+            ));
+        }
+        entries
+    }
+
+    pub fn is_on(self) -> bool {
+        self != Self::Off
+    }
 }
 
 #[cfg(test)]

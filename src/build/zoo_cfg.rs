@@ -24,7 +24,7 @@ use super::names::{
     ADMIN_PORT, CLIENT_PORT, DATA_DIR, ELECTION_PORT, LOG_DIR, METRICS_PORT, QUORUM_PORT,
     server_host,
 };
-use super::tls::QuorumTls;
+use super::tls::{ClientTls, QuorumTls};
 use crate::api::operator_owned_keys;
 use crate::api::security::is_security_key;
 use crate::api::validate::is_config_key;
@@ -68,7 +68,7 @@ pub fn render(
     user_config: &BTreeMap<String, String>,
     separate_log_dir: bool,
     quorum_tls: QuorumTls,
-    client_tls: bool,
+    client_tls: ClientTls,
     backups: bool,
 ) -> String {
     // Backups stream the data tree through `snapshot`: on only while the AdminServer admits
@@ -106,9 +106,7 @@ pub fn render(
         owned.insert("dataLogDir", LOG_DIR.to_owned());
     }
     owned.extend(quorum_tls.zoo_cfg_entries());
-    if client_tls {
-        owned.extend(super::tls::client_zoo_cfg_entries());
-    }
+    owned.extend(client_tls.zoo_cfg_entries());
 
     let owned_by_operator = operator_owned_keys(user_config);
     let mut tuning: BTreeMap<&str, String> = TUNING_DEFAULTS
@@ -253,7 +251,7 @@ mod tests {
             &BTreeMap::new(),
             false,
             QuorumTls::On,
-            false,
+            ClientTls::Off,
             false,
         )
     }
@@ -302,7 +300,15 @@ tickTime=2000
     fn snapshot_is_on_only_for_backups_behind_the_tls_admin_server() {
         let none = BTreeMap::new();
         let snapshot = |quorum_tls, backups| {
-            let cfg = render("zk", "ns", &none, false, quorum_tls, false, backups);
+            let cfg = render(
+                "zk",
+                "ns",
+                &none,
+                false,
+                quorum_tls,
+                ClientTls::Off,
+                backups,
+            );
             assert_eq!(value(&cfg, "admin.restore.enabled"), Some("false"));
             value(&cfg, "admin.snapshot.enabled").map(str::to_owned)
         };
@@ -324,7 +330,7 @@ tickTime=2000
             &BTreeMap::new(),
             false,
             QuorumTls::Off,
-            true,
+            ClientTls::On,
             false,
         );
         assert_eq!(value(&cfg, "secureClientPort"), Some("2281"));
@@ -338,6 +344,7 @@ tickTime=2000
             Some("/etc/zooherd-tls/keystore.pem")
         );
         assert_eq!(value(&cfg, "ssl.clientAuth"), Some("none"));
+        assert_eq!(value(&cfg, "authProvider.x509"), None);
         assert_eq!(value(&cfg, "sslQuorum"), None, "quorum TLS is off");
         let plain = render(
             "zk",
@@ -345,11 +352,44 @@ tickTime=2000
             &BTreeMap::new(),
             false,
             QuorumTls::Off,
-            false,
+            ClientTls::Off,
             false,
         );
         assert_eq!(value(&plain, "secureClientPort"), None);
         assert_eq!(value(&plain, "ssl.keyStore.location"), None);
+    }
+
+    #[test]
+    fn client_certificates_are_asked_for_and_checked_against_the_users_ca() {
+        let cfg = render(
+            "zk",
+            "ns",
+            &BTreeMap::new(),
+            false,
+            QuorumTls::On,
+            ClientTls::ClientCertificates,
+            false,
+        );
+        assert_eq!(value(&cfg, "secureClientPort"), Some("2281"));
+        assert_eq!(value(&cfg, "ssl.clientAuth"), Some("want"));
+        assert_eq!(
+            value(&cfg, "ssl.trustStore.location"),
+            Some("/etc/zooherd-client-ca/ca.crt")
+        );
+        assert_eq!(
+            value(&cfg, "ssl.keyStore.location"),
+            Some("/etc/zooherd-tls/keystore.pem"),
+            "the servers still present the ensemble's certificate"
+        );
+        assert_eq!(
+            value(&cfg, "authProvider.x509"),
+            Some("org.apache.zookeeper.server.auth.X509AuthenticationProvider")
+        );
+        // The quorum and the AdminServer keep the ensemble's own CA.
+        assert_eq!(
+            value(&cfg, "ssl.quorum.trustStore.location"),
+            Some("/etc/zooherd-tls/ca.crt")
+        );
     }
 
     #[test]
@@ -409,7 +449,7 @@ tickTime=2000
                 &BTreeMap::new(),
                 separate,
                 QuorumTls::On,
-                false,
+                ClientTls::Off,
                 false,
             );
             assert_eq!(value(&cfg, "dataLogDir"), want);
@@ -425,7 +465,15 @@ tickTime=2000
             ("electionPortBindRetry", "100"),
             ("maxClientCnxns", "120"),
         ]);
-        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false, false);
+        let cfg = render(
+            "zk",
+            "ns",
+            &user,
+            false,
+            QuorumTls::On,
+            ClientTls::Off,
+            false,
+        );
         let cases = [
             ("tickTime", "3000"),
             ("initLimit", "10"),
@@ -455,7 +503,15 @@ tickTime=2000
             ("reconfigEnabled", "true"),
             ("maxClientCnxns", "10"),
         ]);
-        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false, false);
+        let cfg = render(
+            "zk",
+            "ns",
+            &user,
+            false,
+            QuorumTls::On,
+            ClientTls::Off,
+            false,
+        );
         let cases = [
             ("dataDir", Some("/var/lib/zookeeper/data")),
             ("clientPort", Some("2181")),
@@ -484,7 +540,15 @@ tickTime=2000
             ("#comment", "1"),
             ("maxClientCnxns", "60"),
         ]);
-        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false, false);
+        let cfg = render(
+            "zk",
+            "ns",
+            &user,
+            false,
+            QuorumTls::On,
+            ClientTls::Off,
+            false,
+        );
         assert_eq!(value(&cfg, "tickTime"), Some("2000"));
         assert_eq!(value(&cfg, "syncLimit"), Some("5"));
         assert_eq!(value(&cfg, "server.9"), None);
@@ -501,7 +565,15 @@ tickTime=2000
             // A security setting is never written, whatever slipped past validation.
             ("ssl.keyStore.location", "/tmp/k"),
         ]);
-        let cfg = render("zk", "ns", &user, false, QuorumTls::On, false, false);
+        let cfg = render(
+            "zk",
+            "ns",
+            &user,
+            false,
+            QuorumTls::On,
+            ClientTls::Off,
+            false,
+        );
         assert_eq!(value(&cfg, "maxClientCnxns"), Some("60"));
         assert_eq!(
             value(&cfg, "snapshot.compression.method"),
@@ -514,7 +586,15 @@ tickTime=2000
     fn no_trailing_whitespace_and_a_final_newline() {
         let user = config(&[("maxClientCnxns", "60 \t"), ("globalOutstandingLimit", "")]);
         for separate in [false, true] {
-            let cfg = render("zk", "ns", &user, separate, QuorumTls::On, false, false);
+            let cfg = render(
+                "zk",
+                "ns",
+                &user,
+                separate,
+                QuorumTls::On,
+                ClientTls::Off,
+                false,
+            );
             for line in cfg.lines() {
                 assert_eq!(line, line.trim_end(), "trailing whitespace in {line:?}");
             }
@@ -525,8 +605,24 @@ tickTime=2000
     #[test]
     fn rendering_is_deterministic() {
         let user = config(&[("tickTime", "3000"), ("maxClientCnxns", "60")]);
-        let first = render("zk", "ns", &user, true, QuorumTls::On, false, false);
-        let second = render("zk", "ns", &user.clone(), true, QuorumTls::On, false, false);
+        let first = render(
+            "zk",
+            "ns",
+            &user,
+            true,
+            QuorumTls::On,
+            ClientTls::Off,
+            false,
+        );
+        let second = render(
+            "zk",
+            "ns",
+            &user.clone(),
+            true,
+            QuorumTls::On,
+            ClientTls::Off,
+            false,
+        );
         assert_eq!(first, second);
     }
 }

@@ -19,6 +19,7 @@ pub mod api_traffic;
 mod apply;
 mod cached;
 mod caches;
+mod client_ca;
 pub mod events;
 mod fence;
 mod heap;
@@ -124,6 +125,18 @@ pub enum Error {
         "the SASL users Secret {name} (spec.clientAuthentication.saslUsersSecret) {problem}; the servers keep the users they run with"
     )]
     SaslUsersSecret { name: String, problem: String },
+    #[error(
+        "reading the client CA Secret {name} (spec.clientAuthentication.x509ClientCaSecret): {source}"
+    )]
+    ClientCa {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "the client CA Secret {name} (spec.clientAuthentication.x509ClientCaSecret) {problem}; the servers keep the CA they run with"
+    )]
+    ClientCaSecret { name: String, problem: String },
     #[error("removing pod {pod}: {source}")]
     RemovePod {
         pod: String,
@@ -158,6 +171,7 @@ impl Error {
             Self::Overran { .. } => "overran",
             Self::Superuser { .. } | Self::SuperuserSecret { .. } => "superuser",
             Self::SaslUsers { .. } | Self::SaslUsersSecret { .. } => "sasl_users",
+            Self::ClientCa { .. } | Self::ClientCaSecret { .. } => "client_ca",
             Self::QuorumTls { .. } | Self::QuorumTlsSecret { .. } | Self::QuorumCertificates(_) => {
                 "quorum_tls"
             }

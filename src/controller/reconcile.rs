@@ -23,7 +23,8 @@ use super::progress::{self, Progress};
 use super::report::publish;
 use super::telemetry::Outcome;
 use super::{
-    Context, Error, act, observe, report, restore, sasl_users, scale, secrets, superuser, tls,
+    Context, Error, act, client_ca, observe, report, restore, sasl_users, scale, secrets,
+    superuser, tls,
 };
 use crate::api::{QuorumTlsStatus, ZooKeeperEnsemble};
 use crate::build;
@@ -305,10 +306,13 @@ async fn apply(
     progress::at("ensuring the quorum TLS Secret");
     let (quorum_tls, certificate_generation) = tls::ensure(ensemble, ctx, tls.0, tls.1).await?;
     progress::at("reading the SASL users Secret");
-    let client_sasl_users = sasl_users::users_hash(ensemble, ctx).await?;
+    let client_secrets = build::ClientSecrets {
+        sasl_users: sasl_users::users_hash(ensemble, ctx).await?,
+        x509_ca: client_ca::ca_hash(ensemble, ctx).await?,
+    };
     let topology = build::Topology {
         certificate_generation,
-        client_sasl_users,
+        client_secrets,
         ..topology
     };
     let children = build::children(valid, &ctx.settings.build, Some(&topology));

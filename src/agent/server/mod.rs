@@ -168,9 +168,15 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub sasl_users: Option<PathBuf>,
 
-    /// Refuse every client session that has not authenticated with SASL (needs --sasl-users).
+    /// Refuse every client session that has not authenticated with SASL, or with a client
+    /// certificate when --x509-clients is given (needs --sasl-users).
     #[arg(long, requires = "sasl_users")]
     pub enforce_auth: bool,
+
+    /// Clients may log in with a certificate on the TLS client port (zoo.cfg's
+    /// authProvider.x509): enforced authentication counts such a login.
+    #[arg(long)]
+    pub x509_clients: bool,
 }
 
 /// Environment lookup: the value of a variable, `None` when unset or empty.
@@ -287,7 +293,11 @@ pub fn run(args: &Args) -> Result<Infallible, StartError> {
         .sasl_users
         .as_deref()
         .map(|dir| sasl::read_users(dir, env(ENV_SUPER_DIGEST).as_deref(), args.enforce_auth))
-        .transpose()?;
+        .transpose()?
+        .map(|auth| sasl::ClientAuth {
+            x509: args.x509_clients,
+            ..auth
+        });
     let mut plan = plan(
         args,
         &env,
@@ -524,6 +534,7 @@ mod tests {
         let auth = ClientAuth {
             users: [("kafka".to_owned(), "pw".to_owned())].into(),
             enforce: true,
+            x509: false,
         };
         let bootstrap = members(&[1, 2, 3], 0).render();
         let env = env_of(&pod_env("zk-0"));

@@ -30,12 +30,14 @@ pub const JAAS_FILE: &str = "jaas.conf";
 /// The server-side provider of the `sasl` scheme.
 const SASL_PROVIDER: &str = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
 
-/// What `--sasl-users` and `--enforce-auth` ask for.
+/// What `--sasl-users`, `--enforce-auth` and `--x509-clients` ask for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientAuth {
     /// Users and their passwords (the operator's included).
     pub users: BTreeMap<String, String>,
     pub enforce: bool,
+    /// Clients may log in with a certificate on the TLS client port: enforcement takes it.
+    pub x509: bool,
 }
 
 impl ClientAuth {
@@ -44,7 +46,8 @@ impl ClientAuth {
         let mut settings = vec![("authProvider.sasl".to_owned(), SASL_PROVIDER.to_owned())];
         if self.enforce {
             settings.push(("enforce.auth.enabled".to_owned(), "true".to_owned()));
-            settings.push(("enforce.auth.schemes".to_owned(), "sasl".to_owned()));
+            let schemes = if self.x509 { "sasl,x509" } else { "sasl" };
+            settings.push(("enforce.auth.schemes".to_owned(), schemes.to_owned()));
         }
         settings
     }
@@ -100,7 +103,11 @@ pub fn read_users(
         ));
     };
     users.insert(OPERATOR_SASL_USER.to_owned(), hash.to_owned());
-    Ok(ClientAuth { users, enforce })
+    Ok(ClientAuth {
+        users,
+        enforce,
+        x509: false,
+    })
 }
 
 /// Writes the JAAS file at `path` readable by its owner only, or removes one a start with SASL
@@ -159,6 +166,15 @@ mod tests {
             ]
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
         );
+        let with_certificates = ClientAuth {
+            x509: true,
+            ..auth.clone()
+        };
+        assert!(
+            with_certificates
+                .settings()
+                .contains(&("enforce.auth.schemes".to_owned(), "sasl,x509".to_owned()))
+        );
         let lax = ClientAuth {
             enforce: false,
             ..auth
@@ -198,6 +214,7 @@ mod tests {
         let auth = ClientAuth {
             users: BTreeMap::from([("a".to_owned(), "b".to_owned())]),
             enforce: false,
+            x509: false,
         };
         write_or_remove(&path, Some(&auth)).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode();

@@ -19,7 +19,7 @@ pub(super) fn operator_cfg() -> String {
         &BTreeMap::new(),
         false,
         crate::build::tls::QuorumTls::On,
-        false,
+        crate::build::tls::ClientTls::Off,
         false,
     )
 }
@@ -67,6 +67,7 @@ pub(super) fn args() -> Args {
         data_dir: None,
         sasl_users: None,
         enforce_auth: false,
+        x509_clients: false,
     }
 }
 

@@ -66,6 +66,8 @@ pub const SCHEDULE_NEEDS: &str = "spec.backup.schedule needs spec.backup.enabled
 pub const DRILL_SCHEDULE_NEEDS: &str = "spec.backup.drillSchedule needs spec.backup.enabled: true (drills restore this ensemble's backups)";
 /// The CEL rule's message: enforced authentication needs users to log in as.
 pub const ENFORCE_NEEDS_USERS: &str = "spec.clientAuthentication.enforce needs spec.clientAuthentication.saslUsersSecret (the users clients log in as); name the Secret, or switch enforce off";
+/// The CEL rule's message: client certificates are asked for on the TLS client port only.
+pub const X509_NEEDS_CLIENT_TLS: &str = "spec.clientAuthentication.x509ClientCaSecret needs spec.tls.client: true (client certificates are presented on the TLS client port, 2281); switch the TLS client port on, or remove the Secret's name";
 pub const BACKUP_WITHOUT_QUORUM_TLS: &str = "spec.backup.enabled needs spec.tls.quorum: true (the AdminServer's snapshot command streams all data, and only the TLS AdminServer keeps everyone but the operator out); switch quorum TLS on, or backups off";
 
 /// Why an ensemble cannot be built; each message names the field and the fix.
@@ -162,6 +164,9 @@ pub enum ValidationError {
     #[error("{ENFORCE_NEEDS_USERS}")]
     EnforceNeedsUsers,
 
+    #[error("{X509_NEEDS_CLIENT_TLS}")]
+    X509NeedsClientTls,
+
     #[error("{RESTORE_NEEDS_ONE}")]
     RestoreNeedsOne,
 
@@ -255,6 +260,9 @@ pub fn validate(ensemble: &ZooKeeperEnsemble) -> Result<Validated<'_>, Validatio
     let auth = &ensemble.spec.client_authentication;
     if auth.enforce && auth.sasl_users_secret.is_none() {
         return Err(ValidationError::EnforceNeedsUsers);
+    }
+    if auth.x509_client_ca_secret.is_some() && !ensemble.spec.tls.client {
+        return Err(ValidationError::X509NeedsClientTls);
     }
     validate_restore(&ensemble.spec)?;
     Ok(Validated {

@@ -733,3 +733,16 @@ fn enforced_client_authentication_needs_users() {
         assert_eq!(validate_spec(spec.clone()), Ok(()), "{spec}");
     }
 }
+
+#[test]
+fn client_certificates_need_the_tls_client_port() {
+    let refused = validate_spec(json!({"clientAuthentication": {"x509ClientCaSecret": "ca"}}));
+    assert_eq!(refused, Err(ValidationError::X509NeedsClientTls));
+    let message = refused.unwrap_err().to_string();
+    assert!(message.contains("spec.tls.client: true"), "{message}");
+    let with_tls = json!({
+        "clientAuthentication": {"x509ClientCaSecret": "ca"},
+        "tls": {"client": true},
+    });
+    assert_eq!(validate_spec(with_tls), Ok(()));
+}

@@ -34,7 +34,7 @@ use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
 use super::tls::{self, QuorumTls};
-use super::{Settings, ValidatedEnsemble, names, server_ports};
+use super::{ClientSecrets, Settings, ValidatedEnsemble, names, server_ports};
 use crate::api::validate::{JvmHeap, Validated};
 use crate::api::{VolumeSpec, annotations};
 
@@ -46,12 +46,13 @@ const SERVER_UID: i64 = 1000;
 const DEFAULT_HEAP_PERCENT: i32 = 50;
 
 /// Volume names: the log claim template, the ConfigMap, the scratch directory, the TLS
-/// certificates and the SASL users.
+/// certificates, the SASL users and the client CA.
 const LOG_VOLUME: &str = "log";
 const CONFIG_VOLUME: &str = "config";
 const TMP_VOLUME: &str = "tmp";
 const TLS_VOLUME: &str = "tls";
 const SASL_USERS_VOLUME: &str = "sasl-users";
+const X509_CLIENT_CA_VOLUME: &str = "client-ca";
 
 /// `<name>`: `replicas` servers, one pod and one set of volumes each.
 pub(super) fn build(
@@ -61,7 +62,7 @@ pub(super) fn build(
     servers: u32,
     quorum_tls: QuorumTls,
     certificate_generation: u32,
-    client_sasl_users: Option<&str>,
+    client_secrets: &ClientSecrets,
 ) -> StatefulSet {
     let ensemble = parent.ensemble();
     let spec = &ensemble.spec;
@@ -96,7 +97,14 @@ pub(super) fn build(
     if spec.client_authentication.sasl_users_secret.is_some() {
         annotations.insert(
             names::CLIENT_SASL_ANNOTATION.to_owned(),
-            client_sasl_users.unwrap_or_default().to_owned(),
+            client_secrets.sasl_users.clone().unwrap_or_default(),
+        );
+    }
+    // The client CA the servers read at start: a changed CA is a new template revision.
+    if spec.client_authentication.x509_client_ca_secret.is_some() {
+        annotations.insert(
+            names::CLIENT_X509_CA_ANNOTATION.to_owned(),
+            client_secrets.x509_ca.clone().unwrap_or_default(),
         );
     }
     // A restart asked for on the ensemble is a new template revision, rolled like any change.
@@ -178,6 +186,23 @@ fn pod_spec(
                 default_mode: Some(0o440),
                 optional: Some(false),
                 items: None,
+            }),
+            ..Volume::default()
+        });
+    }
+    if let Some(secret) = &spec.client_authentication.x509_client_ca_secret {
+        volumes.push(Volume {
+            name: X509_CLIENT_CA_VOLUME.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                // The CA certificate only: a CA Issuer's Secret also holds the CA's key.
+                items: Some(vec![KeyToPath {
+                    key: tls::CA_KEY.to_owned(),
+                    path: tls::CA_KEY.to_owned(),
+                    mode: None,
+                }]),
+                default_mode: Some(0o440),
+                optional: Some(false),
             }),
             ..Volume::default()
         });
@@ -266,6 +291,15 @@ fn container(
         if auth.enforce {
             args.push("--enforce-auth".to_owned());
         }
+    }
+    if auth.x509_client_ca_secret.is_some() {
+        volume_mounts.push(mount(
+            X509_CLIENT_CA_VOLUME,
+            names::X509_CLIENT_CA_DIR,
+            true,
+        ));
+        // Enforced authentication counts x509 logins too.
+        args.push("--x509-clients".to_owned());
     }
 
     Container {

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::super::fixtures;
 use super::*;
 use crate::api::{PlacementSpec, ZooKeeperEnsemble};
-use crate::build::Topology;
+use crate::build::{ClientSecrets, Topology};
 
 fn stateful_set(spec: Value) -> StatefulSetSpec {
     fixtures::children(spec).stateful_set.spec.expect("spec")
@@ -832,7 +832,10 @@ fn a_backup_schedule_changes_nothing_the_servers_run() {
 fn pod_with_sasl_users(spec: Value, users: Option<&str>) -> (ObjectMeta, PodSpec) {
     let ensemble = fixtures::ensemble(spec);
     let topology = Topology {
-        client_sasl_users: users.map(str::to_owned),
+        client_secrets: ClientSecrets {
+            sasl_users: users.map(str::to_owned),
+            x509_ca: None,
+        },
         ..Topology::initial(3)
     };
     let template = fixtures::build(&ensemble, &fixtures::settings(), Some(&topology))
@@ -895,6 +898,72 @@ fn a_sasl_users_secret_is_mounted_read_only_and_its_contents_roll_the_servers() 
     let args = pod.containers[0].args.clone().unwrap();
     assert!(args.contains(&"--sasl-users".to_owned()), "{args:?}");
     assert!(!args.contains(&"--enforce-auth".to_owned()), "{args:?}");
+}
+
+#[test]
+fn a_client_ca_secret_mounts_its_certificate_only_and_its_contents_roll_the_servers() {
+    let spec = json!({
+        "clientAuthentication": {"x509ClientCaSecret": "clients-ca"},
+        "tls": {"client": true},
+    });
+    let ensemble = fixtures::ensemble(spec);
+    let template = |ca: &str| {
+        let topology = Topology {
+            client_secrets: ClientSecrets {
+                sasl_users: None,
+                x509_ca: Some(ca.to_owned()),
+            },
+            ..Topology::initial(3)
+        };
+        fixtures::build(&ensemble, &fixtures::settings(), Some(&topology))
+            .stateful_set
+            .spec
+            .expect("spec")
+            .template
+    };
+    let first = template("0123456789abcdef");
+    let annotations = first.metadata.unwrap().annotations.unwrap();
+    assert_eq!(
+        annotations[names::CLIENT_X509_CA_ANNOTATION],
+        "0123456789abcdef"
+    );
+    assert!(!annotations.contains_key(names::CLIENT_SASL_ANNOTATION));
+    let pod = first.spec.unwrap();
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "client-ca")
+        .expect("a client-ca volume");
+    let secret = volume.secret.as_ref().expect("from a Secret");
+    assert_eq!(secret.secret_name.as_deref(), Some("clients-ca"));
+    // Never the CA's key, which a CA Issuer's Secret holds beside it.
+    let items: Vec<&str> = secret
+        .items
+        .iter()
+        .flatten()
+        .map(|i| i.key.as_str())
+        .collect();
+    assert_eq!(items, ["ca.crt"]);
+    assert_eq!(secret.default_mode, Some(0o440));
+    assert_eq!(secret.optional, Some(false));
+    let container = &pod.containers[0];
+    let mount = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "client-ca")
+        .expect("mounted");
+    assert_eq!(mount.mount_path, names::X509_CLIENT_CA_DIR);
+    assert_eq!(mount.read_only, Some(true));
+    let args = container.args.clone().unwrap();
+    assert!(args.contains(&"--x509-clients".to_owned()), "{args:?}");
+
+    let other = template("fedcba9876543210");
+    assert_eq!(
+        other.metadata.unwrap().annotations.unwrap()[names::CLIENT_X509_CA_ANNOTATION],
+        "fedcba9876543210"
+    );
 }
 
 #[test]
