@@ -58,8 +58,12 @@ fn rounds() -> u64 {
 /// How long an ensemble may take to come back after a round: a Lease taken over after its
 /// holder was killed or cut off, a frozen member noticed and evicted, the rest of a roll or a
 /// scale. Generous on purpose: a round that takes longer than [`SLOW_ROUND`] is reported with
-/// the replicas' logs (a stall seen once, of about two minutes, is not explained yet), and only
-/// one that never settles fails.
+/// the replicas' logs, and only one that never settles fails. Rounds of about two minutes
+/// happen: a roll step refused by the PodDisruptionBudget while the replacement of the pod
+/// evicted before it inherits that eviction's entry in the budget's status, which the
+/// disruption controller keeps for two minutes when it did not see the evicted pod go (here
+/// pods go at once, with no kubelet to hold them while they terminate); see
+/// `zooherd::controller::budget` and the status's roll message, which names it.
 const SETTLE: Duration = Duration::from_secs(600);
 
 /// A round longer than this prints the operator replicas' last log lines.

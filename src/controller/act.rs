@@ -91,7 +91,7 @@ pub async fn act(
                     publish(ensemble, ctx, type_, reason, "RestartMember", note).await;
                 }
                 Removal::Gone => {}
-                Removal::Refused(why) => return Ok(refused(pod, &why)),
+                Removal::Refused(why) => return Ok(refused(ensemble, ctx, pod, &why).await),
             }
         }
         Disruption::Roll { pod, reason } => {
@@ -110,7 +110,7 @@ pub async fn act(
                     .await;
                 }
                 Removal::Gone => {}
-                Removal::Refused(why) => return Ok(refused(pod, &why)),
+                Removal::Refused(why) => return Ok(refused(ensemble, ctx, pod, &why).await),
             }
         }
         Disruption::Replace {
@@ -142,7 +142,7 @@ pub async fn act(
                     let (type_, reason) = (EventType::Warning, "ReplacingMember");
                     publish(ensemble, ctx, type_, reason, "ReplaceMember", note).await;
                 }
-                Removal::Refused(why) => return Ok(refused(pod, &why)),
+                Removal::Refused(why) => return Ok(refused(ensemble, ctx, pod, &why).await),
             }
         }
         Disruption::AddVoter(_) | Disruption::RemoveVoter(_) | Disruption::HandOver { .. } => {
@@ -164,10 +164,12 @@ pub async fn act(
     Ok(Acted::default())
 }
 
-fn refused(pod: &str, why: &str) -> Acted {
-    tracing::info!(%pod, %why, "eviction refused by the PodDisruptionBudget");
+async fn refused(ensemble: &ZooKeeperEnsemble, ctx: &Context, pod: &str, why: &str) -> Acted {
+    let detail = super::budget::refusal_detail(ensemble, ctx).await;
+    tracing::info!(%pod, %why, %detail, "eviction refused by the PodDisruptionBudget");
     Acted::failed(format!(
-        "the PodDisruptionBudget refused the eviction of {pod} ({why}); waiting until it allows one"
+        "the PodDisruptionBudget refused the eviction of {pod} ({why}){detail}; waiting until \
+         it allows one"
     ))
 }
 

@@ -17,6 +17,7 @@
 mod act;
 pub mod api_traffic;
 mod apply;
+pub mod budget;
 mod cached;
 mod caches;
 mod client_ca;
