@@ -22,7 +22,9 @@
 //! heal ACTIVE 3/3 with no restart, the fault tier's workload linearizable throughout. Then
 //! issue 14's client authentication (tests/e2e/client_auth.rs): SASL users from a Secret, then
 //! enforced, each a roll with a writer through it (anonymous, then logged in), and once enforced
-//! every server refuses an anonymous session and a wrong password.
+//! every server refuses an anonymous session and a wrong password; then the TLS client port
+//! with client certificates of a CA from a Secret, where a certificate writes and none is
+//! refused.
 //!
 //! First, the NetworkPolicy story of issue 14: the node enforces NetworkPolicies (kube-router,
 //! firewall only), and rogue pods in another namespace and in the ensemble's own try every door

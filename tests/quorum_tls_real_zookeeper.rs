@@ -29,15 +29,13 @@ use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use support::writer::{lost_writes, write_until};
-use support::zookeeper::{
-    ELECTION_PORT, Probe, ServerState, ZkEnsemble, certificates_in, java_path, zookeeper_home,
-};
+use support::zookeeper::{ELECTION_PORT, Probe, ServerState, ZkEnsemble, certificates_in};
 use tokio::sync::Mutex;
 use zooherd::build::names::SECURE_CLIENT_PORT;
 use zooherd::build::tls::{CA_KEY, ClientTls, KEY_STORE_KEY, QuorumTls};
@@ -403,50 +401,16 @@ async fn skipping_a_stage_leaves_a_server_that_cannot_join() {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// Runs ZooKeeper's own command-line client (`ZooKeeperMain`, what `zkCli.sh` runs) with
-/// `command` against the TLS client port of `ip`, as a Java client configured for TLS does:
-/// the Netty socket, `zookeeper.client.secure`, and a trust store holding only `ca_file`, with
-/// host name verification on (the test certificates name the members' addresses); with
-/// `identity` (a PEM key store: key and certificate), it presents that certificate. Returns
-/// whether it succeeded, and what it printed.
+/// ZooKeeper's own command-line client against the TLS client port of `ip`, checking the
+/// servers' host name (the test certificates name the members' addresses).
 fn java_tls_client(
     ca_file: &Path,
     identity: Option<&Path>,
     ip: Ipv4Addr,
     command: &[&str],
 ) -> (bool, String) {
-    let home = zookeeper_home();
-    let mut class_path = home.join("lib").into_os_string();
-    class_path.push("/*:");
-    class_path.push(home.join("conf"));
-    let mut java = Command::new("timeout");
-    java.arg("30")
-        .arg(java_path())
-        .arg("-cp")
-        .arg(class_path)
-        .arg("-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty")
-        .arg("-Dzookeeper.client.secure=true")
-        .arg(format!(
-            "-Dzookeeper.ssl.trustStore.location={}",
-            ca_file.display()
-        ))
-        .arg("-Dzookeeper.ssl.trustStore.type=PEM");
-    if let Some(key_store) = identity {
-        java.arg(format!(
-            "-Dzookeeper.ssl.keyStore.location={}",
-            key_store.display()
-        ))
-        .arg("-Dzookeeper.ssl.keyStore.type=PEM");
-    }
-    let output = java
-        .arg("org.apache.zookeeper.ZooKeeperMain")
-        .args(["-timeout", "5000", "-server"])
-        .arg(format!("{ip}:{SECURE_CLIENT_PORT}"))
-        .args(command)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ZooKeeperMain");
-    support::outcome(&output)
+    let server = format!("{ip}:{SECURE_CLIENT_PORT}");
+    support::zookeeper::java_tls_client(ca_file, identity, &server, true, command)
 }
 
 /// Starts three members with quorum TLS on, `issued`'s certificates and the TLS client port

@@ -9,6 +9,10 @@
 //! the operator's own SASL login (it reads the membership through the servers during each roll)
 //! works through the Service network; and, once enforced, an anonymous session or a wrong
 //! password is refused by every server while the user's session is served.
+//!
+//! Then client certificates, still enforced: the TLS client port and the CA of the clients'
+//! certificates (`x509ClientCaSecret`) in one roll; on every server, ZooKeeper's own Java client
+//! with a certificate of that CA writes as `x509:<subject DN>`, and without one is refused.
 
 use std::time::{Duration, Instant};
 
@@ -19,10 +23,15 @@ use serde_json::json;
 use zookeeper_client as zk;
 
 use zooherd::api::{Phase, ZooKeeperEnsemble};
-use zooherd::build::names::CLIENT_SASL_ANNOTATION;
+use zooherd::build::names::{
+    CLIENT_SASL_ANNOTATION, CLIENT_X509_CA_ANNOTATION, SECURE_CLIENT_PORT,
+};
+use zooherd::build::tls::CA_KEY;
+use zooherd::tls::{admin_client, issue};
 
 use super::drain::is_ready;
 use super::support::local_cluster::LocalCluster;
+use super::support::zookeeper::java_tls_client;
 use super::{
     SaslLogin, Writer, assert_not_restarted, secs, selector, three_servers_active, verify_writes,
 };
@@ -130,8 +139,99 @@ pub async fn sasl_switched_on_then_enforced(cluster: &LocalCluster, client: &kub
             wrong.unwrap_err()
         );
     }
+    client_certificates(cluster, client, &ns, &ensembles, &pods).await;
     eprintln!("(sasl) the story took {}", secs(story));
     cluster.api().delete_namespace(client, &ns).await.unwrap();
+}
+
+/// `tls.client` and `x509ClientCaSecret` switched on together (one roll) for the enforcing
+/// ensemble of the story; then each server is asked over 2281 by ZooKeeper's Java client, with
+/// a certificate of the clients' CA and without.
+async fn client_certificates(
+    cluster: &LocalCluster,
+    client: &kube::Client,
+    ns: &str,
+    ensembles: &Api<ZooKeeperEnsemble>,
+    pods: &Api<Pod>,
+) {
+    let name = "zk";
+    let now = jiff::Timestamp::now();
+    let clients_ca = issue("clients", &[], &[], now).expect("the clients' CA");
+    let kafka = admin_client(
+        "clients",
+        &clients_ca.ca_certificate,
+        &clients_ca.ca_key,
+        "kafka",
+        now,
+    )
+    .unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let key_store = files.path().join("kafka.pem");
+    std::fs::write(&key_store, format!("{}{}", kafka.key, kafka.certificate)).unwrap();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "zk-clients-ca"},
+        "stringData": {CA_KEY: clients_ca.ca_certificate},
+    }))
+    .unwrap();
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let spec = json!({"spec": {
+        "tls": {"client": true},
+        "clientAuthentication": {"x509ClientCaSecret": "zk-clients-ca"},
+    }});
+    ensembles
+        .patch(name, &PatchParams::default(), &Patch::Merge(spec))
+        .await
+        .unwrap();
+    let with_ca = |pod: &Pod| {
+        pod.metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(CLIENT_X509_CA_ANNOTATION))
+    };
+    rolled(cluster, ensembles, pods, name, with_ca).await;
+    eprintln!(
+        "(x509) TLS client port and the clients' CA: every server restarted with them, ACTIVE \
+         3/3 after {}",
+        secs(t)
+    );
+    // Clients trust the ensemble's CA; the servers' certificates name their DNS names, not the
+    // pod IPs asked here, so the host name is not checked.
+    let tls = secrets.get(&format!("{name}-zooherd-tls")).await.unwrap();
+    let ensemble_ca = files.path().join("ca.crt");
+    std::fs::write(&ensemble_ca, &tls.data.unwrap()[CA_KEY].0).unwrap();
+    let list = pods
+        .list(&ListParams::default().labels(&selector(name)))
+        .await
+        .unwrap();
+    for pod in &list.items {
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap();
+        let server = format!("{ip}:{SECURE_CLIENT_PORT}");
+        let path = format!("/x509-{pod_name}");
+        let ask = |identity: Option<&std::path::Path>, command: &[&str]| {
+            java_tls_client(&ensemble_ca, identity, &server, false, command).1
+        };
+        let output = ask(Some(&key_store), &["create", &path, "certificate"]);
+        assert!(
+            output.contains(&format!("Created {path}")),
+            "{pod_name}: a certificate of the clients' CA:\n{output}\n{}",
+            cluster.pod_log(ns, &pod_name)
+        );
+        let output = ask(None, &["get", &path]);
+        assert!(
+            output.contains("failed to authenticate"),
+            "{pod_name}: no certificate:\n{output}"
+        );
+        eprintln!(
+            "(x509) {pod_name}: a certificate of the clients' CA writes over TLS; none is \
+             refused"
+        );
+    }
 }
 
 /// How many znodes `/e2e-writes` has, read in a session with `server` alone, logged in as

@@ -73,6 +73,55 @@ pub fn java_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("java"))
 }
 
+/// Runs ZooKeeper's own command-line client (`ZooKeeperMain`, what `zkCli.sh` runs) with
+/// `command` against the TLS client port `server` (`host:port`), as a Java client configured
+/// for TLS does: the Netty socket, `zookeeper.client.secure`, and a trust store holding only
+/// `ca_file`, checking the server's host name if `verify_host`; with `identity` (a PEM key
+/// store: key and certificate), it presents that certificate. Returns whether it exited 0, and
+/// what it printed.
+pub fn java_tls_client(
+    ca_file: &Path,
+    identity: Option<&Path>,
+    server: &str,
+    verify_host: bool,
+    command: &[&str],
+) -> (bool, String) {
+    let home = zookeeper_home();
+    let mut class_path = home.join("lib").into_os_string();
+    class_path.push("/*:");
+    class_path.push(home.join("conf"));
+    let mut java = Command::new("timeout");
+    java.arg("30")
+        .arg(java_path())
+        .arg("-cp")
+        .arg(class_path)
+        .arg("-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty")
+        .arg("-Dzookeeper.client.secure=true")
+        .arg(format!(
+            "-Dzookeeper.ssl.trustStore.location={}",
+            ca_file.display()
+        ))
+        .arg("-Dzookeeper.ssl.trustStore.type=PEM")
+        .arg(format!(
+            "-Dzookeeper.ssl.hostnameVerification={verify_host}"
+        ));
+    if let Some(key_store) = identity {
+        java.arg(format!(
+            "-Dzookeeper.ssl.keyStore.location={}",
+            key_store.display()
+        ))
+        .arg("-Dzookeeper.ssl.keyStore.type=PEM");
+    }
+    let output = java
+        .arg("org.apache.zookeeper.ZooKeeperMain")
+        .args(["-timeout", "5000", "-server", server])
+        .args(command)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ZooKeeperMain");
+    super::outcome(&output)
+}
+
 /// Voters needed for a quorum of `voters`.
 pub fn quorum_size(voters: usize) -> usize {
     voters / 2 + 1
