@@ -17,6 +17,7 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -61,18 +62,9 @@ pub async fn sasl_switched_on_then_enforced(cluster: &LocalCluster, client: &kub
     let writer = Writer::start(pods.clone(), selector(name));
     writer.wait_for_writes("before the users").await;
     let t = Instant::now();
-    let spec = json!({"spec": {"clientAuthentication": {"saslUsersSecret": "zk-users"}}});
-    ensembles
-        .patch(name, &PatchParams::default(), &Patch::Merge(spec))
-        .await
-        .unwrap();
-    let with_users = |pod: &Pod| {
-        pod.metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(CLIENT_SASL_ANNOTATION))
-    };
-    rolled(cluster, &ensembles, &pods, name, with_users).await;
+    let spec = json!({"clientAuthentication": {"saslUsersSecret": "zk-users"}});
+    let with_users = annotated(CLIENT_SASL_ANNOTATION);
+    roll_to(cluster, &ensembles, &pods, spec, with_users).await;
     eprintln!(
         "(sasl) users from the Secret: every server restarted with them, ACTIVE 3/3 after {}",
         secs(t)
@@ -87,18 +79,14 @@ pub async fn sasl_switched_on_then_enforced(cluster: &LocalCluster, client: &kub
     let writer = Writer::start_as(pods.clone(), selector(name), Some(kafka.clone()));
     writer.wait_for_writes("logged in as kafka").await;
     let t = Instant::now();
-    let spec = json!({"spec": {"clientAuthentication": {"enforce": true}}});
-    ensembles
-        .patch(name, &PatchParams::default(), &Patch::Merge(spec))
-        .await
-        .unwrap();
+    let spec = json!({"clientAuthentication": {"enforce": true}});
     let enforcing = |pod: &Pod| {
         pod.spec.as_ref().is_some_and(|spec| {
             let args = spec.containers[0].args.as_deref().unwrap_or_default();
             args.iter().any(|arg| arg == "--enforce-auth")
         })
     };
-    rolled(cluster, &ensembles, &pods, name, enforcing).await;
+    roll_to(cluster, &ensembles, &pods, spec, enforcing).await;
     eprintln!(
         "(sasl) enforced: every server restarted enforcing, ACTIVE 3/3 after {}",
         secs(t)
@@ -115,13 +103,7 @@ pub async fn sasl_switched_on_then_enforced(cluster: &LocalCluster, client: &kub
         password: "not-the-password".to_owned(),
         ..kafka.clone()
     };
-    let list = pods
-        .list(&ListParams::default().labels(&selector(name)))
-        .await
-        .unwrap();
-    for pod in &list.items {
-        let pod_name = pod.metadata.name.clone().unwrap_or_default();
-        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap();
+    for (pod_name, ip) in pod_ips(&pods, name).await {
         let server = format!("{ip}:2181");
         let served = read_as(&server, Some(&kafka)).await;
         assert!(
@@ -179,21 +161,12 @@ async fn client_certificates(
         .await
         .unwrap();
     let t = Instant::now();
-    let spec = json!({"spec": {
+    let spec = json!({
         "tls": {"client": true},
         "clientAuthentication": {"x509ClientCaSecret": "zk-clients-ca"},
-    }});
-    ensembles
-        .patch(name, &PatchParams::default(), &Patch::Merge(spec))
-        .await
-        .unwrap();
-    let with_ca = |pod: &Pod| {
-        pod.metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(CLIENT_X509_CA_ANNOTATION))
-    };
-    rolled(cluster, ensembles, pods, name, with_ca).await;
+    });
+    let with_ca = annotated(CLIENT_X509_CA_ANNOTATION);
+    roll_to(cluster, ensembles, pods, spec, with_ca).await;
     eprintln!(
         "(x509) TLS client port and the clients' CA: every server restarted with them, ACTIVE \
          3/3 after {}",
@@ -204,13 +177,7 @@ async fn client_certificates(
     let tls = secrets.get(&format!("{name}-zooherd-tls")).await.unwrap();
     let ensemble_ca = files.path().join("ca.crt");
     std::fs::write(&ensemble_ca, &tls.data.unwrap()[CA_KEY].0).unwrap();
-    let list = pods
-        .list(&ListParams::default().labels(&selector(name)))
-        .await
-        .unwrap();
-    for pod in &list.items {
-        let pod_name = pod.metadata.name.clone().unwrap_or_default();
-        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap();
+    for (pod_name, ip) in pod_ips(pods, name).await {
         let server = format!("{ip}:{SECURE_CLIENT_PORT}");
         let path = format!("/x509-{pod_name}");
         let ask = |identity: Option<&std::path::Path>, command: &[&str]| {
@@ -254,6 +221,51 @@ async fn read_as(server: &str, login: Option<&SaslLogin>) -> Result<usize, Strin
     children
         .map(|c| c.len())
         .map_err(|e| format!("read refused: {e}"))
+}
+
+/// The name and IP of each of the ensemble's pods.
+async fn pod_ips(pods: &Api<Pod>, name: &str) -> Vec<(String, String)> {
+    let list = pods
+        .list(&ListParams::default().labels(&selector(name)))
+        .await
+        .unwrap();
+    list.items
+        .iter()
+        .map(|pod| {
+            let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+            (pod.name_any(), ip.expect("a pod IP"))
+        })
+        .collect()
+}
+
+/// Whether a pod's template carried the annotation `key`.
+fn annotated(key: &'static str) -> impl Fn(&Pod) -> bool {
+    move |pod| {
+        pod.metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(key))
+    }
+}
+
+/// Merges `spec` into the ensemble `zk`'s spec and waits until the roll it starts is done
+/// ([`rolled`]).
+async fn roll_to(
+    cluster: &LocalCluster,
+    ensembles: &Api<ZooKeeperEnsemble>,
+    pods: &Api<Pod>,
+    spec: serde_json::Value,
+    done: impl Fn(&Pod) -> bool,
+) {
+    ensembles
+        .patch(
+            "zk",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await
+        .unwrap();
+    rolled(cluster, ensembles, pods, "zk", done).await;
 }
 
 /// Waits until the ensemble's three servers run in pods that `done` says are rolled, none being
