@@ -318,7 +318,8 @@ pub struct TlsSpec {
     /// `zookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty` in Java). The
     /// servers present the certificate of the ensemble's CA (`ca.crt` in the Secret
     /// `<name>-zooherd-tls`, which clients trust), named for the client Service and every
-    /// server; clients need no certificate of their own. The client Service and the
+    /// server; clients need no certificate of their own unless
+    /// `clientAuthentication.x509ClientCaSecret` asks for one. The client Service and the
     /// NetworkPolicy (`networkPolicy.clientFrom`) open it like 2181. Changing it rolls the
     /// servers.
     #[serde(default)]
