@@ -187,10 +187,6 @@ impl ClientTls {
         }
         entries
     }
-
-    pub fn is_on(self) -> bool {
-        self != Self::Off
-    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,6 @@
 //! ApplyFailed condition names the Secret and the problem, and nothing running changes.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
-use kube::api::Api;
 use sha2::{Digest, Sha256};
 
 use super::{Context, Error};
@@ -22,9 +20,7 @@ pub async fn ca_hash(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Result<Opti
     let Some(name) = &ensemble.spec.client_authentication.x509_client_ca_secret else {
         return Ok(None);
     };
-    let namespace = ensemble.namespace().unwrap_or_default();
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(name)
+    let secret = super::secrets::user_secret(ensemble, ctx, name)
         .await
         .map_err(|source| Error::ClientCa {
             name: name.clone(),

@@ -9,8 +9,6 @@
 //! server restarted meanwhile starts from the template it already had).
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
-use kube::api::Api;
 use sha2::{Digest, Sha256};
 
 use super::{Context, Error};
@@ -25,9 +23,7 @@ pub async fn users_hash(
     let Some(name) = &ensemble.spec.client_authentication.sasl_users_secret else {
         return Ok(None);
     };
-    let namespace = ensemble.namespace().unwrap_or_default();
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(name)
+    let secret = super::secrets::user_secret(ensemble, ctx, name)
         .await
         .map_err(|source| Error::SaslUsers {
             name: name.clone(),

@@ -74,6 +74,19 @@ impl<V> Default for SecretReads<V> {
     }
 }
 
+/// The Secret `name` in the ensemble's namespace, if it exists: one of the user's, which the
+/// operator only reads.
+pub async fn user_secret(
+    ensemble: &ZooKeeperEnsemble,
+    ctx: &Context,
+    name: &str,
+) -> Result<Option<Secret>, kube::Error> {
+    let namespace = ensemble.namespace().unwrap_or_default();
+    Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(name)
+        .await
+}
+
 /// The ensemble's Secret `name`, created from `new()` if it does not exist (`new` may refuse,
 /// with the error to report); one created meanwhile by another reconcile is used as it is. A
 /// Secret of that name the ensemble does not own is refused. `api_error` wraps what the API

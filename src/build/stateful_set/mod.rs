@@ -196,11 +196,7 @@ fn pod_spec(
             secret: Some(SecretVolumeSource {
                 secret_name: Some(secret.clone()),
                 // The CA certificate only: a CA Issuer's Secret also holds the CA's key.
-                items: Some(vec![KeyToPath {
-                    key: tls::CA_KEY.to_owned(),
-                    path: tls::CA_KEY.to_owned(),
-                    mode: None,
-                }]),
+                items: Some(vec![secret_item(tls::CA_KEY)]),
                 default_mode: Some(0o440),
                 optional: Some(false),
             }),
@@ -244,19 +240,26 @@ fn pod_spec(
     }
 }
 
-/// The TLS certificates: the CA certificate and the servers' key store, never the CA's key
-/// (a server that could sign certificates could let others in).
-fn tls_volume(parent: &ValidatedEnsemble) -> Volume {
-    let item = |key: &str| KeyToPath {
+/// The Secret's key `key`, as a file of the same name.
+fn secret_item(key: &str) -> KeyToPath {
+    KeyToPath {
         key: key.to_owned(),
         path: key.to_owned(),
         mode: None,
-    };
+    }
+}
+
+/// The TLS certificates: the CA certificate and the servers' key store, never the CA's key
+/// (a server that could sign certificates could let others in).
+fn tls_volume(parent: &ValidatedEnsemble) -> Volume {
     Volume {
         name: TLS_VOLUME.to_owned(),
         secret: Some(SecretVolumeSource {
             secret_name: Some(names::tls_secret(parent.ensemble())),
-            items: Some(vec![item(tls::CA_KEY), item(tls::KEY_STORE_KEY)]),
+            items: Some(vec![
+                secret_item(tls::CA_KEY),
+                secret_item(tls::KEY_STORE_KEY),
+            ]),
             // Readable by the server's group only (fsGroup), not by every user in the pod.
             default_mode: Some(0o440),
             optional: Some(false),
