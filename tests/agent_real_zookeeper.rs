@@ -497,13 +497,7 @@ async fn enforced_sasl_admits_the_secrets_users_and_the_operator_and_nobody_else
 
     let servers = zookeeper.connect_string();
     let connect = |sasl: Option<(&str, &str)>| {
-        let mut connector = zk::Client::connector().with_session_timeout(Duration::from_secs(10));
-        if let Some((user, password)) = sasl {
-            connector = connector.with_sasl(zk::SaslOptions::digest_md5(
-                user.to_owned(),
-                password.to_owned(),
-            ));
-        }
+        let connector = sasl_connector(sasl);
         let servers = servers.clone();
         async move { connector.connect(&servers).await }
     };
@@ -553,18 +547,8 @@ async fn enforced_sasl_admits_the_secrets_users_and_the_operator_and_nobody_else
 
     // The operator's user, whose password is the superuser's digest, reads the membership;
     // without SASL, the operator would be refused as any other client.
-    let addresses: Vec<_> = zookeeper
-        .members()
-        .iter()
-        .map(|member| member.client_address())
-        .collect();
-    let reconfigurer = zooherd::quorum::reconfig::Reconfigurer::default();
-    let membership = reconfigurer
-        .committed(&addresses, Login::superuser_with_sasl(PASSWORD))
-        .await
-        .expect("the operator reads the membership over SASL");
-    assert_eq!(membership.voters(), Myid::up_to(3).collect());
-    let without = reconfigurer
+    let addresses = operator_reads_the_membership(&zookeeper).await;
+    let without = zooherd::quorum::reconfig::Reconfigurer::default()
         .committed(&addresses, Login::superuser(PASSWORD))
         .await;
     println!("the operator without SASL: {without:?}");
@@ -579,6 +563,69 @@ async fn enforced_sasl_admits_the_secrets_users_and_the_operator_and_nobody_else
         "{without:?}"
     );
     drop(kafka);
+}
+
+/// Issue 14: `enforce` with client certificates as the clients' only login
+/// (`x509ClientCaSecret`, no `saslUsersSecret`). The servers still run SASL, with the
+/// operator's user alone, so the operator's session is still a login; no other SASL user and
+/// no anonymous client gets through.
+#[tokio::test]
+async fn enforced_without_users_admits_the_operator_alone() {
+    use zookeeper_client as zk;
+    let mut ensemble = Ensemble::new("certonly", "7d3c1a52-0000-4000-8000-000000000020", 3);
+    ensemble.enforce_auth = true;
+    let (zookeeper, _certificates) = start_under_quorum_tls(&mut ensemble).await;
+    operator_reads_the_membership(&zookeeper).await;
+
+    let servers = zookeeper.connect_string();
+    let read_as = |sasl: Option<(&str, &str)>| {
+        let connector = sasl_connector(sasl);
+        let servers = servers.clone();
+        async move {
+            match connector.connect(&servers).await {
+                Ok(client) => client.get_data("/zookeeper").await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let anonymous = read_as(None).await;
+    let guess = read_as(Some(("kafka", "kafka-secret"))).await;
+    println!("anonymous: {anonymous:?}; a SASL user: {guess:?}");
+    for (who, outcome) in [("an anonymous client", &anonymous), ("a SASL user", &guess)] {
+        assert!(
+            matches!(outcome, Err(zk::Error::AuthFailed)),
+            "{who}: {outcome:?}"
+        );
+    }
+}
+
+/// A client with a 10 s session, logged in with SASL as `sasl` (user, password) when given.
+fn sasl_connector(sasl: Option<(&str, &str)>) -> zookeeper_client::Connector {
+    use zookeeper_client as zk;
+    let connector = zk::Client::connector().with_session_timeout(Duration::from_secs(10));
+    match sasl {
+        Some((user, password)) => connector.with_sasl(zk::SaslOptions::digest_md5(
+            user.to_owned(),
+            password.to_owned(),
+        )),
+        None => connector,
+    }
+}
+
+/// The operator's user, whose password is the superuser's digest, reads the membership
+/// through the members of `zookeeper` (three voters); their client addresses.
+async fn operator_reads_the_membership(zookeeper: &ZkEnsemble) -> Vec<std::net::SocketAddr> {
+    let addresses: Vec<_> = zookeeper
+        .members()
+        .iter()
+        .map(|member| member.client_address())
+        .collect();
+    let membership = zooherd::quorum::reconfig::Reconfigurer::default()
+        .committed(&addresses, Login::superuser_with_sasl(PASSWORD))
+        .await
+        .expect("the operator reads the membership over SASL");
+    assert_eq!(membership.voters(), Myid::up_to(3).collect());
+    addresses
 }
 
 /// Runs `zooherd server` for pod `<name>-<ordinal>` of `ensemble` on `data_dir`, expecting it

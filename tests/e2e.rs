@@ -1102,10 +1102,13 @@ async fn image_change_rolls(cluster: &LocalCluster, client: &kube::Client, ns: &
             .list(&ListParams::default().labels(&selector(name)))
             .await
             .unwrap();
+        // Every pod Ready too: the status may still be the one written before the last pod
+        // went (see client_auth.rs's `rolled`).
         let all_rolled = list.items.len() == 5
             && list.items.iter().all(|p| {
                 p.spec.as_ref().map(|s| s.containers[0].image.as_deref()) == Some(Some(&rolled))
                     && p.metadata.deletion_timestamp.is_none()
+                    && drain::is_ready(p)
             });
         let status = ensembles.get(name).await.unwrap().status.unwrap();
         if all_rolled

@@ -437,6 +437,8 @@ async fn the_client_ca_comes_from_the_users_secret_and_a_bad_one_is_a_condition(
     let mut ensemble = example_ensemble(name);
     ensemble.spec.tls.client = true;
     ensemble.spec.client_authentication.x509_client_ca_secret = Some("clients-ca".to_owned());
+    // Enforced with certificates as the clients' only login: the API server takes it.
+    ensemble.spec.client_authentication.enforce = true;
     ensembles
         .create(&PostParams::default(), &ensemble)
         .await
@@ -479,12 +481,29 @@ async fn the_client_ca_comes_from_the_users_secret_and_a_bad_one_is_a_condition(
     let template = sts.spec.unwrap().template;
     let annotations = template.metadata.unwrap().annotations.unwrap();
     assert_eq!(annotations["zooherd.dev/client-x509-ca"].len(), 16);
+    // The servers take the operator's SASL login (no users Secret: its user alone).
+    assert_eq!(
+        annotations[zooherd::build::names::CLIENT_SASL_ANNOTATION],
+        ""
+    );
     let pod = template.spec.unwrap();
     assert_eq!(
         secret_of_volume(&pod, "client-ca").as_deref(),
         Some("clients-ca")
     );
+    let args = pod.containers[0].args.clone().unwrap();
+    assert!(
+        args.contains(&"--enforce-auth".to_owned()) && !args.contains(&"--sasl-users".to_owned()),
+        "{args:?}"
+    );
     apply_failed_cleared(&ensembles, name).await;
+    // When the clients' CA expires, for the alert that comes before clients are locked out.
+    let expires = zooherd::tls::ca_not_after(&ca).unwrap();
+    eventually("status.clientCaNotAfter", || async {
+        let status = ensembles.get(name).await.unwrap().status?;
+        (status.client_ca_not_after?.0 == expires).then_some(())
+    })
+    .await;
     drop(operator);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }
@@ -812,7 +831,7 @@ async fn api_server_rejects_invalid_manifests_naming_the_field() {
         ),
         (
             json!({"clientAuthentication": {"enforce": true}}),
-            zooherd::api::validate::ENFORCE_NEEDS_USERS,
+            zooherd::api::validate::ENFORCE_NEEDS_LOGIN,
         ),
         (
             json!({"clientAuthentication": {"x509ClientCaSecret": "clients-ca"}}),

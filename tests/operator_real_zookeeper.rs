@@ -576,7 +576,7 @@ async fn the_operator_scales_by_reconfiguration_and_refuses_to_lose_the_quorum()
 /// membership: a 3 -> 5 scale adds two voters by reconfiguration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_client_authentication_enforced_the_operator_scales_through_its_own_login() {
-    use zooherd::agent::server::{ClientAuth, JAAS_FILE, read_users};
+    use zooherd::agent::server::{ClientAuth, JAAS_FILE, client_auth};
     use zookeeper_client as zk;
     let cp = shared();
     install_crds(cp);
@@ -628,7 +628,9 @@ async fn with_client_authentication_enforced_the_operator_scales_through_its_own
     std::fs::write(mounted.path().join("kafka"), "kafka-secret").unwrap();
     let superuser = secrets.get("zk-zooherd-superuser").await.unwrap();
     let digest = String::from_utf8(superuser.data.unwrap()["digest"].0.clone()).unwrap();
-    let auth = read_users(mounted.path(), Some(&digest), true).expect("the users");
+    let auth = client_auth(Some(mounted.path()), Some(&digest), true, false)
+        .expect("the users")
+        .expect("SASL");
     std::fs::write(&jaas, auth.jaas()).unwrap();
 
     let pods = start_three_voters(&client, &ns, &mut zookeeper).await;

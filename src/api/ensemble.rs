@@ -341,7 +341,7 @@ fn enabled() -> bool {
 
 /// Client authentication settings.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-#[x_kube(validation = kube::core::Rule::new("!has(self.enforce) || !self.enforce || has(self.saslUsersSecret)").message(super::validate::ENFORCE_NEEDS_USERS))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.enforce) || !self.enforce || has(self.saslUsersSecret) || has(self.x509ClientCaSecret)").message(super::validate::ENFORCE_NEEDS_LOGIN))]
 #[serde(rename_all = "camelCase")]
 pub struct ClientAuthenticationSpec {
     /// A Secret in the ensemble's namespace whose keys are SASL DIGEST-MD5 user names and
@@ -375,10 +375,21 @@ pub struct ClientAuthenticationSpec {
     /// Refuse every request of a client session that has not logged in as one of those users
     /// or with a certificate of `x509ClientCaSecret` (ZooKeeper's `enforce.auth.enabled`, with
     /// the schemes `sasl` and `x509` only: the digest scheme accepts any name and password, so
-    /// it does not count). Needs `saslUsersSecret`, which the operator's own login needs too.
-    /// Changing it rolls the servers.
+    /// it does not count). Needs `saslUsersSecret` or `x509ClientCaSecret`, or both. With
+    /// certificates alone, the servers still take SASL logins of one user, the operator's own
+    /// (`zooherd`), whose password only the operator and the servers know. Changing it rolls
+    /// the servers.
     #[serde(default)]
     pub enforce: bool,
+}
+
+impl ClientAuthenticationSpec {
+    /// Whether the servers take SASL logins: for the users of `saslUsersSecret`, or, when
+    /// authentication is enforced, for the operator's own login alone (its sessions must be
+    /// logins too).
+    pub fn runs_sasl(&self) -> bool {
+        self.sasl_users_secret.is_some() || self.enforce
+    }
 }
 
 /// Backup settings.

@@ -59,6 +59,13 @@ pub struct ZooKeeperEnsembleStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum_tls: Option<QuorumTlsStatus>,
 
+    /// When the last CA certificate in `spec.clientAuthentication.x509ClientCaSecret` expires
+    /// (absent without one). After it, no client certificate logs in (with `enforce`, such
+    /// clients are refused). The operator only reads that Secret: put the CA's successor
+    /// beside it in `ca.crt` (both are trusted), move the clients over, then drop the old one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_not_after: Option<Time>,
+
     /// The snapshot a restored ensemble (spec.restore) starts from, as the operator found it
     /// before it created the servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]

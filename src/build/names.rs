@@ -50,7 +50,8 @@ pub const QUORUM_TLS_ANNOTATION: &str = "zooherd.dev/quorum-tls";
 /// AdminServer) does not carry it, and is asked in plain HTTP until the roll replaces it.
 pub const ADMIN_TLS_ANNOTATION: &str = "zooherd.dev/admin-tls";
 /// Annotation of the pod template when its servers run SASL client authentication
-/// (`spec.clientAuthentication`): the value is a hash of the users Secret's contents, so that
+/// (`spec.clientAuthentication`: users, or enforcement): the value is a hash of the users
+/// Secret's contents (empty without one: the operator's user alone), so that
 /// a changed Secret rolls the servers (ZooKeeper reads its users once, at start). The operator
 /// logs in with SASL to the servers of pods that carry it, and without to the others.
 pub const CLIENT_SASL_ANNOTATION: &str = "zooherd.dev/client-sasl-users";

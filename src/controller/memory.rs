@@ -28,13 +28,21 @@ pub struct Memory {
     pub applied: Option<LastApply>,
 }
 
-/// A full apply of an ensemble's children: what it started from, when, and the quorum TLS
-/// status it configured.
+/// A full apply of an ensemble's children: what it started from, when, and what the status
+/// shows of the credentials it configured.
 #[derive(Clone, Debug)]
 pub struct LastApply {
     pub inputs: ApplyInputs,
     pub at: Instant,
-    pub tls: QuorumTlsStatus,
+    pub credentials: CredentialsStatus,
+}
+
+/// What the status shows of the credentials the servers are configured with: quorum TLS, and
+/// when the CA of the clients' certificates expires.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CredentialsStatus {
+    pub quorum_tls: QuorumTlsStatus,
+    pub client_ca_not_after: Option<jiff::Timestamp>,
 }
 
 impl Memory {

@@ -16,10 +16,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
-use super::memory::{Memory, recorded_membership};
+use super::memory::{CredentialsStatus, Memory, recorded_membership};
 use super::{Context, cached, lost_node::node_loss, scale};
 use crate::api::annotations::{REPLACE_MEMBER, RESTART_MEMBER};
-use crate::api::{MembershipStatus, Phase, QuorumTlsStatus, ZooKeeperEnsemble};
+use crate::api::{MembershipStatus, Phase, ZooKeeperEnsemble};
 use crate::build::names::{self, CLIENT_PORT};
 use crate::decide::lost_node::{self, NodeLoss};
 use crate::decide::node;
@@ -49,8 +49,8 @@ pub struct Observation {
     /// This reconcile wrote the StatefulSet: the revision in the cache may be one the operator
     /// did not write (a hand edit just put back), so no pod is rolled toward it this round.
     pub stateful_set_written: bool,
-    /// Quorum TLS as the apply step configured it (None: nothing was applied).
-    pub quorum_tls: Option<QuorumTlsStatus>,
+    /// The credentials as the apply step configured them (None: nothing was applied).
+    pub credentials: Option<CredentialsStatus>,
     /// The voters' pods' facts, by pod name.
     pub pods: BTreeMap<String, PodFacts>,
     /// Every server's pod's revision and uid (voters and the servers beyond them), by pod name.
@@ -314,11 +314,7 @@ pub async fn observe(
                 Some((SocketAddr::new(ip, CLIENT_PORT as u16), sasl))
             })
             .collect();
-        let wanted = ensemble
-            .spec
-            .client_authentication
-            .sasl_users_secret
-            .is_some();
+        let wanted = ensemble.spec.client_authentication.runs_sasl();
         membership_access = MembershipAccess::choose(&serving, wanted);
         super::progress::at("reading the committed membership");
         scale.committed = Some(
@@ -339,7 +335,7 @@ pub async fn observe(
         recorded_membership: recorded,
         stateful_set,
         stateful_set_written: false,
-        quorum_tls: None,
+        credentials: None,
         pods,
         revisions,
         scale,

@@ -18,7 +18,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::apply::{Applied, apply_child, delete_child};
-use super::memory::{LastApply, recorded_membership};
+use super::memory::{CredentialsStatus, LastApply, recorded_membership};
 use super::progress::{self, Progress};
 use super::report::publish;
 use super::telemetry::Outcome;
@@ -26,7 +26,7 @@ use super::{
     Context, Error, act, client_ca, observe, report, restore, sasl_users, scale, secrets,
     superuser, tls,
 };
-use crate::api::{QuorumTlsStatus, ZooKeeperEnsemble};
+use crate::api::ZooKeeperEnsemble;
 use crate::build;
 use crate::build::tls::QuorumTls;
 use crate::decide::{SpecOutcome, decide};
@@ -94,7 +94,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
 
     // Validated once: an invalid spec changes nothing that runs, and building cannot fail.
     let mut password = None;
-    let mut quorum_tls = None;
+    let mut credentials = None;
     let mut stateful_set_written = false;
     let spec = match build::ValidatedEnsemble::new(ensemble) {
         Err(problem) => SpecOutcome::Invalid(problem.to_string()),
@@ -115,9 +115,9 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
                 Err(problem) => break 'applied SpecOutcome::NotApplied(problem),
             };
             let inputs = ApplyInputs::of(ensemble, ctx);
-            if let Some((superuser, tls)) = unchanged(ensemble, ctx, &inputs) {
+            if let Some((superuser, applied)) = unchanged(ensemble, ctx, &inputs) {
                 password = Some(superuser);
-                quorum_tls = Some(tls);
+                credentials = Some(applied);
                 break 'applied SpecOutcome::Applied { changed: false };
             }
             let tls_facts = tls::facts(ensemble, ctx);
@@ -133,17 +133,17 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
             // Boxed, as is `act`: most rounds take neither path, so a round's future (one per
             // ensemble in flight) need not hold room for theirs. With both boxed it is 11.9 KB.
             match Box::pin(apply(ensemble, ctx, &valid, topology, tls)).await {
-                Ok((superuser, tls, written)) => {
+                Ok((superuser, applied, written)) => {
                     ctx.remember_apply(
                         ensemble,
                         LastApply {
                             inputs,
                             at: Instant::now(),
-                            tls: tls.clone(),
+                            credentials: applied.clone(),
                         },
                     );
                     password = Some(superuser);
-                    quorum_tls = Some(tls);
+                    credentials = Some(applied);
                     stateful_set_written = written.stateful_set;
                     SpecOutcome::Applied {
                         changed: written.changed,
@@ -163,7 +163,7 @@ async fn reconcile_ensemble(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Resu
     progress::at("observing the servers");
     let mut observation = observe::observe(ensemble, ctx, password).await;
     observation.stateful_set_written = stateful_set_written;
-    observation.quorum_tls = quorum_tls;
+    observation.credentials = credentials;
     let decision = decide(&observation.facts(&spec));
     progress::at("acting");
     let acted = Box::pin(act::act(
@@ -297,7 +297,7 @@ async fn apply(
     valid: &build::ValidatedEnsemble<'_>,
     topology: build::Topology,
     tls: (QuorumTls, Option<QuorumTls>),
-) -> Result<(String, QuorumTlsStatus, Written), Error> {
+) -> Result<(String, CredentialsStatus, Written), Error> {
     // Before the StatefulSet: its pods take the superuser's digest and the quorum
     // certificates from the Secrets, and its template the certificate's generation (a renewal
     // rolls the servers).
@@ -306,9 +306,12 @@ async fn apply(
     progress::at("ensuring the quorum TLS Secret");
     let (quorum_tls, certificate_generation) = tls::ensure(ensemble, ctx, tls.0, tls.1).await?;
     progress::at("reading the SASL users Secret");
+    let sasl_users = sasl_users::users_hash(ensemble, ctx).await?;
+    progress::at("reading the client CA Secret");
+    let client_ca = client_ca::read(ensemble, ctx).await?;
     let client_secrets = build::ClientSecrets {
-        sasl_users: sasl_users::users_hash(ensemble, ctx).await?,
-        x509_ca: client_ca::ca_hash(ensemble, ctx).await?,
+        sasl_users,
+        x509_ca: client_ca.as_ref().map(|ca| ca.hash.clone()),
     };
     let topology = build::Topology {
         certificate_generation,
@@ -348,9 +351,13 @@ async fn apply(
         matches!(child, Applied::Written(what) | Applied::Reverted(what) if what.starts_with("StatefulSet "))
     });
     let changed = !applied.is_empty();
+    let credentials = CredentialsStatus {
+        quorum_tls,
+        client_ca_not_after: client_ca.map(|ca| ca.not_after),
+    };
     Ok((
         password,
-        quorum_tls,
+        credentials,
         Written {
             changed,
             stateful_set,
@@ -400,7 +407,7 @@ async fn apply_children(
     Ok(applied.into_iter().flatten().collect())
 }
 
-/// The superuser's password and the quorum TLS status, if the children need not be built and
+/// The superuser's password and the credentials' status, if the children need not be built and
 /// compared this round: nothing they are built from (`inputs`, the ensemble's now) changed
 /// since the last full apply, which was less than [`full_apply_every`] ago, and the password is
 /// fresh.
@@ -408,12 +415,12 @@ fn unchanged(
     ensemble: &ZooKeeperEnsemble,
     ctx: &Context,
     inputs: &ApplyInputs,
-) -> Option<(String, QuorumTlsStatus)> {
+) -> Option<(String, CredentialsStatus)> {
     let last = ctx.last_apply(ensemble)?;
     let uid = ensemble.uid()?;
     if last.inputs != *inputs || last.at.elapsed() >= full_apply_every(&uid) {
         return None;
     }
     let password = ctx.superusers.fresh(&uid)?;
-    Some((password, last.tls))
+    Some((password, last.credentials))
 }

@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::act::Acted;
-use super::memory::Memory;
+use super::memory::{CredentialsStatus, Memory};
 use super::observe::Observation;
 use super::{Context, Error, FIELD_MANAGER, scale};
 use crate::api::{
@@ -50,7 +50,7 @@ pub async fn report(
         recorded_membership,
         stateful_set,
         scale: scale_view,
-        quorum_tls,
+        credentials,
         ..
     } = observation;
     let mut roll_step = decision.roll.clone();
@@ -104,11 +104,18 @@ pub async fn report(
     let mut status = current;
     computed.write_into(&mut status);
     status.membership = membership;
-    if let Some(tls) = quorum_tls {
-        let not_after = tls.certificate_not_after.as_ref().map(|at| at.0);
+    if let Some(CredentialsStatus {
+        quorum_tls,
+        client_ca_not_after,
+    }) = credentials
+    {
+        let not_after = quorum_tls.certificate_not_after.as_ref().map(|at| at.0);
         ctx.metrics
             .quorum_certificate_expiry(&namespace, &name, not_after);
-        status.quorum_tls = Some(tls);
+        status.quorum_tls = Some(quorum_tls);
+        ctx.metrics
+            .client_ca_expiry(&namespace, &name, client_ca_not_after);
+        status.client_ca_not_after = client_ca_not_after.map(Time);
     }
     status.connect_string = Some(names::connect_string(
         &name,

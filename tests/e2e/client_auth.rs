@@ -13,6 +13,8 @@
 //! Then client certificates, still enforced: the TLS client port and the CA of the clients'
 //! certificates (`x509ClientCaSecret`) in one roll; on every server, ZooKeeper's own Java client
 //! with a certificate of that CA writes as `x509:<subject DN>`, and without one is refused.
+//! Last, the users Secret removed with `enforce` kept (certificates the clients' only login):
+//! the servers take the operator's SASL login alone, and a certificate still writes.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,7 @@ use zooherd::build::names::{
     CLIENT_SASL_ANNOTATION, CLIENT_X509_CA_ANNOTATION, SECURE_CLIENT_PORT,
 };
 use zooherd::build::tls::CA_KEY;
+use zooherd::quorum::reconfig::{Login, Reconfigurer};
 use zooherd::tls::{admin_client, issue};
 
 use super::drain::is_ready;
@@ -197,6 +200,89 @@ async fn client_certificates(
         eprintln!(
             "(x509) {pod_name}: a certificate of the clients' CA writes over TLS; none is \
              refused"
+        );
+    }
+    certificates_alone(
+        cluster,
+        client,
+        ns,
+        ensembles,
+        pods,
+        &ensemble_ca,
+        &key_store,
+    )
+    .await;
+}
+
+/// The users Secret removed, `enforce` kept: certificates are the clients' only login (one
+/// roll). Each server then takes the operator's own SASL login, which the agent now writes
+/// alone into the server's login file (without it, the operator could no longer read or change
+/// the membership), refuses the former user, and still lets the certificate write.
+async fn certificates_alone(
+    cluster: &LocalCluster,
+    client: &kube::Client,
+    ns: &str,
+    ensembles: &Api<ZooKeeperEnsemble>,
+    pods: &Api<Pod>,
+    ensemble_ca: &std::path::Path,
+    key_store: &std::path::Path,
+) {
+    let name = "zk";
+    let t = Instant::now();
+    let spec = json!({"clientAuthentication": {"saslUsersSecret": null}});
+    let without_users = |pod: &Pod| {
+        annotated(CLIENT_SASL_ANNOTATION)(pod)
+            && pod.spec.as_ref().is_some_and(|spec| {
+                let args = spec.containers[0].args.as_deref().unwrap_or_default();
+                !args.iter().any(|arg| arg == "--sasl-users")
+                    && args.iter().any(|arg| arg == "--enforce-auth")
+            })
+    };
+    roll_to(cluster, ensembles, pods, spec, without_users).await;
+    eprintln!(
+        "(x509) certificates alone, still enforced: every server restarted without the users, \
+         ACTIVE 3/3 after {}",
+        secs(t)
+    );
+    let superuser = Api::<Secret>::namespaced(client.clone(), ns)
+        .get(&format!("{name}-zooherd-superuser"))
+        .await
+        .unwrap();
+    let password = String::from_utf8(superuser.data.unwrap()["password"].0.clone()).unwrap();
+    let kafka = SaslLogin {
+        user: "kafka".to_owned(),
+        password: "kafka-e2e-password".to_owned(),
+    };
+    for (pod_name, ip) in pod_ips(pods, name).await {
+        let address: std::net::SocketAddr = format!("{ip}:2181").parse().unwrap();
+        let membership = Reconfigurer::default()
+            .committed(&[address], Login::superuser_with_sasl(&password))
+            .await;
+        assert!(
+            membership.as_ref().is_ok_and(|m| m.voters().len() == 3),
+            "{pod_name}: the operator's login: {membership:?}\n{}",
+            cluster.pod_log(ns, &pod_name)
+        );
+        let former = read_as(&address.to_string(), Some(&kafka)).await;
+        assert!(former.is_err(), "{pod_name}: the former user: {former:?}");
+        let server = format!("{ip}:{SECURE_CLIENT_PORT}");
+        let path = format!("/alone-{pod_name}");
+        let output = java_tls_client(
+            ensemble_ca,
+            Some(key_store),
+            &server,
+            false,
+            &["create", &path, "certificate"],
+        )
+        .1;
+        assert!(
+            output.contains(&format!("Created {path}")),
+            "{pod_name}: a certificate of the clients' CA:\n{output}"
+        );
+        eprintln!(
+            "(x509) {pod_name}: the operator's login reads the membership; the former user is \
+             refused ({}); a certificate writes",
+            former.unwrap_err()
         );
     }
 }

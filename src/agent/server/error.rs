@@ -117,6 +117,12 @@ pub enum StartError {
     )]
     SaslUsers { path: PathBuf, problem: String },
 
+    #[error(
+        "client authentication needs the superuser's digest (ZOOHERD_SUPER_DIGEST) for the operator's own \
+         SASL login, and it is not set: run the server in a pod the operator made"
+    )]
+    NoSuperDigest,
+
     #[error("cannot {action} {path}: {error}")]
     Io {
         action: &'static str,
@@ -138,7 +144,8 @@ impl StartError {
             | StartError::NotAMember { .. }
             | StartError::BadMembership { .. }
             | StartError::NoDataDir { .. }
-            | StartError::SaslUsers { .. } => EXIT_INVALID_INPUT,
+            | StartError::SaslUsers { .. }
+            | StartError::NoSuperDigest => EXIT_INVALID_INPUT,
             StartError::ForeignMyid { .. } => EXIT_FOREIGN_MYID,
             StartError::ForeignEnsemble { .. } => EXIT_FOREIGN_ENSEMBLE,
             StartError::EmptyVoter { .. } => EXIT_EMPTY_VOTER,

@@ -91,7 +91,7 @@ pub use restore::{
     ENV_RESTORE_SIZE, ENV_RESTORE_VIRTUAL_HOSTED_STYLE, ENV_RESTORE_ZXID, RestoreSource,
     fetch_snapshot, restore_source,
 };
-pub use sasl::{ClientAuth, JAAS_FILE, read_users};
+pub use sasl::{ClientAuth, JAAS_FILE, client_auth};
 
 use clap::builder::TypedValueParser as _;
 
@@ -169,8 +169,9 @@ pub struct Args {
     pub sasl_users: Option<PathBuf>,
 
     /// Refuse every client session that has not authenticated with SASL, or with a client
-    /// certificate when --x509-clients is given (needs --sasl-users).
-    #[arg(long, requires = "sasl_users")]
+    /// certificate when --x509-clients is given. Without --sasl-users, the operator's user is
+    /// the only SASL one (the clients log in with certificates).
+    #[arg(long)]
     pub enforce_auth: bool,
 
     /// Clients may log in with a certificate on the TLS client port (zoo.cfg's
@@ -289,15 +290,12 @@ pub fn run(args: &Args) -> Result<Infallible, StartError> {
     identity(args.myid, &env)?;
     let members = read(&args.members)?;
     let on_volume = read_dynamic_configs(&runtime_config_path(args, &config)?)?;
-    let client_auth = args
-        .sasl_users
-        .as_deref()
-        .map(|dir| sasl::read_users(dir, env(ENV_SUPER_DIGEST).as_deref(), args.enforce_auth))
-        .transpose()?
-        .map(|auth| sasl::ClientAuth {
-            x509: args.x509_clients,
-            ..auth
-        });
+    let client_auth = sasl::client_auth(
+        args.sasl_users.as_deref(),
+        env(ENV_SUPER_DIGEST).as_deref(),
+        args.enforce_auth,
+        args.x509_clients,
+    )?;
     let mut plan = plan(
         args,
         &env,

@@ -66,14 +66,36 @@ impl ClientAuth {
     }
 }
 
-/// The users in `dir` (a Secret's mount: one file per key; the `..data` links and other dot
-/// entries are the kubelet's) and the operator's, whose password is `super_digest`'s hash
-/// (`zooherd:<hash>`). A user the operator would have refused is refused here too, naming it.
-pub fn read_users(
-    dir: &Path,
+/// SASL as the flags ask for it: the users in `users_dir` (`--sasl-users`) and the operator's,
+/// or, when authentication is enforced without users (the clients log in with certificates,
+/// `--x509-clients`), the operator's alone: its session must still be a login. The operator's
+/// password is `super_digest`'s hash (`zooherd:<hash>`). None: the server runs without SASL.
+pub fn client_auth(
+    users_dir: Option<&Path>,
     super_digest: Option<&str>,
     enforce: bool,
-) -> Result<ClientAuth, StartError> {
+    x509: bool,
+) -> Result<Option<ClientAuth>, StartError> {
+    let mut users = match users_dir {
+        Some(dir) => read_users(dir)?,
+        None if enforce => BTreeMap::new(),
+        None => return Ok(None),
+    };
+    let hash = super_digest
+        .and_then(operator_sasl_password)
+        .ok_or(StartError::NoSuperDigest)?;
+    users.insert(OPERATOR_SASL_USER.to_owned(), hash.to_owned());
+    Ok(Some(ClientAuth {
+        users,
+        enforce,
+        x509,
+    }))
+}
+
+/// The users in `dir` (a Secret's mount: one file per key; the `..data` links and other dot
+/// entries are the kubelet's). A user the operator would have refused is refused here too,
+/// naming it.
+fn read_users(dir: &Path) -> Result<BTreeMap<String, String>, StartError> {
     let refused = |problem: String| StartError::SaslUsers {
         path: dir.to_owned(),
         problem,
@@ -96,18 +118,7 @@ pub fn read_users(
     if users.is_empty() {
         return Err(refused("holds no user".to_owned()));
     }
-    let Some(hash) = super_digest.and_then(operator_sasl_password) else {
-        return Err(refused(
-            "the operator's user needs the superuser's digest (ZOOHERD_SUPER_DIGEST), which is not set"
-                .to_owned(),
-        ));
-    };
-    users.insert(OPERATOR_SASL_USER.to_owned(), hash.to_owned());
-    Ok(ClientAuth {
-        users,
-        enforce,
-        x509: false,
-    })
+    Ok(users)
 }
 
 /// Writes the JAAS file at `path` readable by its owner only, or removes one a start with SASL
@@ -146,7 +157,9 @@ mod tests {
     fn the_secrets_users_and_the_operators_go_into_the_login_file() {
         let dir = secret_mount(&[("kafka", "s3cret \"quoted\" \\ back"), ("admin", "pw")]);
         let digest = super_digest("operator-password");
-        let auth = read_users(dir.path(), Some(&digest), true).unwrap();
+        let auth = client_auth(Some(dir.path()), Some(&digest), true, false)
+            .unwrap()
+            .unwrap();
         let hash = digest.split_once(':').unwrap().1;
         assert_eq!(
             auth.jaas(),
@@ -187,7 +200,7 @@ mod tests {
         let digest = super_digest("p");
         let refused = |files: &[(&str, &str)]| {
             let dir = secret_mount(files);
-            let error = read_users(dir.path(), Some(&digest), false).unwrap_err();
+            let error = client_auth(Some(dir.path()), Some(&digest), false, false).unwrap_err();
             assert_eq!(error.exit_code(), super::super::EXIT_INVALID_INPUT);
             error.to_string()
         };
@@ -202,7 +215,30 @@ mod tests {
         assert!(refused(&[("a", "")]).contains("is empty"));
         assert!(refused(&[]).contains("holds no user"));
         let dir = secret_mount(&[("a", "b")]);
-        let line = read_users(dir.path(), None, false).unwrap_err().to_string();
+        let line = client_auth(Some(dir.path()), None, false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(line.contains("ZOOHERD_SUPER_DIGEST"), "{line}");
+    }
+
+    #[test]
+    fn enforced_without_users_logs_in_the_operator_alone() {
+        let digest = super_digest("operator-password");
+        let hash = digest.split_once(':').unwrap().1;
+        let auth = client_auth(None, Some(&digest), true, true)
+            .unwrap()
+            .expect("SASL for the operator's login");
+        assert_eq!(
+            auth.users,
+            BTreeMap::from([(OPERATOR_SASL_USER.to_owned(), hash.to_owned())])
+        );
+        assert!(
+            auth.settings()
+                .contains(&("enforce.auth.schemes".to_owned(), "sasl,x509".to_owned()))
+        );
+        // Neither users nor enforcement: no SASL at all, whatever the digest.
+        assert_eq!(client_auth(None, Some(&digest), false, true).unwrap(), None);
+        let line = client_auth(None, None, true, true).unwrap_err().to_string();
         assert!(line.contains("ZOOHERD_SUPER_DIGEST"), "{line}");
     }
 

@@ -64,8 +64,8 @@ pub const RESTORE_OBJECT_PREFIX: &str = "spec.restore.object.s3.prefix is not us
 pub const SCHEDULE_NEEDS: &str = "spec.backup.schedule needs spec.backup.enabled: true and spec.backup.s3 (where the scheduled backups go)";
 /// The CEL rule's message: a drill schedule needs backups on.
 pub const DRILL_SCHEDULE_NEEDS: &str = "spec.backup.drillSchedule needs spec.backup.enabled: true (drills restore this ensemble's backups)";
-/// The CEL rule's message: enforced authentication needs users to log in as.
-pub const ENFORCE_NEEDS_USERS: &str = "spec.clientAuthentication.enforce needs spec.clientAuthentication.saslUsersSecret (the users clients log in as); name the Secret, or switch enforce off";
+/// The CEL rule's message: enforced authentication needs a way for clients to log in.
+pub const ENFORCE_NEEDS_LOGIN: &str = "spec.clientAuthentication.enforce needs a way for clients to log in: spec.clientAuthentication.saslUsersSecret (SASL users) and/or x509ClientCaSecret (client certificates); name one, or switch enforce off";
 /// The CEL rule's message: client certificates are asked for on the TLS client port only.
 pub const X509_NEEDS_CLIENT_TLS: &str = "spec.clientAuthentication.x509ClientCaSecret needs spec.tls.client: true (client certificates are presented on the TLS client port, 2281); switch the TLS client port on, or remove the Secret's name";
 pub const BACKUP_WITHOUT_QUORUM_TLS: &str = "spec.backup.enabled needs spec.tls.quorum: true (the AdminServer's snapshot command streams all data, and only the TLS AdminServer keeps everyone but the operator out); switch quorum TLS on, or backups off";
@@ -161,8 +161,8 @@ pub enum ValidationError {
     #[error("{BACKUP_WITHOUT_QUORUM_TLS}")]
     BackupWithoutQuorumTls,
 
-    #[error("{ENFORCE_NEEDS_USERS}")]
-    EnforceNeedsUsers,
+    #[error("{ENFORCE_NEEDS_LOGIN}")]
+    EnforceNeedsLogin,
 
     #[error("{X509_NEEDS_CLIENT_TLS}")]
     X509NeedsClientTls,
@@ -258,8 +258,8 @@ pub fn validate(ensemble: &ZooKeeperEnsemble) -> Result<Validated<'_>, Validatio
     validate_network_policy(ensemble)?;
     validate_backup(&ensemble.spec)?;
     let auth = &ensemble.spec.client_authentication;
-    if auth.enforce && auth.sasl_users_secret.is_none() {
-        return Err(ValidationError::EnforceNeedsUsers);
+    if auth.enforce && auth.sasl_users_secret.is_none() && auth.x509_client_ca_secret.is_none() {
+        return Err(ValidationError::EnforceNeedsLogin);
     }
     if auth.x509_client_ca_secret.is_some() && !ensemble.spec.tls.client {
         return Err(ValidationError::X509NeedsClientTls);

@@ -717,16 +717,18 @@ fn a_restore_names_a_backup_or_a_whole_object_key() {
 }
 
 #[test]
-fn enforced_client_authentication_needs_users() {
+fn enforced_client_authentication_needs_a_login() {
     let refused = validate_spec(json!({"clientAuthentication": {"enforce": true}}));
-    assert_eq!(refused, Err(ValidationError::EnforceNeedsUsers));
+    assert_eq!(refused, Err(ValidationError::EnforceNeedsLogin));
     let message = refused.unwrap_err().to_string();
     assert!(
-        message.contains("spec.clientAuthentication.saslUsersSecret"),
+        message.contains("spec.clientAuthentication.saslUsersSecret")
+            && message.contains("x509ClientCaSecret"),
         "{message}"
     );
     for spec in [
         json!({"clientAuthentication": {"saslUsersSecret": "users", "enforce": true}}),
+        json!({"tls": {"client": true}, "clientAuthentication": {"x509ClientCaSecret": "ca", "enforce": true}}),
         json!({"clientAuthentication": {"saslUsersSecret": "users"}}),
         json!({"clientAuthentication": {}}),
     ] {

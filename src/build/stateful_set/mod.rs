@@ -93,8 +93,9 @@ pub(super) fn build(
             certificate_generation.to_string(),
         );
     }
-    // The users the servers read at start: changed users are a new template revision.
-    if spec.client_authentication.sasl_users_secret.is_some() {
+    // The users the servers read at start (none but the operator's when enforcement has
+    // certificates alone): changed users are a new template revision.
+    if spec.client_authentication.runs_sasl() {
         annotations.insert(
             names::CLIENT_SASL_ANNOTATION.to_owned(),
             client_secrets.sasl_users.clone().unwrap_or_default(),
@@ -291,9 +292,9 @@ fn container(
     if auth.sasl_users_secret.is_some() {
         volume_mounts.push(mount(SASL_USERS_VOLUME, names::SASL_USERS_DIR, true));
         args.extend(strings(&["--sasl-users", names::SASL_USERS_DIR]));
-        if auth.enforce {
-            args.push("--enforce-auth".to_owned());
-        }
+    }
+    if auth.enforce {
+        args.push("--enforce-auth".to_owned());
     }
     if auth.x509_client_ca_secret.is_some() {
         volume_mounts.push(mount(

@@ -967,6 +967,30 @@ fn a_client_ca_secret_mounts_its_certificate_only_and_its_contents_roll_the_serv
 }
 
 #[test]
+fn enforced_with_certificates_alone_runs_sasl_for_the_operator_without_a_users_volume() {
+    let spec = json!({
+        "clientAuthentication": {"x509ClientCaSecret": "clients-ca", "enforce": true},
+        "tls": {"client": true},
+    });
+    let (metadata, pod) = pod_with_sasl_users(spec, None);
+    // The operator logs in with SASL to these servers: the annotation says so.
+    assert_eq!(
+        metadata.annotations.unwrap()[names::CLIENT_SASL_ANNOTATION],
+        ""
+    );
+    assert!(
+        !pod.volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == SASL_USERS_VOLUME)
+    );
+    let args = pod.containers[0].args.clone().unwrap();
+    assert!(args.contains(&"--enforce-auth".to_owned()), "{args:?}");
+    assert!(args.contains(&"--x509-clients".to_owned()), "{args:?}");
+    assert!(!args.contains(&"--sasl-users".to_owned()), "{args:?}");
+}
+
+#[test]
 fn without_client_authentication_the_pod_has_no_users() {
     let (metadata, pod) = pod_with_sasl_users(json!({}), None);
     assert!(

@@ -91,6 +91,7 @@ pub struct Metrics {
     fault_tolerance: Family<EnsembleLabels, Gauge>,
     member_restarts: Family<EnsembleLabels, Counter>,
     quorum_certificate_expiry: Family<EnsembleLabels, Gauge>,
+    client_ca_expiry: Family<EnsembleLabels, Gauge>,
     /// The series of ZooKeeperBackups and their drills.
     pub backups: BackupMetrics,
     member_state: Family<MemberLabels, Gauge>,
@@ -155,6 +156,12 @@ impl Default for Metrics {
             "When the certificate each ensemble's servers present to each other expires (Unix time; .status.quorumTls.certificateNotAfter)",
             quorum_certificate_expiry.clone(),
         );
+        let client_ca_expiry = Family::<EnsembleLabels, Gauge>::default();
+        registry.register(
+            "client_ca_expiry_timestamp_seconds",
+            "When the last CA certificate of each ensemble's spec.clientAuthentication.x509ClientCaSecret expires: after it no client certificate logs in (Unix time; .status.clientCaNotAfter)",
+            client_ca_expiry.clone(),
+        );
         let backups = BackupMetrics::register(&mut registry);
         let member_state = Family::<MemberLabels, Gauge>::default();
         registry.register(
@@ -200,6 +207,7 @@ impl Default for Metrics {
             fault_tolerance,
             member_restarts,
             quorum_certificate_expiry,
+            client_ca_expiry,
             backups,
             member_state,
             member_series: Arc::default(),
@@ -271,20 +279,17 @@ impl Metrics {
         name: &str,
         not_after: Option<jiff::Timestamp>,
     ) {
-        let ensemble = EnsembleLabels {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        };
-        match not_after {
-            Some(at) => {
-                self.quorum_certificate_expiry
-                    .get_or_create(&ensemble)
-                    .set(at.as_second());
-            }
-            None => {
-                self.quorum_certificate_expiry.remove(&ensemble);
-            }
-        }
+        expiry(&self.quorum_certificate_expiry, namespace, name, not_after);
+    }
+
+    /// When the CA of the ensemble's client certificates expires (None: it has none).
+    pub fn client_ca_expiry(
+        &self,
+        namespace: &str,
+        name: &str,
+        not_after: Option<jiff::Timestamp>,
+    ) {
+        expiry(&self.client_ca_expiry, namespace, name, not_after);
     }
 
     /// The voters' states, as `.status.members` lists them.
@@ -350,6 +355,7 @@ impl Metrics {
         self.fault_tolerance.remove(&ensemble);
         self.member_restarts.remove(&ensemble);
         self.quorum_certificate_expiry.remove(&ensemble);
+        self.client_ca_expiry.remove(&ensemble);
         self.backups.forget(&ensemble);
         let members = self
             .member_series
@@ -438,6 +444,27 @@ pub async fn serve(
         .await
 }
 
+/// Sets the ensemble's series of the expiry gauge `family` to `not_after`, or removes it.
+fn expiry(
+    family: &Family<EnsembleLabels, Gauge>,
+    namespace: &str,
+    name: &str,
+    not_after: Option<jiff::Timestamp>,
+) {
+    let ensemble = EnsembleLabels {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    };
+    match not_after {
+        Some(at) => {
+            family.get_or_create(&ensemble).set(at.as_second());
+        }
+        None => {
+            family.remove(&ensemble);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,6 +545,24 @@ mod tests {
                 .encode()
                 .contains("zooherd_quorum_certificate_expiry_timestamp_seconds{")
         );
+    }
+
+    #[test]
+    fn the_client_cas_expiry_is_exported_while_the_ensemble_names_one() {
+        let metrics = Metrics::default();
+        let at: jiff::Timestamp = "2031-12-01T00:00:00Z".parse().unwrap();
+        metrics.client_ca_expiry("ns", "zk", Some(at));
+        let series = "zooherd_client_ca_expiry_timestamp_seconds{namespace=\"ns\",name=\"zk\"}";
+        assert!(
+            metrics.encode().contains(&format!("{series} 1953849600\n")),
+            "{}",
+            metrics.encode()
+        );
+        metrics.client_ca_expiry("ns", "zk", None);
+        assert!(!metrics.encode().contains(series));
+        metrics.client_ca_expiry("ns", "zk", Some(at));
+        metrics.forget_ensemble("ns", "zk");
+        assert!(!metrics.encode().contains(series));
     }
 
     #[test]
