@@ -13,7 +13,9 @@
 //! out of the voters, replacing its pod and adding it back once synced). Each draw and its
 //! time is printed with the seed; `ZOOHERD_FAULT_SEED=<seed>` replays the draws. After each round
 //! the ensemble must come back by itself: ACTIVE 3/3 with voters 1-3, every pod at the
-//! StatefulSet's revision.
+//! StatefulSet's revision. The seed also draws whether the whole run enforces client
+//! authentication (SASL), so that the operator's own login is under the same faults
+//! ([`ClientAuthDraw`]).
 //!
 //! There is no kubelet in this cluster (see `operator_real_zookeeper.rs`): a task here plays it
 //! ([`play_kubelet`]), stopping a server when its pod is deleted and starting one for each new
@@ -27,9 +29,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::control_plane::{ControlPlane, shared};
 use support::fault;
@@ -40,8 +42,9 @@ use support::kubelet::{
 use support::linearizability::generate::Rng;
 use support::operator::{Operator, api_server_address, install_crds};
 use support::proxy::Proxy;
-use support::zookeeper::ZkEnsemble;
+use support::zookeeper::{JavaLauncher, ZkEnsemble, ZkEnsembleBuilder};
 use tokio::sync::Mutex;
+use zooherd::agent::server::{ClientAuth, JAAS_FILE, client_auth, read_dynamic_configs};
 use zooherd::api::{Phase, ZooKeeperEnsemble};
 use zooherd::build::names;
 use zooherd::quorum::Myid;
@@ -72,6 +75,105 @@ const SLOW_ROUND: Duration = Duration::from_secs(60);
 /// Servers prepared: three voters, and four more for a scale to 7.
 const SERVERS: usize = 7;
 
+/// The users Secret of an enforcing run, and its one user.
+const USERS_SECRET: &str = "zk-users";
+const USER: (&str, &str) = ("kafka", "nemesis-password");
+
+/// Whether a run enforces client authentication, drawn from the seed (printed, so replayed
+/// with it) apart from the rounds, which a seed draws as before. Enforced, the servers run as
+/// the agent starts them for `clientAuthentication: {saslUsersSecret, enforce: true}` (SASL
+/// only, the operator's own user beside the Secret's), the workload logs in as the Secret's
+/// user, and every read and change of the membership through the rolls, scales and failovers
+/// goes through the operator's own login, which a server refuses to anyone else.
+struct ClientAuthDraw {
+    enforced: bool,
+    /// The servers' JAAS login file (the agent writes it in a pod).
+    login_dir: tempfile::TempDir,
+}
+
+impl ClientAuthDraw {
+    fn of(seed: u64) -> Self {
+        let enforced = Rng::new(seed ^ 0x0a07_5a51).below(2) == 1;
+        println!(
+            "operator nemesis: client authentication {}",
+            if enforced { "enforced (SASL)" } else { "off" }
+        );
+        ClientAuthDraw {
+            enforced,
+            login_dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn jaas(&self) -> std::path::PathBuf {
+        self.login_dir.path().join(JAAS_FILE)
+    }
+
+    async fn create_users_secret(&self, client: &kube::Client, ns: &str) {
+        let users: Secret = serde_json::from_value(json!({
+            "metadata": {"name": USERS_SECRET},
+            "stringData": {USER.0: USER.1},
+        }))
+        .unwrap();
+        Api::<Secret>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &users)
+            .await
+            .unwrap();
+    }
+
+    /// The servers as the agent configures them: its zoo.cfg keys, and the JVM options that
+    /// read its login file (DIGEST-MD5 is not a FIPS mechanism).
+    fn servers(&self, builder: ZkEnsembleBuilder) -> ZkEnsembleBuilder {
+        if !self.enforced {
+            return builder;
+        }
+        let mut launcher = JavaLauncher::default();
+        launcher.jvm_options.extend([
+            format!(
+                "-Djava.security.auth.login.config={}",
+                self.jaas().display()
+            ),
+            "-Dzookeeper.fips-mode=false".to_owned(),
+        ]);
+        let enforced = ClientAuth {
+            users: Default::default(),
+            enforce: true,
+            x509: false,
+        };
+        enforced
+            .settings()
+            .iter()
+            .fold(builder.launcher(launcher), |builder, (key, value)| {
+                builder.config(key, value)
+            })
+    }
+
+    /// The login file the agent writes from the users Secret's mount and the superuser's
+    /// digest (known once the operator has made the superuser Secret).
+    async fn write_login_file(&self, client: &kube::Client, ns: &str) {
+        if !self.enforced {
+            return;
+        }
+        let mounted = self.login_dir.path().join("users");
+        std::fs::create_dir(&mounted).unwrap();
+        std::fs::write(mounted.join(USER.0), USER.1).unwrap();
+        let superuser = Api::<Secret>::namespaced(client.clone(), ns)
+            .get("zk-zooherd-superuser")
+            .await
+            .unwrap();
+        let digest = String::from_utf8(superuser.data.unwrap()["digest"].0.clone()).unwrap();
+        let auth = client_auth(Some(&mounted), Some(&digest), true, false)
+            .expect("the users")
+            .expect("SASL");
+        std::fs::write(self.jaas(), auth.jaas()).unwrap();
+    }
+
+    /// How the workload's sessions log in.
+    fn login(&self) -> Option<fault::SaslLogin> {
+        self.enforced
+            .then(|| (USER.0.to_owned(), USER.1.to_owned()))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_loses_no_write() {
     let seed = fault::seed();
@@ -91,14 +193,18 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
     // client address 0.0.0.0, and on a shared loopback a server whose own line it becomes
     // rebinds its client port there, fails (the others hold 2181 on their addresses) and takes
     // no more clients.
-    let (ensembles, mut zookeeper) = ensemble_with_superuser_built(
-        &client,
-        &ns,
-        json!({"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}}),
-        SERVERS,
-        |builder| builder.member_networks(),
-    )
-    .await;
+    let auth = ClientAuthDraw::of(seed);
+    let mut spec = json!({"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}});
+    if auth.enforced {
+        spec["clientAuthentication"] = json!({"saslUsersSecret": USERS_SECRET, "enforce": true});
+        auth.create_users_secret(&client, &ns).await;
+    }
+    let (ensembles, mut zookeeper) =
+        ensemble_with_superuser_built(&client, &ns, spec, SERVERS, |builder| {
+            auth.servers(builder.member_networks())
+        })
+        .await;
+    auth.write_login_file(&client, &ns).await;
     let pods = start_three_voters(&client, &ns, &mut zookeeper).await;
     let mut uids = Vec::new();
     for i in 0..SERVERS {
@@ -125,7 +231,8 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
         deleted.clone(),
     ));
     settled(&ensembles, &client, &ns, &zookeeper).await;
-    let workload = fault::CheckedWorkload::start(&connect_string, "operator-nemesis").await;
+    let workload =
+        fault::CheckedWorkload::start_as(&connect_string, auth.login(), "operator-nemesis").await;
 
     let drawn = std::sync::Mutex::new(std::collections::BTreeMap::<&str, u32>::new());
     let count = |what: &'static str| *drawn.lock().unwrap().entry(what).or_default() += 1;
@@ -480,16 +587,24 @@ async fn play_kubelet(
         for i in new {
             let ip = {
                 let mut zookeeper = zookeeper.lock().await;
-                if zookeeper
+                let on_volume = zookeeper
                     .member(i)
                     .spec()
                     .data_dir
                     .join("version-2")
-                    .exists()
-                {
+                    .exists();
+                if on_volume && newest_on_volume_lists(&zookeeper, i) {
                     zookeeper.start_member(i).unwrap();
                     say(format!(
                         "zk-{i}'s new pod: its server started on its volume"
+                    ));
+                } else if on_volume {
+                    // Removed (a scale-down whose claim outlived the pod, the StatefulSet
+                    // scaled back up first): it joins as an observer, on its data.
+                    start_empty_observer(&mut zookeeper, i);
+                    say(format!(
+                        "zk-{i}'s new pod: its volume's newest membership does not list it: \
+                         its server started on its volume, joining"
                     ));
                 } else if listed_as_voter(&config_maps, i).await {
                     // The agent's rule: once formed, a voter never starts on an empty volume
@@ -524,6 +639,18 @@ async fn play_kubelet(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Whether the newest membership ZooKeeper wrote on server `i`'s volume lists it: if not, the
+/// agent starts it with the ConfigMap's membership, joining (`choose_membership`).
+fn newest_on_volume_lists(zookeeper: &ZkEnsemble, i: usize) -> bool {
+    let member = zookeeper.member(i);
+    let myid = Myid::try_from(i32::try_from(i + 1).unwrap()).unwrap();
+    read_dynamic_configs(member.config_file())
+        .unwrap()
+        .iter()
+        .max_by_key(|m| m.version)
+        .is_none_or(|newest| newest.servers.contains_key(&myid))
 }
 
 /// Whether the ConfigMap's membership (what a new pod's agent starts with when its volume holds

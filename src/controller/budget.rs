@@ -26,7 +26,7 @@ use crate::build::names;
 const DELETION_TIMEOUT: SignedDuration = SignedDuration::from_secs(120);
 
 /// The pods `budget` counts as disrupted by the eviction of a predecessor, with when the entry
-/// lapses: an entry older than the pod it names (`created` gives a pod's creation time, `None`
+/// lapses: an entry no newer than the pod it names (`created` gives a pod's creation time, `None`
 /// for a pod that is gone or being deleted, whose entry is the controller's to drop).
 pub fn inherited_disruptions(
     budget: &PodDisruptionBudget,
@@ -40,7 +40,9 @@ pub fn inherited_disruptions(
     entries
         .filter_map(|(pod, evicted)| {
             let lapses = evicted.0.checked_add(DELETION_TIMEOUT).ok()?;
-            (created(pod)? > evicted.0 && lapses > now).then(|| (pod.clone(), lapses))
+            // Not before: both have whole seconds, and a replacement made within the second
+            // of the eviction is as much a successor.
+            (created(pod)? >= evicted.0 && lapses > now).then(|| (pod.clone(), lapses))
         })
         .collect()
 }
@@ -122,5 +124,19 @@ mod tests {
         // A pod that is gone (or being deleted) explains nothing.
         assert!(inherited_disruptions(&budget, |_| None, at(30)).is_empty());
         assert!(inherited_disruptions(&PodDisruptionBudget::default(), created, at(30)).is_empty());
+    }
+
+    #[test]
+    fn a_replacement_created_in_the_second_of_the_eviction_inherits_it_too() {
+        // Both times have whole seconds: a pod evicted and recreated within one second (the
+        // operator nemesis: no kubelet holds the evicted pod while it terminates) has the
+        // creation time of the entry. The entry cannot be its own: the operator evicts a pod
+        // only once it is Ready, not in the second it was created.
+        let budget = budget(&[("zk-1", 0)]);
+        let created = |pod: &str| (pod == "zk-1").then(|| at(0));
+        assert_eq!(
+            inherited_disruptions(&budget, created, at(30)),
+            [("zk-1".to_owned(), at(120))]
+        );
     }
 }

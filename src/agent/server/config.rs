@@ -222,7 +222,7 @@ pub fn runtime_config_path(args: &Args, config: &str) -> Result<PathBuf, StartEr
 /// The dynamic configuration files ZooKeeper wrote beside `runtime_config`, each with the
 /// version from its name. A file that cannot be parsed is passed over: it was never a
 /// committed membership ZooKeeper could start with either.
-pub(super) fn read_dynamic_configs(runtime_config: &Path) -> Result<Vec<Membership>, StartError> {
+pub fn read_dynamic_configs(runtime_config: &Path) -> Result<Vec<Membership>, StartError> {
     let Some(dir) = runtime_config.parent() else {
         return Ok(Vec::new());
     };

@@ -66,7 +66,8 @@ use std::path::{Path, PathBuf};
 pub use config::{
     MembershipSource, RUNTIME_CONFIG_IN_DATA_DIR, bind_client_address, choose_membership,
     config_entries, config_value, data_dir, dynamic_config, dynamic_config_path,
-    dynamic_config_version, per_pod_settings, runtime_config, runtime_config_path,
+    dynamic_config_version, per_pod_settings, read_dynamic_configs, runtime_config,
+    runtime_config_path,
 };
 pub use data_dir::{
     DataDirState, ENSEMBLE_MARKER_FILE, MYID_FILE, STALE_PREFIX, check_data_dir, may_reinitialise,
@@ -98,7 +99,6 @@ use clap::builder::TypedValueParser as _;
 use crate::build::names::{self, ZOO_CFG_PATH};
 use crate::quorum::Myid;
 use crate::quorum::membership::{Membership, list};
-use config::read_dynamic_configs;
 use data_dir::claim_data_dir;
 use error::invalid;
 use files::{read_if_present, write_atomically};

@@ -416,19 +416,27 @@ async fn nemesis(
     faults
 }
 
+/// A SASL DIGEST-MD5 login: user and password.
+pub type SaslLogin = (String, String);
+
 /// What the workers share.
 struct Shared {
     recorder: Recorder,
     connect_string: String,
+    /// How every session logs in (None: anonymously).
+    login: Option<SaslLogin>,
     keys: Vec<String>,
     stop: AtomicBool,
     sessions: AtomicU64,
 }
 
-async fn connect(connect_string: &str) -> Option<zk::Client> {
-    let connecting = zk::Client::connector()
-        .with_session_timeout(SESSION_TIMEOUT)
-        .connect(connect_string);
+async fn connect(connect_string: &str, login: Option<&SaslLogin>) -> Option<zk::Client> {
+    let mut connector = zk::Client::connector().with_session_timeout(SESSION_TIMEOUT);
+    if let Some((user, password)) = login {
+        connector =
+            connector.with_sasl(zk::SaslOptions::digest_md5(user.clone(), password.clone()));
+    }
+    let connecting = connector.connect(connect_string);
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(client)) => Some(client),
         _ => None,
@@ -479,7 +487,7 @@ async fn worker(shared: Arc<Shared>, id: u32, seed: u64) {
     let mut client: Option<(zk::Client, u64)> = None;
     while !shared.stop.load(Ordering::Relaxed) {
         let Some((zk_client, session)) = &client else {
-            match connect(&shared.connect_string).await {
+            match connect(&shared.connect_string, shared.login.as_ref()).await {
                 Some(c) => client = Some((c, shared.sessions.fetch_add(1, Ordering::Relaxed))),
                 None => tokio::time::sleep(Duration::from_millis(250)).await,
             }
@@ -566,7 +574,7 @@ async fn final_read(shared: &Shared, key: &str) {
     let mut last_error = String::new();
     while started.elapsed() < FINAL_READ_TIMEOUT {
         let Some(c) = &client else {
-            client = connect(&shared.connect_string).await;
+            client = connect(&shared.connect_string, shared.login.as_ref()).await;
             if client.is_none() {
                 last_error = "cannot connect".into();
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -607,11 +615,18 @@ pub struct Workload {
 
 impl Workload {
     /// Creates `registers` registers (`/fault/r<i>`, value 0 at version 0) through
-    /// `connect_string` and starts `clients` workers on them; `seed` draws their choices.
-    pub async fn start(connect_string: &str, clients: u32, registers: usize, seed: u64) -> Self {
+    /// `connect_string` and starts `clients` workers on them, every session logged in as
+    /// `login` (if any); `seed` draws their choices.
+    pub async fn start(
+        connect_string: &str,
+        login: Option<SaslLogin>,
+        clients: u32,
+        registers: usize,
+        seed: u64,
+    ) -> Self {
         let mut rng = Rng::new(seed);
         let keys: Vec<String> = (0..registers).map(|r| format!("/fault/r{r}")).collect();
-        let client = connect(connect_string)
+        let client = connect(connect_string, login.as_ref())
             .await
             .expect("a session to create the registers");
         let create = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
@@ -630,6 +645,7 @@ impl Workload {
         let shared = Arc::new(Shared {
             recorder: Recorder::new(&state),
             connect_string: connect_string.to_owned(),
+            login,
             keys,
             stop: AtomicBool::new(false),
             sessions: AtomicU64::new(1),
@@ -673,12 +689,22 @@ impl CheckedWorkload {
     /// Starts the workload through `connect_string`; `name` prefixes its lines and the
     /// history's file.
     pub async fn start(connect_string: &str, name: &'static str) -> Self {
+        Self::start_as(connect_string, None, name).await
+    }
+
+    /// [`Self::start`], every session logged in as `login` (servers that enforce
+    /// authentication refuse the others).
+    pub async fn start_as(
+        connect_string: &str,
+        login: Option<SaslLogin>,
+        name: &'static str,
+    ) -> Self {
         let seed = seed();
         println!(
             "{name}: workload seed {seed} (replay with {}={seed})",
             SEED_VAR
         );
-        let workload = Workload::start(connect_string, 3, 2, seed).await;
+        let workload = Workload::start(connect_string, login, 3, 2, seed).await;
         CheckedWorkload {
             workload,
             name,
@@ -760,6 +786,7 @@ pub async fn run(profile: Profile) -> Run {
         .unwrap_or_else(|e| panic!("{e}"));
     let workload = Workload::start(
         &zk.connect_string(),
+        None,
         profile.clients,
         profile.registers,
         rng.next_u64(),

@@ -284,8 +284,10 @@ pub async fn start_three_voters(
     pods
 }
 
-/// Starts member `i` on an empty data directory with the membership in which a rebuilt server
-/// joins: the ConfigMap's, in this harness's address form, listing it as an observer.
+/// Starts member `i` with the membership in which a server joins: the ConfigMap's, in this
+/// harness's address form, listing it as an observer. On an empty data directory (a rebuilt
+/// server), or on its volume when the newest membership there no longer lists it (the agent's
+/// rule, `zooherd::agent::server::choose_membership`): the data is kept.
 pub fn start_empty_observer(zookeeper: &mut ZkEnsemble, i: usize) {
     let spec = zookeeper.member(i).spec().clone();
     std::fs::create_dir_all(&spec.data_dir).unwrap();
