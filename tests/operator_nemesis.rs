@@ -75,6 +75,10 @@ const SLOW_ROUND: Duration = Duration::from_secs(60);
 /// Servers prepared: three voters, and four more for a scale to 7.
 const SERVERS: usize = 7;
 
+/// Mixed into the seed for the draw of client authentication, so that it does not shift the
+/// draws of the rounds (a seed replays the rounds it drew before the draw existed).
+const AUTH_DRAW_SALT: u64 = 0x0a07_5a51;
+
 /// The users Secret of an enforcing run, and its one user.
 const USERS_SECRET: &str = "zk-users";
 const USER: (&str, &str) = ("kafka", "nemesis-password");
@@ -93,7 +97,7 @@ struct ClientAuthDraw {
 
 impl ClientAuthDraw {
     fn of(seed: u64) -> Self {
-        let enforced = Rng::new(seed ^ 0x0a07_5a51).below(2) == 1;
+        let enforced = Rng::new(seed ^ AUTH_DRAW_SALT).below(2) == 1;
         println!(
             "operator nemesis: client authentication {}",
             if enforced { "enforced (SASL)" } else { "off" }

@@ -124,20 +124,21 @@ pub async fn sasl_switched_on_then_enforced(cluster: &LocalCluster, client: &kub
             wrong.unwrap_err()
         );
     }
-    client_certificates(cluster, client, &ns, &ensembles, &pods).await;
+    client_certificates(cluster, client, &ns, &ensembles, &pods, &kafka).await;
     eprintln!("(sasl) the story took {}", secs(story));
     cluster.api().delete_namespace(client, &ns).await.unwrap();
 }
 
 /// `tls.client` and `x509ClientCaSecret` switched on together (one roll) for the enforcing
-/// ensemble of the story; then each server is asked over 2281 by ZooKeeper's Java client, with
-/// a certificate of the clients' CA and without.
+/// ensemble of the story, whose SASL user is `user`; then each server is asked over 2281 by
+/// ZooKeeper's Java client, with a certificate of the clients' CA and without.
 async fn client_certificates(
     cluster: &LocalCluster,
     client: &kube::Client,
     ns: &str,
     ensembles: &Api<ZooKeeperEnsemble>,
     pods: &Api<Pod>,
+    user: &SaslLogin,
 ) {
     let name = "zk";
     let now = jiff::Timestamp::now();
@@ -202,30 +203,21 @@ async fn client_certificates(
              refused"
         );
     }
-    certificates_alone(
-        cluster,
-        client,
-        ns,
-        ensembles,
-        pods,
-        &ensemble_ca,
-        &key_store,
-    )
-    .await;
+    certificates_alone(cluster, ns, ensembles, pods, &ensemble_ca, &key_store, user).await;
 }
 
 /// The users Secret removed, `enforce` kept: certificates are the clients' only login (one
 /// roll). Each server then takes the operator's own SASL login, which the agent now writes
 /// alone into the server's login file (without it, the operator could no longer read or change
-/// the membership), refuses the former user, and still lets the certificate write.
+/// the membership), refuses the former user (`former`), and still lets the certificate write.
 async fn certificates_alone(
     cluster: &LocalCluster,
-    client: &kube::Client,
     ns: &str,
     ensembles: &Api<ZooKeeperEnsemble>,
     pods: &Api<Pod>,
     ensemble_ca: &std::path::Path,
     key_store: &std::path::Path,
+    former: &SaslLogin,
 ) {
     let name = "zk";
     let t = Instant::now();
@@ -244,15 +236,11 @@ async fn certificates_alone(
          ACTIVE 3/3 after {}",
         secs(t)
     );
-    let superuser = Api::<Secret>::namespaced(client.clone(), ns)
+    let superuser = Api::<Secret>::namespaced(ensembles.clone().into_client(), ns)
         .get(&format!("{name}-zooherd-superuser"))
         .await
         .unwrap();
     let password = String::from_utf8(superuser.data.unwrap()["password"].0.clone()).unwrap();
-    let kafka = SaslLogin {
-        user: "kafka".to_owned(),
-        password: "kafka-e2e-password".to_owned(),
-    };
     for (pod_name, ip) in pod_ips(pods, name).await {
         let address: std::net::SocketAddr = format!("{ip}:2181").parse().unwrap();
         let membership = Reconfigurer::default()
@@ -263,7 +251,7 @@ async fn certificates_alone(
             "{pod_name}: the operator's login: {membership:?}\n{}",
             cluster.pod_log(ns, &pod_name)
         );
-        let former = read_as(&address.to_string(), Some(&kafka)).await;
+        let former = read_as(&address.to_string(), Some(former)).await;
         assert!(former.is_err(), "{pod_name}: the former user: {former:?}");
         let server = format!("{ip}:{SECURE_CLIENT_PORT}");
         let path = format!("/alone-{pod_name}");
