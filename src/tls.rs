@@ -150,6 +150,13 @@ pub fn ca_not_after(ca_certificate: &str) -> Result<Timestamp, String> {
     let (_, pem) =
         x509_parser::pem::parse_x509_pem(ca_certificate.as_bytes()).map_err(|e| e.to_string())?;
     let certificate = pem.parse_x509().map_err(|e| e.to_string())?;
+    not_after(&certificate)
+}
+
+/// When `certificate` expires, as a timestamp; what is wrong with its date otherwise.
+pub fn not_after(
+    certificate: &x509_parser::certificate::X509Certificate,
+) -> Result<Timestamp, String> {
     Timestamp::from_second(certificate.validity().not_after.timestamp()).map_err(|e| e.to_string())
 }
 

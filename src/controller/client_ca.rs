@@ -70,8 +70,7 @@ fn check(secret: Option<&Secret>) -> Result<ClientCa, String> {
             let certificate = block
                 .parse_x509()
                 .map_err(|e| format!("holds a certificate that does not parse ({e})"))?;
-            let not_after = certificate.validity().not_after.timestamp();
-            jiff::Timestamp::from_second(not_after)
+            crate::tls::not_after(&certificate)
                 .map(Some)
                 .map_err(|e| format!("holds a certificate with an unusable expiry ({e})"))
         })
