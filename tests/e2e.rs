@@ -21,10 +21,10 @@
 //! others elect a leader and keep acknowledging writes, the status shows DEGRADED, and after the
 //! heal ACTIVE 3/3 with no restart, the fault tier's workload linearizable throughout. Then
 //! issue 14's client authentication (tests/e2e/client_auth.rs): SASL users from a Secret, then
-//! enforced, each a roll with a writer through it (anonymous, then logged in), and once enforced
-//! every server refuses an anonymous session and a wrong password; then the TLS client port
-//! with client certificates of a CA from a Secret, where a certificate writes and none is
-//! refused.
+//! enforced, each a roll with a writer through it (anonymous, then logged in; every operator
+//! replica SIGKILLed in the middle of the first), and once enforced every server refuses an
+//! anonymous session and a wrong password; then the TLS client port with client certificates
+//! of a CA from a Secret, where a certificate writes and none is refused.
 //!
 //! First, the NetworkPolicy story of issue 14: the node enforces NetworkPolicies (kube-router,
 //! firewall only), and rogue pods in another namespace and in the ensemble's own try every door
@@ -82,7 +82,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use nix::sys::signal::Signal;
 use serde_json::json;
-use support::local_cluster::{AdminAccess, LocalCluster};
+use support::local_cluster::{AdminAccess, LocalCluster, OPERATOR_NAMESPACE};
 use support::prometheus::Prometheus;
 use support::rogue;
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
@@ -636,7 +636,7 @@ async fn seed_walkthroughs_on_a_real_node() {
     // (issue 18, item 4). Ten is what two stories hold at once while one namespace goes.
     let cluster = LocalCluster::start_with_volumes(10);
     let client = cluster.api().client().await;
-    let prometheus = Prometheus::start(&cluster.dir().join("kubeconfig"), "zooherd-system").await;
+    let prometheus = Prometheus::start(&cluster.dir().join("kubeconfig"), OPERATOR_NAMESPACE).await;
     let rules = prometheus.wait_rules_healthy(ALERT_TIMEOUT).await;
     prometheus
         .wait_series("zooherd_leading == 1", 1, ALERT_TIMEOUT)

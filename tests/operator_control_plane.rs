@@ -504,6 +504,79 @@ async fn the_client_ca_comes_from_the_users_secret_and_a_bad_one_is_a_condition(
         (status.client_ca_not_after?.0 == expires).then_some(())
     })
     .await;
+
+    // An expired CA beside the current one (a rotation not finished): taken (a new file rolls
+    // the servers), with a Warning Event, since ZooKeeper would still log in the certificates
+    // it issued. The operator reads the Secret at a full apply, which a change of the ensemble
+    // (an annotation here) starts.
+    let long_ago = jiff::Timestamp::now()
+        - jiff::SignedDuration::from_hours(24 * (i64::from(zooherd::tls::CA_VALIDITY_DAYS) + 2));
+    let expired = zooherd::tls::issue("clients", &[], &[], long_ago)
+        .unwrap()
+        .ca_certificate;
+    let touch = |value: &'static str| {
+        let ensembles = ensembles.clone();
+        async move {
+            let annotation =
+                json!({"metadata": {"annotations": {"test.zooherd.dev/touch": value}}});
+            ensembles
+                .patch(name, &PatchParams::default(), &Patch::Merge(annotation))
+                .await
+                .unwrap();
+        }
+    };
+    let ca_file = |pem: String| -> Secret {
+        serde_json::from_value(json!({
+            "metadata": {"name": "clients-ca"},
+            "stringData": {"ca.crt": pem},
+        }))
+        .unwrap()
+    };
+    let template_ca = || async {
+        let sts = stateful_sets.get(name).await.unwrap();
+        let template = sts.spec.unwrap().template.metadata.unwrap();
+        template.annotations.unwrap()["zooherd.dev/client-x509-ca"].clone()
+    };
+    secrets
+        .replace(
+            "clients-ca",
+            &PostParams::default(),
+            &ca_file(format!("{ca}{expired}")),
+        )
+        .await
+        .unwrap();
+    touch("1").await;
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns);
+    let warning = eventually("a Warning Event ExpiredClientCa", || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items.into_iter().find_map(|e| {
+            (e.reason.as_deref() == Some("ExpiredClientCa")).then_some(e.note.unwrap_or_default())
+        })
+    })
+    .await;
+    assert!(
+        warning.contains("holds a CA certificate that expired") && warning.contains("remove it"),
+        "{warning}"
+    );
+    let bundle = eventually("the bundle in the template", || async {
+        let hash = template_ca().await;
+        (hash != annotations["zooherd.dev/client-x509-ca"]).then_some(hash)
+    })
+    .await;
+
+    // Only the expired CA left (an old file put back, say): refused, and the template keeps
+    // the CA file the servers run with.
+    secrets
+        .replace("clients-ca", &PostParams::default(), &ca_file(expired))
+        .await
+        .unwrap();
+    touch("2").await;
+    let message = failed("holds only expired CA certificates").await;
+    assert!(
+        message.ends_with("the servers keep the CA they run with"),
+        "{message}"
+    );
+    assert_eq!(template_ca().await, bundle);
     drop(operator);
     cp.delete_namespace(&client, &ns).await.unwrap();
 }

@@ -29,11 +29,12 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use support::control_plane::{ControlPlane, shared};
+use support::enforced_sasl::EnforcedSasl;
 use support::fault;
 use support::kubelet::{
     bind_pod, ensemble_with_superuser_built, refuse_empty_voter, start_empty_observer,
@@ -42,9 +43,9 @@ use support::kubelet::{
 use support::linearizability::generate::Rng;
 use support::operator::{Operator, api_server_address, install_crds};
 use support::proxy::Proxy;
-use support::zookeeper::{JavaLauncher, ZkEnsemble, ZkEnsembleBuilder};
+use support::zookeeper::{ZkEnsemble, ZkEnsembleBuilder};
 use tokio::sync::Mutex;
-use zooherd::agent::server::{ClientAuth, JAAS_FILE, client_auth, read_dynamic_configs};
+use zooherd::agent::server::read_dynamic_configs;
 use zooherd::api::{Phase, ZooKeeperEnsemble};
 use zooherd::build::names;
 use zooherd::quorum::Myid;
@@ -91,8 +92,7 @@ const USER: (&str, &str) = ("kafka", "nemesis-password");
 /// goes through the operator's own login, which a server refuses to anyone else.
 struct ClientAuthDraw {
     enforced: bool,
-    /// The servers' JAAS login file (the agent writes it in a pod).
-    login_dir: tempfile::TempDir,
+    servers: EnforcedSasl,
 }
 
 impl ClientAuthDraw {
@@ -104,71 +104,24 @@ impl ClientAuthDraw {
         );
         ClientAuthDraw {
             enforced,
-            login_dir: tempfile::tempdir().unwrap(),
+            servers: EnforcedSasl::new(USER),
         }
     }
 
-    fn jaas(&self) -> std::path::PathBuf {
-        self.login_dir.path().join(JAAS_FILE)
-    }
-
-    async fn create_users_secret(&self, client: &kube::Client, ns: &str) {
-        let users: Secret = serde_json::from_value(json!({
-            "metadata": {"name": USERS_SECRET},
-            "stringData": {USER.0: USER.1},
-        }))
-        .unwrap();
-        Api::<Secret>::namespaced(client.clone(), ns)
-            .create(&PostParams::default(), &users)
-            .await
-            .unwrap();
-    }
-
-    /// The servers as the agent configures them: its zoo.cfg keys, and the JVM options that
-    /// read its login file (DIGEST-MD5 is not a FIPS mechanism).
+    /// The servers, as the agent configures them when the run enforces.
     fn servers(&self, builder: ZkEnsembleBuilder) -> ZkEnsembleBuilder {
-        if !self.enforced {
-            return builder;
+        if self.enforced {
+            self.servers.servers(builder)
+        } else {
+            builder
         }
-        let mut launcher = JavaLauncher::default();
-        launcher.jvm_options.extend([
-            format!(
-                "-Djava.security.auth.login.config={}",
-                self.jaas().display()
-            ),
-            "-Dzookeeper.fips-mode=false".to_owned(),
-        ]);
-        let enforced = ClientAuth {
-            users: Default::default(),
-            enforce: true,
-            x509: false,
-        };
-        enforced
-            .settings()
-            .iter()
-            .fold(builder.launcher(launcher), |builder, (key, value)| {
-                builder.config(key, value)
-            })
     }
 
-    /// The login file the agent writes from the users Secret's mount and the superuser's
-    /// digest (known once the operator has made the superuser Secret).
+    /// The servers' login file, when the run enforces (once the superuser Secret is there).
     async fn write_login_file(&self, client: &kube::Client, ns: &str) {
-        if !self.enforced {
-            return;
+        if self.enforced {
+            self.servers.write_login_file(client, ns).await;
         }
-        let mounted = self.login_dir.path().join("users");
-        std::fs::create_dir(&mounted).unwrap();
-        std::fs::write(mounted.join(USER.0), USER.1).unwrap();
-        let superuser = Api::<Secret>::namespaced(client.clone(), ns)
-            .get("zk-zooherd-superuser")
-            .await
-            .unwrap();
-        let digest = String::from_utf8(superuser.data.unwrap()["digest"].0.clone()).unwrap();
-        let auth = client_auth(Some(&mounted), Some(&digest), true, false)
-            .expect("the users")
-            .expect("SASL");
-        std::fs::write(self.jaas(), auth.jaas()).unwrap();
     }
 
     /// How the workload's sessions log in.
@@ -201,7 +154,9 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
     let mut spec = json!({"replicas": 3, "failedMemberRestart": {"thresholdSeconds": 10}});
     if auth.enforced {
         spec["clientAuthentication"] = json!({"saslUsersSecret": USERS_SECRET, "enforce": true});
-        auth.create_users_secret(&client, &ns).await;
+        auth.servers
+            .create_users_secret(&client, &ns, USERS_SECRET)
+            .await;
     }
     let (ensembles, mut zookeeper) =
         ensemble_with_superuser_built(&client, &ns, spec, SERVERS, |builder| {

@@ -19,6 +19,7 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::control_plane::shared;
+use support::enforced_sasl::EnforcedSasl;
 use support::fault;
 use support::kubelet::{
     Running, bind_pod, ensemble_with_superuser, ensemble_with_superuser_built, mount_certificates,
@@ -576,62 +577,22 @@ async fn the_operator_scales_by_reconfiguration_and_refuses_to_lose_the_quorum()
 /// membership: a 3 -> 5 scale adds two voters by reconfiguration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_client_authentication_enforced_the_operator_scales_through_its_own_login() {
-    use zooherd::agent::server::{ClientAuth, JAAS_FILE, client_auth};
     use zookeeper_client as zk;
     let cp = shared();
     install_crds(cp);
     let client = cp.client().await;
     let ns = cp.create_namespace(&client, "sasl").await.unwrap();
-    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
-    let users: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "zk-users"},
-        "stringData": {"kafka": "kafka-secret"}
-    }))
-    .unwrap();
-    secrets
-        .create(&PostParams::default(), &users)
-        .await
-        .unwrap();
+    // The servers run as the agent starts them with --sasl-users and --enforce-auth.
+    let sasl = EnforcedSasl::new(("kafka", "kafka-secret"));
+    sasl.create_users_secret(&client, &ns, "zk-users").await;
     let operator = Operator::start(cp, &ns);
-
-    // The servers run as the agent starts them with --sasl-users and --enforce-auth: its zoo.cfg
-    // keys, its login file (written below, once the superuser's digest is known) and the JVM
-    // options that read it.
-    let login_dir = tempfile::tempdir().unwrap();
-    let jaas = login_dir.path().join(JAAS_FILE);
-    let enforced = ClientAuth {
-        users: Default::default(),
-        enforce: true,
-        x509: false,
-    };
-    let mut launcher = support::zookeeper::JavaLauncher::default();
-    launcher.jvm_options.extend([
-        format!("-Djava.security.auth.login.config={}", jaas.display()),
-        "-Dzookeeper.fips-mode=false".to_owned(),
-    ]);
     let spec = json!({
         "replicas": 3,
         "clientAuthentication": {"saslUsersSecret": "zk-users", "enforce": true},
     });
     let (ensembles, mut zookeeper) =
-        ensemble_with_superuser_built(&client, &ns, spec, 5, |builder| {
-            enforced
-                .settings()
-                .iter()
-                .fold(builder.launcher(launcher), |builder, (key, value)| {
-                    builder.config(key, value)
-                })
-        })
-        .await;
-    // The kubelet's mount of the users Secret, and the agent's login file from it.
-    let mounted = tempfile::tempdir().unwrap();
-    std::fs::write(mounted.path().join("kafka"), "kafka-secret").unwrap();
-    let superuser = secrets.get("zk-zooherd-superuser").await.unwrap();
-    let digest = String::from_utf8(superuser.data.unwrap()["digest"].0.clone()).unwrap();
-    let auth = client_auth(Some(mounted.path()), Some(&digest), true, false)
-        .expect("the users")
-        .expect("SASL");
-    std::fs::write(&jaas, auth.jaas()).unwrap();
+        ensemble_with_superuser_built(&client, &ns, spec, 5, |builder| sasl.servers(builder)).await;
+    sasl.write_login_file(&client, &ns).await;
 
     let pods = start_three_voters(&client, &ns, &mut zookeeper).await;
     let status = status_where(&ensembles, "ACTIVE with voters 1-3", voters_are(&[1, 2, 3])).await;

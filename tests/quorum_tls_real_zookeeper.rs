@@ -40,7 +40,7 @@ use tokio::sync::Mutex;
 use zooherd::build::names::SECURE_CLIENT_PORT;
 use zooherd::build::tls::{CA_KEY, ClientTls, KEY_STORE_KEY, QuorumTls};
 use zooherd::quorum::reconfig::super_digest;
-use zooherd::tls::{QuorumCertificates, admin_client, issue};
+use zooherd::tls::{CA_VALIDITY_DAYS, QuorumCertificates, admin_client, issue};
 use zookeeper_client as zk;
 
 const PASSWORD: &str = "quorum-tls-test-password";
@@ -494,7 +494,8 @@ async fn clients_reach_the_tls_client_port_with_the_ensembles_ca() {
 /// the TLS client port, with authentication enforced (`enforce: true`), as the operator renders
 /// them: a client with a certificate of the user's CA is logged in as `x509:<subject DN>` and
 /// writes; without a certificate, with another CA's, or on the plaintext port, every request
-/// is refused.
+/// is refused. A certificate of an expired CA left in the CA file logs in too, which is why the
+/// operator refuses such a file.
 #[tokio::test]
 async fn clients_with_a_certificate_of_the_users_ca_log_in_as_x509() {
     use zooherd::agent::server::ClientAuth;
@@ -510,8 +511,16 @@ async fn clients_with_a_certificate_of_the_users_ca_log_in_as_x509() {
     let dir = tempfile::tempdir().unwrap();
     let now = jiff::Timestamp::now();
     let users_ca = issue("clients", &[], &[], now).expect("the users' CA");
+    // Beside it, a CA past its end (its CA_VALIDITY_DAYS ended two days ago), as a rotation
+    // never finished leaves it.
+    let long_ago = now - jiff::SignedDuration::from_hours(24 * (i64::from(CA_VALIDITY_DAYS) + 2));
+    let expired_ca = issue("clients", &[], &[], long_ago).expect("an expired CA");
     let users_ca_file = dir.path().join("users-ca.crt");
-    fs::write(&users_ca_file, &users_ca.ca_certificate).unwrap();
+    fs::write(
+        &users_ca_file,
+        format!("{}{}", users_ca.ca_certificate, expired_ca.ca_certificate),
+    )
+    .unwrap();
     let key_store = |ca: &QuorumCertificates, holder: &str| {
         let client = admin_client("clients", &ca.ca_certificate, &ca.ca_key, holder, now).unwrap();
         let path = dir.path().join(format!("{holder}.pem"));
@@ -519,6 +528,7 @@ async fn clients_with_a_certificate_of_the_users_ca_log_in_as_x509() {
         path
     };
     let kafka = key_store(&users_ca, "kafka");
+    let stale = key_store(&expired_ca, "stale");
     let mallory = key_store(&issue("elsewhere", &[], &[], now).unwrap(), "mallory");
     // Enforced, with the schemes the agent sets when the pod takes client certificates.
     let enforced = ClientAuth {
@@ -585,6 +595,14 @@ async fn clients_with_a_certificate_of_the_users_ca_log_in_as_x509() {
     assert!(
         root.contains("x509") && !root.contains("anonymous") && !root.contains("mallory"),
         "the root's children: {root:?}\n{output}"
+    );
+    // A current certificate of the expired CA still logs in: Java's PKIX validation does not
+    // check the trust anchor's own validity (RFC 5280, 6.1). This is why the operator refuses
+    // a ca.crt that holds an expired CA certificate (controller::client_ca).
+    let (_, output) = java_tls_client(&ca_file, Some(&stale), ip, &["create", "/stale", "x"]);
+    assert!(
+        output.contains("Created /stale"),
+        "a certificate of the expired CA beside the users' CA:\n{output}"
     );
     // The plaintext port, anonymous: refused.
     let plain = zk::Client::connector()

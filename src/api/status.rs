@@ -60,9 +60,11 @@ pub struct ZooKeeperEnsembleStatus {
     pub quorum_tls: Option<QuorumTlsStatus>,
 
     /// When the last CA certificate in `spec.clientAuthentication.x509ClientCaSecret` expires
-    /// (absent without one). After it, no client certificate logs in (with `enforce`, such
-    /// clients are refused). The operator only reads that Secret: put the CA's successor
-    /// beside it in `ca.crt` (both are trusted), move the clients over, then drop the old one.
+    /// (absent without one). The operator only reads that Secret: before then, put the CA's
+    /// successor beside it in `ca.crt` (both are trusted), move the clients over, then drop the
+    /// old one. ZooKeeper goes on accepting certificates of an expired CA (Java does not check
+    /// a CA's own expiry): the operator refuses a `ca.crt` of expired CAs alone, and warns
+    /// (Event ExpiredClientCa) of an expired one beside a current one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca_not_after: Option<Time>,
 

@@ -3,28 +3,43 @@
 //! full apply (the operator watches no Secrets), its `ca.crt` checked to hold PEM certificates
 //! the servers can load, and hashed into the pod template
 //! ([`crate::build::names::CLIENT_X509_CA_ANNOTATION`]), so that a changed CA rolls the servers
-//! (ZooKeeper reads its trust store once, at start). When its last CA certificate expires,
-//! no client certificate logs in any more: the status and a metric show when, so that an alert
-//! comes before clients are locked out (the operator never writes the user's Secret).
+//! (ZooKeeper reads its trust store once, at start). When its last CA certificate expires is
+//! in the status and a metric, so that an alert asks for the rotation in time (the operator
+//! never writes the user's Secret).
 //!
 //! A Secret that is missing, or whose `ca.crt` the servers could not use, fails the apply: the
-//! ApplyFailed condition names the Secret and the problem, and nothing running changes.
+//! ApplyFailed condition names the Secret and the problem, and nothing running changes. So does
+//! a `ca.crt` whose every CA certificate has expired, unless the servers run with it already
+//! (one that expires under running servers must not fail every later apply, and with it the
+//! decisions that need one: the status and the alert say it instead).
+//!
+//! An expired CA certificate beside a current one (a rotation not finished) is taken, with a
+//! Warning Event at each full apply: ZooKeeper goes on logging in the certificates an expired
+//! CA issued (Java's PKIX validation, as RFC 5280 section 6.1, does not check the trust
+//! anchor's own validity; tests/quorum_tls_real_zookeeper.rs shows it), so it is a door the
+//! user should close. Refusing it instead would trap a late rotation: the new CA could then
+//! only replace the old one at once, locking out every client not yet moved.
 
 use k8s_openapi::api::core::v1::Secret;
 use sha2::{Digest, Sha256};
 
-use super::{Context, Error};
+use kube::runtime::events::EventType;
+
+use super::{Context, Error, observe, report, scale};
 use crate::api::ZooKeeperEnsemble;
+use crate::build::names::CLIENT_X509_CA_ANNOTATION;
 use crate::build::tls::CA_KEY;
+use crate::quorum::Myid;
 
 /// What the operator took from the client CA Secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientCa {
     /// A hash of `ca.crt`, for the pod template.
     pub hash: String,
-    /// When the last of its CA certificates expires: after that, no client certificate
-    /// chains to a valid CA.
+    /// When the last of its CA certificates expires.
     pub not_after: jiff::Timestamp,
+    /// An expired CA certificate beside current ones: when it ended, and its subject.
+    pub expired: Option<(jiff::Timestamp, String)>,
 }
 
 /// The client CA when the spec names its Secret (`None`: no client certificates).
@@ -38,16 +53,57 @@ pub async fn read(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Result<Option<
             name: name.clone(),
             source,
         })?;
-    check(secret.as_ref())
-        .map(Some)
-        .map_err(|problem| Error::ClientCaSecret {
-            name: name.clone(),
-            problem,
-        })
+    let ca = check(
+        secret.as_ref(),
+        jiff::Timestamp::now(),
+        &running(ensemble, ctx),
+    )
+    .map_err(|problem| Error::ClientCaSecret {
+        name: name.clone(),
+        problem,
+    })?;
+    if let Some((ended, subject)) = &ca.expired {
+        let note = format!(
+            "the client CA Secret {name} (spec.clientAuthentication.x509ClientCaSecret) holds a \
+             CA certificate that expired {ended} ({subject}); ZooKeeper still logs in the \
+             certificates it issued (Java does not check a CA's own expiry): remove it from \
+             {CA_KEY} once its clients have moved to the current CA"
+        );
+        report::publish(
+            ensemble,
+            ctx,
+            EventType::Warning,
+            "ExpiredClientCa",
+            "Apply",
+            note,
+        )
+        .await;
+    }
+    Ok(Some(ca))
 }
 
-/// `secret`'s CA certificates, or what makes them unusable.
-fn check(secret: Option<&Secret>) -> Result<ClientCa, String> {
+/// The client CA hashes the servers' pods were created with (their template's annotation).
+fn running(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Vec<String> {
+    let servers = scale::stateful_set_replicas(&ctx.stores, ensemble).unwrap_or(0);
+    Myid::up_to(servers)
+        .filter_map(|myid| observe::server(ensemble, ctx, myid).1)
+        .filter_map(|pod| {
+            pod.metadata
+                .annotations
+                .as_ref()?
+                .get(CLIENT_X509_CA_ANNOTATION)
+                .cloned()
+        })
+        .collect()
+}
+
+/// `secret`'s CA certificates at `now`, or what makes them unusable. `running`: the hashes
+/// of the CA files servers run with now.
+fn check(
+    secret: Option<&Secret>,
+    now: jiff::Timestamp,
+    running: &[String],
+) -> Result<ClientCa, String> {
     let Some(secret) = secret else {
         return Err(format!(
             "does not exist: create it with the clients' CA certificate under the key {CA_KEY} \
@@ -61,6 +117,7 @@ fn check(secret: Option<&Secret>) -> Result<ClientCa, String> {
             "has no key {CA_KEY}: put the clients' CA certificate (PEM) there"
         ));
     };
+    // Each certificate's expiry and subject.
     let certificates = x509_parser::pem::Pem::iter_from_buffer(&pem.0)
         .map(|block| {
             let block = block.map_err(|e| format!("is not PEM ({e})"))?;
@@ -70,21 +127,34 @@ fn check(secret: Option<&Secret>) -> Result<ClientCa, String> {
             let certificate = block
                 .parse_x509()
                 .map_err(|e| format!("holds a certificate that does not parse ({e})"))?;
-            crate::tls::not_after(&certificate)
-                .map(Some)
-                .map_err(|e| format!("holds a certificate with an unusable expiry ({e})"))
+            let not_after = crate::tls::not_after(&certificate)
+                .map_err(|e| format!("holds a certificate with an unusable expiry ({e})"))?;
+            Ok(Some((not_after, certificate.subject().to_string())))
         })
         .collect::<Result<Vec<_>, String>>()
         .map_err(|problem| format!("{CA_KEY} {problem}"))?;
-    let Some(not_after) = certificates.into_iter().flatten().max() else {
+    let certificates: Vec<_> = certificates.into_iter().flatten().collect();
+    let Some(not_after) = certificates.iter().map(|(not_after, _)| *not_after).max() else {
         return Err(format!(
             "{CA_KEY} holds no PEM certificate (-----BEGIN CERTIFICATE-----): put the clients' \
              CA certificate there"
         ));
     };
+    let hash = const_hex::encode(&Sha256::digest(&pem.0)[..8]);
+    if not_after <= now && !running.contains(&hash) {
+        return Err(format!(
+            "{CA_KEY} holds only expired CA certificates (the last one ended {not_after}): put \
+             the clients' current CA certificate there"
+        ));
+    }
+    let expired = certificates
+        .into_iter()
+        .find(|(ended, _)| *ended <= now)
+        .filter(|_| not_after > now);
     Ok(ClientCa {
-        hash: const_hex::encode(&Sha256::digest(&pem.0)[..8]),
+        hash,
         not_after,
+        expired,
     })
 }
 
@@ -106,17 +176,21 @@ mod tests {
             .ca_certificate
     }
 
+    fn now() -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+
     fn ca() -> String {
-        ca_issued(jiff::Timestamp::now())
+        ca_issued(now())
     }
 
     #[test]
     fn the_hash_follows_the_ca_certificate() {
         let (one, other) = (ca(), ca());
-        let hash = check(Some(&secret(CA_KEY, &one))).unwrap().hash;
-        assert_eq!(hash.len(), 16);
-        assert_eq!(hash, check(Some(&secret(CA_KEY, &one))).unwrap().hash);
-        assert_ne!(hash, check(Some(&secret(CA_KEY, &other))).unwrap().hash);
+        let hash = |pem: &str| check(Some(&secret(CA_KEY, pem)), now(), &[]).unwrap().hash;
+        assert_eq!(hash(&one).len(), 16);
+        assert_eq!(hash(&one), hash(&one));
+        assert_ne!(hash(&one), hash(&other));
     }
 
     #[test]
@@ -124,7 +198,11 @@ mod tests {
         let now = jiff::Timestamp::now();
         let older = ca_issued(now - jiff::SignedDuration::from_hours(24 * 400));
         let newer = ca_issued(now);
-        let expiry = |pem: &str| check(Some(&secret(CA_KEY, pem))).unwrap().not_after;
+        let expiry = |pem: &str| {
+            check(Some(&secret(CA_KEY, pem)), now, &[])
+                .unwrap()
+                .not_after
+        };
         let (old_expiry, new_expiry) = (expiry(&older), expiry(&newer));
         assert!(old_expiry < new_expiry);
         // The CA's own validity (crate::tls::CA_VALIDITY_DAYS from its issue).
@@ -141,14 +219,60 @@ mod tests {
 
     #[test]
     fn a_secret_the_servers_could_not_use_is_named_with_the_fix() {
-        let problem = check(None).unwrap_err();
-        assert!(problem.starts_with("does not exist"), "{problem}");
-        let problem = check(Some(&secret("tls.crt", &ca()))).unwrap_err();
-        assert!(problem.contains("has no key ca.crt"), "{problem}");
-        let problem = check(Some(&secret(CA_KEY, "not a certificate"))).unwrap_err();
-        assert!(problem.contains("holds no PEM certificate"), "{problem}");
+        let problem = |secret: Option<&Secret>| check(secret, now(), &[]).unwrap_err();
+        let missing = problem(None);
+        assert!(missing.starts_with("does not exist"), "{missing}");
+        let no_key = problem(Some(&secret("tls.crt", &ca())));
+        assert!(no_key.contains("has no key ca.crt"), "{no_key}");
+        let not_pem = problem(Some(&secret(CA_KEY, "not a certificate")));
+        assert!(not_pem.contains("holds no PEM certificate"), "{not_pem}");
         let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        let problem = check(Some(&secret(CA_KEY, broken))).unwrap_err();
-        assert!(problem.contains("does not parse"), "{problem}");
+        let broken = problem(Some(&secret(CA_KEY, broken)));
+        assert!(broken.contains("does not parse"), "{broken}");
+    }
+
+    #[test]
+    fn a_file_of_expired_cas_is_refused_unless_the_servers_run_with_it_already() {
+        let now = now();
+        let days = |n: i64| jiff::SignedDuration::from_hours(24 * n);
+        let validity = i64::from(crate::tls::CA_VALIDITY_DAYS);
+        let expired = ca_issued(now - days(validity + 2));
+        let problem = check(Some(&secret(CA_KEY, &expired)), now, &[]).unwrap_err();
+        assert!(
+            problem.starts_with("ca.crt holds only expired CA certificates (the last one ended"),
+            "{problem}"
+        );
+        // One the servers run with already, expired under them: the apply goes on (the status
+        // and the alert show it), and so does every decision that needs an apply.
+        let before = check(Some(&secret(CA_KEY, &expired)), now - days(5), &[]).unwrap();
+        assert_eq!(before.expired, None);
+        let later = check(
+            Some(&secret(CA_KEY, &expired)),
+            now,
+            std::slice::from_ref(&before.hash),
+        );
+        assert_eq!(later.map(|ca| ca.hash), Ok(before.hash));
+    }
+
+    #[test]
+    fn an_expired_ca_beside_a_current_one_is_taken_and_named() {
+        let now = now();
+        let validity = i64::from(crate::tls::CA_VALIDITY_DAYS);
+        let expired = ca_issued(now - jiff::SignedDuration::from_hours(24 * (validity + 2)));
+        let current = ca_issued(now);
+        let bundle = check(
+            Some(&secret(CA_KEY, &format!("{current}{expired}"))),
+            now,
+            &[],
+        );
+        let (ended, subject) = bundle.unwrap().expired.expect("the expired CA named");
+        assert!(ended < now);
+        assert_eq!(subject, "O=Zooherd, CN=Zooherd quorum CA of ns/zk");
+        assert_eq!(
+            check(Some(&secret(CA_KEY, &current)), now, &[])
+                .unwrap()
+                .expired,
+            None
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Issue 14: SASL client authentication switched on for a running ensemble on a real node, the
 //! way the README tells users to: the users first (`saslUsersSecret`, one roll: clients may now
-//! log in, anonymous ones still work), then `enforce` (a second roll: only logged-in sessions are
+//! log in, anonymous ones still work; every operator replica is SIGKILLed in its middle, when
+//! some servers take SASL logins and the others do not, and the restarted operator finishes
+//! it), then `enforce` (a second roll: only logged-in sessions are
 //! served). A writer runs through each roll, anonymous through the first and logged in as the
 //! Secret's user through the second, and every write it saw acknowledged must be there after.
 //!
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use nix::sys::signal::Signal;
 use serde_json::json;
 
 use zookeeper_client as zk;
@@ -34,7 +37,7 @@ use zooherd::quorum::reconfig::{Login, Reconfigurer};
 use zooherd::tls::{admin_client, issue};
 
 use super::drain::is_ready;
-use super::support::local_cluster::LocalCluster;
+use super::support::local_cluster::{LocalCluster, OPERATOR_NAMESPACE, OPERATOR_SELECTOR};
 use super::support::zookeeper::java_tls_client;
 use super::{
     SaslLogin, Writer, assert_not_restarted, secs, selector, three_servers_active, verify_writes,
@@ -61,15 +64,21 @@ pub async fn sasl_switched_on_then_enforced(cluster: &LocalCluster, client: &kub
         .await
         .unwrap();
 
-    // The users, not enforced: an anonymous writer keeps writing through the roll.
+    // The users, not enforced: an anonymous writer keeps writing through the roll, and every
+    // operator replica is killed in its middle, while some servers take SASL logins and the
+    // others do not yet.
     let writer = Writer::start(pods.clone(), selector(name));
     writer.wait_for_writes("before the users").await;
     let t = Instant::now();
     let spec = json!({"clientAuthentication": {"saslUsersSecret": "zk-users"}});
     let with_users = annotated(CLIENT_SASL_ANNOTATION);
-    roll_to(cluster, &ensembles, &pods, spec, with_users).await;
+    patch_spec(&ensembles, spec).await;
+    let killed = kill_operators_mid_roll(cluster, client, &pods, &with_users).await;
+    rolled(cluster, &ensembles, &pods, name, with_users).await;
+    assert_operators_restarted(cluster, client, &killed).await;
     eprintln!(
-        "(sasl) users from the Secret: every server restarted with them, ACTIVE 3/3 after {}",
+        "(sasl) users from the Secret: every server restarted with them, ACTIVE 3/3 after {} \
+         (every operator replica SIGKILLed in the middle of the roll)",
         secs(t)
     );
     let report = writer.finish().await;
@@ -331,6 +340,12 @@ async fn roll_to(
     spec: serde_json::Value,
     done: impl Fn(&Pod) -> bool,
 ) {
+    patch_spec(ensembles, spec).await;
+    rolled(cluster, ensembles, pods, "zk", done).await;
+}
+
+/// Merges `spec` into the ensemble `zk`'s spec.
+async fn patch_spec(ensembles: &Api<ZooKeeperEnsemble>, spec: serde_json::Value) {
     ensembles
         .patch(
             "zk",
@@ -339,7 +354,83 @@ async fn roll_to(
         )
         .await
         .unwrap();
-    rolled(cluster, ensembles, pods, "zk", done).await;
+}
+
+/// The operator's pods (the chart's two replicas), by name, with their containers' restarts.
+async fn operator_restarts(client: &kube::Client) -> Vec<(String, i32)> {
+    let list = Api::<Pod>::namespaced(client.clone(), OPERATOR_NAMESPACE)
+        .list(&ListParams::default().labels(OPERATOR_SELECTOR))
+        .await
+        .unwrap();
+    list.items
+        .iter()
+        .map(|pod| {
+            let statuses = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref());
+            let restarts = statuses.map_or(0, |c| c.iter().map(|c| c.restart_count).sum());
+            (pod.name_any(), restarts)
+        })
+        .collect()
+}
+
+/// Once the roll is under way (at least one server rolled and serving, at least one not yet),
+/// SIGKILLs every operator replica at once: a crash of the whole operator halfway, with the
+/// servers' logins mixed. Returns the operator's pods and their restarts before the kill.
+async fn kill_operators_mid_roll(
+    cluster: &LocalCluster,
+    client: &kube::Client,
+    pods: &Api<Pod>,
+    done: &impl Fn(&Pod) -> bool,
+) -> Vec<(String, i32)> {
+    let deadline = Instant::now() + ROLL_TIMEOUT;
+    loop {
+        let list = pods
+            .list(&ListParams::default().labels(&selector("zk")))
+            .await
+            .unwrap();
+        let rolled = list.items.iter().filter(|p| done(p) && is_ready(p)).count();
+        if rolled >= 1 && list.items.iter().any(|p| !done(p)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the roll never got under way\n{}",
+            cluster.operator_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = operator_restarts(client).await;
+    let operators = Api::<Pod>::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    for (pod, _) in &before {
+        cluster
+            .signal_container(&operators, pod, Signal::SIGKILL)
+            .await;
+    }
+    eprintln!(
+        "(sasl) every operator replica ({}) SIGKILLed in the middle of the roll",
+        before.len()
+    );
+    before
+}
+
+/// Each of the operator's `killed` pods has restarted its container since the kill (the
+/// kubelet restarts it; the roll finished with them).
+async fn assert_operators_restarted(
+    cluster: &LocalCluster,
+    client: &kube::Client,
+    killed: &[(String, i32)],
+) {
+    let now = operator_restarts(client).await;
+    for (pod, restarts) in killed {
+        let after = now.iter().find(|(name, _)| name == pod).map(|(_, r)| *r);
+        assert!(
+            after.is_some_and(|after| after > *restarts),
+            "operator pod {pod}: {restarts} restarts before the kill, {after:?} after\n{}",
+            cluster.operator_log()
+        );
+    }
 }
 
 /// Waits until the ensemble's three servers run in pods that `done` says are rolled, none being

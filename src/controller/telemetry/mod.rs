@@ -159,7 +159,7 @@ impl Default for Metrics {
         let client_ca_expiry = Family::<EnsembleLabels, Gauge>::default();
         registry.register(
             "client_ca_expiry_timestamp_seconds",
-            "When the last CA certificate of each ensemble's spec.clientAuthentication.x509ClientCaSecret expires: after it no client certificate logs in (Unix time; .status.clientCaNotAfter)",
+            "When the last CA certificate of each ensemble's spec.clientAuthentication.x509ClientCaSecret expires (Unix time; .status.clientCaNotAfter)",
             client_ca_expiry.clone(),
         );
         let backups = BackupMetrics::register(&mut registry);

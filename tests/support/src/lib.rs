@@ -14,6 +14,7 @@
 //! `tests/cluster/env.sh`, which `tests/run.sh` exports.
 pub mod control_plane;
 pub mod dashboard;
+pub mod enforced_sasl;
 pub mod fault;
 pub mod kafka_tree;
 pub mod kubelet;

@@ -29,6 +29,10 @@ use zooherd::api::{ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
 use super::control_plane::ControlPlane;
 use super::process;
 
+/// Where the chart runs the operator (tests/e2e/cluster.sh), and its pods' label.
+pub const OPERATOR_NAMESPACE: &str = "zooherd-system";
+pub const OPERATOR_SELECTOR: &str = "app.kubernetes.io/name=zooherd";
+
 /// How long bringing the cluster up may take: images, control plane, node and Helm install.
 /// Building the images from cold (base images, the release build of zooherd, the JRE) takes
 /// about ten minutes of it; tests/run.sh builds them before the tests.
@@ -362,10 +366,10 @@ impl LocalCluster {
             .kubectl()
             .args([
                 "-n",
-                "zooherd-system",
+                OPERATOR_NAMESPACE,
                 "logs",
                 "-l",
-                "app.kubernetes.io/name=zooherd",
+                OPERATOR_SELECTOR,
                 "--tail=40",
                 "--prefix",
             ])
