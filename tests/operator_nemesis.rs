@@ -19,7 +19,9 @@
 //!
 //! There is no kubelet in this cluster (see `operator_real_zookeeper.rs`): a task here plays it
 //! ([`play_kubelet`]), stopping a server when its pod is deleted and starting one for each new
-//! pod. Each server runs in a network namespace of its own, as in a pod, so it runs as root.
+//! pod. The pods are bound to a node kept Ready by its Lease (`support::node`), so that a
+//! deleted pod stays terminating until its server has stopped, as on a real node. Each server
+//! runs in a network namespace of its own, as in a pod, so it runs as root.
 
 use zooherd_test_support as support;
 
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -41,6 +43,7 @@ use support::kubelet::{
     start_three_voters,
 };
 use support::linearizability::generate::Rng;
+use support::node::{ReadyNode, finish_deletion};
 use support::operator::{Operator, api_server_address, install_crds};
 use support::proxy::Proxy;
 use support::zookeeper::{ZkEnsemble, ZkEnsembleBuilder};
@@ -62,12 +65,11 @@ fn rounds() -> u64 {
 /// How long an ensemble may take to come back after a round: a Lease taken over after its
 /// holder was killed or cut off, a frozen member noticed and evicted, the rest of a roll or a
 /// scale. Generous on purpose: a round that takes longer than [`SLOW_ROUND`] is reported with
-/// the replicas' logs, and only one that never settles fails. Rounds of about two minutes
-/// happen: a roll step refused by the PodDisruptionBudget while the replacement of the pod
-/// evicted before it inherits that eviction's entry in the budget's status, which the
-/// disruption controller keeps for two minutes when it did not see the evicted pod go (here
-/// pods go at once, with no kubelet to hold them while they terminate); see
-/// `zooherd::controller::budget` and the status's roll message, which names it.
+/// the replicas' logs, and only one that never settles fails. (Before the pods had a node,
+/// they went at once when deleted, and rounds of about two minutes happened: the disruption
+/// controller, not seeing an evicted pod terminate, kept its eviction in the budget's status
+/// for two minutes, and the replacement of the same name inherited it; see
+/// `zooherd::controller::budget`.)
 const SETTLE: Duration = Duration::from_secs(600);
 
 /// A round longer than this prints the operator replicas' last log lines.
@@ -165,6 +167,14 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
         .await;
     auth.write_login_file(&client, &ns).await;
     let pods = start_three_voters(&client, &ns, &mut zookeeper).await;
+    // The pods run on a node, so that they are deleted as a kubelet deletes them.
+    let node = Arc::new(ReadyNode::register(&client, "nemesis-node").await);
+    for i in 0..3 {
+        node.bind(&pods, &format!("zk-{i}")).await;
+        let bound = pods.get(&format!("zk-{i}")).await.unwrap();
+        let on = bound.spec.and_then(|spec| spec.node_name);
+        assert_eq!(on.as_deref(), Some(node.name.as_str()), "zk-{i}'s node");
+    }
     let mut uids = Vec::new();
     for i in 0..SERVERS {
         uids.push(
@@ -184,7 +194,7 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
         started,
         client.clone(),
         ns.clone(),
-        zookeeper.clone(),
+        (zookeeper.clone(), node),
         uids,
         stop.clone(),
         deleted.clone(),
@@ -390,6 +400,10 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
     kubelet.await.unwrap();
     drop(replicas);
     cp.delete_namespace(&client, &ns).await.unwrap();
+    Api::<Node>::all(client)
+        .delete("nemesis-node", &Default::default())
+        .await
+        .unwrap();
 }
 
 /// Waits until the ensemble is ACTIVE with 3 of 3 ready and voters 1-3, not progressing, every
@@ -475,8 +489,9 @@ async fn voters_are(ensembles: &Api<ZooKeeperEnsemble>, voters: &[i32]) {
     }
 }
 
-/// The kubelet's part. A pod deleted takes its server with it; a new pod's server starts and
-/// the pod is bound to it: on its volume if it has one, else (a pod of a scale-up, or one whose
+/// The kubelet's part, on `node`. A pod deleted takes its server with it, and is deleted for
+/// good once the server has stopped; a new pod is bound to the node, its server starts and the
+/// pod is bound to it: on its volume if it has one, else (a pod of a scale-up, or one whose
 /// claim went with a scale-down) empty, joining with the ConfigMap's membership. Fails if two
 /// pods within the StatefulSet's replicas are found gone at once: the operator takes one server
 /// down at a time, and the next only once it serves again in a Ready pod (a roll step and an
@@ -485,7 +500,7 @@ async fn play_kubelet(
     started: Instant,
     client: kube::Client,
     ns: String,
-    zookeeper: Arc<Mutex<ZkEnsemble>>,
+    (zookeeper, node): (Arc<Mutex<ZkEnsemble>>, Arc<ReadyNode>),
     mut uids: Vec<Option<String>>,
     stop: Arc<AtomicBool>,
     deleted: Arc<AtomicUsize>,
@@ -539,11 +554,14 @@ async fn play_kubelet(
                 // Scaled down: the claim goes with the pod (storage.retention.whenScaled).
                 let _ = std::fs::remove_dir_all(&zookeeper.member(i).spec().data_dir);
             }
-            uids[i] = None;
+            if let Some(uid) = uids[i].take() {
+                finish_deletion(&pods, &format!("zk-{i}"), &uid).await;
+            }
             deleted.fetch_add(1, Ordering::Relaxed);
             say(format!("zk-{i}'s pod deleted, its server stopped"));
         }
         for i in new {
+            node.bind(&pods, &format!("zk-{i}")).await;
             let ip = {
                 let mut zookeeper = zookeeper.lock().await;
                 let on_volume = zookeeper

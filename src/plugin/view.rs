@@ -12,10 +12,14 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use super::table::{Style, Table, paint};
-use crate::api::{MemberState, MembershipStatus, Phase, ZooKeeperEnsemble};
+use crate::api::{MemberState, MembershipStatus, Phase, QuorumTlsStatus, ZooKeeperEnsemble};
 
 /// How many Events `status` shows (the newest); `events` shows them all.
 pub const STATUS_EVENTS: usize = 10;
+
+/// How close to its expiry a certificate is shown as a warning: when the chart's alerts
+/// (ZooKeeperQuorumCertificateExpiring, ZooKeeperClientCaExpiring) fire.
+const EXPIRY_WARNING: jiff::SignedDuration = jiff::SignedDuration::from_hours(30 * 24);
 
 /// An ensemble as `kubectl zooherd status` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -33,6 +37,10 @@ pub struct StatusView {
     pub epoch: Option<i64>,
     pub connect_string: Option<String>,
     pub membership: Option<MembershipStatus>,
+    /// Quorum TLS: its stage, when the servers' certificate and the CA expire.
+    pub quorum_tls: Option<QuorumTlsStatus>,
+    /// When the clients' CA (`x509ClientCaSecret`) expires (RFC 3339), if one is named.
+    pub client_ca_not_after: Option<String>,
     /// `spec.paused`: the operator changes nothing.
     pub paused: bool,
     pub members: Vec<MemberRow>,
@@ -208,6 +216,8 @@ pub fn status_view(ensemble: &ZooKeeperEnsemble, pods: &[Pod], events: &[Event])
         epoch: status.epoch,
         connect_string: status.connect_string,
         membership: status.membership,
+        quorum_tls: status.quorum_tls,
+        client_ca_not_after: status.client_ca_not_after.map(|t| t.0.to_string()),
         paused: ensemble.spec.paused,
         members,
         conditions: status.conditions.iter().map(condition_row).collect(),
@@ -283,6 +293,45 @@ fn headline(view: &StatusView, colour: bool) -> String {
     line
 }
 
+/// When each certificate the status names expires: the servers' (quorum TLS) and its CA, and
+/// the clients' CA; None when there is none.
+fn certificates(view: &StatusView, now: Timestamp, colour: bool) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(tls) = &view.quorum_tls
+        && let Some(servers) = &tls.certificate_not_after
+    {
+        let mut part = format!(
+            "servers' (quorum TLS {}) {}",
+            tls.stage,
+            expiry(servers.0, now, colour)
+        );
+        if let Some(ca) = &tls.ca_not_after {
+            part.push_str(&format!(", its CA {}", expiry(ca.0, now, colour)));
+        }
+        parts.push(part);
+    }
+    if let Some(Ok(at)) = view.client_ca_not_after.as_deref().map(str::parse) {
+        parts.push(format!("clients' CA {}", expiry(at, now, colour)));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// "until <date> (in <time left>)", a warning within [`EXPIRY_WARNING`]; "expired <date>",
+/// an error, once past.
+fn expiry(at: Timestamp, now: Timestamp, colour: bool) -> String {
+    let date = at.strftime("%Y-%m-%d");
+    if at <= now {
+        return paint(&format!("expired {date}"), Style::Bad, colour);
+    }
+    let style = if at.duration_since(now) < EXPIRY_WARNING {
+        Style::Warn
+    } else {
+        Style::Plain
+    };
+    let left = age(&now.to_string(), at);
+    paint(&format!("until {date} (in {left})"), style, colour)
+}
+
 /// `kubectl zooherd status` for a terminal, with ANSI colours when `colour`.
 pub fn render_status(view: &StatusView, now: Timestamp, colour: bool) -> String {
     let mut out = headline(view, colour) + "\n";
@@ -307,6 +356,9 @@ pub fn render_status(view: &StatusView, now: Timestamp, colour: bool) -> String 
     }
     if let Some(connect) = &view.connect_string {
         out.push_str(&format!("connect: {connect}\n"));
+    }
+    if let Some(certificates) = certificates(view, now, colour) {
+        out.push_str(&format!("certificates: {certificates}\n"));
     }
 
     let mut members = Table::new(&[

@@ -193,6 +193,47 @@ fn status_shows_the_newest_events_only() {
 }
 
 #[test]
+fn certificates_show_when_they_expire_and_warn_within_30_days() {
+    let mut ensemble = degraded();
+    let status = ensemble.status.as_mut().unwrap();
+    let at = |rfc: &str| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(rfc.parse().unwrap());
+    status.quorum_tls = Some(QuorumTlsStatus {
+        stage: "on".into(),
+        certificate_not_after: Some(at("2031-11-20T00:00:00Z")),
+        ca_not_after: Some(at("2036-11-19T00:00:00Z")),
+    });
+    status.client_ca_not_after = Some(at("2026-12-01T00:00:00Z"));
+    let view = status_view(&ensemble, &pods(), &events());
+    let text = render_status(&view, now(), false);
+    let line = text.lines().find(|l| l.starts_with("certificates: "));
+    assert_eq!(
+        line,
+        Some(
+            "certificates: servers' (quorum TLS on) until 2031-11-20 (in 1824d11h), its CA \
+             until 2036-11-19 (in 3650d11h); clients' CA until 2026-12-01 (in 9d11h)"
+        ),
+        "\n{text}"
+    );
+    // Coloured: the clients' CA within the alerts' 30 days; once past, expired.
+    let text = render_status(&view, now(), true);
+    assert!(
+        text.contains("clients' CA \x1b[33muntil 2026-12-01 (in 9d11h)\x1b[0m"),
+        "{text}"
+    );
+    assert!(text.contains("quorum TLS on) until 2031-11-20"), "{text}");
+    let status = ensemble.status.as_mut().unwrap();
+    status.client_ca_not_after = Some(at("2026-11-20T00:00:00Z"));
+    let text = render_status(&status_view(&ensemble, &[], &[]), now(), true);
+    assert!(
+        text.contains("clients' CA \x1b[31mexpired 2026-11-20\x1b[0m"),
+        "{text}"
+    );
+    let json = serde_json::to_value(status_view(&ensemble, &[], &[])).unwrap();
+    assert_eq!(json["quorumTls"]["stage"], "on");
+    assert_eq!(json["clientCaNotAfter"], "2026-11-20T00:00:00Z");
+}
+
+#[test]
 fn an_ensemble_without_a_status_yet() {
     let mut ensemble = degraded();
     ensemble.status = None;

@@ -21,6 +21,7 @@ pub mod kubelet;
 pub mod linearizability;
 pub mod local_cluster;
 pub mod member_networks;
+pub mod node;
 pub mod operator;
 pub mod prometheus;
 pub mod proxy;
