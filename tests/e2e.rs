@@ -539,18 +539,20 @@ async fn verify_writes(pods: &Api<Pod>, selector: &str, report: &WriterReport) -
 
 /// No crash loop: the pod's containers never restarted.
 fn assert_not_restarted(pod: &Pod, when: &str) {
-    let restarts: i32 = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .map(|c| c.iter().map(|c| c.restart_count).sum())
-        .unwrap_or(0);
     assert_eq!(
-        restarts,
+        container_restarts(pod),
         0,
         "{} restarted its container {when}",
         pod.metadata.name.as_deref().unwrap_or_default()
     );
+}
+
+/// How many times the kubelet restarted the pod's containers (as `kubectl get pods` counts).
+fn container_restarts(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |c| c.iter().map(|c| c.restart_count).sum())
 }
 
 /// Waits until each of `alerts` is active (pending or firing) for the ensemble, or inactive

@@ -25,11 +25,10 @@ use sha2::{Digest, Sha256};
 
 use kube::runtime::events::EventType;
 
-use super::{Context, Error, observe, report, scale};
+use super::{Context, Error, observe, report};
 use crate::api::ZooKeeperEnsemble;
 use crate::build::names::CLIENT_X509_CA_ANNOTATION;
 use crate::build::tls::CA_KEY;
-use crate::quorum::Myid;
 
 /// What the operator took from the client CA Secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,9 +83,8 @@ pub async fn read(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Result<Option<
 
 /// The client CA hashes the servers' pods were created with (their template's annotation).
 fn running(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Vec<String> {
-    let servers = scale::stateful_set_replicas(&ctx.stores, ensemble).unwrap_or(0);
-    Myid::up_to(servers)
-        .filter_map(|myid| observe::server(ensemble, ctx, myid).1)
+    observe::server_pods(ensemble, ctx)
+        .into_iter()
         .filter_map(|pod| {
             pod.metadata
                 .annotations

@@ -131,6 +131,16 @@ pub fn server(
     (voter, pod)
 }
 
+/// The pods of the StatefulSet's servers (as many as its replicas), those that exist, by name
+/// as the probe round finds them: a scan of every pod in the cache would cost each reconcile
+/// the whole cluster's pods.
+pub fn server_pods(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Vec<Arc<Pod>> {
+    let servers = scale::stateful_set_replicas(&ctx.stores, ensemble);
+    Myid::up_to(servers.unwrap_or(0))
+        .filter_map(|myid| server(ensemble, ctx, myid).1)
+        .collect()
+}
+
 /// Whether the pod's server started with an AdminServer that takes only TLS clients with a
 /// certificate of the ensemble's CA: its template says so ([`names::ADMIN_TLS_ANNOTATION`]).
 /// Not its quorum TLS stage: a pod of an operator from before runs the same stage with a plain

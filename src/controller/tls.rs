@@ -34,7 +34,6 @@ use crate::build::names;
 use crate::build::tls::{self, QuorumTls};
 use crate::decide::quorum_tls::QuorumTlsFacts;
 use crate::decide::restart::pod_is_ready;
-use crate::quorum::Myid;
 use crate::quorum::admin::AdminClient;
 use crate::quorum::probe::Prober;
 use crate::tls::QuorumCertificates;
@@ -120,11 +119,9 @@ pub fn facts(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> QuorumTlsFacts {
         .config_maps
         .get(&ObjectRef::new(&names::config_map(ensemble)).within(&namespace))
         .map(|config_map| configured_stage(&config_map.facts));
-    // The servers' pods by name, as the probe round finds them: a scan of every pod in the
-    // cache would cost each reconcile the whole cluster's pods.
     let servers = scale::stateful_set_replicas(stores, ensemble);
-    let pods = Myid::up_to(servers.unwrap_or(0))
-        .filter_map(|myid| observe::server(ensemble, ctx, myid).1)
+    let pods = observe::server_pods(ensemble, ctx)
+        .into_iter()
         .map(|pod| {
             let stage = pod_stage(&pod);
             let ready = pod_is_ready(&pod) && pod.meta().deletion_timestamp.is_none();

@@ -40,7 +40,8 @@ use super::drain::is_ready;
 use super::support::local_cluster::{LocalCluster, OPERATOR_NAMESPACE, OPERATOR_SELECTOR};
 use super::support::zookeeper::java_tls_client;
 use super::{
-    SaslLogin, Writer, assert_not_restarted, secs, selector, three_servers_active, verify_writes,
+    SaslLogin, Writer, assert_not_restarted, container_restarts, secs, selector,
+    three_servers_active, verify_writes,
 };
 
 /// How long one roll of three servers may take on a loaded 2-core machine.
@@ -364,14 +365,7 @@ async fn operator_restarts(client: &kube::Client) -> Vec<(String, i32)> {
         .unwrap();
     list.items
         .iter()
-        .map(|pod| {
-            let statuses = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref());
-            let restarts = statuses.map_or(0, |c| c.iter().map(|c| c.restart_count).sum());
-            (pod.name_any(), restarts)
-        })
+        .map(|pod| (pod.name_any(), container_restarts(pod)))
         .collect()
 }
 
