@@ -18,13 +18,17 @@
 //! ([`ClientAuthDraw`]).
 //!
 //! There is no kubelet in this cluster (see `operator_real_zookeeper.rs`): a task here plays it
-//! ([`play_kubelet`]), stopping a server when its pod is deleted and starting one for each new
-//! pod. The pods are bound to a node kept Ready by its Lease (`support::node`), so that a
-//! deleted pod stays terminating until its server has stopped, as on a real node. Each server
-//! runs in a network namespace of its own, as in a pod, so it runs as root.
+//! ([`Kubelet`]), stopping a server when its pod is deleted and starting one for each new pod,
+//! whose pod turns Ready once the server serves (as the agent's readiness probe has it). The
+//! pods are bound to two nodes kept Ready by their Leases (`support::node`), so that a
+//! deleted pod stays terminating until its server has stopped, as on a real node, and so that a
+//! round that rolls may also drain a node ([`drain`]): `kubectl drain`'s evictions racing the
+//! operator's, with the PodDisruptionBudget the only thing between them. Each server runs in a
+//! network namespace of its own, as in a pod, so it runs as root.
 
 use zooherd_test_support as support;
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -39,8 +43,8 @@ use support::control_plane::{ControlPlane, shared};
 use support::enforced_sasl::EnforcedSasl;
 use support::fault;
 use support::kubelet::{
-    bind_pod, ensemble_with_superuser_built, refuse_empty_voter, start_empty_observer,
-    start_three_voters,
+    ensemble_with_superuser_built, mark_ready, refuse_empty_voter, start_empty_observer,
+    start_not_ready, start_three_voters,
 };
 use support::linearizability::generate::Rng;
 use support::node::{ReadyNode, finish_deletion};
@@ -81,6 +85,13 @@ const SERVERS: usize = 7;
 /// Mixed into the seed for the draw of client authentication, so that it does not shift the
 /// draws of the rounds (a seed replays the rounds it drew before the draw existed).
 const AUTH_DRAW_SALT: u64 = 0x0a07_5a51;
+
+/// Mixed into the seed for each round's draw of a node drain, apart from the rounds' other
+/// draws for the same reason.
+const DRAIN_DRAW_SALT: u64 = 0x0d4a_1e5d;
+
+/// The nodes the pods run on.
+const NODES: [&str; 2] = ["nemesis-a", "nemesis-b"];
 
 /// The users Secret of an enforcing run, and its one user.
 const USERS_SECRET: &str = "zk-users";
@@ -167,13 +178,16 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
         .await;
     auth.write_login_file(&client, &ns).await;
     let pods = start_three_voters(&client, &ns, &mut zookeeper).await;
-    // The pods run on a node, so that they are deleted as a kubelet deletes them.
-    let node = Arc::new(ReadyNode::register(&client, "nemesis-node").await);
+    // The pods run on nodes, so that they are deleted as a kubelet deletes them.
+    let nodes = Arc::new(Nodes::register(&client).await);
     for i in 0..3 {
-        node.bind(&pods, &format!("zk-{i}")).await;
+        nodes.schedulable().bind(&pods, &format!("zk-{i}")).await;
         let bound = pods.get(&format!("zk-{i}")).await.unwrap();
         let on = bound.spec.and_then(|spec| spec.node_name);
-        assert_eq!(on.as_deref(), Some(node.name.as_str()), "zk-{i}'s node");
+        assert!(
+            on.as_deref().is_some_and(|on| NODES.contains(&on)),
+            "zk-{i}'s node: {on:?}"
+        );
     }
     let mut uids = Vec::new();
     for i in 0..SERVERS {
@@ -190,15 +204,17 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
     let stop = Arc::new(AtomicBool::new(false));
     let deleted = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let kubelet = tokio::spawn(play_kubelet(
+    let kubelet = Kubelet {
         started,
-        client.clone(),
-        ns.clone(),
-        (zookeeper.clone(), node),
-        uids,
-        stop.clone(),
-        deleted.clone(),
-    ));
+        pods: pods.clone(),
+        config_maps: Api::namespaced(client.clone(), &ns),
+        sets: Api::namespaced(client.clone(), &ns),
+        zookeeper: zookeeper.clone(),
+        nodes: nodes.clone(),
+        stop: stop.clone(),
+        deleted: deleted.clone(),
+    };
+    let kubelet = tokio::spawn(kubelet.run(uids));
     settled(&ensembles, &client, &ns, &zookeeper).await;
     let workload =
         fault::CheckedWorkload::start_as(&connect_string, auth.login(), "operator-nemesis").await;
@@ -206,6 +222,12 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
     let drawn = std::sync::Mutex::new(std::collections::BTreeMap::<&str, u32>::new());
     let count = |what: &'static str| *drawn.lock().unwrap().entry(what).or_default() += 1;
     let mut windows = Vec::new();
+    let mut drain_draws = Rng::new(seed ^ DRAIN_DRAW_SALT);
+    // The drain's own client: one that does not retry a 429 by itself (kube's default does,
+    // for minutes), so that a refusal of the budget is seen and retried as kubectl does.
+    let mut config = cp.config().await;
+    config.default_retry = false;
+    let evictions = Api::<Pod>::namespaced(kube::Client::try_from(config).unwrap(), &ns);
     for round in 0..rounds() {
         let round_started = workload.clock();
         let at = |what: &str| println!("  {:>6.1} s  {what}", started.elapsed().as_secs_f64());
@@ -253,9 +275,16 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
                 }
             }
         };
+        // A node drained while the roll runs (drawn every round, so that the draws that follow
+        // do not depend on the round's kind).
+        let drains = drain_draws.below(2) == 1 && matches!(disruption_kind, 1 | 2);
+        let drain_at = drain_draws.below(8_000);
         // The faults, each at a random time into the round.
         let operator_fault = rng.below(3);
-        let member_fault = rng.below(4);
+        // Not with a drain: a drain's evictions count on the budget, which counts Ready pods,
+        // and here (no readiness probe) a frozen or killed server's pod stays Ready, so the
+        // two together would exceed the fault tolerance, which a real node's probe prevents.
+        let member_fault = Some(rng.below(4)).filter(|_| !drains).unwrap_or(0);
         // One of the three that are always there.
         let victim = rng.below(3) as usize;
         let (operator_at, member_at) = (rng.below(8_000), rng.below(8_000));
@@ -369,7 +398,14 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
                 }
             }
         };
-        futures::join!(disruption, operator, member);
+        let drained = async {
+            if drains {
+                tokio::time::sleep(Duration::from_millis(drain_at)).await;
+                drain(&nodes, &client, &evictions, &at).await;
+                count("node drained during the roll");
+            }
+        };
+        futures::join!(disruption, operator, member, drained);
         replicas.replace_exited();
         let round_began = Instant::now();
         settled(&ensembles, &client, &ns, &zookeeper).await;
@@ -400,10 +436,120 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
     kubelet.await.unwrap();
     drop(replicas);
     cp.delete_namespace(&client, &ns).await.unwrap();
-    Api::<Node>::all(client)
-        .delete("nemesis-node", &Default::default())
-        .await
-        .unwrap();
+    for node in NODES {
+        Api::<Node>::all(client.clone())
+            .delete(node, &Default::default())
+            .await
+            .unwrap();
+    }
+}
+
+/// The nodes, and which one a drain has cordoned.
+struct Nodes {
+    nodes: Vec<ReadyNode>,
+    cordoned: std::sync::Mutex<Option<String>>,
+}
+
+impl Nodes {
+    async fn register(client: &kube::Client) -> Self {
+        let mut nodes = Vec::new();
+        for name in NODES {
+            nodes.push(ReadyNode::register(client, name).await);
+        }
+        Nodes {
+            nodes,
+            cordoned: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// A node new pods may go to.
+    fn schedulable(&self) -> &ReadyNode {
+        let cordoned = self.cordoned.lock().unwrap().clone();
+        self.nodes
+            .iter()
+            .find(|node| Some(&node.name) != cordoned.as_ref())
+            .expect("two nodes, at most one cordoned")
+    }
+
+    /// Marks `node` unschedulable (`Some`), or every node schedulable again (`None`), for the
+    /// scheduler and for the kubelet's binding alike.
+    async fn cordon(&self, client: &kube::Client, node: Option<&str>) {
+        let before =
+            std::mem::replace(&mut *self.cordoned.lock().unwrap(), node.map(str::to_owned));
+        let (name, unschedulable) = match (node, before) {
+            (Some(node), _) => (node.to_owned(), true),
+            (None, Some(before)) => (before, false),
+            (None, None) => return,
+        };
+        Api::<Node>::all(client.clone())
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"unschedulable": unschedulable}})),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// `kubectl drain` of the node most of the three servers run on: cordoned, then each of the
+/// ensemble's pods on it evicted through the Eviction API, a refusal (the budget's 429)
+/// retried every second as kubectl does, until none is left on it; then uncordoned. The
+/// operator's roll evicts through the same API meanwhile: the PodDisruptionBudget (one
+/// unavailable for three servers) must keep the two from taking two servers at once, which
+/// the kubelet's check (several pods replaced at once) and the workload's history would show.
+/// The pods here are Ready as soon as their servers start (no readiness probe), so a drain
+/// may evict a server while the one before it still syncs: harsher than a real node.
+async fn drain(nodes: &Nodes, client: &kube::Client, pods: &Api<Pod>, at: &impl Fn(&str)) {
+    let node_of = |pod: Option<Pod>| pod?.spec?.node_name;
+    let mut on = std::collections::BTreeMap::<String, usize>::new();
+    for i in 0..3 {
+        if let Some(node) = node_of(pods.get_opt(&format!("zk-{i}")).await.unwrap()) {
+            *on.entry(node).or_default() += 1;
+        }
+    }
+    let Some(node) = on.into_iter().max_by_key(|(_, n)| *n).map(|(node, _)| node) else {
+        at("drain: no server's pod on a node");
+        return;
+    };
+    nodes.cordon(client, Some(&node)).await;
+    at(&format!("drain: {node} cordoned"));
+    let (mut evicted, mut refused) = (0, 0);
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let mut left = Vec::new();
+        for pod in pods.list(&Default::default()).await.unwrap() {
+            let terminating = pod.metadata.deletion_timestamp.is_some();
+            if pod.spec.as_ref().and_then(|s| s.node_name.as_ref()) == Some(&node) && !terminating {
+                left.push(pod.name_any());
+            }
+        }
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drain of {node} did not finish within {SETTLE:?}: {left:?} left, {refused} \
+             evictions refused"
+        );
+        for pod in left {
+            match pods.evict(&pod, &Default::default()).await {
+                Ok(_) => {
+                    evicted += 1;
+                    at(&format!("drain: {pod} evicted"));
+                }
+                Err(kube::Error::Api(e)) if e.code == 429 => refused += 1,
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => panic!("evicting {pod}: {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    nodes.cordon(client, None).await;
+    at(&format!(
+        "drain: {node} drained ({evicted} evicted, {refused} evictions refused by the budget) \
+         and uncordoned"
+    ));
 }
 
 /// Waits until the ensemble is ACTIVE with 3 of 3 ready and voters 1-3, not progressing, every
@@ -489,132 +635,171 @@ async fn voters_are(ensembles: &Api<ZooKeeperEnsemble>, voters: &[i32]) {
     }
 }
 
-/// The kubelet's part, on `node`. A pod deleted takes its server with it, and is deleted for
-/// good once the server has stopped; a new pod is bound to the node, its server starts and the
-/// pod is bound to it: on its volume if it has one, else (a pod of a scale-up, or one whose
-/// claim went with a scale-down) empty, joining with the ConfigMap's membership. Fails if two
+/// The kubelet's part, on the nodes. A pod deleted takes its server with it, and is deleted
+/// for good once the server has stopped; a new pod is bound to a schedulable node (unless the
+/// scheduler was first), its server starts and the pod is bound to it: on its volume if it has
+/// one, else (a pod of a scale-up, or one whose claim went with a scale-down) empty, joining
+/// with the ConfigMap's membership; the pod turns Ready once the server serves. Fails if two
 /// pods within the StatefulSet's replicas are found gone at once: the operator takes one server
 /// down at a time, and the next only once it serves again in a Ready pod (a roll step and an
-/// eviction of a failed member alike).
-async fn play_kubelet(
+/// eviction of a failed member alike), and a drain's evictions are held back by the budget.
+struct Kubelet {
     started: Instant,
-    client: kube::Client,
-    ns: String,
-    (zookeeper, node): (Arc<Mutex<ZkEnsemble>>, Arc<ReadyNode>),
-    mut uids: Vec<Option<String>>,
+    pods: Api<Pod>,
+    config_maps: Api<ConfigMap>,
+    sets: Api<StatefulSet>,
+    zookeeper: Arc<Mutex<ZkEnsemble>>,
+    nodes: Arc<Nodes>,
     stop: Arc<AtomicBool>,
     deleted: Arc<AtomicUsize>,
-) {
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
-    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
-    let sets = Api::<StatefulSet>::namespaced(client, &ns);
-    let say = |what: String| {
-        println!(
-            "  {:>6.1} s  kubelet: {what}",
-            started.elapsed().as_secs_f64()
-        )
-    };
-    while !stop.load(Ordering::Relaxed) {
-        let (mut gone, mut new) = (Vec::new(), Vec::new());
-        for (i, known) in uids.iter().enumerate() {
-            let pod = pods.get_opt(&format!("zk-{i}")).await.unwrap();
-            let uid = pod
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .and_then(|p| p.uid());
-            if known.is_some() && uid != *known {
-                gone.push(i);
-            }
-            if uid.is_some() && uid != *known {
-                new.push(i);
-            }
-        }
-        // Read after the pods: a pod the StatefulSet controller deleted for a scale-down was
-        // deleted after its replicas went down, so this sees them down (read before, a
-        // scale-down between the two reads kept the claim, and the server came back on it).
-        let replicas = sets
-            .get("zk")
-            .await
-            .unwrap()
-            .spec
-            .and_then(|s| s.replicas)
-            .unwrap_or(3) as usize;
-        let serving_gone: Vec<_> = gone.iter().filter(|&&i| i < replicas).collect();
-        assert!(
-            serving_gone.len() <= 1,
-            "several pods replaced at once: {serving_gone:?}"
-        );
-        for &i in &gone {
-            let mut zookeeper = zookeeper.lock().await;
-            // A frozen JVM ignores SIGTERM until the grace ends: the kubelet's SIGKILL.
-            if zookeeper.member(i).is_frozen() {
-                zookeeper.kill(i).unwrap();
-            }
-            zookeeper.stop(i).unwrap();
-            if i >= replicas {
-                // Scaled down: the claim goes with the pod (storage.retention.whenScaled).
-                let _ = std::fs::remove_dir_all(&zookeeper.member(i).spec().data_dir);
-            }
-            if let Some(uid) = uids[i].take() {
-                finish_deletion(&pods, &format!("zk-{i}"), &uid).await;
-            }
-            deleted.fetch_add(1, Ordering::Relaxed);
-            say(format!("zk-{i}'s pod deleted, its server stopped"));
-        }
-        for i in new {
-            node.bind(&pods, &format!("zk-{i}")).await;
-            let ip = {
-                let mut zookeeper = zookeeper.lock().await;
-                let on_volume = zookeeper
-                    .member(i)
-                    .spec()
-                    .data_dir
-                    .join("version-2")
-                    .exists();
-                if on_volume && newest_on_volume_lists(&zookeeper, i) {
-                    zookeeper.start_member(i).unwrap();
-                    say(format!(
-                        "zk-{i}'s new pod: its server started on its volume"
-                    ));
-                } else if on_volume {
-                    // Removed (a scale-down whose claim outlived the pod, the StatefulSet
-                    // scaled back up first): it joins as an observer, on its data.
-                    start_empty_observer(&mut zookeeper, i);
-                    say(format!(
-                        "zk-{i}'s new pod: its volume's newest membership does not list it: \
-                         its server started on its volume, joining"
-                    ));
-                } else if listed_as_voter(&config_maps, i).await {
-                    // The agent's rule: once formed, a voter never starts on an empty volume
-                    // (it would vote without the data it acknowledged); the operator has to
-                    // take it out of the voters first.
-                    let ip = zookeeper.member(i).ip();
-                    let pod = pods.get_opt(&format!("zk-{i}")).await.unwrap();
-                    let Some(uid) = pod.and_then(|p| p.uid()) else {
-                        continue;
-                    };
-                    match refuse_empty_voter(&pods, i, &uid, ip).await {
-                        Ok(()) => {
-                            say(format!(
-                                "zk-{i}'s new pod: its volume is empty and it is still a voter: \
-                                 its agent refuses to start"
-                            ));
-                            uids[i] = Some(uid);
-                        }
-                        // Replaced meanwhile: the next pass looks at the new one.
-                        Err(_) => uids[i] = None,
-                    }
-                    continue;
-                } else {
-                    start_empty_observer(&mut zookeeper, i);
-                    say(format!(
-                        "zk-{i}'s new pod: its server started empty, joining"
-                    ));
+}
+
+impl Kubelet {
+    /// Plays the kubelet until stopped; `uids`: the pods' uids the servers run for now.
+    async fn run(self, mut uids: Vec<Option<String>>) {
+        let Kubelet {
+            started,
+            pods,
+            config_maps,
+            sets,
+            zookeeper,
+            nodes,
+            stop,
+            deleted,
+        } = self;
+        let say = |what: String| {
+            println!(
+                "  {:>6.1} s  kubelet: {what}",
+                started.elapsed().as_secs_f64()
+            )
+        };
+        // Pods whose servers started and do not serve yet: Ready once they serve (the
+        // agent's readiness probe), which the budget, and so a drain, waits for.
+        let mut starting = std::collections::BTreeMap::<usize, (String, Ipv4Addr)>::new();
+        while !stop.load(Ordering::Relaxed) {
+            for (i, (uid, ip)) in starting.clone() {
+                if uids[i].as_ref() != Some(&uid) {
+                    starting.remove(&i);
+                } else if zookeeper.lock().await.probe(i).await.is_serving() {
+                    // Replaced meanwhile: the next pass looks at the new one.
+                    let _ = mark_ready(&pods, i, &uid, ip).await;
+                    starting.remove(&i);
+                    say(format!("zk-{i} serves: its pod Ready"));
                 }
-                zookeeper.member(i).ip()
-            };
-            uids[i] = Some(bind_pod(&pods, i, ip).await);
+            }
+            let (mut gone, mut new) = (Vec::new(), Vec::new());
+            for (i, known) in uids.iter().enumerate() {
+                let pod = pods.get_opt(&format!("zk-{i}")).await.unwrap();
+                let uid = pod
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .and_then(|p| p.uid());
+                if known.is_some() && uid != *known {
+                    gone.push(i);
+                }
+                if uid.is_some() && uid != *known {
+                    new.push(i);
+                }
+            }
+            // Read after the pods: a pod the StatefulSet controller deleted for a scale-down was
+            // deleted after its replicas went down, so this sees them down (read before, a
+            // scale-down between the two reads kept the claim, and the server came back on it).
+            let replicas = sets
+                .get("zk")
+                .await
+                .unwrap()
+                .spec
+                .and_then(|s| s.replicas)
+                .unwrap_or(3) as usize;
+            let serving_gone: Vec<_> = gone.iter().filter(|&&i| i < replicas).collect();
+            assert!(
+                serving_gone.len() <= 1,
+                "several pods replaced at once: {serving_gone:?}"
+            );
+            for &i in &gone {
+                let mut zookeeper = zookeeper.lock().await;
+                // A frozen JVM ignores SIGTERM until the grace ends: the kubelet's SIGKILL.
+                if zookeeper.member(i).is_frozen() {
+                    zookeeper.kill(i).unwrap();
+                }
+                zookeeper.stop(i).unwrap();
+                if i >= replicas {
+                    // Scaled down: the claim goes with the pod (storage.retention.whenScaled).
+                    let _ = std::fs::remove_dir_all(&zookeeper.member(i).spec().data_dir);
+                }
+                if let Some(uid) = uids[i].take() {
+                    finish_deletion(&pods, &format!("zk-{i}"), &uid).await;
+                }
+                deleted.fetch_add(1, Ordering::Relaxed);
+                say(format!("zk-{i}'s pod deleted, its server stopped"));
+            }
+            for i in new {
+                nodes.schedulable().bind(&pods, &format!("zk-{i}")).await;
+                let ip = {
+                    let mut zookeeper = zookeeper.lock().await;
+                    let on_volume = zookeeper
+                        .member(i)
+                        .spec()
+                        .data_dir
+                        .join("version-2")
+                        .exists();
+                    if on_volume && newest_on_volume_lists(&zookeeper, i) {
+                        zookeeper.start_member(i).unwrap();
+                        say(format!(
+                            "zk-{i}'s new pod: its server started on its volume"
+                        ));
+                    } else if on_volume {
+                        // Removed (a scale-down whose claim outlived the pod, the StatefulSet
+                        // scaled back up first): it joins as an observer, on its data.
+                        start_empty_observer(&mut zookeeper, i);
+                        say(format!(
+                            "zk-{i}'s new pod: its volume's newest membership does not list it: \
+                         its server started on its volume, joining"
+                        ));
+                    } else if listed_as_voter(&config_maps, i).await {
+                        // The agent's rule: once formed, a voter never starts on an empty volume
+                        // (it would vote without the data it acknowledged); the operator has to
+                        // take it out of the voters first.
+                        let ip = zookeeper.member(i).ip();
+                        let pod = pods.get_opt(&format!("zk-{i}")).await.unwrap();
+                        let Some(uid) = pod.and_then(|p| p.uid()) else {
+                            continue;
+                        };
+                        match refuse_empty_voter(&pods, i, &uid, ip).await {
+                            Ok(()) => {
+                                say(format!(
+                                    "zk-{i}'s new pod: its volume is empty and it is still a voter: \
+                                 its agent refuses to start"
+                                ));
+                                uids[i] = Some(uid);
+                            }
+                            // Replaced meanwhile: the next pass looks at the new one.
+                            Err(_) => uids[i] = None,
+                        }
+                        continue;
+                    } else {
+                        start_empty_observer(&mut zookeeper, i);
+                        say(format!(
+                            "zk-{i}'s new pod: its server started empty, joining"
+                        ));
+                    }
+                    zookeeper.member(i).ip()
+                };
+                let Some(uid) = pods
+                    .get_opt(&format!("zk-{i}"))
+                    .await
+                    .unwrap()
+                    .and_then(|p| p.uid())
+                else {
+                    continue;
+                };
+                // Replaced meanwhile: the next pass stops this server and starts the new one.
+                if start_not_ready(&pods, i, &uid, ip).await.is_ok() {
+                    starting.insert(i, (uid.clone(), ip));
+                }
+                uids[i] = Some(uid);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -16,7 +16,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, PodTemplateSpec, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -45,8 +45,10 @@ pub trait Child:
 
 impl Child for StatefulSet {
     /// Its replicas, generation and status: how many servers it runs, and how far the
-    /// StatefulSet controller has got (what a roll and the conditions read); and the names of
-    /// its claim templates, which name each pod's claims.
+    /// StatefulSet controller has got (what a roll and the conditions read); the names of
+    /// its claim templates, which name each pod's claims; and the client CA its pod template
+    /// holds (what the servers run with even while no pod exists,
+    /// [`super::client_ca`]).
     type Facts = Arc<StatefulSet>;
     fn facts(&self) -> Arc<StatefulSet> {
         let spec = self.spec.as_ref();
@@ -57,6 +59,9 @@ impl Child for StatefulSet {
             },
             ..PersistentVolumeClaim::default()
         };
+        let template_client_ca = spec
+            .and_then(|spec| spec.template.metadata.as_ref()?.annotations.as_ref())
+            .and_then(|annotations| annotations.get(names::CLIENT_X509_CA_ANNOTATION));
         Arc::new(StatefulSet {
             metadata: ObjectMeta {
                 generation: self.metadata.generation,
@@ -67,6 +72,15 @@ impl Child for StatefulSet {
                 volume_claim_templates: spec
                     .and_then(|spec| spec.volume_claim_templates.as_ref())
                     .map(|claims| claims.iter().map(claim_template).collect()),
+                template: PodTemplateSpec {
+                    metadata: template_client_ca.map(|hash| ObjectMeta {
+                        annotations: Some(
+                            [(names::CLIENT_X509_CA_ANNOTATION.to_owned(), hash.clone())].into(),
+                        ),
+                        ..ObjectMeta::default()
+                    }),
+                    spec: None,
+                },
                 ..StatefulSetSpec::default()
             }),
             status: self.status.clone(),

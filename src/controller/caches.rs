@@ -13,6 +13,8 @@
 //! which its one claim: a `Volume` is 3.2 KB however little of it is set, as k8s-openapi keeps
 //! each of its thirty-odd sources inline).
 
+use std::sync::Arc;
+
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
@@ -21,12 +23,13 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::cached::{Cached, Child};
+use crate::api::ZooKeeperEnsemble;
 use crate::build;
 
 /// Informer caches of what the operator manages, within one watch scope.
@@ -44,6 +47,13 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// The ensemble's StatefulSet as the cache keeps its facts (None: there is none yet).
+    pub(super) fn stateful_set(&self, ensemble: &ZooKeeperEnsemble) -> Option<Arc<StatefulSet>> {
+        let namespace = ensemble.namespace().unwrap_or_default();
+        let key = ObjectRef::new(&build::names::stateful_set(ensemble)).within(&namespace);
+        Some(self.stateful_sets.get(&key)?.facts.clone())
+    }
+
     /// Whether every cache has listed once: until then, an absent child may only be absent
     /// from the cache (applying it would be a needless write), and an absent pod is not known
     /// to be gone. Checked, not awaited: reconciles that waited for the caches inside the

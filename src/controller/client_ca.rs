@@ -20,7 +20,10 @@
 //! user should close. Refusing it instead would trap a late rotation: the new CA could then
 //! only replace the old one at once, locking out every client not yet moved.
 
-use k8s_openapi::api::core::v1::Secret;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use sha2::{Digest, Sha256};
 
 use kube::runtime::events::EventType;
@@ -81,12 +84,24 @@ pub async fn read(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Result<Option<
     Ok(Some(ca))
 }
 
-/// The client CA hashes the servers' pods were created with (their template's annotation).
+/// The client CA hashes the servers run with: their pods' and the StatefulSet's pod
+/// template's, which the StatefulSet controller creates pods with even while none exists (all
+/// deleted at once, say), without the operator.
 fn running(ensemble: &ZooKeeperEnsemble, ctx: &Context) -> Vec<String> {
-    observe::server_pods(ensemble, ctx)
-        .into_iter()
-        .filter_map(|pod| {
-            pod.metadata
+    in_use(
+        ctx.stores.stateful_set(ensemble).as_deref(),
+        &observe::server_pods(ensemble, ctx),
+    )
+}
+
+fn in_use(stateful_set: Option<&StatefulSet>, pods: &[Arc<Pod>]) -> Vec<String> {
+    let template = stateful_set
+        .and_then(|stateful_set| stateful_set.spec.as_ref()?.template.metadata.as_ref());
+    pods.iter()
+        .map(|pod| &pod.metadata)
+        .chain(template)
+        .filter_map(|metadata| {
+            metadata
                 .annotations
                 .as_ref()?
                 .get(CLIENT_X509_CA_ANNOTATION)
@@ -250,6 +265,38 @@ mod tests {
             std::slice::from_ref(&before.hash),
         );
         assert_eq!(later.map(|ca| ca.hash), Ok(before.hash));
+    }
+
+    #[test]
+    fn the_servers_run_with_the_ca_of_their_pods_and_of_their_template() {
+        use crate::controller::cached::Child;
+        use k8s_openapi::api::apps::v1::StatefulSetSpec;
+        use k8s_openapi::api::core::v1::PodTemplateSpec;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+        let annotated = |hash: &str| ObjectMeta {
+            annotations: Some([(CLIENT_X509_CA_ANNOTATION.to_owned(), hash.to_owned())].into()),
+            ..ObjectMeta::default()
+        };
+        let stateful_set = StatefulSet {
+            spec: Some(StatefulSetSpec {
+                template: PodTemplateSpec {
+                    metadata: Some(annotated("template")),
+                    spec: None,
+                },
+                ..StatefulSetSpec::default()
+            }),
+            ..StatefulSet::default()
+        };
+        let pod = Arc::new(Pod {
+            metadata: annotated("pod"),
+            ..Pod::default()
+        });
+        // As the informer cache keeps it.
+        let cached = stateful_set.facts();
+        assert_eq!(in_use(Some(&cached), &[pod]), ["pod", "template"]);
+        // Every pod gone at once: the StatefulSet recreates them with its template's CA.
+        assert_eq!(in_use(Some(&cached), &[]), ["template"]);
+        assert!(in_use(None, &[]).is_empty());
     }
 
     #[test]

@@ -225,11 +225,7 @@ pub async fn observe(
     let now = Timestamp::now();
 
     let namespace = ensemble.namespace().unwrap_or_default();
-    let stateful_set = ctx
-        .stores
-        .stateful_sets
-        .get(&ObjectRef::new(&names::stateful_set(ensemble)).within(&namespace))
-        .map(|cached| cached.facts.clone());
+    let stateful_set = ctx.stores.stateful_set(ensemble);
     let mut pods = BTreeMap::new();
     for (voter, pod) in &voters {
         let Some(pod) = pod else { continue };

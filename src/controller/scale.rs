@@ -48,11 +48,7 @@ pub fn config_map_says_formed(stores: &Stores, ensemble: &ZooKeeperEnsemble) -> 
 
 /// The replicas of the ensemble's StatefulSet in `stores` (None: there is none yet).
 pub fn stateful_set_replicas(stores: &Stores, ensemble: &ZooKeeperEnsemble) -> Option<u32> {
-    let namespace = ensemble.namespace().unwrap_or_default();
-    let stateful_set = stores
-        .stateful_sets
-        .get(&ObjectRef::new(&names::stateful_set(ensemble)).within(&namespace))?;
-    u32::try_from(stateful_set.facts.spec.as_ref()?.replicas?).ok()
+    u32::try_from(stores.stateful_set(ensemble)?.spec.as_ref()?.replicas?).ok()
 }
 
 /// `status.membership` for a committed membership and the step taken.

@@ -77,19 +77,58 @@ pub async fn bind_named_pod(pods: &Api<Pod>, name: &str, ip: std::net::Ipv4Addr)
         pods.get_opt(&name).await.unwrap()
     })
     .await;
+    running(pods, &name, None, ip, true).await.unwrap();
+    pod.uid().unwrap()
+}
+
+/// Plays the kubelet for pod `zk-<i>` of uid `uid`, whose server has started at `ip` but may
+/// not serve yet: Running, not Ready, as the agent's readiness probe (which waits until the
+/// server serves) leaves it; [`mark_ready`] once it serves. Fails with a conflict if the pod
+/// was replaced.
+pub async fn start_not_ready(
+    pods: &Api<Pod>,
+    i: usize,
+    uid: &str,
+    ip: std::net::Ipv4Addr,
+) -> Result<(), kube::Error> {
+    running(pods, &format!("zk-{i}"), Some(uid), ip, false).await
+}
+
+/// Marks pod `zk-<i>` of uid `uid`, running at `ip`, Ready: its server serves. Fails with a
+/// conflict if the pod was replaced.
+pub async fn mark_ready(
+    pods: &Api<Pod>,
+    i: usize,
+    uid: &str,
+    ip: std::net::Ipv4Addr,
+) -> Result<(), kube::Error> {
+    running(pods, &format!("zk-{i}"), Some(uid), ip, true).await
+}
+
+/// The pod `name` Running at `ip`, Ready or not; if `uid` is given, only the pod of that uid.
+async fn running(
+    pods: &Api<Pod>,
+    name: &str,
+    uid: Option<&str>,
+    ip: std::net::Ipv4Addr,
+    ready: bool,
+) -> Result<(), kube::Error> {
+    let ready = if ready { "True" } else { "False" };
     pods.patch_status(
-        &name,
+        name,
         &PatchParams::default(),
-        &Patch::Merge(json!({"status": {
-            "phase": "Running",
-            "podIP": ip.to_string(),
-            "podIPs": [{"ip": ip.to_string()}],
-            "conditions": [{"type": "Ready", "status": "True"}],
-        }})),
+        &Patch::Merge(json!({
+            "metadata": uid.map(|uid| json!({"uid": uid})).unwrap_or_else(|| json!({})),
+            "status": {
+                "phase": "Running",
+                "podIP": ip.to_string(),
+                "podIPs": [{"ip": ip.to_string()}],
+                "conditions": [{"type": "Ready", "status": ready}],
+            },
+        })),
     )
     .await
-    .unwrap();
-    pod.uid().unwrap()
+    .map(|_| ())
 }
 
 /// Plays the kubelet for pod `zk-<i>` (of uid `uid`: the patch fails with a conflict if the pod
