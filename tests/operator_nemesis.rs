@@ -10,10 +10,11 @@
 //! lands too (`kill -9` of a server, which its container restarts; a freeze past the
 //! failed-member threshold, which the operator answers by evicting the pod; or its volume
 //! wiped, which its agent refuses to start a voter on, and the operator answers by taking it
-//! out of the voters, replacing its pod and adding it back once synced). Each draw and its
-//! time is printed with the seed; `ZOOHERD_FAULT_SEED=<seed>` replays the draws. After each round
-//! the ensemble must come back by itself: ACTIVE 3/3 with voters 1-3, every pod at the
-//! StatefulSet's revision. The seed also draws whether the whole run enforces client
+//! out of the voters, replacing its pod and adding it back once synced), or, in a round that
+//! does not roll, the leader's pod deleted by hand instead. Each draw and its time is printed
+//! with the seed; `ZOOHERD_FAULT_SEED=<seed>` replays the draws. After each round the ensemble
+//! must come back by itself: ACTIVE 3/3 with voters 1-3, every pod at the StatefulSet's
+//! revision. The seed also draws whether the whole run enforces client
 //! authentication (SASL), so that the operator's own login is under the same faults
 //! ([`ClientAuthDraw`]).
 //!
@@ -89,6 +90,10 @@ const AUTH_DRAW_SALT: u64 = 0x0a07_5a51;
 /// Mixed into the seed for each round's draw of a node drain, apart from the rounds' other
 /// draws for the same reason.
 const DRAIN_DRAW_SALT: u64 = 0x0d4a_1e5d;
+
+/// Mixed into the seed for each round's draw of the leader's pod deleted by hand (`kubectl
+/// delete pod`), apart from the rounds' other draws for the same reason.
+const LEADER_DELETION_DRAW_SALT: u64 = 0x1ead_de1e;
 
 /// The nodes the pods run on.
 const NODES: [&str; 2] = ["nemesis-a", "nemesis-b"];
@@ -223,6 +228,7 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
     let count = |what: &'static str| *drawn.lock().unwrap().entry(what).or_default() += 1;
     let mut windows = Vec::new();
     let mut drain_draws = Rng::new(seed ^ DRAIN_DRAW_SALT);
+    let mut deletion_draws = Rng::new(seed ^ LEADER_DELETION_DRAW_SALT);
     // The drain's own client: one that does not retry a 429 by itself (kube's default does,
     // for minutes), so that a refusal of the budget is seen and retried as kubectl does.
     let mut config = cp.config().await;
@@ -285,6 +291,13 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
         // and here (no readiness probe) a frozen or killed server's pod stays Ready, so the
         // two together would exceed the fault tolerance, which a real node's probe prevents.
         let member_fault = Some(rng.below(4)).filter(|_| !drains).unwrap_or(0);
+        // The leader's pod deleted by hand (drawn every round, as the drain), in a round that
+        // does not roll, in place of the member fault: a deletion bypasses the budget, so
+        // beside a roll step or another member fault it would take two of three servers,
+        // beyond the fault tolerance, which no operator can prevent.
+        let deletes_leader = deletion_draws.below(2) == 1 && !matches!(disruption_kind, 1 | 2);
+        let deletion_at = deletion_draws.below(8_000);
+        let member_fault = if deletes_leader { 0 } else { member_fault };
         // One of the three that are always there.
         let victim = rng.below(3) as usize;
         let (operator_at, member_at) = (rng.below(8_000), rng.below(8_000));
@@ -398,6 +411,31 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
                 }
             }
         };
+        let leader_deleted = async {
+            if !deletes_leader {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(deletion_at)).await;
+            let Some(leader) = zookeeper.lock().await.leader().await else {
+                at("member: no leader now, no pod deleted");
+                return;
+            };
+            match pods
+                .delete(&format!("zk-{leader}"), &Default::default())
+                .await
+            {
+                Ok(_) => {
+                    at(&format!("member: the leader's pod zk-{leader} deleted"));
+                    count("member: the leader's pod deleted");
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    at(&format!(
+                        "member: the leader's pod zk-{leader} gone already"
+                    ));
+                }
+                Err(e) => panic!("deleting zk-{leader}: {e}"),
+            }
+        };
         let drained = async {
             if drains {
                 tokio::time::sleep(Duration::from_millis(drain_at)).await;
@@ -405,7 +443,7 @@ async fn a_seeded_nemesis_of_rolls_scales_operator_faults_and_member_faults_lose
                 count("node drained during the roll");
             }
         };
-        futures::join!(disruption, operator, member, drained);
+        futures::join!(disruption, operator, member, drained, leader_deleted);
         replicas.replace_exited();
         let round_began = Instant::now();
         settled(&ensembles, &client, &ns, &zookeeper).await;
