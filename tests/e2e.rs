@@ -13,7 +13,9 @@
 //! servers back.
 //!
 //! Then the day-2 stories of issue 8, with the writer too: an image change rolled over 5 servers
-//! (followers first, the leader last) and scaling 3 -> 5 -> 3 -> 1 -> 3 by reconfiguration.
+//! (followers first, the leader last; beside the writer, issue 13's checked workload through the
+//! servers' names, which follow the new pods' IPs) and scaling 3 -> 5 -> 3 -> 1 -> 3 by
+//! reconfiguration.
 //! Last, issue 20's drain story (tests/e2e/drain.rs): `kubectl drain` of the node while a roll
 //! has a server away is refused by the PodDisruptionBudget, and the roll finishes after the
 //! uncordon, with never fewer than a quorum of servers up. Then issue 13's partition
@@ -82,7 +84,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use nix::sys::signal::Signal;
 use serde_json::json;
+use support::fault::CheckedWorkload;
 use support::local_cluster::{AdminAccess, LocalCluster, OPERATOR_NAMESPACE};
+use support::pod_names::PodNames;
 use support::prometheus::Prometheus;
 use support::rogue;
 use zooherd::api::{MemberState, Phase, ZooKeeperEnsemble, ZooKeeperEnsembleStatus};
@@ -1079,6 +1083,12 @@ async fn image_change_rolls(cluster: &LocalCluster, client: &kube::Client, ns: &
 
     let writer = Writer::start(pods.clone(), selector(name));
     writer.wait_for_writes("before the roll").await;
+    // Beside it, the fault tier's checked workload (concurrent sessions, compare-and-set
+    // writes, the history checked for linearizability) through the servers' names, which
+    // follow the replaced pods to their new IPs as a client's DNS names do.
+    let servers: Vec<String> = (0..5).map(|i| format!("{name}-{i}")).collect();
+    let by_name = PodNames::start(&pods, &servers, 2181).await;
+    let workload = CheckedWorkload::start(&by_name.connect_string(), "e2e-roll").await;
     let t = Instant::now();
     let stop_sampling = Arc::new(AtomicBool::new(false));
     let admin = AdminAccess::of(client, ns, name).await;
@@ -1189,6 +1199,8 @@ async fn image_change_rolls(cluster: &LocalCluster, client: &kube::Client, ns: &
         "(roll) {}",
         verify_writes(&pods, &selector(name), &report).await
     );
+    workload.finish().await;
+    drop(by_name);
     for event in Api::<Event>::namespaced(client.clone(), ns)
         .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
         .await

@@ -23,6 +23,7 @@ pub mod local_cluster;
 pub mod member_networks;
 pub mod node;
 pub mod operator;
+pub mod pod_names;
 pub mod prometheus;
 pub mod proxy;
 pub mod rogue;
